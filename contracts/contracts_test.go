@@ -1,0 +1,117 @@
+package contracts
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// samples holds one valid value of every contract, keyed by name.
+func samples() map[string]Event {
+	at := time.Date(2026, 11, 27, 20, 0, 0, 0, time.UTC)
+	return map[string]Event{
+		LocationCreatedName: &LocationCreated{ID: "loc-1", Name: "Olympiastadion", Address: "Olympischer Platz 3",
+			Country: "DE", OpenTime: 8, CloseTime: 23, Halls: []Hall{{Name: "Main", Capacity: 74475}}},
+		EventCreatedName: &EventCreated{ID: "ev-1", Name: "Opera Aida", LocationID: "loc-1", Hall: "Main",
+			Capacity: 74475, StartDate: at, EndDate: at.Add(3 * time.Hour)},
+		EventBookedName: &EventBooked{ID: "bk-1", EventID: "ev-1", UserID: "u-1", Seats: 2, Date: at},
+	}
+}
+
+func TestEveryNameHasASampleAndRoundTrips(t *testing.T) {
+	s := samples()
+	if got, want := Names(), []string{EventBookedName, EventCreatedName, LocationCreatedName}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Names() = %v, want %v", got, want)
+	}
+	for _, name := range Names() {
+		ev := s[name]
+		if ev.EventName() != name {
+			t.Errorf("%T.EventName() = %q, want %q", ev, ev.EventName(), name)
+		}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatalf("marshal %s: %v", name, err)
+		}
+		got, err := Decode(name, body)
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", name, err)
+		}
+		if !reflect.DeepEqual(got, ev) {
+			t.Errorf("Decode(%s) = %+v, want %+v", name, got, ev)
+		}
+		value, err := Wrap(ev)
+		if err != nil {
+			t.Fatalf("Wrap(%s): %v", name, err)
+		}
+		gotName, got, err := Unwrap(value)
+		if err != nil || gotName != name || !reflect.DeepEqual(got, ev) {
+			t.Errorf("Unwrap(Wrap(%s)) = %q %+v %v", name, gotName, got, err)
+		}
+	}
+}
+
+func TestJSONFieldNamesAreSnakeCase(t *testing.T) {
+	body, err := json.Marshal(samples()[EventCreatedName])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(body, &fields); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"id", "name", "location_id", "hall", "capacity", "start_date", "end_date"} {
+		if _, ok := fields[want]; !ok {
+			t.Errorf("event.created JSON has no %q field: %s", want, body)
+		}
+	}
+	if len(fields) != 7 {
+		t.Errorf("event.created JSON has %d fields, want 7 distinct ones: %s", len(fields), body)
+	}
+}
+
+func TestPartitionKeyIsTheEntityID(t *testing.T) {
+	s := samples()
+	for name, want := range map[string]string{LocationCreatedName: "loc-1", EventCreatedName: "ev-1", EventBookedName: "ev-1"} {
+		if got := s[name].PartitionKey(); got != want {
+			t.Errorf("%s partition key = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestDecodeRejectsBadInput(t *testing.T) {
+	tests := []struct {
+		name, event, body, want string
+	}{
+		{"unknown name", "user.created", `{"id":"x"}`, "unknown event name"},
+		{"malformed JSON", EventCreatedName, `{"id":`, "decoding event.created"},
+		{"trailing data", EventCreatedName, `{"id":"e","location_id":"l","hall":"h"} {}`, "trailing data"},
+		{"missing id", EventCreatedName, `{"name":"x","location_id":"l","hall":"h"}`, "id is empty"},
+		{"bad time", EventBookedName, `{"id":"b","event_id":"e","seats":1,"date":"yesterday"}`, "decoding event.booked"},
+		{"zero seats", EventBookedName, `{"id":"b","event_id":"e","seats":0}`, "seats must be at least 1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(tc.event, []byte(tc.body))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Decode = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Decode("nope", nil); !errors.Is(err, ErrUnknownEvent) {
+		t.Errorf("unknown name: %v is not ErrUnknownEvent", err)
+	}
+	if _, err := Decode(EventBookedName, []byte(`{"id":"b","event_id":"e","seats":-1}`)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("negative seats: %v is not ErrInvalid", err)
+	}
+}
+
+func TestUnwrapRejectsBadEnvelopes(t *testing.T) {
+	for _, value := range []string{``, `[]`, `{}`, `{"eventName":"event.created"}`, `{"eventName":"x.y","payload":{}}`, `{"eventName":"event.created","payload":"text"}`} {
+		if _, ev, err := Unwrap([]byte(value)); err == nil {
+			t.Errorf("Unwrap(%s) = %+v, want an error", value, ev)
+		}
+	}
+}

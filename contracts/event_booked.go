@@ -1,0 +1,34 @@
+package contracts
+
+import "time"
+
+// EventBookedName is the name of EventBooked.
+const EventBookedName = "event.booked"
+
+// EventBooked is emitted by BookingService when a booking is stored. ID is
+// the booking's ID; the partition key is the event's ID, so that all
+// bookings of one event stay in order with its creation.
+type EventBooked struct {
+	ID      string    `json:"id"`
+	EventID string    `json:"event_id"`
+	UserID  string    `json:"user_id"`
+	Seats   int       `json:"seats"`
+	Date    time.Time `json:"date"`
+}
+
+// EventName returns "event.booked".
+func (EventBooked) EventName() string { return EventBookedName }
+
+// PartitionKey returns the event ID (not the booking ID).
+func (e EventBooked) PartitionKey() string { return e.EventID }
+
+// Validate requires the booking and event IDs and at least one seat.
+func (e EventBooked) Validate() error {
+	switch {
+	case e.ID == "" || e.EventID == "":
+		return invalid(EventBookedName, "id and event_id are required")
+	case e.Seats < 1:
+		return invalid(EventBookedName, "seats must be at least 1, got %d", e.Seats)
+	}
+	return nil
+}

@@ -1,0 +1,38 @@
+package contracts
+
+import "time"
+
+// EventCreatedName is the name of EventCreated.
+const EventCreatedName = "event.created"
+
+// EventCreated is emitted by EventService when an event (a concert, say) is
+// stored. It carries the capacity of its hall so that BookingService can
+// refuse to overbook from its own copy, without asking EventService.
+type EventCreated struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	LocationID string    `json:"location_id"`
+	Hall       string    `json:"hall"`
+	Capacity   int       `json:"capacity"`
+	StartDate  time.Time `json:"start_date"`
+	EndDate    time.Time `json:"end_date"`
+}
+
+// EventName returns "event.created".
+func (EventCreated) EventName() string { return EventCreatedName }
+
+// PartitionKey returns the event ID.
+func (e EventCreated) PartitionKey() string { return e.ID }
+
+// Validate requires the IDs, the hall and a non-negative capacity.
+func (e EventCreated) Validate() error {
+	switch {
+	case e.ID == "":
+		return invalid(EventCreatedName, "id is empty")
+	case e.LocationID == "" || e.Hall == "":
+		return invalid(EventCreatedName, "location_id and hall are required")
+	case e.Capacity < 0:
+		return invalid(EventCreatedName, "capacity %d is negative", e.Capacity)
+	}
+	return nil
+}

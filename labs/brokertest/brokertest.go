@@ -1,0 +1,194 @@
+// Package brokertest hands each test a real RabbitMQ or Kafka broker.
+//
+// Every lab test and every capstone test gets its broker here, always in the
+// same order:
+//
+//  1. AMQP_URL / KAFKA_BROKERS set: use them. Unreachable is a failure with a
+//     clear message, never a skip.
+//  2. A Docker engine answers: start a container with testcontainers-go
+//     (pinned images), shared by the tests of one package; its logs are
+//     printed when a test fails.
+//  3. No Docker: Kafka comes from an embedded in-process cluster (kfake);
+//     RabbitMQ from amqp://guest:guest@127.0.0.1:5672/ if that answers.
+//  4. Nothing: the test is skipped with a message that says how to get a
+//     broker, or fails when the CI environment variable is set, so that CI
+//     can never pass by skipping.
+//
+// Each test isolates itself with unique names from [Name], so one broker
+// serves all tests, parallel ones included. A package that may start
+// containers calls [Main] from its TestMain so they are removed at the end.
+package brokertest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+)
+
+// Backend says where a broker came from.
+type Backend string
+
+// The backends, in the order they are tried.
+const (
+	FromEnvironment Backend = "environment" // AMQP_URL or KAFKA_BROKERS
+	FromContainer   Backend = "container"   // testcontainers-go
+	FromLocal       Backend = "local"       // RabbitMQ on 127.0.0.1:5672
+	FromEmbedded    Backend = "embedded"    // in-process Kafka (kfake)
+)
+
+// Pinned container images.
+const (
+	RabbitMQImage = "rabbitmq:4.1-management"
+	KafkaImage    = "apache/kafka:4.1.0"
+)
+
+// dockerProbeTimeout bounds how long we wait for a Docker engine that exists
+// but does not answer.
+const dockerProbeTimeout = 5 * time.Second
+
+// probes are the facts the selection depends on. Tests of this package
+// replace them with fakes; everything else uses realProbes.
+type probes struct {
+	getenv func(string) string
+	docker func(context.Context) error
+	amqp   func(ctx context.Context, url string) error        // dial and log in
+	kafka  func(ctx context.Context, brokerList string) error // metadata request
+}
+
+// choice is the outcome of a selection.
+type choice struct {
+	backend Backend
+	target  string // AMQP URL or comma-separated Kafka brokers; empty for container/embedded
+	reason  string
+}
+
+// errNoBroker means no backend is available; the caller skips or, under CI,
+// fails.
+type errNoBroker struct{ howTo string }
+
+func (e errNoBroker) Error() string { return e.howTo }
+
+// inCI reports whether the CI environment variable asks for strictness.
+func inCI(getenv func(string) string) bool {
+	switch strings.ToLower(strings.TrimSpace(getenv("CI"))) {
+	case "", "0", "false", "no":
+		return false
+	}
+	return true
+}
+
+// resolve turns a selection error into the right test outcome.
+func resolve(t testing.TB, getenv func(string) string, err error) {
+	t.Helper()
+	if nb, ok := err.(errNoBroker); ok {
+		if inCI(getenv) {
+			t.Fatalf("brokertest: no broker and CI is set, so this is a failure, not a skip: %s", nb.howTo)
+		}
+		t.Skipf("brokertest: skipped, no broker: %s", nb.howTo)
+	}
+	t.Fatalf("brokertest: %v", err)
+}
+
+// dockerHealthy reports whether a Docker engine answers. Without an engine
+// it returns in well under a millisecond.
+func dockerHealthy(ctx context.Context) (err error) {
+	defer func() {
+		// Some provider lookups panic when no engine is configured at all.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("docker provider: %v", r)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
+	defer cancel()
+	provider, err := testcontainers.ProviderDefault.GetProvider()
+	if err != nil {
+		return fmt.Errorf("docker provider: %w", err)
+	}
+	defer provider.Close()
+	if err := provider.Health(ctx); err != nil {
+		return fmt.Errorf("docker health: %w", err)
+	}
+	return nil
+}
+
+// dockerOnce caches the Docker answer for the whole test binary.
+var dockerOnce = sync.OnceValue(func() error { return dockerHealthy(context.Background()) })
+
+// Name returns a name unique to this test and run, for an exchange, queue,
+// topic or consumer group: the prefix, the test name and a random suffix,
+// using only characters that both RabbitMQ and Kafka accept.
+func Name(t testing.TB, prefix string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, r := range strings.ToLower(t.Name()) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	base := strings.Trim(b.String(), "-")
+	if len(base) > 60 {
+		base = base[len(base)-60:]
+	}
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		t.Fatalf("brokertest: random suffix: %v", err)
+	}
+	return prefix + "." + base + "." + hex.EncodeToString(suffix)
+}
+
+// Eventually polls check until it returns nil or the timeout passes; then it
+// fails the test with check's last error. Tests wait with it instead of
+// sleeping.
+func Eventually(t testing.TB, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	interval := 5 * time.Millisecond
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still not true after %v: %v", timeout, err)
+		}
+		<-time.After(interval)
+		if interval < 200*time.Millisecond {
+			interval *= 2
+		}
+	}
+}
+
+// shared holds what the tests of one package share: started containers and
+// the embedded Kafka, and how to stop them.
+var shared struct {
+	mu       sync.Mutex
+	rabbit   *RabbitMQ
+	kafka    *KafkaCluster
+	stoppers []func()
+}
+
+// Main runs the tests of a package and then stops the containers and
+// embedded brokers they started. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { brokertest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	shared.mu.Lock()
+	for i := len(shared.stoppers) - 1; i >= 0; i-- {
+		shared.stoppers[i]()
+	}
+	shared.stoppers = nil
+	shared.mu.Unlock()
+	os.Exit(code)
+}

@@ -1,0 +1,237 @@
+package brokertest
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) { Main(m) }
+
+// fakes builds probes from fixed answers.
+func fakes(env map[string]string, docker, amqpErr, kafkaErr error) probes {
+	return probes{
+		getenv: func(k string) string { return env[k] },
+		docker: func(context.Context) error { return docker },
+		amqp:   func(context.Context, string) error { return amqpErr },
+		kafka:  func(context.Context, string) error { return kafkaErr },
+	}
+}
+
+var errDown = errors.New("connection refused")
+
+func TestChooseRabbitMQ(t *testing.T) {
+	const explicit = "amqp://app:secret@broker.example:5672/"
+	tests := []struct {
+		name        string
+		env         map[string]string
+		docker      error
+		dial        error
+		wantBackend Backend
+		wantTarget  string
+		wantErr     string // substring; empty means no error
+		wantNoBroke bool   // the error means "skip, or fail under CI"
+	}{
+		{name: "explicit URL wins over Docker and local", env: map[string]string{"AMQP_URL": explicit},
+			wantBackend: FromEnvironment, wantTarget: explicit},
+		{name: "unreachable explicit URL is a failure", env: map[string]string{"AMQP_URL": explicit}, dial: errDown,
+			wantErr: "AMQP_URL=amqp://app:xxxxx@broker.example:5672/ is set but that broker does not answer"},
+		{name: "Docker answers", wantBackend: FromContainer},
+		{name: "no Docker, local broker answers", docker: errDown,
+			wantBackend: FromLocal, wantTarget: DefaultAMQPURL},
+		{name: "nothing at all", docker: errDown, dial: errDown,
+			wantErr: "docker compose -f docker/compose.yaml up -d --wait rabbitmq", wantNoBroke: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := chooseRabbitMQ(context.Background(), fakes(tc.env, tc.docker, tc.dial, nil))
+			checkChoice(t, got, err, tc.wantBackend, tc.wantTarget, tc.wantErr, tc.wantNoBroke)
+		})
+	}
+}
+
+func TestChooseKafka(t *testing.T) {
+	tests := []struct {
+		name        string
+		env         map[string]string
+		docker      error
+		dial        error
+		wantBackend Backend
+		wantTarget  string
+		wantErr     string
+	}{
+		{name: "explicit brokers win over Docker", env: map[string]string{"KAFKA_BROKERS": "k1:9092,k2:9092"},
+			wantBackend: FromEnvironment, wantTarget: "k1:9092,k2:9092"},
+		{name: "unreachable explicit brokers are a failure", env: map[string]string{"KAFKA_BROKERS": "k1:9092"}, dial: errDown,
+			wantErr: "KAFKA_BROKERS=k1:9092 is set but no Kafka answers there"},
+		{name: "Docker answers", wantBackend: FromContainer},
+		{name: "no Docker: embedded, never a skip", docker: errDown, wantBackend: FromEmbedded},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := chooseKafka(context.Background(), fakes(tc.env, tc.docker, nil, tc.dial))
+			checkChoice(t, got, err, tc.wantBackend, tc.wantTarget, tc.wantErr, false)
+		})
+	}
+}
+
+func checkChoice(t *testing.T, got choice, err error, backend Backend, target, wantErr string, noBroker bool) {
+	t.Helper()
+	if wantErr != "" {
+		if err == nil {
+			t.Fatalf("got backend %q, want error containing %q", got.backend, wantErr)
+		}
+		if !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("error %q does not contain %q", err, wantErr)
+		}
+		if _, isNoBroker := err.(errNoBroker); isNoBroker != noBroker {
+			t.Fatalf("error %q: no-broker = %v, want %v", err, isNoBroker, noBroker)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	if got.backend != backend || got.target != target {
+		t.Fatalf("got backend %q target %q, want %q %q", got.backend, got.target, backend, target)
+	}
+}
+
+// recorder is a testing.TB that records how resolve ended the test.
+type recorder struct {
+	testing.TB
+	fatal, skip string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.fatal = format
+	runtime.Goexit()
+}
+func (r *recorder) Skipf(format string, args ...any) {
+	r.skip = format
+	runtime.Goexit()
+}
+
+func runResolve(env map[string]string) *recorder {
+	r := &recorder{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resolve(r, func(k string) string { return env[k] }, errNoBroker{howTo: "start a broker"})
+	}()
+	<-done
+	return r
+}
+
+func TestNoBrokerSkipsLocallyButFailsUnderCI(t *testing.T) {
+	if r := runResolve(nil); r.skip == "" || r.fatal != "" {
+		t.Errorf("without CI: skip=%q fatal=%q, want a skip", r.skip, r.fatal)
+	}
+	for _, v := range []string{"true", "1", "yes"} {
+		if r := runResolve(map[string]string{"CI": v}); r.fatal == "" || r.skip != "" {
+			t.Errorf("CI=%s: skip=%q fatal=%q, want a failure", v, r.skip, r.fatal)
+		}
+	}
+	if r := runResolve(map[string]string{"CI": "false"}); r.skip == "" {
+		t.Errorf("CI=false: want a skip, got fatal=%q", r.fatal)
+	}
+}
+
+// TestDockerProbeIsFast checks the real probe: on a machine without a Docker
+// engine the container path must be ruled out in milliseconds.
+func TestDockerProbeIsFast(t *testing.T) {
+	start := time.Now()
+	err := dockerHealthy(context.Background())
+	took := time.Since(start)
+	if err == nil {
+		t.Logf("a Docker engine answers (in %v): the container path is used", took)
+		return
+	}
+	t.Logf("no Docker engine (%v), ruled out in %v", firstLine(err), took)
+	if took > time.Second {
+		t.Errorf("ruling out Docker took %v; it must take milliseconds", took)
+	}
+}
+
+func TestExplicitAMQPURLAgainstRealBroker(t *testing.T) {
+	rabbit := AMQP(t)
+	t.Setenv("AMQP_URL", rabbit.URL)
+	got, err := chooseRabbitMQ(context.Background(), realProbes())
+	if err != nil || got.backend != FromEnvironment || got.target != rabbit.URL {
+		t.Fatalf("explicit working URL: got %+v, %v", got, err)
+	}
+
+	t.Setenv("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/")
+	_, err = chooseRabbitMQ(context.Background(), realProbes())
+	if err == nil || !strings.Contains(err.Error(), "does not answer") {
+		t.Fatalf("closed port: got %v, want a 'does not answer' failure", err)
+	}
+
+	u, err := url.Parse(rabbit.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), "definitely-wrong")
+	t.Setenv("AMQP_URL", u.String())
+	_, err = chooseRabbitMQ(context.Background(), realProbes())
+	if err == nil || !strings.Contains(err.Error(), "credentials refused") {
+		t.Fatalf("wrong password: got %v, want a 'credentials refused' failure", err)
+	}
+	if strings.Contains(err.Error(), "definitely-wrong") {
+		t.Fatalf("the error leaks the password: %v", err)
+	}
+}
+
+func TestExplicitKafkaBrokersAgainstRealBroker(t *testing.T) {
+	kafka := Kafka(t)
+	t.Setenv("KAFKA_BROKERS", strings.Join(kafka.Brokers, ","))
+	got, err := chooseKafka(context.Background(), realProbes())
+	if err != nil || got.backend != FromEnvironment {
+		t.Fatalf("explicit working brokers: got %+v, %v", got, err)
+	}
+
+	t.Setenv("KAFKA_BROKERS", "127.0.0.1:1")
+	_, err = chooseKafka(context.Background(), realProbes())
+	if err == nil || !strings.Contains(err.Error(), "no Kafka answers there") {
+		t.Fatalf("closed port: got %v, want a 'no Kafka answers' failure", err)
+	}
+}
+
+func TestRabbitMQCtlReachesTheBroker(t *testing.T) {
+	rabbit := AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := rabbit.Ctl(ctx, "status")
+	if err != nil {
+		t.Fatalf("rabbitmqctl status: %v", err)
+	}
+	if !strings.Contains(out, "RabbitMQ version") {
+		t.Fatalf("rabbitmqctl status printed no version:\n%s", out)
+	}
+}
+
+func TestNameIsUniqueAndPortable(t *testing.T) {
+	valid := regexp.MustCompile(`^[a-z0-9.-]+$`)
+	a, b := Name(t, "q"), Name(t, "q")
+	if a == b {
+		t.Fatalf("two calls gave the same name %q", a)
+	}
+	for _, n := range []string{a, b} {
+		if !valid.MatchString(n) || !strings.HasPrefix(n, "q.testnameisuniqueandportable.") {
+			t.Fatalf("name %q is not prefix.test-name.suffix in [a-z0-9.-]", n)
+		}
+	}
+}
+
+func TestSplitBrokers(t *testing.T) {
+	got := strings.Join(SplitBrokers(" a:1, ,b:2,"), "|")
+	if got != "a:1|b:2" {
+		t.Fatalf("SplitBrokers = %q, want a:1|b:2", got)
+	}
+}

@@ -1,0 +1,212 @@
+package brokertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/testcontainers/testcontainers-go"
+	tcexec "github.com/testcontainers/testcontainers-go/exec"
+	tcrabbitmq "github.com/testcontainers/testcontainers-go/modules/rabbitmq"
+)
+
+// DefaultAMQPURL is the local development broker the labs fall back to.
+const DefaultAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// RabbitMQ is a broker handed to a test.
+type RabbitMQ struct {
+	URL     string  // AMQP URL with credentials
+	Backend Backend // where it came from
+	reason  string
+
+	ctl  func(ctx context.Context, args ...string) (string, error)
+	logs func(ctx context.Context) (string, error)
+}
+
+// Ctl runs rabbitmqctl against the broker (on this machine, or inside the
+// container) and returns its output, e.g. Ctl(ctx, "close_all_connections",
+// "test"), so a test can make the broker do what a real outage does.
+func (r *RabbitMQ) Ctl(ctx context.Context, args ...string) (string, error) {
+	if r.ctl == nil {
+		return "", fmt.Errorf("rabbitmqctl is not reachable for the %s broker %s", r.Backend, Redact(r.URL))
+	}
+	return r.ctl(ctx, args...)
+}
+
+// AMQP returns the RabbitMQ broker for this test, chosen in the order the
+// package documentation gives, and logs which one it is.
+func AMQP(t testing.TB) *RabbitMQ {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.rabbit == nil {
+		p := realProbes()
+		c, err := chooseRabbitMQ(context.Background(), p)
+		if err != nil {
+			resolve(t, p.getenv, err)
+		}
+		r, err := provideRabbitMQ(c)
+		if err != nil {
+			t.Fatalf("brokertest: %v", err)
+		}
+		shared.rabbit = r
+	}
+	r := shared.rabbit
+	t.Logf("brokertest: RabbitMQ at %s, backend %s (%s)", Redact(r.URL), r.Backend, r.reason)
+	if r.logs != nil {
+		t.Cleanup(func() {
+			if !t.Failed() {
+				return
+			}
+			out, err := r.logs(context.Background())
+			if err != nil {
+				t.Logf("brokertest: reading RabbitMQ container logs: %v", err)
+				return
+			}
+			t.Logf("brokertest: RabbitMQ container logs:\n%s", out)
+		})
+	}
+	return r
+}
+
+// chooseRabbitMQ applies the selection order.
+func chooseRabbitMQ(ctx context.Context, p probes) (choice, error) {
+	if u := p.getenv("AMQP_URL"); u != "" {
+		if err := p.amqp(ctx, u); err != nil {
+			return choice{}, fmt.Errorf("AMQP_URL=%s is set but that broker does not answer: %v; start it, fix AMQP_URL, or unset AMQP_URL to use Docker or the local broker", Redact(u), err)
+		}
+		return choice{backend: FromEnvironment, target: u, reason: "AMQP_URL is set"}, nil
+	}
+	dockerErr := p.docker(ctx)
+	if dockerErr == nil {
+		return choice{backend: FromContainer, reason: "Docker answers; image " + RabbitMQImage}, nil
+	}
+	localErr := p.amqp(ctx, DefaultAMQPURL)
+	if localErr == nil {
+		return choice{backend: FromLocal, target: DefaultAMQPURL, reason: "no AMQP_URL and no Docker engine; the local broker answers"}, nil
+	}
+	return choice{}, errNoBroker{howTo: fmt.Sprintf(
+		"AMQP_URL is not set, no Docker engine answers (%v) and nothing answers at %s (%v). "+
+			"Get a broker with one of: `docker compose -f docker/compose.yaml up -d --wait rabbitmq`; "+
+			"a local RabbitMQ (`rabbitmq-server -detached`); or AMQP_URL=amqp://user:pass@host:5672/",
+		firstLine(dockerErr), Redact(DefaultAMQPURL), localErr)}
+}
+
+// provideRabbitMQ turns a choice into a running broker.
+func provideRabbitMQ(c choice) (*RabbitMQ, error) {
+	r := &RabbitMQ{URL: c.target, Backend: c.backend, reason: c.reason}
+	switch c.backend {
+	case FromEnvironment, FromLocal:
+		if isLoopback(c.target) {
+			if path, err := exec.LookPath("rabbitmqctl"); err == nil {
+				r.ctl = func(ctx context.Context, args ...string) (string, error) {
+					out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+					if err != nil {
+						return string(out), fmt.Errorf("rabbitmqctl %s: %w: %s", strings.Join(args, " "), err, out)
+					}
+					return string(out), nil
+				}
+			}
+		}
+		return r, nil
+	case FromContainer:
+		return startRabbitMQContainer(r)
+	}
+	return nil, fmt.Errorf("unknown RabbitMQ backend %q", c.backend)
+}
+
+// startRabbitMQContainer starts the pinned RabbitMQ image, shared by the
+// tests of this package until Main stops it.
+func startRabbitMQContainer(r *RabbitMQ) (*RabbitMQ, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ctr, err := tcrabbitmq.Run(ctx, RabbitMQImage)
+	if ctr != nil {
+		shared.stoppers = append(shared.stoppers, func() { _ = testcontainers.TerminateContainer(ctr) })
+	}
+	if err != nil {
+		return nil, fmt.Errorf("starting RabbitMQ container %s: %w", RabbitMQImage, err)
+	}
+	u, err := ctr.AmqpURL(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading RabbitMQ container URL: %w", err)
+	}
+	r.URL = u
+	r.ctl = func(ctx context.Context, args ...string) (string, error) {
+		code, out, err := ctr.Exec(ctx, append([]string{"rabbitmqctl"}, args...), tcexec.Multiplexed())
+		if err != nil {
+			return "", fmt.Errorf("rabbitmqctl %s in container: %w", strings.Join(args, " "), err)
+		}
+		text, _ := io.ReadAll(out)
+		if code != 0 {
+			return string(text), fmt.Errorf("rabbitmqctl %s in container exited %d: %s", strings.Join(args, " "), code, text)
+		}
+		return string(text), nil
+	}
+	r.logs = func(ctx context.Context) (string, error) { return containerLogs(ctx, ctr) }
+	return r, nil
+}
+
+// dialAMQP checks that an AMQP URL answers and accepts its credentials.
+func dialAMQP(_ context.Context, rawURL string) error {
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)})
+	if err != nil {
+		var amqpErr *amqp.Error
+		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused {
+			return fmt.Errorf("credentials refused: %w", err)
+		}
+		return err
+	}
+	return conn.Close()
+}
+
+// Redact hides the password in a broker URL, for logs and messages.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	return u.Redacted()
+}
+
+// isLoopback reports whether the URL points at this machine.
+func isLoopback(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// firstLine keeps error messages on one line.
+func firstLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// containerLogs reads everything a container printed.
+func containerLogs(ctx context.Context, ctr testcontainers.Container) (string, error) {
+	rc, err := ctr.Logs(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	return string(b), err
+}

@@ -1,0 +1,114 @@
+// Package labtest keeps the lab documentation honest: a lab test runs the
+// program and checks that what it printed matches the "Expected output"
+// block of the lab's README.md and of its docs chapter.
+//
+// In an expected block, every number is a wildcard for any number (rates and
+// offsets differ from run to run) and <*> stands for any text on that line.
+// Everything else must match exactly, line by line.
+package labtest
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// ExpectedOutput returns the lines of the first fenced block that follows a
+// heading containing "Expected output" in the Markdown file at path.
+func ExpectedOutput(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	defer f.Close()
+	var (
+		lines     []string
+		inSection bool
+		inBlock   bool
+	)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case inBlock && strings.HasPrefix(line, "```"):
+			return lines, nil
+		case inBlock:
+			lines = append(lines, line)
+		case strings.HasPrefix(line, "#"):
+			inSection = strings.Contains(strings.ToLower(line), "expected output")
+		case inSection && strings.HasPrefix(line, "```"):
+			inBlock = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if inBlock {
+		return nil, fmt.Errorf("%s: the expected-output block is not closed", path)
+	}
+	return nil, fmt.Errorf("%s has no fenced block under an \"Expected output\" heading", path)
+}
+
+var number = regexp.MustCompile(`[0-9]+(\.[0-9]+)?`)
+
+// pattern turns one expected line into a regular expression.
+func pattern(line string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("^")
+	for i, part := range strings.Split(line, "<*>") {
+		if i > 0 {
+			b.WriteString(".*")
+		}
+		last := 0
+		for _, m := range number.FindAllStringIndex(part, -1) {
+			b.WriteString(regexp.QuoteMeta(part[last:m[0]]))
+			b.WriteString(`[0-9]+(\.[0-9]+)?`)
+			last = m[1]
+		}
+		b.WriteString(regexp.QuoteMeta(part[last:]))
+	}
+	b.WriteString("$")
+	return regexp.MustCompile(b.String())
+}
+
+// Match reports the first difference between the expected lines and what a
+// program printed, or nil when they match.
+func Match(expected []string, got string) error {
+	gotLines := strings.Split(strings.TrimRight(got, "\n"), "\n")
+	for i, want := range expected {
+		if i >= len(gotLines) {
+			return fmt.Errorf("line %d: expected %q, but the output ended", i+1, want)
+		}
+		if !pattern(want).MatchString(gotLines[i]) {
+			return fmt.Errorf("line %d: expected %q, got %q", i+1, want, gotLines[i])
+		}
+	}
+	if len(gotLines) > len(expected) {
+		return fmt.Errorf("line %d: the output goes on with %q, which the expected output does not show", len(expected)+1, gotLines[len(expected)])
+	}
+	return nil
+}
+
+// CheckOutput fails the test unless got matches the "Expected output" block
+// of every Markdown file given (typically the lab's README.md and its docs
+// chapter). replacements are old, new pairs applied to got first, so that
+// the unique names a test uses read like the defaults the docs show.
+func CheckOutput(t testing.TB, got string, files []string, replacements ...string) {
+	t.Helper()
+	if len(replacements)%2 != 0 {
+		t.Fatalf("labtest: replacements must come in old, new pairs")
+	}
+	normalised := strings.NewReplacer(replacements...).Replace(got)
+	for _, file := range files {
+		expected, err := ExpectedOutput(file)
+		if err != nil {
+			t.Fatalf("labtest: %v", err)
+		}
+		if err := Match(expected, normalised); err != nil {
+			t.Errorf("the output does not match %s: %v\n--- output (after replacements) ---\n%s", file, err, normalised)
+		}
+	}
+}
