@@ -1,0 +1,71 @@
+// Package msgqueue is the capstone's messaging library: one small interface
+// for emitting and listening to events, with AMQP (RabbitMQ), Kafka and
+// in-memory transports in its subpackages.
+//
+// The delivery rule is at-least-once: a message is acknowledged only after
+// the handler returned nil for it. A handler error means "not processed":
+// the message is delivered again later, so handlers must be idempotent
+// (the same event twice changes nothing). A message that can never be
+// processed (malformed, an unknown event name, or a handler that returns a
+// Permanent error) goes to a dead-letter queue or topic instead of looping
+// or vanishing.
+package msgqueue
+
+import (
+	"context"
+	"errors"
+
+	"example.com/myevents/contracts"
+)
+
+// Emitter publishes events.
+type Emitter interface {
+	// Emit publishes ev and returns only once the broker has taken
+	// responsibility for it (AMQP: a publisher confirm for a persistent
+	// message; Kafka: acknowledged by all in-sync replicas). An error means
+	// the event may not have been stored: the caller decides whether to
+	// retry. Emit is safe for concurrent use.
+	Emit(ctx context.Context, ev contracts.Event) error
+	// Close waits for outstanding emits and releases the connection.
+	Close() error
+}
+
+// Handler processes one event. Returning nil acknowledges it; returning an
+// error leaves it to be delivered again; returning Permanent(err) sends it to
+// the dead-letter queue.
+type Handler func(ctx context.Context, ev contracts.Event) error
+
+// Listener delivers events to a handler.
+type Listener interface {
+	// Listen calls h for every received event whose name is in names (all
+	// names the listener was built for when names is empty) until ctx is
+	// cancelled or Close is called, and then returns nil after in-flight
+	// handlers finished. It returns an error only when listening cannot
+	// start or cannot go on.
+	Listen(ctx context.Context, h Handler, names ...string) error
+	// Close stops listening, waits for in-flight handlers and releases the
+	// connection.
+	Close() error
+}
+
+// permanent marks an error that retrying cannot fix.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent wraps err so that the listener dead-letters the message instead
+// of delivering it again.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanent{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was made by
+// Permanent.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p)
+}
