@@ -1,0 +1,292 @@
+// Command 05-topic-wildcards shows which routing keys a topic exchange
+// delivers to which binding patterns, including the cases that surprise
+// people: # alone, # matching zero words, and * never matching zero words.
+//
+// It declares a topic exchange, binds one queue per pattern, publishes one
+// message per routing key with publisher confirms, reads back what every
+// queue received and prints the routing matrix.
+//
+// Usage:
+//
+//	go run ./labs/05-topic-wildcards [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange wildcards] [-queue wildcards] [-keep]
+//
+// Without -keep everything the program creates disappears when it exits.
+// With -keep the queues and their messages stay for five minutes, so you
+// can look at them (rabbitmqctl list_queues name messages).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// routingKeys are the keys the program publishes with, one message each.
+var routingKeys = []string{
+	"event.created.europe",
+	"event.created.asia",
+	"event.booked.europe",
+	"location.created.europe",
+	"event.created",               // two words
+	"event.created.europe.berlin", // four words
+	"event",                       // one word
+}
+
+// binding is one queue's binding pattern and what it teaches.
+type binding struct {
+	column  string
+	pattern string
+	note    string
+}
+
+// bindings are the patterns, one queue each, in the order of the columns.
+var bindings = []binding{
+	{"A", "event.created.europe", "no wildcard: that exact key only"},
+	{"B", "event.created.*", "* is exactly one word, never zero"},
+	{"C", "event.*.europe", "* in the middle"},
+	{"D", "*.*.europe", "any three words ending in europe"},
+	{"E", "event.#", "# is zero or more words"},
+	{"F", "event.created.#", "so it matches event.created too"},
+	{"G", "#", "# alone matches every key"},
+}
+
+// queueTTL is how long an unused queue lives (x-expires), so a queue kept
+// with -keep, or left by a crash, cleans itself up.
+const queueTTL = 5 * time.Minute
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("05-topic-wildcards", flag.ContinueOnError)
+	defaultURL := os.Getenv("AMQP_URL")
+	if defaultURL == "" {
+		defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	amqpURL := fs.String("url", defaultURL, "AMQP URL of the broker (default $AMQP_URL)")
+	exchange := fs.String("exchange", "wildcards", "name of the topic exchange to declare (auto-delete)")
+	queuePrefix := fs.String("queue", "wildcards", "with -keep, the queue name prefix: each queue is named <prefix>.<binding pattern>")
+	keep := fs.Bool("keep", false, "leave the queues and their messages on the broker for five minutes")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+
+	// Connect. The connection name shows up in rabbitmqctl list_connections.
+	conn, err := dial(*amqpURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("opening a channel: %w", err)
+	}
+	defer ch.Close()
+
+	// Declare the topic exchange. Auto-delete: RabbitMQ removes it once its
+	// last queue is unbound, so a rerun starts from a clean exchange.
+	err = ch.ExchangeDeclare(
+		*exchange,
+		amqp.ExchangeTopic,
+		false, // durable
+		true,  // auto-delete
+		false, // internal
+		false, // no-wait
+		nil,   // arguments
+	)
+	if err != nil {
+		return fmt.Errorf("declaring exchange %s: %w", *exchange, err)
+	}
+
+	// Declare one queue per pattern and bind it. By default the queues are
+	// server-named and exclusive: they belong to this connection and are
+	// deleted when it closes. With -keep they get names and outlive the
+	// program until x-expires removes them.
+	queues := make([]string, len(bindings))
+	for i, b := range bindings {
+		name, exclusive, queueArgs := "", true, amqp.Table(nil)
+		if *keep {
+			name, exclusive = *queuePrefix+"."+b.pattern, false
+			queueArgs = amqp.Table{"x-expires": queueTTL.Milliseconds()}
+		}
+		q, err := ch.QueueDeclare(
+			name,      // empty: the broker picks a unique name
+			false,     // durable
+			false,     // auto-delete
+			exclusive, // exclusive
+			false,     // no-wait
+			queueArgs, // arguments
+		)
+		if err != nil {
+			return fmt.Errorf("declaring the queue for %s: %w", b.pattern, err)
+		}
+		queues[i] = q.Name
+		// An earlier -keep run may have left messages behind: start empty.
+		if _, err := ch.QueuePurge(q.Name, false /* no-wait */); err != nil {
+			return fmt.Errorf("purging queue %s: %w", q.Name, err)
+		}
+		if err := ch.QueueBind(q.Name, b.pattern, *exchange, false /* no-wait */, nil); err != nil {
+			return fmt.Errorf("binding queue %s with %s: %w", q.Name, b.pattern, err)
+		}
+	}
+	fmt.Fprintf(out, "exchange %s (topic, auto-delete)\n", *exchange)
+	if *keep {
+		fmt.Fprintf(out, "queues %s.<pattern>, kept for 5 minutes after the program exits\n", *queuePrefix)
+	} else {
+		fmt.Fprintln(out, "queues server-named and exclusive, deleted when the program exits")
+	}
+
+	// Publish one message per routing key, mandatory and confirmed. The
+	// broker confirms a routed message only once every matching queue has
+	// it, so after the last confirm the queues hold all they will ever get.
+	if err := ch.Confirm(false /* no-wait */); err != nil {
+		return fmt.Errorf("enabling publisher confirms: %w", err)
+	}
+	returns := ch.NotifyReturn(make(chan amqp.Return, len(routingKeys)))
+	for _, key := range routingKeys {
+		pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		confirm, err := ch.PublishWithDeferredConfirmWithContext(pubCtx,
+			*exchange,
+			key,
+			true,  // mandatory: return the message if no queue matches
+			false, // immediate (not supported by RabbitMQ)
+			amqp.Publishing{
+				ContentType:  "text/plain",
+				DeliveryMode: amqp.Persistent,
+				MessageId:    key,
+				Body:         []byte("published with routing key " + key),
+			},
+		)
+		if err == nil {
+			var acked bool
+			acked, err = confirm.WaitContext(pubCtx)
+			if err == nil && !acked {
+				err = errors.New("the broker refused it (nack)")
+			}
+		}
+		cancel()
+		if err != nil {
+			return fmt.Errorf("publishing with routing key %s: %w", key, err)
+		}
+	}
+	// A returned message arrives before its confirm, so any return is
+	// already waiting in the channel.
+	select {
+	case r := <-returns:
+		return fmt.Errorf("no queue matched routing key %s: the broker returned the message (%s)", r.RoutingKey, r.ReplyText)
+	default:
+	}
+	fmt.Fprintf(out, "published %d messages, every one confirmed\n", len(routingKeys))
+
+	// Read what each queue actually received. Get without auto-ack, then
+	// acknowledge everything at the end (or, with -keep, hand it back).
+	received := map[string]map[string]bool{} // routing key -> pattern -> delivered
+	var lastTag uint64
+	for i, b := range bindings {
+		for {
+			d, ok, err := ch.Get(queues[i], false /* auto-ack */)
+			if err != nil {
+				return fmt.Errorf("reading queue %s: %w", queues[i], err)
+			}
+			if !ok {
+				break // the queue is empty
+			}
+			lastTag = d.DeliveryTag
+			if received[d.RoutingKey] == nil {
+				received[d.RoutingKey] = map[string]bool{}
+			}
+			received[d.RoutingKey][b.pattern] = true
+		}
+	}
+	if lastTag > 0 {
+		if *keep {
+			err = ch.Nack(lastTag, true /* multiple */, true /* requeue */)
+		} else {
+			err = ch.Ack(lastTag, true /* multiple */)
+		}
+		if err != nil {
+			return fmt.Errorf("settling the messages read: %w", err)
+		}
+	}
+
+	// Print the routing matrix: one row per key, one column per pattern.
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "%-6s %-20s  %s\n", "queue", "binding pattern", "rule")
+	for _, b := range bindings {
+		fmt.Fprintf(out, "%-6s %-20s  %s\n", b.column, b.pattern, b.note)
+	}
+	fmt.Fprintln(out)
+	header := fmt.Sprintf("%-28s", "routing key")
+	for _, b := range bindings {
+		header += " " + b.column
+	}
+	fmt.Fprintln(out, header)
+	for _, key := range routingKeys {
+		row := fmt.Sprintf("%-28s", key)
+		for _, b := range bindings {
+			mark := "."
+			if received[key][b.pattern] {
+				mark = "x"
+			}
+			row += " " + mark
+		}
+		fmt.Fprintln(out, row)
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "x = the queue bound with that pattern received the message")
+	return nil
+}
+
+// dial connects to RabbitMQ and turns the usual failures into one sentence
+// that says what to do.
+func dial(rawURL string) (*amqp.Connection, error) {
+	if _, err := amqp.ParseURI(rawURL); err != nil {
+		return nil, fmt.Errorf("reading -url %s: %v; use the form amqp://user:password@host:5672/vhost", redact(rawURL), err)
+	}
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{
+		Dial:       amqp.DefaultDial(5 * time.Second),
+		Properties: amqp.Table{"connection_name": "05-topic-wildcards"},
+	})
+	if err == nil {
+		return conn, nil
+	}
+	where := redact(rawURL)
+	var amqpErr *amqp.Error
+	var netErr net.Error
+	switch {
+	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
+		return nil, fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password; fix them in -url or AMQP_URL", where)
+	case errors.As(err, &netErr):
+		return nil, fmt.Errorf("connecting to RabbitMQ at %s: nothing answers there (%v); start RabbitMQ (rabbitmq-server -detached, or docker compose -f docker/compose.yaml up -d --wait rabbitmq) or point -url at a running broker", where, err)
+	}
+	return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
+}
+
+// redact hides the password of a URL.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(an unparseable URL)"
+	}
+	return u.Redacted()
+}

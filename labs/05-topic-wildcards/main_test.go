@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"example.com/myevents/labs/brokertest"
+	"example.com/myevents/labs/labtest"
+)
+
+func TestMain(m *testing.M) { brokertest.Main(m) }
+
+// wantMatrix is the routing table RabbitMQ's topic exchange must produce,
+// written out by hand: binding pattern -> the routing keys its queue gets.
+var wantMatrix = map[string][]string{
+	"event.created.europe": {"event.created.europe"},
+	"event.created.*":      {"event.created.europe", "event.created.asia"},
+	"event.*.europe":       {"event.created.europe", "event.booked.europe"},
+	"*.*.europe":           {"event.created.europe", "event.booked.europe", "location.created.europe"},
+	"event.#": {"event.created.europe", "event.created.asia", "event.booked.europe",
+		"event.created", "event.created.europe.berlin", "event"},
+	"event.created.#": {"event.created.europe", "event.created.asia", "event.created",
+		"event.created.europe.berlin"},
+	"#": {"event.created.europe", "event.created.asia", "event.booked.europe",
+		"location.created.europe", "event.created", "event.created.europe.berlin", "event"},
+}
+
+// TestRoutingMatrix runs the lab with -keep, then reads every queue with
+// its own connection and compares what each one actually holds with
+// wantMatrix.
+func TestRoutingMatrix(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	exchange := brokertest.Name(t, "wildcards")
+	prefix := brokertest.Name(t, "wildcards")
+	if len(wantMatrix) != len(bindings) {
+		t.Fatalf("wantMatrix has %d patterns, the program binds %d", len(wantMatrix), len(bindings))
+	}
+
+	ch := openChannel(t, rabbit.URL)
+	t.Cleanup(func() {
+		for _, b := range bindings {
+			if _, err := ch.QueueDelete(prefix+"."+b.pattern, false, false, false); err != nil {
+				t.Errorf("deleting queue for %s: %v", b.pattern, err)
+			}
+		}
+		// The auto-delete exchange goes with its last binding; delete it
+		// anyway in case a failure left it unbound-but-present.
+		_ = ch.ExchangeDelete(exchange, false, false)
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange, "-queue", prefix, "-keep"}, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+
+	for _, b := range bindings {
+		queue := prefix + "." + b.pattern
+		var got []string
+		for {
+			d, ok, err := ch.Get(queue, true /* auto-ack */)
+			if err != nil {
+				t.Fatalf("reading queue %s: %v", queue, err)
+			}
+			if !ok {
+				break
+			}
+			got = append(got, d.RoutingKey)
+		}
+		missing, extra := diff(wantMatrix[b.pattern], got)
+		if len(missing) > 0 || len(extra) > 0 {
+			t.Errorf("binding %-20s missing %v, extra %v (got %v)", b.pattern, missing, extra, got)
+		}
+	}
+}
+
+// diff compares two multisets of routing keys; a key delivered twice to
+// one queue shows up as extra.
+func diff(want, got []string) (missing, extra []string) {
+	left := map[string]int{}
+	for _, k := range want {
+		left[k]++
+	}
+	for _, k := range got {
+		if left[k] > 0 {
+			left[k]--
+			continue
+		}
+		extra = append(extra, k)
+	}
+	for _, k := range want {
+		if left[k] > 0 {
+			missing = append(missing, k)
+			left[k]--
+		}
+	}
+	return missing, extra
+}
+
+// TestOutputAndCleanRerun runs the default mode twice on the same exchange:
+// both runs print what the README and the chapter show, and afterwards
+// nothing the program declared is left on the broker.
+func TestOutputAndCleanRerun(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	exchange := brokertest.Name(t, "wildcards")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var outputs []string
+	for range 2 {
+		var out bytes.Buffer
+		if err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange}, &out); err != nil {
+			t.Fatalf("run: %v\n%s", err, out.String())
+		}
+		outputs = append(outputs, out.String())
+	}
+	if outputs[0] != outputs[1] {
+		t.Errorf("a rerun printed something else:\n--- first ---\n%s--- second ---\n%s", outputs[0], outputs[1])
+	}
+	labtest.CheckOutput(t, outputs[0], []string{"README.md", "../../docs/05-topic-wildcards.md"},
+		exchange, "wildcards")
+
+	// The exclusive queues went with the connection, and the auto-delete
+	// exchange with its last binding. Both happen as the broker tears the
+	// connection down, so poll.
+	conn, err := amqp.Dial(rabbit.URL)
+	if err != nil {
+		t.Fatalf("dialing: %v", err)
+	}
+	defer conn.Close()
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		err = ch.ExchangeDeclarePassive(exchange, amqp.ExchangeTopic, false, true, false, false, nil)
+		if err == nil {
+			ch.Close()
+			return fmt.Errorf("exchange %s still exists after the program exited", exchange)
+		}
+		var amqpErr *amqp.Error
+		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
+			return nil // the passive declare closed the channel
+		}
+		return err
+	})
+}
+
+// TestConnectionErrors checks that the usual mistakes give one clear
+// sentence that says what to do, without the password.
+func TestConnectionErrors(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	wrong, err := url.Parse(rabbit.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong.User = url.UserPassword(wrong.User.Username(), "definitely-wrong")
+
+	tests := []struct {
+		name string
+		url  string
+		want string
+	}{
+		{"malformed URL", "http://guest:definitely-wrong@127.0.0.1:5672/", "use the form amqp://user:password@host:5672/vhost"},
+		{"wrong credentials", wrong.String(), "refused the user name or password; fix them in -url or AMQP_URL"},
+		{"nothing listening", "amqp://guest:definitely-wrong@127.0.0.1:1/", "nothing answers there"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var out bytes.Buffer
+			err := run(ctx, []string{"-url", tc.url, "-exchange", brokertest.Name(t, "wildcards")}, &out)
+			if err == nil {
+				t.Fatalf("run succeeded, want an error containing %q", tc.want)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q does not contain %q", msg, tc.want)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error spans several lines: %q", msg)
+			}
+			if strings.Contains(msg, "definitely-wrong") {
+				t.Errorf("error leaks the password: %q", msg)
+			}
+			if out.Len() > 0 {
+				t.Errorf("printed %q before failing", out.String())
+			}
+		})
+	}
+}
+
+// openChannel opens a connection and channel of the test's own.
+func openChannel(t *testing.T, rawURL string) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(rawURL)
+	if err != nil {
+		t.Fatalf("dialing: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("opening a channel: %v", err)
+	}
+	return ch
+}
+
+// The program's rows and columns must be the ones the expected table covers.
+func TestTableCoversTheProgram(t *testing.T) {
+	for _, b := range bindings {
+		if _, ok := wantMatrix[b.pattern]; !ok {
+			t.Errorf("pattern %s is bound by the program but missing from wantMatrix", b.pattern)
+		}
+		for _, k := range wantMatrix[b.pattern] {
+			if !slices.Contains(routingKeys, k) {
+				t.Errorf("wantMatrix[%s] lists %s, which the program never publishes", b.pattern, k)
+			}
+		}
+	}
+}
