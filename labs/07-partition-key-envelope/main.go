@@ -1,0 +1,593 @@
+// Lab 07 shows why one Kafka topic per event name loses the order of events
+// about the same entity, and how one topic, the event's partition key as the
+// record key and a {eventName, payload} envelope keep it.
+//
+// Part 1 is the pitfall: event.created and event.booked go to two topics,
+// and a consumer that reads the topics independently processes the booking
+// before the event it books. Part 2 is the fix: every event goes to one
+// topic, keyed by PartitionKey(), wrapped in an envelope; the consumer reads
+// each partition in order and decodes the payload by event name with
+// mapstructure. A malformed envelope and an unknown event name are reported
+// for that record only; the records after them are still decoded.
+//
+// Usage:
+//
+//	go run ./labs/07-partition-key-envelope [-brokers 127.0.0.1:9092] [-topic lab07] [-keep]
+//
+// -topic is the prefix of the three topics the lab creates, empty, at the
+// start: lab07.event.created and lab07.event.booked (part 1) and
+// lab07.events (part 2). They are deleted at the end unless -keep is given.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"example.com/myevents/contracts"
+	"github.com/IBM/sarama"
+	"github.com/go-viper/mapstructure/v2"
+)
+
+// eventsPartitions is the partition count of the one topic of part 2.
+const eventsPartitions = 2
+
+// readTimeout bounds how long the lab waits for a record it knows is there.
+const readTimeout = 10 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("07-partition-key-envelope", flag.ContinueOnError)
+	fs.SetOutput(out)
+	brokerList := fs.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers, comma-separated")
+	prefix := fs.String("topic", "lab07", "prefix of the topics this lab creates and deletes")
+	keep := fs.Bool("keep", false, "keep the topics at the end, to look at them")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	// Connect. One client serves the admin, the producer and the consumer.
+	brokers := splitBrokers(*brokerList)
+	client, err := connect(brokers)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	fmt.Fprintf(out, "brokers: %s\n", strings.Join(brokers, ","))
+
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return fmt.Errorf("creating the Kafka admin: %w", err)
+	}
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("creating the Kafka producer: %w", err)
+	}
+	defer producer.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("creating the Kafka consumer: %w", err)
+	}
+	defer consumer.Close()
+
+	createdTopic := *prefix + "." + contracts.EventCreatedName
+	bookedTopic := *prefix + "." + contracts.EventBookedName
+	eventsTopic := *prefix + ".events"
+
+	// Declare. Start from empty topics so that every run prints the same
+	// offsets, and delete them again at the end.
+	defer func() {
+		if *keep {
+			return
+		}
+		for _, t := range []string{createdTopic, bookedTopic, eventsTopic} {
+			if err := admin.DeleteTopic(t); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+				log.Warn("deleting topic", "topic", t, "err", err)
+			}
+		}
+	}()
+	for _, t := range []struct {
+		name       string
+		partitions int32
+	}{{createdTopic, 1}, {bookedTopic, 1}, {eventsTopic, eventsPartitions}} {
+		if err := recreateTopic(ctx, admin, t.name, t.partitions); err != nil {
+			return err
+		}
+	}
+	if err := client.RefreshMetadata(createdTopic, bookedTopic, eventsTopic); err != nil {
+		return fmt.Errorf("reading metadata of the lab topics: %w", err)
+	}
+
+	at := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
+	loc1 := &contracts.LocationCreated{ID: "loc-1", Name: "Stadthalle", Address: "Marktplatz 1", Country: "DE",
+		OpenTime: 8, CloseTime: 23, Halls: []contracts.Hall{{Name: "Main", Capacity: 500}}}
+	ev1 := &contracts.EventCreated{ID: "ev-1", Name: "Opera night", LocationID: "loc-1", Hall: "Main",
+		Capacity: 500, StartDate: at, EndDate: at.Add(3 * time.Hour)}
+	bk1 := &contracts.EventBooked{ID: "bk-1", EventID: "ev-1", UserID: "u-1", Seats: 2, Date: at.Add(-48 * time.Hour)}
+
+	// ---- Part 1: the pitfall, one topic per event name. ----
+	fmt.Fprintln(out, "part 1, the pitfall: one topic per event name, no record key")
+
+	// Publish. The event is created first, then booked: that is the order
+	// in which they happened, and the order the producer sends them.
+	for _, ev := range []contracts.Event{ev1, bk1} {
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encoding %s: %w", ev.EventName(), err)
+		}
+		topic := *prefix + "." + ev.EventName()
+		p, off, err := producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(body)})
+		if err != nil {
+			return fmt.Errorf("producing %s to %s: %w", ev.EventName(), topic, err)
+		}
+		fmt.Fprintf(out, "produced %s -> %s partition %d offset %d\n", describe(ev), topic, p, off)
+	}
+
+	// Consume. A consumer of two topics runs one partition consumer per
+	// topic. Kafka orders records within one partition only; between the
+	// two there is no order at all, so whichever fetch answers first is
+	// processed first. This run reads the booking topic first on purpose,
+	// to show deterministically one order a real consumer may see.
+	fmt.Fprintf(out, "the consumer reads %s before %s (nothing orders one topic against another)\n", bookedTopic, createdTopic)
+	known := map[string]int{} // event ID -> capacity: BookingService's own copy
+	early := 0                // bookings processed before their event
+	for _, topic := range []string{bookedTopic, createdTopic} {
+		msgs, err := readPartition(ctx, client, consumer, topic, 0)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			name := strings.TrimPrefix(m.Topic, *prefix+".")
+			ev, err := contracts.Decode(name, m.Value)
+			if err != nil {
+				return fmt.Errorf("decoding %s from %s: %w", name, m.Topic, err)
+			}
+			if bookingTooEarly(known, ev) {
+				early++
+			}
+			fmt.Fprintf(out, "  %s\n", apply(known, map[string]int{}, ev))
+		}
+	}
+	fmt.Fprintf(out, "bookings processed before their event: %d\n", early)
+
+	// ---- Part 2: the fix, one topic, key = PartitionKey(), envelope. ----
+	fmt.Fprintf(out, "part 2, the fix: one topic %s, key = PartitionKey(), value = {eventName, payload}\n", eventsTopic)
+
+	loc2 := &contracts.LocationCreated{ID: "loc-2", Name: "Hafenbühne", Address: "Kai 7", Country: "DE",
+		OpenTime: 10, CloseTime: 22, Halls: []contracts.Hall{{Name: "Deck", Capacity: 120}}}
+	ev2 := &contracts.EventCreated{ID: "ev-2", Name: "Jazz on the pier", LocationID: "loc-2", Hall: "Deck",
+		Capacity: 120, StartDate: at.Add(24 * time.Hour), EndDate: at.Add(26 * time.Hour)}
+	bk2 := &contracts.EventBooked{ID: "bk-2", EventID: "ev-2", UserID: "u-2", Seats: 4, Date: at.Add(-47 * time.Hour)}
+	bk3 := &contracts.EventBooked{ID: "bk-3", EventID: "ev-1", UserID: "u-3", Seats: 1, Date: at.Add(-46 * time.Hour)}
+	bk4 := &contracts.EventBooked{ID: "bk-4", EventID: "ev-2", UserID: "u-1", Seats: 3, Date: at.Add(-45 * time.Hour)}
+
+	// Publish. Every event about one entity carries that entity's ID as
+	// its key, so the hash partitioner sends them all to one partition,
+	// where Kafka keeps them in the order they were produced.
+	for _, ev := range []contracts.Event{loc1, ev1, bk1, loc2, ev2, bk2, bk3} {
+		p, off, err := publish(producer, eventsTopic, ev)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "produced %s key %s -> partition %d offset %d\n", describe(ev), ev.PartitionKey(), p, off)
+	}
+	// Two broken records from other producers, then one more good one:
+	// the consumer must report the broken ones and carry on.
+	for _, bad := range []struct{ what, value string }{
+		{"a malformed envelope", `{"eventName": "event.booked", "payload": `},
+		{"an unknown event name event.cancelled", `{"eventName": "event.cancelled", "payload": {"id": "ev-2"}}`},
+	} {
+		p, off, err := producer.SendMessage(&sarama.ProducerMessage{Topic: eventsTopic,
+			Key: sarama.StringEncoder("ev-2"), Value: sarama.StringEncoder(bad.value)})
+		if err != nil {
+			return fmt.Errorf("producing %s: %w", bad.what, err)
+		}
+		fmt.Fprintf(out, "produced %s key ev-2 -> partition %d offset %d\n", bad.what, p, off)
+	}
+	p, off, err := publish(producer, eventsTopic, bk4)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "produced %s key %s -> partition %d offset %d\n", describe(bk4), bk4.PartitionKey(), p, off)
+
+	// Consume. Read every partition from the oldest offset to the end.
+	// Within a partition the order is the produce order; between
+	// partitions there is none, which is fine: no event needs an event
+	// with another key to be processed first (event.created carries the
+	// hall capacity, so a booking never needs the location).
+	known = map[string]int{}
+	booked := map[string]int{}
+	early = 0
+	var good, agree int
+	for p := range int32(eventsPartitions) {
+		msgs, err := readPartition(ctx, client, consumer, eventsTopic, p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "partition %d:\n", p)
+		for _, m := range msgs {
+			ev, err := decodeEnvelope(m.Value)
+			if err != nil {
+				// A broken record is an error for that record only:
+				// report it (a real service would park it on an error
+				// topic) and go on with the next one.
+				fmt.Fprintf(out, "  offset %d key %s: error: %v\n", m.Offset, m.Key, err)
+				continue
+			}
+			if bookingTooEarly(known, ev) {
+				early++
+			}
+			fmt.Fprintf(out, "  offset %d key %s: %s\n", m.Offset, m.Key, apply(known, booked, ev))
+			// The lab's envelope is the contracts wire format: the
+			// raw-JSON decoder of the capstone must read the same event.
+			good++
+			if _, same, err := contracts.Unwrap(m.Value); err == nil && equalJSON(same, ev) {
+				agree++
+			}
+		}
+	}
+	fmt.Fprintf(out, "bookings processed before their event: %d\n", early)
+	fmt.Fprintf(out, "contracts.Unwrap decodes the same %d of %d good records\n", agree, good)
+
+	// Observe what the decoder needs, on the payload of event.created.
+	payload := map[string]any{}
+	if err := roundTrip(ev1, &payload); err != nil {
+		return err
+	}
+	var noHook contracts.EventCreated
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{TagName: "json", Result: &noHook})
+	if err != nil {
+		return fmt.Errorf("building a decoder: %w", err)
+	}
+	fmt.Fprintf(out, "mapstructure without a time hook: %s\n", oneLine(dec.Decode(payload)))
+	_, err = mapstructure.NewDecoder(&mapstructure.DecoderConfig{TagName: "json", Result: noHook})
+	fmt.Fprintf(out, "mapstructure with Result not a pointer: %s\n", oneLine(err))
+	return nil
+}
+
+// envelope is the value of every record on the one topic: the event's name
+// beside its payload, so that one topic can carry every event type and a
+// consumer knows which type to decode into. On the wire:
+//
+//	{"eventName": "event.booked", "payload": {"id": "bk-1", ...}}
+type envelope struct {
+	EventName string `json:"eventName"`
+	Payload   any    `json:"payload"`
+}
+
+// encodeEnvelope wraps ev in an envelope, step by step.
+func encodeEnvelope(ev contracts.Event) ([]byte, error) {
+	// Step 1: the payload is the event's own JSON, with the snake_case
+	// field names of its json tags. Times become RFC 3339 strings.
+	// Step 2: the envelope names the event beside its payload.
+	value, err := json.Marshal(envelope{EventName: ev.EventName(), Payload: ev})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the %s envelope: %w", ev.EventName(), err)
+	}
+	return value, nil
+}
+
+// publish produces ev to topic, wrapped in an envelope, with its partition
+// key as the record key. It returns where the record landed.
+func publish(producer sarama.SyncProducer, topic string, ev contracts.Event) (int32, int64, error) {
+	value, err := encodeEnvelope(ev)
+	if err != nil {
+		return 0, 0, err
+	}
+	// The record key is the entity ID. The partitioner hashes it, so every
+	// event about that entity lands on the same partition.
+	p, off, err := producer.SendMessage(&sarama.ProducerMessage{
+		Topic: topic,
+		Key:   sarama.StringEncoder(ev.PartitionKey()),
+		Value: sarama.ByteEncoder(value),
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("producing %s to %s: %w", ev.EventName(), topic, err)
+	}
+	return p, off, nil
+}
+
+// decodeEnvelope turns a record value back into a pointer to its contract
+// type (for example *contracts.EventBooked). It reads the payload as a
+// generic map first and maps it onto the struct with mapstructure, as the
+// original chapter does.
+//
+// The simpler alternative is to keep the payload as raw JSON
+// (json.RawMessage) and unmarshal it straight into the struct once the name
+// is known: one decoding pass, time.Time handled by encoding/json, no
+// mapstructure at all. That is what contracts.Unwrap does, and what the
+// capstone uses. mapstructure earns its place when the payload arrives as a
+// map already (from YAML, a config library or another decoder).
+func decodeEnvelope(value []byte) (contracts.Event, error) {
+	// Step 1: read the envelope with the payload as a generic map.
+	// UseNumber keeps numbers as json.Number, so that "seats": 2.5 is an
+	// error instead of silently becoming 2 (a float64 would be truncated).
+	var env struct {
+		EventName string         `json:"eventName"`
+		Payload   map[string]any `json:"payload"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(value))
+	dec.UseNumber()
+	if err := dec.Decode(&env); err != nil {
+		return nil, fmt.Errorf("malformed envelope: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("malformed envelope: trailing data after the JSON object")
+	}
+	if env.EventName == "" {
+		return nil, errors.New("malformed envelope: eventName is missing")
+	}
+	if env.Payload == nil {
+		return nil, fmt.Errorf("malformed envelope of %s: payload is missing", env.EventName)
+	}
+
+	// Step 2: pick the contract type by name. An unknown name (a newer
+	// producer, a typo) is an error for this record, not for the consumer.
+	ev, err := contracts.New(env.EventName)
+	if err != nil {
+		return nil, err
+	}
+
+	// Step 3: map the payload onto the struct and check it.
+	decoder, err := newPayloadDecoder(ev)
+	if err != nil {
+		return nil, err
+	}
+	if err := decoder.Decode(env.Payload); err != nil {
+		return nil, fmt.Errorf("decoding %s payload: %s", env.EventName, oneLine(err))
+	}
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// newPayloadDecoder builds a mapstructure decoder that fills result.
+//
+// mapstructure is github.com/go-viper/mapstructure/v2, the maintained
+// continuation of the archived github.com/mitchellh/mapstructure (same API,
+// new import path).
+func newPayloadDecoder(result any) (*mapstructure.Decoder, error) {
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		// The contracts name their fields in json tags (snake_case).
+		// Without this, mapstructure looks for "mapstructure" tags and
+		// falls back to the Go field names.
+		TagName: "json",
+		// Times travel as RFC 3339 strings; a map holds them as strings,
+		// and mapstructure cannot turn a string into a time.Time on its
+		// own. (RFC 3339 parsing also accepts the fractional seconds
+		// encoding/json writes.)
+		DecodeHook: mapstructure.StringToTimeHookFunc(time.RFC3339),
+		// Result must be a pointer: mapstructure fills what it points to.
+		Result: result,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the payload decoder: %w", err)
+	}
+	return dec, nil
+}
+
+// apply updates BookingService's copy of the events (event ID -> capacity)
+// and the seats booked per event, and says what happened.
+func apply(known, booked map[string]int, ev contracts.Event) string {
+	switch e := ev.(type) {
+	case *contracts.LocationCreated:
+		return fmt.Sprintf("%s: stored", describe(e))
+	case *contracts.EventCreated:
+		known[e.ID] = e.Capacity
+		return fmt.Sprintf("%s: stored, capacity %d", describe(e), e.Capacity)
+	case *contracts.EventBooked:
+		capacity, ok := known[e.EventID]
+		if !ok {
+			return fmt.Sprintf("%s: event %s is unknown, the seats cannot be checked", describe(e), e.EventID)
+		}
+		booked[e.EventID] += e.Seats
+		return fmt.Sprintf("%s: %d of %d seats booked", describe(e), booked[e.EventID], capacity)
+	}
+	return fmt.Sprintf("%s: ignored", ev.EventName())
+}
+
+// bookingTooEarly reports whether ev is a booking of an event not yet known.
+func bookingTooEarly(known map[string]int, ev contracts.Event) bool {
+	b, ok := ev.(*contracts.EventBooked)
+	if !ok {
+		return false
+	}
+	_, isKnown := known[b.EventID]
+	return !isKnown
+}
+
+// describe names an event in one short phrase.
+func describe(ev contracts.Event) string {
+	switch e := ev.(type) {
+	case *contracts.LocationCreated:
+		return fmt.Sprintf("location.created %s", e.ID)
+	case *contracts.EventCreated:
+		return fmt.Sprintf("event.created %s (location %s)", e.ID, e.LocationID)
+	case *contracts.EventBooked:
+		return fmt.Sprintf("event.booked %s (event %s, seats %d)", e.ID, e.EventID, e.Seats)
+	}
+	return ev.EventName()
+}
+
+// readPartition returns every record of one partition, from the oldest
+// offset to the end it had when the call started.
+func readPartition(ctx context.Context, client sarama.Client, consumer sarama.Consumer, topic string, partition int32) ([]*sarama.ConsumerMessage, error) {
+	oldest, err := client.GetOffset(topic, partition, sarama.OffsetOldest)
+	if err != nil {
+		return nil, fmt.Errorf("reading the oldest offset of %s/%d: %w", topic, partition, err)
+	}
+	end, err := client.GetOffset(topic, partition, sarama.OffsetNewest)
+	if err != nil {
+		return nil, fmt.Errorf("reading the end offset of %s/%d: %w", topic, partition, err)
+	}
+	if end <= oldest {
+		return nil, nil
+	}
+	pc, err := consumer.ConsumePartition(topic, partition, sarama.OffsetOldest)
+	if err != nil {
+		return nil, fmt.Errorf("consuming %s/%d: %w", topic, partition, err)
+	}
+	defer pc.Close()
+	timeout := time.NewTimer(readTimeout)
+	defer timeout.Stop()
+	var msgs []*sarama.ConsumerMessage
+	for {
+		select {
+		case m := <-pc.Messages():
+			msgs = append(msgs, m)
+			if m.Offset >= end-1 {
+				return msgs, nil
+			}
+		case cerr := <-pc.Errors():
+			return nil, fmt.Errorf("consuming %s/%d: %w", topic, partition, cerr)
+		case <-timeout.C:
+			return nil, fmt.Errorf("consuming %s/%d: no record at offset %d after %v", topic, partition, len(msgs)+int(oldest), readTimeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// connect opens a sarama client, or says in one sentence what to do.
+func connect(brokers []string) (sarama.Client, error) {
+	if len(brokers) == 0 {
+		return nil, errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
+	}
+	client, err := sarama.NewClient(brokers, newConfig())
+	if err != nil {
+		return nil, fmt.Errorf("connecting to Kafka at %s: no broker answers (%v); start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers / KAFKA_BROKERS at yours",
+			strings.Join(brokers, ","), err)
+	}
+	return client, nil
+}
+
+// newConfig is the sarama configuration of this lab.
+func newConfig() *sarama.Config {
+	cfg := sarama.NewConfig()
+	// Say which protocol version to speak; both the embedded Kafka and
+	// Kafka 4.x accept 3.6.
+	cfg.Version = sarama.V3_6_0_0
+	cfg.ClientID = "lab07"
+	// Give up quickly when no broker answers.
+	cfg.Net.DialTimeout = 3 * time.Second
+	cfg.Metadata.Retry.Max = 1
+	// A sync producer waits for the broker's answer: where the record
+	// landed, or why it did not.
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	// Order within a partition is only as good as the producer: with
+	// several requests in flight, a retried request can overtake the next
+	// one. The idempotent producer (one request in flight) keeps the order
+	// and never writes a retried record twice.
+	cfg.Producer.Idempotent = true
+	cfg.Net.MaxOpenRequests = 1
+	// The default, spelled out: the FNV-1a hash of the key, modulo the
+	// partition count. A nil key would pick a random partition.
+	cfg.Producer.Partitioner = sarama.NewHashPartitioner
+	cfg.Consumer.Return.Errors = true
+	return cfg
+}
+
+// recreateTopic deletes the topic if a previous run left it behind and
+// creates it empty.
+func recreateTopic(ctx context.Context, admin sarama.ClusterAdmin, name string, partitions int32) error {
+	if err := admin.DeleteTopic(name); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return fmt.Errorf("deleting topic %s: %w", name, err)
+	}
+	// Apache Kafka deletes a topic in the background; until it is gone,
+	// creating it again answers "already exists", so retry for a while.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := admin.CreateTopic(name, &sarama.TopicDetail{
+			NumPartitions:     partitions,
+			ReplicationFactor: -1, // the broker's default
+		}, false) // validateOnly
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sarama.ErrTopicAlreadyExists) || time.Now().After(deadline) {
+			return fmt.Errorf("creating topic %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// roundTrip encodes v as JSON and decodes it into out.
+func roundTrip(v, out any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding: %w", err)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("decoding: %w", err)
+	}
+	return nil
+}
+
+// equalJSON reports whether two events encode to the same JSON.
+func equalJSON(a, b contracts.Event) bool {
+	x, errX := json.Marshal(a)
+	y, errY := json.Marshal(b)
+	return errX == nil && errY == nil && bytes.Equal(x, y)
+}
+
+// oneLine puts a multi-line mapstructure error on one line.
+func oneLine(err error) string {
+	if err == nil {
+		return "no error"
+	}
+	var parts []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" && l != "decoding failed due to the following error(s):" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// splitBrokers turns "a:1, b:2" into its addresses.
+func splitBrokers(list string) []string {
+	var out []string
+	for _, b := range strings.Split(list, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// envOr returns the environment variable, or def when it is empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
