@@ -1,0 +1,508 @@
+// Command 03-publish shows how a publisher learns that RabbitMQ really has
+// its event: publisher confirms one message at a time, then a window of
+// outstanding confirms, then the mandatory flag that hands back a message no
+// queue wanted; and it measures what each way of publishing costs.
+//
+// It publishes contracts.EventCreated as JSON to the durable topic exchange
+// "events" (routing key and x-event-name header = the event name, content
+// type application/json, persistent delivery, a message ID), into a queue
+// bound for every event name. For each mode it prints three different
+// things: sent (Publish returned nil), confirmed (the broker acked) and
+// routed (the message is in the queue). It ends with the rate of each mode,
+// measured in the same run against the same broker, including the original
+// chapter's channel per message without confirms.
+//
+// Usage:
+//
+//	go run ./labs/03-publish [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange events] [-queue lab03.publish] [-n 1000] [-window 100]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"example.com/myevents/contracts"
+)
+
+// typoKey is a routing key no queue is bound for: event.created with its
+// last letter missing, the kind of mistake the mandatory flag catches.
+const typoKey = "event.create"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("03-publish", flag.ContinueOnError)
+	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/)")
+	exchange := fs.String("exchange", "events", "the durable topic exchange to publish to")
+	queue := fs.String("queue", "lab03.publish", "the queue that counts what was routed; deleted at the end")
+	n := fs.Int("n", 1000, "messages to publish in each mode")
+	window := fs.Int("window", 100, "how many confirms may be outstanding in the window mode")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	// The environment supplies the URL unless -url does; the default is
+	// applied here, not in the flag, so that -h never prints a password.
+	if *amqpURL == "" {
+		*amqpURL = os.Getenv("AMQP_URL")
+	}
+	if *amqpURL == "" {
+		*amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	if *n < 1 || *window < 1 {
+		return fmt.Errorf("-n and -window must be at least 1, got %d and %d", *n, *window)
+	}
+
+	// Connect, and open the channel this program publishes on.
+	conn, err := dial(*amqpURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	fmt.Fprintf(out, "connected to RabbitMQ at %s\n", redact(*amqpURL))
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("opening a channel: %w", err)
+	}
+	defer ch.Close()
+
+	// Declare the exchange every MyEvents service publishes to. Declaring
+	// is idempotent: it creates the exchange or checks that it matches.
+	if err := ch.ExchangeDeclare(*exchange, amqp.ExchangeTopic,
+		true,  // durable: the exchange survives a broker restart
+		false, // auto-delete
+		false, // internal
+		false, // no-wait
+		nil,
+	); err != nil {
+		return fmt.Errorf("declaring exchange %s: %w", *exchange, err)
+	}
+
+	// Declare a queue bound for every event name, so that what we publish is
+	// routed somewhere and can be counted. It is durable on purpose: a
+	// persistent message in a durable queue is written to disk before the
+	// broker confirms it, which is the cost we want to measure.
+	if _, err := ch.QueueDeclare(*queue,
+		true,  // durable
+		false, // auto-delete
+		false, // exclusive
+		false, // no-wait
+		nil,
+	); err != nil {
+		return fmt.Errorf("declaring queue %s: %w", *queue, err)
+	}
+	// Whatever happens below, delete the queue when we leave.
+	deleted := false
+	defer func() {
+		if !deleted {
+			_ = deleteQueue(conn, *queue)
+		}
+	}()
+	for _, name := range contracts.Names() {
+		if err := ch.QueueBind(*queue, name, *exchange, false /* no-wait */, nil); err != nil {
+			return fmt.Errorf("binding queue %s to %s for %s: %w", *queue, *exchange, name, err)
+		}
+	}
+	// A run that crashed may have left messages behind: start empty.
+	if _, err := ch.QueuePurge(*queue, false /* no-wait */); err != nil {
+		return fmt.Errorf("purging queue %s: %w", *queue, err)
+	}
+	fmt.Fprintf(out, "exchange %q (topic, durable); queue %q bound for %s\n",
+		*exchange, *queue, strings.Join(contracts.Names(), ", "))
+
+	// Put the channel in confirm mode: from now on the broker acks (or, if
+	// it cannot take a message, nacks) every message published on it.
+	if err := ch.Confirm(false /* no-wait */); err != nil {
+		return fmt.Errorf("enabling publisher confirms: %w", err)
+	}
+
+	// 1. Publish one message, wait for its confirm, then publish the next.
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "confirm each: publish one event.created, wait for its confirm, then the next")
+	each, err := publishConfirmEach(ctx, ch, *exchange, *n)
+	if err != nil {
+		return err
+	}
+	if err := report(ctx, out, ch, *queue, each); err != nil {
+		return err
+	}
+
+	// 2. Keep up to -window publishes unconfirmed at once.
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "confirm window: up to %d publishes unconfirmed; when full, wait for the oldest\n", *window)
+	windowed, err := publishWindow(ctx, ch, *exchange, *n, *window)
+	if err != nil {
+		return err
+	}
+	if err := report(ctx, out, ch, *queue, windowed); err != nil {
+		return err
+	}
+
+	// 3. The pitfall: a fresh channel per message and no confirm at all.
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "pitfall, channel per message: open a channel, publish, close it; no confirm")
+	perChannel, err := publishChannelPerMessage(ctx, conn, *exchange, *n)
+	if err != nil {
+		return err
+	}
+	if err := report(ctx, out, ch, *queue, perChannel); err != nil {
+		return err
+	}
+
+	// 4. Publish with a routing key nobody bound, and ask for it back.
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "mandatory: publish one event.created with routing key %q (a typo nobody bound)\n", typoKey)
+	if err := publishUnroutable(ctx, out, ch, *exchange, *queue); err != nil {
+		return err
+	}
+
+	// Compare the rates, all measured in this run on this broker.
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "rates, %d messages per mode:\n", *n)
+	fmt.Fprintf(out, "  confirm each: %.0f msg/s\n", each.rate())
+	fmt.Fprintf(out, "  confirm window of %d: %.0f msg/s\n", *window, windowed.rate())
+	fmt.Fprintf(out, "  channel per message, no confirm: %.0f msg/s\n", perChannel.rate())
+	fmt.Fprintf(out, "  the window is %.1f times as fast as confirm each\n", windowed.rate()/each.rate())
+
+	// Delete the queue; the durable exchange stays for the next labs.
+	deleted = true
+	if err := deleteQueue(conn, *queue); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "deleted queue %q\n", *queue)
+	return nil
+}
+
+// tally is what one publishing mode achieved.
+type tally struct {
+	sent      int  // Publish returned nil: the bytes left this process
+	confirmed int  // the broker acked: it has taken responsibility
+	nacked    int  // the broker nacked: it could not take the message
+	confirms  bool // false when the mode never asked for confirms
+	elapsed   time.Duration
+}
+
+// rate returns the messages sent per second.
+func (t tally) rate() float64 {
+	if t.elapsed <= 0 {
+		return 0
+	}
+	return float64(t.sent) / t.elapsed.Seconds()
+}
+
+// publishConfirmEach publishes n messages, waiting for each one's confirm
+// before it publishes the next. Nothing is ever in doubt for long, but every
+// message costs a full round trip plus the broker's disk write.
+func publishConfirmEach(ctx context.Context, ch *amqp.Channel, exchange string, n int) (tally, error) {
+	t := tally{confirms: true}
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		msg, err := eventMessage("each", i)
+		if err != nil {
+			return t, err
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, contracts.EventCreatedName,
+			false, // mandatory: the queue is bound, see step 4 for the flag
+			false, // immediate: RabbitMQ does not support it
+			msg)
+		if err != nil {
+			return t, fmt.Errorf("publishing %s: %w", msg.MessageId, err)
+		}
+		t.sent++
+		// Wait for this message's confirm before the next publish.
+		acked, err := dc.WaitContext(ctx)
+		if err != nil {
+			return t, fmt.Errorf("waiting for the confirm of %s: %w", msg.MessageId, err)
+		}
+		if acked {
+			t.confirmed++
+		} else {
+			t.nacked++ // a real publisher publishes it again
+		}
+	}
+	t.elapsed = time.Since(start)
+	return t, nil
+}
+
+// publishWindow publishes n messages while keeping at most window of them
+// unconfirmed. The broker confirms many at once (one ack with multiple=true),
+// so round trips overlap. The price: when the connection drops, up to window
+// messages are in doubt and must be published again, so consumers may see
+// duplicates; and the publisher must keep them until they are confirmed.
+func publishWindow(ctx context.Context, ch *amqp.Channel, exchange string, n, window int) (tally, error) {
+	t := tally{confirms: true}
+	pending := make([]*amqp.DeferredConfirmation, 0, window) // oldest first
+	ids := make([]string, 0, window)
+	settleOldest := func() error {
+		acked, err := pending[0].WaitContext(ctx)
+		if err != nil {
+			return fmt.Errorf("waiting for the confirm of %s: %w", ids[0], err)
+		}
+		if acked {
+			t.confirmed++
+		} else {
+			t.nacked++ // a real publisher publishes it again
+		}
+		pending, ids = pending[1:], ids[1:]
+		return nil
+	}
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		// The window is full: wait for the oldest confirm before publishing more.
+		if len(pending) == window {
+			if err := settleOldest(); err != nil {
+				return t, err
+			}
+		}
+		msg, err := eventMessage("window", i)
+		if err != nil {
+			return t, err
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, contracts.EventCreatedName,
+			false, // mandatory
+			false, // immediate
+			msg)
+		if err != nil {
+			return t, fmt.Errorf("publishing %s: %w", msg.MessageId, err)
+		}
+		t.sent++
+		pending, ids = append(pending, dc), append(ids, msg.MessageId)
+	}
+	// Wait for the confirms still outstanding.
+	for len(pending) > 0 {
+		if err := settleOldest(); err != nil {
+			return t, err
+		}
+	}
+	t.elapsed = time.Since(start)
+	return t, nil
+}
+
+// publishChannelPerMessage is the original chapter's emitter: it opens a
+// channel for every message (channels must not be shared between
+// goroutines, and this is the simplest way to never share one), publishes
+// without confirms and closes the channel. Opening and closing are round
+// trips, so it is as slow as confirming each message, and it still does not
+// know whether the broker kept anything.
+func publishChannelPerMessage(ctx context.Context, conn *amqp.Connection, exchange string, n int) (tally, error) {
+	var t tally
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		msg, err := eventMessage("channel", i)
+		if err != nil {
+			return t, err
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			return t, fmt.Errorf("opening a channel for %s: %w", msg.MessageId, err)
+		}
+		err = ch.PublishWithContext(ctx, exchange, contracts.EventCreatedName,
+			false, // mandatory
+			false, // immediate
+			msg)
+		if closeErr := ch.Close(); err == nil && closeErr != nil {
+			err = closeErr
+		}
+		if err != nil {
+			return t, fmt.Errorf("publishing %s: %w", msg.MessageId, err)
+		}
+		t.sent++ // and that is all this mode can say
+	}
+	t.elapsed = time.Since(start)
+	return t, nil
+}
+
+// publishUnroutable publishes one message with the mandatory flag and a
+// routing key no queue is bound for, and prints what came back.
+func publishUnroutable(ctx context.Context, out io.Writer, ch *amqp.Channel, exchange, queue string) error {
+	// Ask for returned messages before publishing. The broker sends
+	// basic.return before the ack of the same message, so by the time the
+	// confirm arrives the return is already waiting in this channel.
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	msg, err := eventMessage("unroutable", 1)
+	if err != nil {
+		return err
+	}
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, typoKey,
+		true,  // mandatory: if no queue is bound for this key, give the message back
+		false, // immediate
+		msg)
+	if err != nil {
+		return fmt.Errorf("publishing %s: %w", msg.MessageId, err)
+	}
+	acked, err := dc.WaitContext(ctx)
+	if err != nil {
+		return fmt.Errorf("waiting for the confirm of %s: %w", msg.MessageId, err)
+	}
+	returned, reason := 0, ""
+	select {
+	case r := <-returns:
+		returned, reason = 1, fmt.Sprintf(" (%d %s)", r.ReplyCode, r.ReplyText)
+	case <-time.After(2 * time.Second):
+	}
+	confirmed := 0
+	if acked {
+		confirmed = 1
+	}
+	routed, err := countRouted(ctx, ch, queue, 0)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  sent 1, returned %d%s, confirmed %d, routed to the queue %d\n", returned, reason, confirmed, routed)
+	fmt.Fprintln(out, "  the broker returned it and then acked it: confirmed alone does not mean routed")
+	return nil
+}
+
+// report prints what a mode sent, what the broker confirmed and what
+// reached the queue, then empties the queue for the next mode.
+func report(ctx context.Context, out io.Writer, ch *amqp.Channel, queue string, t tally) error {
+	routed, err := countRouted(ctx, ch, queue, t.sent)
+	if err != nil {
+		return err
+	}
+	confirmed := "unknown (no confirms)"
+	if t.confirms {
+		confirmed = fmt.Sprintf("%d, nacked %d", t.confirmed, t.nacked)
+	}
+	fmt.Fprintf(out, "  sent %d, confirmed %s, routed to the queue %d\n", t.sent, confirmed, routed)
+	return nil
+}
+
+// countRouted waits until the queue holds want messages, or two seconds
+// pass, then purges it and returns how many it held. Confirmed messages are
+// already there; unconfirmed ones may still be on their way, or lost.
+func countRouted(ctx context.Context, ch *amqp.Channel, queue string, want int) (int, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		if err != nil {
+			return 0, fmt.Errorf("counting the messages in queue %s: %w", queue, err)
+		}
+		if q.Messages >= want || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	purged, err := ch.QueuePurge(queue, false /* no-wait */)
+	if err != nil {
+		return 0, fmt.Errorf("purging queue %s: %w", queue, err)
+	}
+	return purged, nil
+}
+
+// eventMessage builds the AMQP message for the i-th event of a mode. The
+// message ID names the mode and the number, so a consumer can tell every
+// message apart and spot a duplicate.
+func eventMessage(mode string, i int) (amqp.Publishing, error) {
+	start := time.Date(2026, 11, 27, 20, 0, 0, 0, time.UTC)
+	ev := contracts.EventCreated{
+		ID:         fmt.Sprintf("ev-%s-%05d", mode, i),
+		Name:       fmt.Sprintf("Concert %d", i),
+		LocationID: "loc-1",
+		Hall:       "Main",
+		Capacity:   500,
+		StartDate:  start,
+		EndDate:    start.Add(3 * time.Hour),
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return amqp.Publishing{}, fmt.Errorf("encoding %s: %w", ev.EventName(), err)
+	}
+	return amqp.Publishing{
+		Headers:      amqp.Table{"x-event-name": ev.EventName()},
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent, // a durable queue writes it to disk
+		MessageId:    messageID(mode, i),
+		Timestamp:    time.Now(),
+		Body:         body,
+	}, nil
+}
+
+// messageID is the ID of the i-th message of a mode, such as "each-00001".
+func messageID(mode string, i int) string {
+	return fmt.Sprintf("%s-%05d", mode, i)
+}
+
+// deleteQueue removes the lab's queue on a channel of its own, so that it
+// works even when the publishing channel was closed by an error.
+func deleteQueue(conn *amqp.Connection, queue string) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("opening a channel to delete queue %s: %w", queue, err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDelete(queue,
+		false, // if-unused
+		false, // if-empty
+		false, // no-wait
+	); err != nil {
+		return fmt.Errorf("deleting queue %s: %w", queue, err)
+	}
+	return nil
+}
+
+// dial connects to RabbitMQ and turns the usual failures into one sentence
+// that says what to do.
+func dial(rawURL string) (*amqp.Connection, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+		return nil, fmt.Errorf("reading -url %s: not an AMQP URL; use the form amqp://user:password@host:5672/", redact(rawURL))
+	}
+	where := u.Redacted()
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName("lab 03-publish")
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{
+		Properties: props,
+		Dial:       amqp.DefaultDial(5 * time.Second),
+	})
+	if err == nil {
+		return conn, nil
+	}
+	var amqpErr *amqp.Error
+	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused {
+		return nil, fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password; fix them in -url or AMQP_URL", where)
+	}
+	var netErr net.Error
+	var opErr *net.OpError
+	if errors.As(err, &opErr) || errors.As(err, &netErr) {
+		return nil, fmt.Errorf("connecting to RabbitMQ at %s: nothing answers there (%v); start RabbitMQ (rabbitmq-server -detached, or docker compose -f docker/compose.yaml up -d --wait rabbitmq) or point -url at a running broker", where, err)
+	}
+	return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
+}
+
+// redact hides the password of a broker URL, for messages and output.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	return u.Redacted()
+}
