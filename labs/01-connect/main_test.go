@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"example.com/myevents/labs/brokertest"
+	"example.com/myevents/labs/labtest"
+)
+
+func TestMain(m *testing.M) { brokertest.Main(m) }
+
+// docs are the files whose "Expected output" block the program must print.
+var docs = []string{"README.md", "../../docs/01-connect.md"}
+
+// TestConnectPrintsWhatTheBrokerReports runs the lab and checks, with a
+// connection of our own, that what it printed is what the broker reports.
+func TestConnectPrintsWhatTheBrokerReports(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var buf bytes.Buffer
+	if err := run(ctx, []string{"-url", rabbit.URL, "-conn-name", brokertest.Name(t, "conn")}, &buf); err != nil {
+		t.Fatalf("run: %v\noutput:\n%s", err, buf.String())
+	}
+
+	// Ask the broker ourselves.
+	conn, err := amqp.Dial(rabbit.URL)
+	if err != nil {
+		t.Fatalf("dialing the broker ourselves: %v", err)
+	}
+	defer conn.Close()
+	if got := conn.Properties["product"]; got != "RabbitMQ" {
+		t.Errorf("the broker reports product %q, want RabbitMQ", got)
+	}
+	wantServer := fmt.Sprintf("server: %v %v on %v, AMQP %d-%d",
+		conn.Properties["product"], conn.Properties["version"], conn.Properties["platform"], conn.Major, conn.Minor)
+	wantLimits := fmt.Sprintf("negotiated: channel max %d, frame max %d bytes, heartbeat %v",
+		conn.Config.ChannelMax, conn.Config.FrameSize, conn.Config.Heartbeat)
+	for _, want := range []string{wantServer, wantLimits} {
+		if !strings.Contains(buf.String(), want+"\n") {
+			t.Errorf("the output lacks %q\noutput:\n%s", want, buf.String())
+		}
+	}
+
+	labtest.CheckOutput(t, buf.String(), docs, brokertest.Redact(rabbit.URL), brokertest.Redact(brokertest.DefaultAMQPURL))
+}
+
+// TestDialFailuresExplainThemselves checks that each way of failing to
+// connect ends in one clear sentence, an error (so main exits 1) and no
+// output, and never shows the password.
+func TestDialFailuresExplainThemselves(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	const secret = "s3cret-not-shown"
+
+	wrongPassword, err := url.Parse(rabbit.URL)
+	if err != nil {
+		t.Fatalf("parsing the broker URL: %v", err)
+	}
+	wrongPassword.User = url.UserPassword(wrongPassword.User.Username(), secret)
+
+	tests := []struct {
+		name string
+		url  string
+		want string
+	}{
+		{"malformed URL", "amqp://guest:" + secret + "%zz@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
+		{"wrong scheme", "http://guest:" + secret + "@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
+		{"wrong credentials", wrongPassword.String(), "the broker refused the user name or password"},
+		{"broker down", "amqp://guest:" + secret + "@" + closedPort(t) + "/", "nothing is listening there"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var buf bytes.Buffer
+			err := run(ctx, []string{"-url", tt.url}, &buf)
+			if err == nil {
+				t.Fatalf("run succeeded; want an error saying %q\noutput:\n%s", tt.want, buf.String())
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q does not say %q", msg, tt.want)
+			}
+			if strings.Contains(msg, secret) {
+				t.Errorf("error %q shows the password", msg)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error %q spans several lines; want one sentence", msg)
+			}
+			if buf.Len() != 0 {
+				t.Errorf("printed %q before failing; want nothing", buf.String())
+			}
+		})
+	}
+}
+
+// TestHoldLearnsThatTheBrokerClosedTheConnection closes the lab's connection
+// from the broker side and checks that NotifyClose told the program.
+func TestHoldLearnsThatTheBrokerClosedTheConnection(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := rabbit.Ctl(ctx, "-q", "list_connections", "pid"); err != nil {
+		t.Skipf("this test closes a connection with rabbitmqctl, which this broker does not offer: %v", err)
+	}
+
+	name := brokertest.Name(t, "conn")
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-url", rabbit.URL, "-conn-name", name, "-hold"}, out) }()
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(out.String(), "holding the connection open") {
+			return fmt.Errorf("the lab has not started holding yet; output so far:\n%s", out.String())
+		}
+		return nil
+	})
+
+	// Close only our own connection, found by its unique name: the broker is
+	// shared with other tests.
+	pid := connectionPID(ctx, t, rabbit, name)
+	const reason = "closed by the 01-connect test"
+	if _, err := rabbit.Ctl(ctx, "close_connection", pid, reason); err != nil {
+		t.Fatalf("closing the lab's connection: %v", err)
+	}
+
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "lost the connection") {
+			t.Errorf("run returned %v; want an error saying it lost the connection", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("run did not return after the broker closed its connection")
+	}
+	want := fmt.Sprintf("NotifyClose: the broker closed the connection: CONNECTION_FORCED - %s (code %d)\n", reason, amqp.ConnectionForced)
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("the output lacks %q\noutput:\n%s", want, out.String())
+	}
+}
+
+// TestHoldClosesCleanlyOnCtrlC cancels the context, as Ctrl-C does, and
+// checks that the program closes cleanly and returns nil.
+func TestHoldClosesCleanlyOnCtrlC(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-url", rabbit.URL, "-hold"}, out) }()
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(out.String(), "holding the connection open") {
+			return fmt.Errorf("the lab has not started holding yet; output so far:\n%s", out.String())
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after Ctrl-C: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return within 10 s of Ctrl-C")
+	}
+	if !strings.HasSuffix(out.String(), "NotifyClose: closed without an error, so the close was ours\n") {
+		t.Errorf("the output does not end with the clean close\noutput:\n%s", out.String())
+	}
+}
+
+// connectionPID finds the broker's process id of the connection with the
+// given connection_name client property.
+func connectionPID(ctx context.Context, t *testing.T, rabbit *brokertest.RabbitMQ, name string) string {
+	t.Helper()
+	var pid string
+	brokertest.Eventually(t, 20*time.Second, func() error {
+		list, err := rabbit.Ctl(ctx, "-q", "list_connections", "pid", "client_properties")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(list, "\n") {
+			if strings.Contains(line, `{"connection_name","`+name+`"}`) {
+				pid, _, _ = strings.Cut(line, "\t")
+				return nil
+			}
+		}
+		return fmt.Errorf("no connection named %s in:\n%s", name, list)
+	})
+	return pid
+}
+
+// closedPort returns host:port of a local TCP port where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatalf("closing the probe listener: %v", err)
+	}
+	return addr
+}
+
+// syncBuffer is a bytes.Buffer that a running lab writes to while the test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
