@@ -18,15 +18,28 @@ import (
 	"example.com/myevents/contracts"
 )
 
+// ErrClosed is wrapped by the error Emit and Listen return once Close has
+// been called.
+var ErrClosed = errors.New("msgqueue: closed")
+
+// ErrUnroutable is wrapped by the error Emit returns when the broker accepted
+// an event but no queue was bound for its name, so nobody would ever receive
+// it (AMQP's mandatory flag). Declaring a listener binds its queue, so start
+// (or at least construct) listeners before the emitters that feed them.
+// Transports without routing (Kafka) never return it.
+var ErrUnroutable = errors.New("msgqueue: no queue is bound for this event")
+
 // Emitter publishes events.
 type Emitter interface {
 	// Emit publishes ev and returns only once the broker has taken
 	// responsibility for it (AMQP: a publisher confirm for a persistent
 	// message; Kafka: acknowledged by all in-sync replicas). An error means
 	// the event may not have been stored: the caller decides whether to
-	// retry. Emit is safe for concurrent use.
+	// retry. Emit is safe for concurrent use. After Close it returns an
+	// error wrapping ErrClosed.
 	Emit(ctx context.Context, ev contracts.Event) error
 	// Close waits for outstanding emits and releases the connection.
+	// Calling it again returns nil.
 	Close() error
 }
 
@@ -41,10 +54,14 @@ type Listener interface {
 	// names the listener was built for when names is empty) until ctx is
 	// cancelled or Close is called, and then returns nil after in-flight
 	// handlers finished. It returns an error only when listening cannot
-	// start or cannot go on.
+	// start or cannot go on (after Close: an error wrapping ErrClosed).
+	// Events of a name the listener was built for but that is not in names
+	// are acknowledged without calling h. One Listen at a time per
+	// listener; h is called from one goroutine, in the order the transport
+	// delivers (per partition key at least).
 	Listen(ctx context.Context, h Handler, names ...string) error
 	// Close stops listening, waits for in-flight handlers and releases the
-	// connection.
+	// connection. Calling it again returns nil.
 	Close() error
 }
 

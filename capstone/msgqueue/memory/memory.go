@@ -1,0 +1,411 @@
+// Package memory is an in-process msgqueue transport for the services' unit
+// tests: no broker, same delivery rules as the AMQP transport.
+//
+// A Bus holds named queues, one per service, each bound to the event names
+// its listener was built for. Emit encodes the event to JSON and appends it
+// to every queue bound for its name (an event no queue is bound for is an
+// error wrapping msgqueue.ErrUnroutable, as with AMQP's mandatory flag), so
+// what a handler receives went through the same encoding as on the wire.
+//
+// Delivery rules, as in the AMQP transport:
+//   - a handler that returns nil acknowledges the event;
+//   - a handler error puts the event back at the head of its queue and it is
+//     delivered again after a short backoff, until the delivery limit, after
+//     which it is dead-lettered;
+//   - msgqueue.Permanent errors, malformed bodies and unknown or missing
+//     event names are dead-lettered at once; read them with DeadLetters.
+//
+// Usage:
+//
+//	bus := memory.New()
+//	l, _ := bus.Listener("bookingservice", contracts.EventCreatedName)
+//	go l.Listen(ctx, handle)
+//	_ = bus.Emitter().Emit(ctx, &contracts.EventCreated{...})
+package memory
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
+)
+
+// Defaults for the options.
+const (
+	DefaultDeliveryLimit = 5
+	DefaultRetryBackoff  = 20 * time.Millisecond
+)
+
+// Option configures a Bus.
+type Option func(*Bus)
+
+// WithDeliveryLimit sets how often an event is delivered before a handler
+// that keeps failing gets it dead-lettered.
+func WithDeliveryLimit(n int) Option { return func(b *Bus) { b.limit = n } }
+
+// WithRetryBackoff sets how long a listener waits after a handler error
+// before it delivers the next message.
+func WithRetryBackoff(d time.Duration) Option { return func(b *Bus) { b.backoff = d } }
+
+// WithLogger sets the logger for dead-lettered and retried messages.
+func WithLogger(l *slog.Logger) Option { return func(b *Bus) { b.log = l } }
+
+// Bus is an in-memory broker. The zero value is not usable; call New.
+type Bus struct {
+	limit   int
+	backoff time.Duration
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	queues  map[string]*queue
+	emitted []Message
+}
+
+// Message is one message as the bus stores it.
+type Message struct {
+	ID   string // message ID, unique per Emit
+	Name string // event name (empty when an injected message has none)
+	Body []byte // the event's JSON
+}
+
+// DeadLetter is a message a listener gave up on, and why.
+type DeadLetter struct {
+	Message
+	Reason string
+}
+
+// queue is one service's queue.
+type queue struct {
+	names  map[string]bool
+	ready  []delivery
+	dead   []DeadLetter
+	notify chan struct{} // signalled when a message is added
+}
+
+// delivery is a queued message and how often it was delivered.
+type delivery struct {
+	Message
+	count int
+}
+
+// New returns an empty bus.
+func New(opts ...Option) *Bus {
+	b := &Bus{
+		limit:   DefaultDeliveryLimit,
+		backoff: DefaultRetryBackoff,
+		log:     slog.New(slog.DiscardHandler),
+		queues:  map[string]*queue{},
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// Emitted returns every message an Emit put on the bus, in order.
+func (b *Bus) Emitted() []Message {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Message(nil), b.emitted...)
+}
+
+// DeadLetters returns the dead letters of the named queue.
+func (b *Bus) DeadLetters(queueName string) []DeadLetter {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[queueName]
+	if q == nil {
+		return nil
+	}
+	return append([]DeadLetter(nil), q.dead...)
+}
+
+// Inject puts a raw message at the end of the named queue, whatever its name
+// and body: tests use it for poison messages.
+func (b *Bus) Inject(queueName string, m Message) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[queueName]
+	if q == nil {
+		return fmt.Errorf("injecting into queue %q: %w", queueName, ErrNoQueue)
+	}
+	q.push(m)
+	return nil
+}
+
+// declare creates the named queue if needed and binds it to names.
+func (b *Bus) declare(queueName string, names []string) *queue {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[queueName]
+	if q == nil {
+		q = &queue{names: map[string]bool{}, notify: make(chan struct{}, 1)}
+		b.queues[queueName] = q
+	}
+	for _, n := range names {
+		q.names[n] = true
+	}
+	return q
+}
+
+// push appends m and wakes a listener. The caller holds b.mu.
+func (q *queue) push(m Message) {
+	q.ready = append(q.ready, delivery{Message: m})
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+// ErrNoQueue is returned by Inject for a queue no listener declared.
+var ErrNoQueue = errors.New("memory: no such queue")
+
+// Emitter returns an emitter for the bus.
+func (b *Bus) Emitter() *Emitter { return &Emitter{bus: b} }
+
+// Emitter puts events on a Bus.
+type Emitter struct {
+	bus    *Bus
+	mu     sync.Mutex
+	closed bool
+}
+
+var _ msgqueue.Emitter = (*Emitter)(nil)
+
+// Emit encodes ev and appends it to every queue bound for its name.
+func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return fmt.Errorf("emitting %s: %w", ev.EventName(), msgqueue.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("emitting %s: %w", ev.EventName(), err)
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", ev.EventName(), err)
+	}
+	m := Message{ID: rand.Text(), Name: ev.EventName(), Body: body}
+	b := e.bus
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	routed := false
+	for _, q := range b.queues {
+		if q.names[m.Name] {
+			q.push(m)
+			routed = true
+		}
+	}
+	if !routed {
+		return fmt.Errorf("emitting %s: %w", m.Name, msgqueue.ErrUnroutable)
+	}
+	b.emitted = append(b.emitted, m)
+	return nil
+}
+
+// Close makes later Emits fail with msgqueue.ErrClosed.
+func (e *Emitter) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	return nil
+}
+
+// Listener returns a listener for the named queue, which it creates if
+// needed and binds to names (at least one). Events emitted from now on for
+// those names are kept for it, even before Listen runs; several listeners
+// on one queue compete for its messages.
+func (b *Bus) Listener(queueName string, names ...string) (*Listener, error) {
+	if len(names) == 0 {
+		return nil, fmt.Errorf("building listener for queue %q: no event names given", queueName)
+	}
+	for _, n := range names {
+		if _, err := contracts.New(n); err != nil {
+			return nil, fmt.Errorf("building listener for queue %q: %w", queueName, err)
+		}
+	}
+	return &Listener{bus: b, name: queueName, q: b.declare(queueName, names), names: names, closing: make(chan struct{})}, nil
+}
+
+// Listener delivers the events of one queue to a handler.
+type Listener struct {
+	bus   *Bus
+	name  string
+	q     *queue
+	names []string
+
+	mu        sync.Mutex
+	listening bool
+	closed    bool
+	closing   chan struct{}
+	done      chan struct{} // closed when the running Listen returns
+}
+
+var _ msgqueue.Listener = (*Listener)(nil)
+
+// Listen calls h for each message of the queue until ctx ends or Close is
+// called; see the package documentation for the delivery rules.
+func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...string) error {
+	filter, err := l.filter(names)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	switch {
+	case l.closed:
+		l.mu.Unlock()
+		return fmt.Errorf("listening on queue %q: %w", l.name, msgqueue.ErrClosed)
+	case l.listening:
+		l.mu.Unlock()
+		return fmt.Errorf("listening on queue %q: Listen is already running", l.name)
+	}
+	l.listening = true
+	done := make(chan struct{})
+	l.done = done
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.listening = false
+		l.mu.Unlock()
+		close(done)
+	}()
+
+	for {
+		d, ok := l.next(ctx)
+		if !ok {
+			return nil
+		}
+		wait := l.handle(ctx, h, filter, d)
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-l.closing:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+}
+
+// filter checks names against the listener's names; empty means all.
+func (l *Listener) filter(names []string) (map[string]bool, error) {
+	if len(names) == 0 {
+		names = l.names
+	}
+	built := map[string]bool{}
+	for _, n := range l.names {
+		built[n] = true
+	}
+	f := map[string]bool{}
+	for _, n := range names {
+		if !built[n] {
+			return nil, fmt.Errorf("listening on queue %q for %s: the listener was built for %v only", l.name, n, l.names)
+		}
+		f[n] = true
+	}
+	return f, nil
+}
+
+// next takes the head of the queue, waiting until there is one; false when
+// ctx ended or the listener is closing.
+func (l *Listener) next(ctx context.Context) (delivery, bool) {
+	for {
+		select {
+		case <-ctx.Done():
+			return delivery{}, false
+		case <-l.closing:
+			return delivery{}, false
+		default:
+		}
+		l.bus.mu.Lock()
+		if len(l.q.ready) > 0 {
+			d := l.q.ready[0]
+			l.q.ready = l.q.ready[1:]
+			d.count++
+			l.bus.mu.Unlock()
+			return d, true
+		}
+		l.bus.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return delivery{}, false
+		case <-l.closing:
+			return delivery{}, false
+		case <-l.q.notify:
+			// Pass the wake-up on: another listener of the queue may be
+			// waiting too.
+			l.bus.mu.Lock()
+			if len(l.q.ready) > 1 {
+				select {
+				case l.q.notify <- struct{}{}:
+				default:
+				}
+			}
+			l.bus.mu.Unlock()
+		}
+	}
+}
+
+// handle decodes d and runs h; it returns how long to wait before the next
+// delivery (after a handler error).
+func (l *Listener) handle(ctx context.Context, h msgqueue.Handler, filter map[string]bool, d delivery) time.Duration {
+	ev, err := contracts.Decode(d.Name, d.Body)
+	if err != nil {
+		l.deadLetter(d, "undecodable: "+err.Error())
+		return 0
+	}
+	if !filter[d.Name] {
+		return 0 // acknowledged without calling h
+	}
+	err = h(ctx, ev)
+	switch {
+	case err == nil:
+		return 0
+	case msgqueue.IsPermanent(err):
+		l.deadLetter(d, "refused by the handler: "+err.Error())
+		return 0
+	case d.count >= l.bus.limit:
+		l.deadLetter(d, fmt.Sprintf("delivery limit %d reached: %v", l.bus.limit, err))
+		return 0
+	}
+	l.bus.log.Warn("handler failed; delivering again", "queue", l.name, "event", d.Name, "id", d.ID, "delivery", d.count, "err", err)
+	l.bus.mu.Lock()
+	l.q.ready = append([]delivery{d}, l.q.ready...)
+	l.bus.mu.Unlock()
+	return l.bus.backoff
+}
+
+// deadLetter records d as given up on.
+func (l *Listener) deadLetter(d delivery, reason string) {
+	l.bus.log.Warn("dead-lettering message", "queue", l.name, "event", d.Name, "id", d.ID, "reason", reason)
+	l.bus.mu.Lock()
+	l.q.dead = append(l.q.dead, DeadLetter{Message: d.Message, Reason: reason})
+	l.bus.mu.Unlock()
+}
+
+// Close stops Listen after the running handler returned and waits for it.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.closing)
+	done := l.done
+	l.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	return nil
+}
