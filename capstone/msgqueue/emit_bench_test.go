@@ -1,0 +1,244 @@
+package msgqueue_test
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// TestMain lets brokertest stop the containers it may start. It is the only
+// TestMain of package msgqueue_test: other files of the package must not
+// declare one.
+func TestMain(m *testing.M) { brokertest.Main(m) }
+
+// emitBenchmark is one case of BenchmarkEmit. Files of this package register
+// their cases by appending to emitBenchmarks from an init function:
+//
+//	func init() {
+//		emitBenchmarks = append(emitBenchmarks,
+//			emitBenchmark{name: "kafka-raw", run: benchKafkaRaw},
+//			emitBenchmark{name: "kafka", run: benchKafka},
+//		)
+//	}
+//
+// One op is one event of about 200 bytes that the broker confirmed as
+// stored (AMQP: a persistent message and its publisher confirm; Kafka: acks
+// from all in-sync replicas). run measures with b.RunParallel, so concurrent
+// emitters are what is measured, and calls b.SetParallelism(emitParallelism)
+// first so that every case runs the same number of goroutines.
+type emitBenchmark struct {
+	name string
+	run  func(b *testing.B)
+}
+
+// emitBenchmarks holds the registered cases; BenchmarkEmit runs them sorted
+// by name.
+var emitBenchmarks []emitBenchmark
+
+// emitParallelism is the b.SetParallelism every case uses: this many
+// goroutines per GOMAXPROCS emit at once.
+const emitParallelism = 32
+
+// BenchmarkEmit compares the capstone emitters with their raw clients, for
+// the same guarantee. Run it with:
+//
+//	go test -run '^$' -bench BenchmarkEmit -benchmem -count 5 ./capstone/msgqueue/
+func BenchmarkEmit(b *testing.B) {
+	cases := append([]emitBenchmark(nil), emitBenchmarks...)
+	sort.Slice(cases, func(i, j int) bool { return cases[i].name < cases[j].name })
+	for _, c := range cases {
+		b.Run(c.name, c.run)
+	}
+}
+
+// benchSeq numbers benchmark events across cases and goroutines.
+var benchSeq atomic.Int64
+
+// benchEvent returns the event every case emits: an EventBooked whose JSON
+// is about 200 bytes, with a fresh ID. Use it from every case so they all
+// measure the same payload.
+func benchEvent() *contracts.EventBooked {
+	n := benchSeq.Add(1)
+	return &contracts.EventBooked{
+		ID:      fmt.Sprintf("booking-%012d-7f3c9a2e-4b1d-4e8a-9c5f", n),
+		EventID: fmt.Sprintf("event-%04d-1a2b3c4d-5e6f-4a7b-8c9d", n%100),
+		UserID:  "user-00000042-0b9e-4d6c-a1f3-5d8e2c7b9a10",
+		Seats:   2,
+		Date:    time.Date(2026, time.March, 14, 19, 30, 0, 0, time.UTC),
+	}
+}
+
+func init() {
+	emitBenchmarks = append(emitBenchmarks,
+		emitBenchmark{name: "amqp-raw", run: benchAMQPRaw},
+		emitBenchmark{name: "amqp-channel-per-emit", run: benchAMQPChannelPerEmit},
+	)
+}
+
+// benchAMQP declares a durable topic exchange and a durable classic queue
+// bound for event.booked, unique to this run, and deletes them at the end.
+// It returns the broker URL and the exchange name.
+func benchAMQP(b *testing.B) (url, exchange string) {
+	b.Helper()
+	rabbit := brokertest.AMQP(b)
+	exchange = brokertest.Name(b, "bench")
+	queue := exchange + ".q"
+	conn, err := amqp.Dial(rabbit.URL)
+	if err != nil {
+		b.Fatalf("connecting to RabbitMQ: %v", err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Fatalf("opening a channel: %v", err)
+	}
+	err = ch.ExchangeDeclare(exchange, amqp.ExchangeTopic,
+		true,  // durable
+		false, // autoDelete
+		false, // internal
+		false, // noWait
+		nil)
+	if err != nil {
+		b.Fatalf("declaring exchange %s: %v", exchange, err)
+	}
+	_, err = ch.QueueDeclare(queue,
+		true,  // durable
+		false, // autoDelete
+		false, // exclusive
+		false, // noWait
+		nil)
+	if err != nil {
+		b.Fatalf("declaring queue %s: %v", queue, err)
+	}
+	if err := ch.QueueBind(queue, contracts.EventBookedName, exchange, false /* noWait */, nil); err != nil {
+		b.Fatalf("binding queue %s: %v", queue, err)
+	}
+	b.Cleanup(func() {
+		_, _ = ch.QueueDelete(queue, false /* ifUnused */, false /* ifEmpty */, false /* noWait */)
+		_ = ch.ExchangeDelete(exchange, false /* ifUnused */, false /* noWait */)
+	})
+	return rabbit.URL, exchange
+}
+
+// rawPublishing is the message every AMQP case sends: what the capstone
+// emitter sends for ev.
+func rawPublishing(b *testing.B, ev contracts.Event) amqp.Publishing {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		b.Fatalf("encoding %s: %v", ev.EventName(), err)
+	}
+	return amqp.Publishing{
+		Headers:      amqp.Table{"x-event-name": ev.EventName()},
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    rand.Text(),
+		Body:         body,
+	}
+}
+
+// benchAMQPRaw is amqp091-go at its best for the guarantee: one connection,
+// one confirm-mode channel shared by every goroutine (concurrent Publish on
+// one channel is safe), each goroutine waiting for its own deferred confirm,
+// so the window of outstanding confirms is the number of goroutines.
+func benchAMQPRaw(b *testing.B) {
+	url, exchange := benchAMQP(b)
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		b.Fatalf("connecting to RabbitMQ: %v", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Fatalf("opening a channel: %v", err)
+	}
+	if err := ch.Confirm(false /* noWait */); err != nil {
+		b.Fatalf("enabling publisher confirms: %v", err)
+	}
+	// A returned (unroutable) message would be a broken benchmark.
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	var returned atomic.Int64
+	go func() {
+		for range returns {
+			returned.Add(1)
+		}
+	}()
+
+	b.SetParallelism(emitParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			ev := benchEvent()
+			dc, err := ch.PublishWithDeferredConfirm(exchange, ev.EventName(),
+				true,  // mandatory
+				false, // immediate
+				rawPublishing(b, ev))
+			if err != nil {
+				b.Errorf("publishing: %v", err)
+				return
+			}
+			if !dc.Wait() {
+				b.Errorf("the broker nacked message %d", dc.DeliveryTag)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	if n := returned.Load(); n > 0 {
+		b.Errorf("%d messages were returned as unroutable", n)
+	}
+}
+
+// benchAMQPChannelPerEmit is the original chapter's approach (a new channel
+// for every emit, because channels must not be shared), given the same
+// guarantee: confirm mode on each channel, wait for the confirm, close.
+func benchAMQPChannelPerEmit(b *testing.B) {
+	url, exchange := benchAMQP(b)
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		b.Fatalf("connecting to RabbitMQ: %v", err)
+	}
+	defer conn.Close()
+
+	b.SetParallelism(emitParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := publishOnNewChannel(conn, exchange, rawPublishing(b, benchEvent())); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// publishOnNewChannel opens a channel, publishes one confirmed message and
+// closes the channel.
+func publishOnNewChannel(conn *amqp.Connection, exchange string, msg amqp.Publishing) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("opening a channel: %w", err)
+	}
+	defer ch.Close()
+	if err := ch.Confirm(false /* noWait */); err != nil {
+		return fmt.Errorf("enabling publisher confirms: %w", err)
+	}
+	dc, err := ch.PublishWithDeferredConfirm(exchange, contracts.EventBookedName,
+		true,  // mandatory
+		false, // immediate
+		msg)
+	if err != nil {
+		return fmt.Errorf("publishing: %w", err)
+	}
+	if !dc.Wait() {
+		return fmt.Errorf("the broker nacked message %d", dc.DeliveryTag)
+	}
+	return nil
+}
