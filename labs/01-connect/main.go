@@ -1,4 +1,4 @@
-// Lab 01-connect shows what connecting to RabbitMQ means: one TCP connection,
+// Command 01-connect shows what connecting to RabbitMQ means: one TCP connection,
 // an AMQP handshake in which client and broker agree on limits, channels
 // multiplexed over that one connection, and how a program learns that its
 // connection has died.
@@ -52,7 +52,7 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("01-connect", flag.ContinueOnError)
-	amqpURL := fs.String("url", envOr("AMQP_URL", defaultURL), "AMQP URL of the broker (default: $AMQP_URL, else the local broker)")
+	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
 	connName := fs.String("conn-name", "myevents-01-connect", "connection name the broker shows for this client")
 	hold := fs.Bool("hold", false, "stay connected until Ctrl-C or until the broker closes the connection")
 	if err := fs.Parse(args); err != nil {
@@ -63,6 +63,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	// The environment supplies the URL unless -url does. The fallback is
+	// applied here, not as the flag's default, so that -h never prints a
+	// password taken from AMQP_URL.
+	if *amqpURL == "" {
+		*amqpURL = envOr("AMQP_URL", defaultURL)
 	}
 
 	// Check the URL before dialing, so that a typo does not look like a

@@ -1,0 +1,349 @@
+// Command 02-declare-exchange shows how a client declares the durable topic
+// exchange "events", that declaring it again is harmless, and what happens
+// when a declaration contradicts what exists: the broker answers 406
+// PRECONDITION_FAILED and closes the channel, not the connection, so the
+// program opens a new channel and carries on.
+//
+// It also shows how to ask what exists: a passive declare succeeds for an
+// existing name, whatever type it asks for, and fails with 404 NOT_FOUND
+// (closing that channel too) for a missing one.
+//
+// Usage:
+//
+//	go run ./labs/02-declare-exchange [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange events]
+//
+// The exchange stays: every later lab and the capstone publish to "events".
+// An exchange you declare under another name with -exchange stays too;
+// delete it in the management UI when you are done.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// defaultURL is the local development broker.
+const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// eventsExchange is the exchange every service of the workbench publishes to.
+const eventsExchange = "events"
+
+// dialTimeout bounds the TCP connect and the AMQP handshake; RabbitMQ waits
+// about 3 s before it hangs up on a wrong password, so stay above that.
+const dialTimeout = 5 * time.Second
+
+// replyTimeout bounds how long we wait for the library to report a channel
+// closure it has already seen.
+const replyTimeout = 5 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("02-declare-exchange", flag.ContinueOnError)
+	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
+	exchange := fs.String("exchange", eventsExchange, "name of the durable topic exchange to declare (it stays)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	// The environment supplies the URL unless -url does; the fallback is
+	// applied here so that -h never prints a password from AMQP_URL.
+	if *amqpURL == "" {
+		*amqpURL = envOr("AMQP_URL", defaultURL)
+	}
+	if _, err := amqp.ParseURI(*amqpURL); err != nil {
+		return malformedURL(err)
+	}
+	name := *exchange
+	missing := name + ".missing" // a name nobody declares, for the 404 step
+
+	// Connect. One connection for the whole run: the point of this lab is
+	// that it survives a failed declaration.
+	conn, err := amqp.DialConfig(*amqpURL, amqp.Config{Dial: amqp.DefaultDial(dialTimeout)})
+	if err != nil {
+		return explainDialError(*amqpURL, err)
+	}
+	defer conn.Close() // harmless after the explicit Close at the end
+	fmt.Fprintf(out, "connected to %s (local port %d)\n", redact(*amqpURL), localPort(conn))
+	connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
+
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("opening a channel: %w", err)
+	}
+
+	// Declare the exchange. Publishers write to an exchange; the exchange
+	// routes each message to the queues bound to it. A topic exchange
+	// matches the routing key (the event name, e.g. "event.created")
+	// against binding patterns such as "event.*" or "#".
+	//   durable:     the exchange survives a broker restart. Messages do not
+	//                become durable by this: that takes durable queues and
+	//                persistent messages.
+	//   auto-delete: off, so it stays when the last queue unbinds. With it
+	//                on, the exchange would vanish between deployments.
+	//   internal:    off, so clients may publish to it. An internal exchange
+	//                receives only from other exchanges.
+	//   no-wait:     off, so we wait for declare-ok and learn here, not
+	//                later and on some other call, that the broker refused.
+	//   args:        none; extras such as alternate-exchange go here.
+	err = ch.ExchangeDeclare(
+		name,    // name
+		"topic", // type
+		true,    // durable
+		false,   // auto-delete
+		false,   // internal
+		false,   // no-wait
+		nil,     // args
+	)
+	if err != nil {
+		return explainDeclareError(name, err)
+	}
+	fmt.Fprintf(out, "declared exchange %q: type topic, durable, not auto-delete, not internal, no args\n", name)
+
+	// Declare it again with the same arguments. Declaring means "make sure
+	// this exists as described": when it already does, the broker simply
+	// says ok. That is why every service declares the topology it needs at
+	// start-up instead of relying on someone having created it.
+	err = ch.ExchangeDeclare(
+		name,    // name
+		"topic", // type
+		true,    // durable
+		false,   // auto-delete
+		false,   // internal
+		false,   // no-wait
+		nil,     // args
+	)
+	if err != nil {
+		return explainDeclareError(name, err)
+	}
+	fmt.Fprintln(out, "declared it again with the same arguments: ok, nothing changed")
+
+	// Now contradict what exists: same name, type direct. The broker never
+	// changes an existing exchange. It refuses with 406 PRECONDITION_FAILED,
+	// a channel-level error: the broker closes this channel and keeps the
+	// connection (and its other channels) open.
+	chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	err = ch.ExchangeDeclare(
+		name,     // name
+		"direct", // type: differs from what exists
+		true,     // durable
+		false,    // auto-delete
+		false,    // internal
+		false,    // no-wait
+		nil,      // args
+	)
+	var refusal *amqp.Error
+	if !errors.As(err, &refusal) || refusal.Code != amqp.PreconditionFailed {
+		return fmt.Errorf("redeclaring exchange %q as direct: want 406 PRECONDITION_FAILED, got %v", name, err)
+	}
+	fmt.Fprintf(out, "declared %q as direct instead: refused, code %d: %s\n", name, refusal.Code, refusal.Reason)
+
+	// The channel's NotifyClose reports the same error; the connection's
+	// reports nothing, because the connection is fine.
+	select {
+	case closeErr := <-chClosed:
+		if closeErr == nil {
+			return errors.New("the channel closed without a reason")
+		}
+		fmt.Fprintf(out, "NotifyClose on that channel: code %d; channel closed: %t, connection closed: %t\n",
+			closeErr.Code, ch.IsClosed(), conn.IsClosed())
+	case closeErr := <-connClosed:
+		return fmt.Errorf("the broker closed the whole connection: %v", closeErr)
+	case <-time.After(replyTimeout):
+		return errors.New("the channel's NotifyClose did not report the refusal")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+
+	// A closed channel stays closed: every later call on it fails at once.
+	// Code that ignores the refusal and keeps using the channel fails here,
+	// far from the real cause.
+	err = ch.ExchangeDeclarePassive(
+		name,    // name
+		"topic", // type
+		true,    // durable
+		false,   // auto-delete
+		false,   // internal
+		false,   // no-wait
+		nil,     // args
+	)
+	if !errors.Is(err, amqp.ErrClosed) {
+		return fmt.Errorf("using the closed channel: want %v, got %v", amqp.ErrClosed, err)
+	}
+	fmt.Fprintf(out, "the closed channel refuses every further call: %v\n", err)
+
+	// Carry on: a closed channel is gone for good, so open a new one on the
+	// same connection. Nothing else is lost.
+	ch, err = conn.Channel()
+	if err != nil {
+		return fmt.Errorf("opening a new channel after the refusal: %w", err)
+	}
+	fmt.Fprintf(out, "opened a new channel on the same connection (local port %d)\n", localPort(conn))
+
+	// Ask what exists. A passive declare only checks that an exchange of
+	// this name exists; it creates nothing and, as the second call shows,
+	// does not compare the type or the flags.
+	err = ch.ExchangeDeclarePassive(
+		name,    // name
+		"topic", // type: not checked by a passive declare
+		true,    // durable: not checked
+		false,   // auto-delete: not checked
+		false,   // internal: not checked
+		false,   // no-wait
+		nil,     // args
+	)
+	if err != nil {
+		return fmt.Errorf("checking that exchange %q exists: %w", name, err)
+	}
+	fmt.Fprintf(out, "passive declare %q: it exists\n", name)
+	err = ch.ExchangeDeclarePassive(
+		name,     // name
+		"direct", // type: wrong on purpose, and still accepted
+		false,    // durable: wrong on purpose
+		false,    // auto-delete
+		false,    // internal
+		false,    // no-wait
+		nil,      // args
+	)
+	if err != nil {
+		return fmt.Errorf("passive declare of %q as direct: %w", name, err)
+	}
+	fmt.Fprintf(out, "passive declare %q as direct and not durable: ok too, passive checks the name only\n", name)
+
+	// To check the type and flags, declare actively with the full
+	// description: ok means the exchange is exactly that.
+	err = ch.ExchangeDeclare(
+		name,    // name
+		"topic", // type
+		true,    // durable
+		false,   // auto-delete
+		false,   // internal
+		false,   // no-wait
+		nil,     // args
+	)
+	if err != nil {
+		return explainDeclareError(name, err)
+	}
+	fmt.Fprintf(out, "declared %q as a durable topic exchange on the new channel: ok, so that is what it still is\n", name)
+
+	// A passive declare of a name that does not exist fails with 404
+	// NOT_FOUND, and that too closes the channel.
+	err = ch.ExchangeDeclarePassive(
+		missing, // name
+		"topic", // type
+		true,    // durable
+		false,   // auto-delete
+		false,   // internal
+		false,   // no-wait
+		nil,     // args
+	)
+	if !errors.As(err, &refusal) || refusal.Code != amqp.NotFound {
+		return fmt.Errorf("passive declare of the missing exchange %q: want 404 NOT_FOUND, got %v", missing, err)
+	}
+	fmt.Fprintf(out, "passive declare %q: code %d: %s; channel closed: %t\n", missing, refusal.Code, refusal.Reason, ch.IsClosed())
+
+	// The connection came through both refusals.
+	if err := conn.Close(); err != nil {
+		return fmt.Errorf("closing the connection: %w", err)
+	}
+	fmt.Fprintln(out, "closed the connection: it outlived both closed channels")
+	return nil
+}
+
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// redact hides the password of a URL that has already passed
+// amqp.ParseURI.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	return u.Redacted()
+}
+
+// localPort returns the client-side TCP port of the connection: the same
+// port means the same TCP connection.
+func localPort(conn *amqp.Connection) int {
+	if addr, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+		return addr.Port
+	}
+	return 0
+}
+
+// explainDeclareError says what to do when the first declaration fails.
+func explainDeclareError(name string, err error) error {
+	var amqpErr *amqp.Error
+	if errors.As(err, &amqpErr) {
+		switch amqpErr.Code {
+		case amqp.PreconditionFailed:
+			return fmt.Errorf("declaring exchange %q: an exchange of that name already exists with other arguments (%w); pick another name with -exchange, or delete the old one in the management UI if nothing uses it", name, err)
+		case amqp.AccessRefused:
+			return fmt.Errorf("declaring exchange %q: the user may not configure it (%w); grant configure permission with rabbitmqctl set_permissions", name, err)
+		}
+	}
+	return fmt.Errorf("declaring exchange %q: %w", name, err)
+}
+
+// malformedURL explains a URL that amqp.ParseURI rejected, without
+// repeating the URL: it may hold a password.
+func malformedURL(err error) error {
+	cause := err
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		cause = urlErr.Err // the *url.Error text quotes the whole URL
+	}
+	return fmt.Errorf("the AMQP URL in -url or AMQP_URL is malformed (%v); write it as amqp://user:password@host:5672/vhost and percent-encode reserved characters in the password", cause)
+}
+
+// explainDialError turns a failed dial into one sentence: what went wrong
+// and what to do about it.
+func explainDialError(rawURL string, err error) error {
+	where := redact(rawURL)
+	var amqpErr *amqp.Error
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, amqp.ErrVhost), errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotAllowed:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused access to the virtual host (%w); check the vhost at the end of the URL and the user's permissions", where, err)
+	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password (%w); fix them in -url or AMQP_URL (the guest user may log in only from the broker's own machine)", where, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("connecting to RabbitMQ at %s: nothing is listening there (%w); start RabbitMQ (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yaml up -d --wait rabbitmq`) or point -url or AMQP_URL at a running broker", where, err)
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("connecting to RabbitMQ at %s: the host name does not resolve (%w); check the host in -url or AMQP_URL", where, err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("connecting to RabbitMQ at %s: no answer within %v (%w); check the host, the port and any firewall on the way", where, dialTimeout, err)
+	}
+	return fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
+}

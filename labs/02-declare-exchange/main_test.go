@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"example.com/myevents/labs/brokertest"
+	"example.com/myevents/labs/labtest"
+)
+
+func TestMain(m *testing.M) { brokertest.Main(m) }
+
+// docs are the files whose "Expected output" block the program must print.
+var docs = []string{"README.md", "../../docs/02-declare-exchange.md"}
+
+// TestDeclareExchange runs the lab twice on a unique exchange name and then
+// checks with a connection of its own what the broker holds.
+func TestDeclareExchange(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	name := brokertest.Name(t, "events")
+	conn := dial(t, rabbit.URL)
+	t.Cleanup(func() { deleteExchange(t, rabbit.URL, name) })
+
+	// The program's output matches the docs, and a second run prints the
+	// same lines: declaring is idempotent.
+	uri, err := amqp.ParseURI(rabbit.URL)
+	if err != nil {
+		t.Fatalf("parsing the broker URL: %v", err)
+	}
+	for i := 1; i <= 2; i++ {
+		var buf bytes.Buffer
+		if err := run(ctx, []string{"-url", rabbit.URL, "-exchange", name}, &buf); err != nil {
+			t.Fatalf("run %d: %v\noutput:\n%s", i, err, buf.String())
+		}
+		labtest.CheckOutput(t, buf.String(), docs,
+			name, "events",
+			brokertest.Redact(rabbit.URL), brokertest.Redact(brokertest.DefaultAMQPURL),
+			"in vhost '"+uri.Vhost+"'", "in vhost '/'")
+
+		// The same local port before and after the refusal: the program
+		// kept its one TCP connection and only replaced the channel.
+		ports := regexp.MustCompile(`local port (\d+)`).FindAllStringSubmatch(buf.String(), -1)
+		if len(ports) != 2 || ports[0][1] != ports[1][1] {
+			t.Errorf("run %d: want the same local port twice (one connection throughout), got %v", i, ports)
+		}
+	}
+
+	// The exchange exists: a passive declare succeeds.
+	ch := channel(t, conn)
+	if err := ch.ExchangeDeclarePassive(name, "topic", true, false, false, false, nil); err != nil {
+		t.Fatalf("passive declare of %s: %v", name, err)
+	}
+	// It is exactly a durable, not auto-delete, not internal topic exchange:
+	// an active declare with that description succeeds...
+	if err := ch.ExchangeDeclare(name, "topic", true, false, false, false, nil); err != nil {
+		t.Fatalf("redeclaring %s as a durable topic exchange: %v", name, err)
+	}
+	// ...and one that differs in type or durability is refused with 406,
+	// which closes that channel and leaves our connection open.
+	for _, variant := range []struct {
+		kind    string
+		durable bool
+		arg     string
+	}{
+		{"direct", true, "type"},
+		{"topic", false, "durable"},
+	} {
+		ch := channel(t, conn)
+		err := ch.ExchangeDeclare(name, variant.kind, variant.durable, false, false, false, nil)
+		var amqpErr *amqp.Error
+		if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.PreconditionFailed || !strings.Contains(amqpErr.Reason, "'"+variant.arg+"'") {
+			t.Errorf("declaring %s as %s, durable %t: got %v; want 406 about %q", name, variant.kind, variant.durable, err, variant.arg)
+		}
+		if !ch.IsClosed() {
+			t.Errorf("after the 406 our channel is still open; the broker should have closed it")
+		}
+		if conn.IsClosed() {
+			t.Fatalf("after the 406 our connection is closed; a channel error must not close it")
+		}
+	}
+	// The connection still works: a new channel on it answers.
+	if err := channel(t, conn).ExchangeDeclarePassive(name, "topic", true, false, false, false, nil); err != nil {
+		t.Errorf("passive declare on a new channel after the refusals: %v", err)
+	}
+
+	// The program created nothing else: its ".missing" name does not exist.
+	err = channel(t, conn).ExchangeDeclarePassive(name+".missing", "topic", true, false, false, false, nil)
+	if amqpErr := (*amqp.Error)(nil); !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
+		t.Errorf("passive declare of %s.missing: got %v; want 404", name, err)
+	}
+
+	// Where rabbitmqctl is available, read the flags from the broker's own
+	// listing as well.
+	list, err := rabbit.Ctl(ctx, "-q", "list_exchanges", "name", "type", "durable", "auto_delete", "internal")
+	if err != nil {
+		t.Logf("skipping the rabbitmqctl listing: %v", err)
+		return
+	}
+	want := strings.Join([]string{name, "topic", "true", "false", "false"}, "\t")
+	if !containsLine(list, want) {
+		t.Errorf("rabbitmqctl list_exchanges has no line %q:\n%s", want, list)
+	}
+}
+
+// TestExistingExchangeOfAnotherType checks the sentence a learner gets when
+// the name is taken by an exchange with other arguments.
+func TestExistingExchangeOfAnotherType(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := brokertest.Name(t, "events")
+	conn := dial(t, rabbit.URL)
+	t.Cleanup(func() { deleteExchange(t, rabbit.URL, name) })
+	if err := channel(t, conn).ExchangeDeclare(name, "fanout", true, false, false, false, nil); err != nil {
+		t.Fatalf("declaring %s as fanout: %v", name, err)
+	}
+
+	var buf bytes.Buffer
+	err := run(ctx, []string{"-url", rabbit.URL, "-exchange", name}, &buf)
+	if err == nil || !strings.Contains(err.Error(), "already exists with other arguments") {
+		t.Fatalf("run returned %v; want an error saying the exchange exists with other arguments", err)
+	}
+	// The program changed nothing: it is still a fanout exchange.
+	if err := channel(t, conn).ExchangeDeclare(name, "fanout", true, false, false, false, nil); err != nil {
+		t.Errorf("%s is no longer the fanout exchange we declared: %v", name, err)
+	}
+}
+
+// TestDialFailuresExplainThemselves checks that each way of failing to
+// connect ends in one clear sentence, an error and no output, without the
+// password.
+func TestDialFailuresExplainThemselves(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	const secret = "s3cret-not-shown"
+	wrongPassword, err := url.Parse(rabbit.URL)
+	if err != nil {
+		t.Fatalf("parsing the broker URL: %v", err)
+	}
+	wrongPassword.User = url.UserPassword(wrongPassword.User.Username(), secret)
+
+	tests := []struct {
+		name string
+		url  string
+		want string
+	}{
+		{"malformed URL", "amqp://guest:" + secret + "%zz@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
+		{"wrong credentials", wrongPassword.String(), "the broker refused the user name or password"},
+		{"broker down", "amqp://guest:" + secret + "@" + closedPort(t) + "/", "nothing is listening there"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var buf bytes.Buffer
+			err := run(ctx, []string{"-url", tt.url, "-exchange", brokertest.Name(t, "events")}, &buf)
+			if err == nil {
+				t.Fatalf("run succeeded; want an error saying %q\noutput:\n%s", tt.want, buf.String())
+			}
+			if msg := err.Error(); !strings.Contains(msg, tt.want) || strings.Contains(msg, secret) || strings.Contains(msg, "\n") {
+				t.Errorf("error %q: want one line that says %q and hides the password", msg, tt.want)
+			}
+			if buf.Len() != 0 {
+				t.Errorf("printed %q before failing; want nothing", buf.String())
+			}
+		})
+	}
+}
+
+// dial opens a connection of the test's own, closed when the test ends.
+func dial(t *testing.T, rawURL string) *amqp.Connection {
+	t.Helper()
+	conn, err := amqp.Dial(rawURL)
+	if err != nil {
+		t.Fatalf("dialing the broker: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// channel opens a channel on conn. A channel the broker closes after an
+// error is not reused.
+func channel(t *testing.T, conn *amqp.Connection) *amqp.Channel {
+	t.Helper()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("opening a channel: %v", err)
+	}
+	return ch
+}
+
+// deleteExchange removes an exchange the test created, on a fresh
+// connection.
+func deleteExchange(t *testing.T, rawURL, name string) {
+	conn, err := amqp.Dial(rawURL)
+	if err != nil {
+		t.Errorf("cleanup: dialing to delete %s: %v", name, err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Errorf("cleanup: opening a channel to delete %s: %v", name, err)
+		return
+	}
+	if err := ch.ExchangeDelete(name, false, false); err != nil {
+		t.Errorf("cleanup: deleting %s: %v", name, err)
+	}
+}
+
+// containsLine reports whether text has a line equal to line.
+func containsLine(text, line string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.TrimRight(l, "\r") == line {
+			return true
+		}
+	}
+	return false
+}
+
+// closedPort returns host:port of a local TCP port where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatalf("closing the probe listener: %v", err)
+	}
+	return addr
+}
