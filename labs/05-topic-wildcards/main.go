@@ -76,11 +76,7 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("05-topic-wildcards", flag.ContinueOnError)
-	defaultURL := os.Getenv("AMQP_URL")
-	if defaultURL == "" {
-		defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
-	}
-	amqpURL := fs.String("url", defaultURL, "AMQP URL of the broker (default $AMQP_URL)")
+	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/)")
 	exchange := fs.String("exchange", "wildcards", "name of the topic exchange to declare (auto-delete)")
 	queuePrefix := fs.String("queue", "wildcards", "with -keep, the queue name prefix: each queue is named <prefix>.<binding pattern>")
 	keep := fs.Bool("keep", false, "leave the queues and their messages on the broker for five minutes")
@@ -89,6 +85,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return nil
 		}
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	// The environment supplies the URL unless -url does. Applying the
+	// fallback here rather than as the flag's default keeps a password
+	// from AMQP_URL out of the -h text.
+	if *amqpURL == "" {
+		*amqpURL = os.Getenv("AMQP_URL")
+	}
+	if *amqpURL == "" {
+		*amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
 	}
 
 	// Connect. The connection name shows up in rabbitmqctl list_connections.

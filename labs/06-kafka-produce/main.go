@@ -74,6 +74,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
 	if *partitions < 1 || *n < 1 {
 		return fmt.Errorf("-partitions and -n must be at least 1")
 	}
