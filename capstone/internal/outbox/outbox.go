@@ -1,0 +1,286 @@
+// Package outbox decides what happens between "the write is stored" and
+// "the broker has the event", for both capstone services.
+//
+// A service writes first and emits second; never the other way round, or a
+// failed write would leave an event announcing something that does not
+// exist. What happens when the broker refuses the event depends on the
+// store:
+//
+//   - A SQL store keeps a transactional outbox: the row (a location, an
+//     event, a booking) and an outbox row holding the event are committed in
+//     one transaction. The [Publisher] then emits the event at once and marks
+//     the outbox row sent. If the broker refuses, the write stands (the
+//     client gets its 201), the row stays unsent, and a relay goroutine
+//     retries it with exponential backoff until the broker takes it. Nothing
+//     is lost while the broker is down, and a crash between the commit and
+//     the emit is repaired at the next start. Delivery is at least once: an
+//     emit that succeeded but was not marked sent is sent again, so
+//     consumers must be idempotent (ours are).
+//   - A store without an outbox (the in-memory store) has no durable record
+//     but the broker's log. There the event must be in the broker before the
+//     client hears "created": the Publisher emits, and if the broker refuses
+//     it undoes the write ([Message.Undo]) and returns [ErrNotPublished], which
+//     the service answers with 503.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
+)
+
+// Message is an event that a committed write produced and that still has to
+// reach the broker.
+type Message struct {
+	// ID is the outbox row's ID; 0 when the store keeps no outbox.
+	ID int64
+	// Event is what to emit.
+	Event contracts.Event
+	// Attempts counts the failed emits so far.
+	Attempts int
+	// Undo reverses the write. Only stores without an outbox set it; the
+	// Publisher calls it when the broker refused the event.
+	Undo func(context.Context) error
+}
+
+// Store is the outbox table of a SQL store.
+type Store interface {
+	// Due returns up to limit unsent messages whose next attempt is at or
+	// before now, oldest first.
+	Due(ctx context.Context, now time.Time, limit int) ([]Message, error)
+	// MarkSent records that the broker took message id.
+	MarkSent(ctx context.Context, id int64) error
+	// Postpone records a failed attempt and when to try message id again.
+	Postpone(ctx context.Context, id int64, attempts int, next time.Time) error
+	// Unsent counts the messages not yet sent.
+	Unsent(ctx context.Context) (int, error)
+}
+
+// Grace is how long the relay leaves a freshly written outbox row alone,
+// because the request that wrote it is emitting it right now. A SQL store
+// sets a new row's first due time to now + Grace. It must be longer than
+// [Options.EmitTimeout], so that the relay never races a request's emit.
+const Grace = 15 * time.Second
+
+// ErrNotPublished is returned by Publish when the broker refused the event of
+// a store without an outbox; the write has been undone.
+var ErrNotPublished = errors.New("the broker did not take the event")
+
+// Options tune the Publisher. The zero value means the defaults.
+type Options struct {
+	// EmitTimeout bounds one emit (default 5s).
+	EmitTimeout time.Duration
+	// Poll is how often the relay looks for due messages (default 1s).
+	Poll time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a failed emit; it
+	// doubles with each failure in a row (defaults 500ms and 1m).
+	MinBackoff, MaxBackoff time.Duration
+	// Batch is how many messages the relay reads at once (default 100).
+	Batch int
+	// Now is the relay's clock (default time.Now). Tests move it forward
+	// to make messages due.
+	Now func() time.Time
+	// Logger receives the relay's warnings (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.EmitTimeout <= 0 {
+		o.EmitTimeout = 5 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(time.Minute, o.MinBackoff)
+	}
+	if o.Batch <= 0 {
+		o.Batch = 100
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// backoff is the wait after the n-th failure in a row (n >= 1).
+func (o Options) backoff(n int) time.Duration {
+	d := o.MinBackoff
+	for i := 1; i < n && d < o.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, o.MaxBackoff)
+}
+
+// Publisher hands the events of committed writes to the broker.
+type Publisher struct {
+	em    msgqueue.Emitter
+	store Store // nil: no outbox
+	opt   Options
+
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	closing sync.Once
+}
+
+// NewPublisher returns a Publisher that emits through em. With a non-nil
+// store it also starts the relay goroutine, which runs until Close.
+func NewPublisher(store Store, em msgqueue.Emitter, opt Options) *Publisher {
+	p := &Publisher{
+		em:    em,
+		store: store,
+		opt:   opt.withDefaults(),
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	if store == nil {
+		close(p.done)
+		return p
+	}
+	go p.relay()
+	return p
+}
+
+// Publish emits the event of a committed write. With an outbox it never
+// fails: a refused event stays in the outbox for the relay. Without one, a
+// refused event undoes the write and Publish returns an error wrapping
+// ErrNotPublished.
+func (p *Publisher) Publish(ctx context.Context, m Message) error {
+	// The write is committed: finish the emit even if the client hangs up.
+	ctx = context.WithoutCancel(ctx)
+	err := p.emit(ctx, m.Event)
+	if p.store == nil {
+		if err == nil {
+			return nil
+		}
+		err = fmt.Errorf("%w: emitting %s: %w", ErrNotPublished, m.Event.EventName(), err)
+		if m.Undo != nil {
+			if uerr := m.Undo(ctx); uerr != nil {
+				return errors.Join(err, fmt.Errorf("undoing the write: %w", uerr))
+			}
+		}
+		return err
+	}
+	if err == nil {
+		if err := p.store.MarkSent(ctx, m.ID); err != nil {
+			// The relay will send it again: a duplicate, which consumers
+			// tolerate.
+			p.opt.Logger.Warn("outbox: marking a message sent", "id", m.ID, "err", err)
+		}
+		return nil
+	}
+	p.opt.Logger.Warn("outbox: emit failed, the relay will retry",
+		"id", m.ID, "event", m.Event.EventName(), "err", err)
+	next := p.opt.Now().Add(p.opt.backoff(m.Attempts + 1))
+	if err := p.store.Postpone(ctx, m.ID, m.Attempts+1, next); err != nil {
+		// The row keeps its first due time (now + Grace): still retried.
+		p.opt.Logger.Warn("outbox: postponing a message", "id", m.ID, "err", err)
+	}
+	return nil
+}
+
+// emit emits ev with the emit timeout.
+func (p *Publisher) emit(ctx context.Context, ev contracts.Event) error {
+	ctx, cancel := context.WithTimeout(ctx, p.opt.EmitTimeout)
+	defer cancel()
+	return p.em.Emit(ctx, ev)
+}
+
+// Wake asks the relay to look for due messages now instead of at its next
+// poll.
+func (p *Publisher) Wake() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the relay and waits for it. Unsent messages stay in the outbox
+// for the next start. The emitter and the store are the caller's to close.
+func (p *Publisher) Close() error {
+	p.closing.Do(func() { close(p.stop) })
+	<-p.done
+	return nil
+}
+
+// relay sends due outbox messages until Close. After a failure it waits with
+// exponential backoff before trying again; a success resets the wait.
+func (p *Publisher) relay() {
+	defer close(p.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-p.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	failures := 0
+	wait := time.Duration(0) // look at once: rows a crash left behind
+	for {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-p.wake:
+			timer.Stop()
+		case <-timer.C:
+		}
+		if err := p.drain(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			wait = p.opt.backoff(failures)
+			p.opt.Logger.Warn("outbox relay: sending failed", "failures", failures, "retry_in", wait, "err", err)
+			continue
+		}
+		failures = 0
+		wait = p.opt.Poll
+	}
+}
+
+// drain sends every due message, oldest first. It stops at the first
+// failure, because the broker is most likely down and the rest would fail
+// too.
+func (p *Publisher) drain(ctx context.Context) error {
+	for {
+		now := p.opt.Now()
+		msgs, err := p.store.Due(ctx, now, p.opt.Batch)
+		if err != nil {
+			return fmt.Errorf("reading the outbox: %w", err)
+		}
+		for _, m := range msgs {
+			if err := p.emit(ctx, m.Event); err != nil {
+				next := now.Add(p.opt.backoff(m.Attempts + 1))
+				if perr := p.store.Postpone(ctx, m.ID, m.Attempts+1, next); perr != nil {
+					err = errors.Join(err, fmt.Errorf("postponing message %d: %w", m.ID, perr))
+				}
+				return fmt.Errorf("emitting outbox message %d (%s): %w", m.ID, m.Event.EventName(), err)
+			}
+			if err := p.store.MarkSent(ctx, m.ID); err != nil {
+				return fmt.Errorf("marking outbox message %d sent: %w", m.ID, err)
+			}
+		}
+		if len(msgs) < p.opt.Batch {
+			return nil
+		}
+	}
+}

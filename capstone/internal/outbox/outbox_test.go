@@ -1,0 +1,205 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+)
+
+// fakeStore is an outbox.Store in memory.
+type fakeStore struct {
+	mu       sync.Mutex
+	rows     map[int64]*row
+	dueCalls int
+}
+
+type row struct {
+	msg  outbox.Message
+	next time.Time
+	sent bool
+}
+
+func newFakeStore() *fakeStore { return &fakeStore{rows: map[int64]*row{}} }
+
+func (s *fakeStore) add(id int64, ev contracts.Event, next time.Time) outbox.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := outbox.Message{ID: id, Event: ev}
+	s.rows[id] = &row{msg: m, next: next}
+	return m
+}
+
+func (s *fakeStore) Due(_ context.Context, now time.Time, limit int) ([]outbox.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dueCalls++
+	var out []outbox.Message
+	for _, r := range s.rows {
+		if !r.sent && !r.next.After(now) {
+			out = append(out, r.msg)
+		}
+	}
+	slices.SortFunc(out, func(a, b outbox.Message) int { return int(a.ID - b.ID) })
+	return out[:min(limit, len(out))], nil
+}
+
+func (s *fakeStore) MarkSent(_ context.Context, id int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rows[id].sent = true
+	return nil
+}
+
+func (s *fakeStore) Postpone(_ context.Context, id int64, attempts int, next time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rows[id].msg.Attempts = attempts
+	s.rows[id].next = next
+	return nil
+}
+
+func (s *fakeStore) Unsent(context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.rows {
+		if !r.sent {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *fakeStore) attempts(id int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rows[id].msg.Attempts
+}
+
+func booked(id string) *contracts.EventBooked {
+	return &contracts.EventBooked{ID: id, EventID: "e", UserID: "u", Seats: 1}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func fast() outbox.Options {
+	return outbox.Options{Poll: 5 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Logger: quiet()}
+}
+
+func TestWithoutOutboxARefusedEventUndoesTheWrite(t *testing.T) {
+	em := &servicetest.Emitter{}
+	p := outbox.NewPublisher(nil, em, fast())
+	defer p.Close()
+
+	undone := 0
+	msg := outbox.Message{Event: booked("b1"), Undo: func(context.Context) error { undone++; return nil }}
+	if err := p.Publish(context.Background(), msg); err != nil || undone != 0 || len(em.Emitted()) != 1 {
+		t.Fatalf("accepted: err=%v undone=%d emitted=%d", err, undone, len(em.Emitted()))
+	}
+
+	em.Fail(true)
+	err := p.Publish(context.Background(), msg)
+	if !errors.Is(err, outbox.ErrNotPublished) || !errors.Is(err, servicetest.ErrRefused) || undone != 1 {
+		t.Fatalf("refused: err=%v undone=%d; want ErrNotPublished wrapping the cause, undone once", err, undone)
+	}
+
+	// An undo that fails is reported too.
+	msg.Undo = func(context.Context) error { return errors.New("undo broke") }
+	err = p.Publish(context.Background(), msg)
+	if !errors.Is(err, outbox.ErrNotPublished) || err == nil || !strings.Contains(err.Error(), "undoing the write: undo broke") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWithOutboxARefusedEventIsRetriedUntilSent(t *testing.T) {
+	store := newFakeStore()
+	em := &servicetest.Emitter{}
+	em.Fail(true)
+	p := outbox.NewPublisher(store, em, fast())
+	defer p.Close()
+
+	msg := store.add(1, booked("b1"), time.Now().Add(outbox.Grace))
+	if err := p.Publish(context.Background(), msg); err != nil {
+		t.Fatalf("Publish with an outbox must not fail: %v", err)
+	}
+	if store.attempts(1) != 1 {
+		t.Fatalf("attempts = %d, want 1 after the failed inline emit", store.attempts(1))
+	}
+	// The relay keeps trying while the broker refuses, with backoff.
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		if n := store.attempts(1); n < 3 {
+			return fmt.Errorf("%d attempts so far", n)
+		}
+		return nil
+	})
+	em.Fail(false)
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		if n, _ := store.Unsent(context.Background()); n != 0 {
+			return fmt.Errorf("%d unsent", n)
+		}
+		return nil
+	})
+	if got := em.Emitted(); len(got) != 1 || got[0].(*contracts.EventBooked).ID != "b1" {
+		t.Errorf("emitted %v, want b1 once", got)
+	}
+}
+
+func TestRelaySendsWhatACrashLeftBehind(t *testing.T) {
+	store := newFakeStore()
+	em := &servicetest.Emitter{}
+	// Three rows committed, never emitted: the process died. Their grace
+	// period is over at the next start.
+	for i := range int64(3) {
+		store.add(i+1, booked(fmt.Sprint("b", i+1)), time.Now().Add(-time.Second))
+	}
+	p := outbox.NewPublisher(store, em, fast())
+	defer p.Close()
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		if n := len(em.Emitted()); n != 3 {
+			return fmt.Errorf("%d of 3 emitted", n)
+		}
+		return nil
+	})
+	var ids []string
+	for _, ev := range em.Emitted() {
+		ids = append(ids, ev.(*contracts.EventBooked).ID)
+	}
+	if !slices.Equal(ids, []string{"b1", "b2", "b3"}) {
+		t.Errorf("emitted %v, want oldest first", ids)
+	}
+}
+
+func TestRelayLeavesFreshRowsToTheRequest(t *testing.T) {
+	store := newFakeStore()
+	em := &servicetest.Emitter{}
+	p := outbox.NewPublisher(store, em, fast())
+	store.add(1, booked("b1"), time.Now().Add(outbox.Grace))
+	// Let the relay look several times, then stop it: it must not have
+	// sent a row whose request is still emitting it.
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		if store.dueCalls < 5 {
+			return fmt.Errorf("the relay looked %d times", store.dueCalls)
+		}
+		return nil
+	})
+	p.Close()
+	if n := len(em.Emitted()); n != 0 {
+		t.Errorf("relay emitted %d fresh rows", n)
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

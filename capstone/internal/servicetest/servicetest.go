@@ -1,0 +1,163 @@
+// Package servicetest helps the capstone services' tests: the three store
+// backends every store specification runs against (memory, SQLite in a
+// temporary directory, PostgreSQL in a fresh schema), and an emitter that
+// records what it emitted and fails on demand.
+package servicetest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+
+	"example.com/myevents/contracts"
+)
+
+// DefaultPostgres is the PostgreSQL the tests use unless TEST_DATABASE_URL
+// names another.
+const DefaultPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// Backend is one store a specification runs against.
+type Backend struct {
+	Name string
+	DSN  string
+}
+
+// Backends returns the three stores, each fresh for this test: memory,
+// SQLite in t.TempDir(), and PostgreSQL in a schema of its own that is
+// dropped when the test ends.
+func Backends(t testing.TB) []Backend {
+	t.Helper()
+	return []Backend{
+		{Name: "memory", DSN: "memory:"},
+		{Name: "sqlite", DSN: SQLiteDSN(t)},
+		{Name: "postgres", DSN: PostgresDSN(t)},
+	}
+}
+
+// SQLiteDSN returns the DSN of a new SQLite file in t.TempDir().
+func SQLiteDSN(t testing.TB) string {
+	t.Helper()
+	return "sqlite:" + filepath.Join(t.TempDir(), "store.db")
+}
+
+// PostgresDSN creates an empty schema in the test PostgreSQL
+// ($TEST_DATABASE_URL, else [DefaultPostgres]) and returns a DSN whose
+// search_path is that schema, so each test has its own tables, parallel
+// tests included. The schema is dropped when the test ends. A PostgreSQL
+// that does not answer skips the test, or fails it when CI is set, so CI
+// cannot pass by skipping.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("TEST_DATABASE_URL")
+	if base == "" {
+		base = DefaultPostgres
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	admin, err := sql.Open("pgx", base)
+	if err == nil {
+		err = admin.PingContext(ctx)
+	}
+	if err != nil {
+		msg := fmt.Sprintf("PostgreSQL at %s does not answer (%v): start it, or set TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB", redact(base), err)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	suffix := make([]byte, 6)
+	_, _ = rand.Read(suffix) // crypto/rand.Read never fails
+	schema := "test_" + hex.EncodeToString(suffix)
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
+		t.Fatalf("creating schema %s: %v", schema, err)
+	}
+	t.Cleanup(func() {
+		defer admin.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("TEST_DATABASE_URL %q is not a URL: %v", redact(base), err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// redact hides the password of a URL.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Redacted()
+}
+
+// ErrRefused is what a failing Emitter returns.
+var ErrRefused = errors.New("servicetest: the broker refused the event")
+
+// Emitter is a msgqueue.Emitter that records every event it accepted and
+// refuses events while Fail is on.
+type Emitter struct {
+	mu      sync.Mutex
+	fail    bool
+	emitted []contracts.Event
+	refused int
+}
+
+// Fail makes Emit refuse (on) or accept (off) events from now on.
+func (e *Emitter) Fail(on bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fail = on
+}
+
+// Emit records ev, or refuses it with ErrRefused while Fail is on.
+func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fail {
+		e.refused++
+		return ErrRefused
+	}
+	e.emitted = append(e.emitted, ev)
+	return nil
+}
+
+// Close does nothing.
+func (e *Emitter) Close() error { return nil }
+
+// Emitted returns a copy of the accepted events, in order.
+func (e *Emitter) Emitted() []contracts.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.emitted)
+}
+
+// Refused counts the events refused so far.
+func (e *Emitter) Refused() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.refused
+}

@@ -1,0 +1,211 @@
+// Package sqldb opens the SQL database a capstone service keeps its state
+// in, and keeps the service's outbox there.
+//
+// Which store a service uses is chosen by one string, its DSN:
+//
+//	""                    an embedded SQLite file in the working directory
+//	"sqlite:PATH"         an embedded SQLite file at PATH
+//	"postgres://..."      PostgreSQL ("postgresql://..." too)
+//	"memory:"             in memory, no database at all (the services
+//	                      handle this one themselves; see [Parse])
+//
+// Anything else is an error that lists these forms. Both SQL databases go
+// through one database/sql code path: SQLite through the pure-Go
+// modernc.org/sqlite driver, PostgreSQL through pgx's stdlib driver. The
+// services write SQL both understand ($1 placeholders, ON CONFLICT,
+// RETURNING, times as BIGINT microseconds); the few differences (the
+// auto-increment column, locking while the schema is created, connection
+// settings) are handled here, once.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+)
+
+// Kind is the kind of store a DSN selects.
+type Kind string
+
+// The kinds of store.
+const (
+	Memory   Kind = "memory"
+	SQLite   Kind = "sqlite"
+	Postgres Kind = "postgres"
+)
+
+// ErrUnknownDSN is wrapped by the error for a DSN no store understands.
+var ErrUnknownDSN = errors.New("unknown database")
+
+// Parse says which kind of store dsn selects.
+func Parse(dsn string) (Kind, error) {
+	switch {
+	case dsn == "":
+		return SQLite, nil
+	case dsn == "memory:":
+		return Memory, nil
+	case strings.HasPrefix(dsn, "sqlite:") && len(dsn) > len("sqlite:"):
+		return SQLite, nil
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return Postgres, nil
+	}
+	return "", fmt.Errorf(`%w %q: use "" (a SQLite file in the working directory), "sqlite:PATH", "postgres://USER@HOST:PORT/DB" or "memory:"`,
+		ErrUnknownDSN, redact(dsn))
+}
+
+// DB is an open SQL database with its dialect.
+type DB struct {
+	*sql.DB
+	Kind Kind
+	// where names the database in error messages, without a password.
+	where string
+	// outbox is the name of the service's outbox table.
+	outbox string
+}
+
+// validName reports whether a service name is safe in a table name.
+func validName(s string) bool {
+	for _, r := range s {
+		if r < 'a' || r > 'z' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Open opens and pings the SQL database dsn selects for the named service
+// ("eventservice", "bookingservice"). An empty dsn means the SQLite file
+// SERVICE.db in the working directory. "memory:" and unknown forms are
+// errors.
+//
+// Each service owns its database. Should two services be pointed at the same
+// one anyway, their tables have distinct names (the outbox is SERVICE_outbox)
+// so they do not corrupt each other.
+func Open(ctx context.Context, dsn, service string) (*DB, error) {
+	kind, err := Parse(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if !validName(service) {
+		return nil, fmt.Errorf("opening a database for service %q: the name must be lowercase letters", service)
+	}
+	var db *DB
+	switch kind {
+	case SQLite:
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if dsn == "" {
+			path = service + ".db"
+		}
+		db, err = openSQLite(path)
+	case Postgres:
+		db, err = openPostgres(dsn)
+	default:
+		return nil, fmt.Errorf("opening %q: %s is not a SQL database", dsn, kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	db.outbox = service + "_outbox"
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to %s: %w", db.where, err)
+	}
+	return db, nil
+}
+
+// openSQLite opens a SQLite file. SQLite has one writer at a time, so the
+// pool holds a single connection: writers queue in Go instead of failing
+// with "database is locked". Foreign keys are off in SQLite unless asked
+// for; WAL lets a reader of another process read while we write.
+func openSQLite(path string) (*DB, error) {
+	params := url.Values{}
+	params.Set("_busy_timeout", "10000")
+	params.Set("_foreign_keys", "1")
+	params.Set("_journal_mode", "WAL")
+	params.Set("_txlock", "immediate")
+	sdb, err := sql.Open("sqlite", "file:"+path+"?"+params.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("opening SQLite database %s: %w", path, err)
+	}
+	sdb.SetMaxOpenConns(1)
+	return &DB{DB: sdb, Kind: SQLite, where: "SQLite database " + path}, nil
+}
+
+// maxPostgresConns caps each service's connections: PostgreSQL allows 100
+// by default, shared by every service and test.
+const maxPostgresConns = 8
+
+// openPostgres opens a PostgreSQL database.
+func openPostgres(dsn string) (*DB, error) {
+	where := "PostgreSQL at " + redact(dsn)
+	sdb, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", where, err)
+	}
+	sdb.SetMaxOpenConns(maxPostgresConns)
+	sdb.SetMaxIdleConns(maxPostgresConns)
+	sdb.SetConnMaxIdleTime(5 * time.Minute)
+	return &DB{DB: sdb, Kind: Postgres, where: where}, nil
+}
+
+// redact hides the password of a URL-shaped DSN.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	return u.Redacted()
+}
+
+// String names the database, without a password.
+func (db *DB) String() string { return db.where }
+
+// Migrate creates the outbox table and then runs the service's schema
+// statements, in one transaction. Statements must be idempotent (CREATE
+// TABLE IF NOT EXISTS ...). PostgreSQL takes an advisory lock first, so two
+// instances starting together do not both create the same table.
+func (db *DB) Migrate(ctx context.Context, schema ...string) error {
+	return db.InTx(ctx, func(tx *sql.Tx) error {
+		stmts := append(db.outboxSchema(), schema...)
+		if db.Kind == Postgres {
+			stmts = append([]string{"SELECT pg_advisory_xact_lock(73110)"}, stmts...)
+		}
+		for _, s := range stmts {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("creating the schema of %s: %w", db.where, err)
+			}
+		}
+		return nil
+	})
+}
+
+// InTx runs fn in a transaction and commits it if fn returns nil; otherwise
+// it rolls back and returns fn's error.
+func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning a transaction on %s: %w", db.where, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback() // the error that matters is fn's
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing to %s: %w", db.where, err)
+	}
+	return nil
+}
+
+// Micros turns a time into what a BIGINT time column holds: microseconds
+// since 1970 (the zero time fits too).
+func Micros(t time.Time) int64 { return t.UnixMicro() }
+
+// Time turns a BIGINT time column back into a UTC time.
+func Time(us int64) time.Time { return time.UnixMicro(us).UTC() }

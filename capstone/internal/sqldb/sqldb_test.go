@@ -1,0 +1,216 @@
+package sqldb_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/capstone/internal/sqldb"
+	"example.com/myevents/contracts"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		dsn  string
+		want sqldb.Kind
+	}{
+		{"", sqldb.SQLite},
+		{"sqlite:/tmp/x.db", sqldb.SQLite},
+		{"sqlite:relative.db", sqldb.SQLite},
+		{"memory:", sqldb.Memory},
+		{"postgres://postgres@127.0.0.1:5432/test", sqldb.Postgres},
+		{"postgresql://u:p@db/x?sslmode=disable", sqldb.Postgres},
+	}
+	for _, tc := range tests {
+		got, err := sqldb.Parse(tc.dsn)
+		if err != nil || got != tc.want {
+			t.Errorf("Parse(%q) = %q, %v; want %q", tc.dsn, got, err, tc.want)
+		}
+	}
+	// Unknown forms are errors, never a nil store without an error.
+	for _, dsn := range []string{"mysql://root@db/x", "mongodb://x", "memory", "sqlite:", "MEMORY:", "/tmp/x.db", "postgres:/x"} {
+		kind, err := sqldb.Parse(dsn)
+		if err == nil || !errors.Is(err, sqldb.ErrUnknownDSN) || kind != "" {
+			t.Errorf("Parse(%q) = %q, %v; want ErrUnknownDSN", dsn, kind, err)
+		}
+	}
+	// The error says what would work and hides a password.
+	_, err := sqldb.Parse("mysql://root:hunter2@db/x")
+	if msg := err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, `"memory:"`) || !strings.Contains(msg, "postgres://") {
+		t.Errorf("error %q should list the valid forms and hide the password", msg)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name, dsn, service, want string
+	}{
+		{"memory is not SQL", "memory:", "eventservice", "memory is not a SQL database"},
+		{"unknown scheme", "redis://x", "eventservice", "unknown database"},
+		{"bad service name", "", "Event Service", "must be lowercase letters"},
+		{"missing directory", "sqlite:" + filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"), "eventservice", "connecting to SQLite database"},
+		{"PostgreSQL down", "postgres://postgres:secret@127.0.0.1:1/test?connect_timeout=2", "eventservice", "connecting to PostgreSQL at postgres://postgres:xxxxx@127.0.0.1:1/test"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := sqldb.Open(ctx, tc.dsn, tc.service)
+			if err == nil {
+				db.Close()
+				t.Fatalf("Open(%q) succeeded", tc.dsn)
+			}
+			if db != nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Open(%q) = %v, %v; want nil and an error containing %q", tc.dsn, db, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTimeRoundTrip(t *testing.T) {
+	for _, in := range []time.Time{
+		{},
+		time.Date(2026, 11, 27, 20, 0, 0, 123456000, time.UTC),
+		time.Unix(0, 0).UTC(),
+		time.Date(1969, 7, 20, 20, 17, 0, 0, time.UTC),
+	} {
+		if got := sqldb.Time(sqldb.Micros(in)); !reflect.DeepEqual(got, in) {
+			t.Errorf("Time(Micros(%v)) = %v", in, got)
+		}
+	}
+}
+
+// sqlBackends opens each SQL database, fresh for the test.
+func sqlBackends(t *testing.T) map[string]*sqldb.DB {
+	t.Helper()
+	out := map[string]*sqldb.DB{}
+	for _, b := range servicetest.Backends(t) {
+		if b.Name == "memory" {
+			continue
+		}
+		db, err := sqldb.Open(context.Background(), b.DSN, "testservice")
+		if err != nil {
+			t.Fatalf("%s: %v", b.Name, err)
+		}
+		t.Cleanup(func() { db.Close() })
+		out[b.Name] = db
+	}
+	return out
+}
+
+func TestOutbox(t *testing.T) {
+	for name, db := range sqlBackends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			// Migrating twice is harmless.
+			for range 2 {
+				if err := db.Migrate(ctx, `CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ob := db.Outbox()
+			ev := &contracts.EventBooked{ID: "b1", EventID: "e1", UserID: "u", Seats: 2, Date: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)}
+
+			// A rolled-back transaction leaves no outbox row.
+			boom := errors.New("boom")
+			err := db.InTx(ctx, func(tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO things (id) VALUES ($1)`, "x"); err != nil {
+					return err
+				}
+				if _, err := db.AddToOutbox(ctx, tx, ev); err != nil {
+					return err
+				}
+				return boom
+			})
+			if !errors.Is(err, boom) {
+				t.Fatalf("InTx = %v, want boom", err)
+			}
+			if n := unsent(t, ob); n != 0 {
+				t.Fatalf("after rollback %d unsent, want 0", n)
+			}
+
+			// A committed one has it, not due before the grace period.
+			var msg outbox.Message
+			err = db.InTx(ctx, func(tx *sql.Tx) (err error) {
+				msg, err = db.AddToOutbox(ctx, tx, ev)
+				return err
+			})
+			if err != nil || msg.ID == 0 || msg.Event != ev {
+				t.Fatalf("AddToOutbox = %+v, %v", msg, err)
+			}
+			if due, err := ob.Due(ctx, time.Now(), 10); err != nil || len(due) != 0 {
+				t.Fatalf("Due(now) = %v, %v; want nothing during the grace period", due, err)
+			}
+			later := time.Now().Add(outbox.Grace + time.Second)
+			due, err := ob.Due(ctx, later, 10)
+			if err != nil || len(due) != 1 || due[0].ID != msg.ID || !reflect.DeepEqual(due[0].Event, contracts.Event(ev)) {
+				t.Fatalf("Due(later) = %+v, %v; want the message back", due, err)
+			}
+
+			// Postpone moves it and counts the attempt.
+			if err := ob.Postpone(ctx, msg.ID, 3, later.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if due, _ := ob.Due(ctx, later, 10); len(due) != 0 {
+				t.Fatalf("postponed message still due: %+v", due)
+			}
+			due, _ = ob.Due(ctx, later.Add(2*time.Hour), 10)
+			if len(due) != 1 || due[0].Attempts != 3 {
+				t.Fatalf("Due = %+v, want one message with 3 attempts", due)
+			}
+
+			// MarkSent takes it out for good.
+			if err := ob.MarkSent(ctx, msg.ID); err != nil {
+				t.Fatal(err)
+			}
+			if n := unsent(t, ob); n != 0 {
+				t.Fatalf("after MarkSent %d unsent", n)
+			}
+			if due, _ := ob.Due(ctx, later.Add(2*time.Hour), 10); len(due) != 0 {
+				t.Fatalf("sent message still due: %+v", due)
+			}
+		})
+	}
+}
+
+func unsent(t *testing.T, ob outbox.Store) int {
+	t.Helper()
+	n, err := ob.Unsent(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Two instances starting at once against one PostgreSQL must not trip over
+// each other creating the schema.
+func TestConcurrentMigrationsOnPostgres(t *testing.T) {
+	dsn := servicetest.PostgresDSN(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			db, err := sqldb.Open(context.Background(), dsn, "testservice")
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer db.Close()
+			errs <- db.Migrate(context.Background(), `CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY)`)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
