@@ -82,6 +82,9 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 		}
 		return nil, err
 	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
 	brokers := splitBrokers(*brokerList)
 	if len(brokers) == 0 {
 		return nil, errors.New("no Kafka brokers given: set -brokers or KAFKA_BROKERS to host:port")
@@ -104,8 +107,8 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	fmt.Fprintf(out, "brokers: %s\n", strings.Join(brokers, ","))
 
 	// Declare: start from a clean slate, so a second run prints the same
-	// lines. Groups first (their committed offsets would survive a topic
-	// re-creation on some brokers), then the topic.
+	// lines. Delete the groups too: offsets committed by a crashed earlier
+	// run would make the new members start part-way through.
 	for _, g := range []string{billing, audit} {
 		if err := deleteGroup(ctx, admin, g); err != nil {
 			return nil, err
@@ -143,10 +146,13 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	// Consume, group billing: two members. Kafka gives each partition to
 	// exactly one member of the group.
 	billingMembers := []string{"member-1", "member-2"}
+	var billingGroup []*member
 	for _, name := range billingMembers {
-		if _, err := join(billing, name); err != nil {
+		m, err := join(billing, name)
+		if err != nil {
 			return nil, err
 		}
+		billingGroup = append(billingGroup, m)
 	}
 	obs.billing, err = b.waitStable(ctx, billing, billingMembers, -1)
 	if err != nil {
@@ -203,7 +209,7 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	// what it marked, and sends LeaveGroup; the coordinator rebalances at
 	// once instead of waiting for the session timeout.
 	before := b.generation(billing, "member-1")
-	leaving := members[1]
+	leaving := billingGroup[1]
 	fmt.Fprintf(out, "%s leaves group %s (Close):\n", leaving.name, billing)
 	leaving.close()
 	b.forget(billing, leaving.name)

@@ -192,6 +192,7 @@ func TestErrors(t *testing.T) {
 			[]string{"connecting to Kafka at 127.0.0.1:1", "go run ./labs/00-setup -embedded-kafka"}},
 		{"empty broker list", []string{"-brokers", " , "}, []string{"no Kafka brokers given"}},
 		{"unknown flag", []string{"-nope"}, []string{"-nope"}},
+		{"stray argument", []string{"billing"}, []string{`unexpected arguments ["billing"]`}},
 		{"help", []string{"-h"}, nil},
 	}
 	for _, tc := range cases {

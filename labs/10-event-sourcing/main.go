@@ -180,6 +180,9 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 		}
 		return nil, err
 	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
 	brokers := splitBrokers(*brokerList)
 	if len(brokers) == 0 {
 		return nil, errors.New("no Kafka brokers given: set -brokers or KAFKA_BROKERS to host:port")

@@ -221,6 +221,7 @@ func TestErrors(t *testing.T) {
 		{"bad -as-of", []string{"-as-of", "25:99"}, []string{`parsing -as-of "25:99"`}},
 		{"replay of a missing topic", []string{"-brokers", strings.Join(kafka.Brokers, ","), "-replay-only", "-topic", brokertest.Name(t, "lab10-missing")},
 			[]string{"does not exist", "-keep"}},
+		{"stray argument", []string{"billing"}, []string{`unexpected arguments ["billing"]`}},
 		{"help", []string{"-h"}, nil},
 	}
 	for _, tc := range cases {
