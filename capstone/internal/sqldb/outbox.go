@@ -14,13 +14,9 @@ import (
 // outboxSchema creates the outbox table. A row is unsent while sent_at is
 // NULL; next_attempt_at is when the relay may try it (next).
 func (db *DB) outboxSchema() []string {
-	id := "INTEGER PRIMARY KEY AUTOINCREMENT"
-	if db.Kind == Postgres {
-		id = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
-	}
 	return []string{
 		`CREATE TABLE IF NOT EXISTS ` + db.outbox + ` (
-			id ` + id + `,
+			id ` + Serial + `,
 			event_name TEXT NOT NULL,
 			payload TEXT NOT NULL,
 			created_at BIGINT NOT NULL,

@@ -167,10 +167,24 @@ func redact(dsn string) string {
 // String names the database, without a password.
 func (db *DB) String() string { return db.where }
 
+// Serial stands, in a schema statement, for the column type of an
+// auto-incrementing integer primary key, which SQLite and PostgreSQL spell
+// differently.
+const Serial = "{{serial}}"
+
+// serial is what Serial stands for in db's dialect.
+func (db *DB) serial() string {
+	if db.Kind == Postgres {
+		return "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+	}
+	return "INTEGER PRIMARY KEY AUTOINCREMENT"
+}
+
 // Migrate creates the outbox table and then runs the service's schema
 // statements, in one transaction. Statements must be idempotent (CREATE
-// TABLE IF NOT EXISTS ...). PostgreSQL takes an advisory lock first, so two
-// instances starting together do not both create the same table.
+// TABLE IF NOT EXISTS ...) and may use [Serial]. PostgreSQL takes an
+// advisory lock first, so two instances starting together do not both
+// create the same table.
 func (db *DB) Migrate(ctx context.Context, schema ...string) error {
 	return db.InTx(ctx, func(tx *sql.Tx) error {
 		stmts := append(db.outboxSchema(), schema...)
@@ -178,6 +192,7 @@ func (db *DB) Migrate(ctx context.Context, schema ...string) error {
 			stmts = append([]string{"SELECT pg_advisory_xact_lock(73110)"}, stmts...)
 		}
 		for _, s := range stmts {
+			s = strings.ReplaceAll(s, Serial, db.serial())
 			if _, err := tx.ExecContext(ctx, s); err != nil {
 				return fmt.Errorf("creating the schema of %s: %w", db.where, err)
 			}

@@ -1,0 +1,325 @@
+// Package eventservice is MyEvents' EventService: it manages locations (with
+// their halls) and events (concerts, say), and announces each new one with an
+// event on the broker: location.created and event.created, which carries the
+// hall's capacity so that BookingService can refuse to overbook from its own
+// copy.
+//
+// HTTP API (JSON; errors are {"error": "..."}):
+//
+//	POST /locations           {name, address, country, open_time, close_time, halls: [{name, capacity}]}
+//	                          -> 201 the stored location with its id; emits location.created
+//	GET  /locations           -> 200 every location
+//	GET  /locations/{id}      -> 200 one location, 404 if unknown
+//	POST /events              {name, location_id, hall, start_date, end_date, duration}
+//	                          (dates as Unix seconds) -> 201 the stored event with its id and
+//	                          capacity; 422 for an unknown location or hall; emits event.created
+//	GET  /events              -> 200 every event
+//	GET  /events/{id}         -> 200 one event, 404 if unknown
+//	GET  /events/name/{name}  -> 200 the oldest event with that name, 404 if none
+//	GET  /healthz             -> 200 when the store and the broker are up, else 503
+//
+// Bad input writes nothing: malformed JSON, unknown fields or invalid values
+// are 400, a body over 64 KiB is 413.
+//
+// # Persist, then emit
+//
+// A location or event is stored first and announced second. With a SQL store
+// (SQLite or PostgreSQL) the row and its event are committed together in a
+// transactional outbox, the client gets 201 as soon as they are, and the
+// event is emitted at once; if the broker refuses it, a relay goroutine
+// retries with backoff until it is delivered (at least once). With the
+// memory store there is no outbox: the client gets 201 only after the broker
+// took the event; if it refused, the write is undone and the client gets 503.
+package eventservice
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"example.com/myevents/capstone/internal/httpjson"
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/msgqueue"
+)
+
+// Options configure a Service. The zero value is usable.
+type Options struct {
+	// Logger receives the service's diagnostics (default slog.Default()).
+	Logger *slog.Logger
+	// BrokerHealth reports whether the broker connection is up, for
+	// /healthz; nil means "assume it is".
+	BrokerHealth func(context.Context) error
+	// Outbox tunes the outbox relay of a SQL store.
+	Outbox outbox.Options
+}
+
+// Service is EventService: an http.Handler serving the API above.
+type Service struct {
+	store Store
+	pub   *outbox.Publisher
+	log   *slog.Logger
+	mux   *http.ServeMux
+}
+
+// New returns the service over store, emitting through em. With a SQL store
+// it starts the outbox relay; Close stops it. The store and the emitter stay
+// the caller's to close, after Close.
+func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
+	if store == nil || em == nil {
+		return nil, errors.New("eventservice: New needs a store and an emitter")
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Outbox.Logger == nil {
+		opt.Outbox.Logger = opt.Logger
+	}
+	s := &Service{
+		store: store,
+		pub:   outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
+		log:   opt.Logger,
+		mux:   http.NewServeMux(),
+	}
+	handle := func(pattern string, h httpjson.HandlerFunc) {
+		s.mux.Handle(pattern, httpjson.Handle(s.log, h))
+	}
+	handle("POST /locations", s.createLocation)
+	handle("GET /locations", s.listLocations)
+	handle("GET /locations/{id}", s.getLocation)
+	handle("POST /events", s.createEvent)
+	handle("GET /events", s.listEvents)
+	handle("GET /events/{id}", s.getEvent)
+	handle("GET /events/name/{name}", s.getEventByName)
+	handle("GET /healthz", httpjson.Health(
+		httpjson.Check{Name: "store", Func: store.Ping},
+		httpjson.Check{Name: "broker", Func: opt.BrokerHealth},
+	))
+	handle("/", httpjson.NotFound)
+	return s, nil
+}
+
+// ServeHTTP serves the API.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Close stops the outbox relay; unsent events stay in the outbox for the
+// next start. Call it after the HTTP server has shut down.
+func (s *Service) Close() error { return s.pub.Close() }
+
+// locationRequest is the body of POST /locations.
+type locationRequest struct {
+	Name      string `json:"name"`
+	Address   string `json:"address"`
+	Country   string `json:"country"`
+	OpenTime  int    `json:"open_time"`
+	CloseTime int    `json:"close_time"`
+	Halls     []Hall `json:"halls"`
+}
+
+// validate checks the values a client sent.
+func (r locationRequest) validate() error {
+	switch {
+	case r.Name == "":
+		return errors.New("name is required")
+	case r.OpenTime < 0 || r.CloseTime < 0:
+		return errors.New("open_time and close_time must not be negative")
+	}
+	seen := map[string]bool{}
+	for i, h := range r.Halls {
+		switch {
+		case h.Name == "":
+			return fmt.Errorf("halls[%d]: name is required", i)
+		case h.Capacity < 0:
+			return fmt.Errorf("halls[%d]: capacity %d is negative", i, h.Capacity)
+		case seen[h.Name]:
+			return fmt.Errorf("halls[%d]: there are two halls called %q", i, h.Name)
+		}
+		seen[h.Name] = true
+	}
+	return nil
+}
+
+func (s *Service) createLocation(w http.ResponseWriter, r *http.Request) error {
+	var req locationRequest
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return httpjson.Errorf(http.StatusBadRequest, "invalid location: %v", err)
+	}
+	loc := Location{
+		ID: rand.Text(), Name: req.Name, Address: req.Address, Country: req.Country,
+		OpenTime: req.OpenTime, CloseTime: req.CloseTime, Halls: append([]Hall{}, req.Halls...),
+	}
+	msg, err := s.store.AddLocation(r.Context(), loc)
+	if err != nil {
+		return err
+	}
+	if err := s.publish(r.Context(), msg); err != nil {
+		return err
+	}
+	s.log.Info("location created", "id", loc.ID, "name", loc.Name)
+	httpjson.Write(w, http.StatusCreated, loc)
+	return nil
+}
+
+func (s *Service) listLocations(w http.ResponseWriter, r *http.Request) error {
+	locs, err := s.store.Locations(r.Context())
+	if err != nil {
+		return err
+	}
+	httpjson.Write(w, http.StatusOK, locs)
+	return nil
+}
+
+func (s *Service) getLocation(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	loc, err := s.store.Location(r.Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		return httpjson.Errorf(http.StatusNotFound, "location %q not found", id)
+	}
+	if err != nil {
+		return err
+	}
+	httpjson.Write(w, http.StatusOK, loc)
+	return nil
+}
+
+// eventRequest is the body of POST /events. Dates are Unix seconds.
+type eventRequest struct {
+	Name       string `json:"name"`
+	LocationID string `json:"location_id"`
+	Hall       string `json:"hall"`
+	StartDate  int64  `json:"start_date"`
+	EndDate    int64  `json:"end_date"`
+	Duration   int    `json:"duration"`
+}
+
+// validate checks the values a client sent.
+func (r eventRequest) validate() error {
+	switch {
+	case r.Name == "":
+		return errors.New("name is required")
+	case r.LocationID == "" || r.Hall == "":
+		return errors.New("location_id and hall are required")
+	case r.StartDate <= 0:
+		return errors.New("start_date is required (Unix seconds)")
+	case r.EndDate < r.StartDate:
+		return fmt.Errorf("end_date %d is before start_date %d", r.EndDate, r.StartDate)
+	case r.Duration < 0:
+		return fmt.Errorf("duration %d is negative", r.Duration)
+	}
+	return nil
+}
+
+// eventJSON is an event as the API shows it, dates in Unix seconds.
+type eventJSON struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	LocationID string `json:"location_id"`
+	Hall       string `json:"hall"`
+	Capacity   int    `json:"capacity"`
+	StartDate  int64  `json:"start_date"`
+	EndDate    int64  `json:"end_date"`
+	Duration   int    `json:"duration"`
+}
+
+func toJSON(e Event) eventJSON {
+	return eventJSON{
+		ID: e.ID, Name: e.Name, LocationID: e.LocationID, Hall: e.Hall, Capacity: e.Capacity,
+		StartDate: e.StartDate.Unix(), EndDate: e.EndDate.Unix(), Duration: e.Duration,
+	}
+}
+
+func (s *Service) createEvent(w http.ResponseWriter, r *http.Request) error {
+	var req eventRequest
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return httpjson.Errorf(http.StatusBadRequest, "invalid event: %v", err)
+	}
+	// Locations are never changed or deleted in a SQL store, so the hall
+	// read here is still the hall when the event is stored.
+	loc, err := s.store.Location(r.Context(), req.LocationID)
+	if errors.Is(err, ErrNotFound) {
+		return httpjson.Errorf(http.StatusUnprocessableEntity, "location %q does not exist", req.LocationID)
+	}
+	if err != nil {
+		return err
+	}
+	hall, ok := loc.hall(req.Hall)
+	if !ok {
+		return httpjson.Errorf(http.StatusUnprocessableEntity, "location %q has no hall %q", req.LocationID, req.Hall)
+	}
+	ev := Event{
+		ID: rand.Text(), Name: req.Name, LocationID: loc.ID, Hall: hall.Name, Capacity: hall.Capacity,
+		StartDate: time.Unix(req.StartDate, 0).UTC(), EndDate: time.Unix(req.EndDate, 0).UTC(), Duration: req.Duration,
+	}
+	msg, err := s.store.AddEvent(r.Context(), ev)
+	if errors.Is(err, ErrNotFound) {
+		return httpjson.Errorf(http.StatusUnprocessableEntity, "location %q does not exist", req.LocationID)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.publish(r.Context(), msg); err != nil {
+		return err
+	}
+	s.log.Info("event created", "id", ev.ID, "name", ev.Name, "capacity", ev.Capacity)
+	httpjson.Write(w, http.StatusCreated, toJSON(ev))
+	return nil
+}
+
+func (s *Service) listEvents(w http.ResponseWriter, r *http.Request) error {
+	evs, err := s.store.Events(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]eventJSON, len(evs))
+	for i, e := range evs {
+		out[i] = toJSON(e)
+	}
+	httpjson.Write(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	ev, err := s.store.Event(r.Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
+	}
+	if err != nil {
+		return err
+	}
+	httpjson.Write(w, http.StatusOK, toJSON(ev))
+	return nil
+}
+
+func (s *Service) getEventByName(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	ev, err := s.store.EventByName(r.Context(), name)
+	if errors.Is(err, ErrNotFound) {
+		return httpjson.Errorf(http.StatusNotFound, "no event named %q", name)
+	}
+	if err != nil {
+		return err
+	}
+	httpjson.Write(w, http.StatusOK, toJSON(ev))
+	return nil
+}
+
+// publish hands the event of a committed write to the broker. Only a store
+// without an outbox can fail here, after undoing the write: 503.
+func (s *Service) publish(ctx context.Context, msg outbox.Message) error {
+	err := s.pub.Publish(ctx, msg)
+	if errors.Is(err, outbox.ErrNotPublished) {
+		s.log.Warn("event not published, write undone", "event", msg.Event.EventName(), "err", err)
+		return httpjson.Errorf(http.StatusServiceUnavailable, "the message broker is unavailable, nothing was stored: try again later")
+	}
+	return err
+}

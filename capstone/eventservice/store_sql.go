@@ -1,0 +1,234 @@
+package eventservice
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/sqldb"
+)
+
+// schema is EventService's tables, in SQL that SQLite and PostgreSQL both
+// accept. Times are BIGINT microseconds since 1970; seq keeps the order in
+// which rows were added.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS locations (
+		seq ` + sqldb.Serial + `,
+		id TEXT NOT NULL UNIQUE,
+		name TEXT NOT NULL,
+		address TEXT NOT NULL,
+		country TEXT NOT NULL,
+		open_time INTEGER NOT NULL,
+		close_time INTEGER NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS location_halls (
+		location_id TEXT NOT NULL REFERENCES locations (id),
+		position INTEGER NOT NULL,
+		name TEXT NOT NULL,
+		capacity INTEGER NOT NULL,
+		PRIMARY KEY (location_id, name)
+	)`,
+	`CREATE TABLE IF NOT EXISTS events (
+		seq ` + sqldb.Serial + `,
+		id TEXT NOT NULL UNIQUE,
+		name TEXT NOT NULL,
+		location_id TEXT NOT NULL REFERENCES locations (id),
+		hall TEXT NOT NULL,
+		capacity INTEGER NOT NULL,
+		start_date BIGINT NOT NULL,
+		end_date BIGINT NOT NULL,
+		duration INTEGER NOT NULL
+	)`,
+	`CREATE INDEX IF NOT EXISTS events_by_name ON events (name, seq)`,
+}
+
+// SQLStore keeps EventService's state in SQLite or PostgreSQL, with an
+// outbox beside it.
+type SQLStore struct {
+	db *sqldb.DB
+}
+
+// NewSQLStore creates the schema in db if needed and returns the store. The
+// store closes db when it is closed.
+func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
+	if err := db.Migrate(ctx, schema...); err != nil {
+		return nil, fmt.Errorf("preparing the EventService store: %w", err)
+	}
+	return &SQLStore{db: db}, nil
+}
+
+// AddLocation stores l, its halls and location.created in one transaction.
+func (s *SQLStore) AddLocation(ctx context.Context, l Location) (outbox.Message, error) {
+	var msg outbox.Message
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO locations (id, name, address, country, open_time, close_time)
+			 VALUES ($1, $2, $3, $4, $5, $6)`,
+			l.ID, l.Name, l.Address, l.Country, l.OpenTime, l.CloseTime)
+		if err != nil {
+			return fmt.Errorf("storing location %s: %w", l.ID, err)
+		}
+		for i, h := range l.Halls {
+			_, err := tx.ExecContext(ctx,
+				`INSERT INTO location_halls (location_id, position, name, capacity) VALUES ($1, $2, $3, $4)`,
+				l.ID, i, h.Name, h.Capacity)
+			if err != nil {
+				return fmt.Errorf("storing hall %q of location %s: %w", h.Name, l.ID, err)
+			}
+		}
+		msg, err = s.db.AddToOutbox(ctx, tx, locationCreated(l))
+		return err
+	})
+	return msg, err
+}
+
+// AddEvent stores e and event.created in one transaction.
+func (s *SQLStore) AddEvent(ctx context.Context, e Event) (outbox.Message, error) {
+	var msg outbox.Message
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM locations WHERE id = $1`, e.LocationID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("storing event %s: location %s: %w", e.ID, e.LocationID, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("storing event %s: looking up location %s: %w", e.ID, e.LocationID, err)
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO events (id, name, location_id, hall, capacity, start_date, end_date, duration)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			e.ID, e.Name, e.LocationID, e.Hall, e.Capacity,
+			sqldb.Micros(e.StartDate), sqldb.Micros(e.EndDate), e.Duration)
+		if err != nil {
+			return fmt.Errorf("storing event %s: %w", e.ID, err)
+		}
+		msg, err = s.db.AddToOutbox(ctx, tx, eventCreated(e))
+		return err
+	})
+	return msg, err
+}
+
+// Locations returns every location, oldest first.
+func (s *SQLStore) Locations(ctx context.Context) ([]Location, error) {
+	return s.locations(ctx, ``)
+}
+
+// Location returns one location.
+func (s *SQLStore) Location(ctx context.Context, id string) (Location, error) {
+	ls, err := s.locations(ctx, `WHERE l.id = $1`, id)
+	if err != nil {
+		return Location{}, err
+	}
+	if len(ls) == 0 {
+		return Location{}, fmt.Errorf("location %s: %w", id, ErrNotFound)
+	}
+	return ls[0], nil
+}
+
+// locations reads the locations that where selects, with their halls, in
+// one query: one row per hall (or one row without a hall).
+func (s *SQLStore) locations(ctx context.Context, where string, args ...any) ([]Location, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT l.id, l.name, l.address, l.country, l.open_time, l.close_time, h.name, h.capacity
+		 FROM locations l LEFT JOIN location_halls h ON h.location_id = l.id `+where+`
+		 ORDER BY l.seq, h.position`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading locations: %w", err)
+	}
+	defer rows.Close()
+	out := []Location{}
+	for rows.Next() {
+		var (
+			l        Location
+			hallName sql.NullString
+			capacity sql.NullInt64
+		)
+		if err := rows.Scan(&l.ID, &l.Name, &l.Address, &l.Country, &l.OpenTime, &l.CloseTime, &hallName, &capacity); err != nil {
+			return nil, fmt.Errorf("reading locations: %w", err)
+		}
+		if n := len(out); n == 0 || out[n-1].ID != l.ID {
+			l.Halls = []Hall{}
+			out = append(out, l)
+		}
+		if hallName.Valid {
+			last := &out[len(out)-1]
+			last.Halls = append(last.Halls, Hall{Name: hallName.String, Capacity: int(capacity.Int64)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading locations: %w", err)
+	}
+	return out, nil
+}
+
+// Events returns every event, oldest first.
+func (s *SQLStore) Events(ctx context.Context) ([]Event, error) {
+	return s.events(ctx, ``)
+}
+
+// Event returns one event.
+func (s *SQLStore) Event(ctx context.Context, id string) (Event, error) {
+	es, err := s.events(ctx, `WHERE id = $1`, id)
+	if err != nil {
+		return Event{}, err
+	}
+	if len(es) == 0 {
+		return Event{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
+	}
+	return es[0], nil
+}
+
+// EventByName returns the oldest event called name.
+func (s *SQLStore) EventByName(ctx context.Context, name string) (Event, error) {
+	es, err := s.events(ctx, `WHERE name = $1`, name)
+	if err != nil {
+		return Event{}, err
+	}
+	if len(es) == 0 {
+		return Event{}, fmt.Errorf("event named %q: %w", name, ErrNotFound)
+	}
+	return es[0], nil
+}
+
+// events reads the events that where selects, oldest first.
+func (s *SQLStore) events(ctx context.Context, where string, args ...any) ([]Event, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT id, name, location_id, hall, capacity, start_date, end_date, duration
+		 FROM events `+where+` ORDER BY seq`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading events: %w", err)
+	}
+	defer rows.Close()
+	out := []Event{}
+	for rows.Next() {
+		var (
+			e          Event
+			start, end int64
+		)
+		if err := rows.Scan(&e.ID, &e.Name, &e.LocationID, &e.Hall, &e.Capacity, &start, &end, &e.Duration); err != nil {
+			return nil, fmt.Errorf("reading events: %w", err)
+		}
+		e.StartDate, e.EndDate = sqldb.Time(start), sqldb.Time(end)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading events: %w", err)
+	}
+	return out, nil
+}
+
+// Outbox returns the store's outbox.
+func (s *SQLStore) Outbox() outbox.Store { return s.db.Outbox() }
+
+// Ping reports whether the database answers.
+func (s *SQLStore) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("pinging %s: %w", s.db, err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *SQLStore) Close() error { return s.db.Close() }
