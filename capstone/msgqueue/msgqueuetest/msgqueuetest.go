@@ -177,9 +177,10 @@ const defaultTimeout = 30 * time.Second
 //     still arrive.
 //   - RestartResumesWithoutLoss: while four goroutines keep emitting, the
 //     broker connections are broken (Interrupt, while the handler holds a
-//     delivery) and later the listener is closed and replaced; every emit
-//     succeeds and every confirmed event arrives. Emitted, confirmed,
-//     received and duplicate counts are logged.
+//     delivery and emits are in flight), consumption must resume by itself,
+//     and later the listener is closed and replaced; every emit succeeds
+//     and every confirmed event arrives. Emitted, confirmed, received and
+//     duplicate counts are logged.
 //   - ConcurrentEmit: 50 goroutines emit at once; every event arrives.
 //   - CancelEndsListen: cancelling Listen's context makes it return nil;
 //     Close twice is fine; Emit and Listen after Close return errors

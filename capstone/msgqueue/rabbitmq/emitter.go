@@ -1,0 +1,391 @@
+package rabbitmq
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Emitter publishes events to the exchange; see the package documentation.
+// It is safe for concurrent use.
+type Emitter struct {
+	url string
+	cfg config
+
+	mu      sync.Mutex
+	conn    *amqp.Connection // current connection; nil while reconnecting
+	pubs    []*publisher     // its confirm-mode channels
+	ready   chan struct{}    // closed once pubs belong to a live connection
+	closed  bool
+	closing chan struct{} // closed by Close
+
+	next     atomic.Uint64  // spreads Emit calls over pubs
+	inflight sync.WaitGroup // Emit calls in progress
+	done     chan struct{}  // closed when the supervisor returned
+
+	confirmed, resent, reconnects atomic.Int64
+}
+
+var _ msgqueue.Emitter = (*Emitter)(nil)
+
+// NewEmitter connects to the broker at url and declares the exchange. The
+// first connection must succeed; later ones are retried in the background.
+func NewEmitter(ctx context.Context, url string, opts ...Option) (*Emitter, error) {
+	e := &Emitter{
+		url:     url,
+		cfg:     newConfig(opts),
+		ready:   make(chan struct{}),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("building the emitter: %w", err)
+	}
+	conn, pubs, err := e.connect()
+	if err != nil {
+		return nil, err
+	}
+	e.setConnected(conn, pubs)
+	go e.supervise(conn)
+	return e, nil
+}
+
+// publisher is one confirm-mode channel of a connection.
+type publisher struct {
+	ch      *amqp.Channel
+	slots   chan struct{}    // one per unconfirmed message: the window
+	returns chan amqp.Return // unroutable messages the broker sent back
+
+	mu       sync.Mutex
+	returned map[string]amqp.Return // by message ID, drained from returns
+}
+
+// connect dials, declares the exchange and opens the confirm-mode channels.
+func (e *Emitter) connect() (*amqp.Connection, []*publisher, error) {
+	conn, err := dial(e.url, e.cfg, "myevents emitter")
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*amqp.Connection, []*publisher, error) {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fail(fmt.Errorf("opening a channel: %w", err))
+	}
+	if err := declareExchange(ch, e.cfg.exchange); err != nil {
+		return fail(err)
+	}
+	if err := ch.Close(); err != nil {
+		return fail(fmt.Errorf("closing the declaring channel: %w", err))
+	}
+	pubs := make([]*publisher, e.cfg.channels)
+	for i := range pubs {
+		ch, err := conn.Channel()
+		if err != nil {
+			return fail(fmt.Errorf("opening publishing channel %d: %w", i, err))
+		}
+		// Confirm mode: the broker acks every message once it took
+		// responsibility for it (for a persistent message routed to a
+		// durable queue: written to disk).
+		if err := ch.Confirm(false /* noWait */); err != nil {
+			return fail(fmt.Errorf("enabling publisher confirms: %w", err))
+		}
+		p := &publisher{
+			ch:       ch,
+			slots:    make(chan struct{}, e.cfg.window),
+			returned: map[string]amqp.Return{},
+		}
+		// The broker sends a mandatory message it cannot route back (a
+		// basic.return) just before it acks it. The buffer holds a return
+		// for every message that can be unconfirmed, so the client's
+		// reader never waits for us.
+		p.returns = ch.NotifyReturn(make(chan amqp.Return, 2*e.cfg.window))
+		pubs[i] = p
+	}
+	return conn, pubs, nil
+}
+
+// setConnected publishes a new connection to Emit calls.
+func (e *Emitter) setConnected(conn *amqp.Connection, pubs []*publisher) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.conn, e.pubs = conn, pubs
+	close(e.ready)
+}
+
+// supervise waits for the connection to break and reconnects with backoff,
+// until Close.
+func (e *Emitter) supervise(conn *amqp.Connection) {
+	defer close(e.done)
+	log := e.cfg.log.With("component", "emitter", "exchange", e.cfg.exchange)
+	for {
+		// A closed connection closes this channel (with the reason, or
+		// nil after Close).
+		lost := conn.NotifyClose(make(chan *amqp.Error, 1))
+		select {
+		case <-e.closing:
+			return
+		case reason := <-lost:
+			log.Warn("connection lost; reconnecting", "reason", reason)
+		}
+		e.mu.Lock()
+		e.conn, e.pubs = nil, nil
+		e.ready = make(chan struct{})
+		e.mu.Unlock()
+
+		bo := newBackoff(e.cfg.reconnectMin, e.cfg.reconnectMax)
+		for {
+			if !sleep(context.Background(), e.closing, bo.wait()) {
+				return
+			}
+			c, pubs, err := e.connect()
+			if err != nil {
+				log.Warn("reconnecting failed; retrying", "err", err)
+				continue
+			}
+			e.mu.Lock()
+			if e.closed {
+				e.mu.Unlock()
+				_ = c.Close()
+				return
+			}
+			e.mu.Unlock()
+			e.setConnected(c, pubs)
+			e.reconnects.Add(1)
+			log.Info("reconnected")
+			conn = c
+			break
+		}
+	}
+}
+
+// errNotConfirmed marks a message the broker did not confirm (a nack, or the
+// channel closed before the confirm): it is published again.
+var errNotConfirmed = errors.New("the broker did not confirm the message")
+
+// Emit publishes ev and waits for the broker's confirm; see the package
+// documentation. An error other than msgqueue.ErrUnroutable means the event
+// may or may not be stored.
+func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
+	name := ev.EventName()
+	if err := ev.Validate(); err != nil {
+		return fmt.Errorf("emitting %s: %w", name, err)
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", name, err)
+	}
+	msg := amqp.Publishing{
+		Headers:      amqp.Table{HeaderEventName: name},
+		ContentType:  contentType,
+		DeliveryMode: amqp.Persistent, // written to disk by a durable queue
+		MessageId:    rand.Text(),
+		Timestamp:    time.Now(),
+		Type:         name,
+		Body:         body,
+	}
+
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return fmt.Errorf("emitting %s: %w", name, msgqueue.ErrClosed)
+	}
+	e.inflight.Add(1)
+	e.mu.Unlock()
+	defer e.inflight.Done()
+
+	var bo *backoff
+	for attempt := 1; ; attempt++ {
+		p, conn, err := e.publisher(ctx)
+		if err != nil {
+			return fmt.Errorf("emitting %s %s (attempt %d): %w", name, msg.MessageId, attempt, err)
+		}
+		err = p.publish(ctx, e.cfg.exchange, name, msg)
+		switch {
+		case err == nil:
+			e.confirmed.Add(1)
+			return nil
+		case errors.Is(err, msgqueue.ErrUnroutable):
+			return fmt.Errorf("emitting %s %s: %w", name, msg.MessageId, err)
+		case ctx.Err() != nil:
+			return fmt.Errorf("emitting %s %s: waiting for the broker's confirm (it may still store the event): %w", name, msg.MessageId, ctx.Err())
+		}
+		// Not confirmed: publish again, on a new connection if this
+		// channel is broken. Duplicates are possible, loss is not.
+		if p.ch.IsClosed() {
+			e.dropConnection(conn)
+		}
+		if bo == nil {
+			bo = newBackoff(e.cfg.reconnectMin/4, e.cfg.reconnectMax)
+		}
+		e.resent.Add(1)
+		e.cfg.log.Debug("publishing again", "event", name, "id", msg.MessageId, "attempt", attempt, "err", err)
+		if !sleep(ctx, e.closing, bo.wait()) {
+			if ctx.Err() != nil {
+				return fmt.Errorf("emitting %s %s: not confirmed after %d attempts: %w", name, msg.MessageId, attempt, ctx.Err())
+			}
+			return fmt.Errorf("emitting %s %s: not confirmed before Close: %w", name, msg.MessageId, msgqueue.ErrClosed)
+		}
+	}
+}
+
+// publisher waits for a live connection and picks one of its channels.
+func (e *Emitter) publisher(ctx context.Context) (*publisher, *amqp.Connection, error) {
+	for {
+		e.mu.Lock()
+		closed, ready, conn, pubs := e.closed, e.ready, e.conn, e.pubs
+		e.mu.Unlock()
+		if closed {
+			return nil, nil, msgqueue.ErrClosed
+		}
+		if pubs != nil {
+			return pubs[e.next.Add(1)%uint64(len(pubs))], conn, nil
+		}
+		select {
+		case <-ready:
+		case <-e.closing:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("waiting for the connection to the broker: %w", ctx.Err())
+		}
+	}
+}
+
+// dropConnection closes conn if it is still the current one, so that the
+// supervisor reconnects (a channel broke while the connection stayed up).
+func (e *Emitter) dropConnection(conn *amqp.Connection) {
+	e.mu.Lock()
+	current := e.conn == conn
+	e.mu.Unlock()
+	if current {
+		_ = conn.Close()
+	}
+}
+
+// publish sends msg and waits for its confirm. It returns nil once the
+// broker acked it, an error wrapping msgqueue.ErrUnroutable if the broker
+// returned it, errNotConfirmed on a nack or a broken channel, and ctx's
+// error when ctx ends first.
+func (p *publisher) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.slots }()
+	dc, err := p.ch.PublishWithDeferredConfirm(exchange, key,
+		true,  // mandatory: return the message if no queue is bound for it
+		false, // immediate: not supported by RabbitMQ
+		msg)
+	if err != nil {
+		return fmt.Errorf("%w: publishing: %v", errNotConfirmed, err)
+	}
+	select {
+	case <-dc.Done():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !dc.Acked() {
+		return errNotConfirmed
+	}
+	if r, ok := p.takeReturn(msg.MessageId); ok {
+		return fmt.Errorf("%w (exchange %q, routing key %q: %d %s)", msgqueue.ErrUnroutable, r.Exchange, r.RoutingKey, r.ReplyCode, r.ReplyText)
+	}
+	return nil
+}
+
+// takeReturn reports whether the broker returned the message with the given
+// ID. The broker sends the return before the ack, and the client hands it to
+// p.returns before it processes the ack, so after the ack the return is
+// either in p.returns or already in p.returned.
+func (p *publisher) takeReturn(id string) (amqp.Return, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+drain:
+	for {
+		select {
+		case r, ok := <-p.returns:
+			if !ok {
+				break drain
+			}
+			p.returned[r.MessageId] = r
+		default:
+			break drain
+		}
+	}
+	r, ok := p.returned[id]
+	delete(p.returned, id)
+	return r, ok
+}
+
+// EmitterStats counts what an emitter did.
+type EmitterStats struct {
+	Confirmed  int64 // Emit calls that returned nil
+	Resent     int64 // messages published again after a nack or a broken channel
+	Reconnects int64 // connections re-established after one broke
+}
+
+// Stats returns the emitter's counters.
+func (e *Emitter) Stats() EmitterStats {
+	return EmitterStats{Confirmed: e.confirmed.Load(), Resent: e.resent.Load(), Reconnects: e.reconnects.Load()}
+}
+
+// Connected reports whether the emitter has a live connection, for health
+// checks.
+func (e *Emitter) Connected() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.conn != nil && !e.conn.IsClosed()
+}
+
+// Close stops new emits, waits (up to the close timeout) for the ones in
+// progress to be confirmed, and closes the connection. Emits that were
+// waiting for a reconnect return an error wrapping msgqueue.ErrClosed.
+func (e *Emitter) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	close(e.closing)
+	e.mu.Unlock()
+
+	waited := make(chan struct{})
+	go func() {
+		e.inflight.Wait()
+		close(waited)
+	}()
+	timer := time.NewTimer(e.cfg.closeTimeout)
+	defer timer.Stop()
+	select {
+	case <-waited:
+	case <-timer.C:
+		e.cfg.log.Warn("closing with emits still unconfirmed", "timeout", e.cfg.closeTimeout)
+	}
+
+	// Closing the connection nacks whatever is still unconfirmed.
+	<-e.done
+	e.mu.Lock()
+	conn := e.conn
+	e.conn, e.pubs = nil, nil
+	e.mu.Unlock()
+	var err error
+	if conn != nil && !conn.IsClosed() {
+		if cerr := conn.Close(); cerr != nil && !errors.Is(cerr, amqp.ErrClosed) {
+			err = fmt.Errorf("closing the emitter's connection: %w", cerr)
+		}
+	}
+	<-waited
+	return err
+}

@@ -1,0 +1,453 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Listener consumes one service's queue; see the package documentation.
+type Listener struct {
+	url   string
+	queue string
+	names []string
+	cfg   config
+	log   *slog.Logger
+
+	mu        sync.Mutex
+	conn      *amqp.Connection // nil or broken until the next (re)connect
+	listening bool
+	closed    bool
+	closing   chan struct{} // closed by Close
+	done      chan struct{} // closed when the running Listen returns
+
+	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects atomic.Int64
+}
+
+var _ msgqueue.Listener = (*Listener)(nil)
+
+// DeadLetterQueue returns the name of the dead-letter queue of queue.
+func DeadLetterQueue(queue string) string { return queue + ".dlq" }
+
+// DeadLetterExchange returns the name of the dead-letter exchange of queue.
+func DeadLetterExchange(queue string) string { return queue + ".dlx" }
+
+// NewListener connects to the broker at url and declares the topology of
+// the service whose queue is named queue: the exchange, the queue bound to
+// it once per name in names, and the dead-letter exchange and queue. From
+// then on the queue keeps every event of those names until Listen takes it.
+func NewListener(ctx context.Context, url, queue string, names []string, opts ...Option) (*Listener, error) {
+	if queue == "" {
+		return nil, errors.New("building the listener: the queue name is empty")
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("building the listener for queue %q: no event names given", queue)
+	}
+	for _, n := range names {
+		if _, err := contracts.New(n); err != nil {
+			return nil, fmt.Errorf("building the listener for queue %q: %w", queue, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("building the listener for queue %q: %w", queue, err)
+	}
+	cfg := newConfig(opts)
+	l := &Listener{
+		url:     url,
+		queue:   queue,
+		names:   append([]string(nil), names...),
+		cfg:     cfg,
+		log:     cfg.log.With("component", "listener", "queue", queue),
+		closing: make(chan struct{}),
+	}
+	conn, err := l.connect()
+	if err != nil {
+		return nil, err
+	}
+	l.conn = conn
+	return l, nil
+}
+
+// connect dials and declares the topology. It runs at construction and on
+// every reconnect, so a queue deleted while the service ran comes back.
+func (l *Listener) connect() (*amqp.Connection, error) {
+	conn, err := dial(l.url, l.cfg, "myevents listener "+l.queue)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = l.declare(ch)
+	}
+	if err == nil {
+		err = ch.Close()
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("declaring the topology of queue %q: %w", l.queue, err)
+	}
+	return conn, nil
+}
+
+// declare declares the exchange, the dead-letter exchange and queue, the
+// service's queue and its bindings.
+func (l *Listener) declare(ch *amqp.Channel) error {
+	if err := declareExchange(ch, l.cfg.exchange); err != nil {
+		return err
+	}
+	dlx, dlq := DeadLetterExchange(l.queue), DeadLetterQueue(l.queue)
+	err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout,
+		true,  // durable
+		false, // autoDelete
+		false, // internal
+		false, // noWait
+		nil)
+	if err != nil {
+		return fmt.Errorf("declaring dead-letter exchange %q: %w", dlx, err)
+	}
+	_, err = ch.QueueDeclare(dlq,
+		true,  // durable
+		false, // autoDelete
+		false, // exclusive
+		false, // noWait
+		amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
+	if err != nil {
+		return fmt.Errorf("declaring dead-letter queue %q: %w", dlq, err)
+	}
+	if err := ch.QueueBind(dlq, "", dlx, false /* noWait */, nil); err != nil {
+		return fmt.Errorf("binding dead-letter queue %q: %w", dlq, err)
+	}
+	// A quorum queue counts deliveries and dead-letters a message returned
+	// more than x-delivery-limit times; at-least-once dead-lettering keeps
+	// a message in this queue until the dead-letter queue confirmed it.
+	_, err = ch.QueueDeclare(l.queue,
+		true,  // durable
+		false, // autoDelete
+		false, // exclusive
+		false, // noWait
+		amqp.Table{
+			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
+			"x-dead-letter-exchange": dlx,
+			"x-delivery-limit":       int64(l.cfg.deliveryLimit),
+			"x-dead-letter-strategy": "at-least-once",
+			amqp.QueueOverflowArg:    amqp.QueueOverflowRejectPublish,
+		})
+	if err != nil {
+		var amqpErr *amqp.Error
+		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed {
+			return fmt.Errorf("declaring queue %q: it exists with other arguments (an older delivery limit or a classic queue); delete it or keep its settings: %w", l.queue, err)
+		}
+		return fmt.Errorf("declaring queue %q: %w", l.queue, err)
+	}
+	for _, name := range l.names {
+		if err := ch.QueueBind(l.queue, name, l.cfg.exchange, false /* noWait */, nil); err != nil {
+			return fmt.Errorf("binding queue %q to %q for %s: %w", l.queue, l.cfg.exchange, name, err)
+		}
+	}
+	return nil
+}
+
+// Listen consumes the queue and calls h for each event whose name is in
+// names (all the listener's names when empty) until ctx ends or Close is
+// called; then it returns nil after the running handler finished. Broken
+// connections are re-established with backoff. See the package
+// documentation for what each handler result does.
+func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...string) error {
+	filter, err := l.filter(names)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	switch {
+	case l.closed:
+		l.mu.Unlock()
+		return fmt.Errorf("listening on queue %q: %w", l.queue, msgqueue.ErrClosed)
+	case l.listening:
+		l.mu.Unlock()
+		return fmt.Errorf("listening on queue %q: Listen is already running", l.queue)
+	}
+	l.listening = true
+	done := make(chan struct{})
+	l.done = done
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.listening = false
+		l.mu.Unlock()
+		close(done)
+	}()
+
+	bo := newBackoff(l.cfg.reconnectMin, l.cfg.reconnectMax)
+	for {
+		conn, err := l.connection()
+		if err == nil {
+			var started bool
+			started, err = l.consume(ctx, conn, h, filter)
+			if started {
+				bo.reset()
+			}
+		}
+		if l.stopping(ctx) {
+			return nil
+		}
+		if errors.Is(err, msgqueue.ErrClosed) {
+			return nil
+		}
+		wait := bo.wait()
+		l.log.Warn("consuming interrupted; reconnecting", "err", err, "retry_in", wait)
+		if !sleep(ctx, l.closing, wait) {
+			return nil
+		}
+	}
+}
+
+// filter turns the names given to Listen into a set; they must be names the
+// listener was built for.
+func (l *Listener) filter(names []string) (map[string]bool, error) {
+	if len(names) == 0 {
+		names = l.names
+	}
+	built := map[string]bool{}
+	for _, n := range l.names {
+		built[n] = true
+	}
+	f := map[string]bool{}
+	for _, n := range names {
+		if !built[n] {
+			return nil, fmt.Errorf("listening on queue %q for %s: the queue is bound for %v only", l.queue, n, l.names)
+		}
+		f[n] = true
+	}
+	return f, nil
+}
+
+// stopping reports whether Listen should return.
+func (l *Listener) stopping(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	case <-l.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// connection returns the current connection, or dials a new one (and
+// declares the topology again) if it broke.
+func (l *Listener) connection() (*amqp.Connection, error) {
+	l.mu.Lock()
+	conn := l.conn
+	l.mu.Unlock()
+	if conn != nil && !conn.IsClosed() {
+		return conn, nil
+	}
+	conn, err := l.connect()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		_ = conn.Close()
+		return nil, msgqueue.ErrClosed
+	}
+	l.conn = conn
+	l.reconnects.Add(1)
+	l.log.Info("reconnected")
+	return conn, nil
+}
+
+// consume opens a fresh channel on conn and handles its deliveries until
+// ctx ends, Close is called (nil) or the channel breaks (an error). started
+// reports whether the consumer was registered.
+func (l *Listener) consume(ctx context.Context, conn *amqp.Connection, h msgqueue.Handler, filter map[string]bool) (started bool, err error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("opening a channel: %w", err)
+	}
+	// Closing the channel returns the unacknowledged deliveries to the
+	// queue; the broker delivers them again.
+	defer ch.Close()
+	if err := ch.Qos(l.cfg.prefetch,
+		0,     // prefetchSize: no byte limit
+		false, // global: this channel only
+	); err != nil {
+		return false, fmt.Errorf("setting the prefetch count: %w", err)
+	}
+	deliveries, err := ch.Consume(l.queue, "",
+		false, // autoAck: acknowledge only after the handler returned nil
+		false, // exclusive: other instances of the service may share the queue
+		false, // noLocal: not supported by RabbitMQ
+		false, // noWait
+		nil)
+	if err != nil {
+		return false, fmt.Errorf("consuming queue %q: %w", l.queue, err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return true, nil
+		case <-l.closing:
+			return true, nil
+		case d, ok := <-deliveries:
+			if !ok {
+				return true, errors.New("the delivery channel closed (connection or channel lost, or consumer cancelled)")
+			}
+			l.handle(ctx, ch, h, filter, d)
+		}
+	}
+}
+
+// handle decides what happens to one delivery. Every acknowledgement goes
+// to ch, the channel the delivery arrived on: if ch is gone, the broker has
+// already put the message back, and acknowledging its tag anywhere else
+// would acknowledge a different message.
+func (l *Listener) handle(ctx context.Context, ch *amqp.Channel, h msgqueue.Handler, filter map[string]bool, d amqp.Delivery) {
+	name, _ := d.Headers[HeaderEventName].(string)
+	log := l.log.With("event", name, "message_id", d.MessageId, "delivery_tag", d.DeliveryTag)
+	if ch.IsClosed() {
+		// Handed over just as the channel died: it will come again.
+		log.Debug("skipping a delivery of a closed channel")
+		return
+	}
+	if name == "" {
+		l.reject(log, d, "missing "+HeaderEventName+" header")
+		return
+	}
+	ev, err := contracts.Decode(name, d.Body)
+	if err != nil {
+		l.reject(log, d, err.Error())
+		return
+	}
+	if !filter[name] {
+		l.skipped.Add(1)
+		l.ack(log, d)
+		return
+	}
+
+	l.handled.Add(1)
+	err = h(ctx, ev)
+	switch {
+	case err == nil:
+		l.ack(log, d)
+	case msgqueue.IsPermanent(err):
+		l.reject(log, d, "handler: "+err.Error())
+	default:
+		// Wait before the message goes back to the queue, longer with
+		// every delivery, so a failing handler does not spin. Past the
+		// delivery limit the broker dead-letters it instead.
+		count := deliveryCount(d)
+		wait := min(l.cfg.retryMin<<min(count, 20), l.cfg.retryMax)
+		log.Warn("handler failed; the message will be delivered again", "err", err, "deliveries_before", count, "retry_in", wait)
+		sleep(ctx, l.closing, wait)
+		l.retried.Add(1)
+		if err := d.Nack(false /* multiple */, true /* requeue */); err != nil {
+			log.Warn("returning the message failed; the broker returns it when the channel closes", "err", err)
+		}
+	}
+}
+
+// deliveryCount is how often the quorum queue delivered d before (its
+// x-delivery-count header; absent on the first delivery).
+func deliveryCount(d amqp.Delivery) int {
+	switch n := d.Headers["x-delivery-count"].(type) {
+	case int64:
+		return int(n)
+	case int32:
+		return int(n)
+	case int:
+		return n
+	case int16:
+		return int(n)
+	case int8:
+		return int(n)
+	case uint8:
+		return int(n)
+	}
+	return 0
+}
+
+// ack acknowledges d after its handler returned nil.
+func (l *Listener) ack(log *slog.Logger, d amqp.Delivery) {
+	if err := d.Ack(false /* multiple */); err != nil {
+		// The channel is gone, and with it the broker's record of this
+		// delivery: the message is back in the queue and comes again.
+		l.ackFailed.Add(1)
+		log.Warn("acknowledging failed; the message will be delivered again", "err", err)
+		return
+	}
+	l.acked.Add(1)
+}
+
+// reject dead-letters d.
+func (l *Listener) reject(log *slog.Logger, d amqp.Delivery, reason string) {
+	log.Warn("dead-lettering the message", "reason", reason, "dead_letter_queue", DeadLetterQueue(l.queue))
+	if err := d.Nack(false /* multiple */, false /* requeue: dead-letter it */); err != nil {
+		log.Warn("rejecting failed; the message will be delivered again", "err", err)
+		return
+	}
+	l.deadLettered.Add(1)
+}
+
+// ListenerStats counts what a listener did.
+type ListenerStats struct {
+	Handled      int64 // handler calls
+	Acked        int64 // deliveries acknowledged
+	AckFailed    int64 // acknowledgements refused because their channel was gone
+	Retried      int64 // deliveries returned to the queue after a handler error
+	DeadLettered int64 // deliveries rejected to the dead-letter queue
+	Skipped      int64 // deliveries acknowledged without a handler call (name filter)
+	Reconnects   int64 // connections re-established after one broke
+}
+
+// Stats returns the listener's counters.
+func (l *Listener) Stats() ListenerStats {
+	return ListenerStats{
+		Handled: l.handled.Load(), Acked: l.acked.Load(), AckFailed: l.ackFailed.Load(),
+		Retried: l.retried.Load(), DeadLettered: l.deadLettered.Load(), Skipped: l.skipped.Load(),
+		Reconnects: l.reconnects.Load(),
+	}
+}
+
+// Connected reports whether the listener has a live connection, for health
+// checks.
+func (l *Listener) Connected() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conn != nil && !l.conn.IsClosed()
+}
+
+// Close stops Listen, waits for the running handler (its message is then
+// acknowledged or returned as usual) and closes the connection.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.closing)
+	done := l.done
+	l.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	l.mu.Lock()
+	conn := l.conn
+	l.conn = nil
+	l.mu.Unlock()
+	if conn != nil && !conn.IsClosed() {
+		if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
+			return fmt.Errorf("closing the listener's connection: %w", err)
+		}
+	}
+	return nil
+}
