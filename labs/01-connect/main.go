@@ -213,6 +213,7 @@ func explainDialError(rawURL string, err error) error {
 	where := redact(rawURL)
 	var amqpErr *amqp.Error
 	var dnsErr *net.DNSError
+	var netErr net.Error
 	switch {
 	case errors.Is(err, amqp.ErrVhost), errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotAllowed:
 		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused access to the virtual host (%w); check the vhost at the end of the URL and the user's permissions", where, err)
@@ -222,7 +223,10 @@ func explainDialError(rawURL string, err error) error {
 		return fmt.Errorf("connecting to RabbitMQ at %s: nothing is listening there (%w); start RabbitMQ (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yaml up -d --wait rabbitmq`) or point -url or AMQP_URL at a running broker", where, err)
 	case errors.As(err, &dnsErr):
 		return fmt.Errorf("connecting to RabbitMQ at %s: the host name does not resolve (%w); check the host in -url or AMQP_URL", where, err)
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.Is(err, amqp.ErrClosed), errors.As(err, &amqpErr) && amqpErr.Code == amqp.FrameError:
+		// Garbage instead of connection.start, or a hang-up before it.
+		return fmt.Errorf("connecting to RabbitMQ at %s: something accepts connections there, but it does not speak AMQP (%w); point -url or AMQP_URL at RabbitMQ's AMQP port (5672 unless configured otherwise)", where, err)
+	case errors.As(err, &netErr) && netErr.Timeout():
 		return fmt.Errorf("connecting to RabbitMQ at %s: no answer within %v (%w); check the host, the port and any firewall on the way", where, dialTimeout, err)
 	}
 	return fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -80,6 +81,7 @@ func TestDialFailuresExplainThemselves(t *testing.T) {
 		{"wrong scheme", "http://guest:" + secret + "@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
 		{"wrong credentials", wrongPassword.String(), "the broker refused the user name or password"},
 		{"broker down", "amqp://guest:" + secret + "@" + closedPort(t) + "/", "nothing is listening there"},
+		{"not a broker", "amqp://guest:" + secret + "@" + notABroker(t) + "/", "it does not speak AMQP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,6 +218,30 @@ func closedPort(t *testing.T) string {
 		t.Fatalf("closing the probe listener: %v", err)
 	}
 	return addr
+}
+
+// notABroker returns host:port of a local server that answers the AMQP
+// protocol header the way a web server would, and hangs up.
+func notABroker(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return // the listener was closed
+			}
+			header := make([]byte, 8) // "AMQP" 0 0 9 1
+			_, _ = io.ReadFull(conn, header)
+			_, _ = conn.Write([]byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"))
+			_ = conn.Close()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // syncBuffer is a bytes.Buffer that a running lab writes to while the test

@@ -1,0 +1,436 @@
+// Command 00-setup is the workbench's doctor: it checks what the labs need on
+// this machine (Go, RabbitMQ, Kafka, a Docker engine), prints one line per
+// check, and says exactly how to fix whatever is missing. With
+// -embedded-kafka it serves an in-memory Kafka instead, for the Kafka labs.
+//
+// Usage:
+//
+//	go run ./labs/00-setup                          # the checks
+//	go run ./labs/00-setup -embedded-kafka          # an embedded Kafka on 127.0.0.1:9092 until Ctrl-C
+//	go run ./labs/00-setup -embedded-kafka -kafka-port 19092
+//
+// The checks use -url (else AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/)
+// and -brokers (else KAFKA_BROKERS, else 127.0.0.1:9092), the same defaults
+// as every lab.
+//
+// Exit status: 1 when something the labs cannot do without is broken: Go
+// older than 1.26, no usable RabbitMQ, or KAFKA_BROKERS set to a Kafka that
+// does not answer (the tests would then fail rather than fall back to the
+// embedded Kafka). A missing Kafka or Docker alone is not an error: the
+// tests fall back to the embedded Kafka and the local RabbitMQ, and the fix
+// lines say how to get a Kafka for `go run`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/IBM/sarama"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// The labs' defaults.
+const (
+	defaultURL     = "amqp://guest:guest@127.0.0.1:5672/"
+	defaultBrokers = "127.0.0.1:9092"
+)
+
+// minGo is the oldest Go release the module builds with (go.mod says 1.26).
+const minGo = 26 // Go 1.26
+
+// probeTimeout bounds each network check. RabbitMQ waits about 3 s before it
+// hangs up on a wrong password, so it must be longer than that.
+const probeTimeout = 5 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+// machine is what the doctor asks about the machine it runs on. Tests
+// replace parts of it to make the output independent of the test machine.
+type machine struct {
+	getenv func(string) string
+	docker func(context.Context) error
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	return doctor(ctx, args, out, machine{getenv: os.Getenv, docker: dockerHealthy})
+}
+
+func doctor(ctx context.Context, args []string, out io.Writer, m machine) error {
+	fs := flag.NewFlagSet("00-setup", flag.ContinueOnError)
+	amqpURL := fs.String("url", "", "AMQP URL to check (default $AMQP_URL, else "+defaultURL+")")
+	brokers := fs.String("brokers", "", "Kafka brokers to check, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
+	embedded := fs.Bool("embedded-kafka", false, "instead of checking, serve an embedded Kafka until Ctrl-C")
+	kafkaPort := fs.Int("kafka-port", 9092, "port of the embedded Kafka on 127.0.0.1 (0: any free port)")
+	verbose := fs.Bool("v", false, "log the raw error behind each failed check to stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	if *embedded {
+		return serveKafka(ctx, *kafkaPort, out)
+	}
+
+	// Resolve the addresses the way every lab does. Applying the
+	// environment here, not as flag defaults, keeps passwords out of -h.
+	kafkaFromEnv := false
+	if *amqpURL == "" {
+		*amqpURL = m.getenv("AMQP_URL")
+	}
+	if *amqpURL == "" {
+		*amqpURL = defaultURL
+	}
+	if *brokers == "" {
+		*brokers = m.getenv("KAFKA_BROKERS")
+		kafkaFromEnv = strings.TrimSpace(*brokers) != ""
+	}
+	if strings.TrimSpace(*brokers) == "" {
+		*brokers = defaultBrokers
+	}
+
+	fmt.Fprintln(out, "MyEvents doctor: checking what the labs need")
+	kafka := checkKafka(*brokers, kafkaFromEnv, log)
+	results := []result{
+		checkGo(runtime.Version()),
+		checkRabbitMQ(*amqpURL, log),
+		kafka,
+		checkDocker(ctx, m.docker, log),
+	}
+	for _, r := range results {
+		status := "ok"
+		if !r.ok {
+			status = "missing"
+		}
+		fmt.Fprintf(out, "%-9s %-8s %s\n", r.name, status, r.detail)
+	}
+
+	// For each failure, say exactly how to fix it.
+	var fatal []string
+	for _, r := range results {
+		if r.ok {
+			continue
+		}
+		fmt.Fprintln(out)
+		fmt.Fprintf(out, "to fix %s (%s):\n", r.name, r.why)
+		for _, line := range r.fix {
+			fmt.Fprintf(out, "  %s\n", line)
+		}
+		if r.fatal {
+			fatal = append(fatal, r.name)
+		}
+	}
+
+	// The verdict; only a fatal failure makes the exit status 1.
+	fmt.Fprintln(out)
+	switch {
+	case len(fatal) > 0:
+		fmt.Fprintf(out, "not ready: fix %s first\n", strings.Join(fatal, " and "))
+		return fmt.Errorf("not ready: %s must be fixed before the labs can run (see above)", strings.Join(fatal, " and "))
+	case kafka.ok:
+		fmt.Fprintln(out, "ready for every lab")
+	default:
+		fmt.Fprintln(out, "ready for the RabbitMQ labs; start a Kafka (see above) before you go run a Kafka lab")
+	}
+	return nil
+}
+
+// result is the outcome of one check.
+type result struct {
+	name   string
+	ok     bool
+	detail string   // the rest of the status line
+	why    string   // why the fix matters: required or optional, and for what
+	fix    []string // exact commands or steps
+	fatal  bool     // the labs cannot run until this is fixed
+}
+
+// checkGo compares the toolchain that built this program with the module's
+// minimum. (With GOTOOLCHAIN=local, an older go refuses to build the module
+// at all and says which version it needs.)
+func checkGo(version string) result {
+	r := result{name: "go", ok: goVersionOK(version)}
+	r.detail = fmt.Sprintf("%s (the module needs go1.%d or newer)", version, minGo)
+	if !r.ok {
+		r.why = "required: the module does not build with an older Go"
+		r.fix = []string{
+			fmt.Sprintf("install Go 1.%d or newer from https://go.dev/dl/, or let the go command fetch it (GOTOOLCHAIN=auto, the default)", minGo),
+		}
+		r.fatal = true
+	}
+	return r
+}
+
+// goVersionOK reports whether a runtime.Version() string is Go 1.minGo or
+// newer. Development builds count as new enough.
+func goVersionOK(version string) bool {
+	if strings.HasPrefix(version, "devel") {
+		return true
+	}
+	rest, found := strings.CutPrefix(version, "go1.")
+	if !found {
+		return false
+	}
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	minor, err := strconv.Atoi(rest[:end])
+	return err == nil && minor >= minGo
+}
+
+// checkRabbitMQ dials the broker, logs in and opens a channel: what every
+// RabbitMQ lab does first.
+func checkRabbitMQ(rawURL string, log *slog.Logger) result {
+	r := result{name: "rabbitmq", why: "required: every RabbitMQ lab and test needs a broker", fatal: true}
+	startIt := []string{
+		cmd("rabbitmq-server -detached", "RabbitMQ installed here; its port opens a few seconds later"),
+		cmd("scripts/rabbitmq-up.sh", "the same, and waits until the broker answers"),
+		cmd("docker compose -f docker/compose.yaml up -d --wait rabbitmq", "or RabbitMQ in Docker"),
+		cmd("export AMQP_URL=amqp://user:password@host:5672/", "or point the labs at a broker you already have"),
+	}
+
+	if _, err := amqp.ParseURI(rawURL); err != nil {
+		cause := err
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			cause = urlErr.Err // the *url.Error text quotes the whole URL, password included
+		}
+		r.detail = fmt.Sprintf("the URL in -url or AMQP_URL is malformed (%v)", cause)
+		r.fix = []string{"write it as amqp://user:password@host:5672/vhost, percent-encoding any reserved character (@ : / ? # %) in the password"}
+		return r
+	}
+	where := redact(rawURL)
+
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{Dial: amqp.DefaultDial(probeTimeout)})
+	if err != nil {
+		log.Debug("rabbitmq check failed", "url", where, "err", err)
+		var amqpErr *amqp.Error
+		var dnsErr *net.DNSError
+		var netErr net.Error
+		switch {
+		case errors.Is(err, amqp.ErrVhost), errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotAllowed:
+			r.detail = fmt.Sprintf("RabbitMQ at %s refused the virtual host", where)
+			r.fix = []string{
+				"check the vhost at the end of the URL (`/` is the default one)",
+				"rabbitmqctl add_vhost <vhost> && rabbitmqctl set_permissions -p <vhost> <user> '.*' '.*' '.*'",
+			}
+		case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
+			r.detail = fmt.Sprintf("RabbitMQ at %s refused the user name or password", where)
+			r.fix = []string{
+				"put the right user and password in AMQP_URL (or -url): amqp://user:password@host:5672/",
+				"guest/guest, the default, works only on the broker's own machine; elsewhere create a user:",
+				"rabbitmqctl add_user myevents <password> && rabbitmqctl set_permissions -p / myevents '.*' '.*' '.*'",
+			}
+		case errors.Is(err, syscall.ECONNREFUSED):
+			r.detail = fmt.Sprintf("nothing is listening at %s", hostPort(rawURL))
+			r.fix = startIt
+		case errors.As(err, &dnsErr):
+			r.detail = fmt.Sprintf("the host %q does not resolve", dnsErr.Name)
+			r.fix = append([]string{"check the host in AMQP_URL (or -url)"}, startIt...)
+		case errors.Is(err, amqp.ErrClosed), errors.As(err, &amqpErr) && amqpErr.Code == amqp.FrameError:
+			// Garbage instead of connection.start, or a hang-up before it.
+			r.detail = fmt.Sprintf("something at %s accepts connections, but it does not speak AMQP", hostPort(rawURL))
+			r.fix = []string{"point AMQP_URL (or -url) at RabbitMQ's AMQP port (5672 unless configured otherwise)"}
+		case errors.As(err, &netErr) && netErr.Timeout():
+			r.detail = fmt.Sprintf("no answer from %s within %v", hostPort(rawURL), probeTimeout)
+			r.fix = append([]string{"check the host, the port and any firewall on the way"}, startIt...)
+		default:
+			r.detail = fmt.Sprintf("connecting to %s failed (%v)", where, err)
+			r.fix = startIt
+		}
+		return r
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		r.detail = fmt.Sprintf("RabbitMQ at %s let us in but refused a channel (%v)", where, err)
+		r.fix = []string{"check the broker's log; a broker short of memory or disk refuses work"}
+		return r
+	}
+	_ = ch.Close()
+	r.ok, r.fatal = true, false
+	r.detail = fmt.Sprintf("%v %v at %s", conn.Properties["product"], conn.Properties["version"], where)
+	return r
+}
+
+// checkKafka asks the brokers for cluster metadata, as every Kafka client
+// does first.
+func checkKafka(list string, fromEnv bool, log *slog.Logger) result {
+	r := result{name: "kafka", why: "optional: `go test` uses an embedded Kafka, but `go run` of a Kafka lab needs one"}
+	r.fix = []string{
+		cmd("go run ./labs/00-setup -embedded-kafka", "in another terminal: an in-memory Kafka on 127.0.0.1:9092"),
+		cmd("docker compose -f docker/compose.yaml up -d --wait kafka", "or Apache Kafka in Docker, also on 127.0.0.1:9092"),
+		"the labs use 127.0.0.1:9092 unless KAFKA_BROKERS (or -brokers) says otherwise",
+	}
+	if fromEnv {
+		// brokertest treats a set KAFKA_BROKERS as a promise: the tests use
+		// it and fail when it does not answer.
+		r.why = "required: KAFKA_BROKERS is set, so the tests use it and fail instead of falling back to the embedded Kafka"
+		r.fix = append(r.fix, "or unset KAFKA_BROKERS to let the tests use the embedded Kafka")
+		r.fatal = true
+	}
+
+	var addrs []string
+	for _, b := range strings.Split(list, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			addrs = append(addrs, b)
+		}
+	}
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.ClientID = "myevents-doctor"
+	cfg.Net.DialTimeout = probeTimeout
+	cfg.Net.ReadTimeout = probeTimeout
+	cfg.Net.WriteTimeout = probeTimeout
+	cfg.Metadata.Retry.Max = 0
+	client, err := sarama.NewClient(addrs, cfg)
+	if err != nil {
+		log.Debug("kafka check failed", "brokers", list, "err", err)
+		var netErr net.Error
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			r.detail = fmt.Sprintf("nothing answers at %s (connection refused)", list)
+		case errors.As(err, &netErr) && netErr.Timeout():
+			r.detail = fmt.Sprintf("no answer from %s within %v", list, probeTimeout)
+		default:
+			r.detail = fmt.Sprintf("no Kafka answers at %s (%v)", list, err)
+		}
+		return r
+	}
+	defer client.Close()
+
+	// The cluster ID tells an embedded Kafka ("kfake") from a real one.
+	cluster := "unknown"
+	if controller, err := client.Controller(); err == nil {
+		if md, err := controller.GetMetadata(sarama.NewMetadataRequest(cfg.Version, nil)); err == nil && md.ClusterID != nil {
+			cluster = *md.ClusterID
+		}
+	}
+	topics, _ := client.Topics()
+	r.ok, r.fatal = true, false
+	r.detail = fmt.Sprintf("%s answers: cluster %q, %d broker(s), %d topic(s)", list, cluster, len(client.Brokers()), len(topics))
+	return r
+}
+
+// checkDocker asks testcontainers-go, as the tests do, whether a Docker
+// engine answers.
+func checkDocker(ctx context.Context, probe func(context.Context) error, log *slog.Logger) result {
+	r := result{name: "docker", why: "optional: without it the tests use the local RabbitMQ and the embedded Kafka"}
+	if err := probe(ctx); err != nil {
+		log.Debug("docker check failed", "err", err)
+		r.detail = "no Docker engine answers"
+		r.fix = []string{
+			"install Docker Engine (or Docker Desktop), start it, and check with `docker info`",
+			"then the tests start RabbitMQ 4 and Apache Kafka 4 in containers, and docker/compose.yaml works",
+		}
+		return r
+	}
+	r.ok = true
+	r.detail = "a Docker engine answers: the tests will use containers"
+	return r
+}
+
+// dockerHealthy reports whether a Docker engine answers. Without one it
+// returns in well under a millisecond.
+func dockerHealthy(ctx context.Context) (err error) {
+	defer func() {
+		// Some provider lookups panic when no engine is configured at all.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("docker provider: %v", p)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	provider, err := testcontainers.ProviderDefault.GetProvider()
+	if err != nil {
+		return fmt.Errorf("docker provider: %w", err)
+	}
+	defer provider.Close()
+	if err := provider.Health(ctx); err != nil {
+		return fmt.Errorf("docker health: %w", err)
+	}
+	return nil
+}
+
+// serveKafka runs an embedded Kafka (kfake: the real wire protocol, in
+// memory, one broker) on 127.0.0.1 until ctx is cancelled.
+func serveKafka(ctx context.Context, port int, out io.Writer) error {
+	// No topics are seeded: like docker/compose.yaml, this Kafka does not
+	// create topics on first use, and every lab creates the topics it needs.
+	cluster, err := kfake.NewCluster(kfake.Ports(port))
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("starting the embedded Kafka: port %d is taken, probably by a Kafka that already runs (check with go run ./labs/00-setup); stop it or pick another port with -kafka-port", port)
+		}
+		return fmt.Errorf("starting the embedded Kafka on port %d: %w", port, err)
+	}
+	defer cluster.Close()
+	addr := cluster.ListenAddrs()[0]
+
+	fmt.Fprintf(out, "embedded Kafka (kfake) listening on %s\n", addr)
+	fmt.Fprintf(out, "point the labs at it: KAFKA_BROKERS=%s (the labs' default is 127.0.0.1:9092)\n", addr)
+	fmt.Fprintln(out, "no topics yet: each lab creates the topics it needs")
+	fmt.Fprintln(out, "everything stays in memory; press Ctrl-C to stop, and it is gone")
+
+	<-ctx.Done()
+	cluster.Close()
+	fmt.Fprintln(out, "embedded Kafka stopped")
+	return nil
+}
+
+// cmd lines up a command and its comment in the fix lines.
+func cmd(command, comment string) string {
+	return fmt.Sprintf("%-60s # %s", command, comment)
+}
+
+// redact hides the password of a URL that has already passed
+// amqp.ParseURI.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	return u.Redacted()
+}
+
+// hostPort returns the host:port an AMQP URL dials.
+func hostPort(rawURL string) string {
+	uri, err := amqp.ParseURI(rawURL)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	return net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port))
+}
