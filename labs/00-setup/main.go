@@ -251,7 +251,7 @@ func checkRabbitMQ(rawURL string, log *slog.Logger) result {
 			r.detail = fmt.Sprintf("RabbitMQ at %s refused the user name or password", where)
 			r.fix = []string{
 				"put the right user and password in AMQP_URL (or -url): amqp://user:password@host:5672/",
-				"guest/guest, the default, works only on the broker's own machine; elsewhere create a user:",
+				"by default RabbitMQ accepts guest/guest only from its own machine; anywhere else, create a user:",
 				"rabbitmqctl add_user myevents <password> && rabbitmqctl set_permissions -p / myevents '.*' '.*' '.*'",
 			}
 		case errors.Is(err, syscall.ECONNREFUSED):

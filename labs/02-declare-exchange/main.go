@@ -338,7 +338,7 @@ func explainDialError(rawURL string, err error) error {
 	case errors.Is(err, amqp.ErrVhost), errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotAllowed:
 		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused access to the virtual host (%w); check the vhost at the end of the URL and the user's permissions", where, err)
 	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
-		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password (%w); fix them in -url or AMQP_URL (the guest user may log in only from the broker's own machine)", where, err)
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password (%w); fix them in -url or AMQP_URL (by default, RabbitMQ lets guest log in only from its own machine)", where, err)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("connecting to RabbitMQ at %s: nothing is listening there (%w); start RabbitMQ (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yaml up -d --wait rabbitmq`) or point -url or AMQP_URL at a running broker", where, err)
 	case errors.As(err, &dnsErr):
