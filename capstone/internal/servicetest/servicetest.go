@@ -21,6 +21,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 
+	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 )
 
@@ -114,9 +115,12 @@ func redact(raw string) string {
 // ErrRefused is what a failing Emitter returns.
 var ErrRefused = errors.New("servicetest: the broker refused the event")
 
-// Emitter is a msgqueue.Emitter that records every event it accepted and
-// refuses events while Fail is on.
+// Emitter is a msgqueue.Emitter that refuses events while Fail is on,
+// passes the others to Next (if set; for example a memory bus's emitter)
+// and records those Next accepted.
 type Emitter struct {
+	Next msgqueue.Emitter
+
 	mu      sync.Mutex
 	fail    bool
 	emitted []contracts.Event
@@ -130,23 +134,37 @@ func (e *Emitter) Fail(on bool) {
 	e.fail = on
 }
 
-// Emit records ev, or refuses it with ErrRefused while Fail is on.
+// Emit refuses ev with ErrRefused while Fail is on; otherwise it passes ev
+// to Next and records it if Next accepted it.
 func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.fail {
 		e.refused++
+		e.mu.Unlock()
 		return ErrRefused
 	}
+	e.mu.Unlock()
+	if e.Next != nil {
+		if err := e.Next.Emit(ctx, ev); err != nil {
+			return err
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.emitted = append(e.emitted, ev)
 	return nil
 }
 
-// Close does nothing.
-func (e *Emitter) Close() error { return nil }
+// Close closes Next, if set.
+func (e *Emitter) Close() error {
+	if e.Next != nil {
+		return e.Next.Close()
+	}
+	return nil
+}
 
 // Emitted returns a copy of the accepted events, in order.
 func (e *Emitter) Emitted() []contracts.Event {

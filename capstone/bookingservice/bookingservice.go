@@ -1,0 +1,287 @@
+// Package bookingservice is MyEvents' BookingService: it sells seats of
+// events and never sells more than a hall holds.
+//
+// It learns locations and events only from what it hears on the broker
+// (event collaboration): [Service.Handle] is the msgqueue.Handler for
+// location.created, event.created and event.booked ([Names]), and it keeps
+// its own copy, so booking works while EventService is down. It hears its
+// own event.booked too, and those of other instances.
+//
+// HTTP API (JSON; errors are {"error": "..."}):
+//
+//	POST /events/{id}/bookings  {seats, user_id} -> 201 {id, event_id, user_id, seats, date}
+//	                            (date in Unix seconds); 404 if the event is unknown here,
+//	                            409 if fewer seats are left; emits event.booked
+//	GET  /events/{id}           -> 200 {id, name, location_id, hall, capacity, booked,
+//	                            available, start_date, end_date}, 404 if unknown
+//	GET  /events/{id}/bookings  -> 200 the event's bookings, oldest first; 404 if unknown
+//	GET  /healthz               -> 200 when the store and the broker are up, else 503
+//
+// Bad input writes nothing: malformed JSON, unknown fields or invalid values
+// (seats < 1, no user_id) are 400, a body over 64 KiB is 413.
+//
+// # No overbooking
+//
+// The capacity check and the reservation are one atomic step in the store
+// (a conditional UPDATE in SQL, one mutex in memory), so concurrent requests
+// for the last seats sell exactly the capacity, also with several instances
+// sharing one PostgreSQL database.
+//
+// # Idempotent handling
+//
+// Every event is applied by ID, insert-if-absent: a redelivered or replayed
+// event changes nothing. An event.booked for a booking already stored (our
+// own, or a replay) does not count its seats twice; one this instance has
+// not seen (sold by another instance, or replayed from the Kafka log into an
+// empty memory store) is stored and its seats counted, without a capacity
+// check: those seats are sold already.
+//
+// # Persist, then emit
+//
+// With a SQL store the booking, the reservation and event.booked are
+// committed in one transaction (a transactional outbox); the client gets 201
+// then, and event.booked is emitted at once. If the broker refuses it, a
+// relay goroutine retries with backoff until it is delivered (at least
+// once). With the memory store the Kafka log is the only durable record, so
+// the client gets 201 only after the broker took event.booked; if it
+// refused, the seats are given back and the client gets 503.
+package bookingservice
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"example.com/myevents/capstone/internal/httpjson"
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
+)
+
+// Names returns the events BookingService handles: bind them all before
+// listening, or events published before the first start are lost.
+func Names() []string {
+	return []string{contracts.LocationCreatedName, contracts.EventCreatedName, contracts.EventBookedName}
+}
+
+// Options configure a Service. The zero value is usable.
+type Options struct {
+	// Logger receives the service's diagnostics (default slog.Default()).
+	Logger *slog.Logger
+	// BrokerHealth reports whether the broker connection is up, for
+	// /healthz; nil means "assume it is".
+	BrokerHealth func(context.Context) error
+	// Outbox tunes the outbox relay of a SQL store.
+	Outbox outbox.Options
+}
+
+// Service is BookingService: an http.Handler serving the API above, and
+// with Handle a msgqueue.Handler for the events in Names.
+type Service struct {
+	store Store
+	pub   *outbox.Publisher
+	log   *slog.Logger
+	mux   *http.ServeMux
+}
+
+// Compile-time check that Handle is a msgqueue.Handler.
+var _ msgqueue.Handler = (*Service)(nil).Handle
+
+// New returns the service over store, emitting through em. With a SQL store
+// it starts the outbox relay; Close stops it. The store and the emitter stay
+// the caller's to close, after Close.
+func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
+	if store == nil || em == nil {
+		return nil, errors.New("bookingservice: New needs a store and an emitter")
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Outbox.Logger == nil {
+		opt.Outbox.Logger = opt.Logger
+	}
+	s := &Service{
+		store: store,
+		pub:   outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
+		log:   opt.Logger,
+		mux:   http.NewServeMux(),
+	}
+	handle := func(pattern string, h httpjson.HandlerFunc) {
+		s.mux.Handle(pattern, httpjson.Handle(s.log, h))
+	}
+	handle("POST /events/{id}/bookings", s.book)
+	handle("GET /events/{id}", s.getEvent)
+	handle("GET /events/{id}/bookings", s.listBookings)
+	handle("GET /healthz", httpjson.Health(
+		httpjson.Check{Name: "store", Func: store.Ping},
+		httpjson.Check{Name: "broker", Func: opt.BrokerHealth},
+	))
+	handle("/", httpjson.NotFound)
+	return s, nil
+}
+
+// ServeHTTP serves the API.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Close stops the outbox relay; unsent events stay in the outbox for the
+// next start. Call it after the HTTP server and the listener have stopped.
+func (s *Service) Close() error { return s.pub.Close() }
+
+// Handle applies one event heard on the broker. It is idempotent. Returning
+// an error leaves the event to be delivered again (the store failed);
+// an invalid or unexpected event is a msgqueue.Permanent error, because no
+// retry can fix it: the listener dead-letters it.
+func (s *Service) Handle(ctx context.Context, ev contracts.Event) error {
+	// Transports hand over pointers (contracts.Decode); accept values too.
+	switch e := ev.(type) {
+	case contracts.LocationCreated:
+		ev = &e
+	case contracts.EventCreated:
+		ev = &e
+	case contracts.EventBooked:
+		ev = &e
+	}
+	if ev == nil {
+		return msgqueue.Permanent(errors.New("bookingservice: nil event"))
+	}
+	if err := ev.Validate(); err != nil {
+		return msgqueue.Permanent(fmt.Errorf("bookingservice: %w", err))
+	}
+	switch e := ev.(type) {
+	case *contracts.LocationCreated:
+		return s.store.SaveLocation(ctx, Location{
+			ID: e.ID, Name: e.Name, Address: e.Address, Country: e.Country,
+			OpenTime: e.OpenTime, CloseTime: e.CloseTime, Halls: e.Halls,
+		})
+	case *contracts.EventCreated:
+		return s.store.SaveEvent(ctx, Event{
+			ID: e.ID, Name: e.Name, LocationID: e.LocationID, Hall: e.Hall,
+			Capacity: e.Capacity, StartDate: e.StartDate, EndDate: e.EndDate,
+		})
+	case *contracts.EventBooked:
+		return s.applyBooking(ctx, e)
+	}
+	return msgqueue.Permanent(fmt.Errorf("bookingservice: unexpected event %s", ev.EventName()))
+}
+
+// applyBooking applies an event.booked.
+func (s *Service) applyBooking(ctx context.Context, e *contracts.EventBooked) error {
+	applied, err := s.store.ApplyBooking(ctx, Booking{ID: e.ID, EventID: e.EventID, UserID: e.UserID, Seats: e.Seats, Date: e.Date})
+	if err != nil || !applied {
+		return err
+	}
+	s.log.Info("booking applied from the broker", "booking", e.ID, "event", e.EventID, "seats", e.Seats)
+	// Instances that do not share a database each sell the full capacity;
+	// say so when their bookings meet here.
+	if ev, err := s.store.Event(ctx, e.EventID); err == nil && ev.Booked > ev.Capacity {
+		s.log.Warn("event overbooked: bookings were sold elsewhere against the same seats",
+			"event", ev.ID, "booked", ev.Booked, "capacity", ev.Capacity)
+	}
+	return nil
+}
+
+// bookingRequest is the body of POST /events/{id}/bookings.
+type bookingRequest struct {
+	Seats  int    `json:"seats"`
+	UserID string `json:"user_id"`
+}
+
+// bookingJSON is a booking as the API shows it, its date in Unix seconds.
+type bookingJSON struct {
+	ID      string `json:"id"`
+	EventID string `json:"event_id"`
+	UserID  string `json:"user_id"`
+	Seats   int    `json:"seats"`
+	Date    int64  `json:"date"`
+}
+
+func bookingToJSON(b Booking) bookingJSON {
+	return bookingJSON{ID: b.ID, EventID: b.EventID, UserID: b.UserID, Seats: b.Seats, Date: b.Date.Unix()}
+}
+
+func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
+	var req bookingRequest
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.Seats < 1:
+		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: seats must be at least 1, got %d", req.Seats)
+	case req.UserID == "":
+		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: user_id is required")
+	}
+	b := Booking{
+		ID: rand.Text(), EventID: r.PathValue("id"), UserID: req.UserID, Seats: req.Seats,
+		Date: time.Now().UTC().Truncate(time.Microsecond),
+	}
+	msg, err := s.store.Book(r.Context(), b)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return httpjson.Errorf(http.StatusNotFound, "event %q not found", b.EventID)
+	case errors.Is(err, ErrSoldOut):
+		return httpjson.Errorf(http.StatusConflict, "not enough seats left for event %q", b.EventID)
+	case err != nil:
+		return err
+	}
+	if err := s.pub.Publish(r.Context(), msg); err != nil {
+		if errors.Is(err, outbox.ErrNotPublished) {
+			s.log.Warn("event.booked not published, seats given back", "booking", b.ID, "err", err)
+			return httpjson.Errorf(http.StatusServiceUnavailable, "the message broker is unavailable, nothing was booked: try again later")
+		}
+		return err
+	}
+	s.log.Info("booked", "booking", b.ID, "event", b.EventID, "seats", b.Seats)
+	httpjson.Write(w, http.StatusCreated, bookingToJSON(b))
+	return nil
+}
+
+// eventJSON is BookingService's view of an event, dates in Unix seconds.
+type eventJSON struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	LocationID string `json:"location_id"`
+	Hall       string `json:"hall"`
+	Capacity   int    `json:"capacity"`
+	Booked     int    `json:"booked"`
+	Available  int    `json:"available"`
+	StartDate  int64  `json:"start_date"`
+	EndDate    int64  `json:"end_date"`
+}
+
+func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	ev, err := s.store.Event(r.Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
+	}
+	if err != nil {
+		return err
+	}
+	httpjson.Write(w, http.StatusOK, eventJSON{
+		ID: ev.ID, Name: ev.Name, LocationID: ev.LocationID, Hall: ev.Hall,
+		Capacity: ev.Capacity, Booked: ev.Booked, Available: max(ev.Capacity-ev.Booked, 0),
+		StartDate: ev.StartDate.Unix(), EndDate: ev.EndDate.Unix(),
+	})
+	return nil
+}
+
+func (s *Service) listBookings(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	bs, err := s.store.Bookings(r.Context(), id)
+	if errors.Is(err, ErrNotFound) {
+		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
+	}
+	if err != nil {
+		return err
+	}
+	out := make([]bookingJSON, len(bs))
+	for i, b := range bs {
+		out[i] = bookingToJSON(b)
+	}
+	httpjson.Write(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,125 @@
+package bookingservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/sqldb"
+	"example.com/myevents/contracts"
+)
+
+// Location is BookingService's copy of a location, from location.created.
+type Location struct {
+	ID        string
+	Name      string
+	Address   string
+	Country   string
+	OpenTime  int
+	CloseTime int
+	Halls     []contracts.Hall
+}
+
+// Event is BookingService's copy of an event, from event.created, with the
+// number of seats booked so far.
+type Event struct {
+	ID         string
+	Name       string
+	LocationID string
+	Hall       string
+	Capacity   int
+	Booked     int
+	StartDate  time.Time
+	EndDate    time.Time
+}
+
+// Booking is a number of seats of one event, booked by one user.
+type Booking struct {
+	ID      string
+	EventID string
+	UserID  string
+	Seats   int
+	Date    time.Time
+}
+
+// Errors the store returns.
+var (
+	// ErrNotFound: no such event (or location) in BookingService's copy.
+	ErrNotFound = errors.New("not found")
+	// ErrSoldOut: the event has fewer seats left than asked for.
+	ErrSoldOut = errors.New("not enough seats left")
+)
+
+// Store keeps BookingService's copy of locations and events and its
+// bookings.
+//
+// Save* and ApplyBooking apply what the service hears on the broker. They
+// are idempotent: applying the same event twice changes nothing, so a
+// redelivery or a replay of the log is harmless.
+//
+// An event.booked can arrive before the event.created of its event (it was
+// sold by another instance, or retried out of order). Its booking is kept
+// and its seats are counted on a placeholder for the event; the event is
+// unknown (ErrNotFound) until its event.created arrives, which fills in the
+// placeholder and keeps the count.
+type Store interface {
+	// SaveLocation stores l unless a location with its ID exists.
+	SaveLocation(ctx context.Context, l Location) error
+	// SaveEvent stores e unless an event with its ID exists; e.Booked is
+	// ignored (the store counts bookings itself).
+	SaveEvent(ctx context.Context, e Event) error
+	// ApplyBooking stores a booking made elsewhere (or earlier) and adds its
+	// seats to its event, without checking capacity: the seats are sold
+	// already. It reports false, and changes nothing, if the booking is
+	// stored already.
+	ApplyBooking(ctx context.Context, b Booking) (bool, error)
+	// Book sells b.Seats seats of event b.EventID atomically, together with
+	// the event.booked that announces it: ErrNotFound if the event is
+	// unknown, ErrSoldOut if fewer seats are left. Concurrent calls, also
+	// from other instances sharing the database, never sell more than the
+	// capacity.
+	Book(ctx context.Context, b Booking) (outbox.Message, error)
+	// Location returns one location, or ErrNotFound.
+	Location(ctx context.Context, id string) (Location, error)
+	// Event returns one event, or ErrNotFound.
+	Event(ctx context.Context, id string) (Event, error)
+	// Bookings returns the bookings of an event, oldest first, or
+	// ErrNotFound if the event is unknown.
+	Bookings(ctx context.Context, eventID string) ([]Booking, error)
+	// Outbox returns the store's outbox, or nil if it keeps none.
+	Outbox() outbox.Store
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
+
+// OpenStore opens the store dsn selects (see package sqldb): "" for the
+// SQLite file bookingservice.db in the working directory, "sqlite:PATH",
+// "postgres://..." or "memory:". It creates the schema if needed.
+func OpenStore(ctx context.Context, dsn string) (Store, error) {
+	kind, err := sqldb.Parse(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening the BookingService store: %w", err)
+	}
+	if kind == sqldb.Memory {
+		return NewMemoryStore(), nil
+	}
+	db, err := sqldb.Open(ctx, dsn, "bookingservice")
+	if err != nil {
+		return nil, fmt.Errorf("opening the BookingService store: %w", err)
+	}
+	s, err := NewSQLStore(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// eventBooked is the event that announces b.
+func eventBooked(b Booking) *contracts.EventBooked {
+	return &contracts.EventBooked{ID: b.ID, EventID: b.EventID, UserID: b.UserID, Seats: b.Seats, Date: b.Date}
+}

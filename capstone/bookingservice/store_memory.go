@@ -1,0 +1,173 @@
+package bookingservice
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"example.com/myevents/capstone/internal/outbox"
+)
+
+// MemoryStore keeps everything in maps, behind one mutex, which makes Book's
+// check-and-reserve atomic. It has no outbox: with a Kafka broker the
+// `events` log is the durable record and the service rebuilds the store from
+// it at start-up, so Book's message carries an Undo and the service answers
+// 201 only once the broker took the event.
+type MemoryStore struct {
+	mu        sync.Mutex
+	locations map[string]Location
+	events    map[string]*memEvent
+	bookings  map[string]Booking
+	byEvent   map[string][]string // booking IDs per event ID
+}
+
+// memEvent is an event, or a placeholder counting the seats of bookings
+// heard before the event itself (known == false).
+type memEvent struct {
+	Event
+	known bool
+}
+
+// NewMemoryStore returns an empty in-memory store.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{
+		locations: map[string]Location{},
+		events:    map[string]*memEvent{},
+		bookings:  map[string]Booking{},
+		byEvent:   map[string][]string{},
+	}
+}
+
+// SaveLocation stores l unless it exists.
+func (s *MemoryStore) SaveLocation(_ context.Context, l Location) error {
+	l.Halls = slices.Clone(l.Halls)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.locations[l.ID]; !ok {
+		s.locations[l.ID] = l
+	}
+	return nil
+}
+
+// SaveEvent stores e unless it exists, keeping a placeholder's count.
+func (s *MemoryStore) SaveEvent(_ context.Context, e Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.events[e.ID]
+	if ok && old.known {
+		return nil
+	}
+	e.Booked = 0
+	if ok {
+		e.Booked = old.Booked
+	}
+	s.events[e.ID] = &memEvent{Event: e, known: true}
+	return nil
+}
+
+// ApplyBooking stores b unless it exists and counts its seats.
+func (s *MemoryStore) ApplyBooking(_ context.Context, b Booking) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.bookings[b.ID]; ok {
+		return false, nil
+	}
+	s.add(b)
+	return true, nil
+}
+
+// Book sells b.Seats seats if they are left.
+func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev, ok := s.events[b.EventID]
+	if !ok || !ev.known {
+		return outbox.Message{}, fmt.Errorf("booking event %s: %w", b.EventID, ErrNotFound)
+	}
+	if ev.Booked+b.Seats > ev.Capacity {
+		return outbox.Message{}, fmt.Errorf("booking %d seats of event %s (%d of %d booked): %w",
+			b.Seats, b.EventID, ev.Booked, ev.Capacity, ErrSoldOut)
+	}
+	if _, ok := s.bookings[b.ID]; ok {
+		return outbox.Message{}, fmt.Errorf("storing booking %s: the ID is taken", b.ID)
+	}
+	s.add(b)
+	// Undo gives the seats back if the broker refuses event.booked. Until
+	// then they are held: a concurrent request for them gets 409.
+	undo := func(context.Context) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.bookings[b.ID]; !ok {
+			return nil
+		}
+		delete(s.bookings, b.ID)
+		s.byEvent[b.EventID] = slices.DeleteFunc(s.byEvent[b.EventID], func(id string) bool { return id == b.ID })
+		s.events[b.EventID].Booked -= b.Seats
+		return nil
+	}
+	return outbox.Message{Event: eventBooked(b), Undo: undo}, nil
+}
+
+// add stores b and counts its seats, on a placeholder if its event is not
+// known yet. The caller holds s.mu.
+func (s *MemoryStore) add(b Booking) {
+	s.bookings[b.ID] = b
+	s.byEvent[b.EventID] = append(s.byEvent[b.EventID], b.ID)
+	ev, ok := s.events[b.EventID]
+	if !ok {
+		ev = &memEvent{Event: Event{ID: b.EventID}}
+		s.events[b.EventID] = ev
+	}
+	ev.Booked += b.Seats
+}
+
+// Location returns one location.
+func (s *MemoryStore) Location(_ context.Context, id string) (Location, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.locations[id]
+	if !ok {
+		return Location{}, fmt.Errorf("location %s: %w", id, ErrNotFound)
+	}
+	l.Halls = slices.Clone(l.Halls)
+	return l, nil
+}
+
+// Event returns one event.
+func (s *MemoryStore) Event(_ context.Context, id string) (Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ev, ok := s.events[id]
+	if !ok || !ev.known {
+		return Event{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
+	}
+	return ev.Event, nil
+}
+
+// Bookings returns the bookings of an event, oldest first.
+func (s *MemoryStore) Bookings(_ context.Context, eventID string) ([]Booking, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev, ok := s.events[eventID]; !ok || !ev.known {
+		return nil, fmt.Errorf("event %s: %w", eventID, ErrNotFound)
+	}
+	out := make([]Booking, 0, len(s.byEvent[eventID]))
+	for _, id := range s.byEvent[eventID] {
+		out = append(out, s.bookings[id])
+	}
+	slices.SortFunc(out, func(a, b Booking) int {
+		return cmp.Or(a.Date.Compare(b.Date), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// Outbox returns nil: the memory store keeps none.
+func (s *MemoryStore) Outbox() outbox.Store { return nil }
+
+// Ping always succeeds.
+func (s *MemoryStore) Ping(context.Context) error { return nil }
+
+// Close does nothing.
+func (s *MemoryStore) Close() error { return nil }

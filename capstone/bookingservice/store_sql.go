@@ -1,0 +1,279 @@
+package bookingservice
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/sqldb"
+)
+
+// schema is BookingService's tables, in SQL that SQLite and PostgreSQL both
+// accept. Times are BIGINT microseconds since 1970. A booking_events row
+// with known = 0 is a placeholder: it counts the seats of bookings heard
+// before the event itself.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS booking_locations (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		address TEXT NOT NULL,
+		country TEXT NOT NULL,
+		open_time INTEGER NOT NULL,
+		close_time INTEGER NOT NULL,
+		halls TEXT NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS booking_events (
+		id TEXT PRIMARY KEY,
+		known INTEGER NOT NULL,
+		name TEXT NOT NULL,
+		location_id TEXT NOT NULL,
+		hall TEXT NOT NULL,
+		capacity INTEGER NOT NULL,
+		booked INTEGER NOT NULL,
+		start_date BIGINT NOT NULL,
+		end_date BIGINT NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS bookings (
+		id TEXT PRIMARY KEY,
+		event_id TEXT NOT NULL,
+		user_id TEXT NOT NULL,
+		seats INTEGER NOT NULL,
+		booked_at BIGINT NOT NULL
+	)`,
+	`CREATE INDEX IF NOT EXISTS bookings_by_event ON bookings (event_id, booked_at)`,
+}
+
+// SQLStore keeps BookingService's state in SQLite or PostgreSQL, with an
+// outbox beside it.
+type SQLStore struct {
+	db *sqldb.DB
+}
+
+// NewSQLStore creates the schema in db if needed and returns the store. The
+// store closes db when it is closed.
+func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
+	if err := db.Migrate(ctx, schema...); err != nil {
+		return nil, fmt.Errorf("preparing the BookingService store: %w", err)
+	}
+	return &SQLStore{db: db}, nil
+}
+
+// SaveLocation stores l unless it exists.
+func (s *SQLStore) SaveLocation(ctx context.Context, l Location) error {
+	halls, err := json.Marshal(l.Halls)
+	if err != nil {
+		return fmt.Errorf("encoding the halls of location %s: %w", l.ID, err)
+	}
+	_, err = s.db.ExecContext(ctx,
+		`INSERT INTO booking_locations (id, name, address, country, open_time, close_time, halls)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING`,
+		l.ID, l.Name, l.Address, l.Country, l.OpenTime, l.CloseTime, string(halls))
+	if err != nil {
+		return fmt.Errorf("storing location %s: %w", l.ID, err)
+	}
+	return nil
+}
+
+// SaveEvent stores e unless it exists. A placeholder is filled in and keeps
+// its count of booked seats.
+func (s *SQLStore) SaveEvent(ctx context.Context, e Event) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO booking_events (id, known, name, location_id, hall, capacity, booked, start_date, end_date)
+		 VALUES ($1, 1, $2, $3, $4, $5, 0, $6, $7)
+		 ON CONFLICT (id) DO UPDATE SET known = 1, name = excluded.name, location_id = excluded.location_id,
+		   hall = excluded.hall, capacity = excluded.capacity, start_date = excluded.start_date, end_date = excluded.end_date
+		 WHERE booking_events.known = 0`,
+		e.ID, e.Name, e.LocationID, e.Hall, e.Capacity, sqldb.Micros(e.StartDate), sqldb.Micros(e.EndDate))
+	if err != nil {
+		return fmt.Errorf("storing event %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// ApplyBooking stores b unless it exists and adds its seats to its event (or
+// to a placeholder), in one transaction.
+func (s *SQLStore) ApplyBooking(ctx context.Context, b Booking) (bool, error) {
+	applied := false
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO bookings (id, event_id, user_id, seats, booked_at) VALUES ($1, $2, $3, $4, $5)
+			 ON CONFLICT (id) DO NOTHING`,
+			b.ID, b.EventID, b.UserID, b.Seats, sqldb.Micros(b.Date))
+		if err != nil {
+			return fmt.Errorf("storing booking %s: %w", b.ID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("storing booking %s: %w", b.ID, err)
+		}
+		if n == 0 {
+			return nil // stored already: a redelivery or a replay
+		}
+		// Upsert, not UPDATE: if event.created has not arrived yet, the
+		// placeholder keeps the count. Both statements lock the same row,
+		// so this cannot lose seats to a concurrent SaveEvent.
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO booking_events (id, known, name, location_id, hall, capacity, booked, start_date, end_date)
+			 VALUES ($1, 0, '', '', '', 0, $2, 0, 0)
+			 ON CONFLICT (id) DO UPDATE SET booked = booking_events.booked + excluded.booked`,
+			b.EventID, b.Seats)
+		if err != nil {
+			return fmt.Errorf("counting booking %s on event %s: %w", b.ID, b.EventID, err)
+		}
+		applied = true
+		return nil
+	})
+	return applied, err
+}
+
+// Book sells b.Seats seats if they are left, stores the booking and
+// event.booked, all in one transaction.
+//
+// The capacity check and the reservation are one conditional UPDATE of the
+// event's row. PostgreSQL locks the row for the UPDATE; a concurrent
+// transaction waits and then re-checks the condition against the committed
+// count, so two requests (or two instances) can never both take the last
+// seat. SQLite allows one writer at a time, which gives the same guarantee.
+func (s *SQLStore) Book(ctx context.Context, b Booking) (outbox.Message, error) {
+	var msg outbox.Message
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE booking_events SET booked = booked + $2
+			 WHERE id = $1 AND known = 1 AND booked + $2 <= capacity`,
+			b.EventID, b.Seats)
+		if err != nil {
+			return fmt.Errorf("reserving %d seats of event %s: %w", b.Seats, b.EventID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("reserving %d seats of event %s: %w", b.Seats, b.EventID, err)
+		}
+		if n == 0 {
+			return s.whyNot(ctx, tx, b)
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO bookings (id, event_id, user_id, seats, booked_at) VALUES ($1, $2, $3, $4, $5)`,
+			b.ID, b.EventID, b.UserID, b.Seats, sqldb.Micros(b.Date))
+		if err != nil {
+			return fmt.Errorf("storing booking %s: %w", b.ID, err)
+		}
+		msg, err = s.db.AddToOutbox(ctx, tx, eventBooked(b))
+		return err
+	})
+	return msg, err
+}
+
+// whyNot explains a reservation that changed no row: the event is unknown
+// or sold out.
+func (s *SQLStore) whyNot(ctx context.Context, tx *sql.Tx, b Booking) error {
+	var known, booked, capacity int
+	err := tx.QueryRowContext(ctx, `SELECT known, booked, capacity FROM booking_events WHERE id = $1`, b.EventID).
+		Scan(&known, &booked, &capacity)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && known == 0) {
+		return fmt.Errorf("booking event %s: %w", b.EventID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("reading event %s: %w", b.EventID, err)
+	}
+	return fmt.Errorf("booking %d seats of event %s (%d of %d booked): %w", b.Seats, b.EventID, booked, capacity, ErrSoldOut)
+}
+
+// Location returns one location.
+func (s *SQLStore) Location(ctx context.Context, id string) (Location, error) {
+	var (
+		l     Location
+		halls string
+	)
+	err := s.db.QueryRowContext(ctx,
+		`SELECT id, name, address, country, open_time, close_time, halls FROM booking_locations WHERE id = $1`, id).
+		Scan(&l.ID, &l.Name, &l.Address, &l.Country, &l.OpenTime, &l.CloseTime, &halls)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Location{}, fmt.Errorf("location %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Location{}, fmt.Errorf("reading location %s: %w", id, err)
+	}
+	if err := json.Unmarshal([]byte(halls), &l.Halls); err != nil {
+		return Location{}, fmt.Errorf("decoding the halls of location %s: %w", id, err)
+	}
+	return l, nil
+}
+
+// Event returns one event.
+func (s *SQLStore) Event(ctx context.Context, id string) (Event, error) {
+	var (
+		e          Event
+		start, end int64
+	)
+	err := s.db.QueryRowContext(ctx,
+		`SELECT id, name, location_id, hall, capacity, booked, start_date, end_date
+		 FROM booking_events WHERE id = $1 AND known = 1`, id).
+		Scan(&e.ID, &e.Name, &e.LocationID, &e.Hall, &e.Capacity, &e.Booked, &start, &end)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Event{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("reading event %s: %w", id, err)
+	}
+	e.StartDate, e.EndDate = sqldb.Time(start), sqldb.Time(end)
+	return e, nil
+}
+
+// Bookings returns the bookings of an event, oldest first. The event check
+// and the list are one query, so they agree.
+func (s *SQLStore) Bookings(ctx context.Context, eventID string) ([]Booking, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT b.id, b.user_id, b.seats, b.booked_at
+		 FROM booking_events e LEFT JOIN bookings b ON b.event_id = e.id
+		 WHERE e.id = $1 AND e.known = 1 ORDER BY b.booked_at, b.id`, eventID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the bookings of event %s: %w", eventID, err)
+	}
+	defer rows.Close()
+	found := false
+	out := []Booking{}
+	for rows.Next() {
+		found = true
+		var (
+			id, user sql.NullString
+			seats    sql.NullInt64
+			at       sql.NullInt64
+		)
+		if err := rows.Scan(&id, &user, &seats, &at); err != nil {
+			return nil, fmt.Errorf("reading the bookings of event %s: %w", eventID, err)
+		}
+		if id.Valid {
+			out = append(out, Booking{ID: id.String, EventID: eventID, UserID: user.String, Seats: int(seats.Int64), Date: sqldb.Time(at.Int64)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the bookings of event %s: %w", eventID, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("event %s: %w", eventID, ErrNotFound)
+	}
+	return out, nil
+}
+
+// Outbox returns the store's outbox.
+func (s *SQLStore) Outbox() outbox.Store { return s.db.Outbox() }
+
+// Ping reports whether the database answers.
+func (s *SQLStore) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("pinging %s: %w", s.db, err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *SQLStore) Close() error { return s.db.Close() }
+
+// Compile-time checks that both stores implement Store.
+var (
+	_ Store = (*SQLStore)(nil)
+	_ Store = (*MemoryStore)(nil)
+)
