@@ -183,7 +183,7 @@ func startKafkaContainer(k *KafkaCluster) (*KafkaCluster, error) {
 // request.
 func dialKafka(_ context.Context, list string) error {
 	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_1_0_0
+	cfg.Version = sarama.V3_6_0_0
 	cfg.Net.DialTimeout = 3 * time.Second
 	cfg.Net.ReadTimeout = 3 * time.Second
 	cfg.Metadata.Retry.Max = 0

@@ -32,8 +32,12 @@ type RabbitMQ struct {
 }
 
 // Ctl runs rabbitmqctl against the broker (on this machine, or inside the
-// container) and returns its output, e.g. Ctl(ctx, "close_all_connections",
-// "test"), so a test can make the broker do what a real outage does.
+// container) and returns its output, so a test can make the broker do what a
+// real outage does, e.g. Ctl(ctx, "close_connection", pid, "test"). The broker
+// is shared by every test running at the same time: close only connections
+// the test opened (find them by their connection_name client property in
+// Ctl(ctx, "list_connections", "pid", "client_properties")), and never stop,
+// reset or close everything.
 func (r *RabbitMQ) Ctl(ctx context.Context, args ...string) (string, error) {
 	if r.ctl == nil {
 		return "", fmt.Errorf("rabbitmqctl is not reachable for the %s broker %s", r.Backend, Redact(r.URL))
