@@ -14,8 +14,11 @@
 //     retries it with exponential backoff until the broker takes it. Nothing
 //     is lost while the broker is down, and a crash between the commit and
 //     the emit is repaired at the next start. Delivery is at least once: an
-//     emit that succeeded but was not marked sent is sent again, so
-//     consumers must be idempotent (ours are).
+//     emit that succeeded but was not marked sent is sent again, and
+//     several instances sharing one database may each send a row that is
+//     due, so consumers must be idempotent (ours are). Order is kept while
+//     the broker takes everything; a retried event can arrive after a later
+//     one.
 //   - A store without an outbox (the in-memory store) has no durable record
 //     but the broker's log. There the event must be in the broker before the
 //     client hears "created": the Publisher emits, and if the broker refuses

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -212,5 +213,24 @@ func TestConcurrentMigrationsOnPostgres(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+func TestEmptyDSNIsASQLiteFileInTheWorkingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	db, err := sqldb.Open(context.Background(), "", "testservice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if db.Kind != sqldb.SQLite || !strings.Contains(db.String(), "testservice.db") {
+		t.Errorf("opened %s (%s), want the SQLite file testservice.db", db, db.Kind)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "testservice.db")); err != nil {
+		t.Errorf("no database file in the working directory: %v", err)
 	}
 }
