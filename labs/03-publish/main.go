@@ -491,8 +491,7 @@ func dial(rawURL string) (*amqp.Connection, error) {
 		return nil, fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password; fix them in -url or AMQP_URL", where)
 	}
 	var netErr net.Error
-	var opErr *net.OpError
-	if errors.As(err, &opErr) || errors.As(err, &netErr) {
+	if errors.As(err, &netErr) {
 		return nil, fmt.Errorf("connecting to RabbitMQ at %s: nothing answers there (%v); start RabbitMQ (rabbitmq-server -detached, or docker compose -f docker/compose.yaml up -d --wait rabbitmq) or point -url at a running broker", where, err)
 	}
 	return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
