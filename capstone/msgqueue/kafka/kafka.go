@@ -1,0 +1,308 @@
+// Package kafka is the Kafka transport of msgqueue, built on IBM/sarama.
+//
+// Every event goes to one topic ("events" unless WithTopic says otherwise).
+// The record key is the event's PartitionKey, so all events about one
+// entity land on one partition and stay in order; the record value is the
+// envelope {"eventName": ..., "payload": {...}} from contracts.Wrap.
+//
+// An Emitter returns from Emit only once every in-sync replica has the
+// record (acks=all), and its producer is idempotent, so a retried send is
+// never written twice.
+//
+// A Listener reads the topic in one of two modes:
+//
+//   - NewGroupListener: a consumer group with committed offsets. A restarted
+//     service resumes where it left off. A record's offset is marked only
+//     after the handler returned nil for it (or the record was skipped or
+//     dead-lettered); marks are committed every second and when the
+//     listener stops.
+//   - NewReplayListener: no group, every partition is read from the oldest
+//     offset still stored. This is event sourcing: the service rebuilds its
+//     state from the whole log at start-up. CaughtUp is closed once the
+//     handler has processed everything that was in the log when Listen
+//     started.
+//
+// Delivery rules, in both modes: partitions are read concurrently, but the
+// handler is called for one record at a time, and the records of one
+// partition (so all the events of one key) in log order. A handler error means "not
+// processed": Kafka has no per-message nack, so the same record is handed
+// to the handler again, in place, after a backoff, and nothing after it on
+// that partition is processed meanwhile. After the last attempt, or at once
+// for a msgqueue.Permanent error, a malformed envelope, an event name no
+// contract knows or a payload that does not decode, the raw record is
+// copied to the dead-letter topic ("events.dlq") with headers saying why
+// and where it came from, and the partition moves on. Records whose event
+// name the listener was not asked for are skipped and count as processed.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Defaults.
+const (
+	DefaultTopic          = "events"
+	DefaultPartitions     = 6
+	DefaultMaxAttempts    = 5
+	DefaultBackoff        = 100 * time.Millisecond
+	DefaultMaxBackoff     = 5 * time.Second
+	DefaultCommitInterval = time.Second
+)
+
+// KafkaVersion is the protocol version the transport speaks. Apache Kafka
+// 4.x needs at least 2.1; the embedded kfake cluster accepts it too.
+var KafkaVersion = sarama.V3_6_0_0
+
+// options collects what the Option functions set.
+type options struct {
+	topic          string
+	dlqTopic       string
+	partitions     int32
+	replication    int16
+	retention      time.Duration
+	logger         *slog.Logger
+	clientID       string
+	names          []string
+	maxAttempts    int
+	backoff        time.Duration
+	maxBackoff     time.Duration
+	commitInterval time.Duration
+	tune           func(*sarama.Config)
+}
+
+// Option configures an Emitter or a Listener. Options that only concern
+// listening are ignored by an Emitter.
+type Option func(*options)
+
+// WithTopic sets the topic events are written to and read from (default
+// "events"). The dead-letter topic follows it ("<topic>.dlq") unless
+// WithDeadLetterTopic sets it.
+func WithTopic(name string) Option { return func(o *options) { o.topic = name } }
+
+// WithDeadLetterTopic sets the topic that receives records a listener gives
+// up on (default "<topic>.dlq").
+func WithDeadLetterTopic(name string) Option { return func(o *options) { o.dlqTopic = name } }
+
+// WithPartitions sets the partition count used when the topic has to be
+// created (default 6). It caps how many members of one consumer group can
+// share the work. An existing topic is left as it is.
+func WithPartitions(n int32) Option { return func(o *options) { o.partitions = n } }
+
+// WithReplicationFactor sets the replication factor used when a topic has to
+// be created (default -1: the broker's default.replication.factor).
+func WithReplicationFactor(n int16) Option { return func(o *options) { o.replication = n } }
+
+// WithRetention sets retention.ms for topics this package creates. The
+// default keeps records forever (-1), because a replay listener rebuilds its
+// state from the whole log: a time limit would silently drop old events.
+func WithRetention(d time.Duration) Option { return func(o *options) { o.retention = d } }
+
+// WithLogger sets where diagnostics go (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithClientID sets the client ID the brokers see in their logs and metrics
+// (default "myevents").
+func WithClientID(id string) Option { return func(o *options) { o.clientID = id } }
+
+// WithEvents sets the event names a Listener handles when Listen is called
+// without names (default: every name contracts knows).
+func WithEvents(names ...string) Option { return func(o *options) { o.names = names } }
+
+// WithRetry sets how a Listener retries a record whose handler failed: at
+// most attempts calls in all, waiting backoff after the first failure and
+// doubling up to maxBackoff. Then the record is dead-lettered.
+func WithRetry(attempts int, backoff, maxBackoff time.Duration) Option {
+	return func(o *options) {
+		o.maxAttempts, o.backoff, o.maxBackoff = attempts, backoff, maxBackoff
+	}
+}
+
+// WithCommitInterval sets how often a group listener commits the offsets it
+// marked (default 1s). They are also committed when it stops.
+func WithCommitInterval(d time.Duration) Option { return func(o *options) { o.commitInterval = d } }
+
+// WithSaramaConfig lets f adjust the sarama configuration after this
+// package has set its own: for TLS, SASL or a custom dialer. Changing the
+// acks, idempotence or offset settings breaks the guarantees documented
+// here.
+func WithSaramaConfig(f func(*sarama.Config)) Option { return func(o *options) { o.tune = f } }
+
+// buildOptions applies opts over the defaults and checks the result.
+func buildOptions(opts []Option) (options, error) {
+	o := options{
+		topic:          DefaultTopic,
+		partitions:     DefaultPartitions,
+		replication:    -1,
+		retention:      -1,
+		logger:         slog.Default(),
+		clientID:       "myevents",
+		maxAttempts:    DefaultMaxAttempts,
+		backoff:        DefaultBackoff,
+		maxBackoff:     DefaultMaxBackoff,
+		commitInterval: DefaultCommitInterval,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.dlqTopic == "" {
+		o.dlqTopic = o.topic + ".dlq"
+	}
+	switch {
+	case o.topic == "":
+		return o, errors.New("kafka options: the topic name is empty")
+	case o.dlqTopic == o.topic:
+		return o, fmt.Errorf("kafka options: the dead-letter topic must differ from the topic %q", o.topic)
+	case o.partitions < 1:
+		return o, fmt.Errorf("kafka options: partitions must be at least 1, got %d", o.partitions)
+	case o.maxAttempts < 1:
+		return o, fmt.Errorf("kafka options: retry attempts must be at least 1, got %d", o.maxAttempts)
+	case o.backoff < 0 || o.maxBackoff < o.backoff:
+		return o, fmt.Errorf("kafka options: retry backoff %v must be >= 0 and <= max backoff %v", o.backoff, o.maxBackoff)
+	case o.commitInterval <= 0:
+		return o, fmt.Errorf("kafka options: commit interval must be positive, got %v", o.commitInterval)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// newConfig is the sarama configuration shared by emitters and listeners.
+func newConfig(ctx context.Context, o options) *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = KafkaVersion
+	cfg.ClientID = o.clientID
+	// Dial no longer than the caller is willing to wait.
+	cfg.Net.DialTimeout = 10 * time.Second
+	if deadline, ok := ctx.Deadline(); ok {
+		if d := time.Until(deadline); d > 0 && d < cfg.Net.DialTimeout {
+			cfg.Net.DialTimeout = d
+		}
+	}
+	// Topics are created explicitly, with the partition count and retention
+	// chosen here, never as a side effect of asking for their metadata.
+	cfg.Metadata.AllowAutoTopicCreation = false
+
+	// Producer (the Emitter, and a Listener's dead-letter writes): a record
+	// counts as sent once all in-sync replicas have it; the idempotent
+	// producer numbers its batches so the broker drops a retried duplicate,
+	// which requires one request in flight per broker connection.
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Idempotent = true
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Producer.Retry.Max = 5
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Return.Errors = true
+	// The same partitioner as the Java client's default, so a key lands on
+	// the same partition whichever client wrote it.
+	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
+
+	// Consumer: start a new group at the oldest record, never at the
+	// literal offset 0, which no longer exists once retention deleted it.
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	cfg.Consumer.Offsets.AutoCommit.Enable = true
+	cfg.Consumer.Offsets.AutoCommit.Interval = o.commitInterval
+	cfg.Consumer.Return.Errors = true
+	if o.tune != nil {
+		o.tune(cfg)
+	}
+	return cfg
+}
+
+// connect opens a client, with an error that says what to do when no
+// broker answers.
+func connect(ctx context.Context, brokers []string, cfg *sarama.Config) (sarama.Client, error) {
+	where := strings.Join(brokers, ",")
+	if len(brokers) == 0 {
+		return nil, errors.New("connecting to Kafka: no broker address given; set KAFKA_BROKERS (host:port, comma-separated)")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("connecting to Kafka at %s: %w", where, err)
+	}
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		if errors.Is(err, sarama.ErrOutOfBrokers) {
+			return nil, fmt.Errorf("connecting to Kafka at %s: no broker answered (%w); start Kafka there or point KAFKA_BROKERS at a running broker", where, err)
+		}
+		return nil, fmt.Errorf("connecting to Kafka at %s: %w", where, err)
+	}
+	return client, nil
+}
+
+// ensureTopic creates topic unless it exists already. Creating is explicit
+// so that the partition count and retention are ours, not the broker's
+// auto-creation defaults.
+func ensureTopic(ctx context.Context, client sarama.Client, o options, topic string, partitions int32) error {
+	// A cluster admin built from our client must not be closed: that would
+	// close the client too. It holds nothing else.
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", topic, err)
+	}
+	// One metadata request, without the client's retries on an unknown
+	// topic.
+	meta, err := admin.DescribeTopics([]string{topic})
+	if err != nil {
+		return fmt.Errorf("looking up topic %s: %w", topic, err)
+	}
+	if len(meta) == 1 && meta[0].Err == sarama.ErrNoError {
+		if n := int32(len(meta[0].Partitions)); n != partitions {
+			o.logger.Debug("kafka topic exists with another partition count; left as is",
+				"topic", topic, "partitions", n, "wanted", partitions)
+		}
+		return nil
+	}
+
+	retention := "-1"
+	if o.retention >= 0 {
+		retention = fmt.Sprint(o.retention.Milliseconds())
+	}
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{
+		NumPartitions:     partitions,
+		ReplicationFactor: o.replication,
+		ConfigEntries:     map[string]*string{"retention.ms": &retention},
+	}, false)
+	switch {
+	case errors.Is(err, sarama.ErrTopicAlreadyExists):
+		// Another service created it in the meantime.
+	case err != nil:
+		return fmt.Errorf("creating topic %s with %d partitions: %w", topic, partitions, err)
+	default:
+		o.logger.Info("kafka topic created", "topic", topic, "partitions", partitions)
+	}
+	// Wait until the brokers answer metadata for it, so the first produce
+	// or consume does not race the creation.
+	for attempt := 0; ; attempt++ {
+		if err := client.RefreshMetadata(topic); err == nil {
+			if ps, err := client.Partitions(topic); err == nil && len(ps) > 0 {
+				return nil
+			}
+		}
+		if attempt == 50 {
+			return fmt.Errorf("creating topic %s: its metadata did not appear", topic)
+		}
+		if !pause(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("creating topic %s: %w", topic, ctx.Err())
+		}
+	}
+}
+
+// pause waits d, or less if ctx ends first; it reports whether the full
+// wait elapsed.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,640 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
+)
+
+// Headers a Listener puts on a dead-lettered record, beside the headers the
+// record already had. Its key and value are the original bytes.
+const (
+	HeaderReason    = "x-dlq-reason"             // one of the Reason constants
+	HeaderError     = "x-dlq-error"              // the error text
+	HeaderAttempts  = "x-dlq-attempts"           // handler calls made (0: never handed over)
+	HeaderEventName = "x-dlq-event-name"         // the envelope's eventName, when it had one
+	HeaderTopic     = "x-dlq-original-topic"     // where the record was read
+	HeaderPartition = "x-dlq-original-partition" // its partition, in decimal
+	HeaderOffset    = "x-dlq-original-offset"    // its offset, in decimal
+	HeaderConsumer  = "x-dlq-consumer"           // the consumer group, or "replay"
+)
+
+// Why a record was dead-lettered (the value of HeaderReason).
+const (
+	ReasonMalformed        = "malformed-envelope" // not an envelope, or no eventName
+	ReasonUnknownEvent     = "unknown-event"      // an eventName no contract has
+	ReasonInvalidPayload   = "invalid-payload"    // the payload does not decode or validate
+	ReasonPermanent        = "permanent-error"    // the handler returned msgqueue.Permanent
+	ReasonRetriesExhausted = "retries-exhausted"  // the handler failed on every attempt
+)
+
+// maxConsumeFailures is how many times in a row joining the consumer group
+// may fail before Listen gives up. Sarama already retries each join.
+const maxConsumeFailures = 5
+
+// Listener hands the events of the topic to a handler, either as a member of
+// a consumer group (NewGroupListener) or by replaying the log from the
+// oldest record (NewReplayListener). See the package documentation for the
+// delivery rules.
+type Listener struct {
+	opts   options
+	group  string // empty in replay mode
+	client sarama.Client
+	cg     sarama.ConsumerGroup // group mode
+	cons   sarama.Consumer      // replay mode
+	dlq    *producer
+	caught *catchUp
+	logger *slog.Logger
+
+	// stop ends Listen; Close calls it.
+	stopCtx context.Context
+	stop    context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	listening bool
+	done      chan struct{} // closed when Listen returned; nil before Listen
+
+	errorsDrained chan struct{} // group mode: the error logger returned
+}
+
+var _ msgqueue.Listener = (*Listener)(nil)
+
+// NewGroupListener joins the consumer group on the topic, creating the
+// topic and its dead-letter topic if they do not exist. A group that has
+// never committed starts at the oldest record. Options: WithTopic,
+// WithDeadLetterTopic, WithPartitions, WithReplicationFactor, WithRetention,
+// WithEvents, WithRetry, WithCommitInterval, WithLogger, WithClientID.
+func NewGroupListener(ctx context.Context, brokers []string, group string, opts ...Option) (*Listener, error) {
+	if group == "" {
+		return nil, errors.New("creating a Kafka group listener: the consumer group name is empty")
+	}
+	l, err := newListener(ctx, brokers, group, opts)
+	if err != nil {
+		return nil, err
+	}
+	l.cg, err = sarama.NewConsumerGroupFromClient(group, l.client)
+	if err != nil {
+		l.release()
+		return nil, fmt.Errorf("joining Kafka consumer group %s: %w", group, err)
+	}
+	// Consumer errors (a failed fetch or commit) are retried by sarama;
+	// log them so they are not invisible.
+	go func() {
+		defer close(l.errorsDrained)
+		for err := range l.cg.Errors() {
+			l.logger.Warn("kafka consumer group error", "group", group, "topic", l.opts.topic, "err", err)
+		}
+	}()
+	return l, nil
+}
+
+// NewReplayListener prepares to read every partition of the topic from the
+// oldest record, without a consumer group and without committing anything,
+// creating the topic and its dead-letter topic if they do not exist. Use it
+// to rebuild state from the log at start-up, and wait on CaughtUp before
+// answering requests. Every start replays everything, so handlers must be
+// idempotent, and a record dead-lettered once is dead-lettered again at the
+// next start. Options as for NewGroupListener, except WithCommitInterval.
+func NewReplayListener(ctx context.Context, brokers []string, opts ...Option) (*Listener, error) {
+	l, err := newListener(ctx, brokers, "", opts)
+	if err != nil {
+		return nil, err
+	}
+	l.cons, err = sarama.NewConsumerFromClient(l.client)
+	if err != nil {
+		l.release()
+		return nil, fmt.Errorf("starting a Kafka consumer: %w", err)
+	}
+	return l, nil
+}
+
+// newListener does what both modes share: connect, create the topics,
+// start the dead-letter producer.
+func newListener(ctx context.Context, brokers []string, group string, opts []Option) (*Listener, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range o.names {
+		if _, err := contracts.New(n); err != nil {
+			return nil, fmt.Errorf("kafka options: %w", err)
+		}
+	}
+	client, err := connect(ctx, brokers, newConfig(ctx, o))
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{
+		opts:          o,
+		group:         group,
+		client:        client,
+		caught:        newCatchUp(),
+		logger:        o.logger,
+		errorsDrained: make(chan struct{}),
+	}
+	l.stopCtx, l.stop = context.WithCancel(context.Background())
+	if err := ensureTopic(ctx, client, o, o.topic, o.partitions); err != nil {
+		l.release()
+		return nil, err
+	}
+	// One partition keeps the dead letters in the order they happened.
+	if err := ensureTopic(ctx, client, o, o.dlqTopic, 1); err != nil {
+		l.release()
+		return nil, err
+	}
+	if l.dlq, err = newProducer(client); err != nil {
+		l.release()
+		return nil, fmt.Errorf("starting the Kafka dead-letter producer: %w", err)
+	}
+	return l, nil
+}
+
+// CaughtUp is closed once the handler has processed (handled, skipped or
+// dead-lettered) every record that was in the log when Listen started.
+//
+// In replay mode that is every partition's high-water mark captured at the
+// start of Listen. In group mode it is the high-water mark of each
+// partition assigned in the first group session, captured when it was
+// assigned (if that session ends first, the next session's assignment
+// counts). It is never closed if Listen is not called.
+func (l *Listener) CaughtUp() <-chan struct{} { return l.caught.done }
+
+// Listen calls h for every event of the topic whose name is in names (the
+// names given by WithEvents, else every contract, when names is empty),
+// until ctx is cancelled or Close is called. It then waits for in-flight
+// handlers, commits (group mode) and returns nil. h receives ctx. A
+// Listener listens once: a second call returns an error.
+func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...string) error {
+	if h == nil {
+		return errors.New("listening on Kafka: the handler is nil")
+	}
+	filter, err := l.filter(names)
+	if err != nil {
+		return err
+	}
+
+	l.mu.Lock()
+	switch {
+	case l.closed:
+		l.mu.Unlock()
+		return fmt.Errorf("listening on Kafka topic %s: %w", l.opts.topic, msgqueue.ErrClosed)
+	case l.listening:
+		l.mu.Unlock()
+		return fmt.Errorf("listening on Kafka topic %s: Listen was already called on this listener", l.opts.topic)
+	}
+	l.listening = true
+	l.done = make(chan struct{})
+	l.mu.Unlock()
+	defer close(l.done)
+
+	// Stop on the caller's cancellation or on Close, whichever comes first.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(l.stopCtx, cancel)()
+
+	w := &worker{l: l, handler: h, handlerCtx: ctx, filter: filter, consumer: "replay"}
+	if l.group != "" {
+		w.consumer = l.group
+		return l.listenGroup(runCtx, w)
+	}
+	return l.listenReplay(runCtx, w)
+}
+
+// filter turns the names to listen for into a set, refusing names no
+// contract has (they could never be decoded).
+func (l *Listener) filter(names []string) (map[string]bool, error) {
+	if len(names) == 0 {
+		names = l.opts.names
+	}
+	if len(names) == 0 {
+		names = contracts.Names()
+	}
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		if _, err := contracts.New(n); err != nil {
+			return nil, fmt.Errorf("listening on Kafka topic %s: %w", l.opts.topic, err)
+		}
+		set[n] = true
+	}
+	return set, nil
+}
+
+// Close stops Listen, waits for in-flight handlers, commits the offsets
+// marked so far (group mode), leaves the group and disconnects.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	done := l.done
+	l.mu.Unlock()
+
+	l.stop()
+	if done != nil {
+		<-done
+	}
+	return l.release()
+}
+
+// release closes what the listener opened, in reverse order.
+func (l *Listener) release() error {
+	var errs []error
+	if l.cg != nil {
+		// Leaves the group so the others take over its partitions at once.
+		if err := l.cg.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("leaving Kafka consumer group %s: %w", l.group, err))
+		}
+		<-l.errorsDrained
+	}
+	if l.cons != nil {
+		if err := l.cons.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing the Kafka consumer: %w", err))
+		}
+	}
+	if l.dlq != nil {
+		l.dlq.close()
+	}
+	if err := l.client.Close(); err != nil && !errors.Is(err, sarama.ErrClosedClient) {
+		errs = append(errs, fmt.Errorf("closing the Kafka client: %w", err))
+	}
+	if l.stop != nil {
+		l.stop()
+	}
+	return errors.Join(errs...)
+}
+
+// listenGroup consumes as a group member, session after session (a
+// rebalance ends a session), until ctx ends.
+func (l *Listener) listenGroup(ctx context.Context, w *worker) error {
+	l.logger.Info("kafka listener started", "mode", "group", "group", l.group, "topic", l.opts.topic)
+	gh := &groupHandler{w: w}
+	failures := 0
+	for {
+		err := l.cg.Consume(ctx, []string{l.opts.topic}, gh)
+		switch {
+		case ctx.Err() != nil, errors.Is(err, sarama.ErrClosedConsumerGroup):
+			return nil
+		case err == nil:
+			failures = 0 // the session ended for a rebalance: join again
+			continue
+		}
+		failures++
+		if failures >= maxConsumeFailures {
+			return fmt.Errorf("consuming Kafka topic %s as group %s: %w", l.opts.topic, l.group, err)
+		}
+		l.logger.Warn("kafka consumer group session failed; joining again", "group", l.group, "err", err)
+		if !pause(ctx, l.opts.delay(failures)) {
+			return nil
+		}
+	}
+}
+
+// groupHandler is the sarama side of a group session.
+type groupHandler struct{ w *worker }
+
+// Setup runs when the session has its partitions, before any record.
+func (g *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
+	l := g.w.l
+	targets := make(map[int32]int64)
+	for _, p := range sess.Claims()[l.opts.topic] {
+		newest, err := l.client.GetOffset(l.opts.topic, p, sarama.OffsetNewest)
+		if err != nil {
+			l.logger.Warn("kafka: reading a high-water mark failed; not waiting for that partition to catch up",
+				"topic", l.opts.topic, "partition", p, "err", err)
+			continue
+		}
+		targets[p] = newest
+	}
+	l.caught.expect(targets)
+	return nil
+}
+
+// Cleanup runs after every ConsumeClaim returned: commit what they marked
+// now, rather than at the next tick.
+func (g *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	sess.Commit()
+	return nil
+}
+
+// ConsumeClaim processes one partition, one record at a time, until the
+// session ends.
+func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	l := g.w.l
+	p := claim.Partition()
+	start := claim.InitialOffset()
+	if start < 0 { // "oldest" or "newest": ask which offset that is now
+		if off, err := l.client.GetOffset(claim.Topic(), p, start); err == nil {
+			start = off
+		}
+	}
+	l.caught.reached(p, start)
+
+	ctx := sess.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg, ok := <-claim.Messages():
+			if !ok || ctx.Err() != nil {
+				// The session is ending: leave the record to the partition's
+				// next owner.
+				return nil
+			}
+			if !g.w.process(ctx, msg) {
+				return nil
+			}
+			// Only now may the offset move past this record.
+			sess.MarkMessage(msg, "")
+			l.caught.reached(p, msg.Offset+1)
+		}
+	}
+}
+
+// listenReplay reads every partition from the oldest record until ctx ends.
+func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
+	topic := l.opts.topic
+	if err := l.client.RefreshMetadata(topic); err != nil {
+		return fmt.Errorf("reading metadata of Kafka topic %s: %w", topic, err)
+	}
+	partitions, err := l.client.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("listing partitions of Kafka topic %s: %w", topic, err)
+	}
+
+	// Capture where the log ends now: CaughtUp waits for exactly that.
+	targets := make(map[int32]int64, len(partitions))
+	starts := make(map[int32]int64, len(partitions))
+	for _, p := range partitions {
+		if targets[p], err = l.client.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
+			return fmt.Errorf("reading the end offset of Kafka topic %s partition %d: %w", topic, p, err)
+		}
+		if starts[p], err = l.client.GetOffset(topic, p, sarama.OffsetOldest); err != nil {
+			return fmt.Errorf("reading the oldest offset of Kafka topic %s partition %d: %w", topic, p, err)
+		}
+	}
+	l.caught.expect(targets)
+	for p, start := range starts {
+		l.caught.reached(p, start) // an empty partition is caught up already
+	}
+
+	// Start at the oldest record still stored, never at the literal 0,
+	// which retention may have deleted.
+	pcs := make(map[int32]sarama.PartitionConsumer, len(partitions))
+	defer func() {
+		for p, pc := range pcs {
+			if err := pc.Close(); err != nil {
+				l.logger.Warn("kafka: closing a partition consumer", "topic", topic, "partition", p, "err", err)
+			}
+		}
+	}()
+	for _, p := range partitions {
+		pc, err := l.cons.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return fmt.Errorf("reading Kafka topic %s partition %d from the oldest offset: %w", topic, p, err)
+		}
+		pcs[p] = pc
+	}
+	l.logger.Info("kafka listener started", "mode", "replay", "topic", topic, "partitions", len(partitions))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		failOnce sync.Once
+		failure  error
+	)
+	for p, pc := range pcs {
+		wg.Go(func() {
+			if err := l.replayPartition(ctx, w, p, pc); err != nil {
+				failOnce.Do(func() { failure = err })
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return failure
+}
+
+// replayPartition processes one partition's records in order until ctx
+// ends.
+func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc sarama.PartitionConsumer) error {
+	errs := pc.Errors()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			l.logger.Warn("kafka partition consumer error", "topic", l.opts.topic, "partition", p, "err", err)
+		case msg, ok := <-pc.Messages():
+			if !ok {
+				return fmt.Errorf("reading Kafka topic %s partition %d: the partition consumer stopped", l.opts.topic, p)
+			}
+			if ctx.Err() != nil || !w.process(ctx, msg) {
+				return nil
+			}
+			l.caught.reached(p, msg.Offset+1)
+		}
+	}
+}
+
+// worker turns one record into a finished outcome: handled, skipped or
+// dead-lettered.
+type worker struct {
+	l          *Listener
+	handler    msgqueue.Handler
+	handlerCtx context.Context // what the handler receives: Listen's ctx
+	filter     map[string]bool
+	consumer   string // the group, or "replay", for the dead-letter header
+
+	// calling makes handler calls one at a time, although partitions are
+	// read concurrently: a handler never runs twice at once.
+	calling sync.Mutex
+}
+
+// call runs the handler, never concurrently with another call.
+func (w *worker) call(ev contracts.Event) error {
+	w.calling.Lock()
+	defer w.calling.Unlock()
+	return w.handler(w.handlerCtx, ev)
+}
+
+// process handles msg until it is done and reports true, or reports false
+// when ctx ended first; then the record is not done and must not be marked.
+func (w *worker) process(ctx context.Context, msg *sarama.ConsumerMessage) bool {
+	l := w.l
+	name, ev, err := contracts.Unwrap(msg.Value)
+	switch {
+	case err != nil && name == "":
+		return w.deadLetter(ctx, msg, name, ReasonMalformed, 0, err)
+	case errors.Is(err, contracts.ErrUnknownEvent):
+		return w.deadLetter(ctx, msg, name, ReasonUnknownEvent, 0, err)
+	case !w.filter[name]:
+		// Not ours: skipping it counts as processing it.
+		return true
+	case err != nil:
+		return w.deadLetter(ctx, msg, name, ReasonInvalidPayload, 0, err)
+	}
+
+	for attempt := 1; ; attempt++ {
+		err := w.call(ev)
+		if err == nil {
+			return true
+		}
+		if msgqueue.IsPermanent(err) {
+			return w.deadLetter(ctx, msg, name, ReasonPermanent, attempt, err)
+		}
+		if attempt >= l.opts.maxAttempts {
+			return w.deadLetter(ctx, msg, name, ReasonRetriesExhausted, attempt, err)
+		}
+		// Kafka has no per-record nack: retry this record in place. Nothing
+		// after it on this partition runs meanwhile, so per-key order holds.
+		l.logger.Warn("kafka handler failed; retrying the same record",
+			"event", name, "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset,
+			"attempt", attempt, "of", l.opts.maxAttempts, "err", err)
+		if !pause(ctx, l.opts.delay(attempt)) {
+			return false
+		}
+	}
+}
+
+// deadLetter copies the raw record to the dead-letter topic with headers
+// saying why, retrying until it is acknowledged or ctx ends. Only an
+// acknowledged copy lets the partition move on.
+func (w *worker) deadLetter(ctx context.Context, msg *sarama.ConsumerMessage, name, reason string, attempts int, cause error) bool {
+	l := w.l
+	for try := 1; ; try++ {
+		err := l.dlq.send(ctx, w.deadLetterRecord(msg, name, reason, attempts, cause))
+		if err == nil {
+			l.logger.Warn("kafka record dead-lettered",
+				"reason", reason, "event", name, "topic", msg.Topic, "partition", msg.Partition,
+				"offset", msg.Offset, "dlq", l.opts.dlqTopic, "err", cause)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		l.logger.Error("kafka: writing to the dead-letter topic failed; retrying",
+			"dlq", l.opts.dlqTopic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
+		if !pause(ctx, l.opts.delay(try)) {
+			return false
+		}
+	}
+}
+
+// deadLetterRecord builds the copy of msg for the dead-letter topic.
+func (w *worker) deadLetterRecord(msg *sarama.ConsumerMessage, name, reason string, attempts int, cause error) *sarama.ProducerMessage {
+	headers := make([]sarama.RecordHeader, 0, len(msg.Headers)+8)
+	for _, h := range msg.Headers {
+		if h != nil {
+			headers = append(headers, *h)
+		}
+	}
+	add := func(k, v string) { headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)}) }
+	add(HeaderReason, reason)
+	add(HeaderError, cause.Error())
+	add(HeaderAttempts, strconv.Itoa(attempts))
+	if name != "" {
+		add(HeaderEventName, name)
+	}
+	add(HeaderTopic, msg.Topic)
+	add(HeaderPartition, strconv.FormatInt(int64(msg.Partition), 10))
+	add(HeaderOffset, strconv.FormatInt(msg.Offset, 10))
+	add(HeaderConsumer, w.consumer)
+
+	rec := &sarama.ProducerMessage{Topic: w.l.opts.dlqTopic, Headers: headers}
+	if msg.Key != nil {
+		rec.Key = sarama.ByteEncoder(msg.Key)
+	}
+	if msg.Value != nil {
+		rec.Value = sarama.ByteEncoder(msg.Value)
+	}
+	return rec
+}
+
+// delay is the wait after the n-th failure: backoff doubled n-1 times, at
+// most maxBackoff.
+func (o options) delay(n int) time.Duration {
+	d := o.backoff
+	for i := 1; i < n && d < o.maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, o.maxBackoff)
+}
+
+// catchUp closes done once every expected partition has been processed up
+// to its target offset.
+type catchUp struct {
+	mu      sync.Mutex
+	pending map[int32]int64 // partition -> offset to reach; nil until expect
+	done    chan struct{}
+	closed  bool
+}
+
+func newCatchUp() *catchUp { return &catchUp{done: make(chan struct{})} }
+
+// expect sets the partitions to wait for and the offset each must reach
+// (its high-water mark: one past its last record). It replaces an earlier
+// expectation that was not met.
+func (c *catchUp) expect(targets map[int32]int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.pending = make(map[int32]int64, len(targets))
+	for p, t := range targets {
+		c.pending[p] = t
+	}
+	c.check()
+}
+
+// reached records that partition p has processed every record below next.
+func (c *catchUp) reached(p int32, next int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	if t, ok := c.pending[p]; ok && next >= t {
+		delete(c.pending, p)
+		c.check()
+	}
+}
+
+func (c *catchUp) check() {
+	if c.pending != nil && len(c.pending) == 0 {
+		c.closed = true
+		close(c.done)
+	}
+}
+
+// describe is for test failure messages and logs.
+func (c *catchUp) describe() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return "caught up"
+	}
+	var b strings.Builder
+	for p, t := range c.pending {
+		fmt.Fprintf(&b, "p%d<%d ", p, t)
+	}
+	return "waiting for " + strings.TrimSpace(b.String())
+}
