@@ -1,0 +1,149 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/goleak"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/msgqueuetest"
+	"example.com/myevents/labs/brokertest"
+)
+
+// TestConformance runs the transport suite against the embedded (or
+// configured) Kafka, with the group listener: "restart" closes the
+// listener and builds a new member of the same group.
+func TestConformance(t *testing.T) {
+	// Start the shared cluster before the suite takes its goroutine
+	// snapshot: it runs for the whole test binary.
+	brokertest.Kafka(t)
+	msgqueuetest.Run(t, msgqueuetest.Transport{
+		Name: "kafka",
+		NewEnv: func(t *testing.T) *msgqueuetest.Env {
+			return newEnv(t).suiteEnv()
+		},
+		IgnoreGoroutines: []goleak.Option{
+			// Started once by sarama's metrics, never stopped.
+			goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"),
+		},
+	})
+}
+
+// suiteEnv gives the conformance suite its hooks. Every client this env
+// builds dials through one tracking dialer, so Interrupt can break exactly
+// their connections (the broker is shared).
+func (e *env) suiteEnv() *msgqueuetest.Env {
+	group := e.topic + ".svc"
+	d := &trackingDialer{}
+	opts := func(names ...string) []Option {
+		return e.opts(
+			WithRetry(DefaultMaxAttempts, 20*time.Millisecond, 200*time.Millisecond),
+			WithEvents(names...),
+			WithSaramaConfig(func(cfg *sarama.Config) {
+				cfg.Net.Proxy.Enable = true
+				cfg.Net.Proxy.Dialer = d
+			}),
+		)
+	}
+	return &msgqueuetest.Env{
+		NewListener: func(ctx context.Context, names ...string) (msgqueue.Listener, error) {
+			return NewGroupListener(ctx, e.brokers, group, opts(names...)...)
+		},
+		NewEmitter: func(ctx context.Context) (msgqueue.Emitter, error) {
+			return NewEmitter(ctx, e.brokers, opts()...)
+		},
+		DeadLetters: func(ctx context.Context) ([]msgqueuetest.DeadLetter, error) {
+			recs, err := readTopic(e.brokers, e.dlq)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]msgqueuetest.DeadLetter, 0, len(recs))
+			for _, r := range recs {
+				out = append(out, msgqueuetest.DeadLetter{
+					ID:   string(r.Key), // InjectPoison puts the message ID in the key
+					Name: header(r, HeaderEventName),
+					Body: r.Value,
+				})
+			}
+			return out, nil
+		},
+		InjectPoison: func(ctx context.Context, kind msgqueuetest.PoisonKind, id string) error {
+			value, err := poisonRecord(kind)
+			if err != nil {
+				return err
+			}
+			return produce(e.brokers, e.topic, id, value)
+		},
+		Poison: msgqueuetest.AllPoison,
+		Interrupt: func(ctx context.Context) error {
+			n := d.breakAll()
+			e.t.Logf("interrupt: closed %d connections to Kafka", n)
+			return nil
+		},
+	}
+}
+
+// poisonRecord is the record value carrying a poison message of kind.
+func poisonRecord(kind msgqueuetest.PoisonKind) ([]byte, error) {
+	name, body := msgqueuetest.PoisonMessage(kind)
+	switch kind {
+	case msgqueuetest.Malformed:
+		// Not even an envelope.
+		return body, nil
+	case msgqueuetest.MissingName:
+		return json.Marshal(map[string]json.RawMessage{"payload": body})
+	case msgqueuetest.UnknownName, msgqueuetest.Invalid:
+		return json.Marshal(map[string]any{"eventName": name, "payload": json.RawMessage(body)})
+	}
+	return nil, fmt.Errorf("unknown poison kind %q", kind)
+}
+
+// produce writes one raw record.
+func produce(brokers []string, topic, key string, value []byte) error {
+	p, err := sarama.NewSyncProducer(brokers, testConfig())
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	_, _, err = p.SendMessage(&sarama.ProducerMessage{
+		Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value),
+	})
+	return err
+}
+
+// trackingDialer dials TCP and remembers the connections, so that a test
+// can break them all the way an outage does.
+type trackingDialer struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (d *trackingDialer) Dial(network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{Timeout: 10 * time.Second}).Dial(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.conns = append(d.conns, c)
+	d.mu.Unlock()
+	return c, nil
+}
+
+// breakAll closes every connection dialled so far and reports how many.
+func (d *trackingDialer) breakAll() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		c.Close()
+	}
+	n := len(d.conns)
+	d.conns = nil
+	return n
+}
