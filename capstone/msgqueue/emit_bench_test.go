@@ -1,14 +1,17 @@
 package msgqueue_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -79,19 +82,20 @@ func benchEvent() *contracts.EventBooked {
 func init() {
 	emitBenchmarks = append(emitBenchmarks,
 		emitBenchmark{name: "amqp-raw", run: benchAMQPRaw},
+		emitBenchmark{name: "amqp", run: benchAMQP},
 		emitBenchmark{name: "amqp-channel-per-emit", run: benchAMQPChannelPerEmit},
 	)
 }
 
-// benchAMQP declares a durable topic exchange and a durable classic queue
+// benchTopology declares a durable topic exchange and a durable classic queue
 // bound for event.booked, unique to this run, and deletes them at the end.
 // It returns the broker URL and the exchange name.
-func benchAMQP(b *testing.B) (url, exchange string) {
+func benchTopology(b *testing.B) (url, exchange string) {
 	b.Helper()
-	rabbit := brokertest.AMQP(b)
+	url = benchURL(b)
 	exchange = brokertest.Name(b, "bench")
 	queue := exchange + ".q"
-	conn, err := amqp.Dial(rabbit.URL)
+	conn, err := amqp.Dial(url)
 	if err != nil {
 		b.Fatalf("connecting to RabbitMQ: %v", err)
 	}
@@ -125,7 +129,24 @@ func benchAMQP(b *testing.B) (url, exchange string) {
 		_, _ = ch.QueueDelete(queue, false /* ifUnused */, false /* ifEmpty */, false /* noWait */)
 		_ = ch.ExchangeDelete(exchange, false /* ifUnused */, false /* noWait */)
 	})
-	return rabbit.URL, exchange
+	return url, exchange
+}
+
+// amqpURL caches the broker of the first AMQP case, so that brokertest logs
+// its choice once rather than for every round of every case.
+var amqpURL struct {
+	sync.Mutex
+	url string
+}
+
+// benchURL returns the RabbitMQ URL for the AMQP cases.
+func benchURL(b *testing.B) string {
+	amqpURL.Lock()
+	defer amqpURL.Unlock()
+	if amqpURL.url == "" {
+		amqpURL.url = brokertest.AMQP(b).URL
+	}
+	return amqpURL.url
 }
 
 // rawPublishing is the message every AMQP case sends: what the capstone
@@ -149,7 +170,7 @@ func rawPublishing(b *testing.B, ev contracts.Event) amqp.Publishing {
 // one channel is safe), each goroutine waiting for its own deferred confirm,
 // so the window of outstanding confirms is the number of goroutines.
 func benchAMQPRaw(b *testing.B) {
-	url, exchange := benchAMQP(b)
+	url, exchange := benchTopology(b)
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		b.Fatalf("connecting to RabbitMQ: %v", err)
@@ -200,7 +221,7 @@ func benchAMQPRaw(b *testing.B) {
 // for every emit, because channels must not be shared), given the same
 // guarantee: confirm mode on each channel, wait for the confirm, close.
 func benchAMQPChannelPerEmit(b *testing.B) {
-	url, exchange := benchAMQP(b)
+	url, exchange := benchTopology(b)
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		b.Fatalf("connecting to RabbitMQ: %v", err)
@@ -241,4 +262,27 @@ func publishOnNewChannel(conn *amqp.Connection, exchange string, msg amqp.Publis
 		return fmt.Errorf("the broker nacked message %d", dc.DeliveryTag)
 	}
 	return nil
+}
+
+// benchAMQP is the capstone's emitter: the same guarantee, plus resending
+// across reconnects and reporting unroutable events.
+func benchAMQP(b *testing.B) {
+	url, exchange := benchTopology(b)
+	em, err := rabbitmq.NewEmitter(b.Context(), url, rabbitmq.WithExchange(exchange))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer em.Close()
+
+	b.SetParallelism(emitParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if err := em.Emit(ctx, benchEvent()); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -179,7 +179,8 @@ type Emitter struct {
 
 var _ msgqueue.Emitter = (*Emitter)(nil)
 
-// Emit encodes ev and appends it to every queue bound for its name.
+// Emit validates and encodes ev and appends it to every queue bound for its
+// name.
 func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	e.mu.Lock()
 	closed := e.closed
@@ -188,6 +189,9 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 		return fmt.Errorf("emitting %s: %w", ev.EventName(), msgqueue.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("emitting %s: %w", ev.EventName(), err)
+	}
+	if err := ev.Validate(); err != nil {
 		return fmt.Errorf("emitting %s: %w", ev.EventName(), err)
 	}
 	body, err := json.Marshal(ev)

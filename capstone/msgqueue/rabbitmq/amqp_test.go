@@ -1,0 +1,533 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// booking returns a valid EventBooked with the given ID.
+func booking(id string) *contracts.EventBooked {
+	return &contracts.EventBooked{ID: id, EventID: "event-1", UserID: "user-1", Seats: 1,
+		Date: time.Date(2026, time.May, 1, 20, 0, 0, 0, time.UTC)}
+}
+
+// mustListener and mustEmitter build and close at the end of the test.
+func (e *env) mustListener(t *testing.T, names []string, opts ...rabbitmq.Option) *rabbitmq.Listener {
+	t.Helper()
+	l, err := e.listener(t.Context(), names, opts...)
+	if err != nil {
+		t.Fatalf("building listener: %v", err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func (e *env) mustEmitter(t *testing.T, opts ...rabbitmq.Option) *rabbitmq.Emitter {
+	t.Helper()
+	em, err := e.emitter(t.Context(), opts...)
+	if err != nil {
+		t.Fatalf("building emitter: %v", err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	return em
+}
+
+// listenInBackground runs l.Listen until the test ends.
+func listenInBackground(t *testing.T, l *rabbitmq.Listener, h msgqueue.Handler) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- l.Listen(ctx, h) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Listen: %v", err)
+		}
+	})
+}
+
+// TestWireFormat checks with the test's own client what the emitter put in
+// the queue and how the listener declared it.
+func TestWireFormat(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustListener(t, []string{contracts.EventCreatedName})
+	em := e.mustEmitter(t)
+
+	ev := &contracts.EventCreated{ID: "ev-1", Name: "Opera", LocationID: "loc-1", Hall: "Main", Capacity: 300,
+		StartDate: time.Date(2026, time.June, 1, 19, 0, 0, 0, time.UTC), EndDate: time.Date(2026, time.June, 1, 22, 0, 0, 0, time.UTC)}
+	if err := em.Emit(t.Context(), ev); err != nil {
+		t.Fatalf("Emit: %v", err)
+	}
+
+	ds, err := peekQueue(e.rabbit.URL, e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 {
+		t.Fatalf("queue %s holds %d messages, want 1", e.queue, len(ds))
+	}
+	d := ds[0]
+	wantBody, _ := json.Marshal(ev)
+	for _, c := range []struct{ what, got, want string }{
+		{"exchange", d.Exchange, e.exchange},
+		{"routing key", d.RoutingKey, contracts.EventCreatedName},
+		{"x-event-name header", fmt.Sprint(d.Headers[rabbitmq.HeaderEventName]), contracts.EventCreatedName},
+		{"content type", d.ContentType, "application/json"},
+		{"type", d.Type, contracts.EventCreatedName},
+		{"delivery mode", fmt.Sprint(d.DeliveryMode), fmt.Sprint(amqp.Persistent)},
+		{"body", string(d.Body), string(wantBody)},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	if d.MessageId == "" {
+		t.Error("the message has no message ID")
+	}
+
+	// The exchange is a durable topic exchange: a passive declare with
+	// those properties succeeds.
+	ch := adminChannel(t, e.rabbit.URL)
+	if err := ch.ExchangeDeclarePassive(e.exchange, amqp.ExchangeTopic,
+		true,  // durable
+		false, // autoDelete
+		false, // internal
+		false, // noWait
+		nil); err != nil {
+		t.Errorf("exchange %s: %v", e.exchange, err)
+	}
+
+	// The queue is a quorum queue with a delivery limit and a dead-letter
+	// exchange.
+	out, err := e.rabbit.Ctl(t.Context(), "-q", "list_queues", "name", "type", "durable", "arguments")
+	if err != nil {
+		t.Skipf("cannot run rabbitmqctl to inspect the queue: %v", err)
+	}
+	var line string
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.HasPrefix(l, e.queue+"\t") {
+			line = l
+		}
+	}
+	for _, want := range []string{"quorum", "true", "x-delivery-limit", "x-dead-letter-exchange", rabbitmq.DeadLetterExchange(e.queue)} {
+		if !strings.Contains(line, want) {
+			t.Errorf("queue %s: %q lacks %q", e.queue, line, want)
+		}
+	}
+}
+
+// TestUnroutableIsAnError emits routable and unroutable events at once: each
+// Emit must get its own answer, and only the routable ones reach the queue.
+func TestUnroutableIsAnError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustListener(t, []string{contracts.EventBookedName}) // binds event.booked only
+	em := e.mustEmitter(t)
+
+	const goroutines = 50
+	var wg sync.WaitGroup
+	var routed atomic.Int64
+	for g := range goroutines {
+		wg.Go(func() {
+			if g%2 == 0 {
+				if err := em.Emit(t.Context(), booking(fmt.Sprintf("b-%02d", g))); err != nil {
+					t.Errorf("routable emit %d: %v", g, err)
+					return
+				}
+				routed.Add(1)
+				return
+			}
+			ev := &contracts.LocationCreated{ID: fmt.Sprintf("loc-%02d", g)}
+			err := em.Emit(t.Context(), ev)
+			if !errors.Is(err, msgqueue.ErrUnroutable) {
+				t.Errorf("unroutable emit %d returned %v, want an error wrapping msgqueue.ErrUnroutable", g, err)
+			}
+		})
+	}
+	wg.Wait()
+
+	ds, err := peekQueue(e.rabbit.URL, e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != int(routed.Load()) || len(ds) != goroutines/2 {
+		t.Errorf("queue holds %d messages, want %d", len(ds), goroutines/2)
+	}
+}
+
+// TestDeliveryLimitDeadLetters: a message whose handler always fails is
+// delivered a bounded number of times, then dead-lettered by the broker,
+// and the next message is handled.
+func TestDeliveryLimitDeadLetters(t *testing.T) {
+	t.Parallel()
+	const limit = 3
+	e := newEnv(t, rabbitmq.WithDeliveryLimit(limit))
+	l := e.mustListener(t, []string{contracts.EventBookedName})
+	em := e.mustEmitter(t)
+	for _, id := range []string{"always-fails", "fine"} {
+		if err := em.Emit(t.Context(), booking(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var mu sync.Mutex
+	calls := map[string]int{}
+	var times []time.Time
+	listenInBackground(t, l, func(_ context.Context, ev contracts.Event) error {
+		id := ev.(*contracts.EventBooked).ID
+		mu.Lock()
+		defer mu.Unlock()
+		calls[id]++
+		if id == "always-fails" {
+			times = append(times, time.Now())
+			return errors.New("the database is down")
+		}
+		return nil
+	})
+
+	var dead []amqp.Delivery
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		var err error
+		dead, err = peekQueue(e.rabbit.URL, rabbitmq.DeadLetterQueue(e.queue))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(dead) != 1 || calls["fine"] != 1 {
+			return fmt.Errorf("%d dead letters, %d calls for the good message", len(dead), calls["fine"])
+		}
+		return nil
+	})
+	mu.Lock()
+	n := calls["always-fails"]
+	gaps := make([]string, 0, len(times))
+	for i := 1; i < len(times); i++ {
+		gaps = append(gaps, times[i].Sub(times[i-1]).Round(time.Millisecond).String())
+	}
+	mu.Unlock()
+	t.Logf("x-delivery-limit %d: the failing message was delivered %d times (gaps %v), then dead-lettered", limit, n, gaps)
+	if n < limit || n > limit+1 {
+		t.Errorf("the failing message was delivered %d times, want %d or %d", n, limit, limit+1)
+	}
+	if reason := deathReason(dead[0]); reason != "delivery_limit" {
+		t.Errorf("x-death reason = %q, want delivery_limit", reason)
+	}
+	if st := l.Stats(); st.Retried != int64(n) {
+		t.Errorf("listener retried %d deliveries, want %d", st.Retried, n)
+	}
+}
+
+// deathReason returns the reason of the first x-death entry.
+func deathReason(d amqp.Delivery) string {
+	deaths, _ := d.Headers["x-death"].([]any)
+	if len(deaths) == 0 {
+		return ""
+	}
+	t, _ := deaths[0].(amqp.Table)
+	r, _ := t["reason"].(string)
+	return r
+}
+
+// TestStaleDeliveriesAreNeverAcked breaks the listener's connection while its
+// handler holds one delivery and 50 more are prefetched. The held delivery's
+// ack must be refused (its channel is gone) instead of acknowledging
+// whichever message has the same tag on the new channel; every message is
+// then processed and the queue ends empty. With amqp091-go's automatic
+// recovery, that ack would remove an unprocessed message.
+func TestStaleDeliveriesAreNeverAcked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, []string{contracts.EventBookedName}, rabbitmq.WithPrefetch(50))
+	em := e.mustEmitter(t)
+	const total = 500
+	want := map[string]bool{}
+	for i := range total {
+		id := fmt.Sprintf("stale-%03d", i)
+		want[id] = true
+		if err := em.Emit(t.Context(), booking(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var mu sync.Mutex
+	seen := map[string]int{}
+	holding, release := make(chan struct{}), make(chan struct{})
+	listenInBackground(t, l, func(_ context.Context, ev contracts.Event) error {
+		id := ev.(*contracts.EventBooked).ID
+		mu.Lock()
+		seen[id]++
+		hold := len(seen) == 100 && seen[id] == 1
+		mu.Unlock()
+		if hold {
+			close(holding)
+			<-release
+		}
+		return nil
+	})
+	select {
+	case <-holding:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler never reached the 100th message")
+	}
+	n, err := closeConnections(t.Context(), e.rabbit, e.connName+"listener")
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) < total {
+			return fmt.Errorf("%d of %d messages processed", len(seen), total)
+		}
+		return nil
+	})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	left, err := peekQueue(e.rabbit.URL, e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	calls := 0
+	for _, c := range seen {
+		calls += c
+	}
+	unique := len(seen)
+	mu.Unlock()
+	st := l.Stats()
+	t.Logf("closed %d connection(s); %d messages, %d processed, %d handler calls (%d duplicates), %d left in the queue; listener %+v",
+		n, total, unique, calls, calls-unique, len(left), st)
+	if unique != total || len(left) != 0 {
+		t.Errorf("processed %d of %d, %d left in the queue", unique, total, len(left))
+	}
+	if st.AckFailed < 1 || st.Reconnects < 1 {
+		t.Errorf("want the held delivery's ack refused and a reconnect, got %+v", st)
+	}
+}
+
+// TestEmitterResendsAcrossForcedClose cuts the emitter's connection twice
+// while eight goroutines keep emitting. Every Emit must succeed, and the
+// test's own client must find every confirmed event in the queue.
+func TestEmitterResendsAcrossForcedClose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustListener(t, []string{contracts.EventBookedName}) // declares the queue; nobody consumes
+	em := e.mustEmitter(t)
+
+	// Emit from eight goroutines until both closes are done.
+	const goroutines = 8
+	var (
+		confirmed atomic.Int64
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		ids       = map[string]bool{}
+		stop      = make(chan struct{})
+	)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("resend-%d-%05d", g, i)
+				ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+				err := em.Emit(ctx, booking(id))
+				cancel()
+				if err != nil {
+					t.Errorf("Emit: %v", err)
+					return
+				}
+				mu.Lock()
+				ids[id] = true
+				mu.Unlock()
+				confirmed.Add(1)
+			}
+		})
+	}
+	closed := 0
+	for round := range 2 {
+		at := confirmed.Load() + 500
+		brokertest.Eventually(t, 30*time.Second, func() error {
+			if c := confirmed.Load(); c < at {
+				return fmt.Errorf("close %d: %d confirmed, waiting for %d", round+1, c, at)
+			}
+			return nil
+		})
+		n, err := closeConnections(t.Context(), e.rabbit, e.connName+"emitter")
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatal(err)
+		}
+		closed += n
+	}
+	at := confirmed.Load() + 500
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		if c := confirmed.Load(); c < at {
+			return fmt.Errorf("after the closes: %d confirmed, waiting for %d", c, at)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+
+	// Every confirmed event is in the queue, maybe twice.
+	ds, err := drainQueue(t, e.rabbit.URL, e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inQueue := map[string]int{}
+	for _, d := range ds {
+		var b contracts.EventBooked
+		if err := json.Unmarshal(d.Body, &b); err != nil {
+			t.Fatalf("decoding a queued message: %v", err)
+		}
+		inQueue[b.ID]++
+	}
+	var missing, extra []string
+	for id := range ids {
+		if inQueue[id] == 0 {
+			missing = append(missing, id)
+		}
+	}
+	for id := range inQueue {
+		if !ids[id] {
+			extra = append(extra, id)
+		}
+	}
+	st := em.Stats()
+	t.Logf("closed %d connection(s) mid-emit: %d confirmed, %d messages in the queue (%d unique, %d duplicates), %d missing, %d extra; emitter %+v",
+		closed, len(ids), len(ds), len(inQueue), len(ds)-len(inQueue), len(missing), len(extra), st)
+	if len(missing) > 0 || len(extra) > 0 {
+		t.Errorf("queue differs from the confirmed events: missing %v, extra %v", missing, extra)
+	}
+	if st.Reconnects != 2 {
+		t.Errorf("emitter reconnected %d times, want 2", st.Reconnects)
+	}
+	if st.Resent == 0 {
+		t.Error("no emit was in flight when the connection closed, so nothing was tested; resent 0")
+	}
+}
+
+// TestDialErrors: a malformed URL, wrong credentials and a closed port each
+// give one clear sentence, without the password.
+func TestDialErrors(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	wrongPassword := strings.Replace(rabbit.URL, "guest:guest", "guest:s3cret-wrong", 1)
+	for _, c := range []struct {
+		name, url, want string
+	}{
+		{"malformed URL", "http://127.0.0.1:5672/", "parsing the AMQP URL"},
+		{"wrong credentials", wrongPassword, "refused the user name or password"},
+		{"nothing listening", "amqp://guest:guest@127.0.0.1:1/", "is it running?"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "wrong credentials" && wrongPassword == rabbit.URL {
+				t.Skip("the broker URL does not use guest:guest")
+			}
+			_, errE := rabbitmq.NewEmitter(t.Context(), c.url)
+			_, errL := rabbitmq.NewListener(t.Context(), c.url, "q", []string{contracts.EventBookedName})
+			for _, err := range []error{errE, errL} {
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("error = %v, want one containing %q", err, c.want)
+					continue
+				}
+				if strings.Contains(err.Error(), "s3cret-wrong") {
+					t.Errorf("the error shows the password: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// TestListenerMisuse: names the queue is not bound for, a second concurrent
+// Listen, and a queue redeclared with another delivery limit are errors.
+func TestListenerMisuse(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, []string{contracts.EventBookedName})
+	if err := l.Listen(t.Context(), nil, contracts.EventCreatedName); err == nil {
+		t.Error("Listen for a name the queue is not bound for returned nil")
+	}
+	// Once the first Listen handled an event, a second one must refuse.
+	handled := make(chan struct{})
+	var once sync.Once
+	listenInBackground(t, l, func(context.Context, contracts.Event) error {
+		once.Do(func() { close(handled) })
+		return nil
+	})
+	if err := e.mustEmitter(t).Emit(t.Context(), booking("misuse-1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-handled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first Listen handled nothing")
+	}
+	if err := l.Listen(t.Context(), nil); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("second Listen returned %v, want an 'already running' error", err)
+	}
+	_, err := e.listener(t.Context(), []string{contracts.EventBookedName}, rabbitmq.WithDeliveryLimit(99))
+	if err == nil || !strings.Contains(err.Error(), "exists with other arguments") {
+		t.Errorf("redeclaring with another delivery limit returned %v", err)
+	}
+	if _, err := rabbitmq.NewListener(t.Context(), e.rabbit.URL, e.queue, nil); err == nil {
+		t.Error("a listener without event names was built")
+	}
+}
+
+// drainQueue takes every message of a queue the test owns, with a consumer
+// of its own (much faster than one basic.get per message).
+func drainQueue(t *testing.T, url, queue string) ([]amqp.Delivery, error) {
+	ch := adminChannel(t, url)
+	q, err := ch.QueueDeclarePassive(queue,
+		true,  // durable
+		false, // autoDelete
+		false, // exclusive
+		false, // noWait
+		nil)
+	if err != nil {
+		return nil, fmt.Errorf("counting the messages of %s: %w", queue, err)
+	}
+	deliveries, err := ch.Consume(queue, "",
+		true,  // autoAck: the test takes the messages for good
+		false, // exclusive
+		false, // noLocal
+		false, // noWait
+		nil)
+	if err != nil {
+		return nil, fmt.Errorf("consuming %s: %w", queue, err)
+	}
+	out := make([]amqp.Delivery, 0, q.Messages)
+	timeout := time.After(30 * time.Second)
+	for len(out) < q.Messages {
+		select {
+		case d := <-deliveries:
+			out = append(out, d)
+		case <-timeout:
+			return out, fmt.Errorf("read %d of the %d messages of %s", len(out), q.Messages, queue)
+		}
+	}
+	return out, nil
+}
