@@ -1,0 +1,175 @@
+package msgqueue_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/IBM/sarama"
+
+	"example.com/myevents/capstone/msgqueue/kafka"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+)
+
+func init() {
+	emitBenchmarks = append(emitBenchmarks,
+		emitBenchmark{name: "kafka-raw", run: benchKafkaRaw},
+		emitBenchmark{name: "kafka-raw-sync", run: benchKafkaRawSync},
+		emitBenchmark{name: "kafka", run: benchKafka},
+	)
+}
+
+// benchKafkaConfig is the guarantee every Kafka case gives: acks from all
+// in-sync replicas, the idempotent producer (so one request in flight per
+// connection), and the Java client's partitioner.
+func benchKafkaConfig() *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = kafka.KafkaVersion
+	cfg.Metadata.AllowAutoTopicCreation = false
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Idempotent = true
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Producer.Retry.Max = 5
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Return.Errors = true
+	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
+	return cfg
+}
+
+// benchKafkaTopic creates a topic unique to this run with the transport's
+// default partition count, and deletes it at the end.
+func benchKafkaTopic(b *testing.B) (brokers []string, topic string) {
+	b.Helper()
+	k := brokertest.Kafka(b)
+	topic = brokertest.Name(b, "bench")
+	admin, err := sarama.NewClusterAdmin(k.Brokers, benchKafkaConfig())
+	if err != nil {
+		b.Fatalf("connecting to Kafka at %v: %v", k.Brokers, err)
+	}
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: kafka.DefaultPartitions, ReplicationFactor: -1}, false)
+	if err != nil {
+		admin.Close()
+		b.Fatalf("creating topic %s: %v", topic, err)
+	}
+	b.Cleanup(func() {
+		if err := admin.DeleteTopic(topic); err != nil {
+			b.Logf("deleting topic %s: %v", topic, err)
+		}
+		admin.Close()
+	})
+	return k.Brokers, topic
+}
+
+// rawRecord is the record every Kafka case writes for ev: what the
+// transport's emitter writes.
+func rawRecord(b *testing.B, topic string, ev contracts.Event) *sarama.ProducerMessage {
+	value, err := contracts.Wrap(ev)
+	if err != nil {
+		b.Fatalf("wrapping %s: %v", ev.EventName(), err)
+	}
+	return &sarama.ProducerMessage{
+		Topic: topic,
+		Key:   sarama.StringEncoder(ev.PartitionKey()),
+		Value: sarama.ByteEncoder(value),
+	}
+}
+
+// benchKafkaRaw is sarama at its best for the guarantee: one AsyncProducer
+// shared by every goroutine, each goroutine waiting for its own record's
+// result, which a router hands back through the record's Metadata. Records
+// of concurrent goroutines share produce requests.
+func benchKafkaRaw(b *testing.B) {
+	brokers, topic := benchKafkaTopic(b)
+	p, err := sarama.NewAsyncProducer(brokers, benchKafkaConfig())
+	if err != nil {
+		b.Fatalf("starting the producer: %v", err)
+	}
+	routed := make(chan struct{})
+	go func() {
+		defer close(routed)
+		successes, errs := p.Successes(), p.Errors()
+		for successes != nil || errs != nil {
+			select {
+			case m, ok := <-successes:
+				if !ok {
+					successes = nil
+					continue
+				}
+				m.Metadata.(chan error) <- nil
+			case e, ok := <-errs:
+				if !ok {
+					errs = nil
+					continue
+				}
+				e.Msg.Metadata.(chan error) <- e.Err
+			}
+		}
+	}()
+	defer func() {
+		p.AsyncClose()
+		<-routed
+	}()
+
+	b.SetParallelism(emitParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			msg := rawRecord(b, topic, benchEvent())
+			result := make(chan error, 1)
+			msg.Metadata = result
+			p.Input() <- msg
+			if err := <-result; err != nil {
+				b.Errorf("producing: %v", err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+}
+
+// benchKafkaRawSync is sarama's SyncProducer shared by every goroutine:
+// SendMessage is safe for concurrent use and drives an AsyncProducer inside,
+// so it batches concurrent callers the same way.
+func benchKafkaRawSync(b *testing.B) {
+	brokers, topic := benchKafkaTopic(b)
+	p, err := sarama.NewSyncProducer(brokers, benchKafkaConfig())
+	if err != nil {
+		b.Fatalf("starting the producer: %v", err)
+	}
+	defer p.Close()
+
+	b.SetParallelism(emitParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := p.SendMessage(rawRecord(b, topic, benchEvent())); err != nil {
+				b.Errorf("producing: %v", err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+}
+
+// benchKafka is the transport's Emitter.
+func benchKafka(b *testing.B) {
+	brokers, topic := benchKafkaTopic(b)
+	em, err := kafka.NewEmitter(context.Background(), brokers, kafka.WithTopic(topic), kafka.WithLogger(nil))
+	if err != nil {
+		b.Fatalf("starting the emitter: %v", err)
+	}
+	defer em.Close()
+
+	b.SetParallelism(emitParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if err := em.Emit(ctx, benchEvent()); err != nil {
+				b.Errorf("emitting: %v", err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+}
