@@ -1,7 +1,9 @@
-// Command 00-setup is the workbench's doctor: it checks what the labs need on
-// this machine (Go, RabbitMQ, Kafka, a Docker engine), prints one line per
-// check, and says exactly how to fix whatever is missing. With
-// -embedded-kafka it serves an in-memory Kafka instead, for the Kafka labs.
+// Command 00-setup shows what the labs need and whether this machine has it:
+// the workbench's doctor checks Go, RabbitMQ, Kafka and a Docker engine,
+// prints one line per check, and says exactly how to fix whatever is
+// missing. With -embedded-kafka it serves an in-memory Kafka instead, for
+// the Kafka labs, until Ctrl-C (which ends that mode normally, exit status
+// 0).
 //
 // Usage:
 //
@@ -60,8 +62,15 @@ const probeTimeout = 5 * time.Second
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -80,8 +89,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 func doctor(ctx context.Context, args []string, out io.Writer, m machine) error {
 	fs := flag.NewFlagSet("00-setup", flag.ContinueOnError)
-	amqpURL := fs.String("url", "", "AMQP URL to check (default $AMQP_URL, else "+defaultURL+")")
-	brokers := fs.String("brokers", "", "Kafka brokers to check, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
+	amqpURL := fs.String("url", "", "AMQP URL of the broker to check (default $AMQP_URL, else "+defaultURL+")")
+	brokers := fs.String("brokers", "", "Kafka bootstrap brokers to check, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
 	embedded := fs.Bool("embedded-kafka", false, "instead of checking, serve an embedded Kafka until Ctrl-C")
 	kafkaPort := fs.Int("kafka-port", 9092, "port of the embedded Kafka on 127.0.0.1 (0: any free port)")
 	verbose := fs.Bool("v", false, "log the raw error behind each failed check to stderr")
@@ -122,13 +131,22 @@ func doctor(ctx context.Context, args []string, out io.Writer, m machine) error 
 	}
 
 	fmt.Fprintln(out, "MyEvents doctor: checking what the labs need")
-	kafka := checkKafka(*brokers, kafkaFromEnv, log)
-	results := []result{
-		checkGo(runtime.Version()),
-		checkRabbitMQ(*amqpURL, log),
-		kafka,
-		checkDocker(ctx, m.docker, log),
+	// Run the checks one after the other, each bounded by probeTimeout.
+	// After Ctrl-C, stop instead of printing a verdict nobody reached.
+	goResult := checkGo(runtime.Version())
+	rabbit := checkRabbitMQ(*amqpURL, log)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("checking RabbitMQ: %w", err)
 	}
+	kafka := checkKafka(*brokers, kafkaFromEnv, log)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("checking Kafka: %w", err)
+	}
+	docker := checkDocker(ctx, m.docker, log)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("checking Docker: %w", err)
+	}
+	results := []result{goResult, rabbit, kafka, docker}
 	for _, r := range results {
 		status := "ok"
 		if !r.ok {

@@ -225,6 +225,23 @@ func TestRealDockerCheckIsQuick(t *testing.T) {
 	t.Logf("all checks took %v", elapsed)
 }
 
+// TestDoctorStopsOnCtrlC cancels the context as Ctrl-C does: the doctor
+// stops between checks with the cancellation (main then exits 130) and
+// prints no verdict it did not reach.
+func TestDoctorStopsOnCtrlC(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var buf bytes.Buffer
+	err := doctor(ctx, []string{"-url", "amqp://guest:guest@" + closedPort(t) + "/", "-brokers", closedPort(t)}, &buf, noDocker)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("doctor after Ctrl-C returned %v; want context.Canceled", err)
+	}
+	if got, want := buf.String(), "MyEvents doctor: checking what the labs need\n"; got != want {
+		t.Errorf("printed %q; want only %q, no status lines and no verdict", got, want)
+	}
+}
+
 // TestGoVersionOK checks the version comparison on the strings
 // runtime.Version returns.
 func TestGoVersionOK(t *testing.T) {
