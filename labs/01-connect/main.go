@@ -9,6 +9,9 @@
 //	go run ./labs/01-connect -url amqp://guest:guest@127.0.0.1:5672/
 //	go run ./labs/01-connect -hold    # stay connected until Ctrl-C or until the broker closes the connection
 //
+// With -hold, Ctrl-C is the normal way to end the run: the program closes
+// its channels and connection and exits with status 0.
+//
 // The URL comes from -url, else from the AMQP_URL environment variable, else
 // amqp://guest:guest@127.0.0.1:5672/ (twelve-factor style: configuration in
 // the environment, a local default for development).
@@ -43,8 +46,15 @@ const dialTimeout = 5 * time.Second
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -53,7 +63,7 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("01-connect", flag.ContinueOnError)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
-	connName := fs.String("conn-name", "myevents-01-connect", "connection name the broker shows for this client")
+	connName := fs.String("conn-name", "myevents-01-connect", "connection name the broker shows for this client (rabbitmqctl list_connections client_properties)")
 	hold := fs.Bool("hold", false, "stay connected until Ctrl-C or until the broker closes the connection")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -140,7 +150,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			}
 			fmt.Fprintf(out, "NotifyClose: the broker closed the connection: %s (code %d)\n", amqpErr.Reason, amqpErr.Code)
 			// Its channels died with it. A long-running service would now
-			// dial again and rebuild its channels (a later lab does that).
+			// dial again and rebuild its channels (the capstone's AMQP
+			// transport, capstone/msgqueue/rabbitmq, does that).
 			return fmt.Errorf("lost the connection to %s: %w; a service would reconnect here, this lab stops", redact(*amqpURL), amqpErr)
 		}
 	}
