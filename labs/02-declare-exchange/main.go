@@ -50,8 +50,15 @@ const replyTimeout = 5 * time.Second
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -60,7 +67,7 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("02-declare-exchange", flag.ContinueOnError)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
-	exchange := fs.String("exchange", eventsExchange, "name of the durable topic exchange to declare (it stays)")
+	exchange := fs.String("exchange", eventsExchange, "name of the durable topic exchange to declare (it stays on the broker)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -75,17 +82,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *amqpURL == "" {
 		*amqpURL = envOr("AMQP_URL", defaultURL)
 	}
-	if _, err := amqp.ParseURI(*amqpURL); err != nil {
-		return malformedURL(err)
-	}
 	name := *exchange
 	missing := name + ".missing" // a name nobody declares, for the 404 step
 
 	// Connect. One connection for the whole run: the point of this lab is
 	// that it survives a failed declaration.
-	conn, err := amqp.DialConfig(*amqpURL, amqp.Config{Dial: amqp.DefaultDial(dialTimeout)})
+	conn, err := dial(*amqpURL, "myevents-02-declare-exchange")
 	if err != nil {
-		return explainDialError(*amqpURL, err)
+		return err
 	}
 	defer conn.Close() // harmless after the explicit Close at the end
 	fmt.Fprintf(out, "connected to %s (local port %d)\n", redact(*amqpURL), localPort(conn))
@@ -274,25 +278,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// envOr returns the environment variable's value, or def when it is unset or
-// empty.
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// redact hides the password of a URL that has already passed
-// amqp.ParseURI.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	return u.Redacted()
-}
-
 // localPort returns the client-side TCP port of the connection: the same
 // port means the same TCP connection.
 func localPort(conn *amqp.Connection) int {
@@ -316,8 +301,49 @@ func explainDeclareError(name string, err error) error {
 	return fmt.Errorf("declaring exchange %q: %w", name, err)
 }
 
-// malformedURL explains a URL that amqp.ParseURI rejected, without
-// repeating the URL: it may hold a password.
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// dial connects to RabbitMQ under a connection name that rabbitmqctl and
+// the management UI show, and turns a failure into one sentence that says
+// what to do. Lab 01-connect takes the same steps one by one.
+func dial(rawURL, connName string) (*amqp.Connection, error) {
+	// Check the URL before dialing, so that a typo does not look like a
+	// network problem.
+	if _, err := amqp.ParseURI(rawURL); err != nil {
+		return nil, malformedURL(err)
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(connName)
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{
+		Dial:       amqp.DefaultDial(dialTimeout),
+		Properties: props,
+	})
+	if err != nil {
+		return nil, explainDialError(rawURL, err)
+	}
+	return conn, nil
+}
+
+// redact hides the password of a URL that has already passed
+// amqp.ParseURI.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	return u.Redacted()
+}
+
+// malformedURL explains a URL that amqp.ParseURI rejected. The URL itself is
+// not repeated: it may hold a password, and one that does not parse cannot
+// be redacted.
 func malformedURL(err error) error {
 	cause := err
 	var urlErr *url.Error
