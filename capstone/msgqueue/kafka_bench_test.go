@@ -24,7 +24,7 @@ func init() {
 // connection), and the Java client's partitioner.
 func benchKafkaConfig() *sarama.Config {
 	cfg := sarama.NewConfig()
-	cfg.Version = kafka.KafkaVersion
+	cfg.Version = kafka.ProtocolVersion
 	cfg.Metadata.AllowAutoTopicCreation = false
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Idempotent = true

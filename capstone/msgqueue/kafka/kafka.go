@@ -2,8 +2,12 @@
 //
 // Every event goes to one topic ("events" unless WithTopic says otherwise).
 // The record key is the event's PartitionKey, so all events about one
-// entity land on one partition and stay in order; the record value is the
-// envelope {"eventName": ..., "payload": {...}} from contracts.Wrap.
+// entity land on one partition and stay in order (the partitioner is the
+// Java client's murmur2, so other clients agree on the partition); the
+// record value is the envelope {"eventName": ..., "payload": {...}} from
+// contracts.Wrap. Topics are created explicitly when missing, with
+// WithPartitions partitions and retention.ms=-1 (keep forever), because the
+// log is the event store a replay listener rebuilds its state from.
 //
 // An Emitter returns from Emit only once every in-sync replica has the
 // record (acks=all), and its producer is idempotent, so a retried send is
@@ -12,27 +16,39 @@
 // A Listener reads the topic in one of two modes:
 //
 //   - NewGroupListener: a consumer group with committed offsets. A restarted
-//     service resumes where it left off. A record's offset is marked only
-//     after the handler returned nil for it (or the record was skipped or
-//     dead-lettered); marks are committed every second and when the
-//     listener stops.
-//   - NewReplayListener: no group, every partition is read from the oldest
-//     offset still stored. This is event sourcing: the service rebuilds its
-//     state from the whole log at start-up. CaughtUp is closed once the
-//     handler has processed everything that was in the log when Listen
-//     started.
+//     service resumes where it left off; a new group starts at the oldest
+//     record. A record's offset is marked only after the handler returned
+//     nil for it (or the record was skipped or dead-lettered); marks are
+//     committed every second and when the listener stops.
+//   - NewReplayListener: no group, nothing committed, every partition read
+//     from the oldest offset still stored (never the literal 0, which
+//     retention may have deleted). This is event sourcing: the service
+//     rebuilds its state from the whole log at every start. CaughtUp is
+//     closed once the handler has processed everything that was in the log
+//     when Listen started.
 //
 // Delivery rules, in both modes: partitions are read concurrently, but the
-// handler is called for one record at a time, and the records of one
-// partition (so all the events of one key) in log order. A handler error means "not
-// processed": Kafka has no per-message nack, so the same record is handed
-// to the handler again, in place, after a backoff, and nothing after it on
-// that partition is processed meanwhile. After the last attempt, or at once
-// for a msgqueue.Permanent error, a malformed envelope, an event name no
-// contract knows or a payload that does not decode, the raw record is
-// copied to the dead-letter topic ("events.dlq") with headers saying why
-// and where it came from, and the partition moves on. Records whose event
-// name the listener was not asked for are skipped and count as processed.
+// handler is called for one record at a time, and for the records of one
+// partition (so all the events of one key) in log order. A handler error
+// means "not processed": Kafka has no per-record nack, so the same record
+// is handed to the handler again, in place, after a backoff, and nothing
+// behind it on that partition is processed meanwhile (other partitions go
+// on). After the last attempt, or at once for a msgqueue.Permanent error, a
+// malformed envelope, an event name no contract knows or a payload that
+// does not decode, the raw record is copied to the dead-letter topic
+// ("events.dlq") with headers saying why and where it came from, and the
+// partition moves on. Records whose event name the listener was not asked
+// for are skipped and count as processed. Delivery is at least once:
+// handlers must be idempotent.
+//
+// Usage:
+//
+//	em, err := kafka.NewEmitter(ctx, brokers)
+//	err = em.Emit(ctx, contracts.EventCreated{...})
+//
+//	l, err := kafka.NewReplayListener(ctx, brokers)
+//	go l.Listen(ctx, handle, contracts.EventCreatedName, contracts.EventBookedName)
+//	<-l.CaughtUp() // then serve requests
 package kafka
 
 import (
@@ -56,9 +72,10 @@ const (
 	DefaultCommitInterval = time.Second
 )
 
-// KafkaVersion is the protocol version the transport speaks. Apache Kafka
-// 4.x needs at least 2.1; the embedded kfake cluster accepts it too.
-var KafkaVersion = sarama.V3_6_0_0
+// ProtocolVersion is the Kafka protocol version the transport speaks,
+// set explicitly: Apache Kafka 4.x needs at least 2.1, and the embedded
+// kfake cluster accepts it too.
+var ProtocolVersion = sarama.V3_6_0_0
 
 // options collects what the Option functions set.
 type options struct {
@@ -177,7 +194,7 @@ func buildOptions(opts []Option) (options, error) {
 // newConfig is the sarama configuration shared by emitters and listeners.
 func newConfig(ctx context.Context, o options) *sarama.Config {
 	cfg := sarama.NewConfig()
-	cfg.Version = KafkaVersion
+	cfg.Version = ProtocolVersion
 	cfg.ClientID = o.clientID
 	// Dial no longer than the caller is willing to wait.
 	cfg.Net.DialTimeout = 10 * time.Second

@@ -523,3 +523,88 @@ func TestNoGoroutineLeaks(t *testing.T) {
 	}
 	goleak.VerifyNone(t, ignore...)
 }
+
+// In group mode CaughtUp closes once the partitions of the first session
+// are handled up to where they ended at assignment; a member that resumes
+// from committed offsets at the end is caught up without handling anything.
+func TestGroupCaughtUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	group := brokertest.Name(t, "group")
+	em := e.emitter()
+	want := ids("b", 20)
+	for i, id := range want {
+		e.emit(em, booked(id, fmt.Sprintf("ev-%d", i%5), i+1))
+	}
+
+	first := e.groupListener(group)
+	s := newSeen()
+	stop := listen(t, first, s.handler)
+	select {
+	case <-first.CaughtUp():
+	case <-time.After(wait):
+		t.Fatalf("not caught up: %s", first.caught.describe())
+	}
+	if err := diff(want, s.distinct()); err != nil {
+		t.Fatalf("at CaughtUp the handler had: %v", err)
+	}
+	stop()
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+
+	second := e.groupListener(group)
+	s2 := newSeen()
+	listen(t, second, s2.handler)
+	select {
+	case <-second.CaughtUp():
+	case <-time.After(wait):
+		t.Fatalf("the resumed member is not caught up: %s", second.caught.describe())
+	}
+	if got := s2.snapshot(); len(got) != 0 {
+		t.Errorf("the resumed member handled %v again", got)
+	}
+}
+
+// A record whose handler keeps failing holds its partition: stopping in the
+// middle of the retries commits nothing past it, so the next member of the
+// group gets it again, and the records behind it, in order.
+func TestStopDuringRetriesCommitsNothingPastTheRecord(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	group := brokertest.Name(t, "group")
+	em := e.emitter()
+	e.emit(em, booked("ok-1", "ev-1", 1), booked("stuck", "ev-1", 2), booked("ok-2", "ev-1", 3))
+
+	// Many attempts, so that the stop comes in the middle of them.
+	first := e.groupListener(group, WithRetry(1000, 10*time.Millisecond, 10*time.Millisecond))
+	var failures atomic.Int64
+	stop := listen(t, first, func(_ context.Context, ev contracts.Event) error {
+		if idOf(ev) == "stuck" {
+			failures.Add(1)
+			return errors.New("the database is down")
+		}
+		return nil
+	})
+	brokertest.Eventually(t, wait, func() error {
+		if n := failures.Load(); n < 3 {
+			return fmt.Errorf("%d failures so far", n)
+		}
+		return nil
+	})
+	stop()
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if n := len(e.records(e.dlq)); n != 0 {
+		t.Errorf("%d records dead-lettered; the retries were not over", n)
+	}
+
+	second := e.groupListener(group)
+	s := newSeen()
+	listen(t, second, s.handler)
+	brokertest.Eventually(t, wait, func() error { return diff([]string{"stuck", "ok-2"}, s.distinct()) })
+	if got := s.snapshot(); !slices.Equal(got, []string{"stuck", "ok-2"}) {
+		t.Errorf("after the restart the handler got %v, want [stuck ok-2]", got)
+	}
+}
