@@ -37,6 +37,13 @@ import (
 	"example.com/myevents/contracts"
 )
 
+// defaultURL is the local development broker.
+const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// dialTimeout bounds the TCP connect and the AMQP handshake; RabbitMQ waits
+// about 3 s before it hangs up on a wrong password, so stay above that.
+const dialTimeout = 5 * time.Second
+
 // typoKey is a routing key no queue is bound for: event.created with its
 // last letter missing, the kind of mistake the mandatory flag catches.
 const typoKey = "event.create"
@@ -44,8 +51,15 @@ const typoKey = "event.create"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -53,9 +67,9 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("03-publish", flag.ContinueOnError)
-	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/)")
-	exchange := fs.String("exchange", "events", "the durable topic exchange to publish to")
-	queue := fs.String("queue", "lab03.publish", "the queue that counts what was routed; deleted at the end")
+	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
+	exchange := fs.String("exchange", "events", "name of the durable topic exchange to publish to (it stays on the broker)")
+	queue := fs.String("queue", "lab03.publish", "name of the queue that counts what was routed (deleted at the end)")
 	n := fs.Int("n", 1000, "messages to publish in each mode")
 	window := fs.Int("window", 100, "how many confirms may be outstanding in the window mode")
 	if err := fs.Parse(args); err != nil {
@@ -64,20 +78,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return err
 	}
-	// The environment supplies the URL unless -url does; the default is
-	// applied here, not in the flag, so that -h never prints a password.
-	if *amqpURL == "" {
-		*amqpURL = os.Getenv("AMQP_URL")
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
+	// The environment supplies the URL unless -url does; the fallback is
+	// applied here, not as the flag's default, so that -h never prints a
+	// password from AMQP_URL.
 	if *amqpURL == "" {
-		*amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+		*amqpURL = envOr("AMQP_URL", defaultURL)
 	}
 	if *n < 1 || *window < 1 {
 		return fmt.Errorf("-n and -window must be at least 1, got %d and %d", *n, *window)
 	}
 
 	// Connect, and open the channel this program publishes on.
-	conn, err := dial(*amqpURL)
+	conn, err := dial(*amqpURL, "myevents-03-publish")
 	if err != nil {
 		return err
 	}
@@ -96,7 +111,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		false, // auto-delete
 		false, // internal
 		false, // no-wait
-		nil,
+		nil,   // args
 	); err != nil {
 		return fmt.Errorf("declaring exchange %s: %w", *exchange, err)
 	}
@@ -110,7 +125,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		false, // auto-delete
 		false, // exclusive
 		false, // no-wait
-		nil,
+		nil,   // args
 	); err != nil {
 		return fmt.Errorf("declaring queue %s: %w", *queue, err)
 	}
@@ -122,7 +137,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}()
 	for _, name := range contracts.Names() {
-		if err := ch.QueueBind(*queue, name, *exchange, false /* no-wait */, nil); err != nil {
+		if err := ch.QueueBind(*queue, name, *exchange, false /* no-wait */, nil /* args */); err != nil {
 			return fmt.Errorf("binding queue %s to %s for %s: %w", *queue, *exchange, name, err)
 		}
 	}
@@ -362,7 +377,7 @@ func publishUnroutable(ctx context.Context, out io.Writer, ch *amqp.Channel, exc
 	select {
 	case r := <-returns:
 		returned, reason = 1, fmt.Sprintf(" (%d %s)", r.ReplyCode, r.ReplyText)
-	case <-time.After(2 * time.Second):
+	default: // no return came before the confirm, so none will come
 	}
 	confirmed := 0
 	if acked {
@@ -398,7 +413,13 @@ func report(ctx context.Context, out io.Writer, ch *amqp.Channel, queue string, 
 func countRouted(ctx context.Context, ch *amqp.Channel, queue string, want int) (int, error) {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		q, err := ch.QueueDeclarePassive(queue,
+			true,  // durable
+			false, // auto-delete
+			false, // exclusive
+			false, // no-wait
+			nil,   // args
+		)
 		if err != nil {
 			return 0, fmt.Errorf("counting the messages in queue %s: %w", queue, err)
 		}
@@ -469,39 +490,79 @@ func deleteQueue(conn *amqp.Connection, queue string) error {
 	return nil
 }
 
-// dial connects to RabbitMQ and turns the usual failures into one sentence
-// that says what to do.
-func dial(rawURL string) (*amqp.Connection, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-		return nil, fmt.Errorf("reading -url %s: not an AMQP URL; use the form amqp://user:password@host:5672/", redact(rawURL))
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
 	}
-	where := u.Redacted()
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName("lab 03-publish")
-	conn, err := amqp.DialConfig(rawURL, amqp.Config{
-		Properties: props,
-		Dial:       amqp.DefaultDial(5 * time.Second),
-	})
-	if err == nil {
-		return conn, nil
-	}
-	var amqpErr *amqp.Error
-	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused {
-		return nil, fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password; fix them in -url or AMQP_URL", where)
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return nil, fmt.Errorf("connecting to RabbitMQ at %s: nothing answers there (%v); start RabbitMQ (rabbitmq-server -detached, or docker compose -f docker/compose.yaml up -d --wait rabbitmq) or point -url at a running broker", where, err)
-	}
-	return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
+	return def
 }
 
-// redact hides the password of a broker URL, for messages and output.
+// dial connects to RabbitMQ under a connection name that rabbitmqctl and
+// the management UI show, and turns a failure into one sentence that says
+// what to do. Lab 01-connect takes the same steps one by one.
+func dial(rawURL, connName string) (*amqp.Connection, error) {
+	// Check the URL before dialing, so that a typo does not look like a
+	// network problem.
+	if _, err := amqp.ParseURI(rawURL); err != nil {
+		return nil, malformedURL(err)
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(connName)
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{
+		Dial:       amqp.DefaultDial(dialTimeout),
+		Properties: props,
+	})
+	if err != nil {
+		return nil, explainDialError(rawURL, err)
+	}
+	return conn, nil
+}
+
+// redact hides the password of a URL that has already passed
+// amqp.ParseURI.
 func redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "<unparseable URL>"
 	}
 	return u.Redacted()
+}
+
+// malformedURL explains a URL that amqp.ParseURI rejected. The URL itself is
+// not repeated: it may hold a password, and one that does not parse cannot
+// be redacted.
+func malformedURL(err error) error {
+	cause := err
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		cause = urlErr.Err // the *url.Error text quotes the whole URL
+	}
+	return fmt.Errorf("the AMQP URL in -url or AMQP_URL is malformed (%v); write it as amqp://user:password@host:5672/vhost and percent-encode reserved characters in the password", cause)
+}
+
+// explainDialError turns a failed dial into one sentence: what went wrong
+// and what to do about it.
+func explainDialError(rawURL string, err error) error {
+	where := redact(rawURL)
+	var amqpErr *amqp.Error
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, amqp.ErrVhost), errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotAllowed:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused access to the virtual host (%w); check the vhost at the end of the URL and the user's permissions", where, err)
+	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password (%w); fix them in -url or AMQP_URL (by default, RabbitMQ lets guest log in only from its own machine)", where, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("connecting to RabbitMQ at %s: nothing is listening there (%w); start RabbitMQ (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yaml up -d --wait rabbitmq`) or point -url or AMQP_URL at a running broker", where, err)
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("connecting to RabbitMQ at %s: the host name does not resolve (%w); check the host in -url or AMQP_URL", where, err)
+	case errors.Is(err, amqp.ErrClosed), errors.As(err, &amqpErr) && amqpErr.Code == amqp.FrameError:
+		// Garbage instead of connection.start, or a hang-up before it.
+		return fmt.Errorf("connecting to RabbitMQ at %s: something accepts connections there, but it does not speak AMQP (%w); point -url or AMQP_URL at RabbitMQ's AMQP port (5672 unless configured otherwise)", where, err)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Errorf("connecting to RabbitMQ at %s: no answer within %v (%w); check the host, the port and any firewall on the way", where, dialTimeout, err)
+	}
+	return fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -163,6 +164,51 @@ func TestPublish(t *testing.T) {
 		queue, "lab03.publish")
 }
 
+// TestInterruptDeletesTheQueue cancels the context as Ctrl-C does, just as
+// the window mode starts: run returns the cancellation (main then exits
+// 130) and has deleted its queue on the way out.
+func TestInterruptDeletesTheQueue(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	exchange := brokertest.Name(t, "events")
+	queue := brokertest.Name(t, "lab03")
+	ch := testChannel(t, rabbit.URL)
+	t.Cleanup(func() { _ = ch.ExchangeDelete(exchange, false, false) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := &cancelOn{marker: "confirm window:", cancel: cancel}
+	err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange, "-queue", queue, "-n", "50"}, out)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "deleted queue") {
+		t.Errorf("the interrupted run printed the end of a complete run:\n%s", out.String())
+	}
+	_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	var amqpErr *amqp.Error
+	if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
+		t.Errorf("queue %s after the interrupted run: %v; want 404, the queue deleted", queue, err)
+	}
+}
+
+// cancelOn passes what the program prints to a buffer and cancels the
+// run's context as soon as the output contains marker: Ctrl-C at a known
+// point of the run.
+type cancelOn struct {
+	bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.Buffer.String(), c.marker) {
+		c.cancel()
+	}
+	return n, err
+}
+
 // TestDialErrors checks that the usual connection mistakes give one clear
 // sentence.
 func TestDialErrors(t *testing.T) {
@@ -177,9 +223,9 @@ func TestDialErrors(t *testing.T) {
 	tests := []struct {
 		name, url, want string
 	}{
-		{"malformed URL", "http//127.0.0.1:5672", "not an AMQP URL"},
+		{"malformed URL", "amqp://guest:wrong-password%zz@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
 		{"wrong credentials", wrongPassword, "refused the user name or password"},
-		{"nothing listening", "amqp://guest:guest@127.0.0.1:1/", "nothing answers there"},
+		{"nothing listening", "amqp://guest:guest@127.0.0.1:1/", "nothing is listening there"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -191,8 +237,11 @@ func TestDialErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("run = %v, want an error containing %q", err, tc.want)
 			}
-			if strings.Contains(err.Error(), "wrong-password") {
-				t.Errorf("the error shows the password: %v", err)
+			if msg := err.Error(); strings.Contains(msg, "wrong-password") || strings.Contains(msg, "\n") {
+				t.Errorf("error %q: want one line that hides the password", msg)
+			}
+			if out.Len() != 0 {
+				t.Errorf("printed %q before failing; want nothing", out.String())
 			}
 		})
 	}
@@ -207,7 +256,7 @@ func BenchmarkPublish(b *testing.B) {
 	rabbit := brokertest.AMQP(b)
 	exchange := brokertest.Name(b, "events")
 	queue := brokertest.Name(b, "bench")
-	conn, err := dial(rabbit.URL)
+	conn, err := dial(rabbit.URL, "myevents-03-publish benchmark")
 	if err != nil {
 		b.Fatal(err)
 	}
