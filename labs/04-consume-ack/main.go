@@ -39,6 +39,13 @@ import (
 	"example.com/myevents/contracts"
 )
 
+// defaultURL is the local development broker.
+const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// dialTimeout bounds the TCP connect and the AMQP handshake; RabbitMQ waits
+// about 3 s before it hangs up on a wrong password, so stay above that.
+const dialTimeout = 5 * time.Second
+
 // queueTTL is how long an unused queue lives (x-expires), so that queues
 // kept with -keep, or left behind by a crash, clean themselves up.
 const queueTTL = 5 * time.Minute
@@ -79,8 +86,15 @@ type probe func(step string, d amqp.Delivery)
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -93,24 +107,25 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 // runProbed is run with a probe; tests call it to watch the broker.
 func runProbed(ctx context.Context, args []string, out io.Writer, observe probe) error {
 	fs := flag.NewFlagSet("04-consume-ack", flag.ContinueOnError)
-	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/)")
-	exchange := fs.String("exchange", "events", "the durable topic exchange the queue is bound to")
-	queue := fs.String("queue", "lab04.consume", "the queue to consume; its dead letters go to <queue>.dlx and <queue>.dlq")
+	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
+	exchange := fs.String("exchange", "events", "name of the durable topic exchange the queue is bound to (it stays on the broker)")
+	queue := fs.String("queue", "lab04.consume", "name of the queue to consume; its dead letters go to <queue>.dlx and <queue>.dlq")
 	prefetch := fs.Int("prefetch", 3, "unacked deliveries a consumer may hold in step 2")
-	keep := fs.Bool("keep", false, "leave the queues (and the dead letters) on the broker for five minutes")
+	keep := fs.Bool("keep", false, "keep the queues and the dead letters at the end instead of deleting them (they expire after five minutes unused)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
-	// The default URL is applied here, not in the flag, so that -h never
-	// prints a password taken from AMQP_URL.
-	if *amqpURL == "" {
-		*amqpURL = os.Getenv("AMQP_URL")
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
+	// The environment supplies the URL unless -url does; the fallback is
+	// applied here, not as the flag's default, so that -h never prints a
+	// password from AMQP_URL.
 	if *amqpURL == "" {
-		*amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+		*amqpURL = envOr("AMQP_URL", defaultURL)
 	}
 	if *prefetch < 1 {
 		return fmt.Errorf("-prefetch must be at least 1, got %d", *prefetch)
@@ -119,7 +134,7 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 
 	// Connect. This connection publishes and hosts most consumers; consumer
 	// A of step 1 gets a connection of its own, so that it can crash alone.
-	conn, err := dial(*amqpURL, "lab 04-consume-ack")
+	conn, err := dial(*amqpURL, "myevents-04-consume-ack")
 	if err != nil {
 		return err
 	}
@@ -139,7 +154,7 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 		false, // auto-delete
 		false, // internal
 		false, // no-wait
-		nil,
+		nil,   // args
 	); err != nil {
 		return fmt.Errorf("declaring exchange %s: %w", *exchange, err)
 	}
@@ -150,7 +165,7 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 		true,  // auto-delete: goes away once its queue is gone
 		false, // internal
 		false, // no-wait
-		nil,
+		nil,   // args
 	); err != nil {
 		return fmt.Errorf("declaring dead-letter exchange %s: %w", dlx, err)
 	}
@@ -163,7 +178,7 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 	); err != nil {
 		return fmt.Errorf("declaring dead-letter queue %s: %w", dlq, err)
 	}
-	if err := ch.QueueBind(dlq, "", dlx, false /* no-wait */, nil); err != nil {
+	if err := ch.QueueBind(dlq, "", dlx, false /* no-wait */, nil /* args */); err != nil {
 		return fmt.Errorf("binding dead-letter queue %s to %s: %w", dlq, dlx, err)
 	}
 	// The service's queue. x-dead-letter-exchange is what makes a reject
@@ -188,7 +203,7 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 		}
 	}()
 	for _, name := range contracts.Names() {
-		if err := ch.QueueBind(*queue, name, *exchange, false /* no-wait */, nil); err != nil {
+		if err := ch.QueueBind(*queue, name, *exchange, false /* no-wait */, nil /* args */); err != nil {
 			return fmt.Errorf("binding queue %s to %s for %s: %w", *queue, *exchange, name, err)
 		}
 	}
@@ -258,7 +273,7 @@ func stepCrash(ctx context.Context, out io.Writer, observe probe, conn *amqp.Con
 	fmt.Fprintln(out, "  published crash-1")
 
 	// Consumer A: its own connection, manual acks.
-	connA, err := dial(amqpURL, "lab 04-consume-ack consumer A")
+	connA, err := dial(amqpURL, "myevents-04-consume-ack consumer A")
 	if err != nil {
 		return err
 	}
@@ -597,7 +612,7 @@ func consume(conn *amqp.Connection, queue string, prefetch int) (consumer, error
 		false, // exclusive
 		false, // no-local
 		false, // no-wait
-		nil,
+		nil,   // args
 	)
 	if err != nil {
 		_ = ch.Close()
@@ -627,7 +642,13 @@ func next(ctx context.Context, deliveries <-chan amqp.Delivery) (amqp.Delivery, 
 func waitReady(ctx context.Context, ch *amqp.Channel, queue string, want int) (int, error) {
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		q, err := ch.QueueDeclarePassive(queue,
+			true,  // durable
+			false, // auto-delete
+			false, // exclusive
+			false, // no-wait
+			nil,   // args
+		)
 		if err != nil {
 			return 0, fmt.Errorf("counting the messages in queue %s: %w", queue, err)
 		}
@@ -758,40 +779,79 @@ func deleteTopology(conn *amqp.Connection, queue, dlx, dlq string) error {
 	return nil
 }
 
-// dial connects to RabbitMQ under a connection name you can find in the
-// management UI, and turns the usual failures into one sentence that says
-// what to do.
-func dial(rawURL, name string) (*amqp.Connection, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-		return nil, fmt.Errorf("reading -url %s: not an AMQP URL; use the form amqp://user:password@host:5672/", redact(rawURL))
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
 	}
-	where := u.Redacted()
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(name)
-	conn, err := amqp.DialConfig(rawURL, amqp.Config{
-		Properties: props,
-		Dial:       amqp.DefaultDial(5 * time.Second),
-	})
-	if err == nil {
-		return conn, nil
-	}
-	var amqpErr *amqp.Error
-	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused {
-		return nil, fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password; fix them in -url or AMQP_URL", where)
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return nil, fmt.Errorf("connecting to RabbitMQ at %s: nothing answers there (%v); start RabbitMQ (rabbitmq-server -detached, or docker compose -f docker/compose.yaml up -d --wait rabbitmq) or point -url at a running broker", where, err)
-	}
-	return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
+	return def
 }
 
-// redact hides the password of a broker URL, for messages and output.
+// dial connects to RabbitMQ under a connection name that rabbitmqctl and
+// the management UI show, and turns a failure into one sentence that says
+// what to do. Lab 01-connect takes the same steps one by one.
+func dial(rawURL, connName string) (*amqp.Connection, error) {
+	// Check the URL before dialing, so that a typo does not look like a
+	// network problem.
+	if _, err := amqp.ParseURI(rawURL); err != nil {
+		return nil, malformedURL(err)
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(connName)
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{
+		Dial:       amqp.DefaultDial(dialTimeout),
+		Properties: props,
+	})
+	if err != nil {
+		return nil, explainDialError(rawURL, err)
+	}
+	return conn, nil
+}
+
+// redact hides the password of a URL that has already passed
+// amqp.ParseURI.
 func redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "<unparseable URL>"
 	}
 	return u.Redacted()
+}
+
+// malformedURL explains a URL that amqp.ParseURI rejected. The URL itself is
+// not repeated: it may hold a password, and one that does not parse cannot
+// be redacted.
+func malformedURL(err error) error {
+	cause := err
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		cause = urlErr.Err // the *url.Error text quotes the whole URL
+	}
+	return fmt.Errorf("the AMQP URL in -url or AMQP_URL is malformed (%v); write it as amqp://user:password@host:5672/vhost and percent-encode reserved characters in the password", cause)
+}
+
+// explainDialError turns a failed dial into one sentence: what went wrong
+// and what to do about it.
+func explainDialError(rawURL string, err error) error {
+	where := redact(rawURL)
+	var amqpErr *amqp.Error
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, amqp.ErrVhost), errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotAllowed:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused access to the virtual host (%w); check the vhost at the end of the URL and the user's permissions", where, err)
+	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password (%w); fix them in -url or AMQP_URL (by default, RabbitMQ lets guest log in only from its own machine)", where, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("connecting to RabbitMQ at %s: nothing is listening there (%w); start RabbitMQ (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yaml up -d --wait rabbitmq`) or point -url or AMQP_URL at a running broker", where, err)
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("connecting to RabbitMQ at %s: the host name does not resolve (%w); check the host in -url or AMQP_URL", where, err)
+	case errors.Is(err, amqp.ErrClosed), errors.As(err, &amqpErr) && amqpErr.Code == amqp.FrameError:
+		// Garbage instead of connection.start, or a hang-up before it.
+		return fmt.Errorf("connecting to RabbitMQ at %s: something accepts connections there, but it does not speak AMQP (%w); point -url or AMQP_URL at RabbitMQ's AMQP port (5672 unless configured otherwise)", where, err)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Errorf("connecting to RabbitMQ at %s: no answer within %v (%w); check the host, the port and any firewall on the way", where, dialTimeout, err)
+	}
+	return fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
 }
