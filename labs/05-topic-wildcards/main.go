@@ -60,6 +60,13 @@ var bindings = []binding{
 	{"G", "#", "# alone matches every key"},
 }
 
+// defaultURL is the local development broker.
+const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// dialTimeout bounds the TCP connect and the AMQP handshake; RabbitMQ waits
+// about 3 s before it hangs up on a wrong password, so stay above that.
+const dialTimeout = 5 * time.Second
+
 // queueTTL is how long an unused queue lives (x-expires), so a queue kept
 // with -keep, or left by a crash, cleans itself up.
 const queueTTL = 5 * time.Minute
@@ -67,8 +74,15 @@ const queueTTL = 5 * time.Minute
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -76,10 +90,10 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("05-topic-wildcards", flag.ContinueOnError)
-	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/)")
-	exchange := fs.String("exchange", "wildcards", "name of the topic exchange to declare (auto-delete)")
-	queuePrefix := fs.String("queue", "wildcards", "with -keep, the queue name prefix: each queue is named <prefix>.<binding pattern>")
-	keep := fs.Bool("keep", false, "leave the queues and their messages on the broker for five minutes")
+	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
+	exchange := fs.String("exchange", "wildcards", "name of the topic exchange to declare (auto-delete: it goes with its last queue)")
+	queuePrefix := fs.String("queue", "wildcards", "with -keep, the prefix of the queue names: <queue>.<binding pattern>")
+	keep := fs.Bool("keep", false, "keep the queues and their messages at the end instead of deleting them (they expire after five minutes unused)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -89,18 +103,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
-	// The environment supplies the URL unless -url does. Applying the
-	// fallback here rather than as the flag's default keeps a password
-	// from AMQP_URL out of the -h text.
+	// The environment supplies the URL unless -url does; the fallback is
+	// applied here, not as the flag's default, so that -h never prints a
+	// password from AMQP_URL.
 	if *amqpURL == "" {
-		*amqpURL = os.Getenv("AMQP_URL")
-	}
-	if *amqpURL == "" {
-		*amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+		*amqpURL = envOr("AMQP_URL", defaultURL)
 	}
 
 	// Connect. The connection name shows up in rabbitmqctl list_connections.
-	conn, err := dial(*amqpURL)
+	conn, err := dial(*amqpURL, "myevents-05-topic-wildcards")
 	if err != nil {
 		return err
 	}
@@ -114,13 +125,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// Declare the topic exchange. Auto-delete: RabbitMQ removes it once its
 	// last queue is unbound, so a rerun starts from a clean exchange.
 	err = ch.ExchangeDeclare(
-		*exchange,
-		amqp.ExchangeTopic,
-		false, // durable
-		true,  // auto-delete
-		false, // internal
-		false, // no-wait
-		nil,   // arguments
+		*exchange,          // name
+		amqp.ExchangeTopic, // type
+		false,              // durable
+		true,               // auto-delete
+		false,              // internal
+		false,              // no-wait
+		nil,                // arguments
 	)
 	if err != nil {
 		return fmt.Errorf("declaring exchange %s: %w", *exchange, err)
@@ -265,36 +276,79 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// dial connects to RabbitMQ and turns the usual failures into one sentence
-// that says what to do.
-func dial(rawURL string) (*amqp.Connection, error) {
-	if _, err := amqp.ParseURI(rawURL); err != nil {
-		return nil, fmt.Errorf("reading -url %s: %v; use the form amqp://user:password@host:5672/vhost", redact(rawURL), err)
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
 	}
-	conn, err := amqp.DialConfig(rawURL, amqp.Config{
-		Dial:       amqp.DefaultDial(5 * time.Second),
-		Properties: amqp.Table{"connection_name": "05-topic-wildcards"},
-	})
-	if err == nil {
-		return conn, nil
-	}
-	where := redact(rawURL)
-	var amqpErr *amqp.Error
-	var netErr net.Error
-	switch {
-	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
-		return nil, fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password; fix them in -url or AMQP_URL", where)
-	case errors.As(err, &netErr):
-		return nil, fmt.Errorf("connecting to RabbitMQ at %s: nothing answers there (%v); start RabbitMQ (rabbitmq-server -detached, or docker compose -f docker/compose.yaml up -d --wait rabbitmq) or point -url at a running broker", where, err)
-	}
-	return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
+	return def
 }
 
-// redact hides the password of a URL.
+// dial connects to RabbitMQ under a connection name that rabbitmqctl and
+// the management UI show, and turns a failure into one sentence that says
+// what to do. Lab 01-connect takes the same steps one by one.
+func dial(rawURL, connName string) (*amqp.Connection, error) {
+	// Check the URL before dialing, so that a typo does not look like a
+	// network problem.
+	if _, err := amqp.ParseURI(rawURL); err != nil {
+		return nil, malformedURL(err)
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(connName)
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{
+		Dial:       amqp.DefaultDial(dialTimeout),
+		Properties: props,
+	})
+	if err != nil {
+		return nil, explainDialError(rawURL, err)
+	}
+	return conn, nil
+}
+
+// redact hides the password of a URL that has already passed
+// amqp.ParseURI.
 func redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return "(an unparseable URL)"
+		return "<unparseable URL>"
 	}
 	return u.Redacted()
+}
+
+// malformedURL explains a URL that amqp.ParseURI rejected. The URL itself is
+// not repeated: it may hold a password, and one that does not parse cannot
+// be redacted.
+func malformedURL(err error) error {
+	cause := err
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		cause = urlErr.Err // the *url.Error text quotes the whole URL
+	}
+	return fmt.Errorf("the AMQP URL in -url or AMQP_URL is malformed (%v); write it as amqp://user:password@host:5672/vhost and percent-encode reserved characters in the password", cause)
+}
+
+// explainDialError turns a failed dial into one sentence: what went wrong
+// and what to do about it.
+func explainDialError(rawURL string, err error) error {
+	where := redact(rawURL)
+	var amqpErr *amqp.Error
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, amqp.ErrVhost), errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotAllowed:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused access to the virtual host (%w); check the vhost at the end of the URL and the user's permissions", where, err)
+	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password (%w); fix them in -url or AMQP_URL (by default, RabbitMQ lets guest log in only from its own machine)", where, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("connecting to RabbitMQ at %s: nothing is listening there (%w); start RabbitMQ (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yaml up -d --wait rabbitmq`) or point -url or AMQP_URL at a running broker", where, err)
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("connecting to RabbitMQ at %s: the host name does not resolve (%w); check the host in -url or AMQP_URL", where, err)
+	case errors.Is(err, amqp.ErrClosed), errors.As(err, &amqpErr) && amqpErr.Code == amqp.FrameError:
+		// Garbage instead of connection.start, or a hang-up before it.
+		return fmt.Errorf("connecting to RabbitMQ at %s: something accepts connections there, but it does not speak AMQP (%w); point -url or AMQP_URL at RabbitMQ's AMQP port (5672 unless configured otherwise)", where, err)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Errorf("connecting to RabbitMQ at %s: no answer within %v (%w); check the host, the port and any firewall on the way", where, dialTimeout, err)
+	}
+	return fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
 }

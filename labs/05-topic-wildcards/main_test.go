@@ -132,10 +132,16 @@ func TestOutputAndCleanRerun(t *testing.T) {
 	labtest.CheckOutput(t, outputs[0], []string{"README.md", "../../docs/05-topic-wildcards.md"},
 		exchange, "wildcards")
 
-	// The exclusive queues went with the connection, and the auto-delete
-	// exchange with its last binding. Both happen as the broker tears the
-	// connection down, so poll.
-	conn, err := amqp.Dial(rabbit.URL)
+	waitExchangeGone(t, rabbit.URL, exchange)
+}
+
+// waitExchangeGone waits until the exchange no longer exists. The exclusive
+// queues go with the program's connection, and the auto-delete exchange
+// with its last binding; both happen as the broker tears the connection
+// down, so poll.
+func waitExchangeGone(t *testing.T, rawURL, exchange string) {
+	t.Helper()
+	conn, err := amqp.Dial(rawURL)
 	if err != nil {
 		t.Fatalf("dialing: %v", err)
 	}
@@ -158,6 +164,40 @@ func TestOutputAndCleanRerun(t *testing.T) {
 	})
 }
 
+// TestInterruptLeavesNothing cancels the context as Ctrl-C does, once the
+// queues are bound: run returns the cancellation (main then exits 130), and
+// the exclusive queues and the auto-delete exchange go with its connection.
+func TestInterruptLeavesNothing(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	exchange := brokertest.Name(t, "wildcards")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := &cancelOn{marker: "queues server-named and exclusive", cancel: cancel}
+	err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange}, out)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
+	}
+	waitExchangeGone(t, rabbit.URL, exchange)
+}
+
+// cancelOn passes what the program prints to a buffer and cancels the
+// run's context as soon as the output contains marker: Ctrl-C at a known
+// point of the run.
+type cancelOn struct {
+	bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.Buffer.String(), c.marker) {
+		c.cancel()
+	}
+	return n, err
+}
+
 // TestConnectionErrors checks that the usual mistakes give one clear
 // sentence that says what to do, without the password.
 func TestConnectionErrors(t *testing.T) {
@@ -174,9 +214,10 @@ func TestConnectionErrors(t *testing.T) {
 		url  string
 		want string
 	}{
-		{"malformed URL", "http://guest:definitely-wrong@127.0.0.1:5672/", "use the form amqp://user:password@host:5672/vhost"},
-		{"wrong credentials", wrong.String(), "refused the user name or password; fix them in -url or AMQP_URL"},
-		{"nothing listening", "amqp://guest:definitely-wrong@127.0.0.1:1/", "nothing answers there"},
+		{"wrong scheme", "http://guest:definitely-wrong@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
+		{"malformed URL", "amqp://guest:definitely-wrong%zz@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
+		{"wrong credentials", wrong.String(), "the broker refused the user name or password"},
+		{"nothing listening", "amqp://guest:definitely-wrong@127.0.0.1:1/", "nothing is listening there"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
