@@ -531,3 +531,83 @@ func drainQueue(t *testing.T, url, queue string) ([]amqp.Delivery, error) {
 	}
 	return out, nil
 }
+
+// TestNackedEmitIsResent makes the broker nack: a queue of the test's own,
+// bound for event.booked, holds at most three messages and rejects further
+// publishes. An Emit into the full queue keeps publishing (it neither fails
+// nor reports success) until the test makes room, and an Emit whose context
+// ends first returns the context's error.
+func TestNackedEmitIsResent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.mustEmitter(t) // declares the exchange
+	ch := adminChannel(t, e.rabbit.URL)
+	limited := e.queue + ".limited"
+	_, err := ch.QueueDeclare(limited,
+		true,  // durable
+		false, // autoDelete
+		false, // exclusive
+		false, // noWait
+		amqp.Table{amqp.QueueMaxLenArg: 3, amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = ch.QueueDelete(limited, false /* ifUnused */, false /* ifEmpty */, false /* noWait */) })
+	if err := ch.QueueBind(limited, contracts.EventBookedName, e.exchange, false /* noWait */, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := em.Emit(t.Context(), booking(fmt.Sprintf("fits-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The queue is full: this Emit is nacked, again and again.
+	result := make(chan error, 1)
+	go func() { result <- em.Emit(t.Context(), booking("waits")) }()
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		select {
+		case err := <-result:
+			t.Fatalf("Emit into a full queue returned %v before there was room", err)
+		default:
+		}
+		if n := em.Stats().Resent; n < 3 {
+			return fmt.Errorf("%d nacked publishes so far", n)
+		}
+		return nil
+	})
+
+	// Make room: the next attempt is confirmed.
+	if _, ok, err := ch.Get(limited, true /* autoAck */); err != nil || !ok {
+		t.Fatalf("taking a message from %s: ok=%v err=%v", limited, ok, err)
+	}
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("Emit after there was room: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Emit did not complete once there was room")
+	}
+	t.Logf("emitter after the full queue: %+v", em.Stats())
+
+	// Full again: an Emit whose context ends returns the context's error.
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := em.Emit(ctx, booking("gives-up")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Emit into a full queue with an expiring context returned %v", err)
+	}
+	ds, err := peekQueue(e.rabbit.URL, limited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range ds {
+		var b contracts.EventBooked
+		_ = json.Unmarshal(d.Body, &b)
+		ids = append(ids, b.ID)
+	}
+	if strings.Join(ids, " ") != "fits-1 fits-2 waits" {
+		t.Errorf("queue holds %v, want [fits-1 fits-2 waits]", ids)
+	}
+}
