@@ -3,7 +3,7 @@
 // the AsyncProducer, which keeps messages flowing and reports each result
 // on a channel.
 //
-// It creates the topic with several partitions through the cluster admin,
+// It creates its topic with several partitions through the cluster admin,
 // sends a few keyed bookings with the SyncProducer and prints the partition
 // and offset each one got (the same key always lands on the same
 // partition), then sends -n bookings with each producer and prints both
@@ -12,9 +12,14 @@
 //
 // Usage:
 //
-//	go run ./labs/06-kafka-produce [-brokers 127.0.0.1:9092] [-topic events] [-partitions 4] [-n 20000]
+//	go run ./labs/06-kafka-produce [-brokers 127.0.0.1:9092] [-topic lab06.events] [-partitions 4] [-n 20000]
 //
 // Start an embedded Kafka first if you have none: go run ./labs/00-setup -embedded-kafka
+//
+// The topic is the lab's own, lab06.events, not the capstone's "events":
+// BookingService rebuilds its state by replaying "events", and pointed at
+// the same Kafka it would apply the lab's ~40,000 made-up bookings as well. The topic stays after
+// the run, so that a second run shows the offsets growing.
 package main
 
 import (
@@ -37,6 +42,9 @@ import (
 	"example.com/myevents/contracts"
 )
 
+// defaultBrokers is the local development Kafka.
+const defaultBrokers = "127.0.0.1:9092"
+
 // demoKeys are the event IDs the SyncProducer demo books, twice each. The
 // record key decides the partition: metallica and muse happen to share one.
 var demoKeys = []string{"metallica", "adele", "oasis", "muse"}
@@ -51,8 +59,15 @@ var bookingDate = time.Date(2026, 6, 1, 20, 0, 0, 0, time.UTC)
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -60,12 +75,8 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("06-kafka-produce", flag.ContinueOnError)
-	defaultBrokers := os.Getenv("KAFKA_BROKERS")
-	if strings.TrimSpace(defaultBrokers) == "" {
-		defaultBrokers = "127.0.0.1:9092"
-	}
-	brokerList := fs.String("brokers", defaultBrokers, "Kafka bootstrap brokers, comma-separated (default $KAFKA_BROKERS)")
-	topic := fs.String("topic", "events", "topic to create (if missing) and write to")
+	brokerList := fs.String("brokers", "", "Kafka bootstrap brokers, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
+	topic := fs.String("topic", "lab06.events", "name of the topic to create (if missing) and write to; it stays")
 	partitions := fs.Int("partitions", 4, "partition count for the topic, if this run creates it")
 	n := fs.Int("n", 20000, "bookings to send with each producer for the throughput comparison")
 	if err := fs.Parse(args); err != nil {
@@ -80,9 +91,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *partitions < 1 || *n < 1 {
 		return fmt.Errorf("-partitions and -n must be at least 1")
 	}
+	// The environment supplies the brokers unless -brokers does.
+	if *brokerList == "" {
+		*brokerList = envOr("KAFKA_BROKERS", defaultBrokers)
+	}
 	brokers := splitBrokers(*brokerList)
 	if len(brokers) == 0 {
-		return fmt.Errorf("-brokers is empty; give at least one host:port, such as 127.0.0.1:9092")
+		return errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
 	}
 
 	// Configure the producers once: every message waits for all in-sync
@@ -90,7 +105,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// broker drops a retried duplicate. Idempotence needs acks=all and at
 	// most one request in flight per broker connection in sarama.
 	cfg := sarama.NewConfig()
-	cfg.ClientID = "06-kafka-produce"
+	cfg.ClientID = "myevents-06-kafka-produce"
 	cfg.Version = sarama.V3_6_0_0 // say which protocol to speak instead of relying on sarama's default
 	cfg.Net.DialTimeout = 5 * time.Second
 	cfg.Metadata.Retry.Max = 1
@@ -317,12 +332,14 @@ func partitionCount(ctx context.Context, client sarama.Client, topic string) (in
 }
 
 // kafkaDown turns a failed connection into one sentence that names the
-// brokers that did not answer and says how to get one.
+// brokers, says why, and says how to get a Kafka.
 func kafkaDown(brokers []string, err error) error {
+	where := strings.Join(brokers, ",")
 	if !errors.Is(err, sarama.ErrOutOfBrokers) {
-		return fmt.Errorf("connecting to Kafka at %s: %w", strings.Join(brokers, ","), err)
+		return fmt.Errorf("connecting to Kafka at %s: %w", where, err)
 	}
-	// sarama wraps one error per attempt; keep each distinct reason once.
+	// sarama wraps one error per attempt, a line each; keep each distinct
+	// reason once, on one line.
 	var reasons []string
 	if cause := errors.Unwrap(err); cause != nil {
 		for _, line := range strings.Split(cause.Error(), "\n") {
@@ -335,11 +352,10 @@ func kafkaDown(brokers []string, err error) error {
 	if len(reasons) > 0 {
 		why = " (" + strings.Join(reasons, "; ") + ")"
 	}
-	return fmt.Errorf("no Kafka broker answered at %s%s; start one with `go run ./labs/00-setup -embedded-kafka` or point -brokers / KAFKA_BROKERS at a running Kafka",
-		strings.Join(brokers, ","), why)
+	return fmt.Errorf("connecting to Kafka at %s: no broker answers%s; start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers or KAFKA_BROKERS at a running Kafka", where, why)
 }
 
-// splitBrokers turns a comma-separated list into addresses.
+// splitBrokers turns "a:1, b:2" into its addresses.
 func splitBrokers(list string) []string {
 	var out []string
 	for _, b := range strings.Split(list, ",") {
@@ -348,4 +364,13 @@ func splitBrokers(list string) []string {
 		}
 	}
 	return out
+}
+
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

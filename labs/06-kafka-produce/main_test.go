@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -47,7 +48,7 @@ func TestProduce(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	labtest.CheckOutput(t, out.String(), []string{"README.md", "../../docs/06-kafka-produce.md"},
-		topic, "events", brokers, "127.0.0.1:9092")
+		topic, "lab06.events", brokers, "127.0.0.1:9092")
 
 	// The partition count of the created topic is the default, 4.
 	records, partitions := consumeAll(t, kafka.Brokers, topic)
@@ -147,9 +148,9 @@ func TestUnreachableBroker(t *testing.T) {
 		brokers string
 		want    []string
 	}{
-		{"closed port", "127.0.0.1:1", []string{"no Kafka broker answered at 127.0.0.1:1 (", "go run ./labs/00-setup -embedded-kafka"}},
-		{"two closed ports", "127.0.0.1:1,127.0.0.1:2", []string{"no Kafka broker answered at 127.0.0.1:1,127.0.0.1:2 (", "-brokers / KAFKA_BROKERS"}},
-		{"empty list", " , ", []string{"-brokers is empty"}},
+		{"closed port", "127.0.0.1:1", []string{"connecting to Kafka at 127.0.0.1:1: no broker answers (", "go run ./labs/00-setup -embedded-kafka"}},
+		{"two closed ports", "127.0.0.1:1,127.0.0.1:2", []string{"connecting to Kafka at 127.0.0.1:1,127.0.0.1:2: no broker answers (", "-brokers or KAFKA_BROKERS"}},
+		{"empty list", " , ", []string{"no Kafka broker given"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,6 +176,70 @@ func TestUnreachableBroker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestInterrupt cancels the context as Ctrl-C does, once the demo has
+// started: run returns the cancellation (main then exits 130) before the
+// throughput runs are through.
+func TestInterrupt(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	topic := brokertest.Name(t, "events")
+	t.Cleanup(func() { deleteTopic(t, kafka.Brokers, topic) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := &cancelOn{marker: "SyncProducer, one booking at a time", cancel: cancel}
+	err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-n", "100000"}, out)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "throughput") {
+		t.Errorf("the interrupted run went on to the throughput lines:\n%s", out.String())
+	}
+}
+
+// TestAsyncProducerStopsOnCtrlC interrupts produceAsync while its feeder
+// is still sending: it returns the cancellation, and closing the producer
+// afterwards does not panic (a send on Input after Close would).
+func TestAsyncProducerStopsOnCtrlC(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	topic := brokertest.Name(t, "events")
+	createTopic(t, kafka.Brokers, topic, 4)
+	t.Cleanup(func() { deleteTopic(t, kafka.Brokers, topic) })
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.Producer.Return.Successes = true
+	producer, err := sarama.NewAsyncProducer(kafka.Brokers, cfg)
+	if err != nil {
+		t.Fatalf("creating the AsyncProducer: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = produceAsync(ctx, producer, topic, "async", 100000)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("produceAsync after Ctrl-C = %v, want the cancellation", err)
+	}
+	if err := producer.Close(); err != nil {
+		t.Errorf("closing the AsyncProducer: %v", err)
+	}
+}
+
+// cancelOn passes what the program prints to a buffer and cancels the
+// run's context as soon as the output contains marker: Ctrl-C at a known
+// point of the run.
+type cancelOn struct {
+	bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.Buffer.String(), c.marker) {
+		c.cancel()
+	}
+	return n, err
 }
 
 // BenchmarkProducers measures both producers in the same run, one booking
