@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -609,5 +610,60 @@ func TestNackedEmitIsResent(t *testing.T) {
 	}
 	if strings.Join(ids, " ") != "fits-1 fits-2 waits" {
 		t.Errorf("queue holds %v, want [fits-1 fits-2 waits]", ids)
+	}
+}
+
+// TestDialFollowsContext: a server that accepts connections but never
+// speaks AMQP holds a client until its dial timeout; the constructors give
+// up when their context ends instead.
+func TestDialFollowsContext(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // accept, then say nothing
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	silent := "amqp://guest:guest@" + ln.Addr().String() + "/"
+
+	for _, build := range []struct {
+		name string
+		new  func(ctx context.Context) error
+	}{
+		{"emitter", func(ctx context.Context) error { _, err := rabbitmq.NewEmitter(ctx, silent); return err }},
+		{"listener", func(ctx context.Context) error {
+			_, err := rabbitmq.NewListener(ctx, silent, "q", []string{contracts.EventBookedName})
+			return err
+		}},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		start := time.Now()
+		err := build.new(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s against a silent server returned %v, want context.DeadlineExceeded", build.name, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s took %v to give up", build.name, took)
+		}
 	}
 }

@@ -27,6 +27,8 @@ type Emitter struct {
 	ready   chan struct{}    // closed once pubs belong to a live connection
 	closed  bool
 	closing chan struct{} // closed by Close
+	life    context.Context
+	end     context.CancelFunc // cancels life: ends a dial in progress
 
 	next     atomic.Uint64  // spreads Emit calls over pubs
 	inflight sync.WaitGroup // Emit calls in progress
@@ -47,13 +49,11 @@ func NewEmitter(ctx context.Context, url string, opts ...Option) (*Emitter, erro
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("building the emitter: %w", err)
-	}
-	conn, pubs, err := e.connect()
+	conn, pubs, err := e.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
+	e.life, e.end = context.WithCancel(context.Background())
 	e.setConnected(conn, pubs)
 	go e.supervise(conn)
 	return e, nil
@@ -70,8 +70,8 @@ type publisher struct {
 }
 
 // connect dials, declares the exchange and opens the confirm-mode channels.
-func (e *Emitter) connect() (*amqp.Connection, []*publisher, error) {
-	conn, err := dial(e.url, e.cfg, "myevents emitter")
+func (e *Emitter) connect(ctx context.Context) (*amqp.Connection, []*publisher, error) {
+	conn, err := dial(ctx, e.url, e.cfg, "myevents emitter")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -149,7 +149,7 @@ func (e *Emitter) supervise(conn *amqp.Connection) {
 			if !sleep(context.Background(), e.closing, bo.wait()) {
 				return
 			}
-			c, pubs, err := e.connect()
+			c, pubs, err := e.connect(e.life)
 			if err != nil {
 				log.Warn("reconnecting failed; retrying", "err", err)
 				continue
@@ -359,6 +359,7 @@ func (e *Emitter) Close() error {
 	}
 	e.closed = true
 	close(e.closing)
+	e.end()
 	e.mu.Unlock()
 
 	waited := make(chan struct{})

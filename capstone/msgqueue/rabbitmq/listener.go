@@ -26,7 +26,9 @@ type Listener struct {
 	listening bool
 	closed    bool
 	closing   chan struct{} // closed by Close
-	done      chan struct{} // closed when the running Listen returns
+	life      context.Context
+	end       context.CancelFunc // cancels life: ends a dial in progress
+	done      chan struct{}      // closed when the running Listen returns
 
 	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects atomic.Int64
 }
@@ -55,9 +57,6 @@ func NewListener(ctx context.Context, url, queue string, names []string, opts ..
 			return nil, fmt.Errorf("building the listener for queue %q: %w", queue, err)
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("building the listener for queue %q: %w", queue, err)
-	}
 	cfg := newConfig(opts)
 	l := &Listener{
 		url:     url,
@@ -67,18 +66,19 @@ func NewListener(ctx context.Context, url, queue string, names []string, opts ..
 		log:     cfg.log.With("component", "listener", "queue", queue),
 		closing: make(chan struct{}),
 	}
-	conn, err := l.connect()
+	conn, err := l.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	l.conn = conn
+	l.life, l.end = context.WithCancel(context.Background())
 	return l, nil
 }
 
 // connect dials and declares the topology. It runs at construction and on
 // every reconnect, so a queue deleted while the service ran comes back.
-func (l *Listener) connect() (*amqp.Connection, error) {
-	conn, err := dial(l.url, l.cfg, "myevents listener "+l.queue)
+func (l *Listener) connect(ctx context.Context) (*amqp.Connection, error) {
+	conn, err := dial(ctx, l.url, l.cfg, "myevents listener "+l.queue)
 	if err != nil {
 		return nil, err
 	}
@@ -184,9 +184,14 @@ func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...stri
 		close(done)
 	}()
 
+	// Dials end when ctx ends or Close is called.
+	dialCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(l.life, cancel)()
+
 	bo := newBackoff(l.cfg.reconnectMin, l.cfg.reconnectMax)
 	for {
-		conn, err := l.connection()
+		conn, err := l.connection(dialCtx)
 		if err == nil {
 			var started bool
 			started, err = l.consume(ctx, conn, h, filter)
@@ -242,14 +247,14 @@ func (l *Listener) stopping(ctx context.Context) bool {
 
 // connection returns the current connection, or dials a new one (and
 // declares the topology again) if it broke.
-func (l *Listener) connection() (*amqp.Connection, error) {
+func (l *Listener) connection(ctx context.Context) (*amqp.Connection, error) {
 	l.mu.Lock()
 	conn := l.conn
 	l.mu.Unlock()
 	if conn != nil && !conn.IsClosed() {
 		return conn, nil
 	}
-	conn, err := l.connect()
+	conn, err := l.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -435,6 +440,7 @@ func (l *Listener) Close() error {
 	}
 	l.closed = true
 	close(l.closing)
+	l.end()
 	done := l.done
 	l.mu.Unlock()
 	if done != nil {

@@ -71,6 +71,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/url"
 	"time"
 
@@ -221,8 +222,9 @@ func WithRetryBackoff(first, longest time.Duration) Option {
 	return func(c *config) { c.retryMin, c.retryMax = first, longest }
 }
 
-// dial connects to the broker with the configured connection name.
-func dial(rawURL string, cfg config, defaultName string) (*amqp.Connection, error) {
+// dial connects to the broker with the configured connection name. The dial
+// and the AMQP handshake end early when ctx ends.
+func dial(ctx context.Context, rawURL string, cfg config, defaultName string) (*amqp.Connection, error) {
 	if _, err := amqp.ParseURI(rawURL); err != nil {
 		return nil, fmt.Errorf("parsing the AMQP URL %s: %w (expected amqp://user:password@host:5672/vhost)", redact(rawURL), err)
 	}
@@ -232,17 +234,43 @@ func dial(rawURL string, cfg config, defaultName string) (*amqp.Connection, erro
 		name = defaultName
 	}
 	props.SetClientConnectionName(name)
+	var stopWatching func() bool
 	conn, err := amqp.DialConfig(rawURL, amqp.Config{
 		Properties: props,
 		Heartbeat:  cfg.heartbeat,
-		Dial:       amqp.DefaultDial(cfg.dialTimeout),
+		Dial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: cfg.dialTimeout}
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// Bound the handshake; the client clears the deadline once
+			// the connection is open. If ctx ends first, expire it now.
+			if err := c.SetDeadline(time.Now().Add(cfg.dialTimeout)); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			stopWatching = context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+			return c, nil
+		},
 	})
+	if stopWatching != nil {
+		stopWatching()
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", redact(rawURL), ctx.Err())
+		}
 		var amqpErr *amqp.Error
 		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused {
 			return nil, fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password in the URL: %w", redact(rawURL), err)
 		}
 		return nil, fmt.Errorf("connecting to RabbitMQ at %s (is it running? set AMQP_URL or -url): %w", redact(rawURL), err)
+	}
+	if ctx.Err() != nil {
+		// ctx ended just after the handshake; the deadline may be set.
+		_ = conn.Close()
+		return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", redact(rawURL), ctx.Err())
 	}
 	return conn, nil
 }
