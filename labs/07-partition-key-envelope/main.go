@@ -1,6 +1,7 @@
-// Lab 07 shows why one Kafka topic per event name loses the order of events
-// about the same entity, and how one topic, the event's partition key as the
-// record key and a {eventName, payload} envelope keep it.
+// Command 07-partition-key-envelope shows why one Kafka topic per event name
+// loses the order of events about the same entity, and how one topic, the
+// event's partition key as the record key and a {eventName, payload}
+// envelope keep it.
 //
 // Part 1 is the pitfall: event.created and event.booked go to two topics,
 // and a consumer that reads the topics independently processes the booking
@@ -16,7 +17,8 @@
 //
 // -topic is the prefix of the three topics the lab creates, empty, at the
 // start: lab07.event.created and lab07.event.booked (part 1) and
-// lab07.events (part 2). They are deleted at the end unless -keep is given.
+// lab07.events (part 2). They are deleted at the end unless -keep is given,
+// also when Ctrl-C stops the run.
 package main
 
 import (
@@ -30,14 +32,19 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
-	"example.com/myevents/contracts"
 	"github.com/IBM/sarama"
 	"github.com/go-viper/mapstructure/v2"
+
+	"example.com/myevents/contracts"
 )
+
+// defaultBrokers is the local development Kafka.
+const defaultBrokers = "127.0.0.1:9092"
 
 // eventsPartitions is the partition count of the one topic of part 2.
 const eventsPartitions = 2
@@ -48,8 +55,15 @@ const readTimeout = 10 * time.Second
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -57,23 +71,32 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("07-partition-key-envelope", flag.ContinueOnError)
-	fs.SetOutput(out)
-	brokerList := fs.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers, comma-separated")
-	prefix := fs.String("topic", "lab07", "prefix of the topics this lab creates and deletes")
-	keep := fs.Bool("keep", false, "keep the topics at the end, to look at them")
+	brokerList := fs.String("brokers", "", "Kafka bootstrap brokers, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
+	prefix := fs.String("topic", "lab07", "prefix of the three topics the lab creates empty and deletes at the end: <topic>.event.created, <topic>.event.booked, <topic>.events")
+	keep := fs.Bool("keep", false, "keep the topics at the end instead of deleting them, to look at them")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	// The environment supplies the brokers unless -brokers does.
+	if *brokerList == "" {
+		*brokerList = envOr("KAFKA_BROKERS", defaultBrokers)
+	}
+	brokers := splitBrokers(*brokerList)
+	if len(brokers) == 0 {
+		return errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	// Connect. One client serves the admin, the producer and the consumer.
-	brokers := splitBrokers(*brokerList)
-	client, err := connect(brokers)
+	client, err := sarama.NewClient(brokers, newConfig())
 	if err != nil {
-		return err
+		return kafkaDown(brokers, err)
 	}
 	defer client.Close()
 	fmt.Fprintf(out, "brokers: %s\n", strings.Join(brokers, ","))
@@ -467,22 +490,9 @@ func readPartition(ctx context.Context, client sarama.Client, consumer sarama.Co
 		case <-timeout.C:
 			return nil, fmt.Errorf("consuming %s/%d: no record at offset %d after %v", topic, partition, len(msgs)+int(oldest), readTimeout)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("consuming %s/%d: %w", topic, partition, ctx.Err())
 		}
 	}
-}
-
-// connect opens a sarama client, or says in one sentence what to do.
-func connect(brokers []string) (sarama.Client, error) {
-	if len(brokers) == 0 {
-		return nil, errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
-	}
-	client, err := sarama.NewClient(brokers, newConfig())
-	if err != nil {
-		return nil, fmt.Errorf("connecting to Kafka at %s: no broker answers (%v); start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers / KAFKA_BROKERS at yours",
-			strings.Join(brokers, ","), err)
-	}
-	return client, nil
 }
 
 // newConfig is the sarama configuration of this lab.
@@ -491,7 +501,7 @@ func newConfig() *sarama.Config {
 	// Say which protocol version to speak; both the embedded Kafka and
 	// Kafka 4.x accept 3.6.
 	cfg.Version = sarama.V3_6_0_0
-	cfg.ClientID = "lab07"
+	cfg.ClientID = "myevents-07-partition-key-envelope"
 	// Give up quickly when no broker answers.
 	cfg.Net.DialTimeout = 3 * time.Second
 	cfg.Metadata.Retry.Max = 1
@@ -539,7 +549,7 @@ func recreateTopic(ctx context.Context, admin sarama.ClusterAdmin, name string, 
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("creating topic %s: %w", name, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -578,6 +588,30 @@ func oneLine(err error) string {
 	return strings.Join(parts, "; ")
 }
 
+// kafkaDown turns a failed connection into one sentence that names the
+// brokers, says why, and says how to get a Kafka.
+func kafkaDown(brokers []string, err error) error {
+	where := strings.Join(brokers, ",")
+	if !errors.Is(err, sarama.ErrOutOfBrokers) {
+		return fmt.Errorf("connecting to Kafka at %s: %w", where, err)
+	}
+	// sarama wraps one error per attempt, a line each; keep each distinct
+	// reason once, on one line.
+	var reasons []string
+	if cause := errors.Unwrap(err); cause != nil {
+		for _, line := range strings.Split(cause.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !slices.Contains(reasons, line) {
+				reasons = append(reasons, line)
+			}
+		}
+	}
+	why := ""
+	if len(reasons) > 0 {
+		why = " (" + strings.Join(reasons, "; ") + ")"
+	}
+	return fmt.Errorf("connecting to Kafka at %s: no broker answers%s; start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers or KAFKA_BROKERS at a running Kafka", where, why)
+}
+
 // splitBrokers turns "a:1, b:2" into its addresses.
 func splitBrokers(list string) []string {
 	var out []string
@@ -589,7 +623,8 @@ func splitBrokers(list string) []string {
 	return out
 }
 
-// envOr returns the environment variable, or def when it is empty.
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
 		return v

@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/go-viper/mapstructure/v2"
+
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 	"example.com/myevents/labs/labtest"
-	"github.com/IBM/sarama"
-	"github.com/go-viper/mapstructure/v2"
 )
 
 func TestMain(m *testing.M) { brokertest.Main(m) }
@@ -387,12 +388,64 @@ func TestDecoderNeedsTheHookAndAPointer(t *testing.T) {
 	}
 }
 
+// TestInterruptDeletesTheTopics cancels the context as Ctrl-C does, when
+// part 2 begins: run returns the cancellation (main then exits 130) and has
+// deleted the three topics on the way out.
+func TestInterruptDeletesTheTopics(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	prefix := brokertest.Name(t, "lab07")
+	_, admin := kafkaClient(t, kafka.Brokers)
+	topics := []string{prefix + ".event.created", prefix + ".event.booked", prefix + ".events"}
+	t.Cleanup(func() {
+		for _, topic := range topics {
+			_ = admin.DeleteTopic(topic)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := &cancelOn{marker: "part 2, the fix", cancel: cancel}
+	err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", prefix}, out)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
+	}
+	left, err := admin.ListTopics()
+	if err != nil {
+		t.Fatalf("listing topics: %v", err)
+	}
+	for _, topic := range topics {
+		if _, ok := left[topic]; ok {
+			t.Errorf("topic %s is still there after the interrupted run", topic)
+		}
+	}
+}
+
+// cancelOn passes what the program prints to a buffer and cancels the
+// run's context as soon as the output contains marker: Ctrl-C at a known
+// point of the run.
+type cancelOn struct {
+	bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.Buffer.String(), c.marker) {
+		c.cancel()
+	}
+	return n, err
+}
+
+// TestBrokerErrors checks that a Kafka that is not there, or no broker at
+// all, gives one clear sentence that says how to start one.
 func TestBrokerErrors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, brokers, want string
 	}{
-		{"nothing listens", "127.0.0.1:1", "no broker answers"},
+		{"nothing listens", "127.0.0.1:1", "connecting to Kafka at 127.0.0.1:1: no broker answers"},
+		{"two brokers", "127.0.0.1:1,127.0.0.1:2", "connecting to Kafka at 127.0.0.1:1,127.0.0.1:2: no broker answers"},
 		{"no port", "localhost", "no broker answers"},
 		{"empty list", " , ", "no Kafka broker given"},
 	} {
@@ -405,6 +458,9 @@ func TestBrokerErrors(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "no broker answers") && !strings.Contains(err.Error(), "-embedded-kafka") {
 				t.Errorf("the error does not say how to start a Kafka: %v", err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("the error spans several lines: %q", err)
 			}
 			if buf.Len() != 0 {
 				t.Errorf("printed %q before failing", buf.String())
