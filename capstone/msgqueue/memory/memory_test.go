@@ -2,12 +2,14 @@ package memory_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/capstone/msgqueue/memory"
 	"example.com/myevents/capstone/msgqueue/msgqueuetest"
+	"example.com/myevents/contracts"
 )
 
 // TestConformance runs the transport suite against the in-memory bus.
@@ -39,4 +41,57 @@ func TestConformance(t *testing.T) {
 			}
 		},
 	})
+}
+
+// TestMemoryRules checks the rules the suite does not: unroutable events,
+// invalid events, the delivery limit and the Emitted record.
+func TestMemoryRules(t *testing.T) {
+	bus := memory.New(memory.WithDeliveryLimit(3), memory.WithRetryBackoff(time.Millisecond))
+	em := bus.Emitter()
+	ev := &contracts.EventBooked{ID: "b-1", EventID: "e-1", Seats: 1}
+
+	// Nobody is bound yet: the event is unroutable, as with AMQP's
+	// mandatory flag.
+	if err := em.Emit(t.Context(), ev); !errors.Is(err, msgqueue.ErrUnroutable) {
+		t.Errorf("Emit without a bound queue returned %v, want msgqueue.ErrUnroutable", err)
+	}
+	if err := em.Emit(t.Context(), &contracts.EventBooked{ID: "b-2"}); !errors.Is(err, contracts.ErrInvalid) {
+		t.Errorf("Emit of an invalid event returned %v, want contracts.ErrInvalid", err)
+	}
+
+	// A handler that always fails: three deliveries, then a dead letter.
+	l, err := bus.Listener("svc", contracts.EventBookedName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Emit(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Listen(ctx, func(context.Context, contracts.Event) error {
+			calls++
+			return errors.New("always fails")
+		})
+	}()
+	deadline := time.After(10 * time.Second)
+	for len(bus.DeadLetters("svc")) == 0 {
+		select {
+		case <-deadline:
+			t.Fatal("no dead letter after 10s")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Listen: %v", err)
+	}
+	if calls != 3 {
+		t.Errorf("handler called %d times, want 3 (the delivery limit)", calls)
+	}
+	if got := bus.Emitted(); len(got) != 1 || got[0].Name != contracts.EventBookedName {
+		t.Errorf("Emitted() = %+v, want the one routed event", got)
+	}
 }
