@@ -1,7 +1,7 @@
-// Lab 08 shows how a Kafka consumer chooses where to start: replaying from
-// the oldest offset rebuilds the state, a stored position resumes exactly
-// after the last record processed, and a timestamp finds where a point in
-// time begins.
+// Command 08-offset-replay shows how a Kafka consumer chooses where to
+// start: replaying from the oldest offset rebuilds the state, a stored
+// position resumes exactly after the last record processed, and a
+// timestamp finds where a point in time begins.
 //
 // The program produces eight bookings with explicit timestamps to a topic
 // that keeps every record, then:
@@ -21,6 +21,9 @@
 // Usage:
 //
 //	go run ./labs/08-offset-replay [-brokers 127.0.0.1:9092] [-topic lab08.bookings] [-group lab08.projector] [-keep]
+//
+// The topic and the group are deleted at the end unless -keep is given,
+// also when Ctrl-C stops the run.
 package main
 
 import (
@@ -41,9 +44,13 @@ import (
 	"syscall"
 	"time"
 
-	"example.com/myevents/contracts"
 	"github.com/IBM/sarama"
+
+	"example.com/myevents/contracts"
 )
+
+// defaultBrokers is the local development Kafka.
+const defaultBrokers = "127.0.0.1:9092"
 
 // partitions is the partition count of the lab's topic.
 const partitions = 2
@@ -61,8 +68,15 @@ const waitTimeout = 30 * time.Second
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -70,24 +84,33 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("08-offset-replay", flag.ContinueOnError)
-	fs.SetOutput(out)
-	brokerList := fs.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers, comma-separated")
-	topic := fs.String("topic", "lab08.bookings", "topic the lab creates, empty, at the start")
-	group := fs.String("group", "lab08.projector", "consumer group of part 2a")
-	keep := fs.Bool("keep", false, "keep the topic and the group at the end, to look at them")
+	brokerList := fs.String("brokers", "", "Kafka bootstrap brokers, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
+	topic := fs.String("topic", "lab08.bookings", "name of the topic the lab creates empty at the start and deletes at the end")
+	group := fs.String("group", "lab08.projector", "name of the consumer group of part 2a, deleted at the start and at the end")
+	keep := fs.Bool("keep", false, "keep the topic and the group at the end instead of deleting them, to look at them")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	// The environment supplies the brokers unless -brokers does.
+	if *brokerList == "" {
+		*brokerList = envOr("KAFKA_BROKERS", defaultBrokers)
+	}
+	brokers := splitBrokers(*brokerList)
+	if len(brokers) == 0 {
+		return errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	// Connect.
-	brokers := splitBrokers(*brokerList)
-	client, err := connect(brokers)
+	client, err := sarama.NewClient(brokers, newConfig())
 	if err != nil {
-		return err
+		return kafkaDown(brokers, err)
 	}
 	defer client.Close()
 	fmt.Fprintf(out, "brokers: %s\n", strings.Join(brokers, ","))
@@ -539,7 +562,7 @@ func runGroupMember(ctx context.Context, brokers []string, group, topic string, 
 		case <-timeout.C:
 			return result{}, fmt.Errorf("consuming %s in group %s: the records did not arrive within %v", topic, group, waitTimeout)
 		case <-ctx.Done():
-			return result{}, ctx.Err()
+			return result{}, fmt.Errorf("consuming %s in group %s: %w", topic, group, ctx.Err())
 		}
 	}
 	// Stop: leave the group. What was committed stays with the group.
@@ -698,7 +721,7 @@ func consumeRange(ctx context.Context, client sarama.Client, consumer sarama.Con
 		case <-timeout.C:
 			return fmt.Errorf("consuming %s/%d: records below offset %d did not arrive within %v", topic, p, until, waitTimeout)
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("consuming %s/%d: %w", topic, p, ctx.Err())
 		}
 	}
 }
@@ -719,7 +742,7 @@ func firstRecord(ctx context.Context, consumer sarama.Consumer, topic string, p 
 	case <-time.After(waitTimeout):
 		return record{}, fmt.Errorf("consuming %s/%d: no record within %v", topic, p, waitTimeout)
 	case <-ctx.Done():
-		return record{}, ctx.Err()
+		return record{}, fmt.Errorf("consuming %s/%d: %w", topic, p, ctx.Err())
 	}
 }
 
@@ -823,25 +846,12 @@ func describeAt(at map[int32]int64, found records) string {
 	return strings.Join(parts, ", ")
 }
 
-// connect opens a sarama client, or says in one sentence what to do.
-func connect(brokers []string) (sarama.Client, error) {
-	if len(brokers) == 0 {
-		return nil, errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
-	}
-	client, err := sarama.NewClient(brokers, newConfig())
-	if err != nil {
-		return nil, fmt.Errorf("connecting to Kafka at %s: no broker answers (%v); start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers / KAFKA_BROKERS at yours",
-			strings.Join(brokers, ","), err)
-	}
-	return client, nil
-}
-
 // newConfig is the sarama configuration of this lab.
 func newConfig() *sarama.Config {
 	cfg := sarama.NewConfig()
 	// Both the embedded Kafka and Kafka 4.x accept protocol version 3.6.
 	cfg.Version = sarama.V3_6_0_0
-	cfg.ClientID = "lab08"
+	cfg.ClientID = "myevents-08-offset-replay"
 	cfg.Net.DialTimeout = 3 * time.Second
 	cfg.Metadata.Retry.Max = 1
 	cfg.Producer.Return.Successes = true
@@ -881,7 +891,7 @@ func recreateTopic(ctx context.Context, admin sarama.ClusterAdmin, name string) 
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("creating topic %s: %w", name, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -889,6 +899,30 @@ func recreateTopic(ctx context.Context, admin sarama.ClusterAdmin, name string) 
 
 // clock prints a time of the lab's day as "08:00".
 func clock(t time.Time) string { return t.UTC().Format("15:04") }
+
+// kafkaDown turns a failed connection into one sentence that names the
+// brokers, says why, and says how to get a Kafka.
+func kafkaDown(brokers []string, err error) error {
+	where := strings.Join(brokers, ",")
+	if !errors.Is(err, sarama.ErrOutOfBrokers) {
+		return fmt.Errorf("connecting to Kafka at %s: %w", where, err)
+	}
+	// sarama wraps one error per attempt, a line each; keep each distinct
+	// reason once, on one line.
+	var reasons []string
+	if cause := errors.Unwrap(err); cause != nil {
+		for _, line := range strings.Split(cause.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !slices.Contains(reasons, line) {
+				reasons = append(reasons, line)
+			}
+		}
+	}
+	why := ""
+	if len(reasons) > 0 {
+		why = " (" + strings.Join(reasons, "; ") + ")"
+	}
+	return fmt.Errorf("connecting to Kafka at %s: no broker answers%s; start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers or KAFKA_BROKERS at a running Kafka", where, why)
+}
 
 // splitBrokers turns "a:1, b:2" into its addresses.
 func splitBrokers(list string) []string {
@@ -901,7 +935,8 @@ func splitBrokers(list string) []string {
 	return out
 }
 
-// envOr returns the environment variable, or def when it is empty.
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
 		return v

@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 	"example.com/myevents/labs/labtest"
-	"github.com/IBM/sarama"
 )
 
 func TestMain(m *testing.M) { brokertest.Main(m) }
@@ -145,6 +146,10 @@ func (p produced) split(limit int64) (before, after []string) {
 	return before, after
 }
 
+// TestRunMatchesDocs runs the lab, checks its output against the README and
+// the chapter, numbers included, and then asks the broker with its own
+// client what the run left: committed offsets, log start and end, record
+// timestamps and the topic's retention.
 func TestRunMatchesDocs(t *testing.T) {
 	t.Parallel()
 	kafka := brokertest.Kafka(t)
@@ -486,12 +491,68 @@ func TestOffsetForTimestamp(t *testing.T) {
 	}
 }
 
+// TestInterruptDeletesTopicAndGroup cancels the context as Ctrl-C does,
+// when part 2a begins: run returns the cancellation (main then exits 130),
+// its group member has left, and the topic and the group are gone.
+func TestInterruptDeletesTopicAndGroup(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	topic := brokertest.Name(t, "lab08")
+	group := brokertest.Name(t, "lab08-group")
+	_, admin := ownClient(t, kafka.Brokers)
+	t.Cleanup(func() {
+		_ = admin.DeleteConsumerGroup(group)
+		_ = admin.DeleteTopic(topic)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := &cancelOn{marker: "2a. consumer group", cancel: cancel}
+	err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-group", group}, out)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
+	}
+	topics, err := admin.ListTopics()
+	if err != nil {
+		t.Fatalf("listing topics: %v", err)
+	}
+	if _, ok := topics[topic]; ok {
+		t.Errorf("topic %s is still there after the interrupted run", topic)
+	}
+	groups, err := admin.ListConsumerGroups()
+	if err != nil {
+		t.Fatalf("listing groups: %v", err)
+	}
+	if _, ok := groups[group]; ok {
+		t.Errorf("group %s is still there after the interrupted run", group)
+	}
+}
+
+// cancelOn passes what the program prints to a buffer and cancels the
+// run's context as soon as the output contains marker: Ctrl-C at a known
+// point of the run.
+type cancelOn struct {
+	bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.Buffer.String(), c.marker) {
+		c.cancel()
+	}
+	return n, err
+}
+
+// TestBrokerErrors checks that a Kafka that is not there, or no broker at
+// all, gives one clear sentence that says how to start one.
 func TestBrokerErrors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, brokers, want string
 	}{
-		{"nothing listens", "127.0.0.1:1", "no broker answers"},
+		{"nothing listens", "127.0.0.1:1", "connecting to Kafka at 127.0.0.1:1: no broker answers"},
+		{"two brokers", "127.0.0.1:1,127.0.0.1:2", "connecting to Kafka at 127.0.0.1:1,127.0.0.1:2: no broker answers"},
 		{"no port", "localhost", "no broker answers"},
 		{"empty list", ",", "no Kafka broker given"},
 	} {
@@ -505,6 +566,9 @@ func TestBrokerErrors(t *testing.T) {
 			if strings.Contains(tc.want, "no broker answers") && !strings.Contains(err.Error(), "-embedded-kafka") {
 				t.Errorf("the error does not say how to start a Kafka: %v", err)
 			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("the error spans several lines: %q", err)
+			}
 			if buf.Len() != 0 {
 				t.Errorf("printed %q before failing", buf.String())
 			}
@@ -512,9 +576,12 @@ func TestBrokerErrors(t *testing.T) {
 	}
 }
 
-// TestCheckpointIsReplacedAtomically checks that a saved checkpoint is
-// either the old file or the new one.
-func TestCheckpointIsReplacedAtomically(t *testing.T) {
+// TestCheckpointSaveAndLoad checks that every save replaces the whole
+// checkpoint (state and positions together), leaves no temporary file
+// beside it, and that a corrupt checkpoint is refused rather than read as
+// a first start. (That a crash leaves the old file or the new one rests on
+// the atomic rename; a test cannot crash in the middle of it.)
+func TestCheckpointSaveAndLoad(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "checkpoint.json")
 	if cp, err := loadCheckpoint(path); err != nil || len(cp.Next) != 0 {
