@@ -1,4 +1,4 @@
-// Command consumer-groups shows how a Kafka consumer group shares a topic's
+// Command 09-consumer-groups shows how a Kafka consumer group shares a topic's
 // partitions among its members: each partition has exactly one owner per
 // group, a member beyond the partition count sits idle, a second group gets
 // its own copy of every message, and the partitions of a member that leaves
@@ -17,6 +17,9 @@
 // Usage:
 //
 //	go run ./labs/09-consumer-groups [-brokers 127.0.0.1:9092] [-topic lab09.orders] [-group lab09] [-keep]
+//
+// The topic and both groups are deleted at the end unless -keep is given,
+// also when Ctrl-C stops the run.
 package main
 
 import (
@@ -38,17 +41,25 @@ import (
 )
 
 const (
-	partitions  = 4                // partitions of the lab's topic
-	firstBatch  = 12               // messages produced before member-2 leaves
-	secondBatch = 8                // messages produced after it left
-	waitTimeout = 30 * time.Second // longest wait for a rebalance or for processing
+	defaultBrokers = "127.0.0.1:9092" // the local development Kafka
+	partitions     = 4                // partitions of the lab's topic
+	firstBatch     = 12               // messages produced before member-2 leaves
+	secondBatch    = 8                // messages produced after it left
+	waitTimeout    = 30 * time.Second // longest wait for a rebalance or for processing
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -71,11 +82,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func runLab(ctx context.Context, args []string, out io.Writer) (*observations, error) {
-	fs := flag.NewFlagSet("consumer-groups", flag.ContinueOnError)
-	brokerList := fs.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers, comma-separated")
-	topic := fs.String("topic", "lab09.orders", "topic the lab creates (and deletes) with 4 partitions")
-	groupPrefix := fs.String("group", "lab09", "prefix of the two consumer groups, <group>.billing and <group>.audit")
-	keep := fs.Bool("keep", false, "keep the topic and the groups' committed offsets at the end, to inspect them")
+	fs := flag.NewFlagSet("09-consumer-groups", flag.ContinueOnError)
+	brokerList := fs.String("brokers", "", "Kafka bootstrap brokers, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
+	topic := fs.String("topic", "lab09.orders", "name of the topic the lab creates with 4 partitions and deletes at the end")
+	groupPrefix := fs.String("group", "lab09", "prefix of the two consumer groups, <group>.billing and <group>.audit, deleted at the end")
+	keep := fs.Bool("keep", false, "keep the topic and the groups' committed offsets at the end instead of deleting them, to look at them")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, nil
@@ -85,18 +96,22 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
+	// The environment supplies the brokers unless -brokers does.
+	if *brokerList == "" {
+		*brokerList = envOr("KAFKA_BROKERS", defaultBrokers)
+	}
 	brokers := splitBrokers(*brokerList)
 	if len(brokers) == 0 {
-		return nil, errors.New("no Kafka brokers given: set -brokers or KAFKA_BROKERS to host:port")
+		return nil, errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
 	}
 	billing, audit := *groupPrefix+".billing", *groupPrefix+".audit"
 	obs := &observations{processed: map[string]map[string][]string{}}
 
 	// Connect. One client serves the admin calls and the producer; every
 	// group member below opens its own, as separate processes would.
-	client, err := sarama.NewClient(brokers, newConfig("lab09"))
+	client, err := sarama.NewClient(brokers, newConfig("myevents-09-consumer-groups"))
 	if err != nil {
-		return nil, fmt.Errorf("connecting to Kafka at %s: %w; start one (go run ./labs/00-setup -embedded-kafka) or point -brokers / KAFKA_BROKERS at yours", strings.Join(brokers, ","), err)
+		return nil, kafkaDown(brokers, err)
 	}
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
@@ -129,10 +144,22 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 		}
 		return waitCommitted(ctx, admin, client, *topic, group)
 	}
+	// Whatever happens below (Ctrl-C included), every member leaves its
+	// group, and unless -keep the groups and the topic go. Members leave
+	// first: a group that still has members cannot be deleted.
 	var members []*member
+	finished := false
 	defer func() {
-		// Leave every group still joined, whatever happened above.
 		closeMembers(members)
+		if finished || *keep {
+			return
+		}
+		// ctx may be cancelled by now: clean up on a context of our own.
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), waitTimeout)
+		defer cancel()
+		if err := deleteGroupsAndTopic(cleanup, admin, *topic, billing, audit); err != nil {
+			slog.Warn("cleaning up after an interrupted run", "err", err)
+		}
 	}()
 	join := func(group, name string) (*member, error) {
 		m, err := startMember(ctx, brokers, *topic, group, name, b)
@@ -243,20 +270,30 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	closeMembers(members)
 	members = nil
 	obs.processed = b.processedByMember()
+	finished = true
 	if *keep {
 		fmt.Fprintf(out, "kept topic %s and groups %s, %s (-keep)\n", *topic, billing, audit)
 		return obs, nil
 	}
-	for _, g := range []string{billing, audit} {
-		if err := deleteGroup(ctx, admin, g); err != nil {
-			return obs, err
-		}
-	}
-	if err := admin.DeleteTopic(*topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-		return obs, fmt.Errorf("deleting topic %s: %w", *topic, err)
+	if err := deleteGroupsAndTopic(ctx, admin, *topic, billing, audit); err != nil {
+		return obs, err
 	}
 	fmt.Fprintf(out, "deleted topic %s and groups %s, %s\n", *topic, billing, audit)
 	return obs, nil
+}
+
+// deleteGroupsAndTopic removes the groups, with their committed offsets,
+// and then the topic.
+func deleteGroupsAndTopic(ctx context.Context, admin sarama.ClusterAdmin, topic string, groups ...string) error {
+	for _, g := range groups {
+		if err := deleteGroup(ctx, admin, g); err != nil {
+			return err
+		}
+	}
+	if err := admin.DeleteTopic(topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return fmt.Errorf("deleting topic %s: %w", topic, err)
+	}
+	return nil
 }
 
 // newConfig is the client configuration of every connection in this lab.
@@ -265,6 +302,7 @@ func newConfig(clientID string) *sarama.Config {
 	cfg.Version = sarama.V3_6_0_0 // say which protocol to speak; Kafka 4.x refuses the old default
 	cfg.ClientID = clientID
 	cfg.Net.DialTimeout = 3 * time.Second
+	cfg.Metadata.Retry.Max = 1 // give up soon when no broker answers
 
 	// Producer: wait for the broker to store each message.
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
@@ -675,7 +713,31 @@ func (b *board) processedByMember() map[string]map[string][]string {
 	return out
 }
 
-// splitBrokers turns a comma-separated list into addresses.
+// kafkaDown turns a failed connection into one sentence that names the
+// brokers, says why, and says how to get a Kafka.
+func kafkaDown(brokers []string, err error) error {
+	where := strings.Join(brokers, ",")
+	if !errors.Is(err, sarama.ErrOutOfBrokers) {
+		return fmt.Errorf("connecting to Kafka at %s: %w", where, err)
+	}
+	// sarama wraps one error per attempt, a line each; keep each distinct
+	// reason once, on one line.
+	var reasons []string
+	if cause := errors.Unwrap(err); cause != nil {
+		for _, line := range strings.Split(cause.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !slices.Contains(reasons, line) {
+				reasons = append(reasons, line)
+			}
+		}
+	}
+	why := ""
+	if len(reasons) > 0 {
+		why = " (" + strings.Join(reasons, "; ") + ")"
+	}
+	return fmt.Errorf("connecting to Kafka at %s: no broker answers%s; start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers or KAFKA_BROKERS at a running Kafka", where, why)
+}
+
+// splitBrokers turns "a:1, b:2" into its addresses.
 func splitBrokers(list string) []string {
 	var out []string
 	for _, b := range strings.Split(list, ",") {
@@ -686,9 +748,10 @@ func splitBrokers(list string) []string {
 	return out
 }
 
-// envOr returns the environment variable, or def when it is empty.
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
 		return v
 	}
 	return def

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -151,6 +152,8 @@ func TestOutput(t *testing.T) {
 	kafka := brokertest.Kafka(t)
 	topic := brokertest.Name(t, "lab09-orders")
 	group := brokertest.Name(t, "lab09")
+	admin := newAdmin(t, kafka.Brokers)
+	t.Cleanup(func() { removeLeftovers(admin, topic, group) })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
@@ -159,8 +162,50 @@ func TestOutput(t *testing.T) {
 	}
 	labtest.CheckOutput(t, out.String(), []string{"README.md", "../../docs/09-consumer-groups.md"},
 		strings.Join(kafka.Brokers, ","), "127.0.0.1:9092", topic, "lab09.orders", group, "lab09")
+	checkGone(t, admin, topic, group)
+}
 
+// TestInterruptLeavesNothing cancels the context as Ctrl-C does, while
+// member-2 leaves: run returns the cancellation (main then exits 130), every
+// member has left, and the topic and both groups are gone.
+func TestInterruptLeavesNothing(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	topic := brokertest.Name(t, "lab09-orders")
+	group := brokertest.Name(t, "lab09")
 	admin := newAdmin(t, kafka.Brokers)
+	t.Cleanup(func() { removeLeftovers(admin, topic, group) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := &cancelOn{marker: "leaves group", cancel: cancel}
+	_, err := runLab(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-group", group}, out)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
+	}
+	checkGone(t, admin, topic, group)
+}
+
+// cancelOn passes what the program prints to a buffer and cancels the
+// run's context as soon as the output contains marker: Ctrl-C at a known
+// point of the run.
+type cancelOn struct {
+	bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.Buffer.String(), c.marker) {
+		c.cancel()
+	}
+	return n, err
+}
+
+// checkGone fails the test if the lab's topic or one of its groups is
+// still on the broker.
+func checkGone(t *testing.T, admin sarama.ClusterAdmin, topic, group string) {
+	t.Helper()
 	topics, err := admin.ListTopics()
 	if err != nil {
 		t.Fatalf("listing topics: %v", err)
@@ -179,6 +224,14 @@ func TestOutput(t *testing.T) {
 	}
 }
 
+// removeLeftovers deletes what a failed run may have left.
+func removeLeftovers(admin sarama.ClusterAdmin, topic, group string) {
+	for _, g := range []string{group + ".billing", group + ".audit"} {
+		_ = admin.DeleteConsumerGroup(g)
+	}
+	_ = admin.DeleteTopic(topic)
+}
+
 // TestErrors checks that a missing or unusable broker gives one clear
 // sentence and an error.
 func TestErrors(t *testing.T) {
@@ -190,7 +243,9 @@ func TestErrors(t *testing.T) {
 	}{
 		{"no broker listening", []string{"-brokers", "127.0.0.1:1"},
 			[]string{"connecting to Kafka at 127.0.0.1:1", "go run ./labs/00-setup -embedded-kafka"}},
-		{"empty broker list", []string{"-brokers", " , "}, []string{"no Kafka brokers given"}},
+		{"two brokers, none listening", []string{"-brokers", "127.0.0.1:1,127.0.0.1:2"},
+			[]string{"connecting to Kafka at 127.0.0.1:1,127.0.0.1:2: no broker answers", "go run ./labs/00-setup -embedded-kafka"}},
+		{"empty broker list", []string{"-brokers", " , "}, []string{"no Kafka broker given"}},
 		{"unknown flag", []string{"-nope"}, []string{"-nope"}},
 		{"stray argument", []string{"billing"}, []string{`unexpected arguments ["billing"]`}},
 		{"help", []string{"-h"}, nil},
