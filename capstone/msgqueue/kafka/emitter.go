@@ -32,7 +32,7 @@ func NewEmitter(ctx context.Context, brokers []string, opts ...Option) (*Emitter
 	if err != nil {
 		return nil, err
 	}
-	client, err := connect(ctx, brokers, newConfig(ctx, o))
+	client, err := connect(ctx, brokers, producerConfig(ctx, o))
 	if err != nil {
 		return nil, err
 	}

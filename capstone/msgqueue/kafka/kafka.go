@@ -191,8 +191,8 @@ func buildOptions(opts []Option) (options, error) {
 	return o, nil
 }
 
-// newConfig is the sarama configuration shared by emitters and listeners.
-func newConfig(ctx context.Context, o options) *sarama.Config {
+// baseConfig is the sarama configuration every client starts from.
+func baseConfig(ctx context.Context, o options) *sarama.Config {
 	cfg := sarama.NewConfig()
 	cfg.Version = ProtocolVersion
 	cfg.ClientID = o.clientID
@@ -206,11 +206,15 @@ func newConfig(ctx context.Context, o options) *sarama.Config {
 	// Topics are created explicitly, with the partition count and retention
 	// chosen here, never as a side effect of asking for their metadata.
 	cfg.Metadata.AllowAutoTopicCreation = false
+	return cfg
+}
 
-	// Producer (the Emitter, and a Listener's dead-letter writes): a record
-	// counts as sent once all in-sync replicas have it; the idempotent
-	// producer numbers its batches so the broker drops a retried duplicate,
-	// which requires one request in flight per broker connection.
+// producerConfig is for the Emitter and a Listener's dead-letter writes: a
+// record counts as sent once all in-sync replicas have it, and the
+// idempotent producer numbers its batches so that the broker drops a
+// retried duplicate, which requires one request in flight per connection.
+func producerConfig(ctx context.Context, o options) *sarama.Config {
+	cfg := baseConfig(ctx, o)
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Idempotent = true
 	cfg.Net.MaxOpenRequests = 1
@@ -220,9 +224,20 @@ func newConfig(ctx context.Context, o options) *sarama.Config {
 	// The same partitioner as the Java client's default, so a key lands on
 	// the same partition whichever client wrote it.
 	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
+	if o.tune != nil {
+		o.tune(cfg)
+	}
+	return cfg
+}
 
-	// Consumer: start a new group at the oldest record, never at the
-	// literal offset 0, which no longer exists once retention deleted it.
+// consumerConfig is for a Listener's reads. It gets its own client: on a
+// connection shared with the producer, a produce request (one in flight at
+// a time) would wait behind a fetch that the broker holds open for up to
+// Consumer.MaxWaitTime when there is nothing new to read.
+func consumerConfig(ctx context.Context, o options) *sarama.Config {
+	cfg := baseConfig(ctx, o)
+	// A new group starts at the oldest record, never at the literal offset
+	// 0, which no longer exists once retention deleted it.
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.Offsets.AutoCommit.Enable = true
 	cfg.Consumer.Offsets.AutoCommit.Interval = o.commitInterval

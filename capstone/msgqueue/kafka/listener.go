@@ -47,14 +47,15 @@ const maxConsumeFailures = 5
 // oldest record (NewReplayListener). See the package documentation for the
 // delivery rules.
 type Listener struct {
-	opts   options
-	group  string // empty in replay mode
-	client sarama.Client
-	cg     sarama.ConsumerGroup // group mode
-	cons   sarama.Consumer      // replay mode
-	dlq    *producer
-	caught *catchUp
-	logger *slog.Logger
+	opts      options
+	group     string               // empty in replay mode
+	client    sarama.Client        // for reading
+	cg        sarama.ConsumerGroup // group mode
+	cons      sarama.Consumer      // replay mode
+	dlqClient sarama.Client        // for dead-letter writes
+	dlq       *producer
+	caught    *catchUp
+	logger    *slog.Logger
 
 	// stop ends Listen; Close calls it.
 	stopCtx context.Context
@@ -131,7 +132,7 @@ func newListener(ctx context.Context, brokers []string, group string, opts []Opt
 			return nil, fmt.Errorf("kafka options: %w", err)
 		}
 	}
-	client, err := connect(ctx, brokers, newConfig(ctx, o))
+	client, err := connect(ctx, brokers, consumerConfig(ctx, o))
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +154,11 @@ func newListener(ctx context.Context, brokers []string, group string, opts []Opt
 		l.release()
 		return nil, err
 	}
-	if l.dlq, err = newProducer(client); err != nil {
+	if l.dlqClient, err = connect(ctx, brokers, producerConfig(ctx, o)); err != nil {
+		l.release()
+		return nil, err
+	}
+	if l.dlq, err = newProducer(l.dlqClient); err != nil {
 		l.release()
 		return nil, fmt.Errorf("starting the Kafka dead-letter producer: %w", err)
 	}
@@ -267,8 +272,13 @@ func (l *Listener) release() error {
 	if l.dlq != nil {
 		l.dlq.close()
 	}
-	if err := l.client.Close(); err != nil && !errors.Is(err, sarama.ErrClosedClient) {
-		errs = append(errs, fmt.Errorf("closing the Kafka client: %w", err))
+	for _, c := range []sarama.Client{l.dlqClient, l.client} {
+		if c == nil {
+			continue
+		}
+		if err := c.Close(); err != nil && !errors.Is(err, sarama.ErrClosedClient) {
+			errs = append(errs, fmt.Errorf("closing a Kafka client: %w", err))
+		}
 	}
 	if l.stop != nil {
 		l.stop()
