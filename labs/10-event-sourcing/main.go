@@ -1,4 +1,4 @@
-// Command event-sourcing rebuilds state by replaying a Kafka log: four
+// Command 10-event-sourcing shows state rebuilt by replaying a Kafka log: four
 // timestamped user events are the only record of what happened, and
 // replaying them from the oldest offset gives the users at the end, or as
 // of any earlier moment, together with a complete audit trail.
@@ -17,6 +17,9 @@
 // Usage:
 //
 //	go run ./labs/10-event-sourcing [-brokers 127.0.0.1:9092] [-topic lab10.users] [-as-of 10:00,14:00] [-keep] [-replay-only]
+//
+// The topic is deleted at the end unless -keep or -replay-only is given,
+// also when Ctrl-C stops the run.
 package main
 
 import (
@@ -27,6 +30,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"os/signal"
@@ -40,8 +44,9 @@ import (
 )
 
 const (
-	partitions  = 2                // partitions of the lab's topic
-	readTimeout = 30 * time.Second // longest wait for the log to be read back
+	defaultBrokers = "127.0.0.1:9092" // the local development Kafka
+	partitions     = 2                // partitions of the lab's topic
+	readTimeout    = 30 * time.Second // longest wait for the log to be read back
 )
 
 // day is the date of the four events; times are UTC.
@@ -50,8 +55,15 @@ var day = time.Date(2024, time.May, 6, 0, 0, 0, 0, time.UTC)
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
+	interrupted := ctx.Err() != nil // read it before stop, which cancels ctx as well
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && (interrupted || errors.Is(err, context.Canceled)):
+		// Ctrl-C: run has closed what it opened. 130 is what a shell
+		// reports for a program ended by Ctrl-C (128 + SIGINT).
+		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -168,11 +180,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func runLab(ctx context.Context, args []string, out io.Writer) (*observations, error) {
-	fs := flag.NewFlagSet("event-sourcing", flag.ContinueOnError)
-	brokerList := fs.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap brokers, comma-separated")
-	topic := fs.String("topic", "lab10.users", "topic that holds the user events")
+	fs := flag.NewFlagSet("10-event-sourcing", flag.ContinueOnError)
+	brokerList := fs.String("brokers", "", "Kafka bootstrap brokers, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
+	topic := fs.String("topic", "lab10.users", "name of the topic that holds the user events; recreated at the start and deleted at the end, unless -keep or -replay-only")
 	asOfList := fs.String("as-of", "10:00,14:00", "moments to rebuild the state at: HH:MM on "+day.Format(time.DateOnly)+" (UTC) or RFC 3339, comma-separated")
-	keep := fs.Bool("keep", false, "keep the topic at the end, for a later -replay-only run")
+	keep := fs.Bool("keep", false, "keep the topic at the end instead of deleting it, for a later -replay-only run")
 	replayOnly := fs.Bool("replay-only", false, "do not write: rebuild the state from the events already on the topic")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -183,9 +195,13 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
+	// The environment supplies the brokers unless -brokers does.
+	if *brokerList == "" {
+		*brokerList = envOr("KAFKA_BROKERS", defaultBrokers)
+	}
 	brokers := splitBrokers(*brokerList)
 	if len(brokers) == 0 {
-		return nil, errors.New("no Kafka brokers given: set -brokers or KAFKA_BROKERS to host:port")
+		return nil, errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
 	}
 	moments, err := parseMoments(*asOfList)
 	if err != nil {
@@ -195,7 +211,7 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	// Connect.
 	client, err := sarama.NewClient(brokers, newConfig())
 	if err != nil {
-		return nil, fmt.Errorf("connecting to Kafka at %s: %w; start one (go run ./labs/00-setup -embedded-kafka) or point -brokers / KAFKA_BROKERS at yours", strings.Join(brokers, ","), err)
+		return nil, kafkaDown(brokers, err)
 	}
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
@@ -204,6 +220,18 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	}
 	defer admin.Close() // closes client too
 	fmt.Fprintf(out, "brokers: %s\n", strings.Join(brokers, ","))
+
+	// Whatever happens below (Ctrl-C included), the topic goes at the end,
+	// unless it is to be kept or is not this run's.
+	finished := false
+	defer func() {
+		if finished || *keep || *replayOnly {
+			return
+		}
+		if err := admin.DeleteTopic(*topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			slog.Warn("deleting the topic of an interrupted run", "topic", *topic, "err", err)
+		}
+	}()
 
 	if !*replayOnly {
 		// Declare the log. A fresh topic each run, so offsets start at 0 and
@@ -276,6 +304,7 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 		len(trail), formatUsers(state.users), state.created)
 
 	// Clean up.
+	finished = true
 	if *keep || *replayOnly {
 		fmt.Fprintf(out, "kept topic %s\n", *topic)
 		return obs, nil
@@ -291,10 +320,16 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 func newConfig() *sarama.Config {
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V3_6_0_0 // say which protocol to speak; record timestamps need >= 0.10
-	cfg.ClientID = "lab10"
+	cfg.ClientID = "myevents-10-event-sourcing"
 	cfg.Net.DialTimeout = 3 * time.Second
+	cfg.Metadata.Retry.Max = 1 // give up soon when no broker answers
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Return.Successes = true
+	// The replay stops at the end of each partition, and closing a
+	// partition consumer waits for the fetch in flight, which the broker
+	// holds open for up to MaxWaitTime when there is nothing new. Keep it
+	// short so that the replay does not wait half a second per partition.
+	cfg.Consumer.MaxWaitTime = 50 * time.Millisecond
 	return cfg
 }
 
@@ -525,7 +560,31 @@ func clock(t time.Time) string {
 
 func ptr(s string) *string { return &s }
 
-// splitBrokers turns a comma-separated list into addresses.
+// kafkaDown turns a failed connection into one sentence that names the
+// brokers, says why, and says how to get a Kafka.
+func kafkaDown(brokers []string, err error) error {
+	where := strings.Join(brokers, ",")
+	if !errors.Is(err, sarama.ErrOutOfBrokers) {
+		return fmt.Errorf("connecting to Kafka at %s: %w", where, err)
+	}
+	// sarama wraps one error per attempt, a line each; keep each distinct
+	// reason once, on one line.
+	var reasons []string
+	if cause := errors.Unwrap(err); cause != nil {
+		for _, line := range strings.Split(cause.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !slices.Contains(reasons, line) {
+				reasons = append(reasons, line)
+			}
+		}
+	}
+	why := ""
+	if len(reasons) > 0 {
+		why = " (" + strings.Join(reasons, "; ") + ")"
+	}
+	return fmt.Errorf("connecting to Kafka at %s: no broker answers%s; start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers or KAFKA_BROKERS at a running Kafka", where, why)
+}
+
+// splitBrokers turns "a:1, b:2" into its addresses.
 func splitBrokers(list string) []string {
 	var out []string
 	for _, b := range strings.Split(list, ",") {
@@ -536,9 +595,10 @@ func splitBrokers(list string) []string {
 	return out
 }
 
-// envOr returns the environment variable, or def when it is empty.
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
+// envOr returns the environment variable's value, or def when it is unset or
+// empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
 		return v
 	}
 	return def

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -115,7 +116,7 @@ func TestEventSourcing(t *testing.T) {
 	})
 }
 
-// TestReplayComesFromKafka writes a onTopic the lab has never seen (the four
+// TestReplayComesFromKafka writes a log the lab has never seen (the four
 // events and a fifth, user 3 "Dora" at 16:00) with this test's own
 // producer, then lets the lab rebuild the state with -replay-only. The
 // lab writes nothing in that mode, so its state can only come from Kafka.
@@ -177,10 +178,54 @@ func TestOutput(t *testing.T) {
 	t.Parallel()
 	kafka := brokertest.Kafka(t)
 	topic := brokertest.Name(t, "lab10-users")
+	admin := newAdmin(t, kafka.Brokers)
+	t.Cleanup(func() { _ = admin.DeleteTopic(topic) }) // in case the run failed
 	out, _ := runOK(t, "-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic)
 	labtest.CheckOutput(t, out, []string{"README.md", "../../docs/10-event-sourcing.md"},
 		strings.Join(kafka.Brokers, ","), "127.0.0.1:9092", topic, "lab10.users")
-	topics, err := newAdmin(t, kafka.Brokers).ListTopics()
+	checkTopicGone(t, admin, topic)
+}
+
+// TestInterruptDeletesTheTopic cancels the context as Ctrl-C does, right
+// after the append: run returns the cancellation (main then exits 130) and
+// has deleted its topic on the way out.
+func TestInterruptDeletesTheTopic(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	topic := brokertest.Name(t, "lab10-users")
+	admin := newAdmin(t, kafka.Brokers)
+	t.Cleanup(func() { _ = admin.DeleteTopic(topic) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := &cancelOn{marker: "appended 4 events", cancel: cancel}
+	_, err := runLab(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic}, out)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
+	}
+	checkTopicGone(t, admin, topic)
+}
+
+// cancelOn passes what the program prints to a buffer and cancels the
+// run's context as soon as the output contains marker: Ctrl-C at a known
+// point of the run.
+type cancelOn struct {
+	bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.Buffer.String(), c.marker) {
+		c.cancel()
+	}
+	return n, err
+}
+
+// checkTopicGone fails the test if the topic is still on the broker.
+func checkTopicGone(t *testing.T, admin sarama.ClusterAdmin, topic string) {
+	t.Helper()
+	topics, err := admin.ListTopics()
 	if err != nil {
 		t.Fatalf("listing topics: %v", err)
 	}
@@ -217,7 +262,9 @@ func TestErrors(t *testing.T) {
 	}{
 		{"no broker listening", []string{"-brokers", "127.0.0.1:1"},
 			[]string{"connecting to Kafka at 127.0.0.1:1", "go run ./labs/00-setup -embedded-kafka"}},
-		{"empty broker list", []string{"-brokers", ","}, []string{"no Kafka brokers given"}},
+		{"two brokers, none listening", []string{"-brokers", "127.0.0.1:1,127.0.0.1:2"},
+			[]string{"connecting to Kafka at 127.0.0.1:1,127.0.0.1:2: no broker answers", "go run ./labs/00-setup -embedded-kafka"}},
+		{"empty broker list", []string{"-brokers", ","}, []string{"no Kafka broker given"}},
 		{"bad -as-of", []string{"-as-of", "25:99"}, []string{`parsing -as-of "25:99"`}},
 		{"replay of a missing topic", []string{"-brokers", strings.Join(kafka.Brokers, ","), "-replay-only", "-topic", brokertest.Name(t, "lab10-missing")},
 			[]string{"does not exist", "-keep"}},
