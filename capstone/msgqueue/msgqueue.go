@@ -57,8 +57,9 @@ type Listener interface {
 	// start or cannot go on (after Close: an error wrapping ErrClosed).
 	// Events of a name the listener was built for but that is not in names
 	// are acknowledged without calling h. One Listen at a time per
-	// listener; h is called from one goroutine, in the order the transport
-	// delivers (per partition key at least).
+	// listener; calls of h never overlap (a transport may make them from
+	// different goroutines, one after the other), and come in the order the
+	// transport delivers (per partition key at least).
 	Listen(ctx context.Context, h Handler, names ...string) error
 	// Close stops listening, waits for in-flight handlers and releases the
 	// connection. Calling it again returns nil.
