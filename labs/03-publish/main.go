@@ -501,7 +501,9 @@ func envOr(key, def string) string {
 
 // dial connects to RabbitMQ under a connection name that rabbitmqctl and
 // the management UI show, and turns a failure into one sentence that says
-// what to do. Lab 01-connect takes the same steps one by one.
+// what to do. Lab 01-connect takes the same steps one by one; labs 02 to 05
+// share this function and the two below it, word for word, so that every
+// lab says the same thing about the same mistake.
 func dial(rawURL, connName string) (*amqp.Connection, error) {
 	// Check the URL before dialing, so that a typo does not look like a
 	// network problem.

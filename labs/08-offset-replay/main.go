@@ -901,7 +901,8 @@ func recreateTopic(ctx context.Context, admin sarama.ClusterAdmin, name string) 
 func clock(t time.Time) string { return t.UTC().Format("15:04") }
 
 // kafkaDown turns a failed connection into one sentence that names the
-// brokers, says why, and says how to get a Kafka.
+// brokers, says why, and says how to get a Kafka. Labs 06 to 10 share it
+// word for word, so that every lab says the same thing.
 func kafkaDown(brokers []string, err error) error {
 	where := strings.Join(brokers, ",")
 	if !errors.Is(err, sarama.ErrOutOfBrokers) {
