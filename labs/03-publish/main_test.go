@@ -172,8 +172,12 @@ func TestInterruptDeletesTheQueue(t *testing.T) {
 	rabbit := brokertest.AMQP(t)
 	exchange := brokertest.Name(t, "events")
 	queue := brokertest.Name(t, "lab03")
-	ch := testChannel(t, rabbit.URL)
-	t.Cleanup(func() { _ = ch.ExchangeDelete(exchange, false, false) })
+	t.Cleanup(func() {
+		// A channel of its own: the 404 below closes the test's channel.
+		if err := testChannel(t, rabbit.URL).ExchangeDelete(exchange, false, false); err != nil {
+			t.Errorf("cleanup: deleting exchange %s: %v", exchange, err)
+		}
+	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -185,7 +189,7 @@ func TestInterruptDeletesTheQueue(t *testing.T) {
 	if strings.Contains(out.String(), "deleted queue") {
 		t.Errorf("the interrupted run printed the end of a complete run:\n%s", out.String())
 	}
-	_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	_, err = testChannel(t, rabbit.URL).QueueDeclarePassive(queue, true, false, false, false, nil)
 	var amqpErr *amqp.Error
 	if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
 		t.Errorf("queue %s after the interrupted run: %v; want 404, the queue deleted", queue, err)
