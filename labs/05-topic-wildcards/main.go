@@ -164,7 +164,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if _, err := ch.QueuePurge(q.Name, false /* no-wait */); err != nil {
 			return fmt.Errorf("purging queue %s: %w", q.Name, err)
 		}
-		if err := ch.QueueBind(q.Name, b.pattern, *exchange, false /* no-wait */, nil); err != nil {
+		if err := ch.QueueBind(q.Name, b.pattern, *exchange, false /* no-wait */, nil /* args */); err != nil {
 			return fmt.Errorf("binding queue %s with %s: %w", q.Name, b.pattern, err)
 		}
 	}
