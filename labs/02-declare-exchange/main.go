@@ -12,7 +12,9 @@
 //
 //	go run ./labs/02-declare-exchange [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange events]
 //
-// The exchange stays: every later lab and the capstone publish to "events".
+// The exchange stays: the capstone's services publish to "events". (Labs 03
+// and 04 declare durable topic exchanges of their own the same way, so that
+// their made-up events never reach the capstone's queues.)
 // An exchange you declare under another name with -exchange stays too;
 // delete it in the management UI when you are done.
 package main

@@ -3,10 +3,10 @@
 // outstanding confirms, then the mandatory flag that hands back a message no
 // queue wanted; and it measures what each way of publishing costs.
 //
-// It publishes contracts.EventCreated as JSON to the durable topic exchange
-// "events" (routing key and x-event-name header = the event name, content
-// type application/json, persistent delivery, a message ID), into a queue
-// bound for every event name. For each mode it prints three different
+// It publishes contracts.EventCreated as JSON to a durable topic exchange
+// declared like "events" in lab 02 (routing key and x-event-name header =
+// the event name, content type application/json, persistent delivery, a
+// message ID), into a queue bound for every event name. For each mode it prints three different
 // things: sent (Publish returned nil), confirmed (the broker acked) and
 // routed (the message is in the queue). It ends with the rate of each mode,
 // measured in the same run against the same broker, including the original
@@ -14,7 +14,12 @@
 //
 // Usage:
 //
-//	go run ./labs/03-publish [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange events] [-queue lab03.publish] [-n 1000] [-window 100]
+//	go run ./labs/03-publish [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange lab03.events] [-queue lab03.publish] [-n 1000] [-window 100]
+//
+// The exchange is the lab's own, lab03.events, not the capstone's "events":
+// the capstone's BookingService binds a durable queue to "events", and would
+// receive the lab's thousands of made-up events as real ones. The exchange
+// stays (empty: it holds no messages); the queue is deleted at the end.
 package main
 
 import (
@@ -68,7 +73,7 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("03-publish", flag.ContinueOnError)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
-	exchange := fs.String("exchange", "events", "name of the durable topic exchange to publish to (it stays on the broker)")
+	exchange := fs.String("exchange", "lab03.events", "name of the durable topic exchange to publish to (it stays on the broker)")
 	queue := fs.String("queue", "lab03.publish", "name of the queue that counts what was routed (deleted at the end)")
 	n := fs.Int("n", 1000, "messages to publish in each mode")
 	window := fs.Int("window", 100, "how many confirms may be outstanding in the window mode")
@@ -104,8 +109,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer ch.Close()
 
-	// Declare the exchange every MyEvents service publishes to. Declaring
-	// is idempotent: it creates the exchange or checks that it matches.
+	// Declare the exchange, a durable topic exchange like "events", which
+	// every MyEvents service publishes to. Declaring is idempotent: it
+	// creates the exchange or checks that it matches.
 	if err := ch.ExchangeDeclare(*exchange, amqp.ExchangeTopic,
 		true,  // durable: the exchange survives a broker restart
 		false, // auto-delete
@@ -202,7 +208,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "  channel per message, no confirm: %.0f msg/s\n", perChannel.rate())
 	fmt.Fprintf(out, "  the window is %.1f times as fast as confirm each\n", windowed.rate()/each.rate())
 
-	// Delete the queue; the durable exchange stays for the next labs.
+	// Delete the queue; the durable exchange stays, for the next run.
 	deleted = true
 	if err := deleteQueue(conn, *queue); err != nil {
 		return err

@@ -160,7 +160,7 @@ func TestPublish(t *testing.T) {
 
 	labtest.CheckOutput(t, out.String(), []string{"README.md", "../../docs/03-publish.md"},
 		brokertest.Redact(rabbit.URL), brokertest.Redact(brokertest.DefaultAMQPURL),
-		exchange, "events",
+		exchange, "lab03.events",
 		queue, "lab03.publish")
 }
 

@@ -4,15 +4,19 @@
 // poison message goes to a dead-letter queue instead of looping or
 // vanishing, and two consumers on one queue share its messages.
 //
-// It declares a durable queue bound to the durable topic exchange "events"
-// for every event name, with a dead-letter exchange and queue beside it,
+// It declares a durable queue bound to a durable topic exchange of its own,
+// lab04.events, for every event name, with a dead-letter exchange and queue beside it,
 // publishes its own messages (with publisher confirms, as lab 03 taught)
 // and consumes them in four steps. It finishes by itself and deletes what
 // it declared; Ctrl-C stops it cleanly at any point.
 //
 // Usage:
 //
-//	go run ./labs/04-consume-ack [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange events] [-queue lab04.consume] [-prefetch 3] [-keep]
+//	go run ./labs/04-consume-ack [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange lab04.events] [-queue lab04.consume] [-prefetch 3] [-keep]
+//
+// The exchange is not the capstone's "events": the capstone's BookingService
+// binds a durable queue there, which would receive the lab's test messages
+// and poison messages too. The exchange stays (empty); the queues go.
 //
 // With -keep the queues stay (for five minutes of disuse), so you can look
 // at the dead-letter queue: rabbitmqctl list_queues name messages.
@@ -108,7 +112,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 func runProbed(ctx context.Context, args []string, out io.Writer, observe probe) error {
 	fs := flag.NewFlagSet("04-consume-ack", flag.ContinueOnError)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
-	exchange := fs.String("exchange", "events", "name of the durable topic exchange the queue is bound to (it stays on the broker)")
+	exchange := fs.String("exchange", "lab04.events", "name of the durable topic exchange the queue is bound to (it stays on the broker)")
 	queue := fs.String("queue", "lab04.consume", "name of the queue to consume; its dead letters go to <queue>.dlx and <queue>.dlq")
 	prefetch := fs.Int("prefetch", 3, "unacked deliveries a consumer may hold in step 2")
 	keep := fs.Bool("keep", false, "keep the queues and the dead letters at the end instead of deleting them (they expire after five minutes unused)")
@@ -757,7 +761,8 @@ func eventBody(id string) []byte {
 
 // deleteTopology deletes the queue, the dead-letter queue and the
 // dead-letter exchange, on a channel of its own so that it works even when
-// another channel was closed by an error. The events exchange stays.
+// another channel was closed by an error. The durable exchange the queue
+// was bound to stays.
 func deleteTopology(conn *amqp.Connection, queue, dlx, dlq string) error {
 	ch, err := conn.Channel()
 	if err != nil {

@@ -167,7 +167,7 @@ func TestConsumeAck(t *testing.T) {
 
 	labtest.CheckOutput(t, out.String(), []string{"README.md", "../../docs/04-consume-ack.md"},
 		brokertest.Redact(rabbit.URL), brokertest.Redact(brokertest.DefaultAMQPURL),
-		exchange, "events",
+		exchange, "lab04.events",
 		queue, "lab04.consume")
 }
 
