@@ -29,8 +29,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -40,14 +38,11 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/contracts"
+	"example.com/myevents/labs/labkit"
 )
 
 // defaultURL is the local development broker.
 const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
-
-// dialTimeout bounds the TCP connect and the AMQP handshake; RabbitMQ waits
-// about 3 s before it hangs up on a wrong password, so stay above that.
-const dialTimeout = 5 * time.Second
 
 // typoKey is a routing key no queue is bound for: event.created with its
 // last letter missing, the kind of mistake the mandatory flag catches.
@@ -90,19 +85,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// applied here, not as the flag's default, so that -h never prints a
 	// password from AMQP_URL.
 	if *amqpURL == "" {
-		*amqpURL = envOr("AMQP_URL", defaultURL)
+		*amqpURL = labkit.EnvOr("AMQP_URL", defaultURL)
 	}
 	if *n < 1 || *window < 1 {
 		return fmt.Errorf("-n and -window must be at least 1, got %d and %d", *n, *window)
 	}
 
 	// Connect, and open the channel this program publishes on.
-	conn, err := dial(*amqpURL, "myevents-03-publish")
+	conn, err := labkit.DialAMQP(*amqpURL, "myevents-03-publish")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	fmt.Fprintf(out, "connected to RabbitMQ at %s\n", redact(*amqpURL))
+	fmt.Fprintf(out, "connected to RabbitMQ at %s\n", labkit.Redact(*amqpURL))
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("opening a channel: %w", err)
@@ -494,83 +489,4 @@ func deleteQueue(conn *amqp.Connection, queue string) error {
 		return fmt.Errorf("deleting queue %s: %w", queue, err)
 	}
 	return nil
-}
-
-// envOr returns the environment variable's value, or def when it is unset or
-// empty.
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// dial connects to RabbitMQ under a connection name that rabbitmqctl and
-// the management UI show, and turns a failure into one sentence that says
-// what to do. Lab 01-connect takes the same steps one by one; labs 02 to 05
-// share this function and the two below it, word for word, so that every
-// lab says the same thing about the same mistake.
-func dial(rawURL, connName string) (*amqp.Connection, error) {
-	// Check the URL before dialing, so that a typo does not look like a
-	// network problem.
-	if _, err := amqp.ParseURI(rawURL); err != nil {
-		return nil, malformedURL(err)
-	}
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(connName)
-	conn, err := amqp.DialConfig(rawURL, amqp.Config{
-		Dial:       amqp.DefaultDial(dialTimeout),
-		Properties: props,
-	})
-	if err != nil {
-		return nil, explainDialError(rawURL, err)
-	}
-	return conn, nil
-}
-
-// redact hides the password of a URL that has already passed
-// amqp.ParseURI.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	return u.Redacted()
-}
-
-// malformedURL explains a URL that amqp.ParseURI rejected. The URL itself is
-// not repeated: it may hold a password, and one that does not parse cannot
-// be redacted.
-func malformedURL(err error) error {
-	cause := err
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		cause = urlErr.Err // the *url.Error text quotes the whole URL
-	}
-	return fmt.Errorf("the AMQP URL in -url or AMQP_URL is malformed (%v); write it as amqp://user:password@host:5672/vhost and percent-encode reserved characters in the password", cause)
-}
-
-// explainDialError turns a failed dial into one sentence: what went wrong
-// and what to do about it.
-func explainDialError(rawURL string, err error) error {
-	where := redact(rawURL)
-	var amqpErr *amqp.Error
-	var dnsErr *net.DNSError
-	var netErr net.Error
-	switch {
-	case errors.Is(err, amqp.ErrVhost), errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotAllowed:
-		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused access to the virtual host (%w); check the vhost at the end of the URL and the user's permissions", where, err)
-	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
-		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password (%w); fix them in -url or AMQP_URL (by default, RabbitMQ lets guest log in only from its own machine)", where, err)
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("connecting to RabbitMQ at %s: nothing is listening there (%w); start RabbitMQ (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yaml up -d --wait rabbitmq`) or point -url or AMQP_URL at a running broker", where, err)
-	case errors.As(err, &dnsErr):
-		return fmt.Errorf("connecting to RabbitMQ at %s: the host name does not resolve (%w); check the host in -url or AMQP_URL", where, err)
-	case errors.Is(err, amqp.ErrClosed), errors.As(err, &amqpErr) && amqpErr.Code == amqp.FrameError:
-		// Garbage instead of connection.start, or a hang-up before it.
-		return fmt.Errorf("connecting to RabbitMQ at %s: something accepts connections there, but it does not speak AMQP (%w); point -url or AMQP_URL at RabbitMQ's AMQP port (5672 unless configured otherwise)", where, err)
-	case errors.As(err, &netErr) && netErr.Timeout():
-		return fmt.Errorf("connecting to RabbitMQ at %s: no answer within %v (%w); check the host, the port and any firewall on the way", where, dialTimeout, err)
-	}
-	return fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
 }

@@ -16,6 +16,7 @@ import (
 
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
+	"example.com/myevents/labs/labkit"
 	"example.com/myevents/labs/labtest"
 )
 
@@ -260,7 +261,7 @@ func BenchmarkPublish(b *testing.B) {
 	rabbit := brokertest.AMQP(b)
 	exchange := brokertest.Name(b, "events")
 	queue := brokertest.Name(b, "bench")
-	conn, err := dial(rabbit.URL, "myevents-03-publish benchmark")
+	conn, err := labkit.DialAMQP(rabbit.URL, "myevents-03-publish benchmark")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"example.com/myevents/contracts"
+	"example.com/myevents/labs/labkit"
 )
 
 // defaultBrokers is the local development Kafka.
@@ -93,9 +94,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	// The environment supplies the brokers unless -brokers does.
 	if *brokerList == "" {
-		*brokerList = envOr("KAFKA_BROKERS", defaultBrokers)
+		*brokerList = labkit.EnvOr("KAFKA_BROKERS", defaultBrokers)
 	}
-	brokers := splitBrokers(*brokerList)
+	brokers := labkit.SplitBrokers(*brokerList)
 	if len(brokers) == 0 {
 		return errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
 	}
@@ -120,7 +121,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// bootstrap broker that answers.
 	client, err := sarama.NewClient(brokers, cfg)
 	if err != nil {
-		return kafkaDown(brokers, err)
+		return labkit.KafkaDown(brokers, err)
 	}
 	// The admin shares the client, and closing the admin closes the client.
 	admin, err := sarama.NewClusterAdminFromClient(client)
@@ -329,49 +330,4 @@ func partitionCount(ctx context.Context, client sarama.Client, topic string) (in
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// kafkaDown turns a failed connection into one sentence that names the
-// brokers, says why, and says how to get a Kafka. Labs 06 to 10 share it
-// word for word, so that every lab says the same thing.
-func kafkaDown(brokers []string, err error) error {
-	where := strings.Join(brokers, ",")
-	if !errors.Is(err, sarama.ErrOutOfBrokers) {
-		return fmt.Errorf("connecting to Kafka at %s: %w", where, err)
-	}
-	// sarama wraps one error per attempt, a line each; keep each distinct
-	// reason once, on one line.
-	var reasons []string
-	if cause := errors.Unwrap(err); cause != nil {
-		for _, line := range strings.Split(cause.Error(), "\n") {
-			if line = strings.TrimSpace(line); line != "" && !slices.Contains(reasons, line) {
-				reasons = append(reasons, line)
-			}
-		}
-	}
-	why := ""
-	if len(reasons) > 0 {
-		why = " (" + strings.Join(reasons, "; ") + ")"
-	}
-	return fmt.Errorf("connecting to Kafka at %s: no broker answers%s; start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers or KAFKA_BROKERS at a running Kafka", where, why)
-}
-
-// splitBrokers turns "a:1, b:2" into its addresses.
-func splitBrokers(list string) []string {
-	var out []string
-	for _, b := range strings.Split(list, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
-
-// envOr returns the environment variable's value, or def when it is unset or
-// empty.
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"example.com/myevents/labs/labkit"
 	"github.com/IBM/sarama"
 )
 
@@ -98,9 +99,9 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	}
 	// The environment supplies the brokers unless -brokers does.
 	if *brokerList == "" {
-		*brokerList = envOr("KAFKA_BROKERS", defaultBrokers)
+		*brokerList = labkit.EnvOr("KAFKA_BROKERS", defaultBrokers)
 	}
-	brokers := splitBrokers(*brokerList)
+	brokers := labkit.SplitBrokers(*brokerList)
 	if len(brokers) == 0 {
 		return nil, errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
 	}
@@ -111,7 +112,7 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	// group member below opens its own, as separate processes would.
 	client, err := sarama.NewClient(brokers, newConfig("myevents-09-consumer-groups"))
 	if err != nil {
-		return nil, kafkaDown(brokers, err)
+		return nil, labkit.KafkaDown(brokers, err)
 	}
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
@@ -711,49 +712,4 @@ func (b *board) processedByMember() map[string]map[string][]string {
 		}
 	}
 	return out
-}
-
-// kafkaDown turns a failed connection into one sentence that names the
-// brokers, says why, and says how to get a Kafka. Labs 06 to 10 share it
-// word for word, so that every lab says the same thing.
-func kafkaDown(brokers []string, err error) error {
-	where := strings.Join(brokers, ",")
-	if !errors.Is(err, sarama.ErrOutOfBrokers) {
-		return fmt.Errorf("connecting to Kafka at %s: %w", where, err)
-	}
-	// sarama wraps one error per attempt, a line each; keep each distinct
-	// reason once, on one line.
-	var reasons []string
-	if cause := errors.Unwrap(err); cause != nil {
-		for _, line := range strings.Split(cause.Error(), "\n") {
-			if line = strings.TrimSpace(line); line != "" && !slices.Contains(reasons, line) {
-				reasons = append(reasons, line)
-			}
-		}
-	}
-	why := ""
-	if len(reasons) > 0 {
-		why = " (" + strings.Join(reasons, "; ") + ")"
-	}
-	return fmt.Errorf("connecting to Kafka at %s: no broker answers%s; start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers or KAFKA_BROKERS at a running Kafka", where, why)
-}
-
-// splitBrokers turns "a:1, b:2" into its addresses.
-func splitBrokers(list string) []string {
-	var out []string
-	for _, b := range strings.Split(list, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
-
-// envOr returns the environment variable's value, or def when it is unset or
-// empty.
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"example.com/myevents/labs/labkit"
 	"github.com/IBM/sarama"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
@@ -67,15 +68,7 @@ func Kafka(t testing.TB) *KafkaCluster {
 }
 
 // SplitBrokers turns a comma-separated KAFKA_BROKERS value into addresses.
-func SplitBrokers(list string) []string {
-	var out []string
-	for _, b := range strings.Split(list, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
+func SplitBrokers(list string) []string { return labkit.SplitBrokers(list) }
 
 // chooseKafka applies the selection order. The embedded cluster is always
 // there, so it never reports errNoBroker.

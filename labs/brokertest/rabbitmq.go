@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"example.com/myevents/labs/labkit"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/testcontainers/testcontainers-go"
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
@@ -173,13 +174,7 @@ func dialAMQP(_ context.Context, rawURL string) error {
 }
 
 // Redact hides the password in a broker URL, for logs and messages.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	return u.Redacted()
-}
+func Redact(rawURL string) string { return labkit.Redact(rawURL) }
 
 // isLoopback reports whether the URL points at this machine.
 func isLoopback(rawURL string) bool {

@@ -1,0 +1,102 @@
+// Package labkit holds the few helpers that labs 02 to 11 share word for
+// word, so that every lab says the same thing about the same mistake: how a
+// failed RabbitMQ or Kafka connection is explained, how broker addresses are
+// read from flags and the environment. Lab 01-connect takes the AMQP steps one
+// by one; from lab 02 on, a lab calls DialAMQP and keeps its own story short.
+//
+// Programs import labkit; tests get their brokers from labs/brokertest.
+package labkit
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// DialTimeout bounds connecting and logging in. RabbitMQ waits about 3 s
+// before it refuses a wrong password, so it must be longer than that, or a
+// slow refusal would read as a timeout.
+const DialTimeout = 5 * time.Second
+
+// DialAMQP connects to RabbitMQ under a connection name that rabbitmqctl and
+// the management UI show, and turns a failure into one sentence that says
+// what to do.
+func DialAMQP(rawURL, connName string) (*amqp.Connection, error) {
+	// Check the URL before dialing, so that a typo does not look like a
+	// network problem.
+	if _, err := amqp.ParseURI(rawURL); err != nil {
+		return nil, malformedURL(err)
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(connName)
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{
+		Dial:       amqp.DefaultDial(DialTimeout),
+		Properties: props,
+	})
+	if err != nil {
+		return nil, explainDialError(rawURL, err)
+	}
+	return conn, nil
+}
+
+// Redact hides the password of a URL that has already passed
+// amqp.ParseURI.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	return u.Redacted()
+}
+
+// malformedURL explains a URL that amqp.ParseURI rejected. The URL itself is
+// not repeated: it may hold a password, and one that does not parse cannot
+// be redacted.
+func malformedURL(err error) error {
+	cause := err
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		cause = urlErr.Err // the *url.Error text quotes the whole URL
+	}
+	return fmt.Errorf("the AMQP URL in -url or AMQP_URL is malformed (%v); write it as amqp://user:password@host:5672/vhost and percent-encode reserved characters in the password", cause)
+}
+
+// explainDialError turns a failed dial into one sentence: what went wrong
+// and what to do about it.
+func explainDialError(rawURL string, err error) error {
+	where := Redact(rawURL)
+	var amqpErr *amqp.Error
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, amqp.ErrVhost), errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotAllowed:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused access to the virtual host (%w); check the vhost at the end of the URL and the user's permissions", where, err)
+	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused:
+		return fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password (%w); fix them in -url or AMQP_URL (by default, RabbitMQ lets guest log in only from its own machine)", where, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("connecting to RabbitMQ at %s: nothing is listening there (%w); start RabbitMQ (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yaml up -d --wait rabbitmq`) or point -url or AMQP_URL at a running broker", where, err)
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("connecting to RabbitMQ at %s: the host name does not resolve (%w); check the host in -url or AMQP_URL", where, err)
+	case errors.Is(err, amqp.ErrClosed), errors.As(err, &amqpErr) && amqpErr.Code == amqp.FrameError:
+		// Garbage instead of connection.start, or a hang-up before it.
+		return fmt.Errorf("connecting to RabbitMQ at %s: something accepts connections there, but it does not speak AMQP (%w); point -url or AMQP_URL at RabbitMQ's AMQP port (5672 unless configured otherwise)", where, err)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Errorf("connecting to RabbitMQ at %s: no answer within %v (%w); check the host, the port and any firewall on the way", where, DialTimeout, err)
+	}
+	return fmt.Errorf("connecting to RabbitMQ at %s: %w", where, err)
+}
+
+// EnvOr returns the environment variable's value, or def when it is unset or
+// empty.
+func EnvOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
