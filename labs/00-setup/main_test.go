@@ -40,7 +40,7 @@ var noDocker = machine{
 func TestDoctorOnAMachineWithRabbitMQOnly(t *testing.T) {
 	t.Parallel()
 	rabbit := brokertest.AMQP(t)
-	noKafka := closedPort(t)
+	noKafka := brokertest.ClosedPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -101,7 +101,7 @@ func TestDoctorExplainsRabbitMQFailures(t *testing.T) {
 		t.Fatalf("parsing the broker URL: %v", err)
 	}
 	wrongPassword.User = url.UserPassword(wrongPassword.User.Username(), secret)
-	down := closedPort(t)
+	down := brokertest.ClosedPort(t)
 
 	tests := []struct {
 		name   string
@@ -141,7 +141,7 @@ func TestDoctorExplainsRabbitMQFailures(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			var buf bytes.Buffer
-			err := doctor(ctx, []string{"-url", tt.url, "-brokers", closedPort(t)}, &buf, noDocker)
+			err := doctor(ctx, []string{"-url", tt.url, "-brokers", brokertest.ClosedPort(t)}, &buf, noDocker)
 			out := buf.String()
 			if err == nil || !strings.Contains(err.Error(), "not ready: rabbitmq must be fixed") {
 				t.Errorf("doctor returned %v; want the not-ready error (exit status 1)", err)
@@ -174,7 +174,7 @@ func TestDoctorExplainsRabbitMQFailures(t *testing.T) {
 func TestDoctorKafkaBrokersSetButSilent(t *testing.T) {
 	t.Parallel()
 	rabbit := brokertest.AMQP(t)
-	silent := closedPort(t)
+	silent := brokertest.ClosedPort(t)
 	m := machine{
 		getenv: func(key string) string {
 			if key == "KAFKA_BROKERS" {
@@ -212,7 +212,7 @@ func TestRealDockerCheckIsQuick(t *testing.T) {
 	defer cancel()
 	var buf bytes.Buffer
 	start := time.Now()
-	if err := run(ctx, []string{"-url", rabbit.URL, "-brokers", closedPort(t)}, &buf); err != nil {
+	if err := run(ctx, []string{"-url", rabbit.URL, "-brokers", brokertest.ClosedPort(t)}, &buf); err != nil {
 		t.Fatalf("run: %v\noutput:\n%s", err, buf.String())
 	}
 	elapsed := time.Since(start)
@@ -233,7 +233,7 @@ func TestDoctorStopsOnCtrlC(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var buf bytes.Buffer
-	err := doctor(ctx, []string{"-url", "amqp://guest:guest@" + closedPort(t) + "/", "-brokers", closedPort(t)}, &buf, noDocker)
+	err := doctor(ctx, []string{"-url", "amqp://guest:guest@" + brokertest.ClosedPort(t) + "/", "-brokers", brokertest.ClosedPort(t)}, &buf, noDocker)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("doctor after Ctrl-C returned %v; want context.Canceled", err)
 	}
@@ -404,20 +404,6 @@ func fencedBlockAfter(path, heading string) ([]string, error) {
 		return nil, err
 	}
 	return nil, fmt.Errorf("%s has no fenced block under a heading containing %q", path, heading)
-}
-
-// closedPort returns host:port of a local TCP port where nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("closing the probe listener: %v", err)
-	}
-	return addr
 }
 
 // syncBuffer is a bytes.Buffer that a running program writes to while the

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -80,7 +81,7 @@ func TestDialFailuresExplainThemselves(t *testing.T) {
 		{"malformed URL", "amqp://guest:" + secret + "%zz@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
 		{"wrong scheme", "http://guest:" + secret + "@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
 		{"wrong credentials", wrongPassword.String(), "the broker refused the user name or password"},
-		{"broker down", "amqp://guest:" + secret + "@" + closedPort(t) + "/", "nothing is listening there"},
+		{"broker down", "amqp://guest:" + secret + "@" + brokertest.ClosedPort(t) + "/", "nothing is listening there"},
 		{"not a broker", "amqp://guest:" + secret + "@" + notABroker(t) + "/", "it does not speak AMQP"},
 	}
 	for _, tt := range tests {
@@ -120,7 +121,7 @@ func TestHoldLearnsThatTheBrokerClosedTheConnection(t *testing.T) {
 	if _, err := rabbit.Ctl(ctx, "-q", "list_connections", "pid"); err != nil {
 		// Only a broker without rabbitmqctl (AMQP_URL on another machine)
 		// is a reason to skip; rabbitmqctl failing is a failure.
-		if strings.Contains(err.Error(), "rabbitmqctl is not reachable") {
+		if errors.Is(err, brokertest.ErrNoCtl) {
 			t.Skipf("this test closes a connection with rabbitmqctl, which this broker does not offer: %v", err)
 		}
 		t.Fatalf("asking rabbitmqctl for the connections: %v", err)
@@ -209,20 +210,6 @@ func connectionPID(ctx context.Context, t *testing.T, rabbit *brokertest.RabbitM
 		return fmt.Errorf("no connection named %s in:\n%s", name, list)
 	})
 	return pid
-}
-
-// closedPort returns host:port of a local TCP port where nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("closing the probe listener: %v", err)
-	}
-	return addr
 }
 
 // notABroker returns host:port of a local server that answers the AMQP

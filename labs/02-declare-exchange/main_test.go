@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -106,7 +105,7 @@ func TestDeclareExchange(t *testing.T) {
 	// machine) skips this part; rabbitmqctl failing is a failure.
 	list, err := rabbit.Ctl(ctx, "-q", "list_exchanges", "name", "type", "durable", "auto_delete", "internal")
 	if err != nil {
-		if strings.Contains(err.Error(), "rabbitmqctl is not reachable") {
+		if errors.Is(err, brokertest.ErrNoCtl) {
 			t.Logf("skipping the rabbitmqctl listing: %v", err)
 			return
 		}
@@ -163,7 +162,7 @@ func TestDialFailuresExplainThemselves(t *testing.T) {
 	}{
 		{"malformed URL", "amqp://guest:" + secret + "%zz@127.0.0.1:5672/", "the AMQP URL in -url or AMQP_URL is malformed"},
 		{"wrong credentials", wrongPassword.String(), "the broker refused the user name or password"},
-		{"broker down", "amqp://guest:" + secret + "@" + closedPort(t) + "/", "nothing is listening there"},
+		{"broker down", "amqp://guest:" + secret + "@" + brokertest.ClosedPort(t) + "/", "nothing is listening there"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,18 +233,4 @@ func containsLine(text, line string) bool {
 		}
 	}
 	return false
-}
-
-// closedPort returns host:port of a local TCP port where nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("closing the probe listener: %v", err)
-	}
-	return addr
 }

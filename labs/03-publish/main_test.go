@@ -182,7 +182,7 @@ func TestInterruptDeletesTheQueue(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out := &cancelOn{marker: "confirm window:", cancel: cancel}
+	out := &labtest.CancelOn{Marker: "confirm window:", Cancel: cancel}
 	err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange, "-queue", queue, "-n", "50"}, out)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
@@ -195,23 +195,6 @@ func TestInterruptDeletesTheQueue(t *testing.T) {
 	if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
 		t.Errorf("queue %s after the interrupted run: %v; want 404, the queue deleted", queue, err)
 	}
-}
-
-// cancelOn passes what the program prints to a buffer and cancels the
-// run's context as soon as the output contains marker: Ctrl-C at a known
-// point of the run.
-type cancelOn struct {
-	bytes.Buffer
-	marker string
-	cancel context.CancelFunc
-}
-
-func (c *cancelOn) Write(p []byte) (int, error) {
-	n, err := c.Buffer.Write(p)
-	if strings.Contains(c.Buffer.String(), c.marker) {
-		c.cancel()
-	}
-	return n, err
 }
 
 // TestDialErrors checks that the usual connection mistakes give one clear

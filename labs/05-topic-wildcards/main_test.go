@@ -173,29 +173,12 @@ func TestInterruptLeavesNothing(t *testing.T) {
 	exchange := brokertest.Name(t, "wildcards")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out := &cancelOn{marker: "queues server-named and exclusive", cancel: cancel}
+	out := &labtest.CancelOn{Marker: "queues server-named and exclusive", Cancel: cancel}
 	err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange}, out)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
 	}
 	waitExchangeGone(t, rabbit.URL, exchange)
-}
-
-// cancelOn passes what the program prints to a buffer and cancels the
-// run's context as soon as the output contains marker: Ctrl-C at a known
-// point of the run.
-type cancelOn struct {
-	bytes.Buffer
-	marker string
-	cancel context.CancelFunc
-}
-
-func (c *cancelOn) Write(p []byte) (int, error) {
-	n, err := c.Buffer.Write(p)
-	if strings.Contains(c.Buffer.String(), c.marker) {
-		c.cancel()
-	}
-	return n, err
 }
 
 // TestConnectionErrors checks that the usual mistakes give one clear

@@ -188,7 +188,7 @@ func TestInterrupt(t *testing.T) {
 	t.Cleanup(func() { deleteTopic(t, kafka.Brokers, topic) })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out := &cancelOn{marker: "SyncProducer, one booking at a time", cancel: cancel}
+	out := &labtest.CancelOn{Marker: "SyncProducer, one booking at a time", Cancel: cancel}
 	err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-n", "100000"}, out)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
@@ -223,23 +223,6 @@ func TestAsyncProducerStopsOnCtrlC(t *testing.T) {
 	if err := producer.Close(); err != nil {
 		t.Errorf("closing the AsyncProducer: %v", err)
 	}
-}
-
-// cancelOn passes what the program prints to a buffer and cancels the
-// run's context as soon as the output contains marker: Ctrl-C at a known
-// point of the run.
-type cancelOn struct {
-	bytes.Buffer
-	marker string
-	cancel context.CancelFunc
-}
-
-func (c *cancelOn) Write(p []byte) (int, error) {
-	n, err := c.Buffer.Write(p)
-	if strings.Contains(c.Buffer.String(), c.marker) {
-		c.cancel()
-	}
-	return n, err
 }
 
 // BenchmarkProducers measures both producers in the same run, one booking

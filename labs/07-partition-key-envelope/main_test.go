@@ -404,7 +404,7 @@ func TestInterruptDeletesTheTopics(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out := &cancelOn{marker: "part 2, the fix", cancel: cancel}
+	out := &labtest.CancelOn{Marker: "part 2, the fix", Cancel: cancel}
 	err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", prefix}, out)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
@@ -418,23 +418,6 @@ func TestInterruptDeletesTheTopics(t *testing.T) {
 			t.Errorf("topic %s is still there after the interrupted run", topic)
 		}
 	}
-}
-
-// cancelOn passes what the program prints to a buffer and cancels the
-// run's context as soon as the output contains marker: Ctrl-C at a known
-// point of the run.
-type cancelOn struct {
-	bytes.Buffer
-	marker string
-	cancel context.CancelFunc
-}
-
-func (c *cancelOn) Write(p []byte) (int, error) {
-	n, err := c.Buffer.Write(p)
-	if strings.Contains(c.Buffer.String(), c.marker) {
-		c.cancel()
-	}
-	return n, err
 }
 
 // TestBrokerErrors checks that a Kafka that is not there, or no broker at

@@ -506,7 +506,7 @@ func TestInterruptDeletesTopicAndGroup(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out := &cancelOn{marker: "2a. consumer group", cancel: cancel}
+	out := &labtest.CancelOn{Marker: "2a. consumer group", Cancel: cancel}
 	err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-group", group}, out)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
@@ -525,23 +525,6 @@ func TestInterruptDeletesTopicAndGroup(t *testing.T) {
 	if _, ok := groups[group]; ok {
 		t.Errorf("group %s is still there after the interrupted run", group)
 	}
-}
-
-// cancelOn passes what the program prints to a buffer and cancels the
-// run's context as soon as the output contains marker: Ctrl-C at a known
-// point of the run.
-type cancelOn struct {
-	bytes.Buffer
-	marker string
-	cancel context.CancelFunc
-}
-
-func (c *cancelOn) Write(p []byte) (int, error) {
-	n, err := c.Buffer.Write(p)
-	if strings.Contains(c.Buffer.String(), c.marker) {
-		c.cancel()
-	}
-	return n, err
 }
 
 // TestBrokerErrors checks that a Kafka that is not there, or no broker at

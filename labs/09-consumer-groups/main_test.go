@@ -177,29 +177,12 @@ func TestInterruptLeavesNothing(t *testing.T) {
 	t.Cleanup(func() { removeLeftovers(admin, topic, group) })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out := &cancelOn{marker: "leaves group", cancel: cancel}
+	out := &labtest.CancelOn{Marker: "leaves group", Cancel: cancel}
 	_, err := runLab(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-group", group}, out)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
 	}
 	checkGone(t, admin, topic, group)
-}
-
-// cancelOn passes what the program prints to a buffer and cancels the
-// run's context as soon as the output contains marker: Ctrl-C at a known
-// point of the run.
-type cancelOn struct {
-	bytes.Buffer
-	marker string
-	cancel context.CancelFunc
-}
-
-func (c *cancelOn) Write(p []byte) (int, error) {
-	n, err := c.Buffer.Write(p)
-	if strings.Contains(c.Buffer.String(), c.marker) {
-		c.cancel()
-	}
-	return n, err
 }
 
 // checkGone fails the test if the lab's topic or one of its groups is

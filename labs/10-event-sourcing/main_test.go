@@ -197,29 +197,12 @@ func TestInterruptDeletesTheTopic(t *testing.T) {
 	t.Cleanup(func() { _ = admin.DeleteTopic(topic) })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out := &cancelOn{marker: "appended 4 events", cancel: cancel}
+	out := &labtest.CancelOn{Marker: "appended 4 events", Cancel: cancel}
 	_, err := runLab(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic}, out)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
 	}
 	checkTopicGone(t, admin, topic)
-}
-
-// cancelOn passes what the program prints to a buffer and cancels the
-// run's context as soon as the output contains marker: Ctrl-C at a known
-// point of the run.
-type cancelOn struct {
-	bytes.Buffer
-	marker string
-	cancel context.CancelFunc
-}
-
-func (c *cancelOn) Write(p []byte) (int, error) {
-	n, err := c.Buffer.Write(p)
-	if strings.Contains(c.Buffer.String(), c.marker) {
-		c.cancel()
-	}
-	return n, err
 }
 
 // checkTopicGone fails the test if the topic is still on the broker.

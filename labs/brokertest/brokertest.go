@@ -24,6 +24,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -191,4 +192,19 @@ func Main(m *testing.M) {
 	shared.stoppers = nil
 	shared.mu.Unlock()
 	os.Exit(code)
+}
+
+// ClosedPort returns host:port of a local TCP port where nothing listens, for
+// tests of what a program says when its broker is not there.
+func ClosedPort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("brokertest: finding a free port: %v", err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatalf("brokertest: closing the probe listener: %v", err)
+	}
+	return addr
 }

@@ -9,6 +9,8 @@ package labtest
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -111,4 +113,22 @@ func CheckOutput(t testing.TB, got string, files []string, replacements ...strin
 			t.Errorf("the output does not match %s: %v\n--- output (after replacements) ---\n%s", file, err, normalised)
 		}
 	}
+}
+
+// CancelOn collects what a lab prints and cancels the run's context as soon
+// as the output contains Marker: a Ctrl-C at a known point of the run, for
+// tests that check a lab stops cleanly and leaves nothing behind.
+type CancelOn struct {
+	bytes.Buffer
+	Marker string
+	Cancel context.CancelFunc
+}
+
+// Write keeps p and cancels once the marker has been printed.
+func (c *CancelOn) Write(p []byte) (int, error) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.Buffer.String(), c.Marker) {
+		c.Cancel()
+	}
+	return n, err
 }
