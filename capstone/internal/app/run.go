@@ -1,0 +1,291 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"example.com/myevents/capstone/bookingservice"
+	"example.com/myevents/capstone/eventservice"
+	"example.com/myevents/capstone/internal/httpjson"
+	"example.com/myevents/capstone/internal/sqldb"
+	"example.com/myevents/capstone/msgqueue"
+)
+
+// ShutdownTimeout bounds how long the HTTP server waits for in-flight
+// requests after the service was asked to stop.
+const ShutdownTimeout = 15 * time.Second
+
+// Options add to a run what flags do not say. The zero value is usable.
+type Options struct {
+	// Logger receives the service's diagnostics (default slog.Default()).
+	Logger *slog.Logger
+	// Ready, if set, is called with the service's base URL (such as
+	// http://127.0.0.1:8282) once the HTTP server accepts connections.
+	// A replaying BookingService answers 503 until it has caught up.
+	Ready func(url string)
+	// WrapHandler, if set, wraps BookingService's broker handler: tests
+	// and the myevents demo use it to watch (or hold back) the events the
+	// service receives.
+	WrapHandler func(msgqueue.Handler) msgqueue.Handler
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}
+
+// parts are what a running service holds. close releases them in the
+// order the package documentation gives; nil parts are skipped.
+type parts struct {
+	listener msgqueue.Listener
+	service  interface{ Close() error }
+	emitter  msgqueue.Emitter
+	probe    func() error // the Kafka health client
+	store    interface{ Close() error }
+}
+
+func (p *parts) close() error {
+	var errs []error
+	step := func(what string, f func() error) {
+		if err := f(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	if p.listener != nil {
+		step("stopping the listener", p.listener.Close)
+	}
+	if p.service != nil {
+		step("stopping the outbox relay", p.service.Close)
+	}
+	if p.emitter != nil {
+		step("closing the emitter", p.emitter.Close)
+	}
+	if p.probe != nil {
+		step("closing the health check", p.probe)
+	}
+	if p.store != nil {
+		step("closing the store", p.store.Close)
+	}
+	return errors.Join(errs...)
+}
+
+// RunEventService runs EventService with cfg until ctx ends, then shuts
+// it down gracefully. It returns an error if it cannot start or cannot go
+// on; a shutdown asked for by ctx returns nil.
+func RunEventService(ctx context.Context, cfg Config, opt Options) (err error) {
+	cfg.Service = EventService
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := opt.logger().With("service", cfg.Service)
+
+	// Take the port first: a busy port fails before anything connects.
+	ln, err := listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	p := &parts{}
+	defer func() {
+		if err = errors.Join(err, p.close()); err == nil {
+			log.Info("stopped")
+		}
+	}()
+
+	store, err := eventservice.OpenStore(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	p.store = store
+	if kind, _ := sqldb.Parse(cfg.DB); kind == sqldb.Memory {
+		log.Info("the store is in memory: locations and events are forgotten when the service stops")
+	}
+	em, brokerHealth, probeClose, err := newEmitter(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	p.emitter, p.probe = em, probeClose
+	svc, err := eventservice.New(store, em, eventservice.Options{Logger: log, BrokerHealth: brokerHealth})
+	if err != nil {
+		return err
+	}
+	p.service = svc
+
+	return serve(ctx, ln, svc, nil, cfg, log, opt)
+}
+
+// RunBookingService runs BookingService with cfg until ctx ends, then
+// shuts it down gracefully. It returns an error if it cannot start or
+// cannot go on; a shutdown asked for by ctx returns nil.
+func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error) {
+	cfg.Service = BookingService
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := opt.logger().With("service", cfg.Service)
+
+	ln, err := listen(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	p := &parts{}
+	defer func() {
+		if err = errors.Join(err, p.close()); err == nil {
+			log.Info("stopped")
+		}
+	}()
+
+	store, err := bookingservice.OpenStore(ctx, cfg.DB)
+	if err != nil {
+		return err
+	}
+	p.store = store
+	// Subscribe before anything else talks to the broker: with RabbitMQ
+	// this declares and binds the queue, so no event emitted from now on
+	// is lost, even before Listen runs.
+	l, err := newBookingListener(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	p.listener = l
+	em, emitterHealth, probeClose, err := newEmitter(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	p.emitter, p.probe = em, probeClose
+	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: log, BrokerHealth: both(emitterHealth, l.connected)})
+	if err != nil {
+		return err
+	}
+	p.service = svc
+
+	// Listen until the shutdown closes the listener, not when ctx ends:
+	// the HTTP server must stop first, and the handler must finish the
+	// event it is applying.
+	handler := msgqueue.Handler(svc.Handle)
+	if opt.WrapHandler != nil {
+		handler = opt.WrapHandler(handler)
+	}
+	listenCtx := context.WithoutCancel(ctx)
+	listenErr := make(chan error, 1)
+	go func() { listenErr <- l.Listen(listenCtx, handler) }()
+	log.Info("listening for events", "on", l.describe, "events", bookingservice.Names())
+
+	var h http.Handler = svc
+	if l.caughtUp != nil {
+		h = untilCaughtUp(svc, l.caughtUp)
+		start := time.Now()
+		go func() {
+			select {
+			case <-l.caughtUp:
+				log.Info("caught up with the events log: answering requests", "took", time.Since(start).Round(time.Millisecond))
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return serve(ctx, ln, h, listenErr, cfg, log, opt)
+}
+
+// listen takes the HTTP listen address.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for HTTP on %s (is another service using the port? choose another with -listen or LISTEN_ADDR): %w", addr, err)
+	}
+	return ln, nil
+}
+
+// serve answers HTTP requests on ln until ctx ends, the server fails or
+// the listener (if any) stops; then it shuts the server down, letting
+// in-flight requests finish.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, listenErr <-chan error, cfg Config, log *slog.Logger, opt Options) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	url := baseURL(ln.Addr())
+	log.Info("serving HTTP", "url", url, "broker", cfg.Broker, "store", storeName(cfg.DB))
+	if opt.Ready != nil {
+		opt.Ready(url)
+	}
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		failure = fmt.Errorf("serving HTTP on %s: %w", cfg.Listen, err)
+	case err := <-listenErr:
+		if err == nil {
+			err = errors.New("it stopped unexpectedly")
+		}
+		failure = fmt.Errorf("listening for events: %w", err)
+	}
+
+	// Stop accepting, and wait for the requests in flight.
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		failure = errors.Join(failure, fmt.Errorf("shutting the HTTP server down: %w", err))
+	}
+	if failure == nil {
+		log.Info("HTTP server stopped")
+	}
+	return failure
+}
+
+// untilCaughtUp answers 503 until caughtUp is closed. Before that, a
+// replaying BookingService has not heard the whole log yet: it could
+// answer 404 for an event it has not replayed yet, or sell seats whose
+// event.booked is still ahead in the log.
+func untilCaughtUp(next http.Handler, caughtUp <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-caughtUp:
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			httpjson.Write(w, http.StatusServiceUnavailable,
+				map[string]string{"error": "BookingService is replaying the events log and not ready yet: try again shortly"})
+		}
+	})
+}
+
+// baseURL is the URL clients on this machine reach addr at.
+func baseURL(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return "http://" + addr.String()
+	}
+	host := tcp.IP.String()
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+}
+
+// storeName describes the store a DSN selects, without a password.
+func storeName(dsn string) string {
+	kind, err := sqldb.Parse(dsn)
+	switch {
+	case err != nil:
+		return "unknown"
+	case dsn == "":
+		return "sqlite (file in the working directory)"
+	}
+	return string(kind)
+}
