@@ -1,0 +1,423 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.com/myevents/capstone/internal/app"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+)
+
+func TestMain(m *testing.M) { brokertest.Main(m) }
+
+// TestCollaboration: BookingService learns locations and events only from
+// the broker, keeps its own copy with the capacity, and goes on selling
+// seats while EventService is down.
+func TestCollaboration(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, cfg app.Config) {
+		heard := &recorder{}
+		_, bookings := start(t, cfg, app.BookingService, sqlite(t, "bookings"), app.Options{WrapHandler: heard.wrap})
+		eventSvc, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
+		events.json("GET", "/healthz", "", http.StatusOK, nil)
+		bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+
+		locID, evID := createEvent(t, events, "Aida", 5)
+		v := awaitEvent(t, bookings, evID)
+		if v.Name != "Aida" || v.LocationID != locID || v.Hall != "Main" || v.Capacity != 5 || v.Booked != 0 || v.Available != 5 {
+			t.Fatalf("BookingService's copy = %+v, want Aida in %s/Main, capacity 5, nothing booked", v, locID)
+		}
+		// location.created is bound and handled too, not only event.created.
+		heard.awaitCount(t, contracts.LocationCreatedName, 1, locID)
+
+		// Stop EventService: BookingService needs nothing from it.
+		if err := eventSvc.Stop(); err != nil {
+			t.Fatalf("stopping EventService: %v", err)
+		}
+		if _, _, err := events.try("GET", "/healthz", ""); err == nil {
+			t.Fatal("EventService still answers after Stop")
+		}
+		b := book(t, bookings, evID, "alice", 2)
+		if b.ID == "" || b.EventID != evID || b.UserID != "alice" || b.Seats != 2 || b.Date <= 0 {
+			t.Fatalf("booking = %+v, want an ID, event %s, alice, 2 seats, a date", b, evID)
+		}
+		v = awaitEvent(t, bookings, evID)
+		if v.Booked != 2 || v.Available != 3 {
+			t.Fatalf("after booking 2 of 5: %+v", v)
+		}
+		sameSet(t, "bookings", bookingIDs(t, bookings, evID), []string{b.ID})
+		bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+	})
+}
+
+// TestLastSeatRace: many clients at once over HTTP for 10 seats; exactly
+// 10 are sold, everyone else gets 409, with each store a service can use
+// on each broker.
+func TestLastSeatRace(t *testing.T) {
+	const capacity, clients = 10, 40
+	race := func(t *testing.T, cfg app.Config, db string) {
+		heard := &recorder{}
+		_, bookings := start(t, cfg, app.BookingService, db, app.Options{WrapHandler: heard.wrap})
+		_, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
+		_, evID := createEvent(t, events, "Last seat", capacity)
+		awaitEvent(t, bookings, evID)
+
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			sold     []string
+			statuses = map[int]int{}
+			errs     []error
+			startAll = make(chan struct{})
+		)
+		for i := range clients {
+			wg.Go(func() {
+				<-startAll
+				status, resp, err := bookings.try("POST", "/events/"+evID+"/bookings", fmt.Sprintf(`{"seats":1,"user_id":"user-%d"}`, i))
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+					return
+				}
+				statuses[status]++
+				if status == http.StatusCreated {
+					var b booking
+					if err := json.Unmarshal(resp, &b); err != nil {
+						errs = append(errs, err)
+					}
+					sold = append(sold, b.ID)
+				}
+			})
+		}
+		close(startAll) // all at once
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("transport errors: %v", errs)
+		}
+		if statuses[http.StatusCreated] != capacity || statuses[http.StatusConflict] != clients-capacity || len(statuses) != 2 {
+			t.Fatalf("statuses = %v, want %d x 201 and %d x 409", statuses, capacity, clients-capacity)
+		}
+		sameSet(t, "bookings stored", bookingIDs(t, bookings, evID), sold)
+
+		// BookingService hears its own event.booked for each sale; they
+		// change nothing.
+		heard.awaitCount(t, contracts.EventBookedName, 1, sold...)
+		if v := awaitEvent(t, bookings, evID); v.Booked != capacity || v.Available != 0 {
+			t.Fatalf("after the race: %+v, want %d booked, 0 available", v, capacity)
+		}
+	}
+	t.Run("amqp-sqlite", func(t *testing.T) {
+		t.Parallel()
+		race(t, amqpConfig(t), sqlite(t, "bookings"))
+	})
+	t.Run("kafka-sqlite", func(t *testing.T) {
+		t.Parallel()
+		race(t, kafkaConfig(t), sqlite(t, "bookings"))
+	})
+	t.Run("kafka-memory", func(t *testing.T) {
+		t.Parallel()
+		race(t, kafkaConfig(t), "memory:")
+	})
+}
+
+// TestIdempotentRedelivery: the same events delivered again (as a broker
+// does after a lost ack, or a relay after a crash) change nothing.
+func TestIdempotentRedelivery(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, cfg app.Config) {
+		heard := &recorder{}
+		_, bookings := start(t, cfg, app.BookingService, sqlite(t, "bookings"), app.Options{WrapHandler: heard.wrap})
+		_, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
+		locID, evID := createEvent(t, events, "Twice", 5)
+		awaitEvent(t, bookings, evID)
+		b1, b2 := book(t, bookings, evID, "alice", 2), book(t, bookings, evID, "bob", 1)
+		heard.awaitCount(t, contracts.EventBookedName, 1, b1.ID, b2.ID)
+		heard.awaitCount(t, contracts.LocationCreatedName, 1, locID)
+		before := awaitEvent(t, bookings, evID)
+
+		// Emit every event BookingService applied once more, unchanged.
+		em := emitter(t, cfg)
+		for _, ev := range heard.events() {
+			if err := em.Emit(context.Background(), ev); err != nil {
+				t.Fatalf("emitting %s again: %v", ev.EventName(), err)
+			}
+		}
+		heard.awaitCount(t, contracts.LocationCreatedName, 2, locID)
+		heard.awaitCount(t, contracts.EventCreatedName, 2, evID)
+		heard.awaitCount(t, contracts.EventBookedName, 2, b1.ID, b2.ID)
+
+		if after := awaitEvent(t, bookings, evID); after != before || after.Booked != 3 {
+			t.Fatalf("after the redelivery: %+v, before: %+v (3 booked)", after, before)
+		}
+		sameSet(t, "bookings", bookingIDs(t, bookings, evID), []string{b1.ID, b2.ID})
+		// The capacity is still enforced against the right count.
+		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":3,"user_id":"carol"}`, http.StatusConflict, "not enough seats")
+		book(t, bookings, evID, "carol", 2)
+	})
+}
+
+// TestRestartSQLite: BookingService with a SQLite file answers the same
+// after a restart, and receives what was emitted while it was down,
+// without handling again what it had handled.
+func TestRestartSQLite(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, cfg app.Config) {
+		db := sqlite(t, "bookings")
+		first := &recorder{}
+		svc, bookings := start(t, cfg, app.BookingService, db, app.Options{WrapHandler: first.wrap})
+		_, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
+		_, evID := createEvent(t, events, "Before", 4)
+		awaitEvent(t, bookings, evID)
+		b := book(t, bookings, evID, "alice", 3)
+		first.awaitCount(t, contracts.EventBookedName, 1, b.ID)
+		before := awaitEvent(t, bookings, evID)
+
+		if err := svc.Stop(); err != nil {
+			t.Fatalf("stopping BookingService: %v", err)
+		}
+		// Emitted while BookingService is down: the queue or the log
+		// keeps it.
+		_, evWhileDown := createEvent(t, events, "While down", 7)
+
+		again := &recorder{}
+		_, bookings = start(t, cfg, app.BookingService, db, app.Options{WrapHandler: again.wrap})
+		if after := awaitEvent(t, bookings, evID); after != before {
+			t.Fatalf("after the restart: %+v, before: %+v", after, before)
+		}
+		sameSet(t, "bookings after the restart", bookingIDs(t, bookings, evID), []string{b.ID})
+		if v := awaitEvent(t, bookings, evWhileDown); v.Capacity != 7 {
+			t.Fatalf("event created while BookingService was down: %+v", v)
+		}
+		// It resumed: what the first run had acknowledged or committed
+		// was not handed over again.
+		if n := again.count(contracts.EventCreatedName, evID) + again.count(contracts.EventBookedName, b.ID); n != 0 {
+			t.Errorf("the restarted service handled %d events the first run had finished", n)
+		}
+		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":2,"user_id":"bob"}`, http.StatusConflict, "not enough seats")
+		book(t, bookings, evID, "bob", 1)
+	})
+}
+
+// TestRestartMemoryKafka: BookingService with the memory store on Kafka
+// rebuilds everything from the log at start-up, bookings included, and
+// answers nothing but 503 until it has caught up.
+func TestRestartMemoryKafka(t *testing.T) {
+	t.Parallel()
+	cfg := kafkaConfig(t)
+	svc, bookings := start(t, cfg, app.BookingService, "memory:", app.Options{})
+	_, events := start(t, cfg, app.EventService, "memory:", app.Options{})
+	_, evA := createEvent(t, events, "A", 5)
+	_, evB := createEvent(t, events, "B", 3)
+	awaitEvent(t, bookings, evA)
+	awaitEvent(t, bookings, evB)
+	a1, a2, b1 := book(t, bookings, evA, "alice", 2), book(t, bookings, evA, "bob", 2), book(t, bookings, evB, "carol", 3)
+	bookings.wantError("POST", "/events/"+evB+"/bookings", `{"seats":1,"user_id":"dave"}`, http.StatusConflict, "not enough seats")
+	beforeA, beforeB := awaitEvent(t, bookings, evA), awaitEvent(t, bookings, evB)
+	if err := svc.Stop(); err != nil {
+		t.Fatalf("stopping BookingService: %v", err)
+	}
+	records := countRecords(t, cfg)
+	inLog := records()
+
+	// Start again, empty, and hold the replay at its first event.
+	held := holding()
+	_, bookings = start(t, cfg, app.BookingService, "memory:", app.Options{WrapHandler: held.wrap}, held)
+	select {
+	case <-held.entered:
+	case <-time.After(wait):
+		t.Fatal("the replay did not start")
+	}
+	// Not caught up: every answer is 503, from many clients at once, and
+	// nothing is sold.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	answers := map[string]int{}
+	for i := range 20 {
+		wg.Go(func() {
+			method, path, body := "POST", "/events/"+evA+"/bookings", `{"seats":1,"user_id":"early"}`
+			switch i % 4 {
+			case 1:
+				method, path, body = "GET", "/events/"+evA, ""
+			case 2:
+				method, path, body = "GET", "/healthz", ""
+			case 3:
+				method, path, body = "GET", "/events/"+evB+"/bookings", ""
+			}
+			status, resp, err := bookings.try(method, path, body)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				answers[err.Error()]++
+			case status != http.StatusServiceUnavailable || !strings.Contains(string(resp), "replaying"):
+				answers[fmt.Sprintf("%s %s -> %d %s", method, path, status, resp)]++
+			default:
+				answers["503"]++
+			}
+		})
+	}
+	wg.Wait()
+	if answers["503"] != 20 {
+		t.Fatalf("before catching up, want 20 x 503 replaying; got %v", answers)
+	}
+	if n := records(); n != inLog {
+		t.Fatalf("the log grew from %d to %d records before BookingService caught up", inLog, n)
+	}
+
+	// Let the replay go on: it catches up with the log and serves.
+	held.Release()
+	brokertest.Eventually(t, wait, func() error {
+		status, _, err := bookings.try("GET", "/healthz", "")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("healthz = %d", status)
+		}
+		return err
+	})
+	if afterA, afterB := awaitEvent(t, bookings, evA), awaitEvent(t, bookings, evB); afterA != beforeA || afterB != beforeB {
+		t.Fatalf("rebuilt from the log: %+v and %+v; before the restart: %+v and %+v", afterA, afterB, beforeA, beforeB)
+	}
+	sameSet(t, "bookings of A rebuilt", bookingIDs(t, bookings, evA), []string{a1.ID, a2.ID})
+	sameSet(t, "bookings of B rebuilt", bookingIDs(t, bookings, evB), []string{b1.ID})
+	bookings.wantError("POST", "/events/"+evA+"/bookings", `{"seats":2,"user_id":"erin"}`, http.StatusConflict, "not enough seats")
+	bookings.wantError("POST", "/events/"+evB+"/bookings", `{"seats":1,"user_id":"erin"}`, http.StatusConflict, "not enough seats")
+	book(t, bookings, evA, "erin", 1)
+}
+
+// TestBadInput: requests a service must refuse get the right status and a
+// JSON error, and write nothing: no row, no event on the broker.
+func TestBadInput(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, cfg app.Config) {
+		_, bookings := start(t, cfg, app.BookingService, sqlite(t, "bookings"), app.Options{})
+		_, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
+		records := countRecords(t, cfg)
+		locID, evID := createEvent(t, events, "Small", 2)
+		awaitEvent(t, bookings, evID)
+		sold := book(t, bookings, evID, "alice", 2)
+		if n := records(); n != 3 {
+			t.Fatalf("the broker holds %d records after 3 good requests", n)
+		}
+
+		huge := `{"name":"` + strings.Repeat("x", 70<<10) + `"}`
+		// EventService.
+		events.wantError("POST", "/locations", `{"name":`, http.StatusBadRequest, "invalid JSON")
+		events.wantError("POST", "/locations", `{"name":"X","colour":"red"}`, http.StatusBadRequest, "unknown field")
+		events.wantError("POST", "/locations", `{"name":"X","halls":[{"name":"H","capacity":-1}]}`, http.StatusBadRequest, "negative")
+		events.wantError("POST", "/locations", huge, http.StatusRequestEntityTooLarge, "larger than")
+		events.wantError("POST", "/events", `{"name":"Y","location_id":"nowhere","hall":"Main","start_date":1795118400,"end_date":1795129200}`, http.StatusUnprocessableEntity, "does not exist")
+		events.wantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Attic","start_date":1795118400,"end_date":1795129200}`, locID), http.StatusUnprocessableEntity, "no hall")
+		events.wantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Main","start_date":1795129200,"end_date":1795118400}`, locID), http.StatusBadRequest, "before")
+		events.wantError("GET", "/locations/nowhere", "", http.StatusNotFound, "not found")
+		events.wantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
+		events.wantError("GET", "/events/name/Nothing", "", http.StatusNotFound, "no event named")
+		events.wantError("DELETE", "/events/"+evID, "", http.StatusNotFound, "no route")
+		// BookingService.
+		bookings.wantError("POST", "/events/nowhere/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusNotFound, "not found")
+		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":0,"user_id":"bob"}`, http.StatusBadRequest, "at least 1")
+		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":1}`, http.StatusBadRequest, "user_id")
+		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob","vip":true}`, http.StatusBadRequest, "unknown field")
+		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":"1","user_id":"bob"}`, http.StatusBadRequest, "invalid JSON")
+		bookings.wantError("POST", "/events/"+evID+"/bookings", huge, http.StatusRequestEntityTooLarge, "larger than")
+		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusConflict, "not enough seats")
+		bookings.wantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
+		bookings.wantError("GET", "/events/nowhere/bookings", "", http.StatusNotFound, "not found")
+
+		// Nothing was written anywhere.
+		var locs, evs []map[string]any
+		events.json("GET", "/locations", "", http.StatusOK, &locs)
+		events.json("GET", "/events", "", http.StatusOK, &evs)
+		if len(locs) != 1 || len(evs) != 1 {
+			t.Fatalf("EventService stored %d locations and %d events, want 1 and 1", len(locs), len(evs))
+		}
+		sameSet(t, "bookings", bookingIDs(t, bookings, evID), []string{sold.ID})
+		if v := awaitEvent(t, bookings, evID); v.Booked != 2 || v.Available != 0 {
+			t.Fatalf("after the refused requests: %+v", v)
+		}
+		if n := records(); n != 3 {
+			t.Fatalf("the broker holds %d records, want the 3 of the good requests", n)
+		}
+	})
+}
+
+// TestGracefulShutdown: stopping BookingService closes the HTTP server
+// first, lets the event being handled finish (so it is acknowledged or
+// committed, not handled again by the next run) and closes the broker
+// connections.
+func TestGracefulShutdown(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, cfg app.Config) {
+		db := sqlite(t, "bookings")
+		held := holding()
+		svc, bookings := start(t, cfg, app.BookingService, db, app.Options{WrapHandler: held.wrap}, held)
+		_, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
+		// Hold the service inside its handler for the first event it
+		// receives (on Kafka, location.created and event.created are on
+		// two partitions: either may come first).
+		_, evID := createEvent(t, events, "Shutdown", 3)
+		var inFlight contracts.Event
+		select {
+		case inFlight = <-held.entered:
+		case <-time.After(wait):
+			t.Fatal("BookingService did not receive an event")
+		}
+
+		stopped := make(chan error, 1)
+		go func() { stopped <- svc.Stop() }()
+		// The HTTP server goes first ...
+		brokertest.Eventually(t, wait, func() error {
+			if _, _, err := bookings.try("GET", "/healthz", ""); err == nil {
+				return fmt.Errorf("BookingService still answers HTTP")
+			}
+			return nil
+		})
+		// ... while the handler in flight keeps the service running.
+		select {
+		case err := <-stopped:
+			t.Fatalf("Stop returned (%v) while a handler was still running", err)
+		default:
+		}
+		held.Release()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+		case <-time.After(wait):
+			t.Fatal("Stop did not return after the handler finished")
+		}
+		if cfg.Broker == app.AMQP {
+			assertNoConnections(t, cfg)
+		}
+
+		// The next run gets the rest, but not the event that was in
+		// flight: it was finished and acknowledged.
+		again := &recorder{}
+		_, bookings = start(t, cfg, app.BookingService, db, app.Options{WrapHandler: again.wrap})
+		awaitEvent(t, bookings, evID)
+		if n := again.count(inFlight.EventName(), idOf(inFlight)); n != 0 {
+			t.Errorf("%s was handled again after the restart (%d times): the in-flight handler was not finished", inFlight.EventName(), n)
+		}
+	})
+}
+
+// assertNoConnections fails unless the broker lists no connection of the
+// test's BookingService (they are named after its queue).
+func assertNoConnections(t *testing.T, cfg app.Config) {
+	t.Helper()
+	rabbit := brokertest.AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	brokertest.Eventually(t, wait, func() error {
+		out, err := rabbit.Ctl(ctx, "list_connections", "client_properties")
+		if err != nil {
+			t.Skipf("cannot list connections: %v", err)
+		}
+		if strings.Contains(out, cfg.Queue) {
+			return fmt.Errorf("a connection of queue %s is still open", cfg.Queue)
+		}
+		return nil
+	})
+}
