@@ -1,0 +1,467 @@
+// Command loadtest measures how many bookings per second BookingService
+// sells, and how long each takes (p50, p99), over real HTTP with a real
+// broker: every booking is stored, emitted, and confirmed by the broker
+// before its 201.
+//
+// By default it starts both services in this process, on names of its own
+// (an exchange and queue, or a topic and group, deleted at the end), like
+// the end-to-end tests. With -events-url and -bookings-url it loads
+// services that already run instead (for example the compose file's).
+//
+// Usage:
+//
+//	go run ./capstone/cmd/loadtest -broker amqp                  # local RabbitMQ, SQLite files in a temporary directory
+//	go run ./capstone/cmd/loadtest -broker kafka                 # embedded Kafka (or -brokers / KAFKA_BROKERS)
+//	go run ./capstone/cmd/loadtest -broker kafka -db memory
+//	go run ./capstone/cmd/loadtest -broker amqp -db postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+//	go run ./capstone/cmd/loadtest -events-url http://localhost:8181 -bookings-url http://localhost:8282
+//
+// Flags: -n bookings (default 2000), -c concurrent clients (default 16),
+// -warmup bookings before measuring (default 200), -broker, -url, -brokers,
+// -db (sqlite, memory, or a postgres:// URL: a schema of its own is
+// created there and dropped at the end).
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"example.com/myevents/capstone/internal/app"
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", app.OneLine(err))
+		os.Exit(1)
+	}
+}
+
+// settings are the load test's flags.
+type settings struct {
+	n, c, warmup int
+	broker       string
+	amqpURL      string
+	brokers      string
+	db           string
+	eventsURL    string
+	bookingsURL  string
+}
+
+func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) {
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var s settings
+	fs.IntVar(&s.n, "n", 2000, "bookings to measure (one seat each)")
+	fs.IntVar(&s.c, "c", 16, "concurrent clients")
+	fs.IntVar(&s.warmup, "warmup", 200, "bookings sent before measuring, on another event")
+	fs.StringVar(&s.broker, "broker", envOr("BROKER", app.AMQP), "amqp or kafka")
+	fs.StringVar(&s.amqpURL, "url", envOr("AMQP_URL", app.DefaultAMQPURL), "AMQP URL of RabbitMQ")
+	fs.StringVar(&s.brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "Kafka brokers, comma-separated (default $KAFKA_BROKERS, else an embedded Kafka)")
+	fs.StringVar(&s.db, "db", "sqlite", "store of both services: sqlite (files in a temporary directory), memory, or a postgres:// URL")
+	fs.StringVar(&s.eventsURL, "events-url", "", "load an EventService that runs already (with -bookings-url)")
+	fs.StringVar(&s.bookingsURL, "bookings-url", "", "load a BookingService that runs already (with -events-url)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if s.n < 1 || s.c < 1 || s.warmup < 0 {
+		return fmt.Errorf("-n and -c must be at least 1 and -warmup at least 0")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	// Start the services, unless they run already.
+	events, bookings, setup := s.eventsURL, s.bookingsURL, ""
+	if events == "" || bookings == "" {
+		sys, err := startSystem(ctx, s, log)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, sys.stop()) }()
+		events, bookings, setup = sys.events.URL, sys.bookings.URL, sys.describe
+	} else {
+		setup = "services at " + events + " and " + bookings
+	}
+
+	// One event to warm up on, one to measure, each with enough seats.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: s.c}}
+	warm, err := newEvent(ctx, client, events, bookings, "warm-up", max(s.warmup, 1))
+	if err != nil {
+		return err
+	}
+	measured, err := newEvent(ctx, client, events, bookings, "measured", s.n)
+	if err != nil {
+		return err
+	}
+	if _, err := hammer(ctx, client, bookings, warm, s.warmup, s.c); err != nil {
+		return fmt.Errorf("warming up: %w", err)
+	}
+	res, err := hammer(ctx, client, bookings, measured, s.n, s.c)
+	if err != nil {
+		return err
+	}
+
+	// Check that every seat was sold exactly once.
+	var view struct{ Capacity, Booked int }
+	if err := call(ctx, client, "GET", bookings+"/events/"+measured, "", http.StatusOK, &view); err != nil {
+		return err
+	}
+	if res.created != s.n || view.Booked != s.n {
+		return fmt.Errorf("sold %d bookings (answers %v) and BookingService counts %d, want %d", res.created, res.statuses, view.Booked, s.n)
+	}
+
+	slices.Sort(res.latencies)
+	fmt.Fprintf(out, "setup:      %s; %d CPUs, GOMAXPROCS %d\n", setup, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	fmt.Fprintf(out, "load:       %d bookings of 1 seat, %d concurrent clients, after %d warm-up bookings\n", s.n, s.c, s.warmup)
+	fmt.Fprintf(out, "throughput: %.0f bookings/s (%d x 201 in %v)\n", float64(res.created)/res.elapsed.Seconds(), res.created, res.elapsed.Round(time.Millisecond))
+	fmt.Fprintf(out, "latency:    p50 %v  p90 %v  p99 %v  max %v\n",
+		pct(res.latencies, 50), pct(res.latencies, 90), pct(res.latencies, 99), res.latencies[len(res.latencies)-1].Round(10*time.Microsecond))
+	return nil
+}
+
+// result is what one round of bookings measured.
+type result struct {
+	created   int
+	statuses  map[int]int
+	latencies []time.Duration
+	elapsed   time.Duration
+}
+
+// hammer books 1 seat n times from c clients at once.
+func hammer(ctx context.Context, client *http.Client, bookings, eventID string, n, c int) (result, error) {
+	res := result{statuses: map[int]int{}, latencies: make([]time.Duration, 0, n)}
+	if n == 0 {
+		return res, nil
+	}
+	jobs := make(chan int)
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		firstErr error
+	)
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			for i := range jobs {
+				t0 := time.Now()
+				status, err := post(ctx, client, bookings+"/events/"+eventID+"/bookings", fmt.Sprintf(`{"seats":1,"user_id":"load-%d"}`, i))
+				d := time.Since(t0)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				res.statuses[status]++
+				if status == http.StatusCreated {
+					res.created++
+					res.latencies = append(res.latencies, d)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range n {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr == nil && res.created != n {
+		firstErr = fmt.Errorf("%d of %d bookings got 201: %v", res.created, n, res.statuses)
+	}
+	return res, firstErr
+}
+
+// post sends one booking and returns the status.
+func post(ctx context.Context, client *http.Client, url, body string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// pct returns the p-th percentile of sorted latencies.
+func pct(sorted []time.Duration, p int) time.Duration {
+	i := (len(sorted)*p+99)/100 - 1
+	return sorted[max(i, 0)].Round(10 * time.Microsecond)
+}
+
+// newEvent creates a location with one hall of capacity seats and an event
+// there, and waits until BookingService knows it.
+func newEvent(ctx context.Context, client *http.Client, events, bookings, name string, capacity int) (string, error) {
+	var loc, ev struct{ ID string }
+	body := fmt.Sprintf(`{"name":"Load %s","halls":[{"name":"Main","capacity":%d}]}`, name, capacity)
+	if err := call(ctx, client, "POST", events+"/locations", body, http.StatusCreated, &loc); err != nil {
+		return "", err
+	}
+	body = fmt.Sprintf(`{"name":"Load %s","location_id":%q,"hall":"Main","start_date":1795118400,"end_date":1795129200}`, name, loc.ID)
+	if err := call(ctx, client, "POST", events+"/events", body, http.StatusCreated, &ev); err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := call(ctx, client, "GET", bookings+"/events/"+ev.ID, "", http.StatusOK, nil)
+		if err == nil {
+			return ev.ID, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return "", fmt.Errorf("waiting for BookingService to hear of event %s: %w", ev.ID, err)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// call sends a request, requires status want and decodes the answer into
+// into (unless nil).
+func call(ctx context.Context, client *http.Client, method, url, body string, want int, into any) error {
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s = %d %s, want %d", method, url, resp.StatusCode, bytes.TrimSpace(b), want)
+	}
+	if into != nil {
+		return json.Unmarshal(b, into)
+	}
+	return nil
+}
+
+// system is the two services this process runs, and how to tidy up after
+// them.
+type system struct {
+	events, bookings *app.Running
+	describe         string
+	cleanups         []func() error
+}
+
+// startSystem starts BookingService, then EventService, on names of their
+// own on the chosen broker and store.
+func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system, err error) {
+	sys = &system{}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, sys.stop())
+		}
+	}()
+	suffix := randomSuffix()
+	cfg := app.DefaultConfig(app.BookingService)
+	cfg.Broker = s.broker
+	cfg.Listen = "127.0.0.1:0"
+	var brokerDesc string
+	switch s.broker {
+	case app.AMQP:
+		cfg.AMQPURL = s.amqpURL
+		cfg.Exchange = "loadtest." + suffix
+		cfg.Queue = "loadtest." + suffix + ".bookingservice"
+		sys.cleanups = append(sys.cleanups, func() error { return deleteAMQP(cfg) })
+		brokerDesc = "RabbitMQ at " + redact(s.amqpURL)
+	case app.Kafka:
+		if s.brokers == "" {
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+			if err != nil {
+				return sys, fmt.Errorf("starting the embedded Kafka: %w", err)
+			}
+			sys.cleanups = append(sys.cleanups, func() error { cluster.Close(); return nil })
+			cfg.KafkaBrokers = cluster.ListenAddrs()
+			brokerDesc = "embedded Kafka (kfake, in this process)"
+		} else {
+			cfg.KafkaBrokers = strings.Split(s.brokers, ",")
+			brokerDesc = "Kafka at " + s.brokers + " (topic loadtest." + suffix + " is left there)"
+		}
+		cfg.Topic = "loadtest." + suffix
+		cfg.Group = "loadtest." + suffix + ".bookingservice"
+	default:
+		return sys, fmt.Errorf("unknown broker %q: use -broker amqp or -broker kafka", s.broker)
+	}
+
+	var eventsDB, bookingsDB, storeDesc string
+	switch {
+	case s.db == "sqlite":
+		dir, err := os.MkdirTemp("", "myevents-loadtest-")
+		if err != nil {
+			return sys, err
+		}
+		sys.cleanups = append(sys.cleanups, func() error { return os.RemoveAll(dir) })
+		eventsDB, bookingsDB = "sqlite:"+filepath.Join(dir, "eventservice.db"), "sqlite:"+filepath.Join(dir, "bookingservice.db")
+		storeDesc = "SQLite files (WAL) in " + os.TempDir()
+	case s.db == "memory":
+		eventsDB, bookingsDB = "memory:", "memory:"
+		storeDesc = "memory"
+		if s.broker == app.Kafka {
+			storeDesc += " (BookingService replays the log)"
+		}
+	case strings.HasPrefix(s.db, "postgres://") || strings.HasPrefix(s.db, "postgresql://"):
+		dsn, drop, err := freshSchema(ctx, s.db, "loadtest_"+suffix)
+		if err != nil {
+			return sys, err
+		}
+		sys.cleanups = append(sys.cleanups, drop)
+		eventsDB, bookingsDB = dsn, dsn
+		storeDesc = "PostgreSQL at " + redact(s.db) + " (a schema of its own)"
+	default:
+		return sys, fmt.Errorf("unknown -db %q: use sqlite, memory or a postgres:// URL", s.db)
+	}
+	sys.describe = fmt.Sprintf("broker %s, %s; store %s", s.broker, brokerDesc, storeDesc)
+
+	cfg.DB = bookingsDB
+	if sys.bookings, err = app.Start(ctx, cfg, app.Options{Logger: log}); err != nil {
+		return sys, err
+	}
+	cfg.Service, cfg.DB = app.EventService, eventsDB
+	if sys.events, err = app.Start(ctx, cfg, app.Options{Logger: log}); err != nil {
+		return sys, err
+	}
+	return sys, nil
+}
+
+// stop stops the services and removes what the run created.
+func (s *system) stop() error {
+	var errs []error
+	for _, r := range []*app.Running{s.events, s.bookings} {
+		if r != nil {
+			errs = append(errs, r.Stop())
+		}
+	}
+	for i := len(s.cleanups) - 1; i >= 0; i-- {
+		errs = append(errs, s.cleanups[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// deleteAMQP deletes the exchange and queues a run declared.
+func deleteAMQP(cfg app.Config) error {
+	conn, err := amqp.Dial(cfg.AMQPURL)
+	if err != nil {
+		return fmt.Errorf("cleaning up RabbitMQ: %w", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("cleaning up RabbitMQ: %w", err)
+	}
+	var errs []error
+	for _, q := range []string{cfg.Queue, rabbitmq.DeadLetterQueue(cfg.Queue)} {
+		if _, err := ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */); err != nil {
+			errs = append(errs, fmt.Errorf("deleting queue %s: %w", q, err))
+		}
+	}
+	for _, x := range []string{cfg.Exchange, rabbitmq.DeadLetterExchange(cfg.Queue)} {
+		if err := ch.ExchangeDelete(x, false /* ifUnused */, false /* noWait */); err != nil {
+			errs = append(errs, fmt.Errorf("deleting exchange %s: %w", x, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// freshSchema creates a schema in the PostgreSQL at base and returns a DSN
+// that uses it, and a function that drops it.
+func freshSchema(ctx context.Context, base, schema string) (string, func() error, error) {
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, fmt.Errorf("opening PostgreSQL at %s: %w", redact(base), err)
+	}
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		db.Close()
+		return "", nil, fmt.Errorf("creating schema %s in PostgreSQL at %s: %w", schema, redact(base), err)
+	}
+	drop := func() error {
+		defer db.Close()
+		if _, err := db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			return fmt.Errorf("dropping schema %s: %w", schema, err)
+		}
+		return nil
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, errors.Join(fmt.Errorf("parsing %s: %w", redact(base), err), drop())
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), drop, nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// redact hides the password of a URL.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+
+	"example.com/myevents/labs/brokertest"
+)
+
+func TestMain(m *testing.M) { brokertest.Main(m) }
+
+// TestSmallRun runs a short load on each broker and checks the report.
+func TestSmallRun(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args func(t *testing.T) []string
+	}{
+		{"amqp-sqlite", func(t *testing.T) []string { return []string{"-broker", "amqp", "-url", brokertest.AMQP(t).URL} }},
+		{"kafka-sqlite", func(t *testing.T) []string {
+			return []string{"-broker", "kafka", "-brokers", strings.Join(brokertest.Kafka(t).Brokers, ",")}
+		}},
+		{"kafka-memory", func(t *testing.T) []string { return []string{"-broker", "kafka", "-db", "memory"} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out, stderr bytes.Buffer
+			args := append(tc.args(t), "-n", "40", "-c", "4", "-warmup", "5")
+			if err := run(context.Background(), args, &out, &stderr); err != nil {
+				t.Fatalf("run %v: %v\nstderr:\n%s", args, err, stderr.String())
+			}
+			for _, want := range []string{
+				`(?m)^setup: +broker \w+, .*; store .*; \d+ CPUs`,
+				`(?m)^load: +40 bookings of 1 seat, 4 concurrent clients, after 5 warm-up bookings$`,
+				`(?m)^throughput: +\d+ bookings/s \(40 x 201 in `,
+				`(?m)^latency: +p50 \S+ +p90 \S+ +p99 \S+ +max \S+$`,
+			} {
+				if !regexp.MustCompile(want).MatchString(out.String()) {
+					t.Errorf("the report has no line like %s:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
+
+// TestBadFlags: a wrong broker or store is an error, before anything starts.
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-broker", "nats"},
+		{"-broker", "kafka", "-db", "mysql://x"},
+		{"-n", "0"},
+	} {
+		var out, stderr bytes.Buffer
+		if err := run(context.Background(), args, &out, &stderr); err == nil {
+			t.Errorf("run %v succeeded", args)
+		}
+	}
+}
