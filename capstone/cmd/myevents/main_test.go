@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.com/myevents/labs/brokertest"
+	"example.com/myevents/labs/labtest"
+)
+
+// The IDs docs/capstone.md shows; a run's own IDs are replaced by them
+// before the output is compared.
+const (
+	docLocationID = "OCR53HOLXH6TNJQTZIXONTMZ33"
+	docEventID    = "MJTLNVLLL5EXNOMQ32437VCDRC"
+)
+
+// syncBuffer is a bytes.Buffer that run writes while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// free ports: the defaults (8181, 8282) may be taken by a service that runs
+// on this machine.
+var freePorts = []string{"-events-listen", "127.0.0.1:0", "-bookings-listen", "127.0.0.1:0"}
+
+// TestStory runs the demo as a newcomer does, serving until "Ctrl-C", and
+// checks what it printed against the expected output in docs/capstone.md.
+func TestStory(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, freePorts, &out, &stderr) }()
+
+	// Wait until it serves, then press "Ctrl-C".
+	brokertest.Eventually(t, 60*time.Second, func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended before serving: %v\n%s\nstderr:\n%s", err, out.String(), stderr.String())
+		default:
+		}
+		if !strings.Contains(out.String(), `"user_id":"you"}'`) {
+			return errNotYet
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after Ctrl-C: %v\nstderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop after Ctrl-C")
+	}
+
+	got := out.String()
+	locID := find(t, got, `POST /locations -> 201 id=(\S+)`)
+	evID := find(t, got, `POST /events -> 201 id=(\S+)`)
+	labtest.CheckOutput(t, got, []string{"../../../docs/capstone.md"}, locID, docLocationID, evID, docEventID)
+	if strings.Contains(stderr.String(), "level=ERROR") {
+		t.Errorf("errors were logged:\n%s", stderr.String())
+	}
+}
+
+// TestStoryOnly: with -story-only it stops by itself after the story.
+func TestStoryOnly(t *testing.T) {
+	var out, stderr syncBuffer
+	err := run(context.Background(), append([]string{"-story-only"}, freePorts...), &out, &stderr)
+	if err != nil {
+		t.Fatalf("run -story-only: %v\nstderr:\n%s", err, stderr.String())
+	}
+	got := out.String()
+	if strings.Contains(got, "Serving until Ctrl-C") || !strings.HasSuffix(got, "everything in it are gone\n") {
+		t.Errorf("-story-only output does not end with the story and the stop line:\n%s", got)
+	}
+}
+
+// TestInterruptedStory: Ctrl-C in the middle of the story stops everything
+// and reports it, without hanging.
+func TestInterruptedStory(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, freePorts, &out, &stderr) }()
+	brokertest.Eventually(t, 60*time.Second, func() error {
+		if !strings.Contains(out.String(), "1. EventService") {
+			return errNotYet
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("run returned nil after an interrupted story")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop after Ctrl-C")
+	}
+}
+
+// TestBusyPort: a taken port is one clear error.
+func TestBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	var out, stderr syncBuffer
+	err = run(context.Background(), []string{"-events-listen", "127.0.0.1:0", "-bookings-listen", busy.Addr().String()}, &out, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "listening for HTTP on "+busy.Addr().String()) {
+		t.Fatalf("error = %v, want one about the port", err)
+	}
+}
+
+var errNotYet = errors.New("not yet")
+
+// find returns the first submatch of pattern in s.
+func find(t *testing.T, s, pattern string) string {
+	t.Helper()
+	m := regexp.MustCompile(pattern).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("the output has no line like %q:\n%s", pattern, s)
+	}
+	return m[1]
+}
