@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"example.com/myevents/capstone/internal/app"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
@@ -420,4 +422,39 @@ func assertNoConnections(t *testing.T, cfg app.Config) {
 		}
 		return nil
 	})
+}
+
+// TestHealthzFollowsTheBroker: /healthz answers 200 while the broker is
+// up and 503, naming the broker, once it is gone. The test runs a Kafka of
+// its own, so that it can stop it.
+func TestHealthzFollowsTheBroker(t *testing.T) {
+	t.Parallel()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	cfg := app.DefaultConfig(app.EventService)
+	cfg.Broker, cfg.KafkaBrokers = app.Kafka, cluster.ListenAddrs()
+	_, events := start(t, cfg, app.EventService, "memory:", app.Options{})
+	events.json("GET", "/healthz", "", http.StatusOK, nil)
+
+	cluster.Close()
+	brokertest.Eventually(t, wait, func() error {
+		status, resp, err := events.try("GET", "/healthz", "")
+		if err != nil {
+			return err
+		}
+		if status != http.StatusServiceUnavailable || !strings.Contains(string(resp), "broker is down") {
+			return fmt.Errorf("healthz = %d %s, want 503 broker is down", status, resp)
+		}
+		return nil
+	})
+	// Creating a location now fails cleanly: nothing stored, 503.
+	events.wantError("POST", "/locations", `{"name":"Nowhere"}`, http.StatusServiceUnavailable, "nothing was stored")
+	var locs []map[string]any
+	events.json("GET", "/locations", "", http.StatusOK, &locs)
+	if len(locs) != 0 {
+		t.Fatalf("EventService stored %d locations while Kafka was down", len(locs))
+	}
 }
