@@ -23,34 +23,21 @@ import (
 	"example.com/myevents/labs/brokertest"
 )
 
-// binaries builds the two service commands once per test run, as the
-// Dockerfiles do (static, CGO_ENABLED=0).
-var binaries = sync.OnceValues(func() (string, error) {
+// build builds the two service commands into a directory of the test, as
+// the Dockerfile does (static, CGO_ENABLED=0). With a cold build cache it
+// takes a minute: call it before starting a timer.
+func build(t *testing.T) string {
+	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("the go command is not on PATH: %w", err)
+		t.Fatalf("the go command is not on PATH: %v", err)
 	}
-	dir, err := os.MkdirTemp("", "myevents-e2e-bin-")
-	if err != nil {
-		return "", err
-	}
+	dir := t.TempDir()
 	cmd := exec.Command(goTool, "build", "-o", dir+string(os.PathSeparator),
 		"example.com/myevents/capstone/cmd/eventservice", "example.com/myevents/capstone/cmd/bookingservice")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return dir, nil
-})
-
-// built returns the directory of the binaries, building them first if
-// needed (a minute with a cold build cache: call it before starting a
-// timer).
-func built(t *testing.T) string {
-	t.Helper()
-	dir, err := binaries()
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return dir
 }
@@ -58,10 +45,9 @@ func built(t *testing.T) string {
 // command returns a command running the named service binary in a
 // directory of its own, without the configuration variables of the
 // environment the tests run in.
-func command(t *testing.T, ctx context.Context, name string, args ...string) *exec.Cmd {
+func command(t *testing.T, ctx context.Context, bin, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	dir := built(t)
-	cmd := exec.CommandContext(ctx, filepath.Join(dir, name), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
 	cmd.Dir = t.TempDir()
 	for _, kv := range os.Environ() {
 		switch strings.SplitN(kv, "=", 2)[0] {
@@ -73,11 +59,17 @@ func command(t *testing.T, ctx context.Context, name string, args ...string) *ex
 	return cmd
 }
 
-// TestCommandsRefuseBadConfiguration: a configuration a service cannot use
-// ends it with exit status 1 and one sentence on stderr that names the
-// problem, never a panic.
-func TestCommandsRefuseBadConfiguration(t *testing.T) {
-	built(t)
+// TestCommands runs the built commands as a user or a container does.
+func TestCommands(t *testing.T) {
+	bin := build(t)
+	t.Run("RefuseBadConfiguration", func(t *testing.T) { refuseBadConfiguration(t, bin) })
+	t.Run("StopOnSIGTERM", func(t *testing.T) { stopOnSIGTERM(t, bin) })
+}
+
+// refuseBadConfiguration: a configuration a service cannot use ends it
+// with exit status 1 and one sentence on stderr that names the problem,
+// never a panic.
+func refuseBadConfiguration(t *testing.T, bin string) {
 	rabbit := brokertest.AMQP(t)
 	wrongPassword, err := url.Parse(rabbit.URL)
 	if err != nil {
@@ -116,7 +108,7 @@ func TestCommandsRefuseBadConfiguration(t *testing.T) {
 				// Another program may use the default port.
 				args = append([]string{"-listen", "127.0.0.1:0"}, args...)
 			}
-			cmd := command(t, ctx, tc.command, args...)
+			cmd := command(t, ctx, bin, tc.command, args...)
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
 			var exit *exec.ExitError
@@ -140,20 +132,19 @@ func TestCommandsRefuseBadConfiguration(t *testing.T) {
 	}
 }
 
-// TestCommandsStopOnSIGTERM: both commands serve until SIGTERM and then
-// stop cleanly with exit status 0.
-func TestCommandsStopOnSIGTERM(t *testing.T) {
-	built(t)
+// stopOnSIGTERM: both commands serve until SIGTERM and then stop cleanly
+// with exit status 0.
+func stopOnSIGTERM(t *testing.T, bin string) {
 	t.Run("bookingservice-kafka", func(t *testing.T) {
 		t.Parallel()
 		cfg := kafkaConfig(t)
-		runUntilSIGTERM(t, "bookingservice", "-listen", "127.0.0.1:0", "-broker", "kafka",
+		runUntilSIGTERM(t, bin, "bookingservice", "-listen", "127.0.0.1:0", "-broker", "kafka",
 			"-brokers", strings.Join(cfg.KafkaBrokers, ","), "-topic", cfg.Topic, "-group", cfg.Group)
 	})
 	t.Run("eventservice-amqp", func(t *testing.T) {
 		t.Parallel()
 		cfg := amqpConfig(t)
-		runUntilSIGTERM(t, "eventservice", "-listen", "127.0.0.1:0", "-url", cfg.AMQPURL, "-exchange", cfg.Exchange)
+		runUntilSIGTERM(t, bin, "eventservice", "-listen", "127.0.0.1:0", "-url", cfg.AMQPURL, "-exchange", cfg.Exchange)
 	})
 }
 
@@ -161,10 +152,10 @@ var urlInLog = regexp.MustCompile(`msg="serving HTTP" .*url=(http://\S+)`)
 
 // runUntilSIGTERM starts a command, waits until /healthz answers 200,
 // sends SIGTERM and requires a clean exit.
-func runUntilSIGTERM(t *testing.T, name string, args ...string) {
+func runUntilSIGTERM(t *testing.T, bin, name string, args ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
 	defer cancel()
-	cmd := command(t, ctx, name, args...)
+	cmd := command(t, ctx, bin, name, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
