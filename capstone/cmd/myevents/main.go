@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 	if err := sys.startBookings(); err != nil {
 		return err
 	}
-	if sys.events, err = app.Start(sys.ctx, eventCfg, app.Options{Logger: log}); err != nil {
+	if sys.events, err = app.Start(sys.ctx, eventCfg, app.Options{Logger: log, ListenFlag: "-events-listen"}); err != nil {
 		return err
 	}
 
@@ -174,7 +174,7 @@ func (s *system) startBookings() error {
 		cfg.Listen = s.bookings.Addr
 	}
 	s.handled = &counter{}
-	r, err := app.Start(s.ctx, cfg, app.Options{Logger: s.log, WrapHandler: s.handled.wrap})
+	r, err := app.Start(s.ctx, cfg, app.Options{Logger: s.log, ListenFlag: "-bookings-listen", WrapHandler: s.handled.wrap})
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,10 @@ type Options struct {
 	// http://127.0.0.1:8282) once the HTTP server accepts connections.
 	// A replaying BookingService answers 503 until it has caught up.
 	Ready func(url string)
+	// ListenFlag names how the user moves the service to another
+	// address, for the error when its port is taken (default "-listen or
+	// LISTEN_ADDR").
+	ListenFlag string
 	// WrapHandler, if set, wraps BookingService's broker handler: tests
 	// and the myevents demo use it to watch (or hold back) the events the
 	// service receives.
@@ -87,7 +91,7 @@ func RunEventService(ctx context.Context, cfg Config, opt Options) (err error) {
 	log := opt.logger().With("service", cfg.Service)
 
 	// Take the port first: a busy port fails before anything connects.
-	ln, err := listen(cfg.Listen)
+	ln, err := listen(cfg.Listen, opt.ListenFlag)
 	if err != nil {
 		return err
 	}
@@ -132,7 +136,7 @@ func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error)
 	}
 	log := opt.logger().With("service", cfg.Service)
 
-	ln, err := listen(cfg.Listen)
+	ln, err := listen(cfg.Listen, opt.ListenFlag)
 	if err != nil {
 		return err
 	}
@@ -196,11 +200,14 @@ func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error)
 	return serve(ctx, ln, h, listenErr, cfg, log, opt)
 }
 
-// listen takes the HTTP listen address.
-func listen(addr string) (net.Listener, error) {
+// listen takes the HTTP listen address; flag says how to choose another.
+func listen(addr, flag string) (net.Listener, error) {
+	if flag == "" {
+		flag = "-listen or LISTEN_ADDR"
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listening for HTTP on %s (is another service using the port? choose another with -listen or LISTEN_ADDR): %w", addr, err)
+		return nil, fmt.Errorf("listening for HTTP on %s (is another program using the port? choose another with %s): %w", addr, flag, err)
 	}
 	return ln, nil
 }
