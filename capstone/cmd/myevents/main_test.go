@@ -78,7 +78,7 @@ func TestStory(t *testing.T) {
 	got := out.String()
 	locID := find(t, got, `POST /locations -> 201 id=(\S+)`)
 	evID := find(t, got, `POST /events -> 201 id=(\S+)`)
-	labtest.CheckOutput(t, got, []string{"../../../docs/capstone.md"}, locID, docLocationID, evID, docEventID)
+	labtest.CheckOutput(t, got, []string{"../../../docs/capstone.md", "../../../README.md"}, locID, docLocationID, evID, docEventID)
 	if strings.Contains(stderr.String(), "level=ERROR") {
 		t.Errorf("errors were logged:\n%s", stderr.String())
 	}
