@@ -319,6 +319,11 @@ func (s *Service) publish(ctx context.Context, msg outbox.Message) error {
 	err := s.pub.Publish(ctx, msg)
 	if errors.Is(err, outbox.ErrNotPublished) {
 		s.log.Warn("event not published, write undone", "event", msg.Event.EventName(), "err", err)
+		if errors.Is(err, msgqueue.ErrUnroutable) {
+			// The broker is up, but no queue is bound for this event yet:
+			// a memory store cannot keep the write for later.
+			return httpjson.Errorf(http.StatusServiceUnavailable, "no service listens for %s yet, nothing was stored: start BookingService, then try again", msg.Event.EventName())
+		}
 		return httpjson.Errorf(http.StatusServiceUnavailable, "the message broker is unavailable, nothing was stored: try again later")
 	}
 	return err

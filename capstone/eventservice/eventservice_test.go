@@ -15,6 +15,7 @@ import (
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/outbox"
 	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/capstone/msgqueue/memory"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
@@ -320,5 +321,32 @@ func TestNewNeedsStoreAndEmitter(t *testing.T) {
 	}
 	if _, err := New(NewMemoryStore(), nil, Options{}); err == nil {
 		t.Error("New without an emitter succeeded")
+	}
+}
+
+// TestUnroutableSaysWhoIsMissing: with a memory store and no service bound
+// for the event yet, the broker is up but routes the event nowhere. The
+// answer says so, and nothing is stored.
+func TestUnroutableSaysWhoIsMissing(t *testing.T) {
+	store, err := OpenStore(context.Background(), "memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	bus := memory.New()
+	svc, err := New(store, bus.Emitter(), Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	srv := servicetest.Serve(t, svc)
+
+	srv.WantError("POST", "/locations", aLocation, 503, "no service listens for location.created yet")
+	locs, err := store.Locations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locs) != 0 {
+		t.Fatalf("an unroutable location was stored: %+v", locs)
 	}
 }
