@@ -3,7 +3,6 @@ package bookingservice
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"example.com/myevents/capstone/internal/outbox"
@@ -100,23 +99,9 @@ type Store interface {
 // SQLite file bookingservice.db in the working directory, "sqlite:PATH",
 // "postgres://..." or "memory:". It creates the schema if needed.
 func OpenStore(ctx context.Context, dsn string) (Store, error) {
-	kind, err := sqldb.Parse(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("opening the BookingService store: %w", err)
-	}
-	if kind == sqldb.Memory {
-		return NewMemoryStore(), nil
-	}
-	db, err := sqldb.Open(ctx, dsn, "bookingservice")
-	if err != nil {
-		return nil, fmt.Errorf("opening the BookingService store: %w", err)
-	}
-	s, err := NewSQLStore(ctx, db)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
+	return sqldb.OpenStore(ctx, dsn, "bookingservice", "the BookingService store",
+		func() Store { return NewMemoryStore() },
+		func(ctx context.Context, db *sqldb.DB) (Store, error) { return NewSQLStore(ctx, db) })
 }
 
 // eventBooked is the event that announces b.

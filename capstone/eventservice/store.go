@@ -3,7 +3,6 @@ package eventservice
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"example.com/myevents/capstone/internal/outbox"
@@ -87,23 +86,9 @@ type Store interface {
 // SQLite file eventservice.db in the working directory, "sqlite:PATH",
 // "postgres://..." or "memory:". It creates the schema if needed.
 func OpenStore(ctx context.Context, dsn string) (Store, error) {
-	kind, err := sqldb.Parse(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("opening the EventService store: %w", err)
-	}
-	if kind == sqldb.Memory {
-		return NewMemoryStore(), nil
-	}
-	db, err := sqldb.Open(ctx, dsn, "eventservice")
-	if err != nil {
-		return nil, fmt.Errorf("opening the EventService store: %w", err)
-	}
-	s, err := NewSQLStore(ctx, db)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
+	return sqldb.OpenStore(ctx, dsn, "eventservice", "the EventService store",
+		func() Store { return NewMemoryStore() },
+		func(ctx context.Context, db *sqldb.DB) (Store, error) { return NewSQLStore(ctx, db) })
 }
 
 // locationCreated is the event that announces l.

@@ -224,3 +224,28 @@ func Micros(t time.Time) int64 { return t.UnixMicro() }
 
 // Time turns a BIGINT time column back into a UTC time.
 func Time(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// OpenStore opens the store a service's dsn selects: newMemory's store for
+// "memory:", otherwise newSQL's store over the SQL database Open gives (and
+// closes that database again if newSQL fails). label names the store in
+// errors ("the EventService store").
+func OpenStore[S any](ctx context.Context, dsn, service, label string, newMemory func() S, newSQL func(context.Context, *DB) (S, error)) (S, error) {
+	var zero S
+	kind, err := Parse(dsn)
+	if err != nil {
+		return zero, fmt.Errorf("opening %s: %w", label, err)
+	}
+	if kind == Memory {
+		return newMemory(), nil
+	}
+	db, err := Open(ctx, dsn, service)
+	if err != nil {
+		return zero, fmt.Errorf("opening %s: %w", label, err)
+	}
+	s, err := newSQL(ctx, db)
+	if err != nil {
+		db.Close()
+		return zero, err
+	}
+	return s, nil
+}
