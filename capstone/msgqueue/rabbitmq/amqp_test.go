@@ -440,6 +440,7 @@ func TestDialErrors(t *testing.T) {
 		name, url, want string
 	}{
 		{"malformed URL", "http://127.0.0.1:5672/", "parsing the AMQP URL"},
+		{"unparseable URL", "amqp://guest:s3cret-wrong@127.0.0.1:5672/%zz", `parsing the AMQP URL <unparseable URL>: invalid URL escape "%zz"`},
 		{"wrong credentials", wrongPassword, "refused the user name or password"},
 		{"nothing listening", "amqp://guest:guest@127.0.0.1:1/", "is it running?"},
 	} {

@@ -242,6 +242,12 @@ func WithRetryBackoff(first, longest time.Duration) Option {
 // and the AMQP handshake end early when ctx ends.
 func dial(ctx context.Context, rawURL string, cfg config, defaultName string) (*amqp.Connection, error) {
 	if _, err := amqp.ParseURI(rawURL); err != nil {
+		// A *url.Error quotes the whole URL, password included: keep only
+		// its cause.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			return nil, fmt.Errorf("parsing the AMQP URL %s: %w (percent-encode reserved characters such as @ : / ? # in the user name or password; expected amqp://user:password@host:5672/vhost)", redact(rawURL), uerr.Err)
+		}
 		return nil, fmt.Errorf("parsing the AMQP URL %s: %w (expected amqp://user:password@host:5672/vhost)", redact(rawURL), err)
 	}
 	props := amqp.NewConnectionProperties()
