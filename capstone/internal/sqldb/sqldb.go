@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,8 +57,12 @@ func Parse(dsn string) (Kind, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return Postgres, nil
 	}
-	return "", fmt.Errorf(`%w %q: use "" (a SQLite file in the working directory), "sqlite:PATH", "postgres://USER@HOST:PORT/DB" or "memory:"`,
-		ErrUnknownDSN, redact(dsn))
+	shown := redact(dsn)
+	if shown != hiddenDSN {
+		shown = strconv.Quote(shown)
+	}
+	return "", fmt.Errorf(`%w %s: use "" (a SQLite file in the working directory), "sqlite:PATH", "postgres://USER@HOST:PORT/DB" or "memory:"`,
+		ErrUnknownDSN, shown)
 }
 
 // DB is an open SQL database with its dialect.
@@ -155,14 +160,23 @@ func openPostgres(dsn string) (*DB, error) {
 	return &DB{DB: sdb, Kind: Postgres, where: where}, nil
 }
 
-// redact hides the password of a URL-shaped DSN.
+// redact hides the password of a URL-shaped DSN. A DSN that is not a URL
+// with a scheme and a host may still hold one ("host=db password=...",
+// "postgres//user:pw@db", an unparseable URL): it is shown only if it has
+// nothing that could be a password.
 func redact(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
-		return dsn
+	if err == nil && u.Scheme != "" && u.Host != "" {
+		return u.Redacted()
 	}
-	return u.Redacted()
+	if strings.ContainsAny(dsn, "@=") || strings.Contains(strings.ToLower(dsn), "pass") || err != nil {
+		return hiddenDSN
+	}
+	return dsn
 }
+
+// hiddenDSN is what redact shows of a DSN it cannot tell is password-free.
+const hiddenDSN = "(hidden: it may hold a password)"
 
 // String names the database, without a password.
 func (db *DB) String() string { return db.where }

@@ -43,10 +43,13 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %q, %v; want ErrUnknownDSN", dsn, kind, err)
 		}
 	}
-	// The error says what would work and hides a password.
-	_, err := sqldb.Parse("mysql://root:hunter2@db/x")
-	if msg := err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, `"memory:"`) || !strings.Contains(msg, "postgres://") {
-		t.Errorf("error %q should list the valid forms and hide the password", msg)
+	// The error says what would work and hides a password, also in a DSN
+	// that is not a URL.
+	for _, dsn := range []string{"mysql://root:hunter2@db/x", "host=db user=root password=hunter2", "postgres//root:hunter2@db/x", "postgres:/root:hunter2@db/%zz"} {
+		_, err := sqldb.Parse(dsn)
+		if msg := err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, `"memory:"`) || !strings.Contains(msg, "postgres://") {
+			t.Errorf("Parse(%q): error %q should list the valid forms and hide the password", dsn, msg)
+		}
 	}
 }
 
@@ -60,6 +63,7 @@ func TestOpenErrors(t *testing.T) {
 		{"bad service name", "", "Event Service", "must be lowercase letters"},
 		{"missing directory", "sqlite:" + filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"), "eventservice", "connecting to SQLite database"},
 		{"PostgreSQL down", "postgres://postgres:secret@127.0.0.1:1/test?connect_timeout=2", "eventservice", "connecting to PostgreSQL at postgres://postgres:xxxxx@127.0.0.1:1/test"},
+		{"unparseable PostgreSQL URL", "postgres://postgres:secret@127.0.0.1:1/%zz", "eventservice", "connecting to PostgreSQL at (hidden: it may hold a password)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,6 +74,9 @@ func TestOpenErrors(t *testing.T) {
 			}
 			if db != nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Open(%q) = %v, %v; want nil and an error containing %q", tc.dsn, db, err, tc.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("Open(%q): the error shows the password: %v", tc.dsn, err)
 			}
 		})
 	}
