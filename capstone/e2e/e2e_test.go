@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -406,7 +407,9 @@ func TestGracefulShutdown(t *testing.T) {
 }
 
 // assertNoConnections fails unless the broker lists no connection of the
-// test's BookingService (they are named after its queue).
+// test's BookingService (they are named after its queue). Without
+// rabbitmqctl (a broker on another machine) it only logs that it cannot
+// check, so the rest of the test still runs.
 func assertNoConnections(t *testing.T, cfg app.Config) {
 	t.Helper()
 	rabbit := brokertest.AMQP(t)
@@ -414,8 +417,12 @@ func assertNoConnections(t *testing.T, cfg app.Config) {
 	defer cancel()
 	brokertest.Eventually(t, wait, func() error {
 		out, err := rabbit.Ctl(ctx, "list_connections", "client_properties")
+		if errors.Is(err, brokertest.ErrNoCtl) {
+			t.Logf("not checking the broker's connections: %v", err)
+			return nil
+		}
 		if err != nil {
-			t.Skipf("cannot list connections: %v", err)
+			return fmt.Errorf("listing connections: %w", err)
 		}
 		if strings.Contains(out, cfg.Queue) {
 			return fmt.Errorf("a connection of queue %s is still open", cfg.Queue)
