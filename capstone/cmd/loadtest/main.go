@@ -41,6 +41,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -362,7 +363,7 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 		eventsDB, bookingsDB = dsn, dsn
 		storeDesc = "PostgreSQL at " + redact(s.db) + " (a schema of its own)"
 	default:
-		return sys, fmt.Errorf("unknown -db %q: use sqlite, memory or a postgres:// URL", s.db)
+		return sys, fmt.Errorf("unknown -db %s: use sqlite, memory or a postgres:// URL", redact(s.db))
 	}
 	sys.describe = fmt.Sprintf("broker %s, %s; store %s", s.broker, brokerDesc, storeDesc)
 
@@ -457,11 +458,17 @@ func envOr(name, def string) string {
 	return def
 }
 
-// redact hides the password of a URL.
+// redact hides the password of a URL. Anything else that could hold one
+// (an unparseable URL, "host=db password=...") is not shown at all.
 func redact(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	switch {
+	case err != nil:
 		return "<unparseable URL>"
+	case u.Scheme != "" && u.Host != "":
+		return u.Redacted()
+	case strings.ContainsAny(raw, "@="):
+		return "<hidden: it may hold a password>"
 	}
-	return u.Redacted()
+	return strconv.Quote(raw)
 }

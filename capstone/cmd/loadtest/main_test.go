@@ -45,16 +45,31 @@ func TestSmallRun(t *testing.T) {
 	}
 }
 
-// TestBadFlags: a wrong broker or store is an error, before anything starts.
+// TestBadFlags: a wrong broker or store is an error that names it (and no
+// password), before any booking is sent.
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{
-		{"-broker", "nats"},
-		{"-broker", "kafka", "-db", "mysql://x"},
-		{"-n", "0"},
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-broker", "nats"}, `unknown broker "nats"`},
+		{[]string{"-broker", "kafka", "-db", "mysql://x"}, `unknown -db mysql://x: use sqlite, memory or a postgres:// URL`},
+		{[]string{"-broker", "kafka", "-db", "mysql://root:secret@db/x"}, `unknown -db mysql://root:xxxxx@db/x`},
+		{[]string{"-broker", "kafka", "-db", "host=db password=secret"}, `unknown -db <hidden: it may hold a password>`},
+		{[]string{"-broker", "kafka", "-db", "sqlite3"}, `unknown -db "sqlite3"`},
+		{[]string{"-n", "0"}, "-n and -c must be at least 1"},
 	} {
 		var out, stderr bytes.Buffer
-		if err := run(context.Background(), args, &out, &stderr); err == nil {
-			t.Errorf("run %v succeeded", args)
+		err := run(context.Background(), tc.args, &out, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run %v = %v, want an error containing %q", tc.args, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("run %v: the error shows the password: %v", tc.args, err)
+		}
+		if out.Len() != 0 {
+			t.Errorf("run %v printed a report:\n%s", tc.args, out.String())
 		}
 	}
 }
