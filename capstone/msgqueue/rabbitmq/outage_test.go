@@ -189,13 +189,21 @@ func TestBrokerUnreachableForAWhile(t *testing.T) {
 	if err := em.Emit(ctx, booking("timeout")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Emit with an expiring context during the outage returned %v", err)
 	}
+	// Count from here: the first outage and the expiring Emit above have
+	// been refused already, and Close must come while this Emit waits.
+	refusedBefore := p.refused.Load()
 	go func() { emitted <- em.Emit(t.Context(), booking("closed")) }()
 	brokertest.Eventually(t, 10*time.Second, func() error {
-		if n := p.refused.Load(); n < 8 {
-			return fmt.Errorf("%d reconnection attempts refused so far", n)
+		if n := p.refused.Load() - refusedBefore; n < 4 {
+			return fmt.Errorf("%d reconnection attempts refused since the waiting Emit started", n)
 		}
 		return nil
 	})
+	select {
+	case err := <-emitted:
+		t.Fatalf("Emit returned %v while the broker was unreachable, before Close", err)
+	default:
+	}
 	if err := em.Close(); err != nil {
 		t.Errorf("Close during the outage: %v", err)
 	}
