@@ -122,7 +122,8 @@ func TestInterruptedStory(t *testing.T) {
 	}
 }
 
-// TestBusyPort: a taken port is one clear error.
+// TestBusyPort: a taken port is one clear error that names the flag to
+// move it with.
 func TestBusyPort(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,8 +132,9 @@ func TestBusyPort(t *testing.T) {
 	defer busy.Close()
 	var out, stderr syncBuffer
 	err = run(context.Background(), []string{"-events-listen", "127.0.0.1:0", "-bookings-listen", busy.Addr().String()}, &out, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "listening for HTTP on "+busy.Addr().String()) {
-		t.Fatalf("error = %v, want one about the port", err)
+	if err == nil || !strings.Contains(err.Error(), "listening for HTTP on "+busy.Addr().String()) ||
+		!strings.Contains(err.Error(), "choose another with -bookings-listen") {
+		t.Fatalf("error = %v, want one about the port that names -bookings-listen", err)
 	}
 }
 
