@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"example.com/myevents/capstone/msgqueue/memory"
 	"example.com/myevents/capstone/msgqueue/msgqueuetest"
 	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
 )
 
 // TestConformance runs the transport suite against the in-memory bus.
@@ -76,20 +78,21 @@ func TestMemoryRules(t *testing.T) {
 			return errors.New("always fails")
 		})
 	}()
-	deadline := time.After(10 * time.Second)
-	for len(bus.DeadLetters("svc")) == 0 {
-		select {
-		case <-deadline:
-			t.Fatal("no dead letter after 10s")
-		case <-time.After(time.Millisecond):
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		if len(bus.DeadLetters("svc")) == 0 {
+			return errors.New("no dead letter yet")
 		}
-	}
+		return nil
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Listen: %v", err)
 	}
 	if calls != 3 {
 		t.Errorf("handler called %d times, want 3 (the delivery limit)", calls)
+	}
+	if dead := bus.DeadLetters("svc"); len(dead) != 1 || dead[0].Name != contracts.EventBookedName || !strings.Contains(dead[0].Reason, "delivery limit 3 reached: always fails") {
+		t.Errorf("dead letters = %+v, want the event, for the delivery limit", dead)
 	}
 	if got := bus.Emitted(); len(got) != 1 || got[0].Name != contracts.EventBookedName {
 		t.Errorf("Emitted() = %+v, want the one routed event", got)
