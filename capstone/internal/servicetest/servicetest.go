@@ -70,7 +70,9 @@ func PostgresDSN(t testing.TB) string {
 	defer cancel()
 	admin, err := sql.Open("pgx", base)
 	if err == nil {
-		err = admin.PingContext(ctx)
+		if err = admin.PingContext(ctx); err != nil {
+			admin.Close()
+		}
 	}
 	if err != nil {
 		msg := fmt.Sprintf("PostgreSQL at %s does not answer (%v): start it, or set TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB", redact(base), err)
