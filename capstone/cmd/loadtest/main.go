@@ -84,9 +84,12 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 	fs.IntVar(&s.n, "n", 2000, "bookings to measure (one seat each)")
 	fs.IntVar(&s.c, "c", 16, "concurrent clients")
 	fs.IntVar(&s.warmup, "warmup", 200, "bookings sent before measuring, on another event")
-	fs.StringVar(&s.broker, "broker", envOr("BROKER", app.AMQP), "amqp or kafka")
-	fs.StringVar(&s.amqpURL, "url", envOr("AMQP_URL", app.DefaultAMQPURL), "AMQP URL of RabbitMQ")
-	fs.StringVar(&s.brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "Kafka brokers, comma-separated (default $KAFKA_BROKERS, else an embedded Kafka)")
+	// The help text shows the built-in defaults, never the environment's
+	// values: AMQP_URL may hold a password. The environment is read after
+	// parsing, for the flags not given.
+	fs.StringVar(&s.broker, "broker", app.AMQP, "amqp or kafka (env BROKER)")
+	fs.StringVar(&s.amqpURL, "url", app.DefaultAMQPURL, "AMQP URL of RabbitMQ (env AMQP_URL)")
+	fs.StringVar(&s.brokers, "brokers", "", "Kafka brokers, comma-separated (default $KAFKA_BROKERS, else an embedded Kafka)")
 	fs.StringVar(&s.db, "db", "sqlite", "store of both services: sqlite (files in a temporary directory), memory, or a postgres:// URL")
 	fs.StringVar(&s.eventsURL, "events-url", "", "load an EventService that runs already (with -bookings-url)")
 	fs.StringVar(&s.bookingsURL, "bookings-url", "", "load a BookingService that runs already (with -events-url)")
@@ -95,6 +98,16 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 			return nil
 		}
 		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name, env := range map[string]struct {
+		value *string
+		env   string
+	}{"broker": {&s.broker, "BROKER"}, "url": {&s.amqpURL, "AMQP_URL"}, "brokers": {&s.brokers, "KAFKA_BROKERS"}} {
+		if v := os.Getenv(env.env); !given[name] && v != "" {
+			*env.value = v
+		}
 	}
 	if s.n < 1 || s.c < 1 || s.warmup < 0 {
 		return fmt.Errorf("-n and -c must be at least 1 and -warmup at least 0")
@@ -449,13 +462,6 @@ func randomSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
 
 // redact hides the password of a URL. Anything else that could hold one

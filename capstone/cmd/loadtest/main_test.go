@@ -73,3 +73,28 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvironment: BROKER, AMQP_URL and KAFKA_BROKERS are used for the
+// flags not given, a flag wins over them, and -h shows the built-in
+// defaults, never the environment's values (AMQP_URL may hold a password).
+func TestEnvironment(t *testing.T) {
+	t.Setenv("AMQP_URL", "amqp://guest:secret@127.0.0.1:1/")
+	t.Setenv("BROKER", "nats")
+
+	var out, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, &out, &stderr); err != nil {
+		t.Fatalf("run -h: %v", err)
+	}
+	if strings.Contains(stderr.String(), "secret") || !strings.Contains(stderr.String(), "env AMQP_URL") {
+		t.Errorf("-h shows the environment's password, or does not name AMQP_URL:\n%s", stderr.String())
+	}
+
+	err := run(context.Background(), []string{"-n", "1"}, &out, &stderr)
+	if err == nil || !strings.Contains(err.Error(), `unknown broker "nats"`) {
+		t.Errorf("with BROKER=nats: %v, want the unknown broker", err)
+	}
+	err = run(context.Background(), []string{"-broker", "amqp", "-n", "1"}, &out, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") || strings.Contains(err.Error(), "secret") {
+		t.Errorf("with -broker amqp and AMQP_URL on a closed port: %v, want a connection error there, without the password", err)
+	}
+}
