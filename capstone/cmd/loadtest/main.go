@@ -342,7 +342,7 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 			cfg.KafkaBrokers = cluster.ListenAddrs()
 			brokerDesc = "embedded Kafka (kfake, in this process)"
 		} else {
-			cfg.KafkaBrokers = strings.Split(s.brokers, ",")
+			cfg.KafkaBrokers = strings.FieldsFunc(s.brokers, func(r rune) bool { return r == ',' || r == ' ' })
 			brokerDesc = "Kafka at " + s.brokers + " (topic loadtest." + suffix + " is left there)"
 		}
 		cfg.Topic = "loadtest." + suffix
