@@ -189,11 +189,14 @@ func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error)
 	if l.caughtUp != nil {
 		h = untilCaughtUp(svc, l.caughtUp)
 		start := time.Now()
+		returned := make(chan struct{})
+		defer close(returned) // the service may stop before ctx ends
 		go func() {
 			select {
 			case <-l.caughtUp:
 				log.Info("caught up with the events log: answering requests", "took", time.Since(start).Round(time.Millisecond))
 			case <-ctx.Done():
+			case <-returned:
 			}
 		}()
 	}
