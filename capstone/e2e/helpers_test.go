@@ -303,26 +303,6 @@ func bookingIDs(t *testing.T, bookings *api, eventID string) []string {
 	return ids
 }
 
-// sameSet fails the test unless got and want hold the same IDs, naming the
-// missing and the extra ones.
-func sameSet(t *testing.T, what string, got, want []string) {
-	t.Helper()
-	var missing, extra []string
-	for _, w := range want {
-		if !slices.Contains(got, w) {
-			missing = append(missing, w)
-		}
-	}
-	for _, g := range got {
-		if !slices.Contains(want, g) {
-			extra = append(extra, g)
-		}
-	}
-	if len(missing) > 0 || len(extra) > 0 || len(got) != len(want) {
-		t.Fatalf("%s: %d IDs, want %d; missing %v, extra %v", what, len(got), len(want), missing, extra)
-	}
-}
-
 // recorder wraps BookingService's broker handler: it records every event
 // the service applied, and can hold events back until released.
 type recorder struct {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -326,30 +325,11 @@ func ids(log []seen, step string) []string {
 // the missing and the extra (duplicates count as extra).
 func checkIDs(t *testing.T, what string, got []string, format string, n int) {
 	t.Helper()
-	want := map[string]bool{}
-	for i := 1; i <= n; i++ {
-		want[fmt.Sprintf(format, i)] = true
+	want := make([]string, n)
+	for i := range want {
+		want[i] = fmt.Sprintf(format, i+1)
 	}
-	count := map[string]int{}
-	for _, id := range got {
-		count[id]++
-	}
-	var missing, extra []string
-	for id := range want {
-		if count[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	for id, c := range count {
-		if !want[id] || c > 1 {
-			extra = append(extra, fmt.Sprintf("%s x%d", id, c))
-		}
-	}
-	sort.Strings(missing)
-	sort.Strings(extra)
-	if len(missing) > 0 || len(extra) > 0 {
-		t.Errorf("%s: missing %v, extra or duplicated %v", what, missing, extra)
-	}
+	brokertest.CheckIDs(t, what, got, want)
 }
 
 // queueCounts asks rabbitmqctl for a queue's ready and unacked counts,

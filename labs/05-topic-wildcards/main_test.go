@@ -78,34 +78,11 @@ func TestRoutingMatrix(t *testing.T) {
 			}
 			got = append(got, d.RoutingKey)
 		}
-		missing, extra := diff(wantMatrix[b.pattern], got)
+		missing, extra := brokertest.DiffIDs(wantMatrix[b.pattern], got)
 		if len(missing) > 0 || len(extra) > 0 {
 			t.Errorf("binding %-20s missing %v, extra %v (got %v)", b.pattern, missing, extra, got)
 		}
 	}
-}
-
-// diff compares two multisets of routing keys; a key delivered twice to
-// one queue shows up as extra.
-func diff(want, got []string) (missing, extra []string) {
-	left := map[string]int{}
-	for _, k := range want {
-		left[k]++
-	}
-	for _, k := range got {
-		if left[k] > 0 {
-			left[k]--
-			continue
-		}
-		extra = append(extra, k)
-	}
-	for _, k := range want {
-		if left[k] > 0 {
-			missing = append(missing, k)
-			left[k]--
-		}
-	}
-	return missing, extra
 }
 
 // TestOutputAndCleanRerun runs the default mode twice on the same exchange:

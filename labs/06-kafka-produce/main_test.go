@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,10 +67,7 @@ func TestProduce(t *testing.T) {
 	for _, r := range records {
 		got = append(got, r.id)
 	}
-	if missing, extra := diff(want, got); len(missing) > 0 || len(extra) > 0 {
-		t.Errorf("%d records on the topic, want %d: missing %s, extra (or duplicated) %s",
-			len(got), len(want), summary(missing), summary(extra))
-	}
+	brokertest.CheckIDs(t, "records on the topic", got, want)
 
 	// The same key always landed on the same partition.
 	partitionOf := map[string]int32{}
@@ -369,35 +365,4 @@ func newAdmin(t testing.TB, brokers []string) sarama.ClusterAdmin {
 		t.Fatalf("cluster admin: %v", err)
 	}
 	return admin
-}
-
-// diff compares two multisets of IDs; an ID seen twice is extra.
-func diff(want, got []string) (missing, extra []string) {
-	left := map[string]int{}
-	for _, id := range want {
-		left[id]++
-	}
-	for _, id := range got {
-		if left[id] > 0 {
-			left[id]--
-			continue
-		}
-		extra = append(extra, id)
-	}
-	for id, k := range left {
-		for range k {
-			missing = append(missing, id)
-		}
-	}
-	slices.Sort(missing)
-	slices.Sort(extra)
-	return missing, extra
-}
-
-// summary shortens a long list of IDs for an error message.
-func summary(ids []string) string {
-	if len(ids) > 10 {
-		return fmt.Sprintf("%v ... (%d in all)", ids[:10], len(ids))
-	}
-	return fmt.Sprint(ids)
 }

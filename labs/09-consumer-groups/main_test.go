@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -83,7 +82,7 @@ func TestConsumerGroups(t *testing.T) {
 		for id := range onTopic {
 			ids = append(ids, id)
 		}
-		compareIDs(t, "topic "+topic, ids, obs.produced)
+		brokertest.CheckIDs(t, "topic "+topic, ids, obs.produced)
 	})
 
 	// Each group processed every message exactly once across its members
@@ -98,7 +97,7 @@ func TestConsumerGroups(t *testing.T) {
 			for _, ids := range obs.processed[g] {
 				got = append(got, ids...)
 			}
-			compareIDs(t, "group "+g, got, want)
+			brokertest.CheckIDs(t, "group "+g, got, want)
 		}
 	})
 
@@ -281,37 +280,6 @@ func checkSplit(t *testing.T, assignment map[string][]int32, all []int32) {
 	}
 	if len(owner) != len(all) {
 		t.Errorf("owned partitions %v, want exactly %v", owner, all)
-	}
-}
-
-// compareIDs reports missing, unexpected and repeated IDs.
-func compareIDs(t *testing.T, what string, got, want []string) {
-	t.Helper()
-	count := map[string]int{}
-	for _, id := range got {
-		count[id]++
-	}
-	wanted := map[string]bool{}
-	var missing, extra, twice []string
-	for _, id := range want {
-		wanted[id] = true
-		if count[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	for id, n := range count {
-		if !wanted[id] {
-			extra = append(extra, id)
-		}
-		if n > 1 {
-			twice = append(twice, fmt.Sprintf("%s x%d", id, n))
-		}
-	}
-	slices.Sort(missing)
-	slices.Sort(extra)
-	slices.Sort(twice)
-	if len(missing)+len(extra)+len(twice) > 0 {
-		t.Errorf("%s: missing %v, unexpected %v, more than once %v", what, missing, extra, twice)
 	}
 }
 

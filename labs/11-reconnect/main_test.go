@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,7 +78,7 @@ func TestReconnect(t *testing.T) {
 
 	// Part 1: the messages published after the consumer's connection died
 	// are the ones still in the queue.
-	sameIDs(t, "part 1, left in the queue", naiveLeft, []string{"naive-4", "naive-5", "naive-6"})
+	brokertest.CheckIDs(t, "part 1, left in the queue", naiveLeft, []string{"naive-4", "naive-5", "naive-6"})
 
 	// Part 2: the tags of the same messages before and after recovery,
 	// the refused ack, and rec-5 gone from the broker (the queue was
@@ -107,7 +106,7 @@ func TestReconnect(t *testing.T) {
 		processed = append(processed, id)
 		calls += n
 	}
-	sameIDs(t, "part 3, processed vs published", processed, r3.published)
+	brokertest.CheckIDs(t, "part 3, processed vs published", processed, r3.published)
 	dups := calls - len(r3.calls)
 	t.Logf("part 3: %d published and confirmed, %d processed in %d handler calls (%d duplicates), %d not confirmed at the outage and sent again, %d acks refused",
 		len(r3.published), len(r3.calls), calls, dups, r3.unconfirmed, r3.ackRefused)
@@ -250,36 +249,6 @@ func mustReport(t *testing.T, reports map[string]report, step string) report {
 		t.Fatalf("the program never reported step %q", step)
 	}
 	return r
-}
-
-// sameIDs reports the IDs missing from got and the extra ones (duplicates
-// count as extra).
-func sameIDs(t *testing.T, what string, got, want []string) {
-	t.Helper()
-	wanted := map[string]bool{}
-	for _, id := range want {
-		wanted[id] = true
-	}
-	count := map[string]int{}
-	for _, id := range got {
-		count[id]++
-	}
-	var missing, extra []string
-	for id := range wanted {
-		if count[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	for id, c := range count {
-		if !wanted[id] || c > 1 {
-			extra = append(extra, fmt.Sprintf("%s x%d", id, c))
-		}
-	}
-	sort.Strings(missing)
-	sort.Strings(extra)
-	if len(missing) > 0 || len(extra) > 0 {
-		t.Errorf("%s: missing %v, extra or duplicated %v", what, missing, extra)
-	}
 }
 
 // passive asks the broker about a queue on a connection of the test's own.

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -207,4 +208,51 @@ func ClosedPort(t testing.TB) string {
 		t.Fatalf("brokertest: closing the probe listener: %v", err)
 	}
 	return addr
+}
+
+// DiffIDs compares the message IDs a test got with the ones it wanted, as
+// multisets: missing were wanted more often than got, extra were got but
+// not wanted, or got more often than wanted (a duplicate delivery). Both
+// come back sorted.
+func DiffIDs(want, got []string) (missing, extra []string) {
+	left := map[string]int{}
+	for _, id := range want {
+		left[id]++
+	}
+	for _, id := range got {
+		if left[id] > 0 {
+			left[id]--
+			continue
+		}
+		extra = append(extra, id)
+	}
+	for id, n := range left {
+		for range n {
+			missing = append(missing, id)
+		}
+	}
+	slices.Sort(missing)
+	slices.Sort(extra)
+	return missing, extra
+}
+
+// CheckIDs marks the test failed, naming the missing and the extra IDs,
+// unless got holds exactly the IDs of want (see DiffIDs). It reports
+// whether they matched, so a caller can stop with t.FailNow.
+func CheckIDs(t testing.TB, what string, got, want []string) bool {
+	t.Helper()
+	missing, extra := DiffIDs(want, got)
+	if len(missing) == 0 && len(extra) == 0 {
+		return true
+	}
+	t.Errorf("%s: got %d IDs, want %d; missing %s; extra or repeated %s", what, len(got), len(want), shortList(missing), shortList(extra))
+	return false
+}
+
+// shortList keeps a long list of IDs readable in a failure message.
+func shortList(ids []string) string {
+	if len(ids) > 20 {
+		return fmt.Sprintf("%v ... (%d in all)", ids[:20], len(ids))
+	}
+	return fmt.Sprint(ids)
 }

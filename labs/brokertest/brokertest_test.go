@@ -3,6 +3,7 @@ package brokertest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"regexp"
 	"runtime"
@@ -105,8 +106,10 @@ func checkChoice(t *testing.T, got choice, err error, backend Backend, target, w
 // recorder is a testing.TB that records how resolve ended the test.
 type recorder struct {
 	testing.TB
-	fatal, skip string
+	fatal, skip, errorf string
 }
+
+func (r *recorder) Errorf(format string, args ...any) { r.errorf = fmt.Sprintf(format, args...) }
 
 func (r *recorder) Helper() {}
 func (r *recorder) Fatalf(format string, args ...any) {
@@ -233,5 +236,22 @@ func TestSplitBrokers(t *testing.T) {
 	got := strings.Join(SplitBrokers(" a:1, ,b:2,"), "|")
 	if got != "a:1|b:2" {
 		t.Fatalf("SplitBrokers = %q, want a:1|b:2", got)
+	}
+}
+
+func TestDiffIDsIsAMultisetComparison(t *testing.T) {
+	missing, extra := DiffIDs([]string{"a", "b", "b", "c"}, []string{"c", "b", "d", "a", "a"})
+	if strings.Join(missing, ",") != "b" || strings.Join(extra, ",") != "a,d" {
+		t.Fatalf("DiffIDs = missing %v, extra %v; want missing [b], extra [a d]", missing, extra)
+	}
+	r := &recorder{}
+	if !CheckIDs(r, "same", []string{"x", "y"}, []string{"y", "x"}) || r.errorf != "" {
+		t.Fatalf("CheckIDs refused equal sets: %s", r.errorf)
+	}
+	if CheckIDs(r, "deliveries", []string{"x", "x"}, []string{"x", "y"}) {
+		t.Fatal("CheckIDs accepted a duplicate in place of a missing ID")
+	}
+	if want := "deliveries: got 2 IDs, want 2; missing [y]; extra or repeated [x]"; r.errorf != want {
+		t.Fatalf("CheckIDs said %q, want %q", r.errorf, want)
 	}
 }
