@@ -237,7 +237,7 @@ func (b *Bus) Listener(queueName string, names ...string) (*Listener, error) {
 			return nil, fmt.Errorf("building listener for queue %q: %w", queueName, err)
 		}
 	}
-	return &Listener{bus: b, name: queueName, q: b.declare(queueName, names), names: names, closing: make(chan struct{})}, nil
+	return &Listener{bus: b, name: queueName, q: b.declare(queueName, names), names: names}, nil
 }
 
 // Listener delivers the events of one queue to a handler.
@@ -247,11 +247,7 @@ type Listener struct {
 	q     *queue
 	names []string
 
-	mu        sync.Mutex
-	listening bool
-	closed    bool
-	closing   chan struct{}
-	done      chan struct{} // closed when the running Listen returns
+	life msgqueue.Lifecycle
 }
 
 var _ msgqueue.Listener = (*Listener)(nil)
@@ -259,29 +255,15 @@ var _ msgqueue.Listener = (*Listener)(nil)
 // Listen calls h for each message of the queue until ctx ends or Close is
 // called; see the package documentation for the delivery rules.
 func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...string) error {
-	filter, err := l.filter(names)
+	filter, err := msgqueue.Filter(l.names, names)
+	if err != nil {
+		return fmt.Errorf("listening on queue %q: %w", l.name, err)
+	}
+	end, err := l.life.Begin(fmt.Sprintf("queue %q", l.name))
 	if err != nil {
 		return err
 	}
-	l.mu.Lock()
-	switch {
-	case l.closed:
-		l.mu.Unlock()
-		return fmt.Errorf("listening on queue %q: %w", l.name, msgqueue.ErrClosed)
-	case l.listening:
-		l.mu.Unlock()
-		return fmt.Errorf("listening on queue %q: Listen is already running", l.name)
-	}
-	l.listening = true
-	done := make(chan struct{})
-	l.done = done
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.listening = false
-		l.mu.Unlock()
-		close(done)
-	}()
+	defer end()
 
 	for {
 		d, ok := l.next(ctx)
@@ -293,31 +275,12 @@ func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...stri
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
-			case <-l.closing:
+			case <-l.life.Closing():
 			case <-t.C:
 			}
 			t.Stop()
 		}
 	}
-}
-
-// filter checks names against the listener's names; empty means all.
-func (l *Listener) filter(names []string) (map[string]bool, error) {
-	if len(names) == 0 {
-		names = l.names
-	}
-	built := map[string]bool{}
-	for _, n := range l.names {
-		built[n] = true
-	}
-	f := map[string]bool{}
-	for _, n := range names {
-		if !built[n] {
-			return nil, fmt.Errorf("listening on queue %q for %s: the listener was built for %v only", l.name, n, l.names)
-		}
-		f[n] = true
-	}
-	return f, nil
 }
 
 // next takes the head of the queue, waiting until there is one; false when
@@ -327,7 +290,7 @@ func (l *Listener) next(ctx context.Context) (delivery, bool) {
 		select {
 		case <-ctx.Done():
 			return delivery{}, false
-		case <-l.closing:
+		case <-l.life.Closing():
 			return delivery{}, false
 		default:
 		}
@@ -343,7 +306,7 @@ func (l *Listener) next(ctx context.Context) (delivery, bool) {
 		select {
 		case <-ctx.Done():
 			return delivery{}, false
-		case <-l.closing:
+		case <-l.life.Closing():
 			return delivery{}, false
 		case <-l.q.notify:
 			// Pass the wake-up on: another listener of the queue may be
@@ -399,17 +362,8 @@ func (l *Listener) deadLetter(d delivery, reason string) {
 
 // Close stops Listen after the running handler returned and waits for it.
 func (l *Listener) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
-	}
-	l.closed = true
-	close(l.closing)
-	done := l.done
-	l.mu.Unlock()
-	if done != nil {
-		<-done
+	if l.life.Close() {
+		l.life.Wait()
 	}
 	return nil
 }

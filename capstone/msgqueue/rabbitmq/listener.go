@@ -21,14 +21,12 @@ type Listener struct {
 	cfg   config
 	log   *slog.Logger
 
-	mu        sync.Mutex
-	conn      *amqp.Connection // nil or broken until the next (re)connect
-	listening bool
-	closed    bool
-	closing   chan struct{} // closed by Close
-	life      context.Context
-	end       context.CancelFunc // cancels life: ends a dial in progress
-	done      chan struct{}      // closed when the running Listen returns
+	state msgqueue.Lifecycle // one Listen at a time, none after Close
+
+	mu   sync.Mutex
+	conn *amqp.Connection // nil or broken until the next (re)connect
+	life context.Context
+	end  context.CancelFunc // cancels life: ends a dial in progress
 
 	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects atomic.Int64
 }
@@ -59,12 +57,11 @@ func NewListener(ctx context.Context, url, queue string, names []string, opts ..
 	}
 	cfg := newConfig(opts)
 	l := &Listener{
-		url:     url,
-		queue:   queue,
-		names:   append([]string(nil), names...),
-		cfg:     cfg,
-		log:     cfg.log.With("component", "listener", "queue", queue),
-		closing: make(chan struct{}),
+		url:   url,
+		queue: queue,
+		names: append([]string(nil), names...),
+		cfg:   cfg,
+		log:   cfg.log.With("component", "listener", "queue", queue),
 	}
 	conn, err := l.connect(ctx)
 	if err != nil {
@@ -160,29 +157,15 @@ func (l *Listener) declare(ch *amqp.Channel) error {
 // connections are re-established with backoff. See the package
 // documentation for what each handler result does.
 func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...string) error {
-	filter, err := l.filter(names)
+	filter, err := msgqueue.Filter(l.names, names)
+	if err != nil {
+		return fmt.Errorf("listening on queue %q: %w", l.queue, err)
+	}
+	end, err := l.state.Begin(fmt.Sprintf("queue %q", l.queue))
 	if err != nil {
 		return err
 	}
-	l.mu.Lock()
-	switch {
-	case l.closed:
-		l.mu.Unlock()
-		return fmt.Errorf("listening on queue %q: %w", l.queue, msgqueue.ErrClosed)
-	case l.listening:
-		l.mu.Unlock()
-		return fmt.Errorf("listening on queue %q: Listen is already running", l.queue)
-	}
-	l.listening = true
-	done := make(chan struct{})
-	l.done = done
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.listening = false
-		l.mu.Unlock()
-		close(done)
-	}()
+	defer end()
 
 	// Dials end when ctx ends or Close is called.
 	dialCtx, cancel := context.WithCancel(ctx)
@@ -207,30 +190,10 @@ func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...stri
 		}
 		wait := bo.wait()
 		l.log.Warn("consuming interrupted; reconnecting", "err", err, "retry_in", wait)
-		if !sleep(ctx, l.closing, wait) {
+		if !sleep(ctx, l.state.Closing(), wait) {
 			return nil
 		}
 	}
-}
-
-// filter turns the names given to Listen into a set; they must be names the
-// listener was built for.
-func (l *Listener) filter(names []string) (map[string]bool, error) {
-	if len(names) == 0 {
-		names = l.names
-	}
-	built := map[string]bool{}
-	for _, n := range l.names {
-		built[n] = true
-	}
-	f := map[string]bool{}
-	for _, n := range names {
-		if !built[n] {
-			return nil, fmt.Errorf("listening on queue %q for %s: the queue is bound for %v only", l.queue, n, l.names)
-		}
-		f[n] = true
-	}
-	return f, nil
 }
 
 // stopping reports whether Listen should return.
@@ -238,7 +201,7 @@ func (l *Listener) stopping(ctx context.Context) bool {
 	select {
 	case <-ctx.Done():
 		return true
-	case <-l.closing:
+	case <-l.state.Closing():
 		return true
 	default:
 		return false
@@ -260,7 +223,7 @@ func (l *Listener) connection(ctx context.Context) (*amqp.Connection, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.state.Closed() {
 		_ = conn.Close()
 		return nil, msgqueue.ErrClosed
 	}
@@ -300,7 +263,7 @@ func (l *Listener) consume(ctx context.Context, conn *amqp.Connection, h msgqueu
 		select {
 		case <-ctx.Done():
 			return true, nil
-		case <-l.closing:
+		case <-l.state.Closing():
 			return true, nil
 		case d, ok := <-deliveries:
 			if !ok {
@@ -352,7 +315,7 @@ func (l *Listener) handle(ctx context.Context, ch *amqp.Channel, h msgqueue.Hand
 		count := deliveryCount(d)
 		wait := min(l.cfg.retryMin<<min(count, 20), l.cfg.retryMax)
 		log.Warn("handler failed; the message will be delivered again", "err", err, "deliveries_before", count, "retry_in", wait)
-		sleep(ctx, l.closing, wait)
+		sleep(ctx, l.state.Closing(), wait)
 		l.retried.Add(1)
 		if err := d.Nack(false /* multiple */, true /* requeue */); err != nil {
 			log.Warn("returning the message failed; the broker returns it when the channel closes", "err", err)
@@ -433,19 +396,11 @@ func (l *Listener) Connected() bool {
 // Close stops Listen, waits for the running handler (its message is then
 // acknowledged or returned as usual) and closes the connection.
 func (l *Listener) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.state.Close() {
 		return nil
 	}
-	l.closed = true
-	close(l.closing)
 	l.end()
-	done := l.done
-	l.mu.Unlock()
-	if done != nil {
-		<-done
-	}
+	l.state.Wait()
 	l.mu.Lock()
 	conn := l.conn
 	l.conn = nil
