@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Checks the exercises in the direction that matters to a learner: every
+# untouched template (exercise.go, built with -tags exercise) compiles, is
+# vet-clean, and fails its exercise test with a readable sentence, not with a
+# build error or a panic. (The solutions are checked by the normal test run.)
+# Needs the same brokers as scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "exercises: go vet -tags exercise ./..."
+go vet -tags exercise ./...
+
+dirs=$(find labs capstone -name exercise.go -printf '%h\n' | sort -u)
+[ -n "$dirs" ] || { echo "exercises: none found" >&2; exit 1; }
+bad=0
+for d in $dirs; do
+  out=$(go test -tags exercise -count=1 -run '^TestExercise' "./$d" 2>&1) && rc=0 || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    echo "FAIL $d: the untouched template passes its exercise test (the test cannot fail)" >&2; bad=1
+  elif grep -qE '\[build failed\]|\[setup failed\]|^panic:' <<<"$out"; then
+    echo "FAIL $d: the template fails by a build error or a panic, not by its test:" >&2
+    echo "$out" >&2; bad=1
+  elif ! grep -q 'exercise not done yet' <<<"$out"; then
+    echo "FAIL $d: the template's failure does not say what is missing ('exercise not done yet: ...'):" >&2
+    echo "$out" >&2; bad=1
+  else
+    echo "ok   $d: template fails with: $(grep -m1 -o 'exercise not done yet.*' <<<"$out")"
+  fi
+done
+exit "$bad"
