@@ -596,7 +596,9 @@ func consume(conn *amqp.Connection, queue string, prefetch int) (consumer, error
 		return consumer{}, fmt.Errorf("opening a consumer channel: %w", err)
 	}
 	// Prefetch: the broker sends at most this many unacked deliveries to
-	// this channel. Without it, a consumer gets the whole queue at once.
+	// each consumer started on this channel from now on (global=false means
+	// per consumer on RabbitMQ, not per channel as AMQP 0-9-1 says). Without
+	// it, a consumer gets the whole queue at once.
 	if err := ch.Qos(prefetch, 0 /* prefetch size: no byte limit */, false /* global */); err != nil {
 		_ = ch.Close()
 		return consumer{}, fmt.Errorf("setting prefetch %d: %w", prefetch, err)
