@@ -18,7 +18,8 @@ import (
 //
 // Each of those is one sentence that says what to do and never shows the
 // password. Any other failure is returned as the library reported it;
-// explainDialError knows the rarer ones.
+// explainDialError knows the rarer ones. (errLoginRefused, errNoBroker,
+// redact and explainDialError are in main.go.)
 //
 // Exercise: write it, following the steps below. Check it with
 //

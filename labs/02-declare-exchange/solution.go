@@ -18,7 +18,8 @@ import (
 // refuses with 406 PRECONDITION_FAILED and closes ch (the connection stays
 // open): the error then wraps errInequivalent and the broker's *amqp.Error,
 // so that the caller can tell a contradicting declaration from any other
-// failure. Every error names the exchange.
+// failure. Every error names the exchange. (errInequivalent is in
+// main.go.)
 //
 // This is the lab's exercise: exercise.go holds the template, and
 // go test -tags exercise ./labs/02-declare-exchange checks it.

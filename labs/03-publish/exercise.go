@@ -22,6 +22,7 @@ import (
 //
 // It publishes on a channel of its own, which it closes before it returns.
 // Messages are told apart by their MessageId, which the caller sets.
+// (The types outgoing and fate are in main.go.)
 //
 // Exercise: write it, following the steps below. Check it with
 //

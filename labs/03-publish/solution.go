@@ -21,6 +21,7 @@ import (
 //
 // It publishes on a channel of its own, which it closes before it returns.
 // Messages are told apart by their MessageId, which the caller sets.
+// (The types outgoing and fate are in main.go.)
 //
 // This is the lab's exercise: exercise.go holds the template, and
 // go test -tags exercise ./labs/03-publish checks it.

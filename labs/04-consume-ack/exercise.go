@@ -25,7 +25,8 @@ import (
 // stops with an error when ctx ends, when no delivery comes within
 // waitTimeout, when the channel closes, or when an ack or a reject fails.
 // On the way out it closes its channel, so the broker hands whatever it
-// did not settle to another consumer.
+// did not settle to another consumer. (The type settled, next and
+// waitTimeout are in main.go.)
 //
 // Exercise: write it, following the steps below. Check it with
 //
