@@ -10,15 +10,20 @@ cd "$(dirname "$0")/.."
 echo "exercises: go vet -tags exercise ./..."
 go vet -tags exercise ./...
 
-dirs=$(find labs capstone -name exercise.go -printf '%h\n' | sort -u)
+# An exercise package has an exercise.go built only with the tag (labkit's
+# exercise.go, which holds ErrTODO, is not one).
+dirs=$(find labs capstone -name exercise.go -exec grep -l '^//go:build exercise$' {} + | xargs -r dirname | sort -u)
 [ -n "$dirs" ] || { echo "exercises: none found" >&2; exit 1; }
 bad=0
 for d in $dirs; do
+  for f in solution.go exercise_test.go; do
+    [ -f "$d/$f" ] || { echo "FAIL $d: exercise.go has no $f beside it" >&2; bad=1; }
+  done
   out=$(go test -tags exercise -count=1 -run '^TestExercise' "./$d" 2>&1) && rc=0 || rc=$?
   if [ "$rc" -eq 0 ]; then
     echo "FAIL $d: the untouched template passes its exercise test (the test cannot fail)" >&2; bad=1
-  elif grep -qE '\[build failed\]|\[setup failed\]|^panic:' <<<"$out"; then
-    echo "FAIL $d: the template fails by a build error or a panic, not by its test:" >&2
+  elif grep -qE '\[build failed\]|\[setup failed\]|^panic:' <<<"$out" || ! grep -q -- '--- FAIL: TestExercise' <<<"$out"; then
+    echo "FAIL $d: the template fails by a build error or a panic, not by its TestExercise test:" >&2
     echo "$out" >&2; bad=1
   elif ! grep -q 'exercise not done yet' <<<"$out"; then
     echo "FAIL $d: the template's failure does not say what is missing ('exercise not done yet: ...'):" >&2

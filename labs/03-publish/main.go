@@ -191,7 +191,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// 4. Publish with a routing key nobody bound, and ask for it back.
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "mandatory: publish one event.created with routing key %q (a typo nobody bound)\n", typoKey)
-	if err := publishUnroutable(ctx, out, ch, *exchange, *queue); err != nil {
+	if err := publishUnroutable(ctx, out, conn, ch, *exchange, *queue); err != nil {
 		return err
 	}
 
@@ -353,35 +353,26 @@ func publishChannelPerMessage(ctx context.Context, conn *amqp.Connection, exchan
 }
 
 // publishUnroutable publishes one message with the mandatory flag and a
-// routing key no queue is bound for, and prints what came back.
-func publishUnroutable(ctx context.Context, out io.Writer, ch *amqp.Channel, exchange, queue string) error {
-	// Ask for returned messages before publishing. The broker sends
-	// basic.return before the ack of the same message, so by the time the
-	// confirm arrives the return is already waiting in this channel.
-	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+// routing key no queue is bound for, and prints what came back. The
+// publishing is publishMandatory, this lab's exercise (solution.go; the
+// template is exercise.go).
+func publishUnroutable(ctx context.Context, out io.Writer, conn *amqp.Connection, ch *amqp.Channel, exchange, queue string) error {
 	msg, err := eventMessage("unroutable", 1)
 	if err != nil {
 		return err
 	}
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, typoKey,
-		true,  // mandatory: if no queue is bound for this key, give the message back
-		false, // immediate
-		msg)
+	fates, err := publishMandatory(ctx, conn, exchange, []outgoing{{key: typoKey, msg: msg}})
 	if err != nil {
-		return fmt.Errorf("publishing %s: %w", msg.MessageId, err)
+		return err
 	}
-	acked, err := dc.WaitContext(ctx)
-	if err != nil {
-		return fmt.Errorf("waiting for the confirm of %s: %w", msg.MessageId, err)
+	if len(fates) != 1 {
+		return fmt.Errorf("publishMandatory reported %d fates for 1 message", len(fates))
 	}
-	returned, reason := 0, ""
-	select {
-	case r := <-returns:
-		returned, reason = 1, fmt.Sprintf(" (%d %s)", r.ReplyCode, r.ReplyText)
-	default: // no return came before the confirm, so none will come
+	returned, reason, confirmed := 0, "", 0
+	if fates[0].returned {
+		returned, reason = 1, " ("+fates[0].reason+")"
 	}
-	confirmed := 0
-	if acked {
+	if fates[0].acked {
 		confirmed = 1
 	}
 	routed, err := countRouted(ctx, ch, queue, 0)
@@ -391,6 +382,21 @@ func publishUnroutable(ctx context.Context, out io.Writer, ch *amqp.Channel, exc
 	fmt.Fprintf(out, "  sent 1, returned %d%s, confirmed %d, routed to the queue %d\n", returned, reason, confirmed, routed)
 	fmt.Fprintln(out, "  the broker returned it and then acked it: confirmed alone does not mean routed")
 	return nil
+}
+
+// outgoing is one message to publish, with its routing key.
+type outgoing struct {
+	key string
+	msg amqp.Publishing
+}
+
+// fate is what the broker did with one message published with the
+// mandatory flag.
+type fate struct {
+	id       string // the message ID
+	acked    bool   // the broker confirmed it: it has taken responsibility
+	returned bool   // the broker handed it back: no queue was bound for its key
+	reason   string // why it was returned, such as "312 NO_ROUTE"; empty if it was not
 }
 
 // report prints what a mode sent, what the broker confirmed and what

@@ -268,5 +268,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "x = the queue bound with that pattern received the message")
+
+	// Check every cell against routes, this lab's exercise (solution.go;
+	// the template is exercise.go), which predicts it from the pattern and
+	// the key alone. A prediction the broker contradicts stops the run.
+	for _, key := range routingKeys {
+		for _, b := range bindings {
+			predicted, err := routes(b.pattern, key)
+			if err != nil {
+				return err
+			}
+			if got := received[key][b.pattern]; predicted != got {
+				return fmt.Errorf("routes(%q, %q) predicts delivered=%t, but the broker delivered=%t", b.pattern, key, predicted, got)
+			}
+		}
+	}
 	return nil
 }

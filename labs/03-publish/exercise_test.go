@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"example.com/myevents/labs/brokertest"
+	"example.com/myevents/labs/labkit"
+)
+
+// TestExercisePublishMandatory checks the lab's exercise, publishMandatory,
+// against the real broker. It publishes five messages to an exchange with
+// two queues: one open, one full that rejects new messages. Each message
+// meets a different fate, and the test compares what publishMandatory
+// reports with what the queues hold.
+func TestExercisePublishMandatory(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	conn, err := amqp.Dial(rabbit.URL)
+	if err != nil {
+		t.Fatalf("dialing the broker: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("opening a channel: %v", err)
+	}
+
+	// The topology: open gets ok.*, full gets full.* but holds at most one
+	// message and rejects the next (the broker nacks it). Nothing is bound
+	// for any other key. The queues are exclusive to this connection, and
+	// the auto-delete exchange goes with them.
+	exchange := brokertest.Name(t, "events")
+	if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic,
+		false, // durable
+		true,  // auto-delete
+		false, // internal
+		false, // no-wait
+		nil,   // args
+	); err != nil {
+		t.Fatalf("declaring exchange %s: %v", exchange, err)
+	}
+	open, full := brokertest.Name(t, "open"), brokertest.Name(t, "full")
+	for _, q := range []struct {
+		name, pattern string
+		args          amqp.Table
+	}{
+		{open, "ok.*", nil},
+		{full, "full.*", amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"}},
+	} {
+		if _, err := ch.QueueDeclare(q.name,
+			false, // durable
+			true,  // auto-delete
+			true,  // exclusive
+			false, // no-wait
+			q.args,
+		); err != nil {
+			t.Fatalf("declaring queue %s: %v", q.name, err)
+		}
+		if err := ch.QueueBind(q.name, q.pattern, exchange, false /* no-wait */, nil); err != nil {
+			t.Fatalf("binding queue %s with %s: %v", q.name, q.pattern, err)
+		}
+	}
+
+	// The messages and what the broker does with each.
+	const (
+		routed = "routed: acked and not returned"
+		back   = "returned and acked"
+		nacked = "nacked and not returned"
+	)
+	cases := []struct {
+		id, key, want, why string
+	}{
+		{"ok-1", "ok.1", routed, "queue " + open + " is bound for ok.*"},
+		{"typo-1", "okk.1", back, "no queue is bound for its key okk.1, so with mandatory set the broker returns it (312 NO_ROUTE), and acks it"},
+		{"full-1", "full.1", routed, "queue " + full + " is bound for full.* and still empty"},
+		{"full-2", "full.2", nacked, "queue " + full + " is full (x-max-length 1, x-overflow reject-publish), so the broker nacks it; it was routed, so it is not returned"},
+		{"ok-2", "ok.2", routed, "queue " + open + " is bound for ok.*"},
+	}
+	msgs := make([]outgoing, len(cases))
+	for i, c := range cases {
+		msgs[i] = outgoing{key: c.key, msg: amqp.Publishing{
+			ContentType: "text/plain",
+			MessageId:   c.id,
+			Body:        []byte("message " + c.id),
+		}}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fates, err := publishMandatory(ctx, conn, exchange, msgs)
+	if errors.Is(err, labkit.ErrTODO) {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("publishMandatory: %v", err)
+	}
+
+	// What the queues hold: the broker's side of the story.
+	brokertest.CheckIDs(t, "queue "+open+" (bound for ok.*)", getAll(t, ch, open), []string{"ok-1", "ok-2"})
+	brokertest.CheckIDs(t, "queue "+full+" (bound for full.*, at most 1 message)", getAll(t, ch, full), []string{"full-1"})
+
+	// What publishMandatory reports.
+	if len(fates) != len(cases) {
+		t.Fatalf("publishMandatory reported %d fates for %d messages: want one per message, in the order given: %+v", len(fates), len(cases), fates)
+	}
+	for i, c := range cases {
+		f := fates[i]
+		if f.id != c.id {
+			t.Errorf("fate %d is for message %q, want %q: report the fates in the order of the messages, with their MessageId", i, f.id, c.id)
+			continue
+		}
+		got := fmt.Sprintf("acked=%t returned=%t", f.acked, f.returned)
+		switch {
+		case f.acked && !f.returned:
+			got = routed
+		case f.acked && f.returned:
+			got = back
+		case !f.acked && !f.returned:
+			got = nacked
+		}
+		if got != c.want {
+			t.Errorf("%s (routing key %s): publishMandatory reports %s; want %s, because %s", c.id, c.key, got, c.want, c.why)
+		}
+		if c.want == back && f.returned && !strings.Contains(f.reason, "NO_ROUTE") {
+			t.Errorf("%s was returned with reason %q; want the broker's reply code and text, 312 NO_ROUTE", c.id, f.reason)
+		}
+		if !f.returned && f.reason != "" {
+			t.Errorf("%s was not returned, but its reason is %q; want empty", c.id, f.reason)
+		}
+	}
+}
+
+// getAll takes every message from a queue and returns their message IDs.
+func getAll(t *testing.T, ch *amqp.Channel, queue string) []string {
+	t.Helper()
+	var ids []string
+	for {
+		d, ok, err := ch.Get(queue, true /* auto-ack */)
+		if err != nil {
+			t.Fatalf("reading queue %s: %v", queue, err)
+		}
+		if !ok {
+			return ids
+		}
+		ids = append(ids, d.MessageId)
+	}
+}
