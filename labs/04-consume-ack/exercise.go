@@ -39,7 +39,8 @@ func consumeN(ctx context.Context, conn *amqp.Connection, queue string, n, prefe
 	// ends the consumer, and the broker requeues what it left unsettled.
 
 	// Set the prefetch: the broker sends at most this many unacked
-	// deliveries to this channel.
+	// deliveries to each consumer on this channel (global=false: per
+	// consumer, not per channel).
 
 	// Start consuming with manual acks. (Consume, not ConsumeWithContext:
 	// the latter cancels the consumer from a goroutine of its own when ctx

@@ -39,7 +39,8 @@ func consumeN(ctx context.Context, conn *amqp.Connection, queue string, n, prefe
 	defer ch.Close()
 
 	// Set the prefetch: the broker sends at most this many unacked
-	// deliveries to this channel.
+	// deliveries to each consumer on this channel (global=false: per
+	// consumer, not per channel).
 	if err := ch.Qos(
 		prefetch, // prefetch count
 		0,        // prefetch size: no byte limit
