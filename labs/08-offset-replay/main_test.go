@@ -281,7 +281,7 @@ func TestGroupResumesAfterLastProcessed(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	first, err := runGroupMember(ctx, kafka.Brokers, group, topic, end, stop)
+	first, err := runGroupMember(ctx, kafka.Brokers, group, topic, stopOffsets(end, stop))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestGroupResumesAfterLastProcessed(t *testing.T) {
 		t.Fatalf("after member 1 the group committed %v, want %v", committed, w)
 	}
 
-	second, err := runGroupMember(ctx, kafka.Brokers, group, topic, end, -1)
+	second, err := runGroupMember(ctx, kafka.Brokers, group, topic, end)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestGroupResumesAfterLastProcessed(t *testing.T) {
 	all, _ := want.split(-1)
 	diff(t, "members 1 and 2 together", append(slices.Clone(first.records), second.records...), all)
 
-	third, err := runGroupMember(ctx, kafka.Brokers, group, topic, end, -1)
+	third, err := runGroupMember(ctx, kafka.Brokers, group, topic, end)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestSelfStoredResumesExactly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	run1, err := runSelfStored(ctx, client, topic, path, end, stop)
+	run1, err := runSelfStored(ctx, client, topic, path, stopOffsets(end, stop))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func TestSelfStoredResumesExactly(t *testing.T) {
 		t.Errorf("temporary files left beside the checkpoint: %v", leftovers)
 	}
 
-	run2, err := runSelfStored(ctx, client, topic, path, end, -1)
+	run2, err := runSelfStored(ctx, client, topic, path, end)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestSelfStoredResumesExactly(t *testing.T) {
 		t.Errorf("resumed state %v, replayed state %v, produced %v", run2.state, replayed.state, seats)
 	}
 
-	run3, err := runSelfStored(ctx, client, topic, path, end, -1)
+	run3, err := runSelfStored(ctx, client, topic, path, end)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,18 +391,13 @@ func TestOffsetZeroAfterDeleteRecords(t *testing.T) {
 	if err := admin.DeleteRecords(topic, map[int32]int64{0: cut}); err != nil {
 		t.Fatalf("DeleteRecords: %v", err)
 	}
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	if _, err := firstRecord(ctx, consumer, topic, 0, 0); !errors.Is(err, sarama.ErrOffsetOutOfRange) {
+	if _, err := firstRecord(ctx, client, topic, 0, 0); !errors.Is(err, sarama.ErrOffsetOutOfRange) {
 		t.Errorf("offset 0 after DeleteRecords: %v, want ErrOffsetOutOfRange", err)
 	}
-	r, err := firstRecord(ctx, consumer, topic, 0, sarama.OffsetOldest)
+	r, err := firstRecord(ctx, client, topic, 0, sarama.OffsetOldest)
 	if err != nil {
 		t.Fatalf("OffsetOldest: %v", err)
 	}
@@ -413,7 +408,7 @@ func TestOffsetZeroAfterDeleteRecords(t *testing.T) {
 		t.Errorf("oldest offset = %d, %v; want %d", oldest, err, cut)
 	}
 	// The untouched partition still starts at 0.
-	if r, err := firstRecord(ctx, consumer, topic, 1, 0); err != nil || r.offset != 0 {
+	if r, err := firstRecord(ctx, client, topic, 1, 0); err != nil || r.offset != 0 {
 		t.Errorf("partition 1 from offset 0: %+v, %v", r, err)
 	}
 	// A self-stored position below the new start fails the same way.
@@ -425,7 +420,7 @@ func TestOffsetZeroAfterDeleteRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runSelfStored(ctx, client, topic, path, end, -1); !errors.Is(err, sarama.ErrOffsetOutOfRange) {
+	if _, err := runSelfStored(ctx, client, topic, path, end); !errors.Is(err, sarama.ErrOffsetOutOfRange) {
 		t.Errorf("resuming below the log start: %v, want ErrOffsetOutOfRange", err)
 	}
 	// A replay from the oldest offset reads what is left.
