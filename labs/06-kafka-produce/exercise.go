@@ -1,15 +1,5 @@
 //go:build exercise
 
-// Exercise: key every booking by its event, so that all bookings of one
-// event land on one partition in the order sent, and keep the
-// AsyncProducer flowing. Fill in booking and produceAsync below, then run
-//
-//	go test -tags exercise ./labs/06-kafka-produce
-//
-// until it passes; go run -tags exercise ./labs/06-kafka-produce runs your
-// code in the lab's program. Hints: docs/exercises.md. The answer:
-// solution.go.
-
 package main
 
 import (
@@ -26,6 +16,14 @@ import (
 // booking builds one keyed record for topic: the booking id of the event
 // eventID (user "user-"+eventID, 2 seats, on bookingDate), in its envelope,
 // with the event ID as the record key.
+//
+// Exercise: write booking and produceAsync, following the steps in each.
+// Check them with
+//
+//	go test -tags exercise ./labs/06-kafka-produce
+//
+// and see them in the program with go run -tags exercise ./labs/06-kafka-produce.
+// The hints are in docs/exercises.md; the answer is in solution.go.
 func booking(topic, id, eventID string) (*sarama.ProducerMessage, error) {
 	// Wrap the booking in its envelope: the value every service reads.
 	value, err := contracts.Wrap(contracts.EventBooked{

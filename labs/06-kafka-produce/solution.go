@@ -1,8 +1,5 @@
 //go:build !exercise
 
-// This file holds the worked answer of the lab's exercise; exercise.go is
-// the template a learner fills in (go test -tags exercise ./labs/06-kafka-produce).
-
 package main
 
 import (
@@ -19,6 +16,9 @@ import (
 // booking builds one keyed record for topic: the booking id of the event
 // eventID (user "user-"+eventID, 2 seats, on bookingDate), in its envelope,
 // with the event ID as the record key.
+//
+// booking and produceAsync are the lab's exercise: exercise.go holds the
+// template, and go test -tags exercise ./labs/06-kafka-produce checks it.
 func booking(topic, id, eventID string) (*sarama.ProducerMessage, error) {
 	// Wrap the booking in its envelope: the value every service reads.
 	value, err := contracts.Wrap(contracts.EventBooked{
