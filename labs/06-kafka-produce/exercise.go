@@ -17,7 +17,8 @@ import (
 // eventID (user "user-"+eventID, 2 seats, on bookingDate), in its envelope,
 // with the event ID as the record key.
 //
-// Exercise: write booking and produceAsync, following the steps in each.
+// Exercise: finish booking (its envelope is done: build the keyed record)
+// and write produceAsync, following the steps in each.
 // Check them with
 //
 //	go test -tags exercise ./labs/06-kafka-produce
