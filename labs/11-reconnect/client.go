@@ -124,60 +124,12 @@ func (c *consumer) session(ctx context.Context, n int) (done, consumed bool, err
 	}
 }
 
-// run is the reconnect loop: a session until it breaks, a wait that
-// doubles from 100 ms up to 2 s (with jitter, so that many consumers do not
-// come back in lockstep), and a new session. It returns nil once drained,
-// and ctx's error when ctx ends.
-func (c *consumer) run(ctx context.Context) error {
-	bo := backoff{next: backoffFirst, longest: backoffLongest}
-	for session := 0; ; session++ {
-		done, consumed, err := c.session(ctx, session)
-		if done {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if consumed {
-			bo = backoff{next: backoffFirst, longest: backoffLongest}
-		}
-		wait := bo.wait()
-		slog.Debug("consumer: session ended; reconnecting", "err", err, "in", wait)
-		if !sleep(ctx, wait) {
-			return ctx.Err()
-		}
-	}
-}
-
-// deliver processes one delivery of the session whose channel is ch, and
-// acks it on that channel. It returns an error only when the ack failed.
-func (c *consumer) deliver(ctx context.Context, ch *amqp.Channel, d amqp.Delivery) error {
-	// Handed over after its channel died: the broker has already put the
-	// message back and will deliver it on the next channel. Its tag means
-	// nothing anywhere else, so drop it.
-	if ch.IsClosed() {
-		return nil
-	}
-	if err := c.handle(ctx, d); err != nil {
-		// Every message of this lab decodes; a real service would
-		// dead-letter this one (lab 04).
-		slog.Warn("consumer: rejecting a message it cannot process", "id", d.MessageId, "err", err)
-		_ = d.Reject(false /* requeue */)
-		return nil
-	}
-	// Ack on the channel the delivery came on (d.Ack uses that channel).
-	// If it is gone, the ack fails; the message comes again.
-	if err := d.Ack(false /* multiple */); err != nil {
-		return fmt.Errorf("acking %s: %w", d.MessageId, err)
-	}
-	return nil
-}
-
 // bookings is part 3's application: the consumer's handler. It is
-// idempotent, keyed by message ID, and it holds the fixHoldAt-th distinct
+// idempotent, keyed by message ID, and it holds the holdAt-th distinct
 // message, processed and not yet acked, until the lab has cut the
 // consumer's connection.
 type bookings struct {
+	holdAt  int            // which distinct message to hold (fixHoldAt in the lab)
 	holding chan string    // gets the ID of the held message
 	release chan struct{}  // closed to let the held message go on to its ack
 	held    bool           // the hold has happened (consumer goroutine only)
@@ -196,7 +148,7 @@ func (b *bookings) handle(ctx context.Context, d amqp.Delivery) error {
 	first := b.calls[d.MessageId] == 1
 	distinct := len(b.calls)
 	b.mu.Unlock()
-	if first && distinct == fixHoldAt && !b.held {
+	if first && distinct == b.holdAt && !b.held {
 		b.held = true
 		b.holding <- d.MessageId
 		select {

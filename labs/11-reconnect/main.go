@@ -553,14 +553,15 @@ func (l *lab) partRecovery(ctx context.Context) error {
 }
 
 // partFix runs a consumer and a publisher that each have their own
-// reconnect loop (client.go), cuts the consumer's connection while it holds
+// reconnect loop (client.go; the consumer's loop and its deliver are this
+// lab's exercise: solution.go, the template is exercise.go), cuts the consumer's connection while it holds
 // a processed but unacked delivery, then the publisher's while it
 // publishes, and checks that every confirmed message was processed.
 func (l *lab) partFix(ctx context.Context) error {
 	// A loop that fails cancels ctx with its error as the cause, so that
 	// every wait below ends at once and explains itself with that error.
 	ctx, cancel := context.WithCancelCause(ctx)
-	app := &bookings{holding: make(chan string, 1), release: make(chan struct{}), calls: map[string]int{}}
+	app := &bookings{holdAt: fixHoldAt, holding: make(chan string, 1), release: make(chan struct{}), calls: map[string]int{}}
 	cons := &consumer{
 		url: l.url, queue: l.queue, name: l.name("consumer"), prefetch: fixPrefetch,
 		handle: app.handle,
