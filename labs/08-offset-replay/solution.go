@@ -24,6 +24,7 @@ func runSelfStored(ctx context.Context, client sarama.Client, topic, path string
 		return result{}, err
 	}
 	res := result{state: cp.Seats, startedAt: map[int32]int64{}}
+	// For each partition p (0 up to partitions):
 	for p := range int32(partitions) {
 		// Start at the stored next offset, or at sarama.OffsetOldest when
 		// none is stored (never the literal 0: retention may have removed

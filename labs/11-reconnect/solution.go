@@ -21,6 +21,7 @@ import (
 func (c *consumer) run(ctx context.Context) error {
 	// Start with the shortest wait.
 	bo := backoff{next: backoffFirst, longest: backoffLongest}
+	// Loop over sessions, counting them from 0:
 	for session := 0; ; session++ {
 		// Run one session until it ends. Nothing of an old session is
 		// used again: c.session dials anew every time.
