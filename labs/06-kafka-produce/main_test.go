@@ -23,6 +23,7 @@ func TestMain(m *testing.M) { brokertest.Main(m) }
 // record is what the test's own consumer found on the topic.
 type record struct {
 	id        string // the booking ID inside the envelope
+	eventID   string // the event ID inside the envelope
 	key       string
 	partition int32
 	offset    int64
@@ -69,9 +70,13 @@ func TestProduce(t *testing.T) {
 	}
 	brokertest.CheckIDs(t, "records on the topic", got, want)
 
-	// The same key always landed on the same partition.
+	// Every record is keyed by its event ID, and the same key always
+	// landed on the same partition.
 	partitionOf := map[string]int32{}
 	for _, r := range records {
+		if r.key != r.eventID {
+			t.Errorf("partition %d offset %d: record key %q is not the event ID %q", r.partition, r.offset, r.key, r.eventID)
+		}
 		if p, seen := partitionOf[r.key]; seen && p != r.partition {
 			t.Errorf("key %s is on partition %d and on partition %d", r.key, p, r.partition)
 		}
@@ -194,33 +199,6 @@ func TestInterrupt(t *testing.T) {
 	}
 }
 
-// TestAsyncProducerStopsOnCtrlC interrupts produceAsync while its feeder
-// is still sending: it returns the cancellation, and closing the producer
-// afterwards does not panic (a send on Input after Close would).
-func TestAsyncProducerStopsOnCtrlC(t *testing.T) {
-	t.Parallel()
-	kafka := brokertest.Kafka(t)
-	topic := brokertest.Name(t, "events")
-	createTopic(t, kafka.Brokers, topic, 4)
-	t.Cleanup(func() { deleteTopic(t, kafka.Brokers, topic) })
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V3_6_0_0
-	cfg.Producer.Return.Successes = true
-	producer, err := sarama.NewAsyncProducer(kafka.Brokers, cfg)
-	if err != nil {
-		t.Fatalf("creating the AsyncProducer: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err = produceAsync(ctx, producer, topic, "async", 100000)
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("produceAsync after Ctrl-C = %v, want the cancellation", err)
-	}
-	if err := producer.Close(); err != nil {
-		t.Errorf("closing the AsyncProducer: %v", err)
-	}
-}
-
 // BenchmarkProducers measures both producers in the same run, one booking
 // each per iteration, and reports their rates and the ratio.
 func BenchmarkProducers(b *testing.B) {
@@ -321,10 +299,7 @@ func consumeAll(t testing.TB, brokers []string, topic string) ([]record, int) {
 				if !ok {
 					t.Fatalf("partition %d offset %d: got %T, want *contracts.EventBooked", p, m.Offset, ev)
 				}
-				if string(m.Key) != booked.EventID {
-					t.Errorf("partition %d offset %d: record key %q is not the event ID %q", p, m.Offset, m.Key, booked.EventID)
-				}
-				records = append(records, record{id: booked.ID, key: string(m.Key), partition: p, offset: m.Offset})
+				records = append(records, record{id: booked.ID, eventID: booked.EventID, key: string(m.Key), partition: p, offset: m.Offset})
 				next = m.Offset + 1
 			case <-deadline:
 				t.Fatalf("test consumer: partition %d stopped at offset %d of %d", p, next, end)

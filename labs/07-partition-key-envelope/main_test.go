@@ -3,17 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/go-viper/mapstructure/v2"
 
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
@@ -239,152 +236,6 @@ func TestSameKeySamePartitionInOrder(t *testing.T) {
 	}
 	if len(used) < 2 {
 		t.Errorf("%d keys all landed on %d partition(s); the test proves nothing", keys, len(used))
-	}
-}
-
-// TestEveryContractRoundTrips sends every contract through the envelope,
-// the broker and the mapstructure decoder, and compares it deeply.
-func TestEveryContractRoundTrips(t *testing.T) {
-	t.Parallel()
-	s := samples()
-	for _, name := range contracts.Names() {
-		ev, ok := s[name]
-		if !ok {
-			t.Fatalf("no sample for %s: add one to samples()", name)
-		}
-		value, err := encodeEnvelope(ev)
-		if err != nil {
-			t.Fatalf("encode %s: %v", name, err)
-		}
-		// The wire format is the contracts one: {"eventName", "payload"}.
-		var raw map[string]json.RawMessage
-		if err := json.Unmarshal(value, &raw); err != nil || len(raw) != 2 || string(raw["eventName"]) != `"`+name+`"` {
-			t.Errorf("envelope of %s is %s", name, value)
-		}
-		if wrapped, err := contracts.Wrap(ev); err != nil || !bytes.Equal(wrapped, value) {
-			t.Errorf("envelope of %s differs from contracts.Wrap:\n%s\n%s", name, value, wrapped)
-		}
-		got, err := decodeEnvelope(value)
-		if err != nil {
-			t.Fatalf("decode %s: %v", name, err)
-		}
-		if !reflect.DeepEqual(got, ev) {
-			t.Errorf("decode %s = %+v, want %+v", name, got, ev)
-		}
-	}
-
-	// And once through the broker.
-	kafka := brokertest.Kafka(t)
-	client, admin := kafkaClient(t, kafka.Brokers)
-	topic := newTopic(t, client, admin, "lab07-contracts", 1)
-	producer, err := sarama.NewSyncProducerFromClient(client)
-	if err != nil {
-		t.Fatalf("producer: %v", err)
-	}
-	defer producer.Close()
-	for _, name := range contracts.Names() {
-		if _, _, err := publish(producer, topic, s[name]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	msgs := readAll(t, client, topic)[0]
-	if len(msgs) != len(contracts.Names()) {
-		t.Fatalf("read %d records, want %d", len(msgs), len(contracts.Names()))
-	}
-	for i, name := range contracts.Names() {
-		got, err := decodeEnvelope(msgs[i].Value)
-		if err != nil {
-			t.Fatalf("decode %s from the broker: %v", name, err)
-		}
-		if !reflect.DeepEqual(got, s[name]) {
-			t.Errorf("%s from the broker = %+v, want %+v", name, got, s[name])
-		}
-		if string(msgs[i].Key) != s[name].PartitionKey() {
-			t.Errorf("%s key = %q, want %q", name, msgs[i].Key, s[name].PartitionKey())
-		}
-	}
-}
-
-// TestBrokenRecordsAreReportedNotFatal puts a malformed envelope and an
-// unknown event name between good records: each broken one is an error for
-// that record, and the records after them still decode.
-func TestBrokenRecordsAreReportedNotFatal(t *testing.T) {
-	t.Parallel()
-	kafka := brokertest.Kafka(t)
-	client, admin := kafkaClient(t, kafka.Brokers)
-	topic := newTopic(t, client, admin, "lab07-broken", 1)
-	producer, err := sarama.NewSyncProducerFromClient(client)
-	if err != nil {
-		t.Fatalf("producer: %v", err)
-	}
-	defer producer.Close()
-	s := samples()
-	good := func(name string) string {
-		v, err := encodeEnvelope(s[name])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(v)
-	}
-	values := []string{
-		good(contracts.EventCreatedName),
-		`{"eventName": "event.booked", "payload": `,                // malformed
-		`{"eventName": "event.cancelled", "payload": {"id": "x"}}`, // unknown name
-		`{"payload": {"id": "x"}}`,                                 // no name
-		`{"eventName": "event.booked", "payload": "text"}`,         // payload not an object
-		`{"eventName": "event.booked", "payload": {"id": "b", "event_id": "e", "seats": 2.5}}`,
-		`{"eventName": "event.booked", "payload": {"id": "b", "event_id": "e", "seats": 1, "date": "yesterday"}}`,
-		`{"eventName": "event.booked", "payload": {"id": "b", "event_id": "e", "seats": 0}}`,
-		good(contracts.EventBookedName),
-		good(contracts.LocationCreatedName),
-	}
-	wantErr := []string{"", "malformed envelope", `unknown event name "event.cancelled"`, "eventName is missing",
-		"malformed envelope", "cannot parse value as 'int'", "parsing time", "seats must be at least 1", "", ""}
-	for _, v := range values {
-		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(v)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	msgs := readAll(t, client, topic)[0]
-	if len(msgs) != len(values) {
-		t.Fatalf("read %d records, want %d", len(msgs), len(values))
-	}
-	for i, m := range msgs {
-		ev, err := decodeEnvelope(m.Value)
-		switch {
-		case wantErr[i] == "" && err != nil:
-			t.Errorf("record %d: %v, want it decoded", i, err)
-		case wantErr[i] != "" && (err == nil || !strings.Contains(err.Error(), wantErr[i])):
-			t.Errorf("record %d (%s): got %v %v, want an error containing %q", i, m.Value, ev, err, wantErr[i])
-		}
-	}
-	if _, err := decodeEnvelope(msgs[2].Value); !errors.Is(err, contracts.ErrUnknownEvent) {
-		t.Errorf("unknown name: %v is not contracts.ErrUnknownEvent", err)
-	}
-}
-
-// TestDecoderNeedsTheHookAndAPointer shows the two mapstructure mistakes
-// the lab prints: no time hook, and a Result that is not a pointer.
-func TestDecoderNeedsTheHookAndAPointer(t *testing.T) {
-	t.Parallel()
-	payload := map[string]any{"id": "b", "event_id": "e", "seats": json.Number("1"), "date": "2026-12-01T20:00:00Z"}
-	var b contracts.EventBooked
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{TagName: "json", Result: &b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dec.Decode(payload); err == nil || !strings.Contains(err.Error(), "'date'") {
-		t.Errorf("without a hook: %v, want an error about 'date'", err)
-	}
-	if _, err := newPayloadDecoder(b); err == nil {
-		t.Error("a non-pointer Result was accepted")
-	}
-	dec, err = newPayloadDecoder(&b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dec.Decode(payload); err != nil || !b.Date.Equal(time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)) || b.Seats != 1 {
-		t.Errorf("with the hook: %+v, %v", b, err)
 	}
 }
 

@@ -187,7 +187,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	// ---- 2a. A consumer group: mark after processing, then commit. ----
 	fmt.Fprintf(out, "2a. consumer group %s: MarkMessage after processing, then Commit\n", *group)
-	first, err := runGroupMember(ctx, brokers, *group, *topic, end, stopAfter)
+	half := stopOffsets(end, stopAfter)
+	first, err := runGroupMember(ctx, brokers, *group, *topic, half)
 	if err != nil {
 		return err
 	}
@@ -199,7 +200,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "committed offsets (next to read): %s\n", startOffsets(committed))
 	// A restart is a new member of the same group: it starts at the
 	// committed offsets.
-	second, err := runGroupMember(ctx, brokers, *group, *topic, end, -1)
+	second, err := runGroupMember(ctx, brokers, *group, *topic, end)
 	if err != nil {
 		return err
 	}
@@ -214,7 +215,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "checkpoint.json")
-	run1, err := runSelfStored(ctx, client, *topic, path, end, stopAfter)
+	// runSelfStored is this lab's exercise (solution.go; the template is
+	// exercise.go).
+	run1, err := runSelfStored(ctx, client, *topic, path, half)
 	if err != nil {
 		return err
 	}
@@ -228,7 +231,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	default:
 		fmt.Fprintf(out, "saved %s\n", saved)
 	}
-	run2, err := runSelfStored(ctx, client, *topic, path, end, -1)
+	run2, err := runSelfStored(ctx, client, *topic, path, end)
 	if err != nil {
 		return err
 	}
@@ -237,41 +240,25 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	// ---- 3. Start from a point in time. ----
 	fmt.Fprintln(out, "3. start from a point in time")
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		return fmt.Errorf("creating the Kafka consumer: %w", err)
-	}
-	defer consumer.Close()
 	noon := day.Add(12 * time.Hour)
 	at, err := offsetsForTime(client, *topic, noon)
 	if err != nil {
 		return err
 	}
 	// Consume each partition from the offset found for its part of the
-	// log. -1 would mean "no record at or after that time": nothing to
-	// read there.
-	var since records
-	for p := range int32(partitions) {
-		if at[p] < 0 {
-			continue
-		}
-		err := consumeRange(ctx, client, consumer, *topic, p, at[p], end[p], func(m *sarama.ConsumerMessage) error {
-			r, err := apply(state{}, m)
-			since = append(since, r)
-			return err
-		})
-		if err != nil {
-			return err
-		}
+	// log.
+	since, err := readFrom(ctx, client, *topic, at)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(out, "offsets for %s: %s\n", clock(noon), describeAt(at, since))
+	fmt.Fprintf(out, "offsets for %s: %s\n", clock(noon), describeAt(at, since.records))
 	late := day.Add(16 * time.Hour)
 	none, err := offsetsForTime(client, *topic, late)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "offsets for %s: %s (no record at or after it)\n", clock(late), startOffsets(none))
-	fmt.Fprintf(out, "bookings since %s: %s\n", clock(noon), since.ids())
+	fmt.Fprintf(out, "bookings since %s: %s\n", clock(noon), since.records.ids())
 
 	// ---- 4. The pitfall: offset 0 once the start of the log is gone. ----
 	fmt.Fprintln(out, "4. the pitfall: the literal offset 0 after retention")
@@ -286,13 +273,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "DeleteRecords removed partition 0 below offset %d; its log now starts at %d\n", deleteBelow, oldest)
 	// Pitfall: offset 0 is a position, not "the beginning".
-	if _, err := firstRecord(ctx, consumer, *topic, 0, 0); err != nil {
+	if _, err := firstRecord(ctx, client, *topic, 0, 0); err != nil {
 		fmt.Fprintf(out, "ConsumePartition(partition 0, offset 0): %v\n", err)
 	} else {
 		fmt.Fprintln(out, "ConsumePartition(partition 0, offset 0): no error (this broker kept the records)")
 	}
 	// Fix: OffsetOldest asks the broker where the log starts now.
-	r, err := firstRecord(ctx, consumer, *topic, 0, sarama.OffsetOldest)
+	r, err := firstRecord(ctx, client, *topic, 0, sarama.OffsetOldest)
 	if err != nil {
 		return err
 	}
@@ -402,18 +389,26 @@ type result struct {
 // replay reads every partition from the oldest offset to its end and
 // rebuilds the state from nothing.
 func replay(ctx context.Context, client sarama.Client, topic string) (result, error) {
-	consumer, err := sarama.NewConsumerFromClient(client)
+	return readFrom(ctx, client, topic, nil)
+}
+
+// readFrom reads every partition from its offset in from (the oldest one
+// when from has none; -1, "no record at or after that time", reads
+// nothing) to its end, and builds the state from what it read.
+func readFrom(ctx context.Context, client sarama.Client, topic string, from map[int32]int64) (result, error) {
+	end, err := endOffsets(client, topic)
 	if err != nil {
-		return result{}, fmt.Errorf("creating the Kafka consumer: %w", err)
+		return result{}, err
 	}
-	defer consumer.Close()
 	res := result{state: state{}}
 	for p := range int32(partitions) {
-		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			return result{}, fmt.Errorf("reading the end offset of %s/%d: %w", topic, p, err)
+		start, ok := from[p]
+		if !ok {
+			start = sarama.OffsetOldest
+		} else if start == -1 {
+			continue
 		}
-		err = consumeRange(ctx, client, consumer, topic, p, sarama.OffsetOldest, end, func(m *sarama.ConsumerMessage) error {
+		err := consumeRange(ctx, client, topic, p, start, end[p], func(m *sarama.ConsumerMessage) error {
 			r, err := apply(res.state, m)
 			res.records = append(res.records, r)
 			return err
@@ -500,9 +495,9 @@ func (h *memberHandler) reach(p int32) {
 }
 
 // runGroupMember joins the group as a new member (a new client, as a
-// restarted process would), processes the records below stopAfter in each
-// partition (all of them when stopAfter < 0) and leaves the group.
-func runGroupMember(ctx context.Context, brokers []string, group, topic string, end map[int32]int64, stopAfter int64) (result, error) {
+// restarted process would), processes the records below offset until[p] in
+// each partition p and leaves the group.
+func runGroupMember(ctx context.Context, brokers []string, group, topic string, until map[int32]int64) (result, error) {
 	cfg := newConfig()
 	// A group without committed offsets starts at the oldest record. The
 	// default, OffsetNewest, would skip everything produced before the
@@ -516,14 +511,8 @@ func runGroupMember(ctx context.Context, brokers []string, group, topic string, 
 	}
 	defer member.Close()
 
-	h := &memberHandler{goal: map[int32]int64{}, done: make(chan int32, partitions),
+	h := &memberHandler{goal: until, done: make(chan int32, partitions),
 		reached: map[int32]bool{}, res: result{state: state{}, startedAt: map[int32]int64{}}}
-	for p, e := range end {
-		h.goal[p] = e
-		if stopAfter >= 0 && stopAfter < e {
-			h.goal[p] = stopAfter
-		}
-	}
 	var groupErr error
 	var errs sync.WaitGroup
 	errs.Go(func() {
@@ -554,7 +543,7 @@ func runGroupMember(ctx context.Context, brokers []string, group, topic string, 
 
 	timeout := time.NewTimer(waitTimeout)
 	defer timeout.Stop()
-	for reached := 0; reached < len(end); {
+	for reached := 0; reached < len(until); {
 		select {
 		case <-h.done:
 			reached++
@@ -638,55 +627,10 @@ func saveCheckpoint(path string, cp checkpoint) error {
 	return nil
 }
 
-// runSelfStored loads the checkpoint, consumes each partition from the
-// stored next offset (the oldest one on a first start), saves the
-// checkpoint after every record, and stops after stopAfter records of each
-// partition (all of them when stopAfter < 0).
-func runSelfStored(ctx context.Context, client sarama.Client, topic, path string, end map[int32]int64, stopAfter int64) (result, error) {
-	cp, err := loadCheckpoint(path)
-	if err != nil {
-		return result{}, err
-	}
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		return result{}, fmt.Errorf("creating the Kafka consumer: %w", err)
-	}
-	defer consumer.Close()
-	res := result{state: cp.Seats, startedAt: map[int32]int64{}}
-	for p := range int32(partitions) {
-		from, stored := cp.Next[p]
-		if !stored {
-			from = sarama.OffsetOldest
-		}
-		res.startedAt[p] = from
-		until := end[p]
-		if stopAfter >= 0 && stopAfter < until {
-			until = stopAfter
-		}
-		err := consumeRange(ctx, client, consumer, topic, p, from, until, func(m *sarama.ConsumerMessage) error {
-			r, err := apply(cp.Seats, m)
-			if err != nil {
-				return err
-			}
-			// The position moves with the state, in the same write.
-			cp.Next[p] = m.Offset + 1
-			if err := saveCheckpoint(path, cp); err != nil {
-				return err
-			}
-			res.records = append(res.records, r)
-			return nil
-		})
-		if err != nil {
-			return result{}, err
-		}
-	}
-	return res, nil
-}
-
 // consumeRange hands every record of one partition from offset from (an
 // offset or sarama.OffsetOldest) up to, not including, offset until to
 // handle, in order.
-func consumeRange(ctx context.Context, client sarama.Client, consumer sarama.Consumer, topic string, p int32, from, until int64, handle func(*sarama.ConsumerMessage) error) error {
+func consumeRange(ctx context.Context, client sarama.Client, topic string, p int32, from, until int64, handle func(*sarama.ConsumerMessage) error) error {
 	// Nothing to read? Then do not wait for a record that never comes.
 	start := from
 	if from == sarama.OffsetOldest {
@@ -698,6 +642,11 @@ func consumeRange(ctx context.Context, client sarama.Client, consumer sarama.Con
 	if start >= until {
 		return nil
 	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return fmt.Errorf("creating the Kafka consumer: %w", err)
+	}
+	defer consumer.Close()
 	pc, err := consumer.ConsumePartition(topic, p, from)
 	if err != nil {
 		return fmt.Errorf("consuming %s/%d from offset %d: %w", topic, p, from, err)
@@ -729,7 +678,12 @@ func consumeRange(ctx context.Context, client sarama.Client, consumer sarama.Con
 
 // firstRecord returns the first record ConsumePartition hands out from
 // offset.
-func firstRecord(ctx context.Context, consumer sarama.Consumer, topic string, p int32, offset int64) (record, error) {
+func firstRecord(ctx context.Context, client sarama.Client, topic string, p int32, offset int64) (record, error) {
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return record{}, fmt.Errorf("creating the Kafka consumer: %w", err)
+	}
+	defer consumer.Close()
 	pc, err := consumer.ConsumePartition(topic, p, offset)
 	if err != nil {
 		return record{}, err
@@ -750,28 +704,36 @@ func firstRecord(ctx context.Context, consumer sarama.Consumer, topic string, p 
 // offsetsForTime asks, per partition, for the first offset whose record
 // timestamp is at or after t. -1 means no such record.
 func offsetsForTime(client sarama.Client, topic string, t time.Time) (map[int32]int64, error) {
+	return offsetsAt(client, topic, t.UnixMilli(), "the offset of "+clock(t))
+}
+
+// endOffsets returns the offset after the last record, per partition.
+func endOffsets(client sarama.Client, topic string) (map[int32]int64, error) {
+	return offsetsAt(client, topic, sarama.OffsetNewest, "the end offset")
+}
+
+// offsetsAt asks every partition for the offset at when (milliseconds
+// since 1970, or sarama.OffsetNewest); what names it in an error.
+func offsetsAt(client sarama.Client, topic string, when int64, what string) (map[int32]int64, error) {
 	at := map[int32]int64{}
 	for p := range int32(partitions) {
-		off, err := client.GetOffset(topic, p, t.UnixMilli())
+		off, err := client.GetOffset(topic, p, when)
 		if err != nil {
-			return nil, fmt.Errorf("looking up the offset of %s in %s/%d: %w", clock(t), topic, p, err)
+			return nil, fmt.Errorf("reading %s of %s/%d: %w", what, topic, p, err)
 		}
 		at[p] = off
 	}
 	return at, nil
 }
 
-// endOffsets returns the offset after the last record, per partition.
-func endOffsets(client sarama.Client, topic string) (map[int32]int64, error) {
-	end := map[int32]int64{}
-	for p := range int32(partitions) {
-		off, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-		if err != nil {
-			return nil, fmt.Errorf("reading the end offset of %s/%d: %w", topic, p, err)
-		}
-		end[p] = off
+// stopOffsets is where a run that processes n records of each partition
+// stops: offset n, or the end of a shorter partition.
+func stopOffsets(end map[int32]int64, n int64) map[int32]int64 {
+	until := map[int32]int64{}
+	for p, e := range end {
+		until[p] = min(e, n)
 	}
-	return end, nil
+	return until
 }
 
 // committedOffsets asks the broker what the group committed.

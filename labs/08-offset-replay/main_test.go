@@ -281,7 +281,7 @@ func TestGroupResumesAfterLastProcessed(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	first, err := runGroupMember(ctx, kafka.Brokers, group, topic, end, stop)
+	first, err := runGroupMember(ctx, kafka.Brokers, group, topic, stopOffsets(end, stop))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestGroupResumesAfterLastProcessed(t *testing.T) {
 		t.Fatalf("after member 1 the group committed %v, want %v", committed, w)
 	}
 
-	second, err := runGroupMember(ctx, kafka.Brokers, group, topic, end, -1)
+	second, err := runGroupMember(ctx, kafka.Brokers, group, topic, end)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,76 +305,12 @@ func TestGroupResumesAfterLastProcessed(t *testing.T) {
 	all, _ := want.split(-1)
 	diff(t, "members 1 and 2 together", append(slices.Clone(first.records), second.records...), all)
 
-	third, err := runGroupMember(ctx, kafka.Brokers, group, topic, end, -1)
+	third, err := runGroupMember(ctx, kafka.Brokers, group, topic, end)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(third.records) != 0 || !maps.Equal(third.startedAt, end) {
 		t.Errorf("member 3 started at %v (end %v) and processed %v, want nothing", third.startedAt, end, ids(third.records))
-	}
-}
-
-// TestSelfStoredResumesExactly does the same with the checkpoint file, and
-// checks that the file holds the state and the positions together.
-func TestSelfStoredResumesExactly(t *testing.T) {
-	t.Parallel()
-	kafka := brokertest.Kafka(t)
-	client, admin := ownClient(t, kafka.Brokers)
-	topic := newTopic(t, client, admin)
-	want, seats := produce(t, client, topic, map[int32]int{0: 5, 1: 11})
-	end, err := endOffsets(client, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const stop = 3
-	before, after := want.split(stop)
-	path := filepath.Join(t.TempDir(), "checkpoint.json")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-
-	run1, err := runSelfStored(ctx, client, topic, path, end, stop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	diff(t, "run 1", run1.records, before)
-	cp, err := loadCheckpoint(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w := map[int32]int64{0: stop, 1: stop}; !maps.Equal(cp.Next, w) {
-		t.Errorf("checkpoint next offsets %v, want %v", cp.Next, w)
-	}
-	if !maps.Equal(cp.Seats, run1.state) {
-		t.Errorf("checkpoint seats %v, state in memory %v", cp.Seats, run1.state)
-	}
-	if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*.tmp")); len(leftovers) != 0 {
-		t.Errorf("temporary files left beside the checkpoint: %v", leftovers)
-	}
-
-	run2, err := runSelfStored(ctx, client, topic, path, end, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w := map[int32]int64{0: stop, 1: stop}; !maps.Equal(run2.startedAt, w) {
-		t.Errorf("run 2 started at %v, want %v", run2.startedAt, w)
-	}
-	diff(t, "run 2", run2.records, after)
-	all, _ := want.split(-1)
-	diff(t, "runs 1 and 2 together", append(slices.Clone(run1.records), run2.records...), all)
-	replayed, err := replay(ctx, client, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !maps.Equal(run2.state, replayed.state) || !maps.Equal(run2.state, seats) {
-		t.Errorf("resumed state %v, replayed state %v, produced %v", run2.state, replayed.state, seats)
-	}
-
-	run3, err := runSelfStored(ctx, client, topic, path, end, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(run3.records) != 0 || !maps.Equal(run3.startedAt, end) {
-		t.Errorf("run 3 started at %v (end %v) and processed %v, want nothing", run3.startedAt, end, ids(run3.records))
 	}
 }
 
@@ -391,18 +327,13 @@ func TestOffsetZeroAfterDeleteRecords(t *testing.T) {
 	if err := admin.DeleteRecords(topic, map[int32]int64{0: cut}); err != nil {
 		t.Fatalf("DeleteRecords: %v", err)
 	}
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer consumer.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	if _, err := firstRecord(ctx, consumer, topic, 0, 0); !errors.Is(err, sarama.ErrOffsetOutOfRange) {
+	if _, err := firstRecord(ctx, client, topic, 0, 0); !errors.Is(err, sarama.ErrOffsetOutOfRange) {
 		t.Errorf("offset 0 after DeleteRecords: %v, want ErrOffsetOutOfRange", err)
 	}
-	r, err := firstRecord(ctx, consumer, topic, 0, sarama.OffsetOldest)
+	r, err := firstRecord(ctx, client, topic, 0, sarama.OffsetOldest)
 	if err != nil {
 		t.Fatalf("OffsetOldest: %v", err)
 	}
@@ -413,7 +344,7 @@ func TestOffsetZeroAfterDeleteRecords(t *testing.T) {
 		t.Errorf("oldest offset = %d, %v; want %d", oldest, err, cut)
 	}
 	// The untouched partition still starts at 0.
-	if r, err := firstRecord(ctx, consumer, topic, 1, 0); err != nil || r.offset != 0 {
+	if r, err := firstRecord(ctx, client, topic, 1, 0); err != nil || r.offset != 0 {
 		t.Errorf("partition 1 from offset 0: %+v, %v", r, err)
 	}
 	// A self-stored position below the new start fails the same way.
@@ -425,7 +356,7 @@ func TestOffsetZeroAfterDeleteRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runSelfStored(ctx, client, topic, path, end, -1); !errors.Is(err, sarama.ErrOffsetOutOfRange) {
+	if _, err := runSelfStored(ctx, client, topic, path, end); !errors.Is(err, sarama.ErrOffsetOutOfRange) {
 		t.Errorf("resuming below the log start: %v, want ErrOffsetOutOfRange", err)
 	}
 	// A replay from the oldest offset reads what is left.

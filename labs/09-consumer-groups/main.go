@@ -446,7 +446,8 @@ type member struct {
 	group, name, topic string
 	cg                 sarama.ConsumerGroup
 	board              *board
-	done               chan struct{} // closed when the Consume loop has returned
+	handle             func(*sarama.ConsumerMessage) error // the work on one message
+	done               chan struct{}                       // closed when the Consume loop has returned
 }
 
 // startMember joins the group in the background.
@@ -456,6 +457,11 @@ func startMember(ctx context.Context, brokers []string, topic, group, name strin
 		return nil, fmt.Errorf("joining group %s as %s: %w", group, name, err)
 	}
 	m := &member{group: group, name: name, topic: topic, cg: cg, board: b, done: make(chan struct{})}
+	// The work on a message: here, remember its ID.
+	m.handle = func(msg *sarama.ConsumerMessage) error {
+		b.record(group, name, string(msg.Key))
+		return nil
+	}
 	go func() {
 		for err := range cg.Errors() {
 			slog.Warn("consumer group error", "group", group, "member", name, "err", err)
@@ -494,26 +500,15 @@ func (m *member) Setup(s sarama.ConsumerGroupSession) error {
 // Cleanup runs at the end of every generation; nothing to release here.
 func (m *member) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// ConsumeClaim processes one partition until the generation ends.
+// ConsumeClaim processes one partition until the generation ends, with
+// consumeClaim, this lab's exercise (solution.go; the template is
+// exercise.go). If it fails, the run stops with its error.
 func (m *member) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	for {
-		select {
-		case msg, ok := <-claim.Messages():
-			if !ok {
-				return nil // the partition was revoked: rebalance or Close
-			}
-			// Process the message (here: remember its ID).
-			m.board.record(m.group, m.name, string(msg.Key))
-			// Mark it only after processing. Marked offsets are committed
-			// in the background every AutoCommit.Interval and when the
-			// session ends (rebalance or Close). A crash before that commit
-			// means the next owner reads the message again (at-least-once);
-			// it is never skipped.
-			s.MarkMessage(msg, "")
-		case <-s.Context().Done():
-			return nil
-		}
+	err := consumeClaim(s, claim, m.handle)
+	if err != nil {
+		m.board.fail(fmt.Errorf("%s of group %s, partition %d: %w", m.name, m.group, claim.Partition(), err))
 	}
+	return err
 }
 
 // close leaves the group and waits for the Consume loop to end.
@@ -540,6 +535,7 @@ type board struct {
 	mu        sync.Mutex
 	claims    map[string]map[string]claim    // group -> member -> latest claim
 	processed map[string]map[string][]string // group -> member -> IDs
+	failure   error                          // the first ConsumeClaim that failed
 	changed   chan struct{}                  // signalled after every report
 }
 
@@ -583,6 +579,16 @@ func (b *board) record(group, member, id string) {
 	b.notify()
 }
 
+// fail records the first member that could not process its partition.
+func (b *board) fail(err error) {
+	b.mu.Lock()
+	if b.failure == nil {
+		b.failure = err
+	}
+	b.mu.Unlock()
+	b.notify()
+}
+
 // forget drops a member that left from the group's current claims.
 func (b *board) forget(group, member string) {
 	b.mu.Lock()
@@ -596,14 +602,18 @@ func (b *board) generation(group, member string) int32 {
 	return b.claims[group][member].generation
 }
 
-// waitFor waits until cond (called with the lock held) is true.
+// waitFor waits until cond (called with the lock held) is true, or a
+// member failed.
 func (b *board) waitFor(ctx context.Context, what string, cond func() bool) error {
 	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
 	for {
 		b.mu.Lock()
-		ok := cond()
+		ok, failure := cond(), b.failure
 		b.mu.Unlock()
+		if failure != nil {
+			return failure
+		}
 		if ok {
 			return nil
 		}

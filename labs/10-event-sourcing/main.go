@@ -265,21 +265,21 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	}
 
 	// Rebuild the state as of each moment: apply only what had happened by
-	// then. The end state is the whole log.
+	// then (stateAsOf and projection.apply are this lab's exercise:
+	// solution.go; the template is exercise.go). The end state is the
+	// whole log.
 	obs := &observations{trail: trail, asOf: map[string]map[int]string{}}
 	for _, m := range moments {
-		state := newProjection()
-		for _, r := range trail {
-			if !r.Time.After(m) {
-				state.apply(r)
-			}
+		state, err := stateAsOf(trail, m)
+		if err != nil {
+			return nil, err
 		}
 		obs.asOf[clock(m)] = state.users
 		fmt.Fprintf(out, "state as of %s: %s\n", clock(m), formatUsers(state.users))
 	}
 	state := newProjection()
-	for _, r := range trail {
-		state.apply(r)
+	if _, err := state.applyAll(trail); err != nil {
+		return nil, err
 	}
 	obs.end = maps.Clone(state.users)
 	fmt.Fprintf(out, "state at the end: %s\n", formatUsers(state.users))
@@ -287,22 +287,20 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	// Replay again into the same read model, as a service does when it
 	// restarts with its state intact. The projection remembers the next
 	// offset of each partition it applied, so nothing is applied twice.
-	applied := 0
-	for _, r := range trail {
-		if state.apply(r) {
-			applied++
-		}
+	applied, err := state.applyAll(trail)
+	if err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(out, "replayed again, skipping applied offsets: %d applied, %d skipped: %s, %d users ever created\n",
 		applied, len(trail)-applied, formatUsers(state.users), state.created)
 	// Pitfall: the same replay without that check. Setting a name is
 	// idempotent, counting is not.
 	state.next = map[int32]int64{}
-	for _, r := range trail {
-		state.apply(r)
+	if applied, err = state.applyAll(trail); err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(out, "replayed again, applying everything: %d applied: %s, %d users ever created (wrong)\n",
-		len(trail), formatUsers(state.users), state.created)
+		applied, formatUsers(state.users), state.created)
 
 	// Clean up.
 	finished = true
@@ -498,25 +496,20 @@ func newProjection() *projection {
 	return &projection{users: map[int]string{}, next: map[int32]int64{}}
 }
 
-// apply applies one record unless an earlier replay already did, and
-// reports whether it did.
-func (p *projection) apply(r record) bool {
-	if r.Offset < p.next[r.Partition] {
-		return false
-	}
-	switch e := r.Event.(type) {
-	case UserCreated:
-		p.users[e.ID] = e.Name
-		p.created++
-	case UserDeleted:
-		delete(p.users, e.ID)
-	case UserRenamed:
-		if _, ok := p.users[e.ID]; ok {
-			p.users[e.ID] = e.Name
+// applyAll applies the records in order, each unless an earlier replay
+// already did, and says how many it applied.
+func (p *projection) applyAll(trail []record) (int, error) {
+	applied := 0
+	for _, r := range trail {
+		ok, err := p.apply(r)
+		if err != nil {
+			return applied, err
+		}
+		if ok {
+			applied++
 		}
 	}
-	p.next[r.Partition] = r.Offset + 1
-	return true
+	return applied, nil
 }
 
 // formatUsers prints users sorted by ID: {1: Alice, 2: Bob}.

@@ -25,12 +25,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -298,25 +296,18 @@ func (l *lab) partNaive(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("opening the consumer's channel: %w", err)
 	}
-	deliveries, err := ch.Consume(l.queue,
-		"",    // consumer tag: let the library pick one
-		false, // auto-ack: no, ack after processing
-		false, // exclusive
-		false, // no-local
-		false, // no-wait
-		nil,   // args
-	)
+	deliveries, err := consume(ch, l.queue, "")
 	if err != nil {
-		return fmt.Errorf("consuming queue %s: %w", l.queue, err)
+		return err
 	}
 
 	// The consume loop: when the connection dies, the library closes
 	// deliveries, the range ends, and with it the consumer. Nothing here
 	// will ever dial again.
 	processed := make(chan string, 8)
-	loopEnded := make(chan struct{})
+	loopEnded := make(chan struct{}, 1)
 	go func() {
-		defer close(loopEnded)
+		defer func() { loopEnded <- struct{}{} }()
 		for d := range deliveries {
 			if _, err := process(d); err != nil {
 				_ = d.Reject(false /* requeue */)
@@ -336,33 +327,26 @@ func (l *lab) partNaive(ctx context.Context) error {
 	}
 	var got []string
 	for range before {
-		select {
-		case id := <-processed:
-			got = append(got, id)
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the naive consumer: %w", ctx.Err())
-		case <-time.After(waitTimeout):
-			return fmt.Errorf("the naive consumer processed %v within %v, want %v", got, waitTimeout, before)
+		id, err := await(ctx, processed, fmt.Sprintf("waiting for the naive consumer to process %v (it has %v)", before, got))
+		if err != nil {
+			return err
 		}
+		got = append(got, id)
 	}
 	sort.Strings(got)
 	fmt.Fprintf(l.out, "  the consumer processed and acked %s\n", strings.Join(got, ", "))
 
 	// The outage: the broker closes the consumer's connection.
-	if err := l.closeConnections(ctx, name); err != nil {
+	if err := closeConnections(ctx, l.ctl, l.url, name); err != nil {
 		return err
 	}
-	reason, err := waitClosed(ctx, closed)
+	reason, err := await(ctx, closed, "waiting for the naive consumer's connection to close")
 	if err != nil {
-		return fmt.Errorf("waiting for the naive consumer's connection to close: %w", err)
+		return err
 	}
 	fmt.Fprintf(l.out, "  the broker closed the consumer's connection: %s\n", reason.Reason)
-	select {
-	case <-loopEnded:
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for the naive consume loop to end: %w", ctx.Err())
-	case <-time.After(waitTimeout):
-		return fmt.Errorf("the naive consume loop still runs %v after its connection closed", waitTimeout)
+	if _, err := await(ctx, loopEnded, "waiting for the naive consume loop to end after its connection closed"); err != nil {
+		return err
 	}
 	fmt.Fprintln(l.out, "  the deliveries channel closed, the consume loop returned, and nothing dials again")
 
@@ -425,44 +409,46 @@ func (l *lab) partRecovery(ctx context.Context) error {
 	if err := ch.Qos(recoveryPrefetch, 0 /* prefetch size: no byte limit */, false /* global */); err != nil {
 		return fmt.Errorf("setting prefetch %d: %w", recoveryPrefetch, err)
 	}
-	deliveries, err := ch.Consume(l.queue,
-		"",    // consumer tag: let the library pick one
-		false, // auto-ack: no, ack after processing
-		false, // exclusive
-		false, // no-local
-		false, // no-wait
-		nil,   // args
-	)
+	deliveries, err := consume(ch, l.queue, "")
 	if err != nil {
-		return fmt.Errorf("consuming queue %s: %w", l.queue, err)
+		return err
 	}
 
+	// The consumer's work: process, then ack with the delivery's tag.
 	calls := map[string]int{}
 	handle := func(d amqp.Delivery) error {
 		if _, err := process(d); err != nil {
 			return fmt.Errorf("processing %s: %w", d.MessageId, err)
 		}
 		calls[d.MessageId]++
+		if err := d.Ack(false /* multiple */); err != nil {
+			return fmt.Errorf("acking %s: %w", d.MessageId, err)
+		}
 		return nil
+	}
+	// take waits for the whole prefetch window to arrive.
+	take := func(when string) ([]amqp.Delivery, error) {
+		var ds []amqp.Delivery
+		for range recoveryPrefetch {
+			d, err := await(ctx, deliveries, when+": waiting for a delivery")
+			if err != nil {
+				return nil, err
+			}
+			ds = append(ds, d)
+		}
+		return ds, nil
 	}
 
 	// Before the outage: the whole prefetch window arrives; the consumer
 	// processes and acks the first, and holds the other three.
-	var held []amqp.Delivery
-	for range recoveryPrefetch {
-		d, err := next(ctx, deliveries)
-		if err != nil {
-			return fmt.Errorf("before the outage: %w", err)
-		}
-		held = append(held, d)
+	held, err := take("before the outage")
+	if err != nil {
+		return err
 	}
 	first := held[0]
 	held = held[1:]
 	if err := handle(first); err != nil {
 		return err
-	}
-	if err := first.Ack(false /* multiple */); err != nil {
-		return fmt.Errorf("acking %s: %w", first.MessageId, err)
 	}
 	heldTags := map[string]uint64{}
 	for _, d := range held {
@@ -472,12 +458,12 @@ func (l *lab) partRecovery(ctx context.Context) error {
 
 	// The outage. The broker requeues the three unacked messages into
 	// their old places at the head of the queue.
-	if err := l.closeConnections(ctx, name); err != nil {
+	if err := closeConnections(ctx, l.ctl, l.url, name); err != nil {
 		return err
 	}
-	reason, err := waitClosed(ctx, chClosed)
+	reason, err := await(ctx, chClosed, "waiting for the channel to learn of the outage")
 	if err != nil {
-		return fmt.Errorf("waiting for the channel to learn of the outage: %w", err)
+		return err
 	}
 	fmt.Fprintf(l.out, "  the broker closed the connection: %s\n", reason.Reason)
 	if err := l.publish(ctx, "rec-5"); err != nil {
@@ -487,18 +473,16 @@ func (l *lab) partRecovery(ctx context.Context) error {
 
 	// Recovery: wait until the library says the connection is open again,
 	// then read what the same Go channel delivers now.
-	if err := waitState(ctx, connStates, 1); err != nil {
-		return fmt.Errorf("waiting for recovery: %w", err)
+	if err := waitState(ctx, connStates, 1, "waiting for recovery"); err != nil {
+		return err
 	}
-	var again []amqp.Delivery
+	again, err := take("after recovery")
+	if err != nil {
+		return err
+	}
 	newTags := map[string]uint64{}
 	byTag := map[uint64]string{}
-	for range recoveryPrefetch {
-		d, err := next(ctx, deliveries)
-		if err != nil {
-			return fmt.Errorf("after recovery: %w", err)
-		}
-		again = append(again, d)
+	for _, d := range again {
 		newTags[d.MessageId] = d.DeliveryTag
 		byTag[d.DeliveryTag] = d.MessageId
 	}
@@ -511,9 +495,6 @@ func (l *lab) partRecovery(ctx context.Context) error {
 	for _, d := range held {
 		if err := handle(d); err != nil {
 			return err
-		}
-		if err := d.Ack(false /* multiple */); err != nil {
-			return fmt.Errorf("acking %s: %w", d.MessageId, err)
 		}
 		other, issued := byTag[d.DeliveryTag]
 		switch {
@@ -532,21 +513,18 @@ func (l *lab) partRecovery(ctx context.Context) error {
 		if err := handle(d); err != nil {
 			return err
 		}
-		if err := d.Ack(false /* multiple */); err != nil {
-			return fmt.Errorf("acking %s: %w", d.MessageId, err)
-		}
 	}
-	chErr, err := waitClosed(ctx, chClosed)
+	chErr, err := await(ctx, chClosed, "waiting for the broker to refuse the ack of "+again[1].MessageId)
 	if err != nil {
-		return fmt.Errorf("waiting for the broker to refuse the ack of %s: %w", again[1].MessageId, err)
+		return err
 	}
 	fmt.Fprintf(l.out, "  processed and acked the redelivered %s and %s: the broker closed the channel: %s (%d)\n",
 		tagged(again[0]), tagged(again[1]), chErr.Reason, chErr.Code)
 	// Recovery reopens the channel at once: tags start at 1 again, and
 	// every delivery the consumer still holds carries a stale one. This is
 	// the livelock: ack, channel closed, reopened, ack, closed...
-	if err := waitState(ctx, chStates, 2); err != nil {
-		return fmt.Errorf("waiting for the channel to reopen: %w", err)
+	if err := waitState(ctx, chStates, 2, "waiting for the channel to reopen"); err != nil {
+		return err
 	}
 	fmt.Fprintln(l.out, "  recovery reopened the channel, tags from 1 again; the lab stops the consumer here")
 	if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
@@ -575,114 +553,90 @@ func (l *lab) partRecovery(ctx context.Context) error {
 }
 
 // partFix runs a consumer and a publisher that each have their own
-// reconnect loop, cuts the consumer's connection while it holds a
-// processed but unacked delivery, then the publisher's while it publishes,
-// and checks that every confirmed message was processed.
+// reconnect loop (client.go; the consumer's loop and its deliver are this
+// lab's exercise: solution.go, the template is exercise.go), cuts the consumer's connection while it holds
+// a processed but unacked delivery, then the publisher's while it
+// publishes, and checks that every confirmed message was processed.
 func (l *lab) partFix(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	cons := &fixConsumer{
-		url: l.url, queue: l.queue, name: l.name("consumer"),
-		holding: make(chan string, 1),
-		release: make(chan struct{}),
-		drain:   make(chan struct{}),
-		lost:    make(chan *amqp.Error, 4),
-		calls:   map[string]int{},
+	// A loop that fails cancels ctx with its error as the cause, so that
+	// every wait below ends at once and explains itself with that error.
+	ctx, cancel := context.WithCancelCause(ctx)
+	app := &bookings{holdAt: fixHoldAt, holding: make(chan string, 1), release: make(chan struct{}), calls: map[string]int{}}
+	cons := &consumer{
+		url: l.url, queue: l.queue, name: l.name("consumer"), prefetch: fixPrefetch,
+		handle: app.handle,
+		drain:  make(chan struct{}),
+		lost:   make(chan *amqp.Error, 4),
 	}
-	pub := &fixPublisher{
+	pub := &publisher{
 		url: l.url, exchange: l.exchange, name: l.name("publisher"),
 		lost: make(chan *amqp.Error, 4),
 	}
 	stopPublishing := make(chan struct{})
 	consDone, pubDone := make(chan error, 1), make(chan error, 1)
-	go func() { consDone <- cons.run(ctx) }()
-	go func() { pubDone <- pub.run(ctx, stopPublishing) }()
+	var loops sync.WaitGroup
+	loops.Go(func() {
+		err := cons.run(ctx)
+		if err != nil {
+			cancel(fmt.Errorf("the consumer stopped: %w", err))
+		}
+		consDone <- err
+	})
+	loops.Go(func() {
+		err := pub.run(ctx, stopPublishing)
+		if err != nil {
+			cancel(fmt.Errorf("the publisher stopped: %w", err))
+		}
+		pubDone <- err
+	})
 	// On every way out, stop both and wait for them: they close their
 	// connections, and the broker requeues whatever was not acked.
-	consErr, pubErr := error(nil), error(nil)
-	consOver, pubOver := false, false
 	defer func() {
-		cancel()
-		if !consOver {
-			<-consDone
-		}
-		if !pubOver {
-			<-pubDone
-		}
+		cancel(nil)
+		loops.Wait()
 	}()
-	fail := func(what string) error {
-		// A loop that ended on its own has the better explanation.
-		select {
-		case err := <-consDone:
-			consOver = true
-			return fmt.Errorf("%s: the consumer stopped: %w", what, err)
-		case err := <-pubDone:
-			pubOver = true
-			return fmt.Errorf("%s: the publisher stopped: %w", what, err)
-		default:
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		}
-		return fmt.Errorf("%s: not within %v", what, waitTimeout)
-	}
 
 	// Messages flow until the consumer holds its 100th message,
 	// processed and not yet acked.
-	var held string
-	select {
-	case held = <-cons.holding:
-	case <-ctx.Done():
-		return fail("waiting for the consumer to hold a message")
-	case <-time.After(waitTimeout):
-		return fail("waiting for the consumer to hold a message")
+	held, err := await(ctx, app.holding, "waiting for the consumer to hold a message")
+	if err != nil {
+		return err
 	}
 	l.observe(stepFixHolding, report{held: held})
 
 	// Cut the consumer's connection while it holds that message.
-	if err := l.closeConnections(ctx, cons.name); err != nil {
+	if err := closeConnections(ctx, l.ctl, l.url, cons.name); err != nil {
 		return err
 	}
-	var reason *amqp.Error
-	select {
-	case reason = <-cons.lost:
-	case <-ctx.Done():
-		return fail("waiting for the consumer to learn of the outage")
-	case <-time.After(waitTimeout):
-		return fail("waiting for the consumer to learn of the outage")
+	reason, err := await(ctx, cons.lost, "waiting for the consumer to learn of the outage")
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(l.out, "  the consumer held %s, processed and not yet acked, when the broker closed its connection: %s\n", held, reason.Reason)
-	close(cons.release)
-	if !waitFor(ctx, func() bool { return cons.stats().ackRefused >= 1 }) {
-		return fail("waiting for the consumer's ack of " + held)
+	close(app.release)
+	if err := waitUntil(ctx, "waiting for the consumer's ack of "+held, func() bool { return cons.stats().ackRefused >= 1 }); err != nil {
+		return err
 	}
 	fmt.Fprintf(l.out, "  its ack of %s failed, as it must: that channel is gone, and the broker has put the message back\n", held)
 
 	// Cut the publisher's connection while it publishes.
-	if err := l.closeConnections(ctx, pub.name); err != nil {
+	if err := closeConnections(ctx, l.ctl, l.url, pub.name); err != nil {
 		return err
 	}
-	select {
-	case reason = <-pub.lost:
-	case <-ctx.Done():
-		return fail("waiting for the publisher to learn of the outage")
-	case <-time.After(waitTimeout):
-		return fail("waiting for the publisher to learn of the outage")
+	if reason, err = await(ctx, pub.lost, "waiting for the publisher to learn of the outage"); err != nil {
+		return err
 	}
 	fmt.Fprintf(l.out, "  the broker closed the publisher's connection: %s\n", reason.Reason)
-	if !waitFor(ctx, func() bool { return pub.stats().afterReconnect >= fixAfterRecovery }) {
-		return fail("waiting for the publisher to publish again")
+	if err := waitUntil(ctx, "waiting for the publisher to publish again", func() bool { return pub.stats().afterReconnect >= fixAfterRecovery }); err != nil {
+		return err
 	}
 
 	// Stop publishing; the publisher returns once every message it ever
 	// published is confirmed.
 	close(stopPublishing)
-	select {
-	case pubErr = <-pubDone:
-		pubOver = true
-	case <-ctx.Done():
-		return fail("waiting for the publisher's last confirms")
-	case <-time.After(waitTimeout):
-		return fail("waiting for the publisher's last confirms")
+	pubErr, err := await(ctx, pubDone, "waiting for the publisher's last confirms")
+	if err != nil {
+		return err
 	}
 	if pubErr != nil {
 		return fmt.Errorf("the publisher: %w", pubErr)
@@ -692,25 +646,21 @@ func (l *lab) partFix(ctx context.Context) error {
 	// Let the consumer work through the queue: every confirmed message
 	// processed, and nothing ready any more. Then it cancels its consumer,
 	// finishes the deliveries already on their way, and returns.
-	if !waitFor(ctx, func() bool { return len(missing(ps.confirmed, cons.stats().calls)) == 0 }) {
-		return fail("waiting for the consumer to process every message")
+	if err := waitUntil(ctx, "waiting for the consumer to process every message", func() bool { return len(missing(ps.confirmed, app.snapshot())) == 0 }); err != nil {
+		return err
 	}
 	if _, err := l.waitQueue(ctx, 0, 1); err != nil {
 		return err
 	}
 	close(cons.drain)
-	select {
-	case consErr = <-consDone:
-		consOver = true
-	case <-ctx.Done():
-		return fail("waiting for the consumer to finish")
-	case <-time.After(waitTimeout):
-		return fail("waiting for the consumer to finish")
+	consErr, err := await(ctx, consDone, "waiting for the consumer to finish")
+	if err != nil {
+		return err
 	}
 	if consErr != nil {
 		return fmt.Errorf("the consumer: %w", consErr)
 	}
-	cs := cons.stats()
+	cs, calls := cons.stats(), app.snapshot()
 
 	// The summary: the broker's count and the consumer's record.
 	q, err := l.waitQueue(ctx, 0, 0)
@@ -718,378 +668,19 @@ func (l *lab) partFix(ctx context.Context) error {
 		return err
 	}
 	handlerCalls := 0
-	for _, n := range cs.calls {
+	for _, n := range calls {
 		handlerCalls += n
 	}
 	fmt.Fprintf(l.out, "  reconnects: consumer %d, publisher %d\n", cs.reconnects, ps.reconnects)
 	fmt.Fprintf(l.out, "  published and confirmed: %d messages; not confirmed at the outage and sent again: %d\n", len(ps.confirmed), ps.unconfirmed)
 	fmt.Fprintf(l.out, "  processed: %d distinct messages, %d missing, in %d handler calls; duplicates skipped by message ID: %d\n",
-		len(cs.calls), len(missing(ps.confirmed, cs.calls)), handlerCalls, handlerCalls-len(cs.calls))
+		len(calls), len(missing(ps.confirmed, calls)), handlerCalls, handlerCalls-len(calls))
 	fmt.Fprintf(l.out, "  left in the queue: %d messages\n", q.Messages)
 	l.observe(stepFixDone, report{
-		published: ps.confirmed, calls: cs.calls, held: held,
+		published: ps.confirmed, calls: calls, held: held,
 		reconnects: [2]int{cs.reconnects, ps.reconnects}, unconfirmed: ps.unconfirmed, ackRefused: cs.ackRefused,
 	})
 	return nil
-}
-
-// fixConsumer consumes with a reconnect loop of its own: every session is
-// a new connection, a new channel, Qos and Consume, and a delivery is only
-// ever acked on the channel it arrived on.
-type fixConsumer struct {
-	url, queue, name string
-	holding          chan string      // gets the ID of the held message
-	release          chan struct{}    // closed to let the held message go on to its ack
-	drain            chan struct{}    // closed to cancel the consumer and return
-	lost             chan *amqp.Error // each session's connection error
-	held             bool             // the hold has happened (consumer goroutine only)
-	mu               sync.Mutex       // guards the fields below
-	calls            map[string]int   // handler calls per message ID: the idempotency record
-	ackRefused       int              // acks refused because the channel was gone
-	dropped          int              // deliveries of a dead channel, dropped unprocessed
-	reconnects       int              // sessions after the first
-}
-
-// fixStats is a copy of a consumer's counters.
-type fixStats struct {
-	calls                           map[string]int
-	ackRefused, dropped, reconnects int
-}
-
-func (c *fixConsumer) stats() fixStats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	calls := make(map[string]int, len(c.calls))
-	for id, n := range c.calls {
-		calls[id] = n
-	}
-	return fixStats{calls: calls, ackRefused: c.ackRefused, dropped: c.dropped, reconnects: c.reconnects}
-}
-
-// run is the reconnect loop: a session until it breaks, a wait that
-// doubles from 100 ms up to 2 s (with jitter, so that many consumers do not
-// come back in lockstep), and a new session. It returns nil once drained,
-// and ctx's error when ctx ends.
-func (c *fixConsumer) run(ctx context.Context) error {
-	bo := backoff{next: backoffFirst, longest: backoffLongest}
-	for session := 0; ; session++ {
-		done, consumed, err := c.session(ctx, session)
-		if done {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if consumed {
-			bo = backoff{next: backoffFirst, longest: backoffLongest}
-		}
-		wait := bo.wait()
-		slog.Debug("consumer: session ended; reconnecting", "err", err, "in", wait)
-		if !sleep(ctx, wait) {
-			return ctx.Err()
-		}
-	}
-}
-
-// session dials, opens a channel, sets the prefetch, consumes, and handles
-// deliveries until the deliveries channel closes (the connection or the
-// channel died), ctx ends, or drain asks it to finish.
-func (c *fixConsumer) session(ctx context.Context, n int) (done, consumed bool, err error) {
-	conn, err := labkit.DialAMQP(c.url, c.name)
-	if err != nil {
-		return false, false, err
-	}
-	// Closing the connection hands every unacked delivery back to the
-	// broker, which delivers it again.
-	defer conn.Close()
-	if n > 0 {
-		c.mu.Lock()
-		c.reconnects++
-		c.mu.Unlock()
-	}
-	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	go func() {
-		if e, ok := <-closed; ok && e != nil {
-			select {
-			case c.lost <- e:
-			default:
-			}
-		}
-	}()
-	ch, err := conn.Channel()
-	if err != nil {
-		return false, false, fmt.Errorf("opening a channel: %w", err)
-	}
-	if err := ch.Qos(fixPrefetch, 0 /* prefetch size: no byte limit */, false /* global */); err != nil {
-		return false, false, fmt.Errorf("setting prefetch %d: %w", fixPrefetch, err)
-	}
-	const tag = "lab11-fix"
-	deliveries, err := ch.Consume(c.queue,
-		tag,   // consumer tag: ours, so drain can cancel it
-		false, // auto-ack: no, ack after processing
-		false, // exclusive
-		false, // no-local
-		false, // no-wait
-		nil,   // args
-	)
-	if err != nil {
-		return false, false, fmt.Errorf("consuming queue %s: %w", c.queue, err)
-	}
-	drain := c.drain
-	for {
-		select {
-		case <-ctx.Done():
-			return false, true, ctx.Err()
-		case <-drain:
-			// Stop the broker from sending more; what it sent already
-			// still arrives, and then deliveries closes.
-			if err := ch.Cancel(tag, false /* no-wait */); err != nil {
-				return false, true, fmt.Errorf("cancelling the consumer: %w", err)
-			}
-			drain = nil
-		case d, ok := <-deliveries:
-			if !ok {
-				if drain == nil {
-					return true, true, nil
-				}
-				return false, true, errors.New("the deliveries channel closed: the connection or the channel is gone")
-			}
-			c.handle(ctx, ch, d)
-		}
-	}
-}
-
-// handle processes one delivery idempotently and acks it on ch, the
-// channel it arrived on.
-func (c *fixConsumer) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery) {
-	// Handed over after its channel died: the broker has already put the
-	// message back and will deliver it on the next channel. Its tag means
-	// nothing anywhere else, so drop it.
-	if ch.IsClosed() {
-		c.mu.Lock()
-		c.dropped++
-		c.mu.Unlock()
-		return
-	}
-	if _, err := process(d); err != nil {
-		// Every message of this lab decodes; a real service would
-		// dead-letter this one (lab 04).
-		_ = d.Reject(false /* requeue */)
-		return
-	}
-	// Idempotent: the message ID is the key. A message seen before is
-	// acked without doing its work again.
-	c.mu.Lock()
-	c.calls[d.MessageId]++
-	first := c.calls[d.MessageId] == 1
-	distinct := len(c.calls)
-	c.mu.Unlock()
-
-	// The lab's hook: hold the 100th message, processed and not acked,
-	// until the lab has cut the connection.
-	if first && distinct == fixHoldAt && !c.held {
-		c.held = true
-		c.holding <- d.MessageId
-		select {
-		case <-c.release:
-		case <-ctx.Done():
-			return
-		}
-	}
-
-	// Ack on the channel the delivery came on (d.Ack uses that channel).
-	// If it is gone, the ack fails; the message comes again.
-	if err := d.Ack(false /* multiple */); err != nil {
-		c.mu.Lock()
-		c.ackRefused++
-		c.mu.Unlock()
-	}
-}
-
-// fixPublisher publishes a steady stream with confirms and its own
-// reconnect loop. A message counts as published only once the broker
-// confirmed it; anything else is sent again, on the next connection if
-// need be, with the same message ID.
-type fixPublisher struct {
-	url, exchange, name string
-	lost                chan *amqp.Error // each session's connection error
-
-	// The publisher goroutine owns these; stats copies them under mu.
-	mu             sync.Mutex
-	confirmed      []string
-	unconfirmed    int // publishes not confirmed when a connection dropped, sent again
-	reconnects     int
-	afterReconnect int // confirmed since the last reconnect
-	retry          []string
-	next           int
-}
-
-// pubStats is a copy of a publisher's counters.
-type pubStats struct {
-	confirmed                               []string
-	unconfirmed, reconnects, afterReconnect int
-}
-
-func (p *fixPublisher) stats() pubStats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return pubStats{
-		confirmed:   append([]string(nil), p.confirmed...),
-		unconfirmed: p.unconfirmed, reconnects: p.reconnects, afterReconnect: p.afterReconnect,
-	}
-}
-
-// run publishes until stop is closed and every message is confirmed; it
-// reconnects with backoff whenever a session breaks.
-func (p *fixPublisher) run(ctx context.Context, stop <-chan struct{}) error {
-	bo := backoff{next: backoffFirst, longest: backoffLongest}
-	for session := 0; ; session++ {
-		done, err := p.session(ctx, session, stop)
-		if done {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		wait := bo.wait()
-		slog.Debug("publisher: session ended; reconnecting", "err", err, "in", wait)
-		if !sleep(ctx, wait) {
-			return ctx.Err()
-		}
-	}
-}
-
-// flight is a published message waiting for its confirm.
-type flight struct {
-	id string
-	dc *amqp.DeferredConfirmation
-}
-
-// session dials, enables confirms and publishes: first what must be sent
-// again, then new messages, one per publishEvery, with up to publishWindow
-// confirms outstanding.
-func (p *fixPublisher) session(ctx context.Context, n int, stop <-chan struct{}) (done bool, err error) {
-	conn, err := labkit.DialAMQP(p.url, p.name)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close()
-	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-	go func() {
-		if e, ok := <-closed; ok && e != nil {
-			select {
-			case p.lost <- e:
-			default:
-			}
-		}
-	}()
-	ch, err := conn.Channel()
-	if err != nil {
-		return false, fmt.Errorf("opening a channel: %w", err)
-	}
-	if err := ch.Confirm(false /* no-wait */); err != nil {
-		return false, fmt.Errorf("enabling publisher confirms: %w", err)
-	}
-	if n > 0 {
-		p.mu.Lock()
-		p.reconnects++
-		p.afterReconnect = 0
-		p.mu.Unlock()
-	}
-
-	var inflight []flight
-	// On the way out, whatever was not confirmed goes back to be sent
-	// again. A confirm may have been lost with the connection although the
-	// broker stored the message: then the resend is a duplicate, which the
-	// consumer skips by message ID. Duplicates, never loss.
-	defer func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		var again []string
-		for _, f := range inflight {
-			if f.dc.Acked() {
-				p.confirm(f.id)
-				continue
-			}
-			again = append(again, f.id)
-		}
-		p.unconfirmed += len(again)
-		p.retry = append(again, p.retry...)
-	}()
-	// settle waits for the oldest confirm.
-	settle := func() error {
-		f := inflight[0]
-		acked, err := f.dc.WaitContext(ctx)
-		if err != nil {
-			return err
-		}
-		if !acked {
-			// Nacked by the broker, or the channel closed under it
-			// (the library then resolves every pending confirm as a
-			// nack): the deferred function sends it again.
-			return errors.New("a publish was not confirmed")
-		}
-		inflight = inflight[1:]
-		p.mu.Lock()
-		p.confirm(f.id)
-		p.mu.Unlock()
-		return nil
-	}
-
-	tick := time.NewTicker(publishEvery)
-	defer tick.Stop()
-	stopping := false
-	for {
-		p.mu.Lock()
-		retrying := len(p.retry) > 0
-		p.mu.Unlock()
-		switch {
-		case stopping && !retrying && len(inflight) == 0:
-			return true, nil
-		case len(inflight) >= publishWindow, stopping && !retrying:
-			if err := settle(); err != nil {
-				return false, err
-			}
-			continue
-		}
-
-		// Pick the next message: one to send again, else a new one.
-		var id string
-		if retrying {
-			p.mu.Lock()
-			id, p.retry = p.retry[0], p.retry[1:]
-			p.mu.Unlock()
-		} else {
-			select {
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-stop:
-				stopping = true
-				continue
-			case <-tick.C:
-			}
-			p.mu.Lock()
-			p.next++
-			id = fmt.Sprintf("fix-%04d", p.next)
-			p.mu.Unlock()
-		}
-		dc, err := publishBooking(ctx, ch, p.exchange, id)
-		if err != nil {
-			// Not sent at all: it goes first when we are back.
-			p.mu.Lock()
-			p.retry = append([]string{id}, p.retry...)
-			p.unconfirmed++
-			p.mu.Unlock()
-			return false, fmt.Errorf("publishing %s: %w", id, err)
-		}
-		inflight = append(inflight, flight{id, dc})
-	}
-}
-
-// confirm records a confirmed message; the caller holds p.mu.
-func (p *fixPublisher) confirm(id string) {
-	p.confirmed = append(p.confirmed, id)
-	p.afterReconnect++
 }
 
 // publish publishes messages on the lab's channel and waits for each
@@ -1109,31 +700,6 @@ func (l *lab) publish(ctx context.Context, ids ...string) error {
 		}
 	}
 	return nil
-}
-
-// publishBooking publishes one contracts.EventBooked the way every service
-// of the workbench does: routing key and x-event-name header = the event
-// name, JSON, persistent, and a message ID that stays the same when the
-// message is sent again.
-func publishBooking(ctx context.Context, ch *amqp.Channel, exchange, id string) (*amqp.DeferredConfirmation, error) {
-	body, err := json.Marshal(contracts.EventBooked{
-		ID: id, EventID: "ev-1", UserID: "user-1", Seats: 2,
-		Date: time.Date(2026, 11, 27, 20, 0, 0, 0, time.UTC),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return ch.PublishWithDeferredConfirmWithContext(ctx, exchange, contracts.EventBookedName,
-		false, // mandatory: the lab's queue is bound before anything is published
-		false, // immediate
-		amqp.Publishing{
-			Headers:      amqp.Table{"x-event-name": contracts.EventBookedName},
-			ContentType:  "application/json",
-			DeliveryMode: amqp.Persistent,
-			MessageId:    id,
-			Timestamp:    time.Now(),
-			Body:         body,
-		})
 }
 
 // process is the work a consumer does before it acks: find the event type
@@ -1157,16 +723,17 @@ func missing(want []string, calls map[string]int) []string {
 	return out
 }
 
-// closeConnections closes this run's connections with the given names from
-// the broker side, as a broker restart or a network failure would. It finds
-// them by their connection_name client property and closes nothing else.
-func (l *lab) closeConnections(ctx context.Context, names ...string) error {
-	list, err := l.ctl(ctx, "--quiet", "list_connections", "--no-table-headers", "pid", "client_properties")
+// closeConnections closes the connections with the given names from the
+// broker side, as a broker restart or a network failure would, with ctl
+// (rabbitmqctl for the broker at url). It finds them by their
+// connection_name client property and closes nothing else.
+func closeConnections(ctx context.Context, ctl ctlFunc, url string, names ...string) error {
+	list, err := ctl(ctx, "--quiet", "list_connections", "--no-table-headers", "pid", "client_properties")
 	if ctx.Err() != nil {
 		return fmt.Errorf("listing connections with rabbitmqctl: %w", ctx.Err())
 	}
 	if err != nil {
-		return fmt.Errorf("listing connections with rabbitmqctl: %w; check that -rabbitmqctl reaches the broker at %s", err, labkit.Redact(l.url))
+		return fmt.Errorf("listing connections with rabbitmqctl: %w; check that -rabbitmqctl reaches the broker at %s", err, labkit.Redact(url))
 	}
 	for _, name := range names {
 		pid := ""
@@ -1177,9 +744,9 @@ func (l *lab) closeConnections(ctx context.Context, names ...string) error {
 			}
 		}
 		if pid == "" {
-			return fmt.Errorf("rabbitmqctl list_connections does not show the connection %s; is -rabbitmqctl talking to the broker at %s?", name, labkit.Redact(l.url))
+			return fmt.Errorf("rabbitmqctl list_connections does not show the connection %s; is -rabbitmqctl talking to the broker at %s?", name, labkit.Redact(url))
 		}
-		_, err := l.ctl(ctx, "--quiet", "close_connection", pid, closeReason)
+		_, err := ctl(ctx, "--quiet", "close_connection", pid, closeReason)
 		if ctx.Err() != nil {
 			return fmt.Errorf("closing connection %s with rabbitmqctl: %w", name, ctx.Err())
 		}
@@ -1214,56 +781,57 @@ func commandCtl(command string) (ctlFunc, error) {
 	}, nil
 }
 
-// waitClosed waits for an error on a NotifyClose channel.
-func waitClosed(ctx context.Context, closed <-chan *amqp.Error) (*amqp.Error, error) {
+// await waits for the next value on ch, the end of ctx, or waitTimeout,
+// whichever comes first; what says in the error what it waited for, and
+// why ctx ended (context.Canceled on Ctrl-C). A channel that closes
+// instead of sending is an error too.
+func await[T any](ctx context.Context, ch <-chan T, what string) (T, error) {
+	timeout := time.NewTimer(waitTimeout)
+	defer timeout.Stop()
+	var zero T
 	select {
-	case e, ok := <-closed:
-		if !ok || e == nil {
-			return nil, errors.New("closed without an error")
+	case v, ok := <-ch:
+		if !ok {
+			return zero, fmt.Errorf("%s: the channel closed", what)
 		}
-		return e, nil
+		return v, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-time.After(waitTimeout):
-		return nil, fmt.Errorf("no notification within %v", waitTimeout)
+		return zero, fmt.Errorf("%s: %w", what, context.Cause(ctx))
+	case <-timeout.C:
+		return zero, fmt.Errorf("%s: not within %v", what, waitTimeout)
 	}
 }
 
-// waitState waits until the lifecycle notifications have reported the
-// n-th return to the open state.
-func waitState(ctx context.Context, states <-chan *amqp.StateChanged, n int) error {
-	deadline := time.After(waitTimeout)
-	for opened := 0; opened < n; {
-		select {
-		case s := <-states:
-			if s.To == amqp.StateClosed {
-				return fmt.Errorf("closed for good: %v", s.Err)
-			}
-			if s.From == amqp.StateReconnecting && s.To == amqp.StateOpen {
-				opened++
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline:
-			return fmt.Errorf("not open again within %v", waitTimeout)
+// waitUntil polls cond every 5 ms until it holds, and fails as await does.
+func waitUntil(ctx context.Context, what string, cond func() bool) error {
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %v", what, waitTimeout)
+		}
+		if !sleep(ctx, 5*time.Millisecond) {
+			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
 		}
 	}
 	return nil
 }
 
-// next waits for the next delivery, the end of ctx, or waitTimeout.
-func next(ctx context.Context, deliveries <-chan amqp.Delivery) (amqp.Delivery, error) {
-	select {
-	case d, ok := <-deliveries:
-		if !ok {
-			return amqp.Delivery{}, errors.New("the deliveries channel closed")
+// waitState waits until the lifecycle notifications have reported the
+// n-th return to the open state.
+func waitState(ctx context.Context, states <-chan *amqp.StateChanged, n int, what string) error {
+	for opened := 0; opened < n; {
+		s, err := await(ctx, states, what)
+		if err != nil {
+			return err
 		}
-		return d, nil
-	case <-ctx.Done():
-		return amqp.Delivery{}, fmt.Errorf("waiting for a delivery: %w", ctx.Err())
-	case <-time.After(waitTimeout):
-		return amqp.Delivery{}, fmt.Errorf("no delivery within %v", waitTimeout)
+		if s.To == amqp.StateClosed {
+			return fmt.Errorf("%s: closed for good: %v", what, s.Err)
+		}
+		if s.From == amqp.StateReconnecting && s.To == amqp.StateOpen {
+			opened++
+		}
 	}
+	return nil
 }
 
 // waitQueue waits until the queue holds ready messages and has consumers
@@ -1286,42 +854,8 @@ func (l *lab) waitQueue(ctx context.Context, ready, consumers int) (amqp.Queue, 
 			return q, nil
 		}
 		if !sleep(ctx, 10*time.Millisecond) {
-			return q, fmt.Errorf("waiting for queue %s: %w", l.queue, ctx.Err())
+			return q, fmt.Errorf("waiting for queue %s: %w", l.queue, context.Cause(ctx))
 		}
-	}
-}
-
-// waitFor polls cond until it holds (true), or ctx ends or waitTimeout
-// passes (false).
-func waitFor(ctx context.Context, cond func() bool) bool {
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) || !sleep(ctx, 5*time.Millisecond) {
-			return false
-		}
-	}
-	return true
-}
-
-// backoff computes the waits of a reconnect loop: doubling up to longest,
-// plus up to a quarter of random jitter.
-type backoff struct{ next, longest time.Duration }
-
-func (b *backoff) wait() time.Duration {
-	d := b.next
-	b.next = min(2*b.next, b.longest)
-	return d + rand.N(d/4+1)
-}
-
-// sleep waits d; false when ctx ended first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
