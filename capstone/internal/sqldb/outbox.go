@@ -20,7 +20,7 @@ func (db *DB) outboxSchema() []string {
 			event_name TEXT NOT NULL,
 			payload TEXT NOT NULL,
 			created_at BIGINT NOT NULL,
-			attempts INTEGER NOT NULL DEFAULT 0,
+			attempts BIGINT NOT NULL DEFAULT 0,
 			next_attempt_at BIGINT NOT NULL,
 			sent_at BIGINT
 		)`,
