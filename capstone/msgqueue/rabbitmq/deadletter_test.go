@@ -319,3 +319,23 @@ func TestSameEventUnroutableAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestEmitRefusesOversizedEvents: an event whose body would be over
+// 64 KiB is never published (a JSON encoder writes each "<" of these
+// valid hall names as six bytes).
+func TestEmitRefusesOversizedEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustListener(t, []string{contracts.LocationCreatedName})
+	em := e.mustEmitter(t)
+	loc := &contracts.LocationCreated{ID: "loc-bulky"}
+	for i := range contracts.MaxHalls {
+		loc.Halls = append(loc.Halls, contracts.Hall{Name: fmt.Sprintf("%03d", i) + strings.Repeat("<", contracts.MaxTextBytes-3), Capacity: 1})
+	}
+	if err := em.Emit(t.Context(), loc); !errors.Is(err, msgqueue.ErrTooLarge) {
+		t.Errorf("Emit = %v, want ErrTooLarge", err)
+	}
+	if ds, err := peekQueue(e.rabbit.URL, e.queue); err != nil || len(ds) != 0 {
+		t.Errorf("the queue holds %d messages (%v), want none", len(ds), err)
+	}
+}
