@@ -177,6 +177,9 @@ func (s *Service) createLocation(w http.ResponseWriter, r *http.Request) error {
 		ID: rand.Text(), Name: req.Name, Address: req.Address, Country: req.Country,
 		OpenTime: req.OpenTime, CloseTime: req.CloseTime, Halls: append([]Hall{}, req.Halls...),
 	}
+	if err := fitsAMessage(locationCreated(loc)); err != nil {
+		return httpjson.Errorf(http.StatusBadRequest, "invalid location: %v", err)
+	}
 	msg, err := s.store.AddLocation(r.Context(), loc)
 	if err != nil {
 		return err
@@ -295,6 +298,9 @@ func (s *Service) createEvent(w http.ResponseWriter, r *http.Request) error {
 		ID: rand.Text(), Name: req.Name, LocationID: loc.ID, Hall: hall.Name, Capacity: hall.Capacity,
 		StartDate: time.Unix(req.StartDate, 0).UTC(), EndDate: time.Unix(req.EndDate, 0).UTC(), Duration: req.Duration,
 	}
+	if err := fitsAMessage(eventCreated(ev)); err != nil {
+		return httpjson.Errorf(http.StatusBadRequest, "invalid event: %v", err)
+	}
 	msg, err := s.store.AddEvent(r.Context(), ev)
 	if errors.Is(err, ErrNotFound) {
 		return httpjson.Errorf(http.StatusUnprocessableEntity, "location %q does not exist", req.LocationID)
@@ -352,6 +358,21 @@ func (s *Service) getEventByName(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpjson.Write(w, http.StatusOK, toJSON(ev))
+	return nil
+}
+
+// fitsAMessage refuses an event that no broker message could carry (over
+// msgqueue.MaxMessageSize as a Kafka envelope, the larger of the two wire
+// forms): it could never be emitted, so it must not be stored. Valid text
+// can still get there: a JSON encoder writes "<" as six bytes.
+func fitsAMessage(ev contracts.Event) error {
+	value, err := contracts.Wrap(ev)
+	if err != nil {
+		return err
+	}
+	if err := msgqueue.CheckSize(len(value)); err != nil {
+		return fmt.Errorf("too large to announce on the broker: %w", err)
+	}
 	return nil
 }
 

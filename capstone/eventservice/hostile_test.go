@@ -61,6 +61,17 @@ func TestHostileInputWritesNothing(t *testing.T) {
 			})
 		}
 
+		// Valid text whose event would not fit a broker message: a JSON
+		// encoder writes each "<" as six bytes.
+		bulky := make([]string, contracts.MaxHalls)
+		for i := range bulky {
+			bulky[i] = fmt.Sprintf(`{"name":"%03d%s","capacity":1}`, i, strings.Repeat("<", contracts.MaxTextBytes-3))
+		}
+		f.srv.WantError("POST", "/locations", location(`"x"`, "["+strings.Join(bulky, ",")+"]"), 400, "too large to announce")
+		if after := f.snapshot(t); after != before {
+			t.Errorf("the bulky location wrote something: before %+v, after %+v", before, after)
+		}
+
 		// The borders pass: 100 halls, a hall of 1,000,000, the last second
 		// of year 9999.
 		halls := strings.Join(manyHalls[:contracts.MaxHalls-1], ",") + `,{"name":"Main","capacity":1000000}`
