@@ -12,8 +12,13 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/capstone/internal/app"
+	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
+	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
 
@@ -165,4 +170,176 @@ func TestReplayPastANearLimitRecord(t *testing.T) {
 	awaitEvent(t, bookings, after.ID)
 	bookings.json("GET", "/healthz", "", http.StatusOK, nil)
 	book(t, bookings, evID, "alice", 5)
+}
+
+// rawEvent is a message a test sends BookingService with a client of its
+// own, as any program on the broker could.
+type rawEvent struct {
+	key, name string // routing key (AMQP) or record key (Kafka); x-event-name or eventName
+	body      string
+	header    string // AMQP: x-event-name when it differs from name ("" for name)
+}
+
+// sendRaw sends evs to cfg's broker: AMQP with amqp091-go to the exchange,
+// Kafka with sarama as envelopes keyed by key.
+func sendRaw(t *testing.T, cfg app.Config, evs ...rawEvent) {
+	t.Helper()
+	if cfg.Broker == app.Kafka {
+		for _, ev := range evs {
+			produceRaw(t, cfg, cfg.Topic, ev.key, []byte(`{"eventName":"`+ev.name+`","payload":`+ev.body+`}`))
+		}
+		return
+	}
+	conn, err := amqp.Dial(cfg.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false /* noWait */); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		header := ev.header
+		if header == "" {
+			header = ev.name
+		}
+		dc, err := ch.PublishWithDeferredConfirm(cfg.Exchange, ev.name, true /* mandatory */, false /* immediate */, amqp.Publishing{
+			Headers: amqp.Table{rabbitmq.HeaderEventName: header}, ContentType: "application/json",
+			DeliveryMode: amqp.Persistent, MessageId: ev.key + "/" + ev.name, Body: []byte(ev.body),
+		})
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publishing %s: %v", ev.name, err)
+		}
+	}
+}
+
+// deadLetterReasons counts the dead letters of cfg's BookingService by
+// their x-dlq-reason header.
+func deadLetterReasons(t *testing.T, cfg app.Config) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	if cfg.Broker == app.Kafka {
+		client, err := sarama.NewClient(cfg.KafkaBrokers, saramaConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		consumer, err := sarama.NewConsumerFromClient(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer consumer.Close()
+		dlq := cfg.Topic + ".dlq"
+		end, err := client.GetOffset(dlq, 0, sarama.OffsetNewest)
+		if err != nil || end == 0 {
+			return out
+		}
+		pc, err := consumer.ConsumePartition(dlq, 0, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		for next := int64(0); next < end; {
+			select {
+			case m := <-pc.Messages():
+				for _, h := range m.Headers {
+					if string(h.Key) == msgqueue.HeaderReason {
+						out[string(h.Value)]++
+					}
+				}
+				next = m.Offset + 1
+			case <-time.After(wait):
+				t.Fatalf("reading %s: stuck before offset %d of %d", dlq, next, end)
+			}
+		}
+		return out
+	}
+	conn, err := amqp.Dial(cfg.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close() // returns what was read unacknowledged
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		d, ok, err := ch.Get(rabbitmq.DeadLetterQueue(cfg.Queue), false /* autoAck */)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		reason, _ := d.Headers[msgqueue.HeaderReason].(string)
+		out[reason]++
+	}
+}
+
+// TestHostileEventsFromTheBroker sends BookingService, with a raw client,
+// the events that used to oversell, corrupt or stall it: seat counts that
+// wrap an int64 or pass a 32-bit column, a NUL in an ID, invalid UTF-8, an
+// event.created far over 64 KiB, and (AMQP) a routing key that says one
+// event while the header says another. Each is dead-lettered at once with
+// its reason, never retried; the valid events around them are applied,
+// the event stays readable and sells exactly its capacity, and the service
+// stays healthy. Every broker, every store it runs on.
+func TestHostileEventsFromTheBroker(t *testing.T) {
+	for _, tc := range []struct{ broker, store string }{
+		{app.AMQP, "sqlite"}, {app.AMQP, "postgres"}, {app.Kafka, "sqlite"}, {app.Kafka, "postgres"}, {app.Kafka, "memory"},
+	} {
+		t.Run(tc.broker+"-"+tc.store, func(t *testing.T) {
+			t.Parallel()
+			cfg := kafkaConfig(t)
+			huge := 200 << 10 // kfake takes records up to 1 MB
+			if tc.broker == app.AMQP {
+				cfg, huge = amqpConfig(t), 5<<20
+			}
+			db := map[string]string{"sqlite": sqlite(t, "bookings"), "postgres": servicetest.PostgresDSN(t), "memory": "memory:"}[tc.store]
+			_, bookings := start(t, cfg, app.BookingService, db, app.Options{})
+			booked := func(id, seats, user string) rawEvent {
+				return rawEvent{key: "ev-h", name: contracts.EventBookedName,
+					body: `{"id":"` + id + `","event_id":"ev-h","user_id":"` + user + `","seats":` + seats + `,"date":"2026-11-27T20:00:00Z"}`}
+			}
+			evs := []rawEvent{
+				{key: "loc-h", name: contracts.LocationCreatedName, body: `{"id":"loc-h","name":"Hall","halls":[{"name":"Main","capacity":10}]}`},
+				{key: "ev-h", name: contracts.EventCreatedName, body: `{"id":"ev-h","name":"Gig","location_id":"loc-h","hall":"Main","capacity":10}`},
+				booked("b-wrap", "9223372036854775807", "mallory"),
+				booked("b-one", "1", "alice"),
+				booked("b-32bit", "3000000000", "mallory"),
+				{key: "ev-h", name: contracts.EventBookedName, body: `{"id":"b-nul","event_id":"ev-h\u0000","user_id":"mallory","seats":1}`},
+				booked("b-utf8", "1", "mal\xfflory"),
+				{key: "ev-big", name: contracts.EventCreatedName, body: `{"id":"ev-big","location_id":"loc-h","hall":"Main","capacity":10,"name":"` + strings.Repeat("x", huge) + `"}`},
+			}
+			want := map[string]int{msgqueue.ReasonInvalidPayload: 4, msgqueue.ReasonTooLarge: 1}
+			if tc.broker == app.AMQP {
+				evs = append(evs, rawEvent{key: "loc-x", name: contracts.EventCreatedName, header: contracts.LocationCreatedName,
+					body: `{"id":"loc-x","name":"Not an event","halls":[]}`})
+				want[msgqueue.ReasonRoutingKey] = 1
+			}
+			evs = append(evs, booked("b-last", "2", "bob"))
+			sent := time.Now()
+			sendRaw(t, cfg, evs...)
+
+			brokertest.Eventually(t, wait, func() error {
+				status, body, err := bookings.try("GET", "/events/ev-h", "")
+				if err != nil || status != http.StatusOK || !strings.Contains(string(body), `"booked":3,`) {
+					return fmt.Errorf("GET /events/ev-h = %d %s %v, want 3 booked (alice's 1 and bob's 2)", status, body, err)
+				}
+				if got := deadLetterReasons(t, cfg); fmt.Sprint(got) != fmt.Sprint(want) {
+					return fmt.Errorf("dead letters by reason %v, want %v", got, want)
+				}
+				return nil
+			})
+			t.Logf("every hostile event dead-lettered and the good ones applied %v after sending", time.Since(sent).Round(10*time.Millisecond))
+			bookings.wantError("GET", "/events/ev-big", "", http.StatusNotFound, "not found")
+			bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+			book(t, bookings, "ev-h", "carol", 7)
+			bookings.wantError("POST", "/events/ev-h/bookings", `{"seats":1,"user_id":"dave"}`, http.StatusConflict, "not enough seats")
+		})
+	}
 }
