@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"unicode/utf8"
 )
 
 // ErrInvalid is wrapped by every Validate error.
@@ -69,12 +70,17 @@ func New(name string) (Event, error) {
 }
 
 // Decode turns the JSON body of the named event into a pointer to its
-// contract type (for example *EventCreated). Unknown names, malformed JSON,
-// trailing data and events that fail Validate are errors.
+// contract type (for example *EventCreated). Unknown names, a body that is
+// not valid UTF-8, malformed JSON, trailing data and events that fail
+// Validate are errors.
 func Decode(name string, body []byte) (Event, error) {
 	ev, err := New(name)
 	if err != nil {
 		return nil, err
+	}
+	// A JSON decoder would silently replace invalid UTF-8 with U+FFFD.
+	if !utf8.Valid(body) {
+		return nil, fmt.Errorf("decoding %s: %w", name, invalid(name, "the body is not valid UTF-8"))
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(ev); err != nil {

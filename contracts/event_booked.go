@@ -22,13 +22,20 @@ func (EventBooked) EventName() string { return EventBookedName }
 // PartitionKey returns the event ID (not the booking ID).
 func (e EventBooked) PartitionKey() string { return e.EventID }
 
-// Validate requires the booking and event IDs and at least one seat.
+// Validate requires the booking and event IDs and 1 to MaxSeats seats;
+// user_id, if set, must be clean text of at most MaxIDBytes.
 func (e EventBooked) Validate() error {
-	switch {
-	case e.ID == "" || e.EventID == "":
+	if e.ID == "" || e.EventID == "" {
 		return invalid(EventBookedName, "id and event_id are required")
-	case e.Seats < 1:
-		return invalid(EventBookedName, "seats must be at least 1, got %d", e.Seats)
+	}
+	err := firstError(
+		CheckID("id", e.ID),
+		CheckID("event_id", e.EventID),
+		checkString("user_id", e.UserID, MaxIDBytes),
+		CheckSeats(e.Seats),
+	)
+	if err != nil {
+		return invalid(EventBookedName, "%v", err)
 	}
 	return nil
 }

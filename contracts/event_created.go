@@ -24,15 +24,24 @@ func (EventCreated) EventName() string { return EventCreatedName }
 // PartitionKey returns the event ID.
 func (e EventCreated) PartitionKey() string { return e.ID }
 
-// Validate requires the IDs, the hall and a non-negative capacity.
+// Validate requires the IDs, the hall and a capacity of 1 to MaxCapacity;
+// every text must be clean (see CheckText).
 func (e EventCreated) Validate() error {
 	switch {
 	case e.ID == "":
 		return invalid(EventCreatedName, "id is empty")
 	case e.LocationID == "" || e.Hall == "":
 		return invalid(EventCreatedName, "location_id and hall are required")
-	case e.Capacity < 0:
-		return invalid(EventCreatedName, "capacity %d is negative", e.Capacity)
+	}
+	err := firstError(
+		CheckID("id", e.ID),
+		CheckID("location_id", e.LocationID),
+		CheckText("name", e.Name),
+		CheckText("hall", e.Hall),
+		CheckCapacity(e.Capacity),
+	)
+	if err != nil {
+		return invalid(EventCreatedName, "%v", err)
 	}
 	return nil
 }

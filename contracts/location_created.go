@@ -26,14 +26,30 @@ func (LocationCreated) EventName() string { return LocationCreatedName }
 // PartitionKey returns the location ID.
 func (e LocationCreated) PartitionKey() string { return e.ID }
 
-// Validate requires an ID and halls with a name and a non-negative capacity.
+// Validate requires an ID, clean text (see CheckText) and at most MaxHalls
+// halls, each with a name and a capacity of 1 to MaxCapacity.
 func (e LocationCreated) Validate() error {
 	if e.ID == "" {
 		return invalid(LocationCreatedName, "id is empty")
 	}
+	err := firstError(
+		CheckID("id", e.ID),
+		CheckText("name", e.Name),
+		CheckText("address", e.Address),
+		CheckText("country", e.Country),
+	)
+	if err != nil {
+		return invalid(LocationCreatedName, "%v", err)
+	}
+	if len(e.Halls) > MaxHalls {
+		return invalid(LocationCreatedName, "%d halls, at most %d halls are allowed", len(e.Halls), MaxHalls)
+	}
 	for i, h := range e.Halls {
-		if h.Name == "" || h.Capacity < 0 {
-			return invalid(LocationCreatedName, "hall %d needs a name and a capacity >= 0", i)
+		if h.Name == "" {
+			return invalid(LocationCreatedName, "hall %d needs a name", i)
+		}
+		if err := firstError(CheckText("hall name", h.Name), CheckCapacity(h.Capacity)); err != nil {
+			return invalid(LocationCreatedName, "hall %d: %v", i, err)
 		}
 	}
 	return nil

@@ -17,8 +17,11 @@
 //	GET  /events/{id}/bookings  -> 200 the event's bookings, oldest first; 404 if unknown
 //	GET  /healthz               -> 200 when the store and the broker are up, else 503
 //
-// Bad input writes nothing: malformed JSON, unknown fields or invalid values
-// (seats < 1, no user_id) are 400, a body over 64 KiB is 413.
+// Bad input writes nothing: malformed JSON, unknown fields, a body that is
+// not valid UTF-8 or invalid values (seats outside 1..1000, no user_id or
+// one over 200 bytes, a control character in user_id or the event ID) are
+// 400, a body over 64 KiB is 413. The stores check the same limits
+// (package contracts), so no value can wrap a count or break a column.
 //
 // # No overbooking
 //
@@ -58,6 +61,7 @@ import (
 
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/sqldb"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 )
@@ -133,8 +137,9 @@ func (s *Service) Close() error { return s.pub.Close() }
 
 // Handle applies one event heard on the broker. It is idempotent. Returning
 // an error leaves the event to be delivered again (the store failed);
-// an invalid or unexpected event is a msgqueue.Permanent error, because no
-// retry can fix it: the listener dead-letters it.
+// an invalid or unexpected event, or one the store refuses as invalid data,
+// is a msgqueue.Permanent error, because no retry can fix it: the listener
+// dead-letters it at once.
 func (s *Service) Handle(ctx context.Context, ev contracts.Event) error {
 	// Transports hand over pointers (contracts.Decode); accept values too.
 	switch e := ev.(type) {
@@ -151,21 +156,29 @@ func (s *Service) Handle(ctx context.Context, ev contracts.Event) error {
 	if err := ev.Validate(); err != nil {
 		return msgqueue.Permanent(fmt.Errorf("bookingservice: %w", err))
 	}
+	var err error
 	switch e := ev.(type) {
 	case *contracts.LocationCreated:
-		return s.store.SaveLocation(ctx, Location{
+		err = s.store.SaveLocation(ctx, Location{
 			ID: e.ID, Name: e.Name, Address: e.Address, Country: e.Country,
 			OpenTime: e.OpenTime, CloseTime: e.CloseTime, Halls: e.Halls,
 		})
 	case *contracts.EventCreated:
-		return s.store.SaveEvent(ctx, Event{
+		err = s.store.SaveEvent(ctx, Event{
 			ID: e.ID, Name: e.Name, LocationID: e.LocationID, Hall: e.Hall,
 			Capacity: e.Capacity, StartDate: e.StartDate, EndDate: e.EndDate,
 		})
 	case *contracts.EventBooked:
-		return s.applyBooking(ctx, e)
+		err = s.applyBooking(ctx, e)
+	default:
+		return msgqueue.Permanent(fmt.Errorf("bookingservice: unexpected event %s", ev.EventName()))
 	}
-	return msgqueue.Permanent(fmt.Errorf("bookingservice: unexpected event %s", ev.EventName()))
+	// Data the store refuses is refused again on every retry: dead-letter
+	// it at once instead of holding the queue or partition up.
+	if errors.Is(err, contracts.ErrInvalid) || sqldb.IsDataError(err) {
+		return msgqueue.Permanent(fmt.Errorf("bookingservice: the store refused %s: %w", ev.EventName(), err))
+	}
+	return err
 }
 
 // applyBooking applies an event.booked.
@@ -204,22 +217,25 @@ func bookingToJSON(b Booking) bookingJSON {
 }
 
 func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
+	eventID, err := eventIDOf(r)
+	if err != nil {
+		return err
+	}
 	var req bookingRequest
 	if err := httpjson.Decode(w, r, &req); err != nil {
 		return err
 	}
-	switch {
-	case req.Seats < 1:
-		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: seats must be at least 1, got %d", req.Seats)
-	case req.UserID == "":
-		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: user_id is required")
+	if err := firstError(contracts.CheckSeats(req.Seats), contracts.CheckID("user_id", req.UserID)); err != nil {
+		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: %v", err)
 	}
 	b := Booking{
-		ID: rand.Text(), EventID: r.PathValue("id"), UserID: req.UserID, Seats: req.Seats,
+		ID: rand.Text(), EventID: eventID, UserID: req.UserID, Seats: req.Seats,
 		Date: time.Now().UTC().Truncate(time.Microsecond),
 	}
 	msg, err := s.store.Book(r.Context(), b)
 	switch {
+	case errors.Is(err, contracts.ErrInvalid):
+		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: %v", err)
 	case errors.Is(err, ErrNotFound):
 		return httpjson.Errorf(http.StatusNotFound, "event %q not found", b.EventID)
 	case errors.Is(err, ErrSoldOut):
@@ -252,8 +268,27 @@ type eventJSON struct {
 	EndDate    int64  `json:"end_date"`
 }
 
+// eventIDOf returns the event ID of the request's path, or a 400 for one
+// no store could hold (a NUL, invalid UTF-8, too long).
+func eventIDOf(r *http.Request) (string, error) {
+	return httpjson.Path(r, "id", "event id", contracts.CheckID)
+}
+
+// firstError returns the first non-nil error.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
+	id, err := eventIDOf(r)
+	if err != nil {
+		return err
+	}
 	ev, err := s.store.Event(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
 		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
@@ -270,7 +305,10 @@ func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) listBookings(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
+	id, err := eventIDOf(r)
+	if err != nil {
+		return err
+	}
 	bs, err := s.store.Bookings(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
 		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)

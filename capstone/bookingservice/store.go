@@ -43,7 +43,9 @@ type Booking struct {
 	Date    time.Time
 }
 
-// Errors the store returns.
+// Errors the store returns. A value outside the limits of package
+// contracts (seats, capacity, clean IDs) is refused with an error wrapping
+// contracts.ErrInvalid, by every store, whoever calls it.
 var (
 	// ErrNotFound: no such event (or location) in BookingService's copy.
 	ErrNotFound = errors.New("not found")
@@ -104,7 +106,22 @@ func OpenStore(ctx context.Context, dsn string) (Store, error) {
 		func(ctx context.Context, db *sqldb.DB) (Store, error) { return NewSQLStore(ctx, db) })
 }
 
-// eventBooked is the event that announces b.
+// eventBooked is the event that announces b. Its Validate is the check
+// every store makes before it stores b: the limits are the contract's.
 func eventBooked(b Booking) *contracts.EventBooked {
 	return &contracts.EventBooked{ID: b.ID, EventID: b.EventID, UserID: b.UserID, Seats: b.Seats, Date: b.Date}
+}
+
+// eventCreated is the event.created that e was stored from, for its
+// Validate.
+func eventCreated(e Event) *contracts.EventCreated {
+	return &contracts.EventCreated{ID: e.ID, Name: e.Name, LocationID: e.LocationID, Hall: e.Hall,
+		Capacity: e.Capacity, StartDate: e.StartDate, EndDate: e.EndDate}
+}
+
+// locationCreated is the location.created that l was stored from, for its
+// Validate.
+func locationCreated(l Location) *contracts.LocationCreated {
+	return &contracts.LocationCreated{ID: l.ID, Name: l.Name, Address: l.Address, Country: l.Country,
+		OpenTime: l.OpenTime, CloseTime: l.CloseTime, Halls: l.Halls}
 }

@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 
 	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/contracts"
 )
 
 // MemoryStore keeps everything in maps, behind one mutex, which makes Book's
@@ -42,6 +44,9 @@ func NewMemoryStore() *MemoryStore {
 
 // SaveLocation stores l unless it exists.
 func (s *MemoryStore) SaveLocation(_ context.Context, l Location) error {
+	if err := locationCreated(l).Validate(); err != nil {
+		return fmt.Errorf("storing location: %w", err)
+	}
 	l.Halls = slices.Clone(l.Halls)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -53,6 +58,9 @@ func (s *MemoryStore) SaveLocation(_ context.Context, l Location) error {
 
 // SaveEvent stores e unless it exists, keeping a placeholder's count.
 func (s *MemoryStore) SaveEvent(_ context.Context, e Event) error {
+	if err := eventCreated(e).Validate(); err != nil {
+		return fmt.Errorf("storing event: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.events[e.ID]
@@ -69,10 +77,16 @@ func (s *MemoryStore) SaveEvent(_ context.Context, e Event) error {
 
 // ApplyBooking stores b unless it exists and counts its seats.
 func (s *MemoryStore) ApplyBooking(_ context.Context, b Booking) (bool, error) {
+	if err := eventBooked(b).Validate(); err != nil {
+		return false, fmt.Errorf("storing booking: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.bookings[b.ID]; ok {
 		return false, nil
+	}
+	if ev, ok := s.events[b.EventID]; ok && ev.Booked > math.MaxInt-b.Seats {
+		return false, fmt.Errorf("counting booking %s on event %s: %w: the count would overflow", b.ID, b.EventID, contracts.ErrInvalid)
 	}
 	s.add(b)
 	return true, nil
@@ -80,13 +94,18 @@ func (s *MemoryStore) ApplyBooking(_ context.Context, b Booking) (bool, error) {
 
 // Book sells b.Seats seats if they are left.
 func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error) {
+	if err := eventBooked(b).Validate(); err != nil {
+		return outbox.Message{}, fmt.Errorf("booking: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ev, ok := s.events[b.EventID]
 	if !ok || !ev.known {
 		return outbox.Message{}, fmt.Errorf("booking event %s: %w", b.EventID, ErrNotFound)
 	}
-	if ev.Booked+b.Seats > ev.Capacity {
+	// Capacity - Booked cannot overflow (both are >= 0); Booked + Seats
+	// could, and did sell seats of a full event.
+	if b.Seats > ev.Capacity-ev.Booked {
 		return outbox.Message{}, fmt.Errorf("booking %d seats of event %s (%d of %d booked): %w",
 			b.Seats, b.EventID, ev.Booked, ev.Capacity, ErrSoldOut)
 	}

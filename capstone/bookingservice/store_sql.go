@@ -9,10 +9,12 @@ import (
 
 	"example.com/myevents/capstone/internal/outbox"
 	"example.com/myevents/capstone/internal/sqldb"
+	"example.com/myevents/contracts"
 )
 
 // schema is BookingService's tables, in SQL that SQLite and PostgreSQL both
-// accept. Times are BIGINT microseconds since 1970. A booking_events row
+// accept. Every number is a BIGINT (64-bit in both), times in microseconds
+// since 1970. A booking_events row
 // with known = 0 is a placeholder: it counts the seats of bookings heard
 // before the event itself.
 var schema = []string{
@@ -21,18 +23,18 @@ var schema = []string{
 		name TEXT NOT NULL,
 		address TEXT NOT NULL,
 		country TEXT NOT NULL,
-		open_time INTEGER NOT NULL,
-		close_time INTEGER NOT NULL,
+		open_time BIGINT NOT NULL,
+		close_time BIGINT NOT NULL,
 		halls TEXT NOT NULL
 	)`,
 	`CREATE TABLE IF NOT EXISTS booking_events (
 		id TEXT PRIMARY KEY,
-		known INTEGER NOT NULL,
+		known BIGINT NOT NULL,
 		name TEXT NOT NULL,
 		location_id TEXT NOT NULL,
 		hall TEXT NOT NULL,
-		capacity INTEGER NOT NULL,
-		booked INTEGER NOT NULL,
+		capacity BIGINT NOT NULL,
+		booked BIGINT NOT NULL,
 		start_date BIGINT NOT NULL,
 		end_date BIGINT NOT NULL
 	)`,
@@ -40,7 +42,7 @@ var schema = []string{
 		id TEXT PRIMARY KEY,
 		event_id TEXT NOT NULL,
 		user_id TEXT NOT NULL,
-		seats INTEGER NOT NULL,
+		seats BIGINT NOT NULL,
 		booked_at BIGINT NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS bookings_by_event ON bookings (event_id, booked_at)`,
@@ -63,6 +65,9 @@ func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
 
 // SaveLocation stores l unless it exists.
 func (s *SQLStore) SaveLocation(ctx context.Context, l Location) error {
+	if err := locationCreated(l).Validate(); err != nil {
+		return fmt.Errorf("storing location: %w", err)
+	}
 	halls, err := json.Marshal(l.Halls)
 	if err != nil {
 		return fmt.Errorf("encoding the halls of location %s: %w", l.ID, err)
@@ -80,6 +85,9 @@ func (s *SQLStore) SaveLocation(ctx context.Context, l Location) error {
 // SaveEvent stores e unless it exists. A placeholder is filled in and keeps
 // its count of booked seats.
 func (s *SQLStore) SaveEvent(ctx context.Context, e Event) error {
+	if err := eventCreated(e).Validate(); err != nil {
+		return fmt.Errorf("storing event: %w", err)
+	}
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO booking_events (id, known, name, location_id, hall, capacity, booked, start_date, end_date)
 		 VALUES ($1, 1, $2, $3, $4, $5, 0, $6, $7)
@@ -94,8 +102,12 @@ func (s *SQLStore) SaveEvent(ctx context.Context, e Event) error {
 }
 
 // ApplyBooking stores b unless it exists and adds its seats to its event (or
-// to a placeholder), in one transaction.
+// to a placeholder), in one transaction. A count that would pass the
+// largest BIGINT is refused (SQLite would turn it into a float for good).
 func (s *SQLStore) ApplyBooking(ctx context.Context, b Booking) (bool, error) {
+	if err := eventBooked(b).Validate(); err != nil {
+		return false, fmt.Errorf("storing booking: %w", err)
+	}
 	applied := false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
@@ -115,13 +127,20 @@ func (s *SQLStore) ApplyBooking(ctx context.Context, b Booking) (bool, error) {
 		// Upsert, not UPDATE: if event.created has not arrived yet, the
 		// placeholder keeps the count. Both statements lock the same row,
 		// so this cannot lose seats to a concurrent SaveEvent.
-		_, err = tx.ExecContext(ctx,
+		res, err = tx.ExecContext(ctx,
 			`INSERT INTO booking_events (id, known, name, location_id, hall, capacity, booked, start_date, end_date)
 			 VALUES ($1, 0, '', '', '', 0, $2, 0, 0)
-			 ON CONFLICT (id) DO UPDATE SET booked = booking_events.booked + excluded.booked`,
+			 ON CONFLICT (id) DO UPDATE SET booked = booking_events.booked + excluded.booked
+			 WHERE booking_events.booked <= 9223372036854775807 - excluded.booked`,
 			b.EventID, b.Seats)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
 		if err != nil {
 			return fmt.Errorf("counting booking %s on event %s: %w", b.ID, b.EventID, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("counting booking %s on event %s: %w: the count would overflow", b.ID, b.EventID, contracts.ErrInvalid)
 		}
 		applied = true
 		return nil
@@ -138,11 +157,15 @@ func (s *SQLStore) ApplyBooking(ctx context.Context, b Booking) (bool, error) {
 // count, so two requests (or two instances) can never both take the last
 // seat. SQLite allows one writer at a time, which gives the same guarantee.
 func (s *SQLStore) Book(ctx context.Context, b Booking) (outbox.Message, error) {
+	if err := eventBooked(b).Validate(); err != nil {
+		return outbox.Message{}, fmt.Errorf("booking: %w", err)
+	}
 	var msg outbox.Message
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		// capacity - booked cannot overflow, booked + seats could.
 		res, err := tx.ExecContext(ctx,
 			`UPDATE booking_events SET booked = booked + $2
-			 WHERE id = $1 AND known = 1 AND booked + $2 <= capacity`,
+			 WHERE id = $1 AND known = 1 AND $2 <= capacity - booked`,
 			b.EventID, b.Seats)
 		if err != nil {
 			return fmt.Errorf("reserving %d seats of event %s: %w", b.Seats, b.EventID, err)

@@ -201,7 +201,7 @@ func unsent(t *testing.T, s Store) int {
 func TestMemoryUndoGivesTheSeatsBack(t *testing.T) {
 	ctx := context.Background()
 	s := NewMemoryStore()
-	ev := Event{ID: "ev", Name: "E", Capacity: 3}
+	ev := Event{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 3}
 	if err := s.SaveEvent(ctx, ev); err != nil {
 		t.Fatal(err)
 	}

@@ -150,33 +150,42 @@ func stopOnSIGTERM(t *testing.T, bin string) {
 
 var urlInLog = regexp.MustCompile(`msg="serving HTTP" .*url=(http://\S+)`)
 
-// runUntilSIGTERM starts a command, waits until /healthz answers 200,
-// sends SIGTERM and requires a clean exit.
-func runUntilSIGTERM(t *testing.T, bin, name string, args ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
-	defer cancel()
-	cmd := command(t, ctx, bin, name, args...)
-	stderr, err := cmd.StderrPipe()
+// process is a service binary a test started, with its log.
+type process struct {
+	cmd      *exec.Cmd
+	url      string        // the base URL it serves on
+	readDone chan struct{} // closed when its stderr is closed
+	mu       sync.Mutex
+	logs     strings.Builder
+}
+
+// output returns what the process logged so far.
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// startProcess runs the named service binary and returns once it logged
+// the URL it serves on (its first "serving HTTP" line).
+func startProcess(t *testing.T, ctx context.Context, bin, name string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: command(t, ctx, bin, name, args...), readDone: make(chan struct{})}
+	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Read the log: the first "serving HTTP" line has the URL.
-	var (
-		mu   sync.Mutex
-		logs strings.Builder
-	)
 	found := make(chan string, 1)
-	readDone := make(chan struct{})
 	go func() {
-		defer close(readDone)
+		defer close(p.readDone)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			mu.Lock()
-			logs.WriteString(sc.Text() + "\n")
-			mu.Unlock()
+			p.mu.Lock()
+			p.logs.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
 			if m := urlInLog.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case found <- m[1]:
@@ -186,21 +195,24 @@ func runUntilSIGTERM(t *testing.T, bin, name string, args ...string) {
 		}
 		_, _ = io.Copy(io.Discard, stderr)
 	}()
-	output := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return logs.String()
-	}
-
-	var base string
 	select {
-	case base = <-found:
-	case <-readDone:
-		_ = cmd.Wait()
-		t.Fatalf("%s ended before serving:\n%s", name, output())
+	case p.url = <-found:
+	case <-p.readDone:
+		_ = p.cmd.Wait()
+		t.Fatalf("%s ended before serving:\n%s", name, p.output())
 	case <-ctx.Done():
-		t.Fatalf("%s did not start serving:\n%s", name, output())
+		t.Fatalf("%s did not start serving:\n%s", name, p.output())
 	}
+	return p
+}
+
+// runUntilSIGTERM starts a command, waits until /healthz answers 200,
+// sends SIGTERM and requires a clean exit.
+func runUntilSIGTERM(t *testing.T, bin, name string, args ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
+	defer cancel()
+	p := startProcess(t, ctx, bin, name, args...)
+	cmd, base, readDone, output := p.cmd, p.url, p.readDone, p.output
 	brokertest.Eventually(t, wait, func() error {
 		resp, err := http.Get(base + "/healthz")
 		if err != nil {

@@ -321,7 +321,7 @@ func TestBadInput(t *testing.T) {
 		// EventService.
 		events.wantError("POST", "/locations", `{"name":`, http.StatusBadRequest, "invalid JSON")
 		events.wantError("POST", "/locations", `{"name":"X","colour":"red"}`, http.StatusBadRequest, "unknown field")
-		events.wantError("POST", "/locations", `{"name":"X","halls":[{"name":"H","capacity":-1}]}`, http.StatusBadRequest, "negative")
+		events.wantError("POST", "/locations", `{"name":"X","halls":[{"name":"H","capacity":-1}]}`, http.StatusBadRequest, "capacity must be at least 1")
 		events.wantError("POST", "/locations", huge, http.StatusRequestEntityTooLarge, "larger than")
 		events.wantError("POST", "/events", `{"name":"Y","location_id":"nowhere","hall":"Main","start_date":1795118400,"end_date":1795129200}`, http.StatusUnprocessableEntity, "does not exist")
 		events.wantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Attic","start_date":1795118400,"end_date":1795129200}`, locID), http.StatusUnprocessableEntity, "no hall")

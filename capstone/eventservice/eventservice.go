@@ -18,8 +18,12 @@
 //	GET  /events/name/{name}  -> 200 the oldest event with that name, 404 if none
 //	GET  /healthz             -> 200 when the store and the broker are up, else 503
 //
-// Bad input writes nothing: malformed JSON, unknown fields or invalid values
-// are 400, a body over 64 KiB is 413.
+// Bad input writes nothing: malformed JSON, a body that is not valid UTF-8,
+// unknown fields or invalid values are 400, a body over 64 KiB is 413.
+// Values keep the limits of package contracts (hall capacity 1..1,000,000,
+// at most 100 halls, text of at most 200 bytes without control characters,
+// dates up to the end of year 9999), checked here and again by the stores,
+// so every event fits a broker message and every column.
 //
 // # Persist, then emit
 //
@@ -44,6 +48,7 @@ import (
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/outbox"
 	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
 )
 
 // Options configure a Service. The zero value is usable.
@@ -119,25 +124,43 @@ type locationRequest struct {
 	Halls     []Hall `json:"halls"`
 }
 
-// validate checks the values a client sent.
+// validate checks the values a client sent against the limits of package
+// contracts, which the event announcing them must keep.
 func (r locationRequest) validate() error {
 	switch {
 	case r.Name == "":
 		return errors.New("name is required")
 	case r.OpenTime < 0 || r.CloseTime < 0:
 		return errors.New("open_time and close_time must not be negative")
+	case len(r.Halls) > contracts.MaxHalls:
+		return fmt.Errorf("%d halls, at most %d halls are allowed", len(r.Halls), contracts.MaxHalls)
+	}
+	if err := firstError(contracts.CheckText("name", r.Name), contracts.CheckText("address", r.Address),
+		contracts.CheckText("country", r.Country)); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for i, h := range r.Halls {
 		switch {
 		case h.Name == "":
 			return fmt.Errorf("halls[%d]: name is required", i)
-		case h.Capacity < 0:
-			return fmt.Errorf("halls[%d]: capacity %d is negative", i, h.Capacity)
 		case seen[h.Name]:
 			return fmt.Errorf("halls[%d]: there are two halls called %q", i, h.Name)
 		}
+		if err := firstError(contracts.CheckText("name", h.Name), contracts.CheckCapacity(h.Capacity)); err != nil {
+			return fmt.Errorf("halls[%d]: %w", i, err)
+		}
 		seen[h.Name] = true
+	}
+	return nil
+}
+
+// firstError returns the first non-nil error.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -153,6 +176,9 @@ func (s *Service) createLocation(w http.ResponseWriter, r *http.Request) error {
 	loc := Location{
 		ID: rand.Text(), Name: req.Name, Address: req.Address, Country: req.Country,
 		OpenTime: req.OpenTime, CloseTime: req.CloseTime, Halls: append([]Hall{}, req.Halls...),
+	}
+	if err := fitsAMessage(locationCreated(loc)); err != nil {
+		return httpjson.Errorf(http.StatusBadRequest, "invalid location: %v", err)
 	}
 	msg, err := s.store.AddLocation(r.Context(), loc)
 	if err != nil {
@@ -176,7 +202,10 @@ func (s *Service) listLocations(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) getLocation(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
+	id, err := httpjson.Path(r, "id", "location id", contracts.CheckID)
+	if err != nil {
+		return err
+	}
 	loc, err := s.store.Location(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
 		return httpjson.Errorf(http.StatusNotFound, "location %q not found", id)
@@ -198,6 +227,11 @@ type eventRequest struct {
 	Duration   int    `json:"duration"`
 }
 
+// lastDate is the last second (Unix) a date may have: 9999-12-31
+// 23:59:59 UTC. Later ones overflow the microseconds the stores keep and
+// cannot be written as RFC 3339 JSON.
+const lastDate = 253402300799
+
 // validate checks the values a client sent.
 func (r eventRequest) validate() error {
 	switch {
@@ -207,12 +241,17 @@ func (r eventRequest) validate() error {
 		return errors.New("location_id and hall are required")
 	case r.StartDate <= 0:
 		return errors.New("start_date is required (Unix seconds)")
+	case r.StartDate > lastDate:
+		return fmt.Errorf("start_date must be at most %d (the end of year 9999), got %d", lastDate, r.StartDate)
 	case r.EndDate < r.StartDate:
 		return fmt.Errorf("end_date %d is before start_date %d", r.EndDate, r.StartDate)
+	case r.EndDate > lastDate:
+		return fmt.Errorf("end_date must be at most %d (the end of year 9999), got %d", lastDate, r.EndDate)
 	case r.Duration < 0:
 		return fmt.Errorf("duration %d is negative", r.Duration)
 	}
-	return nil
+	return firstError(contracts.CheckText("name", r.Name), contracts.CheckID("location_id", r.LocationID),
+		contracts.CheckText("hall", r.Hall))
 }
 
 // eventJSON is an event as the API shows it, dates in Unix seconds.
@@ -259,6 +298,9 @@ func (s *Service) createEvent(w http.ResponseWriter, r *http.Request) error {
 		ID: rand.Text(), Name: req.Name, LocationID: loc.ID, Hall: hall.Name, Capacity: hall.Capacity,
 		StartDate: time.Unix(req.StartDate, 0).UTC(), EndDate: time.Unix(req.EndDate, 0).UTC(), Duration: req.Duration,
 	}
+	if err := fitsAMessage(eventCreated(ev)); err != nil {
+		return httpjson.Errorf(http.StatusBadRequest, "invalid event: %v", err)
+	}
 	msg, err := s.store.AddEvent(r.Context(), ev)
 	if errors.Is(err, ErrNotFound) {
 		return httpjson.Errorf(http.StatusUnprocessableEntity, "location %q does not exist", req.LocationID)
@@ -288,7 +330,10 @@ func (s *Service) listEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
+	id, err := httpjson.Path(r, "id", "event id", contracts.CheckID)
+	if err != nil {
+		return err
+	}
 	ev, err := s.store.Event(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
 		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
@@ -301,7 +346,10 @@ func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) getEventByName(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
+	name, err := httpjson.Path(r, "name", "name", contracts.CheckText)
+	if err != nil {
+		return err
+	}
 	ev, err := s.store.EventByName(r.Context(), name)
 	if errors.Is(err, ErrNotFound) {
 		return httpjson.Errorf(http.StatusNotFound, "no event named %q", name)
@@ -310,6 +358,21 @@ func (s *Service) getEventByName(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	httpjson.Write(w, http.StatusOK, toJSON(ev))
+	return nil
+}
+
+// fitsAMessage refuses an event that no broker message could carry (over
+// msgqueue.MaxMessageSize as a Kafka envelope, the larger of the two wire
+// forms): it could never be emitted, so it must not be stored. Valid text
+// can still get there: a JSON encoder writes "<" as six bytes.
+func fitsAMessage(ev contracts.Event) error {
+	value, err := contracts.Wrap(ev)
+	if err != nil {
+		return err
+	}
+	if err := msgqueue.CheckSize(len(value)); err != nil {
+		return fmt.Errorf("too large to announce on the broker: %w", err)
+	}
 	return nil
 }
 

@@ -54,6 +54,10 @@ type Event struct {
 // ErrNotFound is returned for an ID or name the store does not have.
 var ErrNotFound = errors.New("not found")
 
+// A value outside the limits of package contracts is refused by every store
+// with an error wrapping contracts.ErrInvalid: the event announcing it
+// could not be emitted.
+
 // Store keeps EventService's locations and events. The Add methods store the
 // row together with the event that announces it, as one step: a SQL store
 // writes the row and an outbox row in one transaction; the memory store

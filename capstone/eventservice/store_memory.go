@@ -26,6 +26,9 @@ func NewMemoryStore() *MemoryStore {
 
 // AddLocation stores l.
 func (s *MemoryStore) AddLocation(_ context.Context, l Location) (outbox.Message, error) {
+	if err := locationCreated(l).Validate(); err != nil {
+		return outbox.Message{}, fmt.Errorf("storing location: %w", err)
+	}
 	l.Halls = slices.Clone(l.Halls)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -46,6 +49,9 @@ func (s *MemoryStore) AddLocation(_ context.Context, l Location) (outbox.Message
 
 // AddEvent stores e.
 func (s *MemoryStore) AddEvent(_ context.Context, e Event) (outbox.Message, error) {
+	if err := eventCreated(e).Validate(); err != nil {
+		return outbox.Message{}, fmt.Errorf("storing event: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.locations[e.LocationID]; !ok {

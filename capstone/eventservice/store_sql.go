@@ -20,14 +20,14 @@ var schema = []string{
 		name TEXT NOT NULL,
 		address TEXT NOT NULL,
 		country TEXT NOT NULL,
-		open_time INTEGER NOT NULL,
-		close_time INTEGER NOT NULL
+		open_time BIGINT NOT NULL,
+		close_time BIGINT NOT NULL
 	)`,
 	`CREATE TABLE IF NOT EXISTS location_halls (
 		location_id TEXT NOT NULL REFERENCES locations (id),
-		position INTEGER NOT NULL,
+		position BIGINT NOT NULL,
 		name TEXT NOT NULL,
-		capacity INTEGER NOT NULL,
+		capacity BIGINT NOT NULL,
 		PRIMARY KEY (location_id, name)
 	)`,
 	`CREATE TABLE IF NOT EXISTS events (
@@ -36,10 +36,10 @@ var schema = []string{
 		name TEXT NOT NULL,
 		location_id TEXT NOT NULL REFERENCES locations (id),
 		hall TEXT NOT NULL,
-		capacity INTEGER NOT NULL,
+		capacity BIGINT NOT NULL,
 		start_date BIGINT NOT NULL,
 		end_date BIGINT NOT NULL,
-		duration INTEGER NOT NULL
+		duration BIGINT NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS events_by_name ON events (name, seq)`,
 }
@@ -61,6 +61,9 @@ func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
 
 // AddLocation stores l, its halls and location.created in one transaction.
 func (s *SQLStore) AddLocation(ctx context.Context, l Location) (outbox.Message, error) {
+	if err := locationCreated(l).Validate(); err != nil {
+		return outbox.Message{}, fmt.Errorf("storing location: %w", err)
+	}
 	var msg outbox.Message
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
@@ -86,6 +89,9 @@ func (s *SQLStore) AddLocation(ctx context.Context, l Location) (outbox.Message,
 
 // AddEvent stores e and event.created in one transaction.
 func (s *SQLStore) AddEvent(ctx context.Context, e Event) (outbox.Message, error) {
+	if err := eventCreated(e).Validate(); err != nil {
+		return outbox.Message{}, fmt.Errorf("storing event: %w", err)
+	}
 	var msg outbox.Message
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		var one int

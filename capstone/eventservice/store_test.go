@@ -59,7 +59,7 @@ func storeSpec(t *testing.T, s Store) {
 
 	// Locations come back as stored, halls in order, oldest first.
 	l1 := Location{ID: "loc-1", Name: "Olympiastadion", Address: "Olympischer Platz 3", Country: "DE",
-		OpenTime: 8, CloseTime: 23, Halls: []Hall{{"Main", 74475}, {"Foyer", 300}, {"Annex", 0}}}
+		OpenTime: 8, CloseTime: 23, Halls: []Hall{{"Main", 74475}, {"Foyer", 300}, {"Annex", 1}}}
 	l2 := Location{ID: "loc-0", Name: "Empty lot", Halls: []Hall{}}
 	for _, l := range []Location{l1, l2} {
 		msg, err := s.AddLocation(ctx, l)
@@ -81,7 +81,7 @@ func storeSpec(t *testing.T, s Store) {
 	// An event at an unknown location is refused and writes nothing.
 	unsentBefore := unsent(t, s)
 	at := time.Date(2026, 11, 27, 20, 0, 0, 0, time.UTC)
-	if _, err := s.AddEvent(ctx, Event{ID: "ev-x", Name: "Ghost", LocationID: "nowhere", Hall: "Main", StartDate: at, EndDate: at}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.AddEvent(ctx, Event{ID: "ev-x", Name: "Ghost", LocationID: "nowhere", Hall: "Main", Capacity: 10, StartDate: at, EndDate: at}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("AddEvent at an unknown location = %v, want ErrNotFound", err)
 	}
 	if evs, _ := s.Events(ctx); len(evs) != 0 || unsent(t, s) != unsentBefore {

@@ -25,7 +25,7 @@ func samples() map[string]contracts.Event {
 	at := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
 	return map[string]contracts.Event{
 		contracts.LocationCreatedName: &contracts.LocationCreated{ID: "loc-9", Name: "Halle", Address: "Weg 2",
-			Country: "DE", OpenTime: 9, CloseTime: 22, Halls: []contracts.Hall{{Name: "A", Capacity: 50}, {Name: "B", Capacity: 0}}},
+			Country: "DE", OpenTime: 9, CloseTime: 22, Halls: []contracts.Hall{{Name: "A", Capacity: 50}, {Name: "B", Capacity: 1}}},
 		contracts.EventCreatedName: &contracts.EventCreated{ID: "ev-9", Name: "Quartet", LocationID: "loc-9", Hall: "A",
 			Capacity: 50, StartDate: at.Add(123456789 * time.Nanosecond), EndDate: at.Add(2 * time.Hour)},
 		contracts.EventBookedName: &contracts.EventBooked{ID: "bk-9", EventID: "ev-9", UserID: "u-9", Seats: 3, Date: at.Add(-time.Hour)},

@@ -13,7 +13,8 @@
 //	-listen   LISTEN_ADDR    HTTP address (default :8282)
 //	-broker   BROKER         amqp or kafka (default amqp)
 //	-url      AMQP_URL       RabbitMQ (default amqp://guest:guest@127.0.0.1:5672/)
-//	-brokers  KAFKA_BROKERS  Kafka, comma-separated (default 127.0.0.1:9092)
+//	-brokers  KAFKA_BROKERS  Kafka, comma-separated (default 127.0.0.1:9092); given
+//	                         without -broker or BROKER, it is refused: set BROKER=kafka
 //	-db       DATABASE_URL   "" (SQLite file bookingservice.db in the working directory),
 //	                         sqlite:PATH, postgres://..., or memory: (Kafka only)
 //	-exchange                AMQP exchange (default events)

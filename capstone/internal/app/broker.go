@@ -63,9 +63,10 @@ func newEmitter(ctx context.Context, cfg Config, log *slog.Logger) (msgqueue.Emi
 // to know about it.
 type listener struct {
 	msgqueue.Listener
-	// connected is the health of the listener's connection; nil when the
-	// emitter's check covers it (Kafka).
-	connected health
+	// health reports a listener that cannot go on: RabbitMQ, its
+	// connection is down; Kafka, a partition it cannot move past (the
+	// emitter's check covers the connection).
+	health health
 	// caughtUp is closed once a replaying listener has processed the
 	// whole log as it was at start-up; nil when the service need not
 	// wait (its state is in a SQL store).
@@ -106,7 +107,7 @@ func newBookingListener(ctx context.Context, cfg Config, log *slog.Logger) (*lis
 			}
 			return nil
 		}
-		return &listener{Listener: l, connected: check, describe: "queue " + cfg.Queue + " on exchange " + cfg.Exchange}, nil
+		return &listener{Listener: l, health: check, describe: "queue " + cfg.Queue + " on exchange " + cfg.Exchange}, nil
 	case cfg.Broker == Kafka && kind == sqldb.Memory:
 		l, err := kafka.NewReplayListener(ctx, cfg.KafkaBrokers,
 			kafka.WithTopic(cfg.Topic),
@@ -116,7 +117,7 @@ func newBookingListener(ctx context.Context, cfg Config, log *slog.Logger) (*lis
 		if err != nil {
 			return nil, fmt.Errorf("preparing to replay the Kafka log: %w", err)
 		}
-		return &listener{Listener: l, caughtUp: l.CaughtUp(), describe: "replay of topic " + cfg.Topic + " from the oldest record"}, nil
+		return &listener{Listener: l, health: stalled(l), caughtUp: l.CaughtUp(), describe: "replay of topic " + cfg.Topic + " from the oldest record"}, nil
 	case cfg.Broker == Kafka:
 		l, err := kafka.NewGroupListener(ctx, cfg.KafkaBrokers, cfg.Group,
 			kafka.WithTopic(cfg.Topic),
@@ -126,9 +127,21 @@ func newBookingListener(ctx context.Context, cfg Config, log *slog.Logger) (*lis
 		if err != nil {
 			return nil, fmt.Errorf("joining BookingService's consumer group: %w", err)
 		}
-		return &listener{Listener: l, describe: "consumer group " + cfg.Group + " on topic " + cfg.Topic}, nil
+		return &listener{Listener: l, health: stalled(l), describe: "consumer group " + cfg.Group + " on topic " + cfg.Topic}, nil
 	}
 	return nil, fmt.Errorf("unknown broker %q", cfg.Broker)
+}
+
+// stalled is the health of a Kafka listener: a partition it cannot move
+// past (a record it can neither handle nor dead-letter) makes the service
+// unhealthy, with the reason.
+func stalled(l *kafka.Listener) health {
+	return func(context.Context) error {
+		if err := l.Stalled(); err != nil {
+			return fmt.Errorf("the Kafka listener is stuck: %w", err)
+		}
+		return nil
+	}
 }
 
 // kafkaProbe answers the health check of a Kafka-backed service.

@@ -81,8 +81,10 @@ func DefaultConfig(service string) Config {
 // ParseFlags reads the configuration of service from command-line
 // arguments, falling back to environment variables (read with getenv), then
 // to DefaultConfig. A flag given on the command line wins even when it is
-// empty (-db "" picks the SQLite file although DATABASE_URL is set). With
-// -h it writes the usage to usage and returns flag.ErrHelp.
+// empty (-db "" picks the SQLite file although DATABASE_URL is set). Kafka
+// brokers (-brokers or KAFKA_BROKERS) without a chosen broker (-broker or
+// BROKER) are an error, not a silent run on RabbitMQ. With -h it writes the
+// usage to usage and returns flag.ErrHelp.
 func ParseFlags(service string, args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	cfg := DefaultConfig(service)
 	fs := flag.NewFlagSet(service, flag.ContinueOnError)
@@ -128,6 +130,16 @@ func ParseFlags(service string, args []string, getenv func(string) string, usage
 			}
 		}
 		return *value
+	}
+	// Kafka brokers named while the broker is left at its default would
+	// run the service on RabbitMQ without a word: refuse that.
+	brokerChosen := given["broker"] || getenv("BROKER") != ""
+	switch {
+	case brokerChosen:
+	case given["brokers"]:
+		return Config{}, errors.New("-brokers is given but no broker is chosen: set BROKER=kafka (or -broker kafka) to use Kafka, or leave out -brokers to use RabbitMQ")
+	case getenv("KAFKA_BROKERS") != "":
+		return Config{}, errors.New("KAFKA_BROKERS is set but no broker is chosen: set BROKER=kafka (or -broker kafka) to use Kafka, or unset KAFKA_BROKERS to use RabbitMQ")
 	}
 	cfg.Listen = pick("listen", listen, "LISTEN_ADDR")
 	cfg.Broker = strings.ToLower(pick("broker", broker, "BROKER"))

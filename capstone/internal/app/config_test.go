@@ -83,6 +83,9 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"unknown flag", EventService, []string{"-port", "1"}, nil, "flag provided but not defined: -port"},
 		{"queue is not an EventService flag", EventService, []string{"-queue", "q"}, nil, "not defined: -queue"},
 		{"stray argument", BookingService, []string{"kafka"}, nil, `unexpected argument "kafka"`},
+		{"KAFKA_BROKERS without BROKER", BookingService, nil, map[string]string{"KAFKA_BROKERS": "k:9092"},
+			"KAFKA_BROKERS is set but no broker is chosen: set BROKER=kafka (or -broker kafka) to use Kafka, or unset KAFKA_BROKERS to use RabbitMQ"},
+		{"-brokers without -broker", EventService, []string{"-brokers", "k:9092"}, nil, "-brokers is given but no broker is chosen: set BROKER=kafka (or -broker kafka)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var usage bytes.Buffer
@@ -97,6 +100,28 @@ func TestParseFlagsErrors(t *testing.T) {
 				t.Errorf("an error printed the usage too:\n%s", usage.String())
 			}
 		})
+	}
+}
+
+// TestKafkaBrokersNeedAChosenBroker: Kafka brokers named with the broker
+// left at its default (RabbitMQ) are refused above; naming the broker,
+// either one, makes the choice explicit.
+func TestKafkaBrokersNeedAChosenBroker(t *testing.T) {
+	for _, tc := range []struct {
+		vars map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"KAFKA_BROKERS": "k:9092", "BROKER": "kafka"}, nil, Kafka},
+		{map[string]string{"KAFKA_BROKERS": "k:9092", "BROKER": "amqp"}, nil, AMQP},
+		{map[string]string{"KAFKA_BROKERS": "k:9092"}, []string{"-broker", "amqp"}, AMQP},
+		{nil, []string{"-broker", "kafka", "-brokers", "k:9092"}, Kafka},
+		{map[string]string{"KAFKA_BROKERS": ""}, nil, AMQP},
+	} {
+		cfg, err := ParseFlags(BookingService, tc.args, env(tc.vars), nil)
+		if err != nil || cfg.Broker != tc.want {
+			t.Errorf("%v %v: broker %q, %v; want %q", tc.vars, tc.args, cfg.Broker, err, tc.want)
+		}
 	}
 }
 

@@ -36,6 +36,8 @@ type Options struct {
 	// and the myevents demo use it to watch (or hold back) the events the
 	// service receives.
 	WrapHandler func(msgqueue.Handler) msgqueue.Handler
+	// HTTPTimeouts override DefaultHTTPTimeouts (zero fields keep them).
+	HTTPTimeouts HTTPTimeouts
 }
 
 func (o Options) logger() *slog.Logger {
@@ -167,7 +169,7 @@ func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error)
 		return err
 	}
 	p.emitter, p.probe = em, probeClose
-	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: log, BrokerHealth: both(emitterHealth, l.connected)})
+	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: log, BrokerHealth: both(emitterHealth, l.health)})
 	if err != nil {
 		return err
 	}
@@ -187,7 +189,7 @@ func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error)
 
 	var h http.Handler = svc
 	if l.caughtUp != nil {
-		h = untilCaughtUp(svc, l.caughtUp)
+		h = untilCaughtUp(svc, l.caughtUp, l.health)
 		start := time.Now()
 		returned := make(chan struct{})
 		defer close(returned) // the service may stop before ctx ends
@@ -215,15 +217,51 @@ func listen(addr, flag string) (net.Listener, error) {
 	return ln, nil
 }
 
+// HTTPTimeouts bound how long the HTTP server waits for a client. A client
+// that sends its headers or its body slowly, or keeps an idle connection
+// open, is cut off instead of holding a connection (and its goroutine)
+// for ever.
+type HTTPTimeouts struct {
+	ReadHeader time.Duration // to read the request headers
+	Read       time.Duration // to read the whole request, body included
+	Write      time.Duration // from the end of the headers to the end of the response
+	Idle       time.Duration // a kept-alive connection between two requests
+}
+
+// DefaultHTTPTimeouts are the timeouts a service runs with. Write leaves
+// room for a request that waits for the broker (an emit times out after
+// 5 s).
+var DefaultHTTPTimeouts = HTTPTimeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 2 * time.Minute}
+
+// withDefaults fills the zero fields from DefaultHTTPTimeouts.
+func (t HTTPTimeouts) withDefaults() HTTPTimeouts {
+	d := DefaultHTTPTimeouts
+	for _, f := range []struct{ v, def *time.Duration }{{&t.ReadHeader, &d.ReadHeader}, {&t.Read, &d.Read}, {&t.Write, &d.Write}, {&t.Idle, &d.Idle}} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	return t
+}
+
+// newServer is the HTTP server of a service, with its timeouts.
+func newServer(h http.Handler, t HTTPTimeouts, log *slog.Logger) *http.Server {
+	t = t.withDefaults()
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
 // serve answers HTTP requests on ln until ctx ends, the server fails or
 // the listener (if any) stops; then it shuts the server down, letting
 // in-flight requests finish.
 func serve(ctx context.Context, ln net.Listener, h http.Handler, listenErr <-chan error, cfg Config, log *slog.Logger, opt Options) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := newServer(h, opt.HTTPTimeouts, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -261,17 +299,22 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, listenErr <-cha
 // untilCaughtUp answers 503 until caughtUp is closed. Before that, a
 // replaying BookingService has not heard the whole log yet: it could
 // answer 404 for an event it has not replayed yet, or sell seats whose
-// event.booked is still ahead in the log.
-func untilCaughtUp(next http.Handler, caughtUp <-chan struct{}) http.Handler {
+// event.booked is still ahead in the log. If the replay is stuck (health
+// fails), the 503 says why.
+func untilCaughtUp(next http.Handler, caughtUp <-chan struct{}, health health) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-caughtUp:
 			next.ServeHTTP(w, r)
+			return
 		default:
-			w.Header().Set("Retry-After", "1")
-			httpjson.Write(w, http.StatusServiceUnavailable,
-				map[string]string{"error": "BookingService is replaying the events log and not ready yet: try again shortly"})
 		}
+		msg := "BookingService is replaying the events log and not ready yet: try again shortly"
+		if err := health(r.Context()); err != nil {
+			msg = "BookingService cannot finish replaying the events log: " + err.Error()
+		}
+		w.Header().Set("Retry-After", "1")
+		httpjson.Write(w, http.StatusServiceUnavailable, map[string]string{"error": msg})
 	})
 }
 

@@ -10,14 +10,19 @@
 package httpjson
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
+	"unicode/utf8"
+
+	"example.com/myevents/capstone/internal/sqldb"
 )
 
 // MaxBody is the largest request body a handler accepts. The biggest valid
@@ -54,12 +59,19 @@ func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
 }
 
 // WriteError answers with err as {"error": "..."}: an *Error with its own
-// status and message, anything else as a 500 whose details are logged, not
-// shown.
+// status and message, a value the database refused as invalid data as a
+// 400 (the handlers check every value first: this is the safety net that
+// keeps a client's bytes from ever causing a 500), anything else as a 500
+// whose details are logged, not shown.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if errors.As(err, &e) {
 		Write(w, e.Status, map[string]string{"error": e.Message})
+		return
+	}
+	if sqldb.IsDataError(err) {
+		log.Warn("the store refused a value of a request", "method", r.Method, "path", r.URL.Path, "err", err)
+		Write(w, http.StatusBadRequest, map[string]string{"error": "the request holds a value the store cannot keep"})
 		return
 	}
 	log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -77,11 +89,19 @@ func Write(w http.ResponseWriter, status int, v any) {
 
 // Decode reads exactly one JSON object from the request body into v. It
 // answers the ways a body can be wrong with an *Error: larger than [MaxBody]
-// (413), malformed, of the wrong type, with a field v does not have, or
-// followed by more data (400).
+// (413), not sent in time (408, see the server's read timeout), not valid
+// UTF-8 (a JSON decoder would silently replace the bad bytes), malformed,
+// of the wrong type, with a field v does not have, or followed by more data
+// (400).
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, MaxBody)
-	dec := json.NewDecoder(body)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		return readError(err)
+	}
+	if !utf8.Valid(body) {
+		return Errorf(http.StatusBadRequest, "invalid JSON body: it is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
@@ -95,16 +115,37 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
+// readError turns a failure to read the body into the *Error the client
+// gets, if it is still there to get it.
+func readError(err error) *Error {
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		return Errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", tooBig.Limit)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return Errorf(http.StatusRequestTimeout, "the request body did not arrive in time")
+	}
+	return Errorf(http.StatusBadRequest, "reading the request body: %v", err)
+}
+
 // decodeError turns a decoding error into the *Error the client gets.
 func decodeError(err error) *Error {
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return Errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", tooBig.Limit)
-	}
 	if errors.Is(err, io.EOF) {
 		return Errorf(http.StatusBadRequest, "invalid JSON body: the body is empty")
 	}
 	return Errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
+}
+
+// Path returns the path value called key, or a 400 *Error if check (such
+// as contracts.CheckID) refuses it; what names it in the error ("event
+// id"). An ID no store could hold is refused before it reaches one.
+func Path(r *http.Request, key, what string, check func(field, value string) error) (string, error) {
+	v := r.PathValue(key)
+	if err := check(what, v); err != nil {
+		return "", Errorf(http.StatusBadRequest, "%v", err)
+	}
+	return v, nil
 }
 
 // NotFound answers every path no route matched with a JSON 404.

@@ -16,9 +16,16 @@
 //     the emit is repaired at the next start. Delivery is at least once: an
 //     emit that succeeded but was not marked sent is sent again, and
 //     several instances sharing one database may each send a row that is
-//     due, so consumers must be idempotent (ours are). Order is kept while
-//     the broker takes everything; a retried event can arrive after a later
-//     one.
+//     due, so consumers must be idempotent (ours are). Order is kept: once
+//     an event had to be retried, later events of the same store wait
+//     behind it (Publish leaves them to the relay, which sends the outbox
+//     oldest first and stops at a retried event until it went through), so
+//     a location.created that the broker refused is never overtaken by the
+//     event.created of an event in it. An event the broker can never take
+//     (it fails the contract's validation, perhaps written by an older
+//     version, or is too large) is logged as an error and given up on
+//     instead of holding up every later one for ever. Every resend carries
+//     the same message ID (msgqueue.MessageID).
 //   - A store without an outbox (the in-memory store) has no durable record
 //     but the broker's log. There the event must be in the broker before the
 //     client hears "created": the Publisher emits, and if the broker refuses
@@ -47,6 +54,12 @@ type Message struct {
 	Event contracts.Event
 	// Attempts counts the failed emits so far.
 	Attempts int
+	// Next is when the relay may send it (a new row: after Grace, when its
+	// request is done emitting it; a failed one: after its backoff).
+	Next time.Time
+	// Broken, if set, says why the stored event could not be decoded; the
+	// relay gives up on it.
+	Broken error
 	// Undo reverses the write. Only stores without an outbox set it; the
 	// Publisher calls it when the broker refused the event.
 	Undo func(context.Context) error
@@ -54,9 +67,9 @@ type Message struct {
 
 // Store is the outbox table of a SQL store.
 type Store interface {
-	// Due returns up to limit unsent messages whose next attempt is at or
-	// before now, oldest first.
-	Due(ctx context.Context, now time.Time, limit int) ([]Message, error)
+	// Pending returns up to limit unsent messages with an ID above after,
+	// oldest (lowest ID) first, due or not.
+	Pending(ctx context.Context, after int64, limit int) ([]Message, error)
 	// MarkSent records that the broker took message id.
 	MarkSent(ctx context.Context, id int64) error
 	// Postpone records a failed attempt and when to try message id again.
@@ -137,6 +150,14 @@ type Publisher struct {
 	stop    chan struct{}
 	done    chan struct{}
 	closing sync.Once
+
+	// behind is set while the outbox holds an event that had to be
+	// retried: Publish then leaves new events to the relay, which sends
+	// them after it. epoch counts the reasons to stay behind, so the relay
+	// only clears behind when nothing happened during its drain.
+	mu     sync.Mutex
+	behind bool
+	epoch  int64
 }
 
 // NewPublisher returns a Publisher that emits through em. With a non-nil
@@ -165,6 +186,15 @@ func NewPublisher(store Store, em msgqueue.Emitter, opt Options) *Publisher {
 func (p *Publisher) Publish(ctx context.Context, m Message) error {
 	// The write is committed: finish the emit even if the client hangs up.
 	ctx = context.WithoutCancel(ctx)
+	if p.store != nil && p.stayBehind() {
+		// An older event is waiting to be retried: this one goes after it.
+		if err := p.store.Postpone(ctx, m.ID, m.Attempts, p.opt.Now()); err != nil {
+			// The row keeps its first due time (now + Grace): sent later.
+			p.opt.Logger.Warn("outbox: handing a message to the relay", "id", m.ID, "err", err)
+		}
+		p.Wake()
+		return nil
+	}
 	err := p.emit(ctx, m.Event)
 	if p.store == nil {
 		if err == nil {
@@ -186,6 +216,11 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		}
 		return nil
 	}
+	if neverTaken(err) {
+		p.giveUp(ctx, m, err)
+		return nil
+	}
+	p.fellBehind()
 	p.opt.Logger.Warn("outbox: emit failed, the relay will retry",
 		"id", m.ID, "event", m.Event.EventName(), "err", err)
 	next := p.opt.Now().Add(p.opt.backoff(m.Attempts + 1))
@@ -194,6 +229,40 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		p.opt.Logger.Warn("outbox: postponing a message", "id", m.ID, "err", err)
 	}
 	return nil
+}
+
+// stayBehind reports whether new events must wait behind a retried one,
+// and if so counts one more reason for the relay not to clear it yet.
+func (p *Publisher) stayBehind() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.behind {
+		p.epoch++
+	}
+	return p.behind
+}
+
+// fellBehind records that an event has to be retried.
+func (p *Publisher) fellBehind() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.behind = true
+	p.epoch++
+}
+
+// neverTaken reports an emit error that no retry can fix: the event fails
+// the contract's validation or does not fit a message.
+func neverTaken(err error) bool {
+	return errors.Is(err, contracts.ErrInvalid) || errors.Is(err, msgqueue.ErrTooLarge)
+}
+
+// giveUp takes a message the broker can never take out of the outbox,
+// loudly: it stays in the table, marked sent, for an operator to look at.
+func (p *Publisher) giveUp(ctx context.Context, m Message, cause error) {
+	p.opt.Logger.Error("outbox: giving up on an event the broker can never take", "id", m.ID, "err", cause)
+	if err := p.store.MarkSent(ctx, m.ID); err != nil {
+		p.opt.Logger.Warn("outbox: marking a message given up on", "id", m.ID, "err", err)
+	}
 }
 
 // emit emits ev with the emit timeout.
@@ -246,44 +315,75 @@ func (p *Publisher) relay() {
 			timer.Stop()
 		case <-timer.C:
 		}
-		if err := p.drain(ctx); err != nil {
+		p.mu.Lock()
+		epoch := p.epoch
+		p.mu.Unlock()
+		caughtUp, err := p.drain(ctx)
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
+			p.fellBehind()
 			failures++
 			wait = p.opt.backoff(failures)
 			p.opt.Logger.Warn("outbox relay: sending failed", "failures", failures, "retry_in", wait, "err", err)
 			continue
 		}
+		p.mu.Lock()
+		switch {
+		case !caughtUp:
+			p.behind = true
+		case p.epoch == epoch:
+			p.behind = false
+		}
+		p.mu.Unlock()
 		failures = 0
 		wait = p.opt.Poll
 	}
 }
 
-// drain sends every due message, oldest first. It stops at the first
+// drain sends the due messages of the outbox, oldest first. A retried
+// message that is not due yet stops it, so nothing newer overtakes it
+// (caughtUp is false then); a new message that is not due yet is being
+// emitted by its request right now and is passed. drain stops at the first
 // failure, because the broker is most likely down and the rest would fail
 // too.
-func (p *Publisher) drain(ctx context.Context) error {
+func (p *Publisher) drain(ctx context.Context) (caughtUp bool, err error) {
+	var after int64
 	for {
 		now := p.opt.Now()
-		msgs, err := p.store.Due(ctx, now, p.opt.Batch)
+		msgs, err := p.store.Pending(ctx, after, p.opt.Batch)
 		if err != nil {
-			return fmt.Errorf("reading the outbox: %w", err)
+			return false, fmt.Errorf("reading the outbox: %w", err)
 		}
 		for _, m := range msgs {
+			after = m.ID
+			switch {
+			case m.Next.After(now) && m.Attempts > 0:
+				return false, nil
+			case m.Next.After(now):
+				continue
+			case m.Broken != nil:
+				p.giveUp(ctx, m, m.Broken)
+				continue
+			}
 			if err := p.emit(ctx, m.Event); err != nil {
+				if neverTaken(err) {
+					p.giveUp(ctx, m, err)
+					continue
+				}
 				next := now.Add(p.opt.backoff(m.Attempts + 1))
 				if perr := p.store.Postpone(ctx, m.ID, m.Attempts+1, next); perr != nil {
 					err = errors.Join(err, fmt.Errorf("postponing message %d: %w", m.ID, perr))
 				}
-				return fmt.Errorf("emitting outbox message %d (%s): %w", m.ID, m.Event.EventName(), err)
+				return false, fmt.Errorf("emitting outbox message %d (%s): %w", m.ID, m.Event.EventName(), err)
 			}
 			if err := p.store.MarkSent(ctx, m.ID); err != nil {
-				return fmt.Errorf("marking outbox message %d sent: %w", m.ID, err)
+				return false, fmt.Errorf("marking outbox message %d sent: %w", m.ID, err)
 			}
 		}
 		if len(msgs) < p.opt.Batch {
-			return nil
+			return true, nil
 		}
 	}
 }

@@ -40,14 +40,16 @@ func (s *fakeStore) add(id int64, ev contracts.Event, next time.Time) outbox.Mes
 	return m
 }
 
-func (s *fakeStore) Due(_ context.Context, now time.Time, limit int) ([]outbox.Message, error) {
+func (s *fakeStore) Pending(_ context.Context, after int64, limit int) ([]outbox.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dueCalls++
 	var out []outbox.Message
-	for _, r := range s.rows {
-		if !r.sent && !r.next.After(now) {
-			out = append(out, r.msg)
+	for id, r := range s.rows {
+		if !r.sent && id > after {
+			m := r.msg
+			m.Next = r.next
+			out = append(out, m)
 		}
 	}
 	slices.SortFunc(out, func(a, b outbox.Message) int { return int(a.ID - b.ID) })

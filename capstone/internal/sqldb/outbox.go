@@ -20,11 +20,13 @@ func (db *DB) outboxSchema() []string {
 			event_name TEXT NOT NULL,
 			payload TEXT NOT NULL,
 			created_at BIGINT NOT NULL,
-			attempts INTEGER NOT NULL DEFAULT 0,
+			attempts BIGINT NOT NULL DEFAULT 0,
 			next_attempt_at BIGINT NOT NULL,
 			sent_at BIGINT
 		)`,
-		`CREATE INDEX IF NOT EXISTS ` + db.outbox + `_unsent ON ` + db.outbox + ` (next_attempt_at) WHERE sent_at IS NULL`,
+		// The relay reads unsent rows in ID order.
+		`DROP INDEX IF EXISTS ` + db.outbox + `_unsent`,
+		`CREATE INDEX IF NOT EXISTS ` + db.outbox + `_pending ON ` + db.outbox + ` (id) WHERE sent_at IS NULL`,
 	}
 }
 
@@ -55,11 +57,11 @@ func (db *DB) Outbox() outbox.Store { return outboxStore{db} }
 // outboxStore implements outbox.Store on the outbox table.
 type outboxStore struct{ db *DB }
 
-func (o outboxStore) Due(ctx context.Context, now time.Time, limit int) ([]outbox.Message, error) {
+func (o outboxStore) Pending(ctx context.Context, after int64, limit int) ([]outbox.Message, error) {
 	rows, err := o.db.QueryContext(ctx,
-		`SELECT id, event_name, payload, attempts FROM `+o.db.outbox+`
-		 WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2`,
-		Micros(now), limit)
+		`SELECT id, event_name, payload, attempts, next_attempt_at FROM `+o.db.outbox+`
+		 WHERE sent_at IS NULL AND id > $1 ORDER BY id LIMIT $2`,
+		after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading the outbox: %w", err)
 	}
@@ -69,14 +71,17 @@ func (o outboxStore) Due(ctx context.Context, now time.Time, limit int) ([]outbo
 		var (
 			m             outbox.Message
 			name, payload string
+			next          int64
 		)
-		if err := rows.Scan(&m.ID, &name, &payload, &m.Attempts); err != nil {
+		if err := rows.Scan(&m.ID, &name, &payload, &m.Attempts, &next); err != nil {
 			return nil, fmt.Errorf("reading the outbox: %w", err)
 		}
+		m.Next = Time(next)
 		// What we wrote ourselves fails to decode only if the contract
-		// changed incompatibly: stop rather than skip it silently.
+		// changed incompatibly (an older version wrote it): the relay
+		// gives up on it, loudly, rather than stop for ever.
 		if m.Event, err = contracts.Decode(name, []byte(payload)); err != nil {
-			return nil, fmt.Errorf("outbox message %d: %w", m.ID, err)
+			m.Broken = fmt.Errorf("outbox message %d: %w", m.ID, err)
 		}
 		msgs = append(msgs, m)
 	}

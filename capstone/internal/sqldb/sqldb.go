@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -199,6 +200,11 @@ func (db *DB) serial() string {
 // TABLE IF NOT EXISTS ...) and may use [Serial]. PostgreSQL takes an
 // advisory lock first, so two instances starting together do not both
 // create the same table.
+//
+// Every integer column is 64-bit: SQLite's INTEGER always is, and on
+// PostgreSQL the schema says BIGINT. A PostgreSQL table that an older
+// version created with 32-bit INTEGER columns is widened here, so a count
+// never overflows its column.
 func (db *DB) Migrate(ctx context.Context, schema ...string) error {
 	return db.InTx(ctx, func(tx *sql.Tx) error {
 		stmts := append(db.outboxSchema(), schema...)
@@ -211,8 +217,56 @@ func (db *DB) Migrate(ctx context.Context, schema ...string) error {
 				return fmt.Errorf("creating the schema of %s: %w", db.where, err)
 			}
 		}
+		if db.Kind == Postgres {
+			return db.widen(ctx, tx, createdTables(stmts))
+		}
 		return nil
 	})
+}
+
+// createTable finds the table a schema statement creates.
+var createTable = regexp.MustCompile(`(?i)CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)`)
+
+// createdTables lists the tables the statements create.
+func createdTables(stmts []string) []string {
+	var tables []string
+	for _, s := range stmts {
+		if m := createTable.FindStringSubmatch(s); m != nil {
+			tables = append(tables, strings.ToLower(m[1]))
+		}
+	}
+	return tables
+}
+
+// widen turns every 32-bit integer column of tables (in the current schema)
+// into BIGINT.
+func (db *DB) widen(ctx context.Context, tx *sql.Tx, tables []string) error {
+	rows, err := tx.QueryContext(ctx,
+		`SELECT table_name, column_name FROM information_schema.columns
+		 WHERE table_schema = current_schema() AND data_type = 'integer' AND table_name = ANY($1)
+		 ORDER BY table_name, ordinal_position`, tables)
+	if err != nil {
+		return fmt.Errorf("looking for 32-bit columns in %s: %w", db.where, err)
+	}
+	var alters []string
+	for rows.Next() {
+		var table, column string
+		if err := rows.Scan(&table, &column); err != nil {
+			rows.Close()
+			return fmt.Errorf("looking for 32-bit columns in %s: %w", db.where, err)
+		}
+		alters = append(alters, fmt.Sprintf(`ALTER TABLE %q ALTER COLUMN %q TYPE BIGINT`, table, column))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("looking for 32-bit columns in %s: %w", db.where, err)
+	}
+	for _, a := range alters {
+		if _, err := tx.ExecContext(ctx, a); err != nil {
+			return fmt.Errorf("widening a column of %s to 64 bits (%s): %w", db.where, a, err)
+		}
+	}
+	return nil
 }
 
 // InTx runs fn in a transaction and commits it if fn returns nil; otherwise

@@ -34,12 +34,22 @@
 // is handed to the handler again, in place, after a backoff, and nothing
 // behind it on that partition is processed meanwhile (other partitions go
 // on). After the last attempt, or at once for a msgqueue.Permanent error, a
-// malformed envelope, an event name no contract knows or a payload that
-// does not decode, the raw record is copied to the dead-letter topic
-// ("events.dlq") with headers saying why and where it came from, and the
-// partition moves on. Records whose event name the listener was not asked
-// for are skipped and count as processed. Delivery is at least once:
+// value larger than msgqueue.MaxMessageSize (64 KiB), a malformed
+// envelope, an event name no contract knows or a payload that does not
+// decode or breaks the limits of package contracts, the raw record is
+// copied to the dead-letter topic ("events.dlq") with headers saying why
+// and where it came from, and the partition moves on. The copy holds at
+// most 64 KiB of the key and of the value (more is cut, and a header says
+// so), so the copy of a record that barely fitted the broker still fits;
+// should the dead-letter topic refuse even that as too large, the copy
+// goes without key and value. A copy that still cannot be written is
+// retried with backoff, and after the retry attempts the listener reports
+// the partition it cannot move past in Stalled, which the services turn
+// into a 503 on /healthz. Records whose event name the listener was not
+// asked for are skipped and count as processed. Delivery is at least once:
 // handlers must be idempotent.
+//
+// An Emitter refuses an event whose envelope is larger than 64 KiB.
 //
 // Usage:
 //

@@ -5,37 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/IBM/sarama"
 
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
-)
-
-// Headers a Listener puts on a dead-lettered record, beside the headers the
-// record already had. Its key and value are the original bytes.
-const (
-	HeaderReason    = "x-dlq-reason"             // one of the Reason constants
-	HeaderError     = "x-dlq-error"              // the error text
-	HeaderAttempts  = "x-dlq-attempts"           // handler calls made (0: never handed over)
-	HeaderEventName = "x-dlq-event-name"         // the envelope's eventName, when it had one
-	HeaderTopic     = "x-dlq-original-topic"     // where the record was read
-	HeaderPartition = "x-dlq-original-partition" // its partition, in decimal
-	HeaderOffset    = "x-dlq-original-offset"    // its offset, in decimal
-	HeaderConsumer  = "x-dlq-consumer"           // the consumer group, or "replay"
-)
-
-// Why a record was dead-lettered (the value of HeaderReason).
-const (
-	ReasonMalformed        = "malformed-envelope" // not an envelope, or no eventName
-	ReasonUnknownEvent     = "unknown-event"      // an eventName no contract has
-	ReasonInvalidPayload   = "invalid-payload"    // the payload does not decode or validate
-	ReasonPermanent        = "permanent-error"    // the handler returned msgqueue.Permanent
-	ReasonRetriesExhausted = "retries-exhausted"  // the handler failed on every attempt
 )
 
 // maxConsumeFailures is how many times in a row joining the consumer group
@@ -67,6 +42,8 @@ type Listener struct {
 	done      chan struct{} // closed when Listen returned; nil before Listen
 
 	errorsDrained chan struct{} // group mode: the error logger returned
+
+	stalls stalls // partitions that cannot move past a record
 }
 
 var _ msgqueue.Listener = (*Listener)(nil)
@@ -234,6 +211,12 @@ func (l *Listener) filter(names []string) (map[string]bool, error) {
 	}
 	return set, nil
 }
+
+// Stalled reports why the listener cannot make progress: a partition
+// whose record it can neither process nor dead-letter (the dead-letter
+// topic refuses every copy), named with its offset and the last error. It
+// is nil while every partition moves; a service reports it on /healthz.
+func (l *Listener) Stalled() error { return l.stalls.err() }
 
 // Close stops Listen, waits for in-flight handlers, commits the offsets
 // marked so far (group mode), leaves the group and disconnects.
@@ -462,189 +445,4 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc s
 			l.caught.reached(p, msg.Offset+1)
 		}
 	}
-}
-
-// worker turns one record into a finished outcome: handled, skipped or
-// dead-lettered.
-type worker struct {
-	l          *Listener
-	handler    msgqueue.Handler
-	handlerCtx context.Context // what the handler receives: Listen's ctx
-	filter     map[string]bool
-	consumer   string // the group, or "replay", for the dead-letter header
-
-	// calling makes handler calls one at a time, although partitions are
-	// read concurrently: a handler never runs twice at once.
-	calling sync.Mutex
-}
-
-// call runs the handler, never concurrently with another call.
-func (w *worker) call(ev contracts.Event) error {
-	w.calling.Lock()
-	defer w.calling.Unlock()
-	return w.handler(w.handlerCtx, ev)
-}
-
-// process handles msg until it is done and reports true, or reports false
-// when ctx ended first; then the record is not done and must not be marked.
-func (w *worker) process(ctx context.Context, msg *sarama.ConsumerMessage) bool {
-	l := w.l
-	name, ev, err := contracts.Unwrap(msg.Value)
-	switch {
-	case err != nil && name == "":
-		return w.deadLetter(ctx, msg, name, ReasonMalformed, 0, err)
-	case errors.Is(err, contracts.ErrUnknownEvent):
-		return w.deadLetter(ctx, msg, name, ReasonUnknownEvent, 0, err)
-	case !w.filter[name]:
-		// Not ours: skipping it counts as processing it.
-		return true
-	case err != nil:
-		return w.deadLetter(ctx, msg, name, ReasonInvalidPayload, 0, err)
-	}
-
-	for attempt := 1; ; attempt++ {
-		err := w.call(ev)
-		if err == nil {
-			return true
-		}
-		if msgqueue.IsPermanent(err) {
-			return w.deadLetter(ctx, msg, name, ReasonPermanent, attempt, err)
-		}
-		if attempt >= l.opts.maxAttempts {
-			return w.deadLetter(ctx, msg, name, ReasonRetriesExhausted, attempt, err)
-		}
-		// Kafka has no per-record nack: retry this record in place. Nothing
-		// after it on this partition runs meanwhile, so per-key order holds.
-		l.logger.Warn("kafka handler failed; retrying the same record",
-			"event", name, "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset,
-			"attempt", attempt, "of", l.opts.maxAttempts, "err", err)
-		if !pause(ctx, l.opts.delay(attempt)) {
-			return false
-		}
-	}
-}
-
-// deadLetter copies the raw record to the dead-letter topic with headers
-// saying why, retrying until it is acknowledged or ctx ends. Only an
-// acknowledged copy lets the partition move on.
-func (w *worker) deadLetter(ctx context.Context, msg *sarama.ConsumerMessage, name, reason string, attempts int, cause error) bool {
-	l := w.l
-	for try := 1; ; try++ {
-		err := l.dlq.send(ctx, w.deadLetterRecord(msg, name, reason, attempts, cause))
-		if err == nil {
-			l.logger.Warn("kafka record dead-lettered",
-				"reason", reason, "event", name, "topic", msg.Topic, "partition", msg.Partition,
-				"offset", msg.Offset, "dlq", l.opts.dlqTopic, "err", cause)
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		l.logger.Error("kafka: writing to the dead-letter topic failed; retrying",
-			"dlq", l.opts.dlqTopic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
-		if !pause(ctx, l.opts.delay(try)) {
-			return false
-		}
-	}
-}
-
-// deadLetterRecord builds the copy of msg for the dead-letter topic.
-func (w *worker) deadLetterRecord(msg *sarama.ConsumerMessage, name, reason string, attempts int, cause error) *sarama.ProducerMessage {
-	headers := make([]sarama.RecordHeader, 0, len(msg.Headers)+8)
-	for _, h := range msg.Headers {
-		if h != nil {
-			headers = append(headers, *h)
-		}
-	}
-	add := func(k, v string) { headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)}) }
-	add(HeaderReason, reason)
-	add(HeaderError, cause.Error())
-	add(HeaderAttempts, strconv.Itoa(attempts))
-	if name != "" {
-		add(HeaderEventName, name)
-	}
-	add(HeaderTopic, msg.Topic)
-	add(HeaderPartition, strconv.FormatInt(int64(msg.Partition), 10))
-	add(HeaderOffset, strconv.FormatInt(msg.Offset, 10))
-	add(HeaderConsumer, w.consumer)
-
-	rec := &sarama.ProducerMessage{Topic: w.l.opts.dlqTopic, Headers: headers}
-	if msg.Key != nil {
-		rec.Key = sarama.ByteEncoder(msg.Key)
-	}
-	if msg.Value != nil {
-		rec.Value = sarama.ByteEncoder(msg.Value)
-	}
-	return rec
-}
-
-// delay is the wait after the n-th failure: backoff doubled n-1 times, at
-// most maxBackoff.
-func (o options) delay(n int) time.Duration {
-	d := o.backoff
-	for i := 1; i < n && d < o.maxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, o.maxBackoff)
-}
-
-// catchUp closes done once every expected partition has been processed up
-// to its target offset.
-type catchUp struct {
-	mu      sync.Mutex
-	pending map[int32]int64 // partition -> offset to reach; nil until expect
-	done    chan struct{}
-	closed  bool
-}
-
-func newCatchUp() *catchUp { return &catchUp{done: make(chan struct{})} }
-
-// expect sets the partitions to wait for and the offset each must reach
-// (its high-water mark: one past its last record). It replaces an earlier
-// expectation that was not met.
-func (c *catchUp) expect(targets map[int32]int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	c.pending = make(map[int32]int64, len(targets))
-	for p, t := range targets {
-		c.pending[p] = t
-	}
-	c.check()
-}
-
-// reached records that partition p has processed every record below next.
-func (c *catchUp) reached(p int32, next int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
-	}
-	if t, ok := c.pending[p]; ok && next >= t {
-		delete(c.pending, p)
-		c.check()
-	}
-}
-
-func (c *catchUp) check() {
-	if c.pending != nil && len(c.pending) == 0 {
-		c.closed = true
-		close(c.done)
-	}
-}
-
-// describe is for test failure messages and logs.
-func (c *catchUp) describe() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return "caught up"
-	}
-	var b strings.Builder
-	for p, t := range c.pending {
-		fmt.Fprintf(&b, "p%d<%d ", p, t)
-	}
-	return "waiting for " + strings.TrimSpace(b.String())
 }

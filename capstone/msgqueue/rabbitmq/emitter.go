@@ -2,7 +2,6 @@ package rabbitmq
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,7 +65,7 @@ type publisher struct {
 	returns chan amqp.Return // unroutable messages the broker sent back
 
 	mu       sync.Mutex
-	returned map[string]amqp.Return // by message ID, drained from returns
+	returned map[string][]amqp.Return // by message ID, drained from returns; the same event emitted twice at once has one ID
 }
 
 // connect dials, declares the exchange and opens the confirm-mode channels.
@@ -104,7 +103,7 @@ func (e *Emitter) connect(ctx context.Context) (*amqp.Connection, []*publisher, 
 		p := &publisher{
 			ch:       ch,
 			slots:    make(chan struct{}, e.cfg.window),
-			returned: map[string]amqp.Return{},
+			returned: map[string][]amqp.Return{},
 		}
 		// The broker sends a mandatory message it cannot route back (a
 		// basic.return) just before it acks it. The buffer holds a return
@@ -186,14 +185,18 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", name, err)
 	}
+	if err := msgqueue.CheckSize(len(body)); err != nil {
+		return fmt.Errorf("emitting %s: %w", name, err)
+	}
 	msg := amqp.Publishing{
 		Headers:      amqp.Table{HeaderEventName: name},
 		ContentType:  contentType,
 		DeliveryMode: amqp.Persistent, // written to disk by a durable queue
-		MessageId:    rand.Text(),
-		Timestamp:    time.Now(),
-		Type:         name,
-		Body:         body,
+		// The same event always gets the same ID, resent or not.
+		MessageId: msgqueue.MessageID(name, body),
+		Timestamp: time.Now(),
+		Type:      name,
+		Body:      body,
 	}
 
 	e.mu.Lock()
@@ -318,14 +321,21 @@ drain:
 			if !ok {
 				break drain
 			}
-			p.returned[r.MessageId] = r
+			p.returned[r.MessageId] = append(p.returned[r.MessageId], r)
 		default:
 			break drain
 		}
 	}
-	r, ok := p.returned[id]
-	delete(p.returned, id)
-	return r, ok
+	rs := p.returned[id]
+	if len(rs) == 0 {
+		return amqp.Return{}, false
+	}
+	if len(rs) == 1 {
+		delete(p.returned, id)
+	} else {
+		p.returned[id] = rs[1:]
+	}
+	return rs[0], true
 }
 
 // EmitterStats counts what an emitter did.

@@ -259,110 +259,25 @@ func (l *Listener) consume(ctx context.Context, conn *amqp.Connection, h msgqueu
 	if err != nil {
 		return false, fmt.Errorf("consuming queue %q: %w", l.queue, err)
 	}
+	s := &session{l: l, ch: ch, dlq: newDeadLetterer(conn, l), retries: newRetries(), h: h, filter: filter}
+	// Returning closes the channel: the messages waiting out a retry
+	// backoff go back to the queue with the others.
+	defer s.end()
 	for {
 		select {
 		case <-ctx.Done():
 			return true, nil
 		case <-l.state.Closing():
 			return true, nil
+		case d := <-s.retries.due:
+			s.requeue(d)
 		case d, ok := <-deliveries:
 			if !ok {
 				return true, errors.New("the delivery channel closed (connection or channel lost, or consumer cancelled)")
 			}
-			l.handle(ctx, ch, h, filter, d)
+			s.handle(ctx, d)
 		}
 	}
-}
-
-// handle decides what happens to one delivery. Every acknowledgement goes
-// to ch, the channel the delivery arrived on: if ch is gone, the broker has
-// already put the message back, and acknowledging its tag anywhere else
-// would acknowledge a different message.
-func (l *Listener) handle(ctx context.Context, ch *amqp.Channel, h msgqueue.Handler, filter map[string]bool, d amqp.Delivery) {
-	name, _ := d.Headers[HeaderEventName].(string)
-	log := l.log.With("event", name, "message_id", d.MessageId, "delivery_tag", d.DeliveryTag)
-	if ch.IsClosed() {
-		// Handed over just as the channel died: it will come again.
-		log.Debug("skipping a delivery of a closed channel")
-		return
-	}
-	if name == "" {
-		l.reject(log, d, "missing "+HeaderEventName+" header")
-		return
-	}
-	ev, err := contracts.Decode(name, d.Body)
-	if err != nil {
-		l.reject(log, d, err.Error())
-		return
-	}
-	if !filter[name] {
-		l.skipped.Add(1)
-		l.ack(log, d)
-		return
-	}
-
-	l.handled.Add(1)
-	err = h(ctx, ev)
-	switch {
-	case err == nil:
-		l.ack(log, d)
-	case msgqueue.IsPermanent(err):
-		l.reject(log, d, "handler: "+err.Error())
-	default:
-		// Wait before the message goes back to the queue, longer with
-		// every delivery, so a failing handler does not spin. Past the
-		// delivery limit the broker dead-letters it instead.
-		count := deliveryCount(d)
-		wait := min(l.cfg.retryMin<<min(count, 20), l.cfg.retryMax)
-		log.Warn("handler failed; the message will be delivered again", "err", err, "deliveries_before", count, "retry_in", wait)
-		sleep(ctx, l.state.Closing(), wait)
-		l.retried.Add(1)
-		if err := d.Nack(false /* multiple */, true /* requeue */); err != nil {
-			log.Warn("returning the message failed; the broker returns it when the channel closes", "err", err)
-		}
-	}
-}
-
-// deliveryCount is how often the quorum queue delivered d before (its
-// x-delivery-count header; absent on the first delivery).
-func deliveryCount(d amqp.Delivery) int {
-	switch n := d.Headers["x-delivery-count"].(type) {
-	case int64:
-		return int(n)
-	case int32:
-		return int(n)
-	case int:
-		return n
-	case int16:
-		return int(n)
-	case int8:
-		return int(n)
-	case uint8:
-		return int(n)
-	}
-	return 0
-}
-
-// ack acknowledges d after its handler returned nil.
-func (l *Listener) ack(log *slog.Logger, d amqp.Delivery) {
-	if err := d.Ack(false /* multiple */); err != nil {
-		// The channel is gone, and with it the broker's record of this
-		// delivery: the message is back in the queue and comes again.
-		l.ackFailed.Add(1)
-		log.Warn("acknowledging failed; the message will be delivered again", "err", err)
-		return
-	}
-	l.acked.Add(1)
-}
-
-// reject dead-letters d.
-func (l *Listener) reject(log *slog.Logger, d amqp.Delivery, reason string) {
-	log.Warn("dead-lettering the message", "reason", reason, "dead_letter_queue", DeadLetterQueue(l.queue))
-	if err := d.Nack(false /* multiple */, false /* requeue: dead-letter it */); err != nil {
-		log.Warn("rejecting failed; the message will be delivered again", "err", err)
-		return
-	}
-	l.deadLettered.Add(1)
 }
 
 // ListenerStats counts what a listener did.

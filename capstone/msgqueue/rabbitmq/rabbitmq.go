@@ -6,8 +6,11 @@
 // otherwise. The routing key and the x-event-name header are the event name
 // (such as "event.created"), the body is the event's JSON with content type
 // application/json, the delivery mode is persistent, and every message has
-// a message ID (kept when a message is resent, so duplicates can be spotted)
-// and its event name as the AMQP type property.
+// a message ID and its event name as the AMQP type property. The message ID
+// is a hash of the event (msgqueue.MessageID): the same event carries the
+// same ID whenever it is emitted (a resend after a lost confirm, an outbox
+// retry, after a restart), so duplicates can be spotted. A message body is
+// at most msgqueue.MaxMessageSize (64 KiB): Emit refuses a larger event.
 //
 // # Emitter
 //
@@ -37,17 +40,28 @@
 // queue order:
 //
 //   - handler returns nil: the message is acknowledged (never before);
-//   - handler returns an error: after a backoff that grows with the
-//     message's delivery count, the message is returned to the queue and
-//     delivered again; once it has been returned more often than the
-//     delivery limit (WithDeliveryLimit, x-delivery-limit; a limit of 3
-//     means 4 deliveries on RabbitMQ 3.10), the broker dead-letters it
-//     (x-death reason delivery_limit), so a message that always fails
-//     cannot loop forever;
+//   - handler returns an error: the message waits out a backoff that grows
+//     with its delivery count, unacknowledged, while the listener goes on
+//     with the next messages (a retry never holds up the others); then it
+//     is returned to the queue and delivered again. On the last delivery
+//     the limit allows (WithDeliveryLimit; a limit of 3 means 4
+//     deliveries) a failure dead-letters it, reason retries-exhausted, so a
+//     message that always fails cannot loop forever. The broker enforces
+//     the same limit (x-delivery-limit) for a message that crashes every
+//     consumer. A retried message comes after the ones behind it;
 //   - handler returns msgqueue.Permanent(err), or the message is poison
-//     (no or an unknown x-event-name header, a body that does not decode):
-//     the message is rejected without requeue and the broker moves it to
-//     the dead-letter queue, where an operator can inspect it.
+//     (larger than msgqueue.MaxMessageSize, no or an unknown x-event-name
+//     header, a routing key that is not its x-event-name, a body that does
+//     not decode or breaks the limits of package contracts): the message
+//     is dead-lettered at once, never handed to the handler or retried.
+//
+// A dead-lettered message is copied to the dead-letter exchange with its
+// properties, its headers and the reason in x-dlq-* headers (the
+// msgqueue.Header* and Header* constants; at most 64 KiB of its body, the
+// rest cut and said so), confirmed by the broker, and only then
+// acknowledged; if the copy cannot be published, the message is rejected
+// and the broker dead-letters it itself. An operator reads the
+// dead-letter queue to see what arrived and why it was refused.
 //
 // Listen does not use amqp091-go's automatic recovery: deliveries that
 // reached the client before an outage come back with delivery tags of the
@@ -232,8 +246,10 @@ func WithDeliveryLimit(n int) Option {
 // WithRetryBackoff sets how long a listener waits after a handler error
 // before the message goes back to the queue: first after the first failure,
 // doubling with each delivery up to longest (default 200ms up to 10s). The
-// listener takes no other message meanwhile, which keeps a failing
-// dependency from being hammered and keeps the queue order.
+// message waits unacknowledged (it holds one prefetch slot) while the
+// listener handles the others, so a failing dependency is tried at most
+// prefetch times per backoff and a message that keeps failing never holds
+// up the rest of the queue.
 func WithRetryBackoff(first, longest time.Duration) Option {
 	return func(c *config) { c.retryMin, c.retryMax = first, longest }
 }

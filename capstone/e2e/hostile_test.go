@@ -1,0 +1,345 @@
+package e2e_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"example.com/myevents/capstone/internal/app"
+	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+)
+
+// TestSlowClientsAreCutOff: a client that sends its headers or its body
+// too slowly, or keeps an idle connection, is disconnected instead of
+// holding a connection open for ever.
+func TestSlowClientsAreCutOff(t *testing.T) {
+	t.Parallel()
+	cfg := kafkaConfig(t)
+	short := app.HTTPTimeouts{ReadHeader: 300 * time.Millisecond, Read: 300 * time.Millisecond, Idle: 300 * time.Millisecond}
+	running, _ := start(t, cfg, app.EventService, "memory:", app.Options{HTTPTimeouts: short})
+	for _, tc := range []struct{ name, send string }{
+		{"slow body", "POST /locations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na"},
+		{"slow headers", "POST /locations HTTP/1.1\r\nHost: x\r\nContent-Ty"},
+		{"idle after a request", "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", running.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, tc.send); err != nil {
+				t.Fatal(err)
+			}
+			// Read whatever the server answers until it closes; the
+			// test's own deadline is far beyond the server's timeouts.
+			if err := conn.SetReadDeadline(time.Now().Add(wait)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(conn)
+			var netErr net.Error
+			if errors.As(err, &netErr) && netErr.Timeout() {
+				t.Fatalf("the connection was still open after %v; read %q", wait, got)
+			}
+			status := ""
+			if resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(string(got))), nil); err == nil {
+				status = resp.Status
+				resp.Body.Close()
+			}
+			t.Logf("closed by the server after answering %q", status)
+			if tc.name == "slow body" && status != "408 Request Timeout" {
+				t.Errorf("a body that did not arrive in time got %q, want 408", status)
+			}
+		})
+	}
+}
+
+// produceRaw writes one record to cfg's topic with a producer of the
+// test's own that takes records up to 2 MB, keyed like the emitter's.
+func produceRaw(t *testing.T, cfg app.Config, topic, key string, value []byte) {
+	t.Helper()
+	sc := saramaConfig()
+	sc.Producer.Return.Successes = true
+	sc.Producer.MaxMessageBytes = 2 << 20
+	sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
+	p, err := sarama.NewSyncProducer(cfg.KafkaBrokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value)}); err != nil {
+		t.Fatalf("producing a %d-byte record: %v", len(value), err)
+	}
+}
+
+// healthz returns BookingService's /healthz status and body.
+func healthz(a *api) (int, string, error) {
+	status, body, err := a.try("GET", "/healthz", "")
+	return status, string(body), err
+}
+
+// TestHealthzReportsAStuckKafkaListener: a record BookingService can
+// neither handle nor dead-letter (its dead-letter topic is gone) keeps its
+// partition from moving; /healthz answers 503 and says where and why.
+// Once the dead-letter topic is back, the partition moves on and /healthz
+// is 200 again, with no restart. The consumer group (SQLite) and the
+// replaying listener (memory) alike.
+func TestHealthzReportsAStuckKafkaListener(t *testing.T) {
+	for _, store := range []string{"sqlite", "memory"} {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			cfg := kafkaConfig(t)
+			db := "memory:"
+			if store == "sqlite" {
+				db = sqlite(t, "bookings")
+			}
+			_, bookings := start(t, cfg, app.BookingService, db, app.Options{})
+			brokertest.Eventually(t, wait, func() error {
+				if status, body, err := healthz(bookings); err != nil || status != http.StatusOK {
+					return fmt.Errorf("healthz = %d %s %v, want 200 (caught up)", status, body, err)
+				}
+				return nil
+			})
+
+			admin, err := sarama.NewClusterAdmin(cfg.KafkaBrokers, saramaConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer admin.Close()
+			dlq := cfg.Topic + ".dlq"
+			if err := admin.DeleteTopic(dlq); err != nil {
+				t.Fatal(err)
+			}
+			produceRaw(t, cfg, cfg.Topic, "ev-1", []byte("not an envelope"))
+			brokertest.Eventually(t, 2*wait, func() error {
+				status, body, err := healthz(bookings)
+				if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, "cannot move past offset 0") {
+					return fmt.Errorf("healthz = %d %s %v, want 503 naming the stuck partition", status, body, err)
+				}
+				return nil
+			})
+			_, body, _ := healthz(bookings)
+			t.Logf("while stuck: %s", strings.TrimSpace(body))
+
+			if err := admin.CreateTopic(dlq, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+				t.Fatal(err)
+			}
+			brokertest.Eventually(t, 2*wait, func() error {
+				if status, body, err := healthz(bookings); err != nil || status != http.StatusOK {
+					return fmt.Errorf("healthz = %d %s %v, want 200 once the record is dead-lettered", status, body, err)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestReplayPastANearLimitRecord: a bad record of 1,048,400 bytes, which
+// the broker takes but whose dead-letter copy used to be too large to
+// write, no longer keeps a replaying BookingService at 503 for ever: the
+// copy is cut, the replay catches up and the event behind the record is
+// known.
+func TestReplayPastANearLimitRecord(t *testing.T) {
+	t.Parallel()
+	cfg := kafkaConfig(t)
+	_, events := start(t, cfg, app.EventService, "memory:", app.Options{})
+	// The topic exists once EventService runs; the bad record goes on the
+	// partition of the event that follows it.
+	locID, evID := createEvent(t, events, "Before", 5)
+	prefix := `{"eventName":"event.created","payload":{"id":"x","name":"`
+	bad := []byte(prefix + strings.Repeat("x", 1_048_400-len(prefix)-3) + `"}}`)
+	produceRaw(t, cfg, cfg.Topic, evID, bad)
+	var after struct{ ID string }
+	events.json("POST", "/events", fmt.Sprintf(`{"name":"After","location_id":%q,"hall":"Main","start_date":1795118400,"end_date":1795129200}`, locID), http.StatusCreated, &after)
+
+	_, bookings := start(t, cfg, app.BookingService, "memory:", app.Options{})
+	awaitEvent(t, bookings, evID)
+	awaitEvent(t, bookings, after.ID)
+	bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+	book(t, bookings, evID, "alice", 5)
+}
+
+// rawEvent is a message a test sends BookingService with a client of its
+// own, as any program on the broker could.
+type rawEvent struct {
+	key, name string // routing key (AMQP) or record key (Kafka); x-event-name or eventName
+	body      string
+	header    string // AMQP: x-event-name when it differs from name ("" for name)
+}
+
+// sendRaw sends evs to cfg's broker: AMQP with amqp091-go to the exchange,
+// Kafka with sarama as envelopes keyed by key.
+func sendRaw(t *testing.T, cfg app.Config, evs ...rawEvent) {
+	t.Helper()
+	if cfg.Broker == app.Kafka {
+		for _, ev := range evs {
+			produceRaw(t, cfg, cfg.Topic, ev.key, []byte(`{"eventName":"`+ev.name+`","payload":`+ev.body+`}`))
+		}
+		return
+	}
+	conn, err := amqp.Dial(cfg.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false /* noWait */); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		header := ev.header
+		if header == "" {
+			header = ev.name
+		}
+		dc, err := ch.PublishWithDeferredConfirm(cfg.Exchange, ev.name, true /* mandatory */, false /* immediate */, amqp.Publishing{
+			Headers: amqp.Table{rabbitmq.HeaderEventName: header}, ContentType: "application/json",
+			DeliveryMode: amqp.Persistent, MessageId: ev.key + "/" + ev.name, Body: []byte(ev.body),
+		})
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publishing %s: %v", ev.name, err)
+		}
+	}
+}
+
+// deadLetterReasons counts the dead letters of cfg's BookingService by
+// their x-dlq-reason header.
+func deadLetterReasons(t *testing.T, cfg app.Config) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	if cfg.Broker == app.Kafka {
+		client, err := sarama.NewClient(cfg.KafkaBrokers, saramaConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		consumer, err := sarama.NewConsumerFromClient(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer consumer.Close()
+		dlq := cfg.Topic + ".dlq"
+		end, err := client.GetOffset(dlq, 0, sarama.OffsetNewest)
+		if err != nil || end == 0 {
+			return out
+		}
+		pc, err := consumer.ConsumePartition(dlq, 0, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		for next := int64(0); next < end; {
+			select {
+			case m := <-pc.Messages():
+				for _, h := range m.Headers {
+					if string(h.Key) == msgqueue.HeaderReason {
+						out[string(h.Value)]++
+					}
+				}
+				next = m.Offset + 1
+			case <-time.After(wait):
+				t.Fatalf("reading %s: stuck before offset %d of %d", dlq, next, end)
+			}
+		}
+		return out
+	}
+	conn, err := amqp.Dial(cfg.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close() // returns what was read unacknowledged
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		d, ok, err := ch.Get(rabbitmq.DeadLetterQueue(cfg.Queue), false /* autoAck */)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		reason, _ := d.Headers[msgqueue.HeaderReason].(string)
+		out[reason]++
+	}
+}
+
+// TestHostileEventsFromTheBroker sends BookingService, with a raw client,
+// the events that used to oversell, corrupt or stall it: seat counts that
+// wrap an int64 or pass a 32-bit column, a NUL in an ID, invalid UTF-8, an
+// event.created far over 64 KiB, and (AMQP) a routing key that says one
+// event while the header says another. Each is dead-lettered at once with
+// its reason, never retried; the valid events around them are applied,
+// the event stays readable and sells exactly its capacity, and the service
+// stays healthy. Every broker, every store it runs on.
+func TestHostileEventsFromTheBroker(t *testing.T) {
+	for _, tc := range []struct{ broker, store string }{
+		{app.AMQP, "sqlite"}, {app.AMQP, "postgres"}, {app.Kafka, "sqlite"}, {app.Kafka, "postgres"}, {app.Kafka, "memory"},
+	} {
+		t.Run(tc.broker+"-"+tc.store, func(t *testing.T) {
+			t.Parallel()
+			cfg := kafkaConfig(t)
+			huge := 200 << 10 // kfake takes records up to 1 MB
+			if tc.broker == app.AMQP {
+				cfg, huge = amqpConfig(t), 5<<20
+			}
+			db := map[string]string{"sqlite": sqlite(t, "bookings"), "postgres": servicetest.PostgresDSN(t), "memory": "memory:"}[tc.store]
+			_, bookings := start(t, cfg, app.BookingService, db, app.Options{})
+			booked := func(id, seats, user string) rawEvent {
+				return rawEvent{key: "ev-h", name: contracts.EventBookedName,
+					body: `{"id":"` + id + `","event_id":"ev-h","user_id":"` + user + `","seats":` + seats + `,"date":"2026-11-27T20:00:00Z"}`}
+			}
+			evs := []rawEvent{
+				{key: "loc-h", name: contracts.LocationCreatedName, body: `{"id":"loc-h","name":"Hall","halls":[{"name":"Main","capacity":10}]}`},
+				{key: "ev-h", name: contracts.EventCreatedName, body: `{"id":"ev-h","name":"Gig","location_id":"loc-h","hall":"Main","capacity":10}`},
+				booked("b-wrap", "9223372036854775807", "mallory"),
+				booked("b-one", "1", "alice"),
+				booked("b-32bit", "3000000000", "mallory"),
+				{key: "ev-h", name: contracts.EventBookedName, body: `{"id":"b-nul","event_id":"ev-h\u0000","user_id":"mallory","seats":1}`},
+				booked("b-utf8", "1", "mal\xfflory"),
+				{key: "ev-big", name: contracts.EventCreatedName, body: `{"id":"ev-big","location_id":"loc-h","hall":"Main","capacity":10,"name":"` + strings.Repeat("x", huge) + `"}`},
+			}
+			want := map[string]int{msgqueue.ReasonInvalidPayload: 4, msgqueue.ReasonTooLarge: 1}
+			if tc.broker == app.AMQP {
+				evs = append(evs, rawEvent{key: "loc-x", name: contracts.EventCreatedName, header: contracts.LocationCreatedName,
+					body: `{"id":"loc-x","name":"Not an event","halls":[]}`})
+				want[msgqueue.ReasonRoutingKey] = 1
+			}
+			evs = append(evs, booked("b-last", "2", "bob"))
+			sent := time.Now()
+			sendRaw(t, cfg, evs...)
+
+			brokertest.Eventually(t, wait, func() error {
+				status, body, err := bookings.try("GET", "/events/ev-h", "")
+				if err != nil || status != http.StatusOK || !strings.Contains(string(body), `"booked":3,`) {
+					return fmt.Errorf("GET /events/ev-h = %d %s %v, want 3 booked (alice's 1 and bob's 2)", status, body, err)
+				}
+				if got := deadLetterReasons(t, cfg); fmt.Sprint(got) != fmt.Sprint(want) {
+					return fmt.Errorf("dead letters by reason %v, want %v", got, want)
+				}
+				return nil
+			})
+			t.Logf("every hostile event dead-lettered and the good ones applied %v after sending", time.Since(sent).Round(10*time.Millisecond))
+			bookings.wantError("GET", "/events/ev-big", "", http.StatusNotFound, "not found")
+			bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+			book(t, bookings, "ev-h", "carol", 7)
+			bookings.wantError("POST", "/events/ev-h/bookings", `{"seats":1,"user_id":"dave"}`, http.StatusConflict, "not enough seats")
+		})
+	}
+}

@@ -1,0 +1,72 @@
+package sqldb_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/capstone/internal/sqldb"
+)
+
+// TestMigrateWidensIntegersOnPostgres: a table an older version created
+// with 32-bit INTEGER columns is widened to BIGINT, so a count of three
+// billion fits.
+func TestMigrateWidensIntegersOnPostgres(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, servicetest.PostgresDSN(t), "widen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	old := `CREATE TABLE IF NOT EXISTS counts (id TEXT PRIMARY KEY, booked INTEGER NOT NULL)`
+	if _, err := db.ExecContext(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO counts VALUES ('a', 3000000000)`); !sqldb.IsDataError(err) {
+		t.Fatalf("3e9 in an INTEGER column: %v, want a data error", err)
+	}
+	if err := db.Migrate(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO counts VALUES ('a', 3000000000)`); err != nil {
+		t.Fatalf("3e9 after Migrate: %v", err)
+	}
+	var n int
+	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.columns
+		WHERE table_schema = current_schema() AND data_type = 'integer'`).Scan(&n)
+	if err != nil || n != 0 {
+		t.Errorf("%d 32-bit columns left (%v), want none: the outbox's too", n, err)
+	}
+}
+
+// TestIsDataError: what the database refuses as data is told apart from an
+// outage, on both databases.
+func TestIsDataError(t *testing.T) {
+	ctx := context.Background()
+	for name, db := range sqlBackends(t) {
+		t.Run(name, func(t *testing.T) {
+			if err := db.Migrate(ctx, `CREATE TABLE IF NOT EXISTS words (id TEXT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			type query struct {
+				sql  string
+				args []any
+			}
+			refused := []query{{`INSERT INTO words VALUES ('a', NULL)`, nil}}
+			if name == "postgres" {
+				refused = append(refused,
+					query{`INSERT INTO words VALUES ($1, 1)`, []any{"a\x00b"}},
+					query{`SELECT 9223372036854775807 + $1`, []any{1}})
+			}
+			for _, q := range refused {
+				if _, err := db.ExecContext(ctx, q.sql, q.args...); err == nil || !sqldb.IsDataError(err) {
+					t.Errorf("%q %q: %v, want a data error", q.sql, q.args, err)
+				}
+			}
+			if sqldb.IsDataError(errors.New("connection refused")) || sqldb.IsDataError(nil) {
+				t.Error("an outage is not a data error")
+			}
+		})
+	}
+}

@@ -1,0 +1,258 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
+)
+
+// Headers a Listener puts on a dead-lettered record, beside the headers the
+// record already had (dropped, and counted in HeaderHeadersDropped, if
+// they alone are larger than msgqueue.MaxMessageSize). Its key and value
+// are the original bytes, cut to msgqueue.MaxMessageSize each (then
+// msgqueue.HeaderTruncated says so), so that the copy of a record that
+// barely fitted the broker still fits it.
+const (
+	HeaderReason         = msgqueue.HeaderReason      // one of the Reason constants
+	HeaderError          = msgqueue.HeaderError       // the error text
+	HeaderAttempts       = msgqueue.HeaderAttempts    // handler calls made (0: never handed over)
+	HeaderEventName      = msgqueue.HeaderEventName   // the envelope's eventName, when it had one
+	HeaderTopic          = "x-dlq-original-topic"     // where the record was read
+	HeaderPartition      = "x-dlq-original-partition" // its partition, in decimal
+	HeaderOffset         = "x-dlq-original-offset"    // its offset, in decimal
+	HeaderConsumer       = "x-dlq-consumer"           // the consumer group, or "replay"
+	HeaderKeyTruncated   = "x-dlq-key-truncated"      // "true" when the key was cut
+	HeaderHeadersDropped = "x-dlq-headers-dropped"    // how many original headers were left out
+	HeaderBodyDropped    = "x-dlq-body-dropped"       // "true" when the dead-letter topic refused even the cut copy: no key, no value
+)
+
+// Why a record was dead-lettered (the value of HeaderReason).
+const (
+	ReasonMalformed        = msgqueue.ReasonMalformed        // not an envelope, or no eventName
+	ReasonUnknownEvent     = msgqueue.ReasonUnknownEvent     // an eventName no contract has
+	ReasonInvalidPayload   = msgqueue.ReasonInvalidPayload   // the payload does not decode or validate
+	ReasonTooLarge         = msgqueue.ReasonTooLarge         // the value is larger than msgqueue.MaxMessageSize
+	ReasonPermanent        = msgqueue.ReasonPermanent        // the handler returned msgqueue.Permanent
+	ReasonRetriesExhausted = msgqueue.ReasonRetriesExhausted // the handler failed on every attempt
+)
+
+// worker turns one record into a finished outcome: handled, skipped or
+// dead-lettered.
+type worker struct {
+	l          *Listener
+	handler    msgqueue.Handler
+	handlerCtx context.Context // what the handler receives: Listen's ctx
+	filter     map[string]bool
+	consumer   string // the group, or "replay", for the dead-letter header
+
+	// calling makes handler calls one at a time, although partitions are
+	// read concurrently: a handler never runs twice at once.
+	calling sync.Mutex
+}
+
+// call runs the handler, never concurrently with another call.
+func (w *worker) call(ev contracts.Event) error {
+	w.calling.Lock()
+	defer w.calling.Unlock()
+	return w.handler(w.handlerCtx, ev)
+}
+
+// process handles msg until it is done and reports true, or reports false
+// when ctx ended first; then the record is not done and must not be marked.
+func (w *worker) process(ctx context.Context, msg *sarama.ConsumerMessage) bool {
+	l := w.l
+	if err := msgqueue.CheckSize(len(msg.Value)); err != nil {
+		return w.deadLetter(ctx, msg, "", ReasonTooLarge, 0, err)
+	}
+	name, ev, err := contracts.Unwrap(msg.Value)
+	switch {
+	case err != nil && name == "":
+		return w.deadLetter(ctx, msg, name, ReasonMalformed, 0, err)
+	case errors.Is(err, contracts.ErrUnknownEvent):
+		return w.deadLetter(ctx, msg, name, ReasonUnknownEvent, 0, err)
+	case !w.filter[name]:
+		// Not ours: skipping it counts as processing it.
+		return true
+	case err != nil:
+		return w.deadLetter(ctx, msg, name, ReasonInvalidPayload, 0, err)
+	}
+
+	for attempt := 1; ; attempt++ {
+		err := w.call(ev)
+		if err == nil {
+			return true
+		}
+		if msgqueue.IsPermanent(err) {
+			return w.deadLetter(ctx, msg, name, ReasonPermanent, attempt, err)
+		}
+		if attempt >= l.opts.maxAttempts {
+			return w.deadLetter(ctx, msg, name, ReasonRetriesExhausted, attempt, err)
+		}
+		// Kafka has no per-record nack: retry this record in place. Nothing
+		// after it on this partition runs meanwhile, so per-key order holds.
+		l.logger.Warn("kafka handler failed; retrying the same record",
+			"event", name, "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset,
+			"attempt", attempt, "of", l.opts.maxAttempts, "err", err)
+		if !pause(ctx, l.opts.delay(attempt)) {
+			return false
+		}
+	}
+}
+
+// deadLetter copies the record to the dead-letter topic with headers
+// saying why, until the copy is acknowledged or ctx ends; only an
+// acknowledged copy lets the partition move on. A copy the topic refuses
+// as too large is sent once more without key and value. A copy that keeps
+// failing (the dead-letter topic is gone, the cluster refuses writes) is
+// tried again with the longest backoff, and after the retry attempts the
+// partition is reported stalled (Stalled, and so /healthz) until it moves.
+func (w *worker) deadLetter(ctx context.Context, msg *sarama.ConsumerMessage, name, reason string, attempts int, cause error) bool {
+	l := w.l
+	defer l.stalls.clear(msg.Partition)
+	dropBody := false
+	for try := 1; ; try++ {
+		err := l.dlq.send(ctx, w.deadLetterRecord(msg, name, reason, attempts, cause, dropBody))
+		if err == nil {
+			l.logger.Warn("kafka record dead-lettered",
+				"reason", reason, "event", name, "topic", msg.Topic, "partition", msg.Partition,
+				"offset", msg.Offset, "dlq", l.opts.dlqTopic, "body_dropped", dropBody, "err", cause)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if refusedAsTooLarge(err) && !dropBody {
+			l.logger.Error("kafka: the dead-letter topic refused the copy as too large; sending it without key and value",
+				"dlq", l.opts.dlqTopic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
+			dropBody = true
+			continue
+		}
+		if try >= l.opts.maxAttempts {
+			l.stalls.set(msg.Partition, fmt.Errorf("partition %d of topic %s cannot move past offset %d: writing its dead-letter copy to %s failed %d times: %w",
+				msg.Partition, msg.Topic, msg.Offset, l.opts.dlqTopic, try, err))
+		}
+		l.logger.Error("kafka: writing to the dead-letter topic failed; retrying",
+			"dlq", l.opts.dlqTopic, "partition", msg.Partition, "offset", msg.Offset, "try", try, "err", err)
+		if !pause(ctx, l.opts.delay(try)) {
+			return false
+		}
+	}
+}
+
+// refusedAsTooLarge reports whether a produce error says the record is
+// too large, which sending it again cannot fix.
+func refusedAsTooLarge(err error) bool {
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge) ||
+		errors.Is(err, sarama.ErrInvalidMessageSize)
+}
+
+// deadLetterRecord builds the copy of msg for the dead-letter topic; with
+// dropBody, a copy without key and value.
+func (w *worker) deadLetterRecord(msg *sarama.ConsumerMessage, name, reason string, attempts int, cause error, dropBody bool) *sarama.ProducerMessage {
+	size := 0
+	for _, h := range msg.Headers {
+		if h != nil {
+			size += len(h.Key) + len(h.Value)
+		}
+	}
+	var headers []sarama.RecordHeader
+	add := func(k, v string) { headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)}) }
+	if size <= msgqueue.MaxMessageSize {
+		for _, h := range msg.Headers {
+			if h != nil {
+				headers = append(headers, *h)
+			}
+		}
+	} else {
+		add(HeaderHeadersDropped, strconv.Itoa(len(msg.Headers)))
+	}
+	add(HeaderReason, reason)
+	add(HeaderError, msgqueue.ErrorHeader(cause))
+	add(HeaderAttempts, strconv.Itoa(attempts))
+	if name != "" {
+		add(HeaderEventName, name)
+	}
+	add(HeaderTopic, msg.Topic)
+	add(HeaderPartition, strconv.FormatInt(int64(msg.Partition), 10))
+	add(HeaderOffset, strconv.FormatInt(msg.Offset, 10))
+	add(HeaderConsumer, w.consumer)
+
+	rec := &sarama.ProducerMessage{Topic: w.l.opts.dlqTopic}
+	if dropBody {
+		add(HeaderBodyDropped, "true")
+		add(msgqueue.HeaderOriginalSize, strconv.Itoa(len(msg.Value)))
+		rec.Headers = headers
+		return rec
+	}
+	if msg.Key != nil {
+		key, cut := msgqueue.DeadLetterBody(msg.Key)
+		if cut {
+			add(HeaderKeyTruncated, "true")
+		}
+		rec.Key = sarama.ByteEncoder(key)
+	}
+	if msg.Value != nil {
+		value, cut := msgqueue.DeadLetterBody(msg.Value)
+		if cut {
+			add(msgqueue.HeaderTruncated, "true")
+			add(msgqueue.HeaderOriginalSize, strconv.Itoa(len(msg.Value)))
+		}
+		rec.Value = sarama.ByteEncoder(value)
+	}
+	rec.Headers = headers
+	return rec
+}
+
+// stalls remembers the partitions that cannot move past a record, and
+// why, for Stalled.
+type stalls struct {
+	mu sync.Mutex
+	by map[int32]error
+}
+
+func (s *stalls) set(p int32, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.by == nil {
+		s.by = map[int32]error{}
+	}
+	s.by[p] = err
+}
+
+func (s *stalls) clear(p int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.by, p)
+}
+
+// err joins the reasons, in partition order; nil when nothing is stuck.
+func (s *stalls) err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := slices.Sorted(maps.Keys(s.by))
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = s.by[p]
+	}
+	return errors.Join(errs...)
+}
+
+// delay is the wait after the n-th failure: backoff doubled n-1 times, at
+// most maxBackoff.
+func (o options) delay(n int) time.Duration {
+	d := o.backoff
+	for i := 1; i < n && d < o.maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, o.maxBackoff)
+}

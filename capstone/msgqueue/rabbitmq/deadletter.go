@@ -1,0 +1,124 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"example.com/myevents/capstone/msgqueue"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Headers a Listener adds to a dead-lettered copy, beside the x-dlq-*
+// headers of package msgqueue (reason, error, attempts, event name, and
+// the original size of a truncated body) and the headers the message had.
+const (
+	HeaderQueue              = "x-dlq-queue"                // the queue it was read from
+	HeaderOriginalExchange   = "x-dlq-original-exchange"    // the exchange it was published to
+	HeaderOriginalRoutingKey = "x-dlq-original-routing-key" // its routing key
+)
+
+// deadLetterTimeout bounds how long a dead-letter copy may take to be
+// confirmed before the listener falls back to rejecting the original.
+const deadLetterTimeout = 10 * time.Second
+
+// deadLetterer publishes dead-letter copies on a confirm-mode channel of
+// its own, opened on first use: a copy the broker refuses closes that
+// channel, never the one the deliveries arrive on.
+type deadLetterer struct {
+	conn  *amqp.Connection
+	ch    *amqp.Channel
+	dlx   string
+	queue string
+}
+
+func newDeadLetterer(conn *amqp.Connection, l *Listener) *deadLetterer {
+	return &deadLetterer{conn: conn, dlx: DeadLetterExchange(l.queue), queue: l.queue}
+}
+
+// channel returns the open confirm-mode channel, opening one if needed.
+func (p *deadLetterer) channel() (*amqp.Channel, error) {
+	if p.ch != nil && !p.ch.IsClosed() {
+		return p.ch, nil
+	}
+	ch, err := p.conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("opening the dead-letter channel: %w", err)
+	}
+	if err := ch.Confirm(false /* noWait */); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("putting the dead-letter channel in confirm mode: %w", err)
+	}
+	p.ch = ch
+	return ch, nil
+}
+
+// publish sends the copy of d to the dead-letter exchange and waits for
+// the broker's confirm. The copy keeps d's properties and headers (but not
+// x-delivery-count, which the dead-letter queue counts anew), holds at most
+// msgqueue.MaxMessageSize bytes of its body, and says why in x-dlq-*
+// headers.
+func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reason string, attempts int, cause error) error {
+	ch, err := p.channel()
+	if err != nil {
+		return err
+	}
+	headers := amqp.Table{}
+	for k, v := range d.Headers {
+		if k != "x-delivery-count" {
+			headers[k] = v
+		}
+	}
+	headers[msgqueue.HeaderReason] = reason
+	headers[msgqueue.HeaderError] = msgqueue.ErrorHeader(cause)
+	headers[msgqueue.HeaderAttempts] = int64(attempts)
+	if name != "" {
+		headers[msgqueue.HeaderEventName] = name
+	}
+	headers[HeaderQueue] = p.queue
+	headers[HeaderOriginalExchange] = d.Exchange
+	headers[HeaderOriginalRoutingKey] = d.RoutingKey
+	body, truncated := msgqueue.DeadLetterBody(d.Body)
+	if truncated {
+		headers[msgqueue.HeaderTruncated] = strconv.FormatBool(truncated)
+		headers[msgqueue.HeaderOriginalSize] = int64(len(d.Body))
+	}
+	msg := amqp.Publishing{
+		Headers:         headers,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    amqp.Persistent,
+		CorrelationId:   d.CorrelationId,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            body,
+	}
+	ctx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
+	defer cancel()
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, p.dlx, d.RoutingKey,
+		false, // mandatory: the dead-letter exchange is a fanout to its queue
+		false, // immediate
+		msg)
+	if err != nil {
+		return fmt.Errorf("publishing to %s: %w", p.dlx, err)
+	}
+	acked, err := dc.WaitContext(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("waiting for the confirm of the dead-letter copy: %w", err)
+	case !acked:
+		return errors.New("the broker refused the dead-letter copy")
+	}
+	return nil
+}
+
+// close closes the dead-letter channel, if one is open.
+func (p *deadLetterer) close() {
+	if p.ch != nil {
+		_ = p.ch.Close()
+	}
+}

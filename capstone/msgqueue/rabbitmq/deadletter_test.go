@@ -1,0 +1,341 @@
+package rabbitmq_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// raw is a message a test publishes with its own client, as another
+// program (or an attacker) could.
+type raw struct {
+	id, key, name string // message ID, routing key, x-event-name ("" for none)
+	body          []byte
+}
+
+// publish sends m to the env's exchange with amqp091-go directly.
+func (e *env) publish(t *testing.T, m raw) {
+	t.Helper()
+	headers := amqp.Table{}
+	if m.name != "" {
+		headers[rabbitmq.HeaderEventName] = m.name
+	}
+	err := publishRaw(e.rabbit.URL, e.exchange, m.key, amqp.Publishing{
+		Headers: headers, ContentType: "application/json", DeliveryMode: amqp.Persistent,
+		MessageId: m.id, Body: m.body,
+	})
+	if err != nil {
+		t.Fatalf("publishing %s: %v", m.id, err)
+	}
+}
+
+// deadLetters waits until the dead-letter queue holds want messages and
+// returns them by message ID.
+func (e *env) deadLetters(t *testing.T, want int) map[string]amqp.Delivery {
+	t.Helper()
+	var out map[string]amqp.Delivery
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		ds, err := peekQueue(e.rabbit.URL, rabbitmq.DeadLetterQueue(e.queue))
+		if err != nil {
+			return err
+		}
+		out = map[string]amqp.Delivery{}
+		for _, d := range ds {
+			out[d.MessageId] = d
+		}
+		if len(ds) != want {
+			return fmt.Errorf("%d dead letters, want %d", len(ds), want)
+		}
+		return nil
+	})
+	return out
+}
+
+// TestHostileMessagesAreDeadLetteredWithTheirReason publishes, with a raw
+// client, what no handler may ever see: a 5 MB event.created, a routing
+// key that says one event and a header that says another, seat counts
+// that wrap an int64, invalid UTF-8, no event name. Each is dead-lettered
+// at once, its copy says why in x-dlq-* headers and fits the limits, and
+// the good event behind them is handled.
+func TestHostileMessagesAreDeadLetteredWithTheirReason(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, contracts.Names())
+	huge := []byte(`{"id":"ev-huge","location_id":"l","hall":"h","capacity":10,"name":"` + strings.Repeat("x", 5<<20) + `"}`)
+	location := []byte(`{"id":"loc-1","name":"Arena","halls":[{"name":"Main","capacity":10}]}`)
+	hostile := []struct {
+		raw
+		reason, errPart string
+	}{
+		{raw{"huge", contracts.EventCreatedName, contracts.EventCreatedName, huge}, msgqueue.ReasonTooLarge, "bytes"},
+		{raw{"mismatch", contracts.EventCreatedName, contracts.LocationCreatedName, location}, msgqueue.ReasonRoutingKey, `routing key "event.created"`},
+		{raw{"wrap", contracts.EventBookedName, contracts.EventBookedName, []byte(`{"id":"b","event_id":"e","user_id":"u","seats":9223372036854775807}`)}, msgqueue.ReasonInvalidPayload, "at most 1000"},
+		{raw{"utf8", contracts.EventBookedName, contracts.EventBookedName, []byte("{\"id\":\"b\",\"event_id\":\"e\",\"user_id\":\"\xff\",\"seats\":1}")}, msgqueue.ReasonInvalidPayload, "not valid UTF-8"},
+		{raw{"nameless", contracts.EventBookedName, "", []byte(`{"id":"b","event_id":"e","seats":1}`)}, msgqueue.ReasonMissingName, "x-event-name"},
+		{raw{"unknown", "event.cancelled", "event.cancelled", []byte(`{"id":"e"}`)}, msgqueue.ReasonUnknownEvent, "unknown event name"},
+	}
+	// event.cancelled is not bound: route the unknown one through the
+	// default exchange, straight to the queue, with a matching key.
+	for _, h := range hostile {
+		if h.id == "unknown" {
+			err := publishRaw(e.rabbit.URL, "", e.queue, amqp.Publishing{
+				Headers: amqp.Table{rabbitmq.HeaderEventName: h.name}, MessageId: h.id, Body: h.body})
+			if err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		e.publish(t, h.raw)
+	}
+	good, _ := json.Marshal(booking("good"))
+	e.publish(t, raw{"good", contracts.EventBookedName, contracts.EventBookedName, good})
+
+	var mu sync.Mutex
+	var seen []string
+	listenInBackground(t, l, func(_ context.Context, ev contracts.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s %T", ev.EventName(), ev))
+		return nil
+	})
+	dead := e.deadLetters(t, len(hostile))
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != 1 || seen[0] != "event.booked *contracts.EventBooked" {
+			return fmt.Errorf("the handler saw %v, want only the good booking", seen)
+		}
+		return nil
+	})
+	for _, h := range hostile {
+		d, ok := dead[h.id]
+		if !ok {
+			t.Errorf("%s: not in the dead-letter queue", h.id)
+			continue
+		}
+		reason, _ := d.Headers[msgqueue.HeaderReason].(string)
+		cause, _ := d.Headers[msgqueue.HeaderError].(string)
+		if reason != h.reason || !strings.Contains(cause, h.errPart) {
+			t.Errorf("%s: dead-lettered with %s=%q %s=%q, want %q and an error containing %q",
+				h.id, msgqueue.HeaderReason, reason, msgqueue.HeaderError, cause, h.reason, h.errPart)
+		}
+		if len(d.Body) > msgqueue.MaxMessageSize || len(cause) > msgqueue.MaxErrorHeader {
+			t.Errorf("%s: the copy holds %d bytes and a %d-byte error", h.id, len(d.Body), len(cause))
+		}
+		if h.id != "huge" && !bytes.Equal(d.Body, h.body) {
+			t.Errorf("%s: the copy's body %q is not the original %q", h.id, d.Body, h.body)
+		}
+		if q, _ := d.Headers["x-dlq-queue"].(string); q != e.queue {
+			t.Errorf("%s: x-dlq-queue = %q, want %q", h.id, q, e.queue)
+		}
+	}
+	if d := dead["huge"]; d.Headers[msgqueue.HeaderTruncated] != "true" || fmt.Sprint(d.Headers[msgqueue.HeaderOriginalSize]) != fmt.Sprint(len(huge)) {
+		t.Errorf("the 5 MB copy has %s=%v %s=%v, want true and %d", msgqueue.HeaderTruncated, d.Headers[msgqueue.HeaderTruncated],
+			msgqueue.HeaderOriginalSize, d.Headers[msgqueue.HeaderOriginalSize], len(huge))
+	}
+	if st := l.Stats(); st.DeadLettered != int64(len(hostile)) || st.Retried != 0 {
+		t.Errorf("listener %+v, want %d dead letters and no retries", st, len(hostile))
+	}
+}
+
+// TestDeliveryLimitDeadLetters: a message whose handler always fails is
+// delivered a bounded number of times, then dead-lettered with the reason
+// retries-exhausted, and the next message is handled.
+func TestDeliveryLimitDeadLetters(t *testing.T) {
+	t.Parallel()
+	const limit = 3
+	e := newEnv(t, rabbitmq.WithDeliveryLimit(limit))
+	l := e.mustListener(t, []string{contracts.EventBookedName})
+	em := e.mustEmitter(t)
+	for _, id := range []string{"always-fails", "fine"} {
+		if err := em.Emit(t.Context(), booking(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var mu sync.Mutex
+	calls := map[string]int{}
+	var times []time.Time
+	listenInBackground(t, l, func(_ context.Context, ev contracts.Event) error {
+		id := ev.(*contracts.EventBooked).ID
+		mu.Lock()
+		defer mu.Unlock()
+		calls[id]++
+		if id == "always-fails" {
+			times = append(times, time.Now())
+			return errors.New("the database is down")
+		}
+		return nil
+	})
+
+	dead := e.deadLetters(t, 1)
+	mu.Lock()
+	n := calls["always-fails"]
+	gaps := make([]string, 0, len(times))
+	for i := 1; i < len(times); i++ {
+		gaps = append(gaps, times[i].Sub(times[i-1]).Round(time.Millisecond).String())
+	}
+	fine := calls["fine"]
+	mu.Unlock()
+	t.Logf("x-delivery-limit %d: the failing message was delivered %d times (gaps %v), then dead-lettered", limit, n, gaps)
+	if n != limit+1 || fine != 1 {
+		t.Errorf("the failing message was delivered %d times, want %d; the good one %d times, want 1", n, limit+1, fine)
+	}
+	for _, d := range dead {
+		if reason := d.Headers[msgqueue.HeaderReason]; reason != msgqueue.ReasonRetriesExhausted {
+			t.Errorf("%s = %v, want %s", msgqueue.HeaderReason, reason, msgqueue.ReasonRetriesExhausted)
+		}
+		if cause, _ := d.Headers[msgqueue.HeaderError].(string); cause != "the database is down" {
+			t.Errorf("%s = %q, want the handler's error", msgqueue.HeaderError, cause)
+		}
+		if attempts := fmt.Sprint(d.Headers[msgqueue.HeaderAttempts]); attempts != fmt.Sprint(limit+1) {
+			t.Errorf("%s = %s, want %d", msgqueue.HeaderAttempts, attempts, limit+1)
+		}
+	}
+	if st := l.Stats(); st.Retried != int64(limit) || st.DeadLettered != 1 {
+		t.Errorf("listener %+v, want %d retries and 1 dead letter", st, limit)
+	}
+}
+
+// TestRetryBackoffDoesNotStallOtherMessages: while one message waits out a
+// long retry backoff, the listener goes on with the others; Close does not
+// wait for the backoff either.
+func TestRetryBackoffDoesNotStallOtherMessages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rabbitmq.WithRetryBackoff(time.Hour, time.Hour))
+	l := e.mustListener(t, []string{contracts.EventBookedName})
+	em := e.mustEmitter(t)
+	if err := em.Emit(t.Context(), booking("fails-once")); err != nil {
+		t.Fatal(err)
+	}
+	const others = 20
+	for i := range others {
+		if err := em.Emit(t.Context(), booking(fmt.Sprintf("other-%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	handled := map[string]int{}
+	listenInBackground(t, l, func(_ context.Context, ev contracts.Event) error {
+		id := ev.(*contracts.EventBooked).ID
+		mu.Lock()
+		defer mu.Unlock()
+		handled[id]++
+		if id == "fails-once" {
+			return errors.New("a dependency hiccuped")
+		}
+		return nil
+	})
+	brokertest.Eventually(t, 20*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if n := len(handled) - 1; n < others {
+			return fmt.Errorf("%d of %d other messages handled while one waits out an hour of backoff", n, others)
+		}
+		return nil
+	})
+	start := time.Now()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Close took %v: it waited for the backoff", took)
+	}
+	// The waiting message went back to the queue with the channel.
+	left, err := peekQueue(e.rabbit.URL, e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 1 || !strings.Contains(string(left[0].Body), "fails-once") {
+		t.Errorf("the queue holds %d messages after Close, want the one waiting", len(left))
+	}
+}
+
+// TestMessageIDIsStable: the same event gets the same message ID whenever
+// it is emitted (a resend, an outbox row sent again after a restart, which
+// decodes it from its JSON first); different events get different IDs.
+func TestMessageIDIsStable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustListener(t, []string{contracts.EventBookedName})
+	em := e.mustEmitter(t)
+	first := booking("b-1")
+	body, _ := json.Marshal(first)
+	again, err := contracts.Decode(contracts.EventBookedName, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []contracts.Event{first, first, again, booking("b-2")} {
+		if err := em.Emit(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := peekQueue(e.rabbit.URL, e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 4 {
+		t.Fatalf("%d messages, want 4", len(ds))
+	}
+	ids := []string{ds[0].MessageId, ds[1].MessageId, ds[2].MessageId, ds[3].MessageId}
+	if ids[0] == "" || ids[1] != ids[0] || ids[2] != ids[0] || ids[3] == ids[0] {
+		t.Errorf("message IDs %v: want the first three equal, the fourth different", ids)
+	}
+	if want := msgqueue.MessageID(contracts.EventBookedName, body); ids[0] != want {
+		t.Errorf("message ID %s, want msgqueue.MessageID = %s", ids[0], want)
+	}
+}
+
+// TestSameEventUnroutableAtOnce: the same event emitted from many
+// goroutines at once shares one message ID; each Emit still gets its own
+// answer when no queue is bound for it.
+func TestSameEventUnroutableAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.mustEmitter(t) // no listener: nothing is bound
+	const goroutines = 20
+	errs := make(chan error, goroutines)
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() { errs <- em.Emit(t.Context(), booking("nobody-listens")) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, msgqueue.ErrUnroutable) {
+			t.Errorf("Emit = %v, want ErrUnroutable", err)
+		}
+	}
+}
+
+// TestEmitRefusesOversizedEvents: an event whose body would be over
+// 64 KiB is never published (a JSON encoder writes each "<" of these
+// valid hall names as six bytes).
+func TestEmitRefusesOversizedEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustListener(t, []string{contracts.LocationCreatedName})
+	em := e.mustEmitter(t)
+	loc := &contracts.LocationCreated{ID: "loc-bulky"}
+	for i := range contracts.MaxHalls {
+		loc.Halls = append(loc.Halls, contracts.Hall{Name: fmt.Sprintf("%03d", i) + strings.Repeat("<", contracts.MaxTextBytes-3), Capacity: 1})
+	}
+	if err := em.Emit(t.Context(), loc); !errors.Is(err, msgqueue.ErrTooLarge) {
+		t.Errorf("Emit = %v, want ErrTooLarge", err)
+	}
+	if ds, err := peekQueue(e.rabbit.URL, e.queue); err != nil || len(ds) != 0 {
+		t.Errorf("the queue holds %d messages (%v), want none", len(ds), err)
+	}
+}

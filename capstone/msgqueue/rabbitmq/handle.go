@@ -1,0 +1,204 @@
+package rabbitmq
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// session is what consuming on one channel needs: the channel every
+// acknowledgement of its deliveries goes to, a channel for dead-letter
+// copies, and the deliveries waiting out a retry backoff.
+type session struct {
+	l       *Listener
+	ch      *amqp.Channel
+	dlq     *deadLetterer
+	retries *retries
+	h       msgqueue.Handler
+	filter  map[string]bool
+}
+
+// end stops the retry timers and closes the dead-letter channel; the
+// caller closes ch, which returns every unacknowledged delivery.
+func (s *session) end() {
+	s.retries.stop()
+	s.dlq.close()
+}
+
+// handle decides what happens to one delivery. Every acknowledgement goes
+// to s.ch, the channel the delivery arrived on: if it is gone, the broker
+// has already put the message back, and acknowledging its tag anywhere
+// else would acknowledge a different message.
+//
+// A message that no handler may see (larger than msgqueue.MaxMessageSize,
+// without an event name or with one no contract has, with a routing key
+// that is not its event name, with a body that does not decode or
+// validate) is dead-lettered at once, as is one the handler refuses with
+// msgqueue.Permanent.
+func (s *session) handle(ctx context.Context, d amqp.Delivery) {
+	l := s.l
+	name, _ := d.Headers[HeaderEventName].(string)
+	log := l.log.With("event", name, "message_id", d.MessageId, "delivery_tag", d.DeliveryTag)
+	if s.ch.IsClosed() {
+		// Handed over just as the channel died: it will come again.
+		log.Debug("skipping a delivery of a closed channel")
+		return
+	}
+	poison := func(reason string, err error) { s.deadLetter(ctx, log, d, name, reason, 0, err) }
+	if err := msgqueue.CheckSize(len(d.Body)); err != nil {
+		poison(msgqueue.ReasonTooLarge, err)
+		return
+	}
+	if name == "" {
+		poison(msgqueue.ReasonMissingName, fmt.Errorf("the message has no %s header", HeaderEventName))
+		return
+	}
+	if _, err := contracts.New(name); err != nil {
+		poison(msgqueue.ReasonUnknownEvent, err)
+		return
+	}
+	// The binding chose this queue by the routing key; the handler would
+	// act on the header. They must agree, or a message bound for one
+	// handler is applied as another event.
+	if d.RoutingKey != name {
+		poison(msgqueue.ReasonRoutingKey, fmt.Errorf("routing key %q differs from %s %q", d.RoutingKey, HeaderEventName, name))
+		return
+	}
+	ev, err := contracts.Decode(name, d.Body)
+	if err != nil {
+		poison(msgqueue.ReasonInvalidPayload, err)
+		return
+	}
+	if !s.filter[name] {
+		l.skipped.Add(1)
+		s.ack(log, d)
+		return
+	}
+
+	l.handled.Add(1)
+	err = s.h(ctx, ev)
+	count := deliveryCount(d)
+	switch {
+	case err == nil:
+		s.ack(log, d)
+	case msgqueue.IsPermanent(err):
+		s.deadLetter(ctx, log, d, name, msgqueue.ReasonPermanent, count+1, err)
+	case count >= l.cfg.deliveryLimit:
+		// The last delivery the limit allows: dead-letter it ourselves,
+		// saying why, rather than let the broker do it without a reason.
+		s.deadLetter(ctx, log, d, name, msgqueue.ReasonRetriesExhausted, count+1, err)
+	default:
+		// Wait before the message goes back to the queue, longer with
+		// every delivery, so a failing handler does not spin; meanwhile
+		// the listener goes on with the other messages.
+		wait := min(l.cfg.retryMin<<min(count, 20), l.cfg.retryMax)
+		log.Warn("handler failed; the message will be delivered again", "err", err, "deliveries_before", count, "retry_in", wait)
+		s.retries.after(wait, d)
+	}
+}
+
+// requeue returns a delivery whose retry backoff is over to the queue.
+func (s *session) requeue(d amqp.Delivery) {
+	s.retries.forget(d)
+	s.l.retried.Add(1)
+	if err := d.Nack(false /* multiple */, true /* requeue */); err != nil {
+		s.l.log.Warn("returning the message failed; the broker returns it when the channel closes",
+			"message_id", d.MessageId, "err", err)
+	}
+}
+
+// deliveryCount is how often the quorum queue delivered d before (its
+// x-delivery-count header; absent on the first delivery).
+func deliveryCount(d amqp.Delivery) int {
+	switch n := d.Headers["x-delivery-count"].(type) {
+	case int64:
+		return int(n)
+	case int32:
+		return int(n)
+	case int:
+		return n
+	case int16:
+		return int(n)
+	case int8:
+		return int(n)
+	case uint8:
+		return int(n)
+	}
+	return 0
+}
+
+// ack acknowledges d after its handler returned nil.
+func (s *session) ack(log *slog.Logger, d amqp.Delivery) {
+	if err := d.Ack(false /* multiple */); err != nil {
+		// The channel is gone, and with it the broker's record of this
+		// delivery: the message is back in the queue and comes again.
+		s.l.ackFailed.Add(1)
+		log.Warn("acknowledging failed; the message will be delivered again", "err", err)
+		return
+	}
+	s.l.acked.Add(1)
+}
+
+// deadLetter moves d to the dead-letter queue: a copy with the reason in
+// x-dlq-* headers, confirmed by the broker, then the original is
+// acknowledged. If the copy cannot be published, the original is rejected
+// instead and the broker dead-letters it itself (x-death says "rejected";
+// the reason is in the log). Either way nothing is lost.
+func (s *session) deadLetter(ctx context.Context, log *slog.Logger, d amqp.Delivery, name, reason string, attempts int, cause error) {
+	l := s.l
+	log.Warn("dead-lettering the message", "reason", reason, "err", cause, "dead_letter_queue", DeadLetterQueue(l.queue))
+	if err := s.dlq.publish(ctx, d, name, reason, attempts, cause); err != nil {
+		log.Warn("publishing the dead-letter copy failed; rejecting the message to the broker's dead-letter exchange", "err", err)
+		if err := d.Nack(false /* multiple */, false /* requeue: dead-letter it */); err != nil {
+			log.Warn("rejecting failed; the message will be delivered again", "err", err)
+			return
+		}
+		l.deadLettered.Add(1)
+		return
+	}
+	if err := d.Ack(false /* multiple */); err != nil {
+		// The copy is stored; the original comes again and is copied a
+		// second time (dead letters are at least once too).
+		log.Warn("acknowledging a dead-lettered message failed; it will be delivered again", "err", err)
+		return
+	}
+	l.deadLettered.Add(1)
+}
+
+// retries holds the deliveries waiting out a retry backoff, without
+// blocking the consumer: each has a timer that hands it back on due.
+type retries struct {
+	due    chan amqp.Delivery
+	done   chan struct{}
+	timers map[uint64]*time.Timer // by delivery tag
+}
+
+func newRetries() *retries {
+	return &retries{due: make(chan amqp.Delivery), done: make(chan struct{}), timers: map[uint64]*time.Timer{}}
+}
+
+// after hands d to due once wait has passed, unless stop came first.
+func (r *retries) after(wait time.Duration, d amqp.Delivery) {
+	r.timers[d.DeliveryTag] = time.AfterFunc(wait, func() {
+		select {
+		case r.due <- d:
+		case <-r.done:
+		}
+	})
+}
+
+// forget drops the timer of a delivery taken from due.
+func (r *retries) forget(d amqp.Delivery) { delete(r.timers, d.DeliveryTag) }
+
+// stop cancels every timer; the deliveries stay unacknowledged.
+func (r *retries) stop() {
+	close(r.done)
+	for _, t := range r.timers {
+		t.Stop()
+	}
+}

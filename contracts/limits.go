@@ -1,0 +1,85 @@
+package contracts
+
+import (
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits every event keeps, checked by Validate. The services check the
+// same limits at their HTTP edge (a request outside them is a 400) and in
+// their stores, and a broker message outside them is poison: so seat
+// arithmetic cannot wrap, every value fits a 64-bit SQL column, and every
+// event fits a 64 KiB message.
+const (
+	// MaxSeats is the most seats one booking may take (at least 1).
+	MaxSeats = 1000
+	// MaxCapacity is the most seats a hall may have (at least 1).
+	MaxCapacity = 1_000_000
+	// MaxIDBytes bounds an ID (id, event_id, location_id) and user_id.
+	MaxIDBytes = 200
+	// MaxTextBytes bounds a name, an address, a country and a hall name.
+	MaxTextBytes = 200
+	// MaxHalls bounds the halls of one location.
+	MaxHalls = 100
+)
+
+// CheckSeats reports seats outside 1..MaxSeats.
+func CheckSeats(seats int) error {
+	if seats < 1 || seats > MaxSeats {
+		return fmt.Errorf("seats must be at least 1 and at most %d, got %d", MaxSeats, seats)
+	}
+	return nil
+}
+
+// CheckCapacity reports a hall capacity outside 1..MaxCapacity.
+func CheckCapacity(capacity int) error {
+	if capacity < 1 || capacity > MaxCapacity {
+		return fmt.Errorf("capacity must be at least 1 and at most %d, got %d", MaxCapacity, capacity)
+	}
+	return nil
+}
+
+// CheckID reports an ID (or user_id) that is empty, longer than MaxIDBytes
+// or not clean text (see CheckText). field names it in the error.
+func CheckID(field, id string) error {
+	if id == "" {
+		return fmt.Errorf("%s is required", field)
+	}
+	return checkString(field, id, MaxIDBytes)
+}
+
+// CheckText reports a name or address longer than MaxTextBytes or not clean
+// text: invalid UTF-8, a control character (NUL, newline, ...) or U+FFFD,
+// the replacement character a JSON decoder silently puts in place of
+// invalid UTF-8 and of a lone surrogate escape such as "\ud800". Empty text
+// passes; a caller that needs a value checks that itself.
+func CheckText(field, text string) error { return checkString(field, text, MaxTextBytes) }
+
+func checkString(field, s string, limit int) error {
+	if len(s) > limit {
+		return fmt.Errorf("%s is %d bytes long, more than the %d allowed", field, len(s), limit)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8", field)
+	}
+	for i, r := range s {
+		switch {
+		case unicode.IsControl(r):
+			return fmt.Errorf("%s holds a control character (%U) at byte %d", field, r, i)
+		case r == utf8.RuneError:
+			return fmt.Errorf("%s holds U+FFFD at byte %d (invalid UTF-8 or a lone surrogate escape was replaced)", field, i)
+		}
+	}
+	return nil
+}
+
+// firstError returns the first non-nil error.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package contracts
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestLimits: every event outside the limits is refused by Decode (and so
+// by every listener) with an error wrapping ErrInvalid; the borders pass.
+func TestLimits(t *testing.T) {
+	long := strings.Repeat("x", MaxIDBytes+1)
+	longText := strings.Repeat("x", MaxTextBytes+1)
+	halls := func(n int) string {
+		hs := make([]string, n)
+		for i := range hs {
+			hs[i] = fmt.Sprintf(`{"name":"h%d","capacity":1}`, i)
+		}
+		return "[" + strings.Join(hs, ",") + "]"
+	}
+	tests := []struct {
+		name, event, body, want string // want "" means valid
+	}{
+		{"1 seat", EventBookedName, `{"id":"b","event_id":"e","user_id":"u","seats":1}`, ""},
+		{"1000 seats", EventBookedName, `{"id":"b","event_id":"e","user_id":"u","seats":1000}`, ""},
+		{"1001 seats", EventBookedName, `{"id":"b","event_id":"e","user_id":"u","seats":1001}`, "at most 1000"},
+		{"2^63-1 seats", EventBookedName, `{"id":"b","event_id":"e","user_id":"u","seats":9223372036854775807}`, "at most 1000"},
+		{"3e9 seats", EventBookedName, `{"id":"b","event_id":"e","user_id":"u","seats":3000000000}`, "at most 1000"},
+		{"user_id of 200 bytes", EventBookedName, `{"id":"b","event_id":"e","user_id":"` + long[:200] + `","seats":1}`, ""},
+		{"user_id of 201 bytes", EventBookedName, `{"id":"b","event_id":"e","user_id":"` + long + `","seats":1}`, "user_id is 201 bytes"},
+		{"NUL in user_id", EventBookedName, `{"id":"b","event_id":"e","user_id":"a\u0000b","seats":1}`, "control character"},
+		{"lone surrogate in user_id", EventBookedName, `{"id":"b","event_id":"e","user_id":"\ud800","seats":1}`, "U+FFFD"},
+		{"invalid UTF-8 in user_id", EventBookedName, "{\"id\":\"b\",\"event_id\":\"e\",\"user_id\":\"a\xffb\",\"seats\":1}", "not valid UTF-8"},
+		{"NUL in event_id", EventBookedName, `{"id":"b","event_id":"\u0000","user_id":"u","seats":1}`, "control character"},
+		{"newline in id", EventBookedName, `{"id":"b\n","event_id":"e","user_id":"u","seats":1}`, "control character"},
+		{"long id", EventBookedName, `{"id":"` + long + `","event_id":"e","user_id":"u","seats":1}`, "id is 201 bytes"},
+		{"capacity 1", EventCreatedName, `{"id":"e","location_id":"l","hall":"h","capacity":1}`, ""},
+		{"capacity 1000000", EventCreatedName, `{"id":"e","location_id":"l","hall":"h","capacity":1000000}`, ""},
+		{"capacity 0", EventCreatedName, `{"id":"e","location_id":"l","hall":"h","capacity":0}`, "at least 1"},
+		{"capacity 1000001", EventCreatedName, `{"id":"e","location_id":"l","hall":"h","capacity":1000001}`, "at most 1000000"},
+		{"NUL in event.created id", EventCreatedName, `{"id":"\u0000","location_id":"l","hall":"h","capacity":1}`, "control character"},
+		{"long event name", EventCreatedName, `{"id":"e","name":"` + longText + `","location_id":"l","hall":"h","capacity":1}`, "name is 201 bytes"},
+		{"hall capacity 0", LocationCreatedName, `{"id":"l","halls":[{"name":"h","capacity":0}]}`, "at least 1"},
+		{"hall capacity 2e6", LocationCreatedName, `{"id":"l","halls":[{"name":"h","capacity":2000000}]}`, "at most 1000000"},
+		{"NUL in hall name", LocationCreatedName, `{"id":"l","halls":[{"name":"\u0000","capacity":1}]}`, "control character"},
+		{"100 halls", LocationCreatedName, `{"id":"l","halls":` + halls(100) + `}`, ""},
+		{"101 halls", LocationCreatedName, `{"id":"l","halls":` + halls(101) + `}`, "at most 100 halls"},
+		{"invalid UTF-8 in address", LocationCreatedName, "{\"id\":\"l\",\"address\":\"\xc3\x28\"}", "not valid UTF-8"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, err := Decode(tc.event, []byte(tc.body))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Decode: %v, want it valid", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Decode accepted %+v, want an error containing %q", ev, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Decode: %v, want an error containing %q", err, tc.want)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("Decode: %v does not wrap ErrInvalid", err)
+			}
+			// The Kafka envelope path refuses the same.
+			value := []byte(`{"eventName":"` + tc.event + `","payload":` + tc.body + `}`)
+			if _, _, err := Unwrap(value); err == nil || !errors.Is(err, ErrInvalid) {
+				t.Errorf("Unwrap: %v, want an error wrapping ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// TestCheckersName: the errors say which field is wrong, in a sentence a
+// client can act on.
+func TestCheckersName(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{CheckSeats(0), "seats must be at least 1 and at most 1000, got 0"},
+		{CheckCapacity(-5), "capacity must be at least 1 and at most 1000000, got -5"},
+		{CheckID("user_id", ""), "user_id is required"},
+		{CheckID("event id", "a\x00"), "event id holds a control character (U+0000) at byte 1"},
+		{CheckText("name", "\xff"), "name is not valid UTF-8"},
+	} {
+		if tc.err == nil || tc.err.Error() != tc.want {
+			t.Errorf("got %v, want %q", tc.err, tc.want)
+		}
+	}
+	if err := CheckText("name", ""); err != nil {
+		t.Errorf("empty text: %v", err)
+	}
+}
