@@ -38,7 +38,8 @@ func publishMandatory(ctx context.Context, conn *amqp.Connection, exchange strin
 	// shared channel would fill up with returns nobody reads.
 
 	// Put the channel in confirm mode: the broker acks or nacks every
-	// message published on it from now on.
+	// message published on it from now on. (Without it, a publish hands
+	// back a nil confirmation, and waiting on it panics.)
 
 	// Register for returned messages before publishing, with room for all
 	// of them, so that the library never blocks handing one over.
@@ -50,7 +51,10 @@ func publishMandatory(ctx context.Context, conn *amqp.Connection, exchange strin
 
 	// Collect the returns. The broker sends a message's basic.return before
 	// its ack, so now that every confirm is in, every return is already
-	// waiting in the channel. Match them to the messages by MessageId.
+	// waiting in the channel. Take what is there without waiting for more
+	// (ranging over it would block: it stays open until the channel
+	// closes). Match them to the messages by MessageId; the reason is the
+	// return's reply code and text, such as "312 NO_ROUTE".
 
 	return nil, labkit.TODO("publishMandatory", "publish with mandatory and confirms, then report each message as routed, returned or nacked")
 }

@@ -83,6 +83,18 @@ func TestExercisePublishMandatory(t *testing.T) {
 		{"full-2", "full.2", nacked, "queue " + full + " is full (x-max-length 1, x-overflow reject-publish), so the broker nacks it; it was routed, so it is not returned"},
 		{"ok-2", "ok.2", routed, "queue " + open + " is bound for ok.*"},
 	}
+	// likelyCause names the usual mistake behind a wrong fate, for the
+	// failure message: the broker's verdict alone does not say which line
+	// to look at.
+	likelyCause := func(want, got string) string {
+		switch {
+		case want == back && got == routed:
+			return " (no return reached publishMandatory: publish with mandatory set, register NotifyReturn before publishing, and give its Go channel room for every return; with no room the library waits 5 s, then drops the return, so a test that paused about 5 s points there)"
+		case want == nacked && got == routed:
+			return " (take acked from the confirmation: WaitContext returns false for a nack)"
+		}
+		return ""
+	}
 	msgs := make([]outgoing, len(cases))
 	for i, c := range cases {
 		msgs[i] = outgoing{key: c.key, msg: amqp.Publishing{
@@ -126,7 +138,7 @@ func TestExercisePublishMandatory(t *testing.T) {
 			got = nacked
 		}
 		if got != c.want {
-			t.Errorf("%s (routing key %s): publishMandatory reports %s; want %s, because %s", c.id, c.key, got, c.want, c.why)
+			t.Errorf("%s (routing key %s): publishMandatory reports %s; want %s, because %s%s", c.id, c.key, got, c.want, c.why, likelyCause(c.want, got))
 		}
 		if c.want == back && f.returned && !strings.Contains(f.reason, "NO_ROUTE") {
 			t.Errorf("%s was returned with reason %q; want the broker's reply code and text, 312 NO_ROUTE", c.id, f.reason)

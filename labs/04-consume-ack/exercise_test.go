@@ -87,7 +87,14 @@ func TestExerciseConsumeN(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !crashed {
-		t.Fatalf("consumeN returned %v without processing ok-2; deliveries: %v", err, delivered)
+		returned, why := "no error", ""
+		if err != nil {
+			returned = fmt.Sprintf("the error %q", err.Error())
+			if len(delivered) > 0 {
+				why = fmt.Sprintf("; if process failed on %s, that is a poison message, not a failure of consumeN: reject it without requeue and go on to the next delivery", delivered[len(delivered)-1].id)
+			}
+		}
+		t.Fatalf("consumeN returned %s before ok-2 reached process; deliveries that reached process, in order: %s%s", returned, describe(delivered), why)
 	}
 	if err == nil {
 		t.Errorf("consumeN returned no error, though its connection closed while ok-2 was being processed: its ack cannot have reached the broker; return the error of Ack (or of the closed delivery channel)")
