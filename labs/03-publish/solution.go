@@ -38,7 +38,8 @@ func publishMandatory(ctx context.Context, conn *amqp.Connection, exchange strin
 	defer ch.Close()
 
 	// Put the channel in confirm mode: the broker acks or nacks every
-	// message published on it from now on.
+	// message published on it from now on. (Without it, a publish hands
+	// back a nil confirmation, and waiting on it panics.)
 	if err := ch.Confirm(false /* no-wait */); err != nil {
 		return nil, fmt.Errorf("enabling publisher confirms: %w", err)
 	}
@@ -72,7 +73,10 @@ func publishMandatory(ctx context.Context, conn *amqp.Connection, exchange strin
 
 	// Collect the returns. The broker sends a message's basic.return before
 	// its ack, so now that every confirm is in, every return is already
-	// waiting in the channel. Match them to the messages by MessageId.
+	// waiting in the channel. Take what is there without waiting for more
+	// (ranging over it would block: it stays open until the channel
+	// closes). Match them to the messages by MessageId; the reason is the
+	// return's reply code and text, such as "312 NO_ROUTE".
 	for {
 		select {
 		case r := <-returns:

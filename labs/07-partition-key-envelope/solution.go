@@ -33,7 +33,9 @@ type envelope struct {
 func encodeEnvelope(ev contracts.Event) ([]byte, error) {
 	// The payload is the event's own JSON, with the snake_case field names
 	// of its json tags; times become RFC 3339 strings. The envelope names
-	// the event beside it, in the field order above.
+	// the event beside it, in the field order above. Declare the envelope
+	// struct yourself (json tags eventName and payload, in that order):
+	// the chapter's envelope type is not part of the exercise build.
 	value, err := json.Marshal(envelope{EventName: ev.EventName(), Payload: ev})
 	if err != nil {
 		return nil, fmt.Errorf("encoding the %s envelope: %w", ev.EventName(), err)
@@ -45,9 +47,10 @@ func encodeEnvelope(ev contracts.Event) ([]byte, error) {
 // type (for example *contracts.EventBooked). It reads the payload as a
 // generic map first and maps it onto the struct with mapstructure, as the
 // original chapter does. A broken value is an error for that record only:
-// malformed JSON or a missing eventName or payload ("malformed envelope:
-// ..."), an unknown event name (wrapping contracts.ErrUnknownEvent), a
-// payload that does not fit the type, or an event that fails Validate.
+// malformed JSON or trailing data ("malformed envelope: ..."), a missing
+// name or payload ("... eventName is missing", "... payload is missing"),
+// an unknown event name (wrapping contracts.ErrUnknownEvent), a payload
+// that does not fit the type, or an event that fails Validate.
 //
 // The simpler alternative is to keep the payload as raw JSON
 // (json.RawMessage) and unmarshal it straight into the struct once the name
@@ -56,9 +59,10 @@ func encodeEnvelope(ev contracts.Event) ([]byte, error) {
 // capstone uses. mapstructure earns its place when the payload arrives as a
 // map already (from YAML, a config library or another decoder).
 func decodeEnvelope(value []byte) (contracts.Event, error) {
-	// Step 1: read the envelope with the payload as a generic map.
-	// UseNumber keeps numbers as json.Number, so that "seats": 2.5 is an
-	// error instead of silently becoming 2 (a float64 would be truncated).
+	// Step 1: read the envelope with the payload as a generic map, through
+	// a json.Decoder (json.Unmarshal has no UseNumber). UseNumber keeps
+	// numbers as json.Number, so that "seats": 2.5 is an error instead of
+	// silently becoming 2 (a float64 would be truncated).
 	// Anything after the object, or a missing name or payload, makes the
 	// envelope malformed.
 	var env struct {
