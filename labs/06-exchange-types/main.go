@@ -361,7 +361,7 @@ func throughDefault(ctx context.Context, out io.Writer, conn *amqp.Connection, c
 			return err
 		}
 		lastTag = max(lastTag, tag)
-		fmt.Fprintf(out, "  %-12s %-55s got %s\n", q, "bound by the broker under its own name", list(got))
+		fmt.Fprintf(out, "  %-12s %-56s got %s\n", q, "bound by the broker under its own name", list(got))
 	}
 	if err := settle(ch, lastTag, keep); err != nil {
 		return err
@@ -457,7 +457,7 @@ func through(ctx context.Context, out io.Writer, ch *amqp.Channel, returns <-cha
 			return nil, err
 		}
 		lastTag = max(lastTag, tag)
-		fmt.Fprintf(out, "  %-12s %-55s got %s\n", q.name, "bound with "+describe(q.bindings), list(got))
+		fmt.Fprintf(out, "  %-12s %-56s got %s\n", q.name, "bound with "+describe(q.bindings), list(got))
 	}
 	for _, w := range wishes {
 		name := exchange + ".wants-" + w.name
