@@ -267,7 +267,7 @@ func answerWith(t *testing.T, ch *amqp.Channel, replyTo, id string, r reply) {
 }
 
 // dial opens a connection of the test's own, closed when the test ends.
-func dial(t *testing.T, rawURL string) *amqp.Connection {
+func dial(t testing.TB, rawURL string) *amqp.Connection {
 	t.Helper()
 	conn, err := amqp.Dial(rawURL)
 	if err != nil {

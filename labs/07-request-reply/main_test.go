@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,9 +239,79 @@ func TestDialErrors(t *testing.T) {
 	}
 }
 
+// BenchmarkCall measures one question through the broker, three ways, on
+// the same broker in the same run, against the lookup event collaboration
+// does instead: a reply queue, one question per call; direct reply-to,
+// one question per call; a reply queue, twenty questions per call (ns/op
+// is per question in every case).
+//
+//	go test -run '^$' -bench Call -benchtime 2000x ./labs/07-request-reply
+func BenchmarkCall(b *testing.B) {
+	rabbit := brokertest.AMQP(b)
+	queue := brokertest.Name(b, "bench")
+	deleteAfter(b, rabbit.URL, queue)
+	conn := dial(b, rabbit.URL)
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(queue, false, false, false, false, amqp.Table{"x-expires": queueTTL.Milliseconds()}); err != nil {
+		b.Fatal(err)
+	}
+	srv := newServer(conn, queue)
+	if err := srv.start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.stop)
+	bconn := dial(b, rabbit.URL)
+	ids := sequence("bench")
+	replyQueue, err := newClient(bconn, queue, ids)
+	if err != nil {
+		b.Fatal(err)
+	}
+	direct, err := newDirectClient(bconn, queue, ids)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range []struct {
+		name     string
+		c        *client
+		inFlight int
+	}{
+		{"reply-queue", replyQueue, 1},
+		{"direct-reply-to", direct, 1},
+		{"reply-queue-20-in-flight", replyQueue, 20},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			eventIDs := slices.Repeat([]string{"ev-2"}, m.inFlight)
+			asked := 0
+			for asked < b.N {
+				ctx, cancel := context.WithTimeout(context.Background(), patience)
+				_, err := m.c.call(ctx, eventIDs...)
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+				asked += m.inFlight
+			}
+			b.ReportMetric(float64(asked)/b.Elapsed().Seconds(), "questions/s")
+		})
+	}
+	b.Run("own-copy", func(b *testing.B) {
+		copyOf := map[string]int{"ev-5": 2000}
+		sum := 0
+		for b.Loop() {
+			sum += copyOf["ev-5"]
+		}
+		if sum == 0 {
+			b.Fatal("the copy does not hold ev-5")
+		}
+	})
+}
+
 // deleteAfter deletes, when the test ends, the queues a run with these
 // names may have left.
-func deleteAfter(t *testing.T, amqpURL string, queues ...string) {
+func deleteAfter(t testing.TB, amqpURL string, queues ...string) {
 	t.Helper()
 	t.Cleanup(func() {
 		conn, err := amqp.Dial(amqpURL)
