@@ -103,8 +103,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// Register for the connection's death notice right away. When the broker
 	// or the network ends the connection, the library sends one *amqp.Error
 	// here; when we close it ourselves, it closes the Go channel without
-	// sending anything. The library delivers synchronously, so give the
-	// channel a buffer (or always read it) to never block its shutdown.
+	// sending anything. Give the channel a buffer of one: amqp091-go tries
+	// the send once without waiting, and if there is no room and nobody is
+	// receiving at that instant, it retries in the background for up to 5 s
+	// while it goes on to close the channel. The error is then usually lost,
+	// and the broker's close looks like our own. One slot always fits it.
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 
 	// Print what the broker said about itself in its first message

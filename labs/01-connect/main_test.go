@@ -33,8 +33,27 @@ func TestConnectPrintsWhatTheBrokerReports(t *testing.T) {
 	defer cancel()
 
 	var buf bytes.Buffer
-	if err := run(ctx, []string{"-url", rabbit.URL, "-conn-name", brokertest.Name(t, "conn")}, &buf); err != nil {
+	connName := brokertest.Name(t, "conn")
+	if err := run(ctx, []string{"-url", rabbit.URL, "-conn-name", connName}, &buf); err != nil {
 		t.Fatalf("run: %v\noutput:\n%s", err, buf.String())
+	}
+
+	// The lab declares nothing, so all it could leave behind is its
+	// connection: the broker must not list it any more. Only a broker
+	// without rabbitmqctl (AMQP_URL on another machine) skips this part.
+	if _, err := rabbit.Ctl(ctx, "-q", "list_connections", "pid"); errors.Is(err, brokertest.ErrNoCtl) {
+		t.Logf("skipping the check that the connection is gone: %v", err)
+	} else {
+		brokertest.Eventually(t, 10*time.Second, func() error {
+			list, err := rabbit.Ctl(ctx, "-q", "list_connections", "client_properties")
+			if err != nil {
+				return fmt.Errorf("listing connections with rabbitmqctl: %w", err)
+			}
+			if strings.Contains(list, `{"connection_name","`+connName+`"}`) {
+				return fmt.Errorf("the broker still lists the lab's connection %s after the run", connName)
+			}
+			return nil
+		})
 	}
 
 	// Ask the broker ourselves.

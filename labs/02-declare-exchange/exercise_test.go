@@ -22,7 +22,7 @@ func TestExerciseDeclareExchange(t *testing.T) {
 	rabbit := brokertest.AMQP(t)
 	conn := openConn(t, rabbit.URL)
 	name := brokertest.Name(t, "events")
-	t.Cleanup(func() { deleteExchange(t, rabbit.URL, name) })
+	t.Cleanup(func() { cleanupExchange(t, rabbit.URL, name) })
 
 	// A new name: the exchange is created.
 	ch := channel(t, conn)
@@ -62,7 +62,7 @@ func TestExerciseDeclareExchange(t *testing.T) {
 	// A name taken by a fanout exchange: the broker refuses with 406 and
 	// closes the channel, not the connection; the fanout stays.
 	taken := brokertest.Name(t, "fanout")
-	t.Cleanup(func() { deleteExchange(t, rabbit.URL, taken) })
+	t.Cleanup(func() { cleanupExchange(t, rabbit.URL, taken) })
 	if err := channel(t, conn).ExchangeDeclare(taken, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		t.Fatalf("declaring %q as fanout: %v", taken, err)
 	}

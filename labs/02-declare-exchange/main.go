@@ -1,5 +1,6 @@
-// Command 02-declare-exchange shows how a client declares the durable topic
-// exchange "events", that declaring it again is harmless, and what happens
+// Command 02-declare-exchange shows how a client declares a durable topic
+// exchange like the capstone's "events", that declaring it again is
+// harmless, and what happens
 // when a declaration contradicts what exists: the broker answers 406
 // PRECONDITION_FAILED and closes the channel, not the connection, so the
 // program opens a new channel and carries on.
@@ -10,13 +11,14 @@
 //
 // Usage:
 //
-//	go run ./labs/02-declare-exchange [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange events]
+//	go run ./labs/02-declare-exchange [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange lab02.events] [-keep]
 //
-// The exchange stays: the capstone's services publish to "events". (Labs 03
-// and 04 declare durable topic exchanges of their own the same way, so that
-// their made-up events never reach the capstone's queues.)
-// An exchange you declare under another name with -exchange stays too;
-// delete it in the management UI when you are done.
+// The exchange is the lab's own, lab02.events, declared exactly as the
+// capstone's services declare "events" but under another name, so that the
+// lab never touches what the services use. It is deleted at the end (also
+// when a step fails) unless -keep is given; the delete is if-unused, so an
+// exchange that queues are bound to, such as the capstone's "events" named
+// with -exchange, is never deleted.
 package main
 
 import (
@@ -38,8 +40,9 @@ import (
 // defaultURL is the local development broker.
 const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 
-// eventsExchange is the exchange every service of the workbench publishes to.
-const eventsExchange = "events"
+// labExchange is the lab's own exchange, declared like "events", the
+// exchange every service of the workbench publishes to.
+const labExchange = "lab02.events"
 
 // replyTimeout bounds how long we wait for the library to report a channel
 // closure it has already seen.
@@ -65,7 +68,8 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("02-declare-exchange", flag.ContinueOnError)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
-	exchange := fs.String("exchange", eventsExchange, "name of the durable topic exchange to declare (it stays on the broker)")
+	exchange := fs.String("exchange", labExchange, "name of the durable topic exchange to declare (deleted at the end unless -keep, and only if no queue is bound to it)")
+	keep := fs.Bool("keep", false, "keep the exchange at the end instead of deleting it")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -109,6 +113,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return explainDeclareError(name, err)
 	}
 	fmt.Fprintf(out, "declared exchange %q: type topic, durable, not auto-delete, not internal, no args\n", name)
+	// From here on the exchange is ours, as declared: whatever happens
+	// below, delete it when we leave (unless -keep). An exchange of that
+	// name with other arguments was refused above and is left alone.
+	deleted := *keep
+	defer func() {
+		if !deleted {
+			_, _ = deleteExchange(conn, name)
+		}
+	}()
 
 	// Declare it again with the same arguments. Declaring means "make sure
 	// this exists as described": when it already does, the broker simply
@@ -234,6 +247,26 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "passive declare %q: code %d: %s; channel closed: %t\n", missing, refusal.Code, refusal.Reason, ch.IsClosed())
 
+	// Clean up, on a channel of its own (the last one was closed by the
+	// 404). if-unused: the broker deletes the exchange only when no queue
+	// is bound to it, so a run pointed at an exchange in use never takes
+	// it away from its consumers.
+	switch {
+	case *keep:
+		fmt.Fprintf(out, "kept exchange %q (-keep): a run without -keep deletes it\n", name)
+	default:
+		deleted = true
+		inUse, err := deleteExchange(conn, name)
+		switch {
+		case err != nil:
+			return err
+		case inUse:
+			fmt.Fprintf(out, "kept exchange %q: queues are bound to it, so the if-unused delete was refused\n", name)
+		default:
+			fmt.Fprintf(out, "deleted exchange %q (if-unused: no queue was bound to it)\n", name)
+		}
+	}
+
 	// The connection came through both refusals.
 	if err := conn.Close(); err != nil {
 		return fmt.Errorf("closing the connection: %w", err)
@@ -249,6 +282,30 @@ func localPort(conn *amqp.Connection) int {
 		return addr.Port
 	}
 	return 0
+}
+
+// deleteExchange deletes the exchange on a channel of its own, if no queue
+// is bound to it. inUse reports that the broker refused because queues are
+// bound (406, which closes that channel); deleting an exchange that does
+// not exist succeeds.
+func deleteExchange(conn *amqp.Connection, name string) (inUse bool, err error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("opening a channel to delete exchange %q: %w", name, err)
+	}
+	defer ch.Close()
+	err = ch.ExchangeDelete(name,
+		true,  // if-unused: only if no queue is bound to it
+		false, // no-wait
+	)
+	var amqpErr *amqp.Error
+	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("deleting exchange %q: %w", name, err)
+	}
+	return false, nil
 }
 
 // errInequivalent is what declareExchange wraps when the broker refuses a

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +23,8 @@ func TestMain(m *testing.M) { brokertest.Main(m) }
 // docs are the files whose "Expected output" block the program must print.
 var docs = []string{"README.md", "../../docs/02-declare-exchange.md"}
 
-// TestDeclareExchange runs the lab twice on a unique exchange name and then
+// TestDeclareExchange runs the lab twice on a unique exchange name, first
+// without -keep (the exchange is gone afterwards), then with -keep, and then
 // checks with a connection of its own what the broker holds.
 func TestDeclareExchange(t *testing.T) {
 	t.Parallel()
@@ -30,30 +33,54 @@ func TestDeclareExchange(t *testing.T) {
 	defer cancel()
 	name := brokertest.Name(t, "events")
 	conn := openConn(t, rabbit.URL)
-	t.Cleanup(func() { deleteExchange(t, rabbit.URL, name) })
+	t.Cleanup(func() { cleanupExchange(t, rabbit.URL, name) })
 
-	// The program's output matches the docs, and a second run prints the
-	// same lines: declaring is idempotent.
+	// The program's output matches the docs, and a second run, with -keep,
+	// prints the same lines but the last two: declaring is idempotent.
 	uri, err := amqp.ParseURI(rabbit.URL)
 	if err != nil {
 		t.Fatalf("parsing the broker URL: %v", err)
 	}
-	for i := 1; i <= 2; i++ {
-		var buf bytes.Buffer
-		if err := run(ctx, []string{"-url", rabbit.URL, "-exchange", name}, &buf); err != nil {
-			t.Fatalf("run %d: %v\noutput:\n%s", i, err, buf.String())
+	replacements := []string{name, "lab02.events",
+		brokertest.Redact(rabbit.URL), brokertest.Redact(brokertest.DefaultAMQPURL),
+		"in vhost '" + uri.Vhost + "'", "in vhost '/'"}
+	port := regexp.MustCompile(`local port \d+`)
+	var outputs [2][]string
+	for i, keep := range []bool{false, true} {
+		args := []string{"-url", rabbit.URL, "-exchange", name}
+		if keep {
+			args = append(args, "-keep")
 		}
-		labtest.CheckOutput(t, buf.String(), docs,
-			name, "events",
-			brokertest.Redact(rabbit.URL), brokertest.Redact(brokertest.DefaultAMQPURL),
-			"in vhost '"+uri.Vhost+"'", "in vhost '/'")
+		var buf bytes.Buffer
+		if err := run(ctx, args, &buf); err != nil {
+			t.Fatalf("run %d: %v\noutput:\n%s", i+1, err, buf.String())
+		}
+		if !keep {
+			labtest.CheckOutput(t, buf.String(), docs, replacements...)
+		}
+		outputs[i] = strings.Split(port.ReplaceAllString(strings.NewReplacer(replacements...).Replace(buf.String()), "local port N"), "\n")
 
 		// The same local port before and after the refusal: the program
 		// kept its one TCP connection and only replaced the channel.
 		ports := regexp.MustCompile(`local port (\d+)`).FindAllStringSubmatch(buf.String(), -1)
 		if len(ports) != 2 || ports[0][1] != ports[1][1] {
-			t.Errorf("run %d: want the same local port twice (one connection throughout), got %v", i, ports)
+			t.Errorf("run %d: want the same local port twice (one connection throughout), got %v", i+1, ports)
 		}
+
+		// Without -keep the exchange is gone; with -keep it stays.
+		err := channel(t, conn).ExchangeDeclarePassive(name, "topic", true, false, false, false, nil)
+		var amqpErr *amqp.Error
+		switch {
+		case !keep && (!errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound):
+			t.Errorf("after a run without -keep, a passive declare of %s got %v; want 404, the lab deletes its exchange", name, err)
+		case keep && err != nil:
+			t.Fatalf("after a run with -keep, a passive declare of %s got %v; want the exchange still there", name, err)
+		}
+	}
+	wantKept := `kept exchange "lab02.events" (-keep): a run without -keep deletes it`
+	if n := len(outputs[0]); len(outputs[1]) != n || !slices.Equal(outputs[0][:n-3], outputs[1][:n-3]) || outputs[1][n-3] != wantKept {
+		t.Errorf("the -keep run should print what the first run printed, with %q instead of its cleanup line:\n--- first ---\n%s\n--- -keep ---\n%s",
+			wantKept, strings.Join(outputs[0], "\n"), strings.Join(outputs[1], "\n"))
 	}
 
 	// The exchange exists: a passive declare succeeds.
@@ -117,6 +144,56 @@ func TestDeclareExchange(t *testing.T) {
 	}
 }
 
+// TestExchangeInUseIsNotDeleted points the lab at an exchange a queue is
+// bound to: the lab's if-unused delete is refused, the run still succeeds,
+// and the exchange and its binding are still there.
+func TestExchangeInUseIsNotDeleted(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := brokertest.Name(t, "events")
+	conn := openConn(t, rabbit.URL)
+	t.Cleanup(func() { cleanupExchange(t, rabbit.URL, name) })
+	ch := channel(t, conn)
+	if err := ch.ExchangeDeclare(name, "topic", true, false, false, false, nil); err != nil {
+		t.Fatalf("declaring %s: %v", name, err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatalf("declaring a queue: %v", err)
+	}
+	if err := ch.QueueBind(q.Name, "#", name, false, nil); err != nil {
+		t.Fatalf("binding %s to %s: %v", q.Name, name, err)
+	}
+
+	var buf bytes.Buffer
+	if err := run(ctx, []string{"-url", rabbit.URL, "-exchange", name}, &buf); err != nil {
+		t.Fatalf("run: %v\noutput:\n%s", err, buf.String())
+	}
+	want := fmt.Sprintf("kept exchange %q: queues are bound to it, so the if-unused delete was refused\n", name)
+	if !strings.Contains(buf.String(), want) {
+		t.Errorf("the output does not say %q:\n%s", want, buf.String())
+	}
+	// The binding still routes: a message published to the exchange
+	// reaches the queue.
+	if err := ch.PublishWithContext(ctx, name, "event.created", false, false, amqp.Publishing{Body: []byte("still bound")}); err != nil {
+		t.Fatalf("publishing to %s: %v", name, err)
+	}
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		d, ok, err := ch.Get(q.Name, true)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			return fmt.Errorf("queue %s is empty: the exchange or its binding is gone", q.Name)
+		case string(d.Body) != "still bound":
+			return fmt.Errorf("queue %s got %q", q.Name, d.Body)
+		}
+		return nil
+	})
+}
+
 // TestExistingExchangeOfAnotherType checks the sentence a learner gets when
 // the name is taken by an exchange with other arguments.
 func TestExistingExchangeOfAnotherType(t *testing.T) {
@@ -126,7 +203,7 @@ func TestExistingExchangeOfAnotherType(t *testing.T) {
 	defer cancel()
 	name := brokertest.Name(t, "events")
 	conn := openConn(t, rabbit.URL)
-	t.Cleanup(func() { deleteExchange(t, rabbit.URL, name) })
+	t.Cleanup(func() { cleanupExchange(t, rabbit.URL, name) })
 	if err := channel(t, conn).ExchangeDeclare(name, "fanout", true, false, false, false, nil); err != nil {
 		t.Fatalf("declaring %s as fanout: %v", name, err)
 	}
@@ -136,7 +213,8 @@ func TestExistingExchangeOfAnotherType(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "already exists with other arguments") {
 		t.Fatalf("run returned %v; want an error saying the exchange exists with other arguments", err)
 	}
-	// The program changed nothing: it is still a fanout exchange.
+	// The program changed nothing and deleted nothing: it is still a
+	// fanout exchange.
 	if err := channel(t, conn).ExchangeDeclare(name, "fanout", true, false, false, false, nil); err != nil {
 		t.Errorf("%s is no longer the fanout exchange we declared: %v", name, err)
 	}
@@ -206,9 +284,9 @@ func channel(t *testing.T, conn *amqp.Connection) *amqp.Channel {
 	return ch
 }
 
-// deleteExchange removes an exchange the test created, on a fresh
+// cleanupExchange removes an exchange the test created, on a fresh
 // connection.
-func deleteExchange(t *testing.T, rawURL, name string) {
+func cleanupExchange(t *testing.T, rawURL, name string) {
 	conn, err := amqp.Dial(rawURL)
 	if err != nil {
 		t.Errorf("cleanup: dialing to delete %s: %v", name, err)

@@ -14,12 +14,13 @@
 //
 // Usage:
 //
-//	go run ./labs/03-publish [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange lab03.events] [-queue lab03.publish] [-n 1000] [-window 100]
+//	go run ./labs/03-publish [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange lab03.events] [-queue lab03.publish] [-n 1000] [-window 100] [-keep]
 //
 // The exchange is the lab's own, lab03.events, not the capstone's "events":
 // the capstone's BookingService binds a durable queue to "events", and would
-// receive the lab's thousands of made-up events as real ones. The exchange
-// stays (empty: it holds no messages); the queue is deleted at the end.
+// receive the lab's thousands of made-up events as real ones. The queue and
+// the exchange are deleted at the end, also on Ctrl-C, unless -keep is
+// given; the exchange only if no other queue is bound to it (if-unused).
 package main
 
 import (
@@ -68,10 +69,11 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("03-publish", flag.ContinueOnError)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
-	exchange := fs.String("exchange", "lab03.events", "name of the durable topic exchange to publish to (it stays on the broker)")
-	queue := fs.String("queue", "lab03.publish", "name of the queue that counts what was routed (deleted at the end)")
+	exchange := fs.String("exchange", "lab03.events", "name of the durable topic exchange to publish to (deleted at the end unless -keep, and only if no other queue is bound to it)")
+	queue := fs.String("queue", "lab03.publish", "name of the queue that counts what was routed (deleted at the end unless -keep)")
 	n := fs.Int("n", 1000, "messages to publish in each mode")
 	window := fs.Int("window", 100, "how many confirms may be outstanding in the window mode")
+	keep := fs.Bool("keep", false, "keep the queue and the exchange at the end instead of deleting them")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -117,6 +119,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("declaring exchange %s: %w", *exchange, err)
 	}
 
+	// Whatever happens below, delete the queue and the exchange when we
+	// leave, unless -keep.
+	deleted := *keep
+	defer func() {
+		if !deleted {
+			_, _ = deleteTopology(conn, *queue, *exchange)
+		}
+	}()
+
 	// Declare a queue bound for every event name, so that what we publish is
 	// routed somewhere and can be counted. It is durable on purpose: a
 	// persistent message in a durable queue is written to disk before the
@@ -130,13 +141,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	); err != nil {
 		return fmt.Errorf("declaring queue %s: %w", *queue, err)
 	}
-	// Whatever happens below, delete the queue when we leave.
-	deleted := false
-	defer func() {
-		if !deleted {
-			_ = deleteQueue(conn, *queue)
-		}
-	}()
 	for _, name := range contracts.Names() {
 		if err := ch.QueueBind(*queue, name, *exchange, false /* no-wait */, nil /* args */); err != nil {
 			return fmt.Errorf("binding queue %s to %s for %s: %w", *queue, *exchange, name, err)
@@ -203,13 +207,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "  channel per message, no confirm: %.0f msg/s\n", perChannel.rate())
 	fmt.Fprintf(out, "  the window is %.1f times as fast as confirm each\n", windowed.rate()/each.rate())
 
-	// Delete the queue; the durable exchange stays, for the next run.
-	deleted = true
-	if err := deleteQueue(conn, *queue); err != nil {
-		return err
-	}
+	// Delete the queue, then the exchange, unless -keep.
 	fmt.Fprintln(out)
-	fmt.Fprintf(out, "deleted queue %q\n", *queue)
+	if *keep {
+		fmt.Fprintf(out, "kept queue %q and exchange %q (-keep): a run without -keep deletes them\n", *queue, *exchange)
+		return nil
+	}
+	deleted = true
+	inUse, err := deleteTopology(conn, *queue, *exchange)
+	switch {
+	case err != nil:
+		return err
+	case inUse:
+		fmt.Fprintf(out, "deleted queue %q; kept exchange %q: queues are bound to it, so the if-unused delete was refused\n", *queue, *exchange)
+	default:
+		fmt.Fprintf(out, "deleted queue %q and exchange %q\n", *queue, *exchange)
+	}
 	return nil
 }
 
@@ -479,12 +492,14 @@ func messageID(mode string, i int) string {
 	return fmt.Sprintf("%s-%05d", mode, i)
 }
 
-// deleteQueue removes the lab's queue on a channel of its own, so that it
-// works even when the publishing channel was closed by an error.
-func deleteQueue(conn *amqp.Connection, queue string) error {
+// deleteTopology removes the lab's queue, then its exchange, on a channel
+// of its own, so that it works even when the publishing channel was closed
+// by an error. The exchange goes only if no queue is bound to it any more
+// (if-unused): inUse reports that the broker refused for that reason.
+func deleteTopology(conn *amqp.Connection, queue, exchange string) (inUse bool, err error) {
 	ch, err := conn.Channel()
 	if err != nil {
-		return fmt.Errorf("opening a channel to delete queue %s: %w", queue, err)
+		return false, fmt.Errorf("opening a channel to delete queue %s: %w", queue, err)
 	}
 	defer ch.Close()
 	if _, err := ch.QueueDelete(queue,
@@ -492,7 +507,18 @@ func deleteQueue(conn *amqp.Connection, queue string) error {
 		false, // if-empty
 		false, // no-wait
 	); err != nil {
-		return fmt.Errorf("deleting queue %s: %w", queue, err)
+		return false, fmt.Errorf("deleting queue %s: %w", queue, err)
 	}
-	return nil
+	err = ch.ExchangeDelete(exchange,
+		true,  // if-unused: only if no queue is bound to it
+		false, // no-wait
+	)
+	var amqpErr *amqp.Error
+	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed {
+		return true, nil // the refusal closed ch; the deferred Close is harmless
+	}
+	if err != nil {
+		return false, fmt.Errorf("deleting exchange %s: %w", exchange, err)
+	}
+	return false, nil
 }

@@ -153,32 +153,97 @@ func TestPublish(t *testing.T) {
 		t.Errorf("%d modes report %d messages routed, want 3", got, testN)
 	}
 
-	// The lab deleted its own queue.
+	// The lab deleted its own queue, but not the exchange: our watch queue
+	// is bound to it, so the lab's if-unused delete was refused, and said so.
 	probe := testChannel(t, rabbit.URL)
 	if _, err := probe.QueueDeclarePassive(queue, true, false, false, false, nil); err == nil {
 		t.Errorf("queue %s still exists after the run", queue)
 	}
+	if err := testChannel(t, rabbit.URL).ExchangeDeclarePassive(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		t.Errorf("exchange %s, which our watch queue is bound to, is gone after the run: %v", exchange, err)
+	}
+	inUse := fmt.Sprintf("deleted queue %q; kept exchange %q: queues are bound to it, so the if-unused delete was refused\n", queue, exchange)
+	if !strings.HasSuffix(out.String(), inUse) {
+		t.Errorf("the output does not end with %q", inUse)
+	}
 
+	// The docs show a run where nothing else is bound to the exchange
+	// (TestCleanup checks that one's last line and the broker).
 	labtest.CheckOutput(t, out.String(), []string{"README.md", "../../docs/03-publish.md"},
+		inUse, "deleted queue \"lab03.publish\" and exchange \"lab03.events\"\n",
 		brokertest.Redact(rabbit.URL), brokertest.Redact(brokertest.DefaultAMQPURL),
 		exchange, "lab03.events",
 		queue, "lab03.publish")
 }
 
+// TestCleanup runs the lab without -keep, where it deletes its queue and
+// its exchange, and with -keep, where both stay on the broker.
+func TestCleanup(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep=%t", keep), func(t *testing.T) {
+			t.Parallel()
+			exchange := brokertest.Name(t, "events")
+			queue := brokertest.Name(t, "lab03")
+			t.Cleanup(func() {
+				ch := testChannel(t, rabbit.URL)
+				_, _ = ch.QueueDelete(queue, false, false, false)
+				_ = ch.ExchangeDelete(exchange, false, false)
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			args := []string{"-url", rabbit.URL, "-exchange", exchange, "-queue", queue, "-n", "20"}
+			if keep {
+				args = append(args, "-keep")
+			}
+			var out bytes.Buffer
+			if err := run(ctx, args, &out); err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			want := fmt.Sprintf("\ndeleted queue %q and exchange %q\n", queue, exchange)
+			if keep {
+				want = fmt.Sprintf("\nkept queue %q and exchange %q (-keep): a run without -keep deletes them\n", queue, exchange)
+			}
+			if !strings.HasSuffix(out.String(), want) {
+				t.Errorf("the output does not end with %q:\n%s", want, out.String())
+			}
+			if !keep {
+				labtest.CheckOutput(t, out.String(), []string{"README.md", "../../docs/03-publish.md"},
+					brokertest.Redact(rabbit.URL), brokertest.Redact(brokertest.DefaultAMQPURL),
+					exchange, "lab03.events",
+					queue, "lab03.publish")
+			}
+
+			// Ask the broker: passive declares find both with -keep, and
+			// neither without (404, on a fresh channel each).
+			errQueue := func() error {
+				_, err := testChannel(t, rabbit.URL).QueueDeclarePassive(queue, true, false, false, false, nil)
+				return err
+			}()
+			errExchange := testChannel(t, rabbit.URL).ExchangeDeclarePassive(exchange, amqp.ExchangeTopic, true, false, false, false, nil)
+			for what, err := range map[string]error{"queue " + queue: errQueue, "exchange " + exchange: errExchange} {
+				var amqpErr *amqp.Error
+				switch {
+				case keep && err != nil:
+					t.Errorf("%s after a run with -keep: %v; want it still there", what, err)
+				case !keep && (!errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound):
+					t.Errorf("%s after a run without -keep: %v; want 404, deleted", what, err)
+				}
+			}
+		})
+	}
+}
+
 // TestInterruptDeletesTheQueue cancels the context as Ctrl-C does, just as
 // the window mode starts: run returns the cancellation (main then exits
-// 130) and has deleted its queue on the way out.
+// 130) and has deleted its queue and its exchange on the way out.
 func TestInterruptDeletesTheQueue(t *testing.T) {
 	t.Parallel()
 	rabbit := brokertest.AMQP(t)
 	exchange := brokertest.Name(t, "events")
 	queue := brokertest.Name(t, "lab03")
-	t.Cleanup(func() {
-		// A channel of its own: the 404 below closes the test's channel.
-		if err := testChannel(t, rabbit.URL).ExchangeDelete(exchange, false, false); err != nil {
-			t.Errorf("cleanup: deleting exchange %s: %v", exchange, err)
-		}
-	})
+	t.Cleanup(func() { _ = testChannel(t, rabbit.URL).ExchangeDelete(exchange, false, false) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -194,6 +259,10 @@ func TestInterruptDeletesTheQueue(t *testing.T) {
 	var amqpErr *amqp.Error
 	if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
 		t.Errorf("queue %s after the interrupted run: %v; want 404, the queue deleted", queue, err)
+	}
+	err = testChannel(t, rabbit.URL).ExchangeDeclarePassive(exchange, amqp.ExchangeTopic, true, false, false, false, nil)
+	if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
+		t.Errorf("exchange %s after the interrupted run: %v; want 404, the exchange deleted", exchange, err)
 	}
 }
 

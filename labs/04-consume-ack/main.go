@@ -16,10 +16,11 @@
 //
 // The exchange is not the capstone's "events": the capstone's BookingService
 // binds a durable queue there, which would receive the lab's test messages
-// and poison messages too. The exchange stays (empty); the queues go.
+// and poison messages too. The lab deletes it too at the end, if no other
+// queue is bound to it (if-unused).
 //
-// With -keep the queues stay (for five minutes of disuse), so you can look
-// at the dead-letter queue: rabbitmqctl list_queues name messages.
+// With -keep everything stays (the queues for five minutes of disuse), so
+// you can look at the dead-letter queue: rabbitmqctl list_queues name messages.
 package main
 
 import (
@@ -107,10 +108,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 func runProbed(ctx context.Context, args []string, out io.Writer, observe probe) error {
 	fs := flag.NewFlagSet("04-consume-ack", flag.ContinueOnError)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
-	exchange := fs.String("exchange", "lab04.events", "name of the durable topic exchange the queue is bound to (it stays on the broker)")
+	exchange := fs.String("exchange", "lab04.events", "name of the durable topic exchange the queue is bound to (deleted at the end unless -keep, and only if no other queue is bound to it)")
 	queue := fs.String("queue", "lab04.consume", "name of the queue to consume; its dead letters go to <queue>.dlx and <queue>.dlq")
 	prefetch := fs.Int("prefetch", 3, "unacked deliveries a consumer may hold in step 2")
-	keep := fs.Bool("keep", false, "keep the queues and the dead letters at the end instead of deleting them (they expire after five minutes unused)")
+	keep := fs.Bool("keep", false, "keep the exchanges, the queues and the dead letters at the end instead of deleting them (the queues expire after five minutes unused)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -198,7 +199,7 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 	deleted := false
 	defer func() {
 		if !deleted && !*keep {
-			_ = deleteTopology(conn, *queue, dlx, dlq)
+			_, _ = deleteTopology(conn, *queue, dlx, dlq, *exchange)
 		}
 	}()
 	for _, name := range contracts.Names() {
@@ -252,14 +253,20 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 
 	fmt.Fprintln(out)
 	if *keep {
-		fmt.Fprintf(out, "kept queue %q, exchange %q and queue %q (they expire after %v unused)\n", *queue, dlx, dlq, queueTTL)
+		fmt.Fprintf(out, "kept queue %q, exchange %q and queue %q (they expire after %v unused), and exchange %q\n", *queue, dlx, dlq, queueTTL, *exchange)
 		return nil
 	}
 	deleted = true
-	if err := deleteTopology(conn, *queue, dlx, dlq); err != nil {
+	inUse, err := deleteTopology(conn, *queue, dlx, dlq, *exchange)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "deleted queue %q, exchange %q and queue %q\n", *queue, dlx, dlq)
+	if inUse {
+		fmt.Fprintf(out, "kept exchange %q: queues are bound to it, so the if-unused delete was refused\n", *exchange)
+	} else {
+		fmt.Fprintf(out, "deleted exchange %q\n", *exchange)
+	}
 	return nil
 }
 
@@ -763,13 +770,14 @@ func eventBody(id string) []byte {
 }
 
 // deleteTopology deletes the queue, the dead-letter queue and the
-// dead-letter exchange, on a channel of its own so that it works even when
-// another channel was closed by an error. The durable exchange the queue
-// was bound to stays.
-func deleteTopology(conn *amqp.Connection, queue, dlx, dlq string) error {
+// dead-letter exchange, then the durable exchange the queue was bound to if
+// no queue is bound to it any more (inUse reports that the broker refused
+// for that reason), on a channel of its own so that it works even when
+// another channel was closed by an error.
+func deleteTopology(conn *amqp.Connection, queue, dlx, dlq, exchange string) (inUse bool, err error) {
 	ch, err := conn.Channel()
 	if err != nil {
-		return fmt.Errorf("opening a channel to clean up: %w", err)
+		return false, fmt.Errorf("opening a channel to clean up: %w", err)
 	}
 	defer ch.Close()
 	for _, q := range []string{queue, dlq} {
@@ -778,11 +786,19 @@ func deleteTopology(conn *amqp.Connection, queue, dlx, dlq string) error {
 			false, // if-empty
 			false, // no-wait
 		); err != nil {
-			return fmt.Errorf("deleting queue %s: %w", q, err)
+			return false, fmt.Errorf("deleting queue %s: %w", q, err)
 		}
 	}
 	if err := ch.ExchangeDelete(dlx, false /* if-unused */, false /* no-wait */); err != nil {
-		return fmt.Errorf("deleting exchange %s: %w", dlx, err)
+		return false, fmt.Errorf("deleting exchange %s: %w", dlx, err)
 	}
-	return nil
+	err = ch.ExchangeDelete(exchange, true /* if-unused */, false /* no-wait */)
+	var amqpErr *amqp.Error
+	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("deleting exchange %s: %w", exchange, err)
+	}
+	return false, nil
 }

@@ -40,7 +40,6 @@ func TestConsumeAck(t *testing.T) {
 	exchange := brokertest.Name(t, "events")
 	queue := brokertest.Name(t, "lab04")
 	deleteAfter(t, rabbit.URL, exchange, queue)
-	ch := testChannel(t, rabbit.URL)
 
 	var (
 		log      []seen
@@ -160,8 +159,10 @@ func TestConsumeAck(t *testing.T) {
 			t.Errorf("queue %s still exists after the run", q)
 		}
 	}
-	if err := ch.ExchangeDeclarePassive(queue+".dlx", amqp.ExchangeFanout, true, true, false, false, nil); err == nil {
-		t.Errorf("exchange %s.dlx still exists after the run", queue)
+	for _, x := range []string{queue + ".dlx", exchange} {
+		if err := testChannel(t, rabbit.URL).ExchangeDeclarePassive(x, amqp.ExchangeFanout, true, true, false, false, nil); err == nil {
+			t.Errorf("exchange %s still exists after the run", x)
+		}
 	}
 
 	labtest.CheckOutput(t, out.String(), []string{"README.md", "../../docs/04-consume-ack.md"},
@@ -186,11 +187,17 @@ func TestKeepLeavesTheDeadLetters(t *testing.T) {
 	if err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange, "-queue", queue, "-keep"}, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "kept queue") {
-		t.Errorf("the output does not say what it kept:\n%s", out.String())
+	kept := fmt.Sprintf("kept queue %q, exchange %q and queue %q (they expire after 5m0s unused), and exchange %q\n", queue, queue+".dlx", queue+".dlq", exchange)
+	if !strings.HasSuffix(out.String(), kept) {
+		t.Errorf("the output does not end with %q:\n%s", kept, out.String())
 	}
 
 	ch := testChannel(t, rabbit.URL)
+	for _, x := range []struct{ name, kind string }{{exchange, amqp.ExchangeTopic}, {queue + ".dlx", amqp.ExchangeFanout}} {
+		if err := testChannel(t, rabbit.URL).ExchangeDeclarePassive(x.name, x.kind, true, false, false, false, nil); err != nil {
+			t.Errorf("exchange %s is gone despite -keep: %v", x.name, err)
+		}
+	}
 	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	if err != nil {
 		t.Fatalf("the main queue is gone despite -keep: %v", err)
@@ -246,15 +253,16 @@ func TestInterruptStopsCleanly(t *testing.T) {
 	if took := time.Since(start); took > 4*time.Second {
 		t.Errorf("run took %v to stop", took)
 	}
-	ch := testChannel(t, rabbit.URL)
 	for _, q := range []string{queue, queue + ".dlq"} {
 		probe := testChannel(t, rabbit.URL)
 		if _, err := probe.QueueDeclarePassive(q, true, false, false, false, nil); err == nil {
 			t.Errorf("queue %s still exists after the interrupted run", q)
 		}
 	}
-	if err := ch.ExchangeDeclarePassive(queue+".dlx", amqp.ExchangeFanout, true, true, false, false, nil); err == nil {
-		t.Errorf("exchange %s.dlx still exists after the interrupted run", queue)
+	for _, x := range []string{queue + ".dlx", exchange} {
+		if err := testChannel(t, rabbit.URL).ExchangeDeclarePassive(x, amqp.ExchangeFanout, true, true, false, false, nil); err == nil {
+			t.Errorf("exchange %s still exists after the interrupted run", x)
+		}
 	}
 }
 

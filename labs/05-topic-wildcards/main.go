@@ -8,7 +8,7 @@
 //
 // Usage:
 //
-//	go run ./labs/05-topic-wildcards [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange wildcards] [-queue wildcards] [-keep]
+//	go run ./labs/05-topic-wildcards [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange lab05.wildcards] [-queue lab05.wildcards] [-keep]
 //
 // Without -keep everything the program creates disappears when it exits.
 // With -keep the queues and their messages stay for five minutes, so you
@@ -86,8 +86,8 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("05-topic-wildcards", flag.ContinueOnError)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
-	exchange := fs.String("exchange", "wildcards", "name of the topic exchange to declare (auto-delete: it goes with its last queue)")
-	queuePrefix := fs.String("queue", "wildcards", "with -keep, the prefix of the queue names: <queue>.<binding pattern>")
+	exchange := fs.String("exchange", "lab05.wildcards", "name of the topic exchange to declare (auto-delete: it goes with its last queue)")
+	queuePrefix := fs.String("queue", "lab05.wildcards", "with -keep, the prefix of the queue names: <queue>.<binding pattern>")
 	keep := fs.Bool("keep", false, "keep the queues and their messages at the end instead of deleting them (they expire after five minutes unused)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

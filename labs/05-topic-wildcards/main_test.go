@@ -107,7 +107,7 @@ func TestOutputAndCleanRerun(t *testing.T) {
 		t.Errorf("a rerun printed something else:\n--- first ---\n%s--- second ---\n%s", outputs[0], outputs[1])
 	}
 	labtest.CheckOutput(t, outputs[0], []string{"README.md", "../../docs/05-topic-wildcards.md"},
-		exchange, "wildcards")
+		exchange, "lab05.wildcards")
 
 	waitExchangeGone(t, rabbit.URL, exchange)
 }

@@ -12,14 +12,15 @@
 //
 // Usage:
 //
-//	go run ./labs/08-kafka-produce [-brokers 127.0.0.1:9092] [-topic lab08.events] [-partitions 4] [-n 20000]
+//	go run ./labs/08-kafka-produce [-brokers 127.0.0.1:9092] [-topic lab08.events] [-partitions 4] [-n 20000] [-keep]
 //
 // Start an embedded Kafka first if you have none: go run ./labs/00-setup -embedded-kafka
 //
 // The topic is the lab's own, lab08.events, not the capstone's "events":
 // BookingService rebuilds its state by replaying "events", and pointed at
-// the same Kafka it would apply the lab's ~40,000 made-up bookings as well. The topic stays after
-// the run, so that a second run shows the offsets growing.
+// the same Kafka it would apply the lab's ~40,000 made-up bookings as well.
+// The topic is deleted at the end, also on Ctrl-C, unless -keep is given;
+// kept, it is used as it is by the next run, whose offsets carry on.
 package main
 
 import (
@@ -75,9 +76,10 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("08-kafka-produce", flag.ContinueOnError)
 	brokerList := fs.String("brokers", "", "Kafka bootstrap brokers, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
-	topic := fs.String("topic", "lab08.events", "name of the topic to create (if missing) and write to; it stays")
+	topic := fs.String("topic", "lab08.events", "name of the topic to create (if missing), write to, and delete at the end unless -keep")
 	partitions := fs.Int("partitions", 4, "partition count for the topic, if this run creates it")
 	n := fs.Int("n", 20000, "bookings to send with each producer for the throughput comparison")
+	keep := fs.Bool("keep", false, "keep the topic at the end instead of deleting it; the next run appends to it")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -151,6 +153,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	default:
 		return fmt.Errorf("creating topic %s: %w", *topic, err)
 	}
+	// Whatever happens below, delete the topic when we leave, unless -keep.
+	deleted := *keep
+	defer func() {
+		if !deleted {
+			if err := admin.DeleteTopic(*topic); err != nil {
+				slog.Warn("deleting topic", "topic", *topic, "err", err)
+			}
+		}
+	}()
 	count, err := partitionCount(ctx, client, *topic)
 	if err != nil {
 		return err
@@ -208,6 +219,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "  SyncProducer   %.2fs  %.0f msg/s\n", syncElapsed.Seconds(), syncRate)
 	fmt.Fprintf(out, "  AsyncProducer  %.2fs  %.0f msg/s\n", asyncElapsed.Seconds(), asyncRate)
 	fmt.Fprintf(out, "  the AsyncProducer was %.1f times as fast\n", asyncRate/syncRate)
+
+	// Delete the topic and everything in it, unless -keep.
+	fmt.Fprintln(out)
+	if *keep {
+		fmt.Fprintf(out, "kept topic %s (-keep): the next run appends to it, a run without -keep deletes it\n", *topic)
+		return nil
+	}
+	deleted = true
+	if err := admin.DeleteTopic(*topic); err != nil {
+		return fmt.Errorf("deleting topic %s: %w", *topic, err)
+	}
+	fmt.Fprintf(out, "deleted topic %s\n", *topic)
 	return nil
 }
 

@@ -29,10 +29,10 @@ type record struct {
 	offset    int64
 }
 
-// TestProduce runs the lab and then reads the whole topic with a consumer of
-// its own: every booking is there exactly once, a key always maps to one
-// partition, the offsets the program printed are the ones on the topic, and
-// the topic has the partition count asked for.
+// TestProduce runs the lab with -keep and then reads the whole topic with a
+// consumer of its own: every booking is there exactly once, a key always
+// maps to one partition, the offsets the program printed are the ones on the
+// topic, and the topic has the partition count asked for.
 func TestProduce(t *testing.T) {
 	t.Parallel()
 	kafka := brokertest.Kafka(t)
@@ -44,11 +44,13 @@ func TestProduce(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	brokers := strings.Join(kafka.Brokers, ",")
-	if err := run(ctx, []string{"-brokers", brokers, "-topic", topic, "-n", strconv.Itoa(n)}, &out); err != nil {
+	if err := run(ctx, []string{"-brokers", brokers, "-topic", topic, "-n", strconv.Itoa(n), "-keep"}, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
-	labtest.CheckOutput(t, out.String(), []string{"README.md", "../../docs/08-kafka-produce.md"},
-		topic, "lab08.events", brokers, "127.0.0.1:9092")
+	kept := fmt.Sprintf("\nkept topic %s (-keep): the next run appends to it, a run without -keep deletes it\n", topic)
+	if !strings.HasSuffix(out.String(), kept) {
+		t.Errorf("the output of a run with -keep does not end with %q:\n%s", kept, out.String())
+	}
 
 	// The partition count of the created topic is the default, 4.
 	records, partitions := consumeAll(t, kafka.Brokers, topic)
@@ -108,9 +110,29 @@ func TestProduce(t *testing.T) {
 	}
 }
 
+// TestCleanup runs the lab without -keep: its output is the docs' block, and
+// afterwards the topic is gone.
+func TestCleanup(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	topic := brokertest.Name(t, "events")
+	t.Cleanup(func() { deleteTopic(t, kafka.Brokers, topic) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	brokers := strings.Join(kafka.Brokers, ",")
+	if err := run(ctx, []string{"-brokers", brokers, "-topic", topic, "-n", "200"}, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	labtest.CheckOutput(t, out.String(), []string{"README.md", "../../docs/08-kafka-produce.md"},
+		topic, "lab08.events", brokers, "127.0.0.1:9092")
+	waitTopicGone(t, kafka.Brokers, topic, "after a run without -keep")
+}
+
 // TestExistingTopicAndRerun pre-creates the topic with 3 partitions: the
-// program keeps it as it is, says 3, and a second run prints the same lines
-// as the first with only the offsets grown.
+// program keeps it as it is, says 3, and a second run with -keep prints the
+// same lines as the first with only the offsets grown. A last run without
+// -keep deletes it.
 func TestExistingTopicAndRerun(t *testing.T) {
 	t.Parallel()
 	kafka := brokertest.Kafka(t)
@@ -124,7 +146,7 @@ func TestExistingTopicAndRerun(t *testing.T) {
 	var shapes []string
 	for range 2 {
 		var out bytes.Buffer
-		if err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-n", "50"}, &out); err != nil {
+		if err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-n", "50", "-keep"}, &out); err != nil {
 			t.Fatalf("run: %v\n%s", err, out.String())
 		}
 		if !strings.Contains(out.String(), "topic "+topic+": 3 partitions\n") {
@@ -135,9 +157,18 @@ func TestExistingTopicAndRerun(t *testing.T) {
 	if shapes[0] != shapes[1] {
 		t.Errorf("the rerun printed different lines:\n--- first ---\n%s--- second ---\n%s", shapes[0], shapes[1])
 	}
-	if _, partitions := consumeAll(t, kafka.Brokers, topic); partitions != 3 {
+	records, partitions := consumeAll(t, kafka.Brokers, topic)
+	if partitions != 3 {
 		t.Errorf("topic has %d partitions after the runs, want the 3 it was created with", partitions)
 	}
+	if want := 2 * (2*len(demoKeys) + 2*50); len(records) != want {
+		t.Errorf("the topic holds %d records after two runs with -keep, want %d", len(records), want)
+	}
+	var out bytes.Buffer
+	if err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-n", "10"}, &out); err != nil {
+		t.Fatalf("run without -keep: %v\n%s", err, out.String())
+	}
+	waitTopicGone(t, kafka.Brokers, topic, "after a run without -keep")
 }
 
 // TestUnreachableBroker checks that a Kafka that is not there gives one
@@ -181,7 +212,7 @@ func TestUnreachableBroker(t *testing.T) {
 
 // TestInterrupt cancels the context as Ctrl-C does, once the demo has
 // started: run returns the cancellation (main then exits 130) before the
-// throughput runs are through.
+// throughput runs are through, and has deleted the topic.
 func TestInterrupt(t *testing.T) {
 	t.Parallel()
 	kafka := brokertest.Kafka(t)
@@ -197,6 +228,7 @@ func TestInterrupt(t *testing.T) {
 	if strings.Contains(out.String(), "throughput") {
 		t.Errorf("the interrupted run went on to the throughput lines:\n%s", out.String())
 	}
+	waitTopicGone(t, kafka.Brokers, topic, "after the interrupted run")
 }
 
 // BenchmarkProducers measures both producers in the same run, one booking
@@ -321,14 +353,33 @@ func createTopic(t testing.TB, brokers []string, topic string, partitions int32)
 	}
 }
 
-// deleteTopic removes a topic a test made.
+// deleteTopic removes a topic a test made, unless the lab already did.
 func deleteTopic(t testing.TB, brokers []string, topic string) {
 	t.Helper()
 	admin := newAdmin(t, brokers)
 	defer admin.Close()
-	if err := admin.DeleteTopic(topic); err != nil {
+	if err := admin.DeleteTopic(topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
 		t.Errorf("deleting topic %s: %v", topic, err)
 	}
+}
+
+// waitTopicGone asks the cluster, with an admin of the test's own, until
+// the topic is no longer listed (Apache Kafka deletes in the background), and
+// fails the test if it still is after ten seconds.
+func waitTopicGone(t testing.TB, brokers []string, topic, when string) {
+	t.Helper()
+	admin := newAdmin(t, brokers)
+	defer admin.Close()
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		topics, err := admin.ListTopics()
+		if err != nil {
+			return fmt.Errorf("listing topics: %w", err)
+		}
+		if _, ok := topics[topic]; ok {
+			return fmt.Errorf("topic %s still exists %s", topic, when)
+		}
+		return nil
+	})
 }
 
 func newAdmin(t testing.TB, brokers []string) sarama.ClusterAdmin {

@@ -9,7 +9,10 @@
 // topic, keyed by PartitionKey(), wrapped in an envelope; the consumer reads
 // each partition in order and decodes the payload by event name with
 // mapstructure. A malformed envelope and an unknown event name are reported
-// for that record only; the records after them are still decoded.
+// for that record only; the records after them are still decoded. Part 3
+// shows the original chapter's first bug on the wire: every field of its
+// "event created" struct tagged json:"id", so that the event travels as {}
+// and every reader decodes it as empty, without an error anywhere.
 //
 // Usage:
 //
@@ -32,6 +35,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -290,7 +294,91 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "mapstructure without a time hook: %s\n", oneLine(dec.Decode(payload)))
 	_, err = mapstructure.NewDecoder(&mapstructure.DecoderConfig{TagName: "json", Result: noHook})
 	fmt.Fprintf(out, "mapstructure with Result not a pointer: %s\n", oneLine(err))
+
+	// ---- Part 3: the chapter's bug, every field tagged json:"id". ----
+	fmt.Fprintln(out, `part 3, the chapter's bug: every field of event.created tagged json:"id"`)
+
+	// Encode ev-1 with those tags. encoding/json drops every field whose
+	// name another field at the same level also claims: here all of them.
+	wrong := reflect.New(wronglyTagged())
+	wrong.Elem().Set(reflect.ValueOf(*ev1).Convert(wronglyTagged()))
+	body, err := json.Marshal(wrong.Interface())
+	if err != nil {
+		return fmt.Errorf("encoding ev-1 with the wrong tags: %w", err)
+	}
+	fmt.Fprintf(out, "  json.Marshal of ev-1 with those tags: %s (%s)\n", body, oneLine(err))
+
+	// Publish it as such a producer would, in the envelope, keyed by the
+	// event ID, and read it back from the broker.
+	value, err := json.Marshal(struct {
+		EventName string          `json:"eventName"`
+		Payload   json.RawMessage `json:"payload"`
+	}{contracts.EventCreatedName, body})
+	if err != nil {
+		return fmt.Errorf("encoding the envelope: %w", err)
+	}
+	p, off, err = producer.SendMessage(&sarama.ProducerMessage{Topic: eventsTopic,
+		Key: sarama.StringEncoder(ev1.ID), Value: sarama.ByteEncoder(value)})
+	if err != nil {
+		return fmt.Errorf("producing the wrongly tagged event.created: %w", err)
+	}
+	fmt.Fprintf(out, "  produced it key %s -> partition %d offset %d\n", ev1.ID, p, off)
+	msgs, err := readPartition(ctx, client, consumer, eventsTopic, p)
+	if err != nil {
+		return err
+	}
+	if len(msgs) == 0 || msgs[len(msgs)-1].Offset != off {
+		return fmt.Errorf("reading %s/%d: the record at offset %d is not there", eventsTopic, p, off)
+	}
+	read := msgs[len(msgs)-1].Value
+	fmt.Fprintf(out, "  a consumer reads %s\n", read)
+
+	// Decode it as a reader with the same struct would, and the correct
+	// payload too: the tags drop every field on the way in as well.
+	var env struct {
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal(read, &env); err != nil {
+		return fmt.Errorf("reading the envelope back: %w", err)
+	}
+	got := reflect.New(wronglyTagged())
+	err = json.Unmarshal(env.Payload, got.Interface())
+	fmt.Fprintf(out, "  a reader with the same struct decodes it: %s (%s)\n", describeWrong(got), oneLine(err))
+	correct, err := json.Marshal(ev1)
+	if err != nil {
+		return fmt.Errorf("encoding ev-1: %w", err)
+	}
+	got = reflect.New(wronglyTagged())
+	err = json.Unmarshal(correct, got.Interface())
+	fmt.Fprintf(out, "  and decodes the correct payload no better: %s (%s)\n", describeWrong(got), oneLine(err))
+
+	// The fix: one snake_case name per field (contracts), and a decoder
+	// that validates, so an empty event is refused instead of stored.
+	_, err = decodeEnvelope(read)
+	fmt.Fprintf(out, "  decodeEnvelope with the contract's tags and Validate: %s\n", oneLine(err))
 	return nil
+}
+
+// wronglyTagged is the original chapter's "event created" struct: the
+// fields of contracts.EventCreated, every one tagged json:"id". Written out
+// in Go source, go vet refuses it ("struct field Name repeats json tag "id"
+// also at ..."), which is how a project catches this bug before it ships;
+// the lab builds the type at run time to show what it does on the wire.
+func wronglyTagged() reflect.Type {
+	right := reflect.TypeFor[contracts.EventCreated]()
+	fields := make([]reflect.StructField, right.NumField())
+	for i := range fields {
+		fields[i] = right.Field(i)
+		fields[i].Tag = `json:"id"`
+	}
+	return reflect.StructOf(fields)
+}
+
+// describeWrong prints the main fields of a decoded wronglyTagged value
+// (a pointer to one).
+func describeWrong(v reflect.Value) string {
+	e := v.Elem().Convert(reflect.TypeFor[contracts.EventCreated]()).Interface().(contracts.EventCreated)
+	return fmt.Sprintf("id %q, name %q, location_id %q, capacity %d", e.ID, e.Name, e.LocationID, e.Capacity)
 }
 
 // publish produces ev to topic, wrapped in an envelope (encodeEnvelope, the
@@ -416,8 +504,11 @@ func newConfig() *sarama.Config {
 	// and never writes a retried record twice.
 	cfg.Producer.Idempotent = true
 	cfg.Net.MaxOpenRequests = 1
-	// The default, spelled out: the FNV-1a hash of the key, modulo the
-	// partition count. A nil key would pick a random partition.
+	// The default, spelled out: the FNV-1a hash of the key, read as a
+	// signed int32, Go's remainder by the partition count, and the sign of a
+	// negative result flipped (not the Java client's masked modulo; the
+	// chapter shows a key where they differ). A nil key would pick a random
+	// partition.
 	cfg.Producer.Partitioner = sarama.NewHashPartitioner
 	cfg.Consumer.Return.Errors = true
 	// The lab stops reading at the end of a partition, and closing a

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -143,7 +145,7 @@ func TestRunMatchesDocs(t *testing.T) {
 	want := map[string][]string{
 		"loc-1": {"location.created loc-1"},
 		"loc-2": {"location.created loc-2"},
-		"ev-1":  {"event.created ev-1", "event.booked bk-1", "event.booked bk-3"},
+		"ev-1":  {"event.created ev-1", "event.booked bk-1", "event.booked bk-3", "broken"},
 		"ev-2":  {"event.created ev-2", "event.booked bk-2", "broken", "broken", "event.booked bk-4"},
 	}
 	for key, seq := range want {
@@ -165,6 +167,45 @@ func TestRunMatchesDocs(t *testing.T) {
 	}
 	if len(perKey) != len(want) {
 		t.Errorf("keys on the topic: %v, want those of %v", perKey, want)
+	}
+
+	// Part 3's record, the last of key ev-1: the wrongly tagged
+	// event.created arrived as an empty payload, a struct with every field
+	// tagged json:"id" (built here on its own) decodes it as empty without
+	// an error, and the contracts' decoder refuses it.
+	var last *sarama.ConsumerMessage
+	for _, msgs := range got {
+		for _, m := range msgs {
+			if string(m.Key) == "ev-1" {
+				last = m
+			}
+		}
+	}
+	if last == nil {
+		t.Fatal("no record with key ev-1 on the topic")
+	}
+	if g, w := string(last.Value), `{"eventName":"event.created","payload":{}}`; g != w {
+		t.Errorf("part 3's record is %s, want %s", g, w)
+	}
+	fields := make([]reflect.StructField, 0, 7)
+	for _, name := range []string{"ID", "Name", "LocationID", "Hall"} {
+		fields = append(fields, reflect.StructField{Name: name, Type: reflect.TypeFor[string](), Tag: `json:"id"`})
+	}
+	fields = append(fields, reflect.StructField{Name: "Capacity", Type: reflect.TypeFor[int](), Tag: `json:"id"`},
+		reflect.StructField{Name: "StartDate", Type: reflect.TypeFor[time.Time](), Tag: `json:"id"`},
+		reflect.StructField{Name: "EndDate", Type: reflect.TypeFor[time.Time](), Tag: `json:"id"`})
+	var env struct {
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal(last.Value, &env); err != nil {
+		t.Fatalf("part 3's envelope: %v", err)
+	}
+	decoded := reflect.New(reflect.StructOf(fields))
+	if err := json.Unmarshal(env.Payload, decoded.Interface()); err != nil || !decoded.Elem().IsZero() {
+		t.Errorf("a reader with the wrongly tagged struct decoded %+v, %v; want the zero value and no error", decoded.Elem(), err)
+	}
+	if _, _, err := contracts.Unwrap(last.Value); !errors.Is(err, contracts.ErrInvalid) {
+		t.Errorf("contracts.Unwrap of part 3's record: %v; want %v", err, contracts.ErrInvalid)
 	}
 }
 

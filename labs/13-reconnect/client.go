@@ -422,3 +422,26 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// deleteTopology is the lab's cleanup (main.go): it deletes the queue, then
+// the exchange if no queue is bound to it any more (inUse reports that the
+// broker refused for that reason), on a channel of its own, so that it
+// works even when another channel was closed by an error.
+func deleteTopology(conn *amqp.Connection, queue, exchange string) (inUse bool, err error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("opening a channel to clean up: %w", err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDelete(queue, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
+		return false, fmt.Errorf("deleting queue %s: %w", queue, err)
+	}
+	var amqpErr *amqp.Error
+	switch err := ch.ExchangeDelete(exchange, true /* if-unused */, false /* no-wait */); {
+	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed:
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("deleting exchange %s: %w", exchange, err)
+	}
+	return false, nil
+}

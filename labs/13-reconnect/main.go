@@ -11,13 +11,13 @@
 // shared broker has other people's connections). The three parts share one
 // classic queue bound to a durable topic exchange of the lab's own,
 // lab13.events, not the capstone's "events" (whose durable BookingService
-// queue would collect the lab's made-up bookings). The program finishes by
-// itself in a few seconds and deletes the queue; the exchange stays, empty.
+// queue would collect the lab's made-up bookings). It finishes by itself in
+// a few seconds and deletes the queue and the exchange unless -keep is given.
 // Ctrl-C stops it cleanly at any point.
 //
 // Usage:
 //
-//	go run ./labs/13-reconnect [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange lab13.events] [-queue lab13.reconnect] [-conn-name myevents-13-reconnect] [-rabbitmqctl rabbitmqctl]
+//	go run ./labs/13-reconnect [-url amqp://guest:guest@127.0.0.1:5672/] [-exchange lab13.events] [-queue lab13.reconnect] [-conn-name myevents-13-reconnect] [-rabbitmqctl rabbitmqctl] [-keep]
 //
 // rabbitmqctl must reach the broker; with the Docker broker, pass
 // -rabbitmqctl "docker compose -f docker/compose.yaml exec -T rabbitmq rabbitmqctl".
@@ -137,8 +137,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 func runProbed(ctx context.Context, args []string, out io.Writer, ctl ctlFunc, observe probe) error {
 	fs := flag.NewFlagSet("13-reconnect", flag.ContinueOnError)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
-	exchange := fs.String("exchange", "lab13.events", "name of the durable topic exchange the lab publishes to (it stays on the broker, empty)")
-	queue := fs.String("queue", "lab13.reconnect", "name of the queue the three parts consume (deleted at the end)")
+	exchange := fs.String("exchange", "lab13.events", "name of the durable topic exchange the lab publishes to (deleted at the end unless -keep, and only if no other queue is bound to it)")
+	queue := fs.String("queue", "lab13.reconnect", "name of the queue the three parts consume (deleted at the end unless -keep)")
+	keep := fs.Bool("keep", false, "keep the queue and the exchange at the end instead of deleting them")
 	connName := fs.String("conn-name", "myevents-13-reconnect", "prefix of the connection names the broker shows; the lab adds a per-run token and the role")
 	ctlCommand := fs.String("rabbitmqctl", "rabbitmqctl", "command that runs rabbitmqctl against the broker, split at spaces")
 	if err := fs.Parse(args); err != nil {
@@ -169,7 +170,7 @@ func runProbed(ctx context.Context, args []string, out io.Writer, ctl ctlFunc, o
 		observe:    observe,
 		out:        out,
 	}
-	return l.run(ctx)
+	return l.run(ctx, *keep)
 }
 
 // lab holds what the three parts share.
@@ -187,7 +188,7 @@ type lab struct {
 // name returns the connection name of one role in this run.
 func (l *lab) name(role string) string { return l.connName + "." + role }
 
-func (l *lab) run(ctx context.Context) error {
+func (l *lab) run(ctx context.Context, keep bool) error {
 	// Connect. This connection declares, publishes for parts 1 and 2, and
 	// counts; the lab never cuts it.
 	conn, err := labkit.DialAMQP(l.url, l.name("lab"))
@@ -229,11 +230,12 @@ func (l *lab) run(ctx context.Context) error {
 	); err != nil {
 		return fmt.Errorf("declaring queue %s: %w", l.queue, err)
 	}
-	// Whatever happens below, delete the queue when we leave.
-	deleted := false
+	// Whatever happens below, delete the queue and the exchange when we
+	// leave, unless -keep.
+	deleted := keep
 	defer func() {
 		if !deleted {
-			_ = deleteQueue(conn, l.queue)
+			_, _ = deleteTopology(conn, l.queue, l.exchange)
 		}
 	}()
 	if err := l.ch.QueueBind(l.queue, contracts.EventBookedName, l.exchange, false /* no-wait */, nil /* args */); err != nil {
@@ -271,11 +273,19 @@ func (l *lab) run(ctx context.Context) error {
 	}
 
 	fmt.Fprintln(l.out)
-	deleted = true
-	if err := deleteQueue(conn, l.queue); err != nil {
-		return err
+	if keep {
+		fmt.Fprintf(l.out, "kept queue %q and exchange %q (-keep): a run without -keep deletes them\n", l.queue, l.exchange)
+		return nil
 	}
-	fmt.Fprintf(l.out, "deleted queue %q\n", l.queue)
+	deleted = true
+	switch inUse, err := deleteTopology(conn, l.queue, l.exchange); {
+	case err != nil:
+		return err
+	case inUse:
+		fmt.Fprintf(l.out, "deleted queue %q; kept exchange %q: queues are bound to it, so the if-unused delete was refused\n", l.queue, l.exchange)
+	default:
+		fmt.Fprintf(l.out, "deleted queue %q and exchange %q\n", l.queue, l.exchange)
+	}
 	return nil
 }
 
@@ -869,22 +879,4 @@ func taggedList(ds []amqp.Delivery) string {
 		parts = append(parts, tagged(d))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// deleteQueue deletes the queue on a channel of its own, so that it works
-// even when another channel was closed by an error. The exchange stays.
-func deleteQueue(conn *amqp.Connection, queue string) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("opening a channel to clean up: %w", err)
-	}
-	defer ch.Close()
-	if _, err := ch.QueueDelete(queue,
-		false, // if-unused
-		false, // if-empty
-		false, // no-wait
-	); err != nil {
-		return fmt.Errorf("deleting queue %s: %w", queue, err)
-	}
-	return nil
 }

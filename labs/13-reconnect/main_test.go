@@ -126,9 +126,13 @@ func TestReconnect(t *testing.T) {
 		t.Errorf("part 3: the publisher reports %d unconfirmed publishes at the outage; it can only notice an outage through one", r3.unconfirmed)
 	}
 
-	// Nothing is left: the queue is gone, and so are the lab's connections.
+	// Nothing is left: the queue and the exchange are gone, and so are the
+	// lab's connections.
 	if err := passiveErr(rabbit.URL, queue); err == nil {
 		t.Errorf("queue %s still exists after the run", queue)
+	}
+	if err := exchangeErr(rabbit.URL, exchange); err == nil {
+		t.Errorf("exchange %s still exists after the run", exchange)
 	}
 	noConnections(t, rabbit, connName)
 
@@ -140,12 +144,17 @@ func TestReconnect(t *testing.T) {
 
 // TestInterruptStopsCleanly cancels the context, as Ctrl-C does, in part 1
 // and in part 3 (while the consumer holds a message and both loops run):
-// run returns promptly with the cancellation, deletes the queue and closes
-// every connection it opened.
+// run returns promptly with the cancellation, deletes the queue and the
+// exchange (or, with -keep, leaves both) and closes every connection it
+// opened.
 func TestInterruptStopsCleanly(t *testing.T) {
 	t.Parallel()
-	for _, at := range []string{stepNaiveDeaf, stepFixHolding} {
-		t.Run(at, func(t *testing.T) {
+	for _, tc := range []struct {
+		at   string
+		keep bool
+	}{{stepNaiveDeaf, false}, {stepFixHolding, false}, {stepNaiveDeaf, true}} {
+		at := tc.at
+		t.Run(fmt.Sprintf("%s keep=%t", at, tc.keep), func(t *testing.T) {
 			t.Parallel()
 			rabbit := needCtl(t)
 			exchange := brokertest.Name(t, "events")
@@ -162,16 +171,24 @@ func TestInterruptStopsCleanly(t *testing.T) {
 					cancel()
 				}
 			}
+			args := []string{"-url", rabbit.URL, "-exchange", exchange, "-queue", queue, "-conn-name", connName}
+			if tc.keep {
+				args = append(args, "-keep")
+			}
 			var out bytes.Buffer
-			err := runProbed(ctx, []string{"-url", rabbit.URL, "-exchange", exchange, "-queue", queue, "-conn-name", connName}, &out, rabbit.Ctl, observe)
+			err := runProbed(ctx, args, &out, rabbit.Ctl, observe)
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("run = %v, want context.Canceled\n%s", err, out.String())
 			}
 			if took := time.Since(cancelled); took > 3*time.Second {
 				t.Errorf("run took %v to stop after the cancel", took)
 			}
-			if err := passiveErr(rabbit.URL, queue); err == nil {
-				t.Errorf("queue %s still exists after the interrupted run", queue)
+			errQueue, errExchange := passiveErr(rabbit.URL, queue), exchangeErr(rabbit.URL, exchange)
+			switch {
+			case !tc.keep && (errQueue == nil || errExchange == nil):
+				t.Errorf("after the interrupted run, queue %s: %v, exchange %s: %v; want both gone", queue, errQueue, exchange, errExchange)
+			case tc.keep && (errQueue != nil || errExchange != nil):
+				t.Errorf("after the interrupted run with -keep, queue %s: %v, exchange %s: %v; want both still there", queue, errQueue, exchange, errExchange)
 			}
 			noConnections(t, rabbit, connName)
 		})
@@ -283,6 +300,21 @@ func passiveErr(amqpURL, queue string) error {
 	}
 	_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	return err
+}
+
+// exchangeErr is the error of a passive declare of the exchange: nil when
+// it exists.
+func exchangeErr(amqpURL, exchange string) error {
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		return fmt.Errorf("dialing: %w", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	return ch.ExchangeDeclarePassive(exchange, amqp.ExchangeTopic, true, false, false, false, nil)
 }
 
 // peekIDs reads every message in the queue without acking it, closes its
