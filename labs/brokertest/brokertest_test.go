@@ -8,8 +8,11 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -283,6 +286,28 @@ func TestRabbitMQCtlReachesTheBroker(t *testing.T) {
 	}
 	if !strings.Contains(out, "RabbitMQ version") {
 		t.Fatalf("rabbitmqctl status printed no version:\n%s", out)
+	}
+}
+
+// TestCtlLeavesNoGoroutines: rabbitmqctl, run by a few tests at once, must
+// leave nothing running behind it (in a container: no connection to the
+// engine), or every leak check that spans a Ctl call would fail.
+func TestCtlLeavesNoGoroutines(t *testing.T) {
+	rabbit := AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := goleak.IgnoreCurrent()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if _, err := rabbit.Ctl(ctx, "list_connections", "name"); err != nil {
+				t.Errorf("rabbitmqctl list_connections: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := goleak.Find(before); err != nil {
+		t.Errorf("goroutines outlived rabbitmqctl on the %s broker: %v", rabbit.Backend, err)
 	}
 }
 

@@ -177,19 +177,40 @@ func startRabbitMQContainer(r *RabbitMQ, image string) (*RabbitMQ, error) {
 		return nil, fmt.Errorf("reading RabbitMQ container URL: %w", err)
 	}
 	r.URL = u
+	id := ctr.GetContainerID()
 	r.ctl = func(ctx context.Context, args ...string) (string, error) {
-		code, out, err := ctr.Exec(ctx, append([]string{"rabbitmqctl"}, args...), tcexec.Multiplexed())
+		code, text, err := execInContainer(ctx, id, append([]string{"rabbitmqctl"}, args...))
 		if err != nil {
 			return "", fmt.Errorf("rabbitmqctl %s in container: %w", strings.Join(args, " "), err)
 		}
-		text, _ := io.ReadAll(out)
 		if code != 0 {
-			return string(text), fmt.Errorf("rabbitmqctl %s in container exited %d: %s", strings.Join(args, " "), code, text)
+			return text, fmt.Errorf("rabbitmqctl %s in container exited %d: %s", strings.Join(args, " "), code, text)
 		}
-		return string(text), nil
+		return text, nil
 	}
 	r.logs = func(ctx context.Context) (string, error) { return containerLogs(ctx, ctr) }
 	return r, nil
+}
+
+// execInContainer runs cmd in a running container and returns its exit code
+// and output. It talks to the engine through a client of its own and closes
+// it, so no HTTP connection (and none of the goroutines that serve one)
+// outlives the call: a test that checks for leaked goroutines may run
+// rabbitmqctl.
+func execInContainer(ctx context.Context, id string, cmd []string) (int, string, error) {
+	provider, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return 0, "", fmt.Errorf("docker provider: %w", err)
+	}
+	defer provider.Close()
+	ctr := &testcontainers.DockerContainer{ID: id}
+	ctr.SetProvider(provider)
+	code, out, err := ctr.Exec(ctx, cmd, tcexec.Multiplexed())
+	if err != nil {
+		return 0, "", err
+	}
+	text, err := io.ReadAll(out)
+	return code, string(text), err
 }
 
 // dialAMQP checks that an AMQP URL answers and accepts its credentials.
