@@ -181,7 +181,7 @@ func startKafkaContainer(k *KafkaCluster, image string) (*KafkaCluster, error) {
 		}),
 	)
 	if ctr != nil {
-		shared.stoppers = append(shared.stoppers, func() { _ = testcontainers.TerminateContainer(ctr) })
+		shared.stoppers = append(shared.stoppers, func() { terminate(ctr) })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("starting Kafka container %s: %w (%s names another image; %s=embedded uses the embedded Kafka instead)", image, err, EnvKafkaImage, EnvKafka)

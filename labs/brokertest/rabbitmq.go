@@ -167,7 +167,7 @@ func startRabbitMQContainer(r *RabbitMQ, image string) (*RabbitMQ, error) {
 	defer cancel()
 	ctr, err := tcrabbitmq.Run(ctx, image)
 	if ctr != nil {
-		shared.stoppers = append(shared.stoppers, func() { _ = testcontainers.TerminateContainer(ctr) })
+		shared.stoppers = append(shared.stoppers, func() { terminate(ctr) })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("starting RabbitMQ container %s: %w (%s names another image)", image, err, EnvRabbitMQImage)
@@ -250,6 +250,12 @@ func firstLine(err error) string {
 	}
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
+}
+
+// terminate removes a test's container at once: nothing in it is worth a
+// graceful stop, which would cost up to ten seconds per package.
+func terminate(ctr testcontainers.Container) {
+	_ = testcontainers.TerminateContainer(ctr, testcontainers.StopTimeout(0))
 }
 
 // containerLogs reads everything a container printed.
