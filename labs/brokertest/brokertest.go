@@ -114,8 +114,8 @@ func forcedBackend(getenv func(string) string, key string, allowed ...Backend) (
 	return "", fmt.Errorf("%s=%s is not one of %s; fix or unset it", key, getenv(key), strings.Join(names, ", "))
 }
 
-// chooseImage returns the image named by the environment variable key, else the
-// pinned one, and says where it came from.
+// chooseImage returns the image that the environment variable key names,
+// else the pinned one, and says where it came from.
 func chooseImage(getenv func(string) string, key, pinned string) (name, from string) {
 	if v := strings.TrimSpace(getenv(key)); v != "" {
 		return v, "image " + v + " from " + key
