@@ -1,5 +1,6 @@
 // Command 00-setup shows what the labs need and whether this machine has it:
-// the workbench's doctor checks Go, RabbitMQ, Kafka and a Docker engine,
+// the workbench's doctor checks Go, RabbitMQ, Kafka and a Docker engine (or
+// Podman's, which it finds at Podman's socket and says how to use),
 // prints one line per check, and says exactly how to fix whatever is
 // missing. With -embedded-kafka it serves an in-memory Kafka instead, for
 // the Kafka labs, until Ctrl-C (which ends that mode normally, exit status
@@ -31,6 +32,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -81,10 +83,13 @@ func main() {
 type machine struct {
 	getenv func(string) string
 	docker func(context.Context) error
+	// podman looks for Podman's API socket where Podman puts it, and says
+	// whether a Docker API answers there; sock is empty when there is none.
+	podman func(ctx context.Context) (sock string, answers bool)
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
-	return doctor(ctx, args, out, machine{getenv: os.Getenv, docker: dockerHealthy})
+	return doctor(ctx, args, out, machine{getenv: os.Getenv, docker: dockerHealthy, podman: findPodman})
 }
 
 func doctor(ctx context.Context, args []string, out io.Writer, m machine) error {
@@ -142,7 +147,7 @@ func doctor(ctx context.Context, args []string, out io.Writer, m machine) error 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("checking Kafka: %w", err)
 	}
-	docker := checkDocker(ctx, m.docker, log)
+	docker := checkDocker(ctx, m, log)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("checking Docker: %w", err)
 	}
@@ -364,21 +369,113 @@ func checkKafka(list string, fromEnv bool, log *slog.Logger) result {
 }
 
 // checkDocker asks testcontainers-go, as the tests do, whether a Docker
-// engine answers.
-func checkDocker(ctx context.Context, probe func(context.Context) error, log *slog.Logger) result {
+// engine answers, where DOCKER_HOST says or at Docker's own socket. Podman
+// serves the same API at a socket of its own, which the tests do not look
+// for: when Podman is there, the fix is to point DOCKER_HOST at it.
+func checkDocker(ctx context.Context, m machine, log *slog.Logger) result {
 	r := result{name: "docker", why: "optional: without it the tests use the local RabbitMQ and the embedded Kafka"}
-	if err := probe(ctx); err != nil {
-		log.Debug("docker check failed", "err", err)
-		r.detail = "no Docker engine answers"
-		r.fix = []string{
-			"install Docker Engine (or Docker Desktop), start it, and check with `docker info`",
-			"then the tests start RabbitMQ 4 and Apache Kafka 4 in containers, and docker/compose.yaml works",
+	host := m.getenv("DOCKER_HOST")
+	err := m.docker(ctx)
+	if err == nil {
+		r.ok = true
+		r.detail = "a Docker engine answers: the tests will use containers"
+		if strings.Contains(host, "podman") {
+			r.detail = fmt.Sprintf("Podman answers at DOCKER_HOST=%s: the tests will use containers", host)
 		}
 		return r
 	}
-	r.ok = true
-	r.detail = "a Docker engine answers: the tests will use containers"
+	log.Debug("docker check failed", "err", err)
+	podmanEnv := func(sock string) []string {
+		return []string{
+			cmd("export DOCKER_HOST=unix://"+sock, "where the tests look for a Docker API"),
+			cmd("export TESTCONTAINERS_RYUK_DISABLED=true", "no reaper container: the tests remove their own"),
+			cmd("export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1", "reach the containers' ports on 127.0.0.1"),
+		}
+	}
+	if host != "" {
+		r.detail = fmt.Sprintf("DOCKER_HOST=%s is set, but no engine answers there", host)
+		if sock, ok := strings.CutPrefix(host, "unix://"); ok && strings.Contains(sock, "podman") {
+			r.fix = []string{
+				cmd("podman system service --time=0 "+host+" &", "start Podman's API service there"),
+				cmd("systemctl --user start podman.socket", "or let systemd start it (as root: systemctl start podman.socket)"),
+			}
+			return r
+		}
+		r.fix = []string{"start the engine DOCKER_HOST names (check with `docker info`), or unset DOCKER_HOST to use Docker's own socket"}
+		return r
+	}
+	if sock, answers := m.podman(ctx); sock != "" {
+		if answers {
+			r.detail = fmt.Sprintf("no Docker engine answers, but Podman does at %s", sock)
+			r.fix = append(podmanEnv(sock), "then the tests start their brokers in Podman containers")
+			return r
+		}
+		r.detail = fmt.Sprintf("no Docker engine answers; Podman's socket %s is there, but nothing answers on it", sock)
+		r.fix = append([]string{
+			cmd("podman system service --time=0 unix://"+sock+" &", "start Podman's API service"),
+		}, podmanEnv(sock)...)
+		return r
+	}
+	r.detail = "no Docker engine answers"
+	r.fix = []string{
+		"install Docker Engine (or Docker Desktop), start it, and check with `docker info`",
+		"or start Podman's API service (`systemctl --user start podman.socket`), then run me again: I show what to set",
+		cmd(`eval "$(scripts/podman-up.sh)"`, "or, on Debian as root: Podman set up, no registry needed"),
+		"then the tests start their brokers in containers, and docker/compose.yaml works",
+	}
 	return r
+}
+
+// podmanSockets are the places Podman puts its API socket: the user's
+// runtime directory (rootless Podman) and /run/podman (rootful).
+func podmanSockets(getenv func(string) string, uid int) []string {
+	runtimeDir := getenv("XDG_RUNTIME_DIR")
+	if runtimeDir == "" && uid != 0 {
+		runtimeDir = fmt.Sprintf("/run/user/%d", uid)
+	}
+	var socks []string
+	if runtimeDir != "" {
+		socks = append(socks, runtimeDir+"/podman/podman.sock")
+	}
+	return append(socks, "/run/podman/podman.sock")
+}
+
+// findPodman returns the first Podman socket that exists, and whether a
+// Docker API answers on it (GET /_ping).
+func findPodman(ctx context.Context) (string, bool) {
+	for _, sock := range podmanSockets(os.Getenv, os.Getuid()) {
+		if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+			continue
+		}
+		return sock, pingSocket(ctx, sock) == nil
+	}
+	return "", false
+}
+
+// pingSocket asks the Docker API on a Unix socket whether it is up.
+func pingSocket(ctx context.Context, sock string) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	transport := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}
+	defer transport.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://podman/_ping", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: transport}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /_ping: %s", resp.Status)
+	}
+	return nil
 }
 
 // dockerHealthy reports whether a Docker engine answers. Without one it

@@ -6,7 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -32,6 +35,7 @@ var docs = []string{"README.md", "../../docs/00-setup.md"}
 var noDocker = machine{
 	getenv: func(string) string { return "" },
 	docker: func(context.Context) error { return errors.New("no Docker engine in this test") },
+	podman: func(context.Context) (string, bool) { return "", false },
 }
 
 // TestDoctorOnAMachineWithRabbitMQOnly checks the output the docs show: the
@@ -183,6 +187,7 @@ func TestDoctorKafkaBrokersSetButSilent(t *testing.T) {
 			return ""
 		},
 		docker: noDocker.docker,
+		podman: noDocker.podman,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -223,6 +228,161 @@ func TestRealDockerCheckIsQuick(t *testing.T) {
 		t.Errorf("the checks took %v; want well under the 5 s probe timeouts added up", elapsed)
 	}
 	t.Logf("all checks took %v", elapsed)
+}
+
+// TestDockerLineForPodman checks what the doctor says to a Podman user in
+// each situation: the exact lines to set, or how to start the service.
+func TestDockerLineForPodman(t *testing.T) {
+	t.Parallel()
+	const sock = "/run/user/1000/podman/podman.sock"
+	up := func(context.Context) error { return nil }
+	down := func(context.Context) error { return errors.New("no engine in this test") }
+	exports := []string{
+		"export DOCKER_HOST=unix://" + sock + " ",
+		"export TESTCONTAINERS_RYUK_DISABLED=true ",
+		"export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1 ",
+	}
+	tests := []struct {
+		name       string
+		dockerHost string
+		docker     func(context.Context) error
+		sock       string
+		answers    bool
+		ok         bool
+		detail     string
+		fixes      []string
+	}{
+		{name: "DOCKER_HOST names Podman, which answers", dockerHost: "unix://" + sock, docker: up, ok: true,
+			detail: "Podman answers at DOCKER_HOST=unix://" + sock + ": the tests will use containers"},
+		{name: "DOCKER_HOST names Podman, which does not answer", dockerHost: "unix://" + sock, docker: down,
+			detail: "DOCKER_HOST=unix://" + sock + " is set, but no engine answers there",
+			fixes:  []string{"podman system service --time=0 unix://" + sock + " & ", "systemctl --user start podman.socket "}},
+		{name: "DOCKER_HOST names something else that does not answer", dockerHost: "tcp://10.0.0.9:2376", docker: down,
+			detail: "DOCKER_HOST=tcp://10.0.0.9:2376 is set, but no engine answers there",
+			fixes:  []string{"or unset DOCKER_HOST"}},
+		{name: "no DOCKER_HOST, Podman answers at its socket", docker: down, sock: sock, answers: true,
+			detail: "no Docker engine answers, but Podman does at " + sock, fixes: exports},
+		{name: "no DOCKER_HOST, Podman's socket is silent", docker: down, sock: sock,
+			detail: "no Docker engine answers; Podman's socket " + sock + " is there, but nothing answers on it",
+			fixes:  append([]string{"podman system service --time=0 unix://" + sock + " & "}, exports...)},
+		{name: "nothing at all", docker: down, detail: "no Docker engine answers",
+			fixes: []string{`eval "$(scripts/podman-up.sh)" `}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := machine{
+				getenv: func(key string) string {
+					if key == "DOCKER_HOST" {
+						return tt.dockerHost
+					}
+					return ""
+				},
+				docker: tt.docker,
+				podman: func(context.Context) (string, bool) { return tt.sock, tt.answers },
+			}
+			r := checkDocker(context.Background(), m, slog.New(slog.DiscardHandler))
+			if r.ok != tt.ok || r.detail != tt.detail {
+				t.Errorf("got ok=%t %q\nwant ok=%t %q", r.ok, r.detail, tt.ok, tt.detail)
+			}
+			fixes := strings.Join(r.fix, "\n")
+			for _, want := range tt.fixes {
+				if !strings.Contains(fixes, want) {
+					t.Errorf("the fix lacks %q\nfix:\n%s", want, fixes)
+				}
+			}
+			if r.ok && len(r.fix) > 0 {
+				t.Errorf("an ok line with a fix: %q", r.fix)
+			}
+		})
+	}
+}
+
+// TestDoctorOutputWithPodman checks the docs' block for a machine where
+// Podman answers at its socket but DOCKER_HOST is not set.
+func TestDoctorOutputWithPodman(t *testing.T) {
+	t.Parallel()
+	r := checkDocker(context.Background(), machine{
+		getenv: noDocker.getenv,
+		docker: noDocker.docker,
+		podman: func(context.Context) (string, bool) { return "/run/user/1000/podman/podman.sock", true },
+	}, slog.New(slog.DiscardHandler))
+	var got strings.Builder
+	fmt.Fprintf(&got, "%-9s %-8s %s\n\n", r.name, "missing", r.detail)
+	fmt.Fprintf(&got, "to fix %s (%s):\n", r.name, r.why)
+	for _, line := range r.fix {
+		fmt.Fprintf(&got, "  %s\n", line)
+	}
+	for _, file := range docs {
+		want, err := fencedBlockAfter(file, "Expected output with Podman")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := labtest.Match(want, got.String()); err != nil {
+			t.Errorf("the Podman block of %s is out of date: %v\noutput:\n%s", file, err, got.String())
+		}
+	}
+}
+
+// TestPodmanSockets checks where the doctor looks for Podman.
+func TestPodmanSockets(t *testing.T) {
+	t.Parallel()
+	env := func(xdg string) func(string) string {
+		return func(key string) string {
+			if key == "XDG_RUNTIME_DIR" {
+				return xdg
+			}
+			return ""
+		}
+	}
+	for _, tt := range []struct {
+		xdg  string
+		uid  int
+		want string
+	}{
+		{"/run/user/1000", 1000, "/run/user/1000/podman/podman.sock /run/podman/podman.sock"},
+		{"", 1001, "/run/user/1001/podman/podman.sock /run/podman/podman.sock"},
+		{"", 0, "/run/podman/podman.sock"},
+	} {
+		if got := strings.Join(podmanSockets(env(tt.xdg), tt.uid), " "); got != tt.want {
+			t.Errorf("XDG_RUNTIME_DIR=%q uid %d: %s, want %s", tt.xdg, tt.uid, got, tt.want)
+		}
+	}
+}
+
+// TestPingSocket asks a real Docker-style API on a Unix socket, and a
+// socket file that nothing serves (what a stopped service leaves behind).
+func TestPingSocket(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sock := dir + "/api.sock"
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatalf("listening on %s: %v", sock, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/_ping" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, "OK")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	if err := pingSocket(context.Background(), sock); err != nil {
+		t.Errorf("ping of a serving socket: %v", err)
+	}
+
+	stale := dir + "/stale.sock"
+	ln2, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatalf("listening on %s: %v", stale, err)
+	}
+	ln2.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln2.Close()
+	if err := pingSocket(context.Background(), stale); err == nil {
+		t.Error("ping of a socket nothing serves succeeded")
+	}
 }
 
 // TestDoctorStopsOnCtrlC cancels the context as Ctrl-C does: the doctor

@@ -14,6 +14,20 @@
 //     broker, or fails when the CI environment variable is set, so that CI
 //     can never pass by skipping.
 //
+// Four environment variables change that, for a machine whose engine has
+// other images, or for a run that must take one path only:
+//
+//   - BROKERTEST_RABBITMQ_IMAGE and BROKERTEST_KAFKA_IMAGE name the images
+//     to start instead of [RabbitMQImage] and [KafkaImage] (a RabbitMQ
+//     image must print "Server startup complete" when it is ready and let
+//     guest/guest in from outside the container).
+//   - BROKERTEST_RABBITMQ (auto, environment, container or local) and
+//     BROKERTEST_KAFKA (auto, environment, container or embedded) force one
+//     backend. A forced backend that is not there is a failure, never a
+//     skip; auto, or unset, is the order above. A forced backend other than
+//     environment together with AMQP_URL (or KAFKA_BROKERS) is a
+//     contradiction, and a failure that says so.
+//
 // Each test isolates itself with unique names from [Name], so one broker
 // serves all tests, parallel ones included. A package that may start
 // containers calls [Main] from its TestMain so they are removed at the end.
@@ -46,10 +60,20 @@ const (
 	FromEmbedded    Backend = "embedded"    // in-process Kafka (kfake)
 )
 
-// Pinned container images.
+// Pinned container images, used unless BROKERTEST_RABBITMQ_IMAGE or
+// BROKERTEST_KAFKA_IMAGE names another.
 const (
 	RabbitMQImage = "rabbitmq:4.1-management"
 	KafkaImage    = "apache/kafka:4.1.0"
+)
+
+// The environment variables that steer the selection (see the package
+// documentation).
+const (
+	EnvRabbitMQ      = "BROKERTEST_RABBITMQ"
+	EnvKafka         = "BROKERTEST_KAFKA"
+	EnvRabbitMQImage = "BROKERTEST_RABBITMQ_IMAGE"
+	EnvKafkaImage    = "BROKERTEST_KAFKA_IMAGE"
 )
 
 // dockerProbeTimeout bounds how long we wait for a Docker engine that exists
@@ -69,7 +93,42 @@ type probes struct {
 type choice struct {
 	backend Backend
 	target  string // AMQP URL or comma-separated Kafka brokers; empty for container/embedded
+	image   string // the image to start, for a container
 	reason  string
+}
+
+// forcedBackend reads a BROKERTEST_RABBITMQ or BROKERTEST_KAFKA value: ""
+// means the usual order (unset, empty or auto), else one of allowed.
+func forcedBackend(getenv func(string) string, key string, allowed ...Backend) (Backend, error) {
+	v := strings.ToLower(strings.TrimSpace(getenv(key)))
+	if v == "" || v == "auto" {
+		return "", nil
+	}
+	names := []string{"auto"}
+	for _, b := range allowed {
+		if v == string(b) {
+			return b, nil
+		}
+		names = append(names, string(b))
+	}
+	return "", fmt.Errorf("%s=%s is not one of %s; fix or unset it", key, getenv(key), strings.Join(names, ", "))
+}
+
+// chooseImage returns the image that the environment variable key names,
+// else the pinned one, and says where it came from.
+func chooseImage(getenv func(string) string, key, pinned string) (name, from string) {
+	if v := strings.TrimSpace(getenv(key)); v != "" {
+		return v, "image " + v + " from " + key
+	}
+	return pinned, "image " + pinned
+}
+
+// noEngine is the sentence for a forced container backend without an
+// engine.
+func noEngine(key string, err error) error {
+	return fmt.Errorf("%s=container, but no container engine answers (%s): start Docker, "+
+		"or Podman's API service with DOCKER_HOST pointing at its socket "+
+		"(on Debian, `eval \"$(scripts/podman-up.sh)\"` does both), or unset %s", key, firstLine(err), key)
 }
 
 // errNoBroker means no backend is available; the caller skips or, under CI,

@@ -8,8 +8,11 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -28,6 +31,7 @@ var errDown = errors.New("connection refused")
 
 func TestChooseRabbitMQ(t *testing.T) {
 	const explicit = "amqp://app:secret@broker.example:5672/"
+	const ours = "localhost/myevents-rabbitmq:3.10-debian"
 	tests := []struct {
 		name        string
 		env         map[string]string
@@ -35,6 +39,7 @@ func TestChooseRabbitMQ(t *testing.T) {
 		dial        error
 		wantBackend Backend
 		wantTarget  string
+		wantImage   string // checked when not empty
 		wantErr     string // substring; empty means no error
 		wantNoBroke bool   // the error means "skip, or fail under CI"
 	}{
@@ -42,21 +47,47 @@ func TestChooseRabbitMQ(t *testing.T) {
 			wantBackend: FromEnvironment, wantTarget: explicit},
 		{name: "unreachable explicit URL is a failure", env: map[string]string{"AMQP_URL": explicit}, dial: errDown,
 			wantErr: "AMQP_URL=amqp://app:xxxxx@broker.example:5672/ is set but that broker does not answer"},
-		{name: "Docker answers", wantBackend: FromContainer},
+		{name: "Docker answers: the pinned image", wantBackend: FromContainer, wantImage: RabbitMQImage},
+		{name: "Docker answers: the image from the environment", env: map[string]string{EnvRabbitMQImage: ours},
+			wantBackend: FromContainer, wantImage: ours},
 		{name: "no Docker, local broker answers", docker: errDown,
 			wantBackend: FromLocal, wantTarget: DefaultAMQPURL},
 		{name: "nothing at all", docker: errDown, dial: errDown,
 			wantErr: "docker compose -f docker/compose.yaml up -d --wait rabbitmq", wantNoBroke: true},
+
+		// BROKERTEST_RABBITMQ forces one backend.
+		{name: "auto is the usual order", env: map[string]string{EnvRabbitMQ: "auto"}, docker: errDown,
+			wantBackend: FromLocal, wantTarget: DefaultAMQPURL},
+		{name: "forced container with an engine", env: map[string]string{EnvRabbitMQ: "container", EnvRabbitMQImage: ours},
+			wantBackend: FromContainer, wantImage: ours},
+		{name: "forced container without an engine is a failure, not a skip", env: map[string]string{EnvRabbitMQ: "container"}, docker: errDown,
+			wantErr: "BROKERTEST_RABBITMQ=container, but no container engine answers (connection refused)"},
+		{name: "forced container contradicts AMQP_URL", env: map[string]string{EnvRabbitMQ: "container", "AMQP_URL": explicit},
+			wantErr: "BROKERTEST_RABBITMQ=container contradicts AMQP_URL=amqp://app:xxxxx@broker.example:5672/"},
+		{name: "forced local although Docker answers", env: map[string]string{EnvRabbitMQ: "local"},
+			wantBackend: FromLocal, wantTarget: DefaultAMQPURL},
+		{name: "forced local that does not answer is a failure, not a skip", env: map[string]string{EnvRabbitMQ: "Local"}, dial: errDown,
+			wantErr: "BROKERTEST_RABBITMQ=local, but nothing answers at amqp://guest:xxxxx@127.0.0.1:5672/"},
+		{name: "forced environment", env: map[string]string{EnvRabbitMQ: "environment", "AMQP_URL": explicit},
+			wantBackend: FromEnvironment, wantTarget: explicit},
+		{name: "forced environment without AMQP_URL", env: map[string]string{EnvRabbitMQ: "environment"},
+			wantErr: "BROKERTEST_RABBITMQ=environment, but AMQP_URL is not set"},
+		{name: "a backend RabbitMQ does not have", env: map[string]string{EnvRabbitMQ: "embedded"},
+			wantErr: "BROKERTEST_RABBITMQ=embedded is not one of auto, environment, container, local"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := chooseRabbitMQ(context.Background(), fakes(tc.env, tc.docker, tc.dial, nil))
 			checkChoice(t, got, err, tc.wantBackend, tc.wantTarget, tc.wantErr, tc.wantNoBroke)
+			if tc.wantImage != "" && got.image != tc.wantImage {
+				t.Fatalf("image %q, want %q", got.image, tc.wantImage)
+			}
 		})
 	}
 }
 
 func TestChooseKafka(t *testing.T) {
+	const ours = "localhost/kafka:test"
 	tests := []struct {
 		name        string
 		env         map[string]string
@@ -64,20 +95,57 @@ func TestChooseKafka(t *testing.T) {
 		dial        error
 		wantBackend Backend
 		wantTarget  string
+		wantImage   string
 		wantErr     string
 	}{
 		{name: "explicit brokers win over Docker", env: map[string]string{"KAFKA_BROKERS": "k1:9092,k2:9092"},
 			wantBackend: FromEnvironment, wantTarget: "k1:9092,k2:9092"},
 		{name: "unreachable explicit brokers are a failure", env: map[string]string{"KAFKA_BROKERS": "k1:9092"}, dial: errDown,
 			wantErr: "KAFKA_BROKERS=k1:9092 is set but no Kafka answers there"},
-		{name: "Docker answers", wantBackend: FromContainer},
+		{name: "Docker answers: the pinned image", wantBackend: FromContainer, wantImage: KafkaImage},
+		{name: "Docker answers: the image from the environment", env: map[string]string{EnvKafkaImage: ours},
+			wantBackend: FromContainer, wantImage: ours},
 		{name: "no Docker: embedded, never a skip", docker: errDown, wantBackend: FromEmbedded},
+
+		// BROKERTEST_KAFKA forces one backend.
+		{name: "forced embedded although Docker answers", env: map[string]string{EnvKafka: "embedded"},
+			wantBackend: FromEmbedded},
+		{name: "forced embedded contradicts KAFKA_BROKERS", env: map[string]string{EnvKafka: "embedded", "KAFKA_BROKERS": "k1:9092"},
+			wantErr: "BROKERTEST_KAFKA=embedded contradicts KAFKA_BROKERS=k1:9092"},
+		{name: "forced container with an engine", env: map[string]string{EnvKafka: "container"},
+			wantBackend: FromContainer, wantImage: KafkaImage},
+		{name: "forced container without an engine is a failure, not the embedded Kafka", env: map[string]string{EnvKafka: "container"}, docker: errDown,
+			wantErr: "BROKERTEST_KAFKA=container, but no container engine answers"},
+		{name: "forced environment without KAFKA_BROKERS", env: map[string]string{EnvKafka: "environment"},
+			wantErr: "BROKERTEST_KAFKA=environment, but KAFKA_BROKERS is not set"},
+		{name: "a backend Kafka does not have", env: map[string]string{EnvKafka: "local"},
+			wantErr: "BROKERTEST_KAFKA=local is not one of auto, environment, container, embedded"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := chooseKafka(context.Background(), fakes(tc.env, tc.docker, nil, tc.dial))
 			checkChoice(t, got, err, tc.wantBackend, tc.wantTarget, tc.wantErr, false)
+			if tc.wantImage != "" && got.image != tc.wantImage {
+				t.Fatalf("image %q, want %q", got.image, tc.wantImage)
+			}
 		})
+	}
+}
+
+// TestForcedBackendsAskOnlyForThemselves: a forced local RabbitMQ or
+// embedded Kafka never waits for a container engine (one that exists but
+// hangs costs seconds).
+func TestForcedBackendsAskOnlyForThemselves(t *testing.T) {
+	p := fakes(map[string]string{EnvRabbitMQ: "local", EnvKafka: "embedded"}, nil, nil, nil)
+	p.docker = func(context.Context) error {
+		t.Error("the container engine was asked")
+		return nil
+	}
+	if got, err := chooseRabbitMQ(context.Background(), p); err != nil || got.backend != FromLocal {
+		t.Errorf("RabbitMQ: got %+v, %v; want local", got, err)
+	}
+	if got, err := chooseKafka(context.Background(), p); err != nil || got.backend != FromEmbedded {
+		t.Errorf("Kafka: got %+v, %v; want embedded", got, err)
 	}
 }
 
@@ -164,6 +232,7 @@ func TestDockerProbeIsFast(t *testing.T) {
 
 func TestExplicitAMQPURLAgainstRealBroker(t *testing.T) {
 	rabbit := AMQP(t)
+	t.Setenv(EnvRabbitMQ, "") // AMQP_URL alone decides here
 	t.Setenv("AMQP_URL", rabbit.URL)
 	got, err := chooseRabbitMQ(context.Background(), realProbes())
 	if err != nil || got.backend != FromEnvironment || got.target != rabbit.URL {
@@ -193,6 +262,7 @@ func TestExplicitAMQPURLAgainstRealBroker(t *testing.T) {
 
 func TestExplicitKafkaBrokersAgainstRealBroker(t *testing.T) {
 	kafka := Kafka(t)
+	t.Setenv(EnvKafka, "") // KAFKA_BROKERS alone decides here
 	t.Setenv("KAFKA_BROKERS", strings.Join(kafka.Brokers, ","))
 	got, err := chooseKafka(context.Background(), realProbes())
 	if err != nil || got.backend != FromEnvironment {
@@ -216,6 +286,28 @@ func TestRabbitMQCtlReachesTheBroker(t *testing.T) {
 	}
 	if !strings.Contains(out, "RabbitMQ version") {
 		t.Fatalf("rabbitmqctl status printed no version:\n%s", out)
+	}
+}
+
+// TestCtlLeavesNoGoroutines: rabbitmqctl, run by a few tests at once, must
+// leave nothing running behind it (in a container: no connection to the
+// engine), or every leak check that spans a Ctl call would fail.
+func TestCtlLeavesNoGoroutines(t *testing.T) {
+	rabbit := AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := goleak.IgnoreCurrent()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if _, err := rabbit.Ctl(ctx, "list_connections", "name"); err != nil {
+				t.Errorf("rabbitmqctl list_connections: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := goleak.Find(before); err != nil {
+		t.Errorf("goroutines outlived rabbitmqctl on the %s broker: %v", rabbit.Backend, err)
 	}
 }
 

@@ -70,17 +70,39 @@ func Kafka(t testing.TB) *KafkaCluster {
 // SplitBrokers turns a comma-separated KAFKA_BROKERS value into addresses.
 func SplitBrokers(list string) []string { return labkit.SplitBrokers(list) }
 
-// chooseKafka applies the selection order. The embedded cluster is always
-// there, so it never reports errNoBroker.
+// chooseKafka applies the selection order, or the backend that
+// BROKERTEST_KAFKA forces. Unforced, the embedded cluster is always there,
+// so it never reports errNoBroker.
 func chooseKafka(ctx context.Context, p probes) (choice, error) {
-	if list := p.getenv("KAFKA_BROKERS"); strings.TrimSpace(list) != "" {
+	force, err := forcedBackend(p.getenv, EnvKafka, FromEnvironment, FromContainer, FromEmbedded)
+	if err != nil {
+		return choice{}, err
+	}
+	list := strings.TrimSpace(p.getenv("KAFKA_BROKERS"))
+	switch {
+	case force == FromEnvironment && list == "":
+		return choice{}, fmt.Errorf("%s=environment, but KAFKA_BROKERS is not set; set it to your brokers (host:port,...), or unset %s", EnvKafka, EnvKafka)
+	case force != "" && force != FromEnvironment && list != "":
+		return choice{}, fmt.Errorf("%s=%s contradicts KAFKA_BROKERS=%s, which asks for that Kafka; unset one of them", EnvKafka, force, list)
+	case list != "":
 		if err := p.kafka(ctx, list); err != nil {
 			return choice{}, fmt.Errorf("KAFKA_BROKERS=%s is set but no Kafka answers there: %v; start it (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092), fix KAFKA_BROKERS, or unset it to use Docker or the embedded Kafka", list, err)
 		}
 		return choice{backend: FromEnvironment, target: list, reason: "KAFKA_BROKERS is set"}, nil
+	case force == FromEmbedded:
+		// Not even asking for an engine: one that answers may have no
+		// Kafka image (and no registry to pull one from).
+		return choice{backend: FromEmbedded, reason: EnvKafka + "=embedded; in-process kfake cluster"}, nil
 	}
-	if err := p.docker(ctx); err == nil {
-		return choice{backend: FromContainer, reason: "Docker answers; image " + KafkaImage}, nil
+	img, from := chooseImage(p.getenv, EnvKafkaImage, KafkaImage)
+	dockerErr := p.docker(ctx)
+	switch {
+	case dockerErr == nil && force == FromContainer:
+		return choice{backend: FromContainer, image: img, reason: EnvKafka + "=container and Docker answers; " + from}, nil
+	case dockerErr == nil:
+		return choice{backend: FromContainer, image: img, reason: "Docker answers; " + from}, nil
+	case force == FromContainer:
+		return choice{}, noEngine(EnvKafka, dockerErr)
 	}
 	return choice{backend: FromEmbedded, reason: "no KAFKA_BROKERS and no Docker engine; in-process kfake cluster"}, nil
 }
@@ -101,7 +123,7 @@ func provideKafka(c choice) (*KafkaCluster, error) {
 		k.Brokers = cluster.ListenAddrs()
 		return k, nil
 	case FromContainer:
-		return startKafkaContainer(k)
+		return startKafkaContainer(k, c.image)
 	}
 	return nil, fmt.Errorf("unknown Kafka backend %q", c.backend)
 }
@@ -115,11 +137,12 @@ exec /etc/kafka/docker/run
 
 const kafkaStarterPath = "/tmp/brokertest-start.sh"
 
-// startKafkaContainer starts the pinned single-node KRaft image.
-func startKafkaContainer(k *KafkaCluster) (*KafkaCluster, error) {
+// startKafkaContainer starts a single-node KRaft image: the pinned one or
+// one laid out like it (/etc/kafka/docker/run starts the broker).
+func startKafkaContainer(k *KafkaCluster, image string) (*KafkaCluster, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ctr, err := testcontainers.Run(ctx, KafkaImage,
+	ctr, err := testcontainers.Run(ctx, image,
 		testcontainers.WithExposedPorts("9093/tcp"),
 		testcontainers.WithEnv(map[string]string{
 			"KAFKA_NODE_ID":                                  "1",
@@ -158,10 +181,10 @@ func startKafkaContainer(k *KafkaCluster) (*KafkaCluster, error) {
 		}),
 	)
 	if ctr != nil {
-		shared.stoppers = append(shared.stoppers, func() { _ = testcontainers.TerminateContainer(ctr) })
+		shared.stoppers = append(shared.stoppers, func() { terminate(ctr) })
 	}
 	if err != nil {
-		return nil, fmt.Errorf("starting Kafka container %s: %w", KafkaImage, err)
+		return nil, fmt.Errorf("starting Kafka container %s: %w (%s names another image; %s=embedded uses the embedded Kafka instead)", image, err, EnvKafkaImage, EnvKafka)
 	}
 	endpoint, err := ctr.PortEndpoint(ctx, "9093/tcp", "")
 	if err != nil {

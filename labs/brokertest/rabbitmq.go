@@ -87,21 +87,48 @@ func AMQP(t testing.TB) *RabbitMQ {
 	return r
 }
 
-// chooseRabbitMQ applies the selection order.
+// chooseRabbitMQ applies the selection order, or the backend that
+// BROKERTEST_RABBITMQ forces.
 func chooseRabbitMQ(ctx context.Context, p probes) (choice, error) {
-	if u := p.getenv("AMQP_URL"); u != "" {
+	force, err := forcedBackend(p.getenv, EnvRabbitMQ, FromEnvironment, FromContainer, FromLocal)
+	if err != nil {
+		return choice{}, err
+	}
+	u := p.getenv("AMQP_URL")
+	switch {
+	case force == FromEnvironment && u == "":
+		return choice{}, fmt.Errorf("%s=environment, but AMQP_URL is not set; set it to your broker's URL, or unset %s", EnvRabbitMQ, EnvRabbitMQ)
+	case force != "" && force != FromEnvironment && u != "":
+		return choice{}, fmt.Errorf("%s=%s contradicts AMQP_URL=%s, which asks for that broker; unset one of them", EnvRabbitMQ, force, Redact(u))
+	case u != "":
 		if err := p.amqp(ctx, u); err != nil {
 			return choice{}, fmt.Errorf("AMQP_URL=%s is set but that broker does not answer: %v; start it, fix AMQP_URL, or unset AMQP_URL to use Docker or the local broker", Redact(u), err)
 		}
 		return choice{backend: FromEnvironment, target: u, reason: "AMQP_URL is set"}, nil
 	}
-	dockerErr := p.docker(ctx)
-	if dockerErr == nil {
-		return choice{backend: FromContainer, reason: "Docker answers; image " + RabbitMQImage}, nil
+
+	var dockerErr error
+	if force == "" || force == FromContainer {
+		img, from := chooseImage(p.getenv, EnvRabbitMQImage, RabbitMQImage)
+		dockerErr = p.docker(ctx)
+		switch {
+		case dockerErr == nil && force == FromContainer:
+			return choice{backend: FromContainer, image: img, reason: EnvRabbitMQ + "=container and Docker answers; " + from}, nil
+		case dockerErr == nil:
+			return choice{backend: FromContainer, image: img, reason: "Docker answers; " + from}, nil
+		case force == FromContainer:
+			return choice{}, noEngine(EnvRabbitMQ, dockerErr)
+		}
 	}
+
 	localErr := p.amqp(ctx, DefaultAMQPURL)
-	if localErr == nil {
+	switch {
+	case localErr == nil && force == FromLocal:
+		return choice{backend: FromLocal, target: DefaultAMQPURL, reason: EnvRabbitMQ + "=local and the local broker answers"}, nil
+	case localErr == nil:
 		return choice{backend: FromLocal, target: DefaultAMQPURL, reason: "no AMQP_URL and no Docker engine; the local broker answers"}, nil
+	case force == FromLocal:
+		return choice{}, fmt.Errorf("%s=local, but nothing answers at %s (%v); start it (`scripts/rabbitmq-up.sh`), or unset %s", EnvRabbitMQ, Redact(DefaultAMQPURL), localErr, EnvRabbitMQ)
 	}
 	return choice{}, errNoBroker{howTo: fmt.Sprintf(
 		"AMQP_URL is not set, no Docker engine answers (%v) and nothing answers at %s (%v). "+
@@ -128,41 +155,62 @@ func provideRabbitMQ(c choice) (*RabbitMQ, error) {
 		}
 		return r, nil
 	case FromContainer:
-		return startRabbitMQContainer(r)
+		return startRabbitMQContainer(r, c.image)
 	}
 	return nil, fmt.Errorf("unknown RabbitMQ backend %q", c.backend)
 }
 
-// startRabbitMQContainer starts the pinned RabbitMQ image, shared by the
-// tests of this package until Main stops it.
-func startRabbitMQContainer(r *RabbitMQ) (*RabbitMQ, error) {
+// startRabbitMQContainer starts a RabbitMQ image, shared by the tests of
+// this package until Main stops it.
+func startRabbitMQContainer(r *RabbitMQ, image string) (*RabbitMQ, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ctr, err := tcrabbitmq.Run(ctx, RabbitMQImage)
+	ctr, err := tcrabbitmq.Run(ctx, image)
 	if ctr != nil {
-		shared.stoppers = append(shared.stoppers, func() { _ = testcontainers.TerminateContainer(ctr) })
+		shared.stoppers = append(shared.stoppers, func() { terminate(ctr) })
 	}
 	if err != nil {
-		return nil, fmt.Errorf("starting RabbitMQ container %s: %w", RabbitMQImage, err)
+		return nil, fmt.Errorf("starting RabbitMQ container %s: %w (%s names another image)", image, err, EnvRabbitMQImage)
 	}
 	u, err := ctr.AmqpURL(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading RabbitMQ container URL: %w", err)
 	}
 	r.URL = u
+	id := ctr.GetContainerID()
 	r.ctl = func(ctx context.Context, args ...string) (string, error) {
-		code, out, err := ctr.Exec(ctx, append([]string{"rabbitmqctl"}, args...), tcexec.Multiplexed())
+		code, text, err := execInContainer(ctx, id, append([]string{"rabbitmqctl"}, args...))
 		if err != nil {
 			return "", fmt.Errorf("rabbitmqctl %s in container: %w", strings.Join(args, " "), err)
 		}
-		text, _ := io.ReadAll(out)
 		if code != 0 {
-			return string(text), fmt.Errorf("rabbitmqctl %s in container exited %d: %s", strings.Join(args, " "), code, text)
+			return text, fmt.Errorf("rabbitmqctl %s in container exited %d: %s", strings.Join(args, " "), code, text)
 		}
-		return string(text), nil
+		return text, nil
 	}
 	r.logs = func(ctx context.Context) (string, error) { return containerLogs(ctx, ctr) }
 	return r, nil
+}
+
+// execInContainer runs cmd in a running container and returns its exit code
+// and output. It talks to the engine through a client of its own and closes
+// it, so no HTTP connection (and none of the goroutines that serve one)
+// outlives the call: a test that checks for leaked goroutines may run
+// rabbitmqctl.
+func execInContainer(ctx context.Context, id string, cmd []string) (int, string, error) {
+	provider, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return 0, "", fmt.Errorf("docker provider: %w", err)
+	}
+	defer provider.Close()
+	ctr := &testcontainers.DockerContainer{ID: id}
+	ctr.SetProvider(provider)
+	code, out, err := ctr.Exec(ctx, cmd, tcexec.Multiplexed())
+	if err != nil {
+		return 0, "", err
+	}
+	text, err := io.ReadAll(out)
+	return code, string(text), err
 }
 
 // dialAMQP checks that an AMQP URL answers and accepts its credentials.
@@ -202,6 +250,12 @@ func firstLine(err error) string {
 	}
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
+}
+
+// terminate removes a test's container at once: nothing in it is worth a
+// graceful stop, which would cost up to ten seconds per package.
+func terminate(ctr testcontainers.Container) {
+	_ = testcontainers.TerminateContainer(ctr, testcontainers.StopTimeout(0))
 }
 
 // containerLogs reads everything a container printed.

@@ -52,8 +52,11 @@
 //     restart subtest; the listener restart (Close, then a new listener) is
 //     always tested.
 //
-// Transport.IgnoreGoroutines lists goroutines that are expected to outlive
-// the suite (for example an embedded broker shared by a whole test binary).
+// The leak check ignores the goroutines that were running when Run started,
+// and those that Transport.IgnoreGoroutines lists: goroutines expected to
+// outlive the suite although they start during it (a library's global
+// ticker, say). Start what the whole test binary shares (its broker, from
+// brokertest.AMQP or brokertest.Kafka) before calling Run.
 //
 // # What the subtests assert
 //

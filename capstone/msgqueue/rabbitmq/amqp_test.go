@@ -228,6 +228,22 @@ func TestStaleDeliveriesAreNeverAcked(t *testing.T) {
 		}
 		return nil
 	})
+	// Acks that were on their way when the connection broke never reached
+	// the broker, which delivers those messages again: wait until the
+	// listener has handled the copies too and the queue holds nothing,
+	// ready or unacknowledged.
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		out, err := e.rabbit.Ctl(t.Context(), "--quiet", "list_queues", "--no-table-headers", "name", "messages")
+		if err != nil {
+			return err
+		}
+		for line := range strings.SplitSeq(out, "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == e.queue && f[1] != "0" {
+				return fmt.Errorf("%s still holds %s messages", e.queue, f[1])
+			}
+		}
+		return nil
+	})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,9 @@ func TestMain(m *testing.M) { brokertest.Main(m) }
 
 // TestConformance runs the transport suite against the real broker.
 func TestConformance(t *testing.T) {
+	// Start the shared broker (a container, perhaps) before the suite takes
+	// its goroutine snapshot: it runs for the whole test binary.
+	brokertest.AMQP(t)
 	msgqueuetest.Run(t, msgqueuetest.Transport{
 		Name: "rabbitmq",
 		NewEnv: func(t *testing.T) *msgqueuetest.Env {
