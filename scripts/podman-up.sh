@@ -80,6 +80,14 @@ if $conf_changed && [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
   kill "$(cat "$PIDFILE")"
   for _ in $(seq 1 50); do ping || break; sleep 0.1; done
 fi
+# A service started from a directory that was deleted since (a clone that
+# CI removed) still answers pings, but every container start fails
+# ("conmon: Failed to get working directory"): start it afresh.
+if [ -f "$PIDFILE" ] && [[ "$(readlink "/proc/$(cat "$PIDFILE")/cwd" 2>/dev/null)" == *" (deleted)" ]]; then
+  say "restarting the API service: the directory it was started in is gone"
+  kill "$(cat "$PIDFILE")"
+  for _ in $(seq 1 50); do ping || break; sleep 0.1; done
+fi
 if ping; then
   say "API service: already answering at unix://$SOCKET"
 else
@@ -88,7 +96,8 @@ else
   say "starting the API service at unix://$SOCKET (log: $SERVICE_LOG)"
   # Detached, and with none of our file descriptors: $(...) in the caller
   # must not wait for it.
-  setsid podman system service --time=0 "unix://$SOCKET" </dev/null >>"$SERVICE_LOG" 2>&1 &
+  # Started from /, which outlives any checkout (see above).
+  (cd / && exec setsid podman system service --time=0 "unix://$SOCKET" </dev/null >>"$SERVICE_LOG" 2>&1) &
   echo $! >"$PIDFILE"
   for _ in $(seq 1 100); do ping && break; sleep 0.1; done
   ping || die "the API service did not answer within 10 s; see $SERVICE_LOG"

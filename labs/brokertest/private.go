@@ -39,11 +39,22 @@ const privateStartTimeout = 2 * time.Minute
 // connections; Ctl runs `rabbitmqctl -n NODE ...` against it. The node is
 // stopped and its directory deleted when the test ends.
 //
+// When the package's shared broker comes from a container (a Docker or
+// Podman engine answers, or BROKERTEST_RABBITMQ=container), PrivateAMQP
+// starts a container of the test's own instead, from the same image, and
+// removes it when the test ends.
+//
 // Starting a node takes 6 to 20 seconds. Without a rabbitmq-server the
 // test is skipped with a message saying how to get one, or fails when the
 // CI environment variable is set.
 func PrivateAMQP(t testing.TB) *RabbitMQ {
 	t.Helper()
+	// Where the shared broker comes from a container, so does this one: a
+	// container of the test's own, which rabbitmqctl in the container can
+	// stop and start like a node.
+	if c, err := chooseRabbitMQ(context.Background(), realProbes()); err == nil && c.backend == FromContainer {
+		return privateContainer(t, c)
+	}
 	server, ctl, err := rabbitmqScripts()
 	if err != nil {
 		resolve(t, os.Getenv, errNoBroker{howTo: err.Error()})
@@ -65,6 +76,26 @@ func PrivateAMQP(t testing.TB) *RabbitMQ {
 		ctl:     n.ctl,
 		logs:    func(context.Context) (string, error) { return n.logTail(), nil },
 	}
+}
+
+// privateContainer starts the container PrivateAMQP hands to one test.
+func privateContainer(t testing.TB, c choice) *RabbitMQ {
+	t.Helper()
+	start := time.Now()
+	r, err := startRabbitMQContainer(&RabbitMQ{Backend: FromContainer, reason: "a container of the test's own; " + c.reason}, c.image, func(stop func()) { t.Cleanup(stop) })
+	if err != nil {
+		t.Fatalf("brokertest: starting a private RabbitMQ container: %v", err)
+	}
+	t.Logf("brokertest: RabbitMQ at %s, backend %s (%s, ready after %v)", Redact(r.URL), r.Backend, r.reason, time.Since(start).Round(100*time.Millisecond))
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		if out, err := r.logs(context.Background()); err == nil {
+			t.Logf("brokertest: the private RabbitMQ container's logs:\n%s", out)
+		}
+	})
+	return r
 }
 
 // rabbitmqScripts finds rabbitmq-server and rabbitmqctl. The Debian

@@ -9,7 +9,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// TestPrivateAMQP starts a node of the test's own, stops and starts its
+// TestPrivateAMQP starts a node (or, on the container path, a container)
+// of the test's own, stops and starts its
 // application as a fault test does, and checks that the node is gone
 // after the test while the shared broker never noticed.
 func TestPrivateAMQP(t *testing.T) {
@@ -17,8 +18,8 @@ func TestPrivateAMQP(t *testing.T) {
 	t.Run("node", func(t *testing.T) {
 		r := PrivateAMQP(t)
 		url = r.URL
-		if r.Backend != FromPrivateNode || strings.Contains(r.URL, ":5672/") {
-			t.Fatalf("backend %s at %s, want a private node on a port of its own", r.Backend, Redact(r.URL))
+		if (r.Backend != FromPrivateNode && r.Backend != FromContainer) || strings.Contains(r.URL, ":5672/") {
+			t.Fatalf("backend %s at %s, want a private node or container on a port of its own", r.Backend, Redact(r.URL))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

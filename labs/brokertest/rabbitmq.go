@@ -155,19 +155,20 @@ func provideRabbitMQ(c choice) (*RabbitMQ, error) {
 		}
 		return r, nil
 	case FromContainer:
-		return startRabbitMQContainer(r, c.image)
+		return startRabbitMQContainer(r, c.image, func(stop func()) { shared.stoppers = append(shared.stoppers, stop) })
 	}
 	return nil, fmt.Errorf("unknown RabbitMQ backend %q", c.backend)
 }
 
-// startRabbitMQContainer starts a RabbitMQ image, shared by the tests of
-// this package until Main stops it.
-func startRabbitMQContainer(r *RabbitMQ, image string) (*RabbitMQ, error) {
+// startRabbitMQContainer starts a RabbitMQ image and hands the function
+// that removes it to onStop: for the container the tests of a package
+// share, Main calls it at the end; for PrivateAMQP's, the test's cleanup.
+func startRabbitMQContainer(r *RabbitMQ, image string, onStop func(stop func())) (*RabbitMQ, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	ctr, err := tcrabbitmq.Run(ctx, image)
 	if ctr != nil {
-		shared.stoppers = append(shared.stoppers, func() { terminate(ctr) })
+		onStop(func() { terminate(ctr) })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("starting RabbitMQ container %s: %w (%s names another image)", image, err, EnvRabbitMQImage)
