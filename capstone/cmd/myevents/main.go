@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 	}
 	defer uiLn.Close()
 	view := live.New(log)
-	ui := &liveView{view: view, ln: uiLn, url: "http://" + uiLn.Addr().String()}
+	ui := &liveView{view: view, ln: uiLn, url: browserURL(uiLn.Addr())}
 	defer ui.stop()
 
 	if *broker == app.AMQP {
@@ -260,6 +260,14 @@ func (l *liveView) stop() error {
 		l.err = <-l.done
 	})
 	return l.err
+}
+
+// browserURL is where a browser on this machine opens addr.
+func browserURL(addr net.Addr) string {
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		return fmt.Sprintf("http://127.0.0.1:%d", tcp.Port)
+	}
+	return "http://" + addr.String()
 }
 
 // amqpURL is AMQP_URL, or the local broker's.

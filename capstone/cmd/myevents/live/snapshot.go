@@ -134,6 +134,8 @@ func (v *View) snapshotLocked() snapshot {
 		"stop-eventservice":    up(EventService),
 		"start-bookingservice": !up(BookingService),
 		"stop-bookingservice":  up(BookingService),
+		// A restart stops it first.
+		"restart-bookingservice": up(BookingService),
 	}
 	return s
 }
