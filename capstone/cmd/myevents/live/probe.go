@@ -73,7 +73,7 @@ func (v *View) checkService(ctx context.Context, key, base string) string {
 func (v *View) checkSeats(ctx context.Context, bookingState string) {
 	v.mu.Lock()
 	var ids []string
-	for i := len(v.concerts) - 1; i >= 0 && len(ids) < maxConcerts; i-- {
+	for i := len(v.concerts) - 1; i >= 0; i-- {
 		ids = append(ids, v.concerts[i].id)
 	}
 	v.mu.Unlock()
@@ -94,6 +94,9 @@ func (v *View) checkSeats(ctx context.Context, bookingState string) {
 		}
 		v.set(func() {
 			c := v.byConcert[id]
+			if c == nil {
+				return // no longer shown
+			}
 			switch {
 			case status == http.StatusOK:
 				c.capacity, c.booked, c.avail, c.known, c.status = view.Capacity, view.Booked, view.Available, true, "ok"

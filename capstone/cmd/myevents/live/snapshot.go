@@ -111,8 +111,7 @@ func (v *View) snapshotLocked() snapshot {
 		s.Run.Pace = fmt.Sprint(r.pace)
 	}
 
-	first := max(0, len(v.concerts)-maxConcerts)
-	for i := len(v.concerts) - 1; i >= first; i-- {
+	for i := len(v.concerts) - 1; i >= 0; i-- {
 		c := v.concerts[i]
 		s.Concerts = append(s.Concerts, concertView{
 			ID: c.id, Name: c.name, Capacity: c.capacity, Booked: c.booked,
@@ -120,7 +119,7 @@ func (v *View) snapshotLocked() snapshot {
 		})
 	}
 
-	first = max(0, len(v.records)-maxFlow)
+	first := max(0, len(v.records)-maxFlow)
 	for i := len(v.records) - 1; i >= first; i-- {
 		s.Flow = append(s.Flow, v.flowLocked(v.records[i]))
 	}

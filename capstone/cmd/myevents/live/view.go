@@ -56,7 +56,7 @@ const (
 	maxRecords  = 500 // the newest records the view remembers
 	maxFlow     = 60  // the newest shown on the page
 	maxActivity = 40
-	maxConcerts = 12 // the newest concerts whose seats are shown
+	maxConcerts = 12 // the newest concerts, whose seats are shown
 	maxApplied  = 8  // apply times kept per event
 	maxHistory  = 8  // state changes kept per service
 )
@@ -222,11 +222,16 @@ func (v *View) Add(r Record) {
 		c := &concert{id: ev.ID, name: ev.Name, capacity: ev.Capacity, avail: ev.Capacity, status: "not asked yet"}
 		v.concerts = append(v.concerts, c)
 		v.byConcert[ev.ID] = c
+		if len(v.concerts) > maxConcerts {
+			delete(v.byConcert, v.concerts[0].id)
+			v.concerts = v.concerts[1:]
+		}
 	}
 	v.records = append(v.records, e)
 	if len(v.records) > maxRecords {
 		gone := v.records[0]
 		delete(v.byPos, position(gone.Partition, gone.Offset, gone.MessageID))
+		delete(v.applied, eventKey(gone.Name, gone.ID))
 		v.records = v.records[1:]
 		v.dropped++
 	}
