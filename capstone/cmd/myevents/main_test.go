@@ -40,9 +40,9 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// free ports: the defaults (8181, 8282) may be taken by a service that runs
+// free ports: the defaults (8181, 8282, 8080) may be taken by a service that runs
 // on this machine.
-var freePorts = []string{"-events-listen", "127.0.0.1:0", "-bookings-listen", "127.0.0.1:0"}
+var freePorts = []string{"-events-listen", "127.0.0.1:0", "-bookings-listen", "127.0.0.1:0", "-ui-listen", "127.0.0.1:0"}
 
 // TestStory runs the demo as a newcomer does, serving until "Ctrl-C", and
 // checks what it printed against the expected output in docs/capstone.md.
@@ -131,7 +131,7 @@ func TestBusyPort(t *testing.T) {
 	}
 	defer busy.Close()
 	var out, stderr syncBuffer
-	err = run(context.Background(), []string{"-events-listen", "127.0.0.1:0", "-bookings-listen", busy.Addr().String()}, &out, &stderr)
+	err = run(context.Background(), []string{"-events-listen", "127.0.0.1:0", "-bookings-listen", busy.Addr().String(), "-ui-listen", "127.0.0.1:0"}, &out, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "listening for HTTP on "+busy.Addr().String()) ||
 		!strings.Contains(err.Error(), "choose another with -bookings-listen") {
 		t.Fatalf("error = %v, want one about the port that names -bookings-listen", err)
@@ -148,4 +148,41 @@ func find(t *testing.T, s, pattern string) string {
 		t.Fatalf("the output has no line like %q:\n%s", pattern, s)
 	}
 	return m[1]
+}
+
+// TestLiveViewPortBusy: a taken live view port is one clear error that
+// names the flag, before anything starts.
+func TestLiveViewPortBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	var out, stderr syncBuffer
+	err = run(context.Background(), []string{"-ui-listen", busy.Addr().String()}, &out, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "listening for the live view on "+busy.Addr().String()) ||
+		!strings.Contains(err.Error(), "choose another with -ui-listen") {
+		t.Fatalf("error = %v, want one about the port that names -ui-listen", err)
+	}
+	if out.String() != "" {
+		t.Errorf("something started before the error:\n%s", out.String())
+	}
+}
+
+// TestBadFlags: flags myevents cannot use are one sentence each.
+func TestBadFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-broker", "nats"}, `unknown broker "nats": use -broker kafka (embedded) or -broker amqp (RabbitMQ)`},
+		{[]string{"-broker", "amqp", "-story-only"}, "-story-only: the story plays on the embedded Kafka"},
+		{[]string{"serve"}, `unexpected argument "serve"`},
+	} {
+		var out, stderr syncBuffer
+		err := run(context.Background(), append(tt.args, freePorts...), &out, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run %v: error = %v, want %q", tt.args, err, tt.want)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"example.com/myevents/capstone/internal/app"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 )
@@ -48,7 +49,7 @@ func (v eventView) String() string {
 }
 
 func (s *story) play() error {
-	events, bookings := s.sys.events.URL, s.sys.bookings.URL
+	events, bookings := s.sys.url(app.EventService), s.sys.url(app.BookingService)
 
 	// 1. Create a location: EventService stores it and emits
 	// location.created, keyed by the location ID.
@@ -119,20 +120,20 @@ func (s *story) play() error {
 	// 6. Restart BookingService with an empty store: it replays the log
 	// from the oldest record and answers only once it has caught up.
 	s.say("6. Restart BookingService with an empty memory store")
-	if err := s.sys.bookings.Stop(); err != nil {
-		return fmt.Errorf("stopping BookingService: %w", err)
+	if err := s.sys.Stop(app.BookingService); err != nil {
+		return err
 	}
-	if err := s.sys.startBookings(); err != nil {
+	if err := s.sys.Start(app.BookingService); err != nil {
 		return fmt.Errorf("restarting BookingService: %w", err)
 	}
-	if err := s.poll(func() error { return s.call("GET", s.sys.bookings.URL, "/healthz", "", http.StatusOK, nil) }); err != nil {
+	if err := s.poll(func() error { return s.call("GET", bookings, "/healthz", "", http.StatusOK, nil) }); err != nil {
 		return fmt.Errorf("waiting for BookingService to catch up with the log: %w", err)
 	}
-	n := s.sys.handled.counts()
+	n := s.sys.counts()
 	s.say("   replayed %d events from the log: %d location.created, %d event.created, %d event.booked",
 		n[contracts.LocationCreatedName]+n[contracts.EventCreatedName]+n[contracts.EventBookedName],
 		n[contracts.LocationCreatedName], n[contracts.EventCreatedName], n[contracts.EventBookedName])
-	if view, err = s.eventView(s.sys.bookings.URL, ev.ID); err != nil {
+	if view, err = s.eventView(bookings, ev.ID); err != nil {
 		return err
 	}
 	s.say("   GET /events/%s -> 200 %s", ev.ID, view)
