@@ -219,7 +219,8 @@ func (l *lab) run(ctx context.Context, keep bool) error {
 	if err := l.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&synchronous); err != nil {
 		return fmt.Errorf("reading the synchronous setting of %s: %w", l.dbPath, err)
 	}
-	fmt.Fprintf(l.out, "SQLite database bookings.db in a new directory: journal_mode=%s, synchronous=%d (FULL), one connection\n", journal, synchronous)
+	levels := map[int]string{0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+	fmt.Fprintf(l.out, "SQLite database bookings.db in a new directory: journal_mode=%s, synchronous=%d (%s), one connection\n", journal, synchronous, levels[synchronous])
 
 	// The broker's side: the exchange, the queue and its dead letters.
 	// Whatever happens below, delete them when we leave, unless -keep.
@@ -279,9 +280,9 @@ func (l *lab) run(ctx context.Context, keep bool) error {
 	return nil
 }
 
-// partStore books n seats-for-two at one concert per way, from l.callers
-// goroutines at once: first each booking in a transaction of its own,
-// then through a group committer. Both ways answer a caller only after its
+// partStore makes l.n bookings of two seats for one concert per way, from
+// l.callers goroutines at once: first each booking in a transaction of
+// its own, then through a group committer. Both ways answer a caller only after its
 // booking is committed, so both keep the same promise; they differ in how
 // many commits, and fsyncs, they pay for it.
 func (l *lab) partStore(ctx context.Context) error {
@@ -300,8 +301,11 @@ func (l *lab) partStore(ctx context.Context) error {
 	eachTiming, err := callConcurrently(ctx, l.callers, l.n, func(ctx context.Context, i int) error {
 		b := newBooking("each", i, "concert-each")
 		ok, err := bookOwnTx(ctx, l.db, b)
+		if err != nil {
+			return err
+		}
 		each.add(b.id, ok)
-		return err
+		return nil
 	})
 	if err != nil {
 		return err
@@ -341,8 +345,11 @@ func (l *lab) partStore(ctx context.Context) error {
 	groupTiming, err := callConcurrently(callCtx, l.callers, l.n, func(ctx context.Context, i int) error {
 		b := newBooking("group", i, "concert-group")
 		ok, err := c.book(ctx, b)
+		if err != nil {
+			return err
+		}
 		group.add(b.id, ok)
-		return err
+		return nil
 	})
 	// No more requests: the committer answers what it holds and returns.
 	close(c.requests)
