@@ -1,4 +1,4 @@
-// Package labkit holds the few helpers that labs 02 to 13 share word for
+// Package labkit holds the few helpers that labs 02 to 14 share word for
 // word, so that every lab says the same thing about the same mistake: how a
 // failed RabbitMQ or Kafka connection is explained, how broker addresses are
 // read from flags and the environment. Lab 01-connect takes the AMQP steps one
