@@ -55,12 +55,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/service"
 	"example.com/myevents/capstone/internal/sqldb"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
@@ -73,67 +73,35 @@ func Names() []string {
 }
 
 // Options configure a Service. The zero value is usable.
-type Options struct {
-	// Logger receives the service's diagnostics (default slog.Default()).
-	Logger *slog.Logger
-	// BrokerHealth reports whether the broker connection is up, for
-	// /healthz; nil means "assume it is".
-	BrokerHealth func(context.Context) error
-	// Outbox tunes the outbox relay of a SQL store.
-	Outbox outbox.Options
-}
+type Options = service.Options
 
-// Service is BookingService: an http.Handler serving the API above, and
-// with Handle a msgqueue.Handler for the events in Names.
+// Service is BookingService: an http.Handler serving the API above, on the
+// skeleton both services share (its /healthz, its outbox relay, Close),
+// and with Handle a msgqueue.Handler for the events in Names.
 type Service struct {
+	*service.Skeleton
 	store Store
-	pub   *outbox.Publisher
-	log   *slog.Logger
-	mux   *http.ServeMux
 }
 
 // Compile-time check that Handle is a msgqueue.Handler.
 var _ msgqueue.Handler = (*Service)(nil).Handle
 
 // New returns the service over store, emitting through em. With a SQL store
-// it starts the outbox relay; Close stops it. The store and the emitter stay
-// the caller's to close, after Close.
+// it starts the outbox relay; Close stops it (unsent events stay in the
+// outbox for the next start; call it after the HTTP server and the
+// listener have stopped). The store and the emitter stay the caller's to
+// close, after Close.
 func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
-	if store == nil || em == nil {
-		return nil, errors.New("bookingservice: New needs a store and an emitter")
+	sk, err := service.New("bookingservice", store, em, opt)
+	if err != nil {
+		return nil, err
 	}
-	if opt.Logger == nil {
-		opt.Logger = slog.Default()
-	}
-	if opt.Outbox.Logger == nil {
-		opt.Outbox.Logger = opt.Logger
-	}
-	s := &Service{
-		store: store,
-		pub:   outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
-		log:   opt.Logger,
-		mux:   http.NewServeMux(),
-	}
-	handle := func(pattern string, h httpjson.HandlerFunc) {
-		s.mux.Handle(pattern, httpjson.Handle(s.log, h))
-	}
-	handle("POST /events/{id}/bookings", s.book)
-	handle("GET /events/{id}", s.getEvent)
-	handle("GET /events/{id}/bookings", s.listBookings)
-	handle("GET /healthz", httpjson.Health(
-		httpjson.Check{Name: "store", Func: store.Ping},
-		httpjson.Check{Name: "broker", Func: opt.BrokerHealth},
-	))
-	handle("/", httpjson.NotFound)
+	s := &Service{Skeleton: sk, store: store}
+	s.Route("POST /events/{id}/bookings", s.book)
+	s.Route("GET /events/{id}", s.getEvent)
+	s.Route("GET /events/{id}/bookings", s.listBookings)
 	return s, nil
 }
-
-// ServeHTTP serves the API.
-func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// Close stops the outbox relay; unsent events stay in the outbox for the
-// next start. Call it after the HTTP server and the listener have stopped.
-func (s *Service) Close() error { return s.pub.Close() }
 
 // Handle applies one event heard on the broker. It is idempotent. Returning
 // an error leaves the event to be delivered again (the store failed);
@@ -187,11 +155,11 @@ func (s *Service) applyBooking(ctx context.Context, e *contracts.EventBooked) er
 	if err != nil || !applied {
 		return err
 	}
-	s.log.Info("booking applied from the broker", "booking", e.ID, "event", e.EventID, "seats", e.Seats)
+	s.Log.Info("booking applied from the broker", "booking", e.ID, "event", e.EventID, "seats", e.Seats)
 	// Instances that do not share a database each sell the full capacity;
 	// say so when their bookings meet here.
 	if ev, err := s.store.Event(ctx, e.EventID); err == nil && ev.Booked > ev.Capacity {
-		s.log.Warn("event overbooked: bookings were sold elsewhere against the same seats",
+		s.Log.Warn("event overbooked: bookings were sold elsewhere against the same seats",
 			"event", ev.ID, "booked", ev.Booked, "capacity", ev.Capacity)
 	}
 	return nil
@@ -225,7 +193,7 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 	if err := httpjson.Decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := firstError(contracts.CheckSeats(req.Seats), contracts.CheckID("user_id", req.UserID)); err != nil {
+	if err := service.FirstError(contracts.CheckSeats(req.Seats), contracts.CheckID("user_id", req.UserID)); err != nil {
 		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: %v", err)
 	}
 	b := Booking{
@@ -243,14 +211,14 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	if err := s.pub.Publish(r.Context(), msg); err != nil {
+	if err := s.Publish(r.Context(), msg); err != nil {
 		if errors.Is(err, outbox.ErrNotPublished) {
-			s.log.Warn("event.booked not published, seats given back", "booking", b.ID, "err", err)
+			s.Log.Warn("event.booked not published, seats given back", "booking", b.ID, "err", err)
 			return httpjson.Errorf(http.StatusServiceUnavailable, "the message broker is unavailable, nothing was booked: try again later")
 		}
 		return err
 	}
-	s.log.Info("booked", "booking", b.ID, "event", b.EventID, "seats", b.Seats)
+	s.Log.Info("booked", "booking", b.ID, "event", b.EventID, "seats", b.Seats)
 	httpjson.Write(w, http.StatusCreated, bookingToJSON(b))
 	return nil
 }
@@ -272,16 +240,6 @@ type eventJSON struct {
 // no store could hold (a NUL, invalid UTF-8, too long).
 func eventIDOf(r *http.Request) (string, error) {
 	return httpjson.Path(r, "id", "event id", contracts.CheckID)
-}
-
-// firstError returns the first non-nil error.
-func firstError(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
