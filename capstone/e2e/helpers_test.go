@@ -123,7 +123,7 @@ func sqlite(t *testing.T, name string) string {
 func start(t *testing.T, cfg app.Config, service, db string, opt app.Options, held ...*recorder) (*app.Running, *api) {
 	t.Helper()
 	cfg.Service = service
-	cfg.Listen = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.DB = db
 	opt.Logger = testLogger(t)
 	r, err := app.Start(context.Background(), cfg, opt)

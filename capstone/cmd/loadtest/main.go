@@ -323,7 +323,7 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 	suffix := randomSuffix()
 	cfg := app.DefaultConfig(app.BookingService)
 	cfg.Broker = s.broker
-	cfg.Listen = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
 	var brokerDesc string
 	switch s.broker {
 	case app.AMQP:

@@ -129,9 +129,9 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 	// Configure both services for it, with in-memory stores.
 	// BookingService then rebuilds its state from the log at every start.
 	bookingCfg := app.DefaultConfig(app.BookingService)
-	bookingCfg.Listen, bookingCfg.Broker, bookingCfg.KafkaBrokers, bookingCfg.DB = *bookingsAddr, app.Kafka, brokers, "memory:"
+	bookingCfg.HTTPAddr, bookingCfg.Broker, bookingCfg.KafkaBrokers, bookingCfg.DB = *bookingsAddr, app.Kafka, brokers, "memory:"
 	eventCfg := app.DefaultConfig(app.EventService)
-	eventCfg.Listen, eventCfg.Broker, eventCfg.KafkaBrokers, eventCfg.DB = *eventsAddr, app.Kafka, brokers, "memory:"
+	eventCfg.HTTPAddr, eventCfg.Broker, eventCfg.KafkaBrokers, eventCfg.DB = *eventsAddr, app.Kafka, brokers, "memory:"
 
 	// Run the services until the end, whatever stops us: they stop when
 	// told, EventService first (it only emits), then BookingService.
