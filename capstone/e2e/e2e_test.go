@@ -28,8 +28,8 @@ func TestCollaboration(t *testing.T) {
 		heard := &recorder{}
 		_, bookings := start(t, cfg, app.BookingService, sqlite(t, "bookings"), app.Options{WrapHandler: heard.wrap})
 		eventSvc, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
-		events.json("GET", "/healthz", "", http.StatusOK, nil)
-		bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+		events.JSON("GET", "/healthz", "", http.StatusOK, nil)
+		bookings.JSON("GET", "/healthz", "", http.StatusOK, nil)
 
 		locID, evID := createEvent(t, events, "Aida", 5)
 		v := awaitEvent(t, bookings, evID)
@@ -43,7 +43,7 @@ func TestCollaboration(t *testing.T) {
 		if err := eventSvc.Stop(); err != nil {
 			t.Fatalf("stopping EventService: %v", err)
 		}
-		if _, _, err := events.try("GET", "/healthz", ""); err == nil {
+		if _, _, err := events.Try("GET", "/healthz", ""); err == nil {
 			t.Fatal("EventService still answers after Stop")
 		}
 		b := book(t, bookings, evID, "alice", 2)
@@ -57,7 +57,7 @@ func TestCollaboration(t *testing.T) {
 		if !brokertest.CheckIDs(t, "bookings", bookingIDs(t, bookings, evID), []string{b.ID}) {
 			t.FailNow()
 		}
-		bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+		bookings.JSON("GET", "/healthz", "", http.StatusOK, nil)
 	})
 }
 
@@ -84,7 +84,7 @@ func TestLastSeatRace(t *testing.T) {
 		for i := range clients {
 			wg.Go(func() {
 				<-startAll
-				status, resp, err := bookings.try("POST", "/events/"+evID+"/bookings", fmt.Sprintf(`{"seats":1,"user_id":"user-%d"}`, i))
+				status, resp, err := bookings.Try("POST", "/events/"+evID+"/bookings", fmt.Sprintf(`{"seats":1,"user_id":"user-%d"}`, i))
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -166,7 +166,7 @@ func TestIdempotentRedelivery(t *testing.T) {
 			t.FailNow()
 		}
 		// The capacity is still enforced against the right count.
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":3,"user_id":"carol"}`, http.StatusConflict, "not enough seats")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":3,"user_id":"carol"}`, http.StatusConflict, "not enough seats")
 		book(t, bookings, evID, "carol", 2)
 	})
 }
@@ -209,7 +209,7 @@ func TestRestartSQLite(t *testing.T) {
 		if n := again.count(contracts.EventCreatedName, evID) + again.count(contracts.EventBookedName, b.ID); n != 0 {
 			t.Errorf("the restarted service handled %d events the first run had finished", n)
 		}
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":2,"user_id":"bob"}`, http.StatusConflict, "not enough seats")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":2,"user_id":"bob"}`, http.StatusConflict, "not enough seats")
 		book(t, bookings, evID, "bob", 1)
 	})
 }
@@ -227,7 +227,7 @@ func TestRestartMemoryKafka(t *testing.T) {
 	awaitEvent(t, bookings, evA)
 	awaitEvent(t, bookings, evB)
 	a1, a2, b1 := book(t, bookings, evA, "alice", 2), book(t, bookings, evA, "bob", 2), book(t, bookings, evB, "carol", 3)
-	bookings.wantError("POST", "/events/"+evB+"/bookings", `{"seats":1,"user_id":"dave"}`, http.StatusConflict, "not enough seats")
+	bookings.WantError("POST", "/events/"+evB+"/bookings", `{"seats":1,"user_id":"dave"}`, http.StatusConflict, "not enough seats")
 	beforeA, beforeB := awaitEvent(t, bookings, evA), awaitEvent(t, bookings, evB)
 	if err := svc.Stop(); err != nil {
 		t.Fatalf("stopping BookingService: %v", err)
@@ -259,7 +259,7 @@ func TestRestartMemoryKafka(t *testing.T) {
 			case 3:
 				method, path, body = "GET", "/events/"+evB+"/bookings", ""
 			}
-			status, resp, err := bookings.try(method, path, body)
+			status, resp, err := bookings.Try(method, path, body)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -283,7 +283,7 @@ func TestRestartMemoryKafka(t *testing.T) {
 	// Let the replay go on: it catches up with the log and serves.
 	held.Release()
 	brokertest.Eventually(t, wait, func() error {
-		status, _, err := bookings.try("GET", "/healthz", "")
+		status, _, err := bookings.Try("GET", "/healthz", "")
 		if err == nil && status != http.StatusOK {
 			err = fmt.Errorf("healthz = %d", status)
 		}
@@ -298,8 +298,8 @@ func TestRestartMemoryKafka(t *testing.T) {
 	if !brokertest.CheckIDs(t, "bookings of B rebuilt", bookingIDs(t, bookings, evB), []string{b1.ID}) {
 		t.FailNow()
 	}
-	bookings.wantError("POST", "/events/"+evA+"/bookings", `{"seats":2,"user_id":"erin"}`, http.StatusConflict, "not enough seats")
-	bookings.wantError("POST", "/events/"+evB+"/bookings", `{"seats":1,"user_id":"erin"}`, http.StatusConflict, "not enough seats")
+	bookings.WantError("POST", "/events/"+evA+"/bookings", `{"seats":2,"user_id":"erin"}`, http.StatusConflict, "not enough seats")
+	bookings.WantError("POST", "/events/"+evB+"/bookings", `{"seats":1,"user_id":"erin"}`, http.StatusConflict, "not enough seats")
 	book(t, bookings, evA, "erin", 1)
 }
 
@@ -319,32 +319,32 @@ func TestBadInput(t *testing.T) {
 
 		huge := `{"name":"` + strings.Repeat("x", 70<<10) + `"}`
 		// EventService.
-		events.wantError("POST", "/locations", `{"name":`, http.StatusBadRequest, "invalid JSON")
-		events.wantError("POST", "/locations", `{"name":"X","colour":"red"}`, http.StatusBadRequest, "unknown field")
-		events.wantError("POST", "/locations", `{"name":"X","halls":[{"name":"H","capacity":-1}]}`, http.StatusBadRequest, "capacity must be at least 1")
-		events.wantError("POST", "/locations", huge, http.StatusRequestEntityTooLarge, "larger than")
-		events.wantError("POST", "/events", `{"name":"Y","location_id":"nowhere","hall":"Main","start_date":1795118400,"end_date":1795129200}`, http.StatusUnprocessableEntity, "does not exist")
-		events.wantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Attic","start_date":1795118400,"end_date":1795129200}`, locID), http.StatusUnprocessableEntity, "no hall")
-		events.wantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Main","start_date":1795129200,"end_date":1795118400}`, locID), http.StatusBadRequest, "before")
-		events.wantError("GET", "/locations/nowhere", "", http.StatusNotFound, "not found")
-		events.wantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
-		events.wantError("GET", "/events/name/Nothing", "", http.StatusNotFound, "no event named")
-		events.wantError("DELETE", "/events/"+evID, "", http.StatusNotFound, "no route")
+		events.WantError("POST", "/locations", `{"name":`, http.StatusBadRequest, "invalid JSON")
+		events.WantError("POST", "/locations", `{"name":"X","colour":"red"}`, http.StatusBadRequest, "unknown field")
+		events.WantError("POST", "/locations", `{"name":"X","halls":[{"name":"H","capacity":-1}]}`, http.StatusBadRequest, "capacity must be at least 1")
+		events.WantError("POST", "/locations", huge, http.StatusRequestEntityTooLarge, "larger than")
+		events.WantError("POST", "/events", `{"name":"Y","location_id":"nowhere","hall":"Main","start_date":1795118400,"end_date":1795129200}`, http.StatusUnprocessableEntity, "does not exist")
+		events.WantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Attic","start_date":1795118400,"end_date":1795129200}`, locID), http.StatusUnprocessableEntity, "no hall")
+		events.WantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Main","start_date":1795129200,"end_date":1795118400}`, locID), http.StatusBadRequest, "before")
+		events.WantError("GET", "/locations/nowhere", "", http.StatusNotFound, "not found")
+		events.WantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
+		events.WantError("GET", "/events/name/Nothing", "", http.StatusNotFound, "no event named")
+		events.WantError("DELETE", "/events/"+evID, "", http.StatusNotFound, "no route")
 		// BookingService.
-		bookings.wantError("POST", "/events/nowhere/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusNotFound, "not found")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":0,"user_id":"bob"}`, http.StatusBadRequest, "at least 1")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":1}`, http.StatusBadRequest, "user_id")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob","vip":true}`, http.StatusBadRequest, "unknown field")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":"1","user_id":"bob"}`, http.StatusBadRequest, "invalid JSON")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", huge, http.StatusRequestEntityTooLarge, "larger than")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusConflict, "not enough seats")
-		bookings.wantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
-		bookings.wantError("GET", "/events/nowhere/bookings", "", http.StatusNotFound, "not found")
+		bookings.WantError("POST", "/events/nowhere/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusNotFound, "not found")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":0,"user_id":"bob"}`, http.StatusBadRequest, "at least 1")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":1}`, http.StatusBadRequest, "user_id")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob","vip":true}`, http.StatusBadRequest, "unknown field")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":"1","user_id":"bob"}`, http.StatusBadRequest, "invalid JSON")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", huge, http.StatusRequestEntityTooLarge, "larger than")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusConflict, "not enough seats")
+		bookings.WantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
+		bookings.WantError("GET", "/events/nowhere/bookings", "", http.StatusNotFound, "not found")
 
 		// Nothing was written anywhere.
 		var locs, evs []map[string]any
-		events.json("GET", "/locations", "", http.StatusOK, &locs)
-		events.json("GET", "/events", "", http.StatusOK, &evs)
+		events.JSON("GET", "/locations", "", http.StatusOK, &locs)
+		events.JSON("GET", "/events", "", http.StatusOK, &evs)
 		if len(locs) != 1 || len(evs) != 1 {
 			t.Fatalf("EventService stored %d locations and %d events, want 1 and 1", len(locs), len(evs))
 		}
@@ -385,7 +385,7 @@ func TestGracefulShutdown(t *testing.T) {
 		go func() { stopped <- svc.Stop() }()
 		// The HTTP server goes first ...
 		brokertest.Eventually(t, wait, func() error {
-			if _, _, err := bookings.try("GET", "/healthz", ""); err == nil {
+			if _, _, err := bookings.Try("GET", "/healthz", ""); err == nil {
 				return fmt.Errorf("BookingService still answers HTTP")
 			}
 			return nil
@@ -458,11 +458,11 @@ func TestHealthzFollowsTheBroker(t *testing.T) {
 	cfg := app.DefaultConfig(app.EventService)
 	cfg.Broker, cfg.KafkaBrokers = app.Kafka, cluster.ListenAddrs()
 	_, events := start(t, cfg, app.EventService, "memory:", app.Options{})
-	events.json("GET", "/healthz", "", http.StatusOK, nil)
+	events.JSON("GET", "/healthz", "", http.StatusOK, nil)
 
 	cluster.Close()
 	brokertest.Eventually(t, wait, func() error {
-		status, resp, err := events.try("GET", "/healthz", "")
+		status, resp, err := events.Try("GET", "/healthz", "")
 		if err != nil {
 			return err
 		}
@@ -472,9 +472,9 @@ func TestHealthzFollowsTheBroker(t *testing.T) {
 		return nil
 	})
 	// Creating a location now fails cleanly: nothing stored, 503.
-	events.wantError("POST", "/locations", `{"name":"Nowhere"}`, http.StatusServiceUnavailable, "nothing was stored")
+	events.WantError("POST", "/locations", `{"name":"Nowhere"}`, http.StatusServiceUnavailable, "nothing was stored")
 	var locs []map[string]any
-	events.json("GET", "/locations", "", http.StatusOK, &locs)
+	events.JSON("GET", "/locations", "", http.StatusOK, &locs)
 	if len(locs) != 0 {
 		t.Fatalf("EventService stored %d locations while Kafka was down", len(locs))
 	}

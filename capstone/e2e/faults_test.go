@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/capstone/internal/app"
+	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
@@ -140,7 +141,7 @@ type load struct {
 }
 
 // startLoad starts workers against bookings.
-func startLoad(bookings *api, eventID string, workers int) *load {
+func startLoad(bookings *servicetest.Server, eventID string, workers int) *load {
 	l := &load{statuses: map[int]int{}, stop: make(chan struct{})}
 	for range workers {
 		l.wg.Go(func() {
@@ -150,7 +151,7 @@ func startLoad(bookings *api, eventID string, workers int) *load {
 					return
 				default:
 				}
-				status, body, err := bookings.try("POST", "/events/"+eventID+"/bookings", `{"seats":1,"user_id":"load"}`)
+				status, body, err := bookings.Try("POST", "/events/"+eventID+"/bookings", `{"seats":1,"user_id":"load"}`)
 				var b booking
 				l.mu.Lock()
 				switch {
@@ -202,10 +203,10 @@ func (l *load) end() []string {
 }
 
 // awaitHealth waits until /healthz answers want.
-func awaitHealth(t *testing.T, a *api, want int) {
+func awaitHealth(t *testing.T, a *servicetest.Server, want int) {
 	t.Helper()
 	brokertest.Eventually(t, 2*wait, func() error {
-		status, body, err := a.try("GET", "/healthz", "")
+		status, body, err := a.Try("GET", "/healthz", "")
 		if err != nil || status != want {
 			return fmt.Errorf("healthz = %d %s %v, want %d", status, body, err, want)
 		}
@@ -255,7 +256,7 @@ func TestRabbitMQStopAppUnderLoad(t *testing.T) {
 
 	// Both services work again: a new booking, a new location.
 	created = append(created, book(t, bookings, evID, "after", 1).ID)
-	events.json("POST", "/locations", `{"name":"After the outage"}`, http.StatusCreated, nil)
+	events.JSON("POST", "/locations", `{"name":"After the outage"}`, http.StatusCreated, nil)
 
 	all := map[string]bool{}
 	for _, id := range bookingIDs(t, bookings, evID) {
@@ -297,7 +298,7 @@ func TestKillBookingServiceUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	first := startProcess(t, ctx, bin, "bookingservice", args...)
-	bookings := &api{t: t, url: first.url}
+	bookings := servicetest.At(t, first.url)
 	awaitEvent(t, bookings, evID)
 
 	l := startLoad(bookings, evID, 8)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/capstone/internal/app"
+	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/capstone/msgqueue/kafka"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
@@ -120,7 +120,7 @@ func sqlite(t *testing.T, name string) string {
 // start runs a service of cfg (cfg.Service) on a free port with the
 // store db, stopped (and required to stop cleanly) when the test ends,
 // after held (if any) was released.
-func start(t *testing.T, cfg app.Config, service, db string, opt app.Options, held ...*recorder) (*app.Running, *api) {
+func start(t *testing.T, cfg app.Config, service, db string, opt app.Options, held ...*recorder) (*app.Running, *servicetest.Server) {
 	t.Helper()
 	cfg.Service = service
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -138,7 +138,7 @@ func start(t *testing.T, cfg app.Config, service, db string, opt app.Options, he
 			t.Errorf("%s stopped with an error: %v", service, err)
 		}
 	})
-	return r, &api{t: t, url: r.URL}
+	return r, servicetest.At(t, r.URL)
 }
 
 // testLogger sends the services' logs to the test log, until the test
@@ -168,66 +168,6 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// api talks to a service over real HTTP.
-type api struct {
-	t   *testing.T
-	url string
-}
-
-// try sends a request; safe from any goroutine.
-func (a *api) try(method, path, body string) (int, []byte, error) {
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, a.url+path, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-// json sends a request, requires status want and decodes the answer into
-// into (unless nil).
-func (a *api) json(method, path, body string, want int, into any) {
-	a.t.Helper()
-	status, resp, err := a.try(method, path, body)
-	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	if status != want {
-		a.t.Fatalf("%s %s = %d %s, want %d", method, path, status, bytes.TrimSpace(resp), want)
-	}
-	if into != nil {
-		if err := json.Unmarshal(resp, into); err != nil {
-			a.t.Fatalf("%s %s: decoding %s: %v", method, path, resp, err)
-		}
-	}
-}
-
-// wantError requires status want and a body that is exactly
-// {"error": "..."} with a message containing part.
-func (a *api) wantError(method, path, body string, want int, part string) {
-	a.t.Helper()
-	status, resp, err := a.try(method, path, body)
-	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	var e map[string]string
-	if status != want || json.Unmarshal(resp, &e) != nil || len(e) != 1 || !strings.Contains(e["error"], part) {
-		a.t.Fatalf("%s %s = %d %s, want %d {\"error\": \"...%s...\"}", method, path, status, bytes.TrimSpace(resp), want, part)
-	}
-}
-
 // view is BookingService's answer to GET /events/{id}.
 type view struct {
 	ID         string `json:"id"`
@@ -252,13 +192,13 @@ type booking struct {
 
 // createEvent creates a location with one hall of capacity seats and an
 // event there, on EventService, and returns their IDs.
-func createEvent(t *testing.T, events *api, name string, capacity int) (locationID, eventID string) {
+func createEvent(t *testing.T, events *servicetest.Server, name string, capacity int) (locationID, eventID string) {
 	t.Helper()
 	var loc, ev struct{ ID string }
-	events.json("POST", "/locations",
+	events.JSON("POST", "/locations",
 		fmt.Sprintf(`{"name":"Arena %s","address":"1 Harbour Road","country":"NL","halls":[{"name":"Main","capacity":%d}]}`, name, capacity),
 		http.StatusCreated, &loc)
-	events.json("POST", "/events",
+	events.JSON("POST", "/events",
 		fmt.Sprintf(`{"name":%q,"location_id":%q,"hall":"Main","start_date":1795118400,"end_date":1795129200,"duration":180}`, name, loc.ID),
 		http.StatusCreated, &ev)
 	return loc.ID, ev.ID
@@ -266,11 +206,11 @@ func createEvent(t *testing.T, events *api, name string, capacity int) (location
 
 // awaitEvent waits until BookingService knows the event and returns its
 // view.
-func awaitEvent(t *testing.T, bookings *api, id string) view {
+func awaitEvent(t *testing.T, bookings *servicetest.Server, id string) view {
 	t.Helper()
 	var v view
 	brokertest.Eventually(t, wait, func() error {
-		status, resp, err := bookings.try("GET", "/events/"+id, "")
+		status, resp, err := bookings.Try("GET", "/events/"+id, "")
 		if err != nil {
 			return err
 		}
@@ -283,18 +223,18 @@ func awaitEvent(t *testing.T, bookings *api, id string) view {
 }
 
 // book books seats and returns the booking.
-func book(t *testing.T, bookings *api, eventID, user string, seats int) booking {
+func book(t *testing.T, bookings *servicetest.Server, eventID, user string, seats int) booking {
 	t.Helper()
 	var b booking
-	bookings.json("POST", "/events/"+eventID+"/bookings", fmt.Sprintf(`{"seats":%d,"user_id":%q}`, seats, user), http.StatusCreated, &b)
+	bookings.JSON("POST", "/events/"+eventID+"/bookings", fmt.Sprintf(`{"seats":%d,"user_id":%q}`, seats, user), http.StatusCreated, &b)
 	return b
 }
 
 // bookingIDs lists the IDs of an event's bookings on BookingService.
-func bookingIDs(t *testing.T, bookings *api, eventID string) []string {
+func bookingIDs(t *testing.T, bookings *servicetest.Server, eventID string) []string {
 	t.Helper()
 	var bs []booking
-	bookings.json("GET", "/events/"+eventID+"/bookings", "", http.StatusOK, &bs)
+	bookings.JSON("GET", "/events/"+eventID+"/bookings", "", http.StatusOK, &bs)
 	ids := make([]string, len(bs))
 	for i, b := range bs {
 		ids[i] = b.ID
