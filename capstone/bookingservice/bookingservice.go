@@ -1,5 +1,6 @@
 // Package bookingservice is MyEvents' BookingService: it sells seats of
-// events and never sells more than a hall holds.
+// events (concerts, say: [Show] in the code, so that "event" keeps meaning
+// a message) and never sells more than a hall holds.
 //
 // It learns locations and events only from what it hears on the broker
 // (event collaboration): [Service.Handle] is the msgqueue.Handler for
@@ -98,7 +99,7 @@ func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
 	}
 	s := &Service{Skeleton: sk, store: store}
 	s.Route("POST /events/{id}/bookings", s.book)
-	s.Route("GET /events/{id}", s.getEvent)
+	s.Route("GET /events/{id}", s.getShow)
 	s.Route("GET /events/{id}/bookings", s.listBookings)
 	return s, nil
 }
@@ -132,7 +133,7 @@ func (s *Service) Handle(ctx context.Context, ev contracts.Event) error {
 			OpenTime: e.OpenTime, CloseTime: e.CloseTime, Halls: e.Halls,
 		})
 	case *contracts.EventCreated:
-		err = s.store.SaveEvent(ctx, Event{
+		err = s.store.SaveShow(ctx, Show{
 			ID: e.ID, Name: e.Name, LocationID: e.LocationID, Hall: e.Hall,
 			Capacity: e.Capacity, StartDate: e.StartDate, EndDate: e.EndDate,
 		})
@@ -151,14 +152,14 @@ func (s *Service) Handle(ctx context.Context, ev contracts.Event) error {
 
 // applyBooking applies an event.booked.
 func (s *Service) applyBooking(ctx context.Context, e *contracts.EventBooked) error {
-	applied, err := s.store.ApplyBooking(ctx, Booking{ID: e.ID, EventID: e.EventID, UserID: e.UserID, Seats: e.Seats, Date: e.Date})
+	applied, err := s.store.ApplyBooking(ctx, Booking{ID: e.ID, ShowID: e.EventID, UserID: e.UserID, Seats: e.Seats, Date: e.Date})
 	if err != nil || !applied {
 		return err
 	}
 	s.Log.Info("booking applied from the broker", "booking", e.ID, "event", e.EventID, "seats", e.Seats)
 	// Instances that do not share a database each sell the full capacity;
 	// say so when their bookings meet here.
-	if ev, err := s.store.Event(ctx, e.EventID); err == nil && ev.Booked > ev.Capacity {
+	if ev, err := s.store.Show(ctx, e.EventID); err == nil && ev.Booked > ev.Capacity {
 		s.Log.Warn("event overbooked: bookings were sold elsewhere against the same seats",
 			"event", ev.ID, "booked", ev.Booked, "capacity", ev.Capacity)
 	}
@@ -173,19 +174,19 @@ type bookingRequest struct {
 
 // bookingJSON is a booking as the API shows it, its date in Unix seconds.
 type bookingJSON struct {
-	ID      string `json:"id"`
-	EventID string `json:"event_id"`
-	UserID  string `json:"user_id"`
-	Seats   int    `json:"seats"`
-	Date    int64  `json:"date"`
+	ID     string `json:"id"`
+	ShowID string `json:"event_id"`
+	UserID string `json:"user_id"`
+	Seats  int    `json:"seats"`
+	Date   int64  `json:"date"`
 }
 
 func bookingToJSON(b Booking) bookingJSON {
-	return bookingJSON{ID: b.ID, EventID: b.EventID, UserID: b.UserID, Seats: b.Seats, Date: b.Date.Unix()}
+	return bookingJSON{ID: b.ID, ShowID: b.ShowID, UserID: b.UserID, Seats: b.Seats, Date: b.Date.Unix()}
 }
 
 func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
-	eventID, err := eventIDOf(r)
+	showID, err := showIDOf(r)
 	if err != nil {
 		return err
 	}
@@ -197,7 +198,7 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: %v", err)
 	}
 	b := Booking{
-		ID: rand.Text(), EventID: eventID, UserID: req.UserID, Seats: req.Seats,
+		ID: rand.Text(), ShowID: showID, UserID: req.UserID, Seats: req.Seats,
 		Date: time.Now().UTC().Truncate(time.Microsecond),
 	}
 	msg, err := s.store.Book(r.Context(), b)
@@ -205,9 +206,9 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, contracts.ErrInvalid):
 		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: %v", err)
 	case errors.Is(err, ErrNotFound):
-		return httpjson.Errorf(http.StatusNotFound, "event %q not found", b.EventID)
+		return httpjson.Errorf(http.StatusNotFound, "event %q not found", b.ShowID)
 	case errors.Is(err, ErrSoldOut):
-		return httpjson.Errorf(http.StatusConflict, "not enough seats left for event %q", b.EventID)
+		return httpjson.Errorf(http.StatusConflict, "not enough seats left for event %q", b.ShowID)
 	case err != nil:
 		return err
 	}
@@ -218,13 +219,13 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	s.Log.Info("booked", "booking", b.ID, "event", b.EventID, "seats", b.Seats)
+	s.Log.Info("booked", "booking", b.ID, "event", b.ShowID, "seats", b.Seats)
 	httpjson.Write(w, http.StatusCreated, bookingToJSON(b))
 	return nil
 }
 
-// eventJSON is BookingService's view of an event, dates in Unix seconds.
-type eventJSON struct {
+// showJSON is BookingService's view of a show, dates in Unix seconds.
+type showJSON struct {
 	ID         string `json:"id"`
 	Name       string `json:"name"`
 	LocationID string `json:"location_id"`
@@ -236,25 +237,26 @@ type eventJSON struct {
 	EndDate    int64  `json:"end_date"`
 }
 
-// eventIDOf returns the event ID of the request's path, or a 400 for one
-// no store could hold (a NUL, invalid UTF-8, too long).
-func eventIDOf(r *http.Request) (string, error) {
+// showIDOf returns the show ID of the request's path (the API calls it
+// the event ID), or a 400 for one no store could hold (a NUL, invalid
+// UTF-8, too long).
+func showIDOf(r *http.Request) (string, error) {
 	return httpjson.Path(r, "id", "event id", contracts.CheckID)
 }
 
-func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
-	id, err := eventIDOf(r)
+func (s *Service) getShow(w http.ResponseWriter, r *http.Request) error {
+	id, err := showIDOf(r)
 	if err != nil {
 		return err
 	}
-	ev, err := s.store.Event(r.Context(), id)
+	ev, err := s.store.Show(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
 		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
 	}
 	if err != nil {
 		return err
 	}
-	httpjson.Write(w, http.StatusOK, eventJSON{
+	httpjson.Write(w, http.StatusOK, showJSON{
 		ID: ev.ID, Name: ev.Name, LocationID: ev.LocationID, Hall: ev.Hall,
 		Capacity: ev.Capacity, Booked: ev.Booked, Available: max(ev.Capacity-ev.Booked, 0),
 		StartDate: ev.StartDate.Unix(), EndDate: ev.EndDate.Unix(),
@@ -263,7 +265,7 @@ func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) listBookings(w http.ResponseWriter, r *http.Request) error {
-	id, err := eventIDOf(r)
+	id, err := showIDOf(r)
 	if err != nil {
 		return err
 	}

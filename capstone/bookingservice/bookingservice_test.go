@@ -110,7 +110,7 @@ func (f *fixture) announce(t *testing.T, id string, capacity int) {
 		}
 	}
 	brokertest.Eventually(t, 5*time.Second, func() error {
-		_, err := f.store.Event(ctx, id)
+		_, err := f.store.Show(ctx, id)
 		return err
 	})
 }
@@ -153,7 +153,7 @@ func (f *fixture) view(t *testing.T, id string) map[string]any {
 
 func (f *fixture) booked(t *testing.T, id string) int {
 	t.Helper()
-	ev, err := f.store.Event(context.Background(), id)
+	ev, err := f.store.Show(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,8 +279,8 @@ func TestReplayRebuildsState(t *testing.T) {
 			}
 		}
 		ctx := context.Background()
-		want, _ := f.store.Event(ctx, "ev")
-		got, err := replica.Event(ctx, "ev")
+		want, _ := f.store.Show(ctx, "ev")
+		got, err := replica.Show(ctx, "ev")
 		if err != nil || !reflect.DeepEqual(got, want) || got.Booked != 15 {
 			t.Errorf("replayed event %+v, %v; want %+v with 15 booked", got, err, want)
 		}

@@ -79,7 +79,7 @@ func TestTwoInstancesSharePostgres(t *testing.T) {
 	b := newFixture(t, dsn, bus, Options{})
 	a.announce(t, "ev", capacity)
 	brokertest.Eventually(t, 5*time.Second, func() error {
-		_, err := b.store.Event(context.Background(), "ev")
+		_, err := b.store.Show(context.Background(), "ev")
 		return err
 	})
 
