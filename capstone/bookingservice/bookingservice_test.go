@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"example.com/myevents/capstone/internal/httpjson"
-	"example.com/myevents/capstone/internal/outbox"
 	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/capstone/msgqueue/memory"
@@ -34,11 +33,6 @@ type fixture struct {
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// fastOutbox makes the relay retry within milliseconds.
-func fastOutbox() outbox.Options {
-	return outbox.Options{Poll: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
-}
-
 func newBus() *memory.Bus {
 	return memory.New(memory.WithRetryBackoff(5*time.Millisecond), memory.WithLogger(quiet()))
 }
@@ -60,7 +54,7 @@ func newFixture(t *testing.T, dsn string, bus *memory.Bus, opt Options) *fixture
 		opt.Logger = quiet()
 	}
 	if opt.Outbox.Poll == 0 {
-		opt.Outbox = fastOutbox()
+		opt.Outbox = servicetest.FastOutbox()
 	}
 	svc, err := New(store, em, opt)
 	if err != nil {
@@ -73,14 +67,7 @@ func newFixture(t *testing.T, dsn string, bus *memory.Bus, opt Options) *fixture
 	if err != nil {
 		t.Fatal(err)
 	}
-	listening := make(chan error, 1)
-	go func() { listening <- l.Listen(context.Background(), svc.Handle) }()
-	t.Cleanup(func() {
-		l.Close()
-		if err := <-listening; err != nil {
-			t.Errorf("Listen: %v", err)
-		}
-	})
+	servicetest.Listen(t, l, svc.Handle)
 	return &fixture{bus: bus, store: store, em: em, svc: svc, srv: servicetest.Serve(t, svc)}
 }
 
@@ -133,15 +120,7 @@ func (f *fixture) drain(t *testing.T) {
 // waitSent waits until the outbox is empty and n events were emitted.
 func (f *fixture) waitSent(t *testing.T, n int) {
 	t.Helper()
-	brokertest.Eventually(t, 5*time.Second, func() error {
-		if u := unsent(t, f.store); u != 0 {
-			return fmt.Errorf("%d outbox messages unsent", u)
-		}
-		if got := len(f.em.Emitted()); got != n {
-			return fmt.Errorf("%d events emitted, want %d", got, n)
-		}
-		return nil
-	})
+	servicetest.WaitSent(t, f.store.Outbox(), f.em, n)
 }
 
 func (f *fixture) view(t *testing.T, id string) map[string]any {
@@ -303,7 +282,7 @@ func (f *fixture) snapshot(t *testing.T, id string) snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return snapshot{f.booked(t, id), len(bs), len(f.em.Emitted()), unsent(t, f.store)}
+	return snapshot{f.booked(t, id), len(bs), len(f.em.Emitted()), servicetest.Unsent(t, f.store.Outbox())}
 }
 
 func TestBadInputWritesNothing(t *testing.T) {

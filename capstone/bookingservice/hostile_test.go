@@ -67,7 +67,7 @@ func TestHostileBookings(t *testing.T) {
 // limits, whoever calls it, and an event stays readable afterwards (a
 // SQLite count that overflowed used to turn into a float for good).
 func TestStoresEnforceLimits(t *testing.T) {
-	for name, s := range openStores(t) {
+	for name, s := range servicetest.OpenStores(t, OpenStore) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()

@@ -96,7 +96,7 @@ func TestTwoInstancesSharePostgres(t *testing.T) {
 		if n := len(a.em.Emitted()) + len(b.em.Emitted()); n != capacity {
 			return fmt.Errorf("%d event.booked emitted, want %d", n, capacity)
 		}
-		if ua, ub := unsent(t, a.store), unsent(t, b.store); ua+ub != 0 {
+		if ua, ub := servicetest.Unsent(t, a.store.Outbox()), servicetest.Unsent(t, b.store.Outbox()); ua+ub != 0 {
 			return fmt.Errorf("%d unsent", ua+ub)
 		}
 		return nil

@@ -11,26 +11,10 @@ import (
 	"example.com/myevents/contracts"
 )
 
-// openStores opens every store backend, fresh for the test, and closes them
-// when it ends.
-func openStores(t *testing.T) map[string]Store {
-	t.Helper()
-	stores := map[string]Store{}
-	for _, b := range servicetest.Backends(t) {
-		s, err := OpenStore(context.Background(), b.DSN)
-		if err != nil {
-			t.Fatalf("opening the %s store: %v", b.Name, err)
-		}
-		t.Cleanup(func() { s.Close() })
-		stores[b.Name] = s
-	}
-	return stores
-}
-
 // TestStore runs one specification against the memory, SQLite and
 // PostgreSQL stores.
 func TestStore(t *testing.T) {
-	for name, s := range openStores(t) {
+	for name, s := range servicetest.OpenStores(t, OpenStore) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			storeSpec(t, s)
@@ -94,11 +78,11 @@ func storeSpec(t *testing.T, s Store) {
 	if hasOutbox != (msg.ID != 0) || hasOutbox == (msg.Undo != nil) {
 		t.Errorf("Book message ID %d, Undo %v, for a store with outbox=%v", msg.ID, msg.Undo != nil, hasOutbox)
 	}
-	unsentBefore := unsent(t, s)
+	unsentBefore := servicetest.Unsent(t, s.Outbox())
 	if _, err := s.Book(ctx, booking("b2", "ev", 4, 2)); !errors.Is(err, ErrSoldOut) {
 		t.Errorf("Book 4 of 3 left = %v, want ErrSoldOut", err)
 	}
-	if unsent(t, s) != unsentBefore {
+	if servicetest.Unsent(t, s.Outbox()) != unsentBefore {
 		t.Error("a refused booking wrote an outbox message")
 	}
 	checkShow(t, s, ev, 2)
@@ -157,7 +141,7 @@ func storeSpec(t *testing.T, s Store) {
 	}
 
 	if hasOutbox {
-		if n := unsent(t, s); n != 3 {
+		if n := servicetest.Unsent(t, s.Outbox()); n != 3 {
 			t.Errorf("%d unsent messages, want 3 (b1, b3, b6)", n)
 		}
 	}
@@ -183,19 +167,6 @@ func checkBookings(t *testing.T, s Store, showID string, want ...Booking) {
 	if err != nil || len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
 		t.Errorf("Bookings(%s) = %+v, %v; want %+v", showID, got, err, want)
 	}
-}
-
-// unsent counts a store's unsent outbox messages (0 without an outbox).
-func unsent(t *testing.T, s Store) int {
-	t.Helper()
-	if s.Outbox() == nil {
-		return 0
-	}
-	n, err := s.Outbox().Unsent(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 func TestMemoryUndoGivesTheSeatsBack(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 
 	"example.com/myevents/capstone/bookingservice"
 	"example.com/myevents/capstone/eventservice"
-	"example.com/myevents/capstone/internal/outbox"
 	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/capstone/msgqueue/memory"
 	"example.com/myevents/contracts"
@@ -72,12 +71,7 @@ func TestWithEventService(t *testing.T) {
 
 			// The broker got event.booked with the same facts; the service
 			// heard it back and did not count it twice.
-			brokertest.Eventually(t, 5*time.Second, func() error {
-				if n := len(emitted.Emitted()); n != 1 {
-					return fmt.Errorf("%d events emitted, want 1", n)
-				}
-				return nil
-			})
+			servicetest.WaitSent(t, store.Outbox(), emitted, 1)
 			eb := emitted.Emitted()[0].(*contracts.EventBooked)
 			if eb.ID != b["id"] || eb.EventID != id || eb.UserID != "alice" || eb.Seats != 3 || eb.Date.Unix() != int64(b["date"].(float64)) {
 				t.Errorf("emitted %+v for booking %v", eb, b)
@@ -118,7 +112,7 @@ func startBookings(t *testing.T, bus *memory.Bus, dsn string) (bookingservice.St
 	em := &servicetest.Emitter{Next: bus.Emitter()}
 	svc, err := bookingservice.New(store, em, bookingservice.Options{
 		Logger: slog.New(slog.DiscardHandler),
-		Outbox: outbox.Options{Poll: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+		Outbox: servicetest.FastOutbox(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -129,14 +123,7 @@ func startBookings(t *testing.T, bus *memory.Bus, dsn string) (bookingservice.St
 	if err != nil {
 		t.Fatal(err)
 	}
-	listening := make(chan error, 1)
-	go func() { listening <- l.Listen(context.Background(), svc.Handle) }()
-	t.Cleanup(func() {
-		l.Close()
-		if err := <-listening; err != nil {
-			t.Errorf("Listen: %v", err)
-		}
-	})
+	servicetest.Listen(t, l, svc.Handle)
 	return store, em, servicetest.Serve(t, svc)
 }
 
