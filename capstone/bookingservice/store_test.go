@@ -14,12 +14,7 @@ import (
 // TestStore runs one specification against the memory, SQLite and
 // PostgreSQL stores.
 func TestStore(t *testing.T) {
-	for name, s := range servicetest.OpenStores(t, OpenStore) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			storeSpec(t, s)
-		})
-	}
+	servicetest.ForEachStore(t, OpenStore, storeSpec)
 }
 
 func storeSpec(t *testing.T, s Store) {

@@ -61,11 +61,7 @@ func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
 
 // AddLocation stores l, its halls and location.created in one transaction.
 func (s *SQLStore) AddLocation(ctx context.Context, l Location) (outbox.Message, error) {
-	if err := locationCreated(l).Validate(); err != nil {
-		return outbox.Message{}, fmt.Errorf("storing location: %w", err)
-	}
-	var msg outbox.Message
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	return s.db.WriteAnnounced(ctx, "storing location", locationCreated(l), func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO locations (id, name, address, country, open_time, close_time)
 			 VALUES ($1, $2, $3, $4, $5, $6)`,
@@ -81,19 +77,13 @@ func (s *SQLStore) AddLocation(ctx context.Context, l Location) (outbox.Message,
 				return fmt.Errorf("storing hall %q of location %s: %w", h.Name, l.ID, err)
 			}
 		}
-		msg, err = s.db.AddToOutbox(ctx, tx, locationCreated(l))
-		return err
+		return nil
 	})
-	return msg, err
 }
 
 // AddEvent stores e and event.created in one transaction.
 func (s *SQLStore) AddEvent(ctx context.Context, e Event) (outbox.Message, error) {
-	if err := eventCreated(e).Validate(); err != nil {
-		return outbox.Message{}, fmt.Errorf("storing event: %w", err)
-	}
-	var msg outbox.Message
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	return s.db.WriteAnnounced(ctx, "storing event", eventCreated(e), func(tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM locations WHERE id = $1`, e.LocationID).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -110,10 +100,8 @@ func (s *SQLStore) AddEvent(ctx context.Context, e Event) (outbox.Message, error
 		if err != nil {
 			return fmt.Errorf("storing event %s: %w", e.ID, err)
 		}
-		msg, err = s.db.AddToOutbox(ctx, tx, eventCreated(e))
-		return err
+		return nil
 	})
-	return msg, err
 }
 
 // Locations returns every location, oldest first.

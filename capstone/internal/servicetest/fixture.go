@@ -16,20 +16,22 @@ func FastOutbox() outbox.Options {
 	return outbox.Options{Poll: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
 }
 
-// OpenStores opens a store on every backend (see Backends), fresh for
-// the test, and closes them when it ends.
-func OpenStores[S interface{ Close() error }](t *testing.T, open func(ctx context.Context, dsn string) (S, error)) map[string]S {
+// ForEachStore opens a store with open on every backend (see Backends),
+// fresh for the test, and runs test against each in a parallel subtest;
+// the stores are closed when the test ends.
+func ForEachStore[S interface{ Close() error }](t *testing.T, open func(ctx context.Context, dsn string) (S, error), test func(t *testing.T, s S)) {
 	t.Helper()
-	stores := map[string]S{}
 	for _, b := range Backends(t) {
 		s, err := open(context.Background(), b.DSN)
 		if err != nil {
 			t.Fatalf("opening the %s store: %v", b.Name, err)
 		}
 		t.Cleanup(func() { s.Close() })
-		stores[b.Name] = s
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, s)
+		})
 	}
-	return stores
 }
 
 // Unsent counts the unsent messages of an outbox (0 for nil: a store
