@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/sqldb"
 	"example.com/myevents/contracts"
 )
 
@@ -18,6 +19,8 @@ import (
 // it at start-up, so Book's message carries an Undo and the service answers
 // 201 only once the broker took the event.
 type MemoryStore struct {
+	sqldb.InMemory // no outbox; Ping and Close do nothing
+
 	mu        sync.Mutex
 	locations map[string]Location
 	events    map[string]*memShow
@@ -181,12 +184,3 @@ func (s *MemoryStore) Bookings(_ context.Context, showID string) ([]Booking, err
 	})
 	return out, nil
 }
-
-// Outbox returns nil: the memory store keeps none.
-func (s *MemoryStore) Outbox() outbox.Store { return nil }
-
-// Ping always succeeds.
-func (s *MemoryStore) Ping(context.Context) error { return nil }
-
-// Close does nothing.
-func (s *MemoryStore) Close() error { return nil }

@@ -51,16 +51,18 @@ var schema = []string{
 // SQLStore keeps BookingService's state in SQLite or PostgreSQL, with an
 // outbox beside it.
 type SQLStore struct {
-	db *sqldb.DB
+	sqldb.Store // Outbox, Ping, Close
+	db          *sqldb.DB
 }
 
 // NewSQLStore creates the schema in db if needed and returns the store. The
 // store closes db when it is closed.
 func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
-	if err := db.Migrate(ctx, schema...); err != nil {
-		return nil, fmt.Errorf("preparing the BookingService store: %w", err)
+	common, err := sqldb.NewStore(ctx, db, "the BookingService store", schema...)
+	if err != nil {
+		return nil, err
 	}
-	return &SQLStore{db: db}, nil
+	return &SQLStore{Store: common, db: db}, nil
 }
 
 // SaveLocation stores l unless it exists.
@@ -280,20 +282,6 @@ func (s *SQLStore) Bookings(ctx context.Context, showID string) ([]Booking, erro
 	}
 	return out, nil
 }
-
-// Outbox returns the store's outbox.
-func (s *SQLStore) Outbox() outbox.Store { return s.db.Outbox() }
-
-// Ping reports whether the database answers.
-func (s *SQLStore) Ping(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("pinging %s: %w", s.db, err)
-	}
-	return nil
-}
-
-// Close closes the database.
-func (s *SQLStore) Close() error { return s.db.Close() }
 
 // Compile-time checks that both stores implement Store.
 var (
