@@ -140,15 +140,11 @@ func countRecords(t *testing.T, cfg app.Config) counter {
 			return total
 		}
 	default:
-		conn, err := amqp.Dial(cfg.AMQPURL)
+		ch, closeConn, err := openChannel(cfg.AMQPURL)
 		if err != nil {
 			t.Fatalf("counting records: %v", err)
 		}
-		t.Cleanup(func() { conn.Close() })
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatalf("counting records: %v", err)
-		}
+		t.Cleanup(func() { closeConn() })
 		// The exchange may not exist yet; declaring it is idempotent.
 		if err := ch.ExchangeDeclare(cfg.Exchange, amqp.ExchangeTopic, true /* durable */, false /* autoDelete */, false /* internal */, false /* noWait */, nil); err != nil {
 			t.Fatalf("counting records: %v", err)

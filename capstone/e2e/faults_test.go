@@ -33,15 +33,11 @@ type bookedLog struct {
 func newBookedLog(t *testing.T, cfg app.Config) *bookedLog {
 	t.Helper()
 	b := &bookedLog{url: cfg.AMQPURL, queue: brokertest.Name(t, "booked-log"), byBooking: map[string]map[string]int{}}
-	conn, err := amqp.Dial(b.url)
+	ch, closeConn, err := openChannel(b.url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer closeConn()
 	if err := ch.ExchangeDeclare(cfg.Exchange, amqp.ExchangeTopic, true /* durable */, false /* autoDelete */, false /* internal */, false /* noWait */, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -68,15 +64,11 @@ func newBookedLog(t *testing.T, cfg app.Config) *bookedLog {
 
 // collect takes what the queue holds now.
 func (b *bookedLog) collect() error {
-	conn, err := amqp.Dial(b.url)
+	ch, closeConn, err := openChannel(b.url)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
+	defer closeConn()
 	for {
 		d, ok, err := ch.Get(b.queue, true /* autoAck */)
 		if err != nil || !ok {

@@ -39,17 +39,12 @@ func amqpConfig(t *testing.T) app.Config {
 	cfg.Exchange = brokertest.Name(t, "events")
 	cfg.Queue = brokertest.Name(t, "bookingservice")
 	t.Cleanup(func() {
-		conn, err := amqp.Dial(rabbit.URL)
+		ch, closeConn, err := openChannel(rabbit.URL)
 		if err != nil {
 			t.Errorf("cleanup: %v", err)
 			return
 		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
+		defer closeConn()
 		for _, q := range []string{cfg.Queue, rabbitmq.DeadLetterQueue(cfg.Queue)} {
 			if _, err := ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */); err != nil {
 				t.Errorf("cleanup: deleting queue %s: %v", q, err)
@@ -239,4 +234,19 @@ func bookingIDs(t *testing.T, bookings *servicetest.Server, eventID string) []st
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// openChannel dials RabbitMQ at url and opens a channel; closeConn closes
+// the connection, and the channel with it.
+func openChannel(url string) (ch *amqp.Channel, closeConn func() error, err error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err = conn.Channel()
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return ch, conn.Close, nil
 }

@@ -190,15 +190,11 @@ func sendRaw(t *testing.T, cfg app.Config, evs ...rawEvent) {
 		}
 		return
 	}
-	conn, err := amqp.Dial(cfg.AMQPURL)
+	ch, closeConn, err := openChannel(cfg.AMQPURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer closeConn()
 	if err := ch.Confirm(false /* noWait */); err != nil {
 		t.Fatal(err)
 	}
@@ -258,15 +254,11 @@ func deadLetterReasons(t *testing.T, cfg app.Config) map[string]int {
 		}
 		return out
 	}
-	conn, err := amqp.Dial(cfg.AMQPURL)
+	ch, closeConn, err := openChannel(cfg.AMQPURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close() // returns what was read unacknowledged
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer closeConn() // returns what was read unacknowledged
 	for {
 		d, ok, err := ch.Get(rabbitmq.DeadLetterQueue(cfg.Queue), false /* autoAck */)
 		if err != nil {
