@@ -22,6 +22,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 
+	"example.com/myevents/capstone/endpoint"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 )
@@ -75,7 +76,7 @@ func PostgresDSN(t testing.TB) string {
 		}
 	}
 	if err != nil {
-		msg := fmt.Sprintf("PostgreSQL at %s does not answer (%v): start it, or set TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB", redact(base), err)
+		msg := fmt.Sprintf("PostgreSQL at %s does not answer (%v): start it, or set TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB", endpoint.Redact(base), err)
 		if inCI() {
 			t.Fatal(msg)
 		}
@@ -98,7 +99,7 @@ func PostgresDSN(t testing.TB) string {
 	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("TEST_DATABASE_URL %q is not a URL: %v", redact(base), err)
+		t.Fatalf("TEST_DATABASE_URL %q is not a URL: %v", endpoint.Redact(base), err)
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
@@ -114,16 +115,6 @@ func inCI() bool {
 		return false
 	}
 	return true
-}
-
-// redact hides the password of a URL; one that does not parse is not
-// shown at all.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	return u.Redacted()
 }
 
 // ErrRefused is what a failing Emitter returns.
