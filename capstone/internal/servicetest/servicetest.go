@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"example.com/myevents/capstone/endpoint"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
 )
 
 // DefaultPostgres is the PostgreSQL the tests use unless TEST_DATABASE_URL
@@ -77,7 +77,7 @@ func PostgresDSN(t testing.TB) string {
 	}
 	if err != nil {
 		msg := fmt.Sprintf("PostgreSQL at %s does not answer (%v): start it, or set TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB", endpoint.Redact(base), err)
-		if inCI() {
+		if brokertest.InCI() {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
@@ -105,16 +105,6 @@ func PostgresDSN(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// inCI reports whether the CI environment variable asks for strictness,
-// as labs/brokertest and scripts/test.sh read it ("", 0, false, no: not).
-func inCI() bool {
-	switch strings.ToLower(strings.TrimSpace(os.Getenv("CI"))) {
-	case "", "0", "false", "no":
-		return false
-	}
-	return true
 }
 
 // ErrRefused is what a failing Emitter returns.
