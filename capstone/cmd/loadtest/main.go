@@ -32,11 +32,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -283,19 +281,4 @@ func call(ctx context.Context, client *http.Client, method, url, body string, wa
 		return json.Unmarshal(b, into)
 	}
 	return nil
-}
-
-// redact hides the password of a URL. Anything else that could hold one
-// (an unparseable URL, "host=db password=...") is not shown at all.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return "<unparseable URL>"
-	case u.Scheme != "" && u.Host != "":
-		return u.Redacted()
-	case strings.ContainsAny(raw, "@="):
-		return "<hidden: it may hold a password>"
-	}
-	return strconv.Quote(raw)
 }

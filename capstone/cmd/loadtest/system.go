@@ -17,6 +17,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"example.com/myevents/capstone/endpoint"
 	"example.com/myevents/capstone/internal/app"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
 )
@@ -49,7 +50,7 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 		cfg.Exchange = "loadtest." + suffix
 		cfg.Queue = "loadtest." + suffix + ".bookingservice"
 		sys.cleanups = append(sys.cleanups, func() error { return deleteAMQP(cfg) })
-		brokerDesc = "RabbitMQ at " + redact(s.amqpURL)
+		brokerDesc = "RabbitMQ at " + endpoint.Redact(s.amqpURL)
 	case app.Kafka:
 		if s.brokers == "" {
 			cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
@@ -92,9 +93,9 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 		}
 		sys.cleanups = append(sys.cleanups, drop)
 		eventsDB, bookingsDB = dsn, dsn
-		storeDesc = "PostgreSQL at " + redact(s.db) + " (a schema of its own)"
+		storeDesc = "PostgreSQL at " + endpoint.Redact(s.db) + " (a schema of its own)"
 	default:
-		return sys, fmt.Errorf("unknown -db %s: use sqlite, memory or a postgres:// URL", redact(s.db))
+		return sys, fmt.Errorf("unknown -db %s: use sqlite, memory or a postgres:// URL", endpoint.Quote(s.db))
 	}
 	sys.describe = fmt.Sprintf("broker %s, %s; store %s", s.broker, brokerDesc, storeDesc)
 
@@ -153,11 +154,11 @@ func deleteAMQP(cfg app.Config) error {
 func freshSchema(ctx context.Context, base, schema string) (string, func() error, error) {
 	db, err := sql.Open("pgx", base)
 	if err != nil {
-		return "", nil, fmt.Errorf("opening PostgreSQL at %s: %w", redact(base), err)
+		return "", nil, fmt.Errorf("opening PostgreSQL at %s: %w", endpoint.Redact(base), err)
 	}
 	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		db.Close()
-		return "", nil, fmt.Errorf("creating schema %s in PostgreSQL at %s: %w", schema, redact(base), err)
+		return "", nil, fmt.Errorf("creating schema %s in PostgreSQL at %s: %w", schema, endpoint.Redact(base), err)
 	}
 	drop := func() error {
 		defer db.Close()
@@ -168,7 +169,7 @@ func freshSchema(ctx context.Context, base, schema string) (string, func() error
 	}
 	u, err := url.Parse(base)
 	if err != nil {
-		return "", nil, errors.Join(fmt.Errorf("parsing %s: %w", redact(base), err), drop())
+		return "", nil, errors.Join(fmt.Errorf("parsing %s: %w", endpoint.Redact(base), err), drop())
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
