@@ -179,6 +179,7 @@ func TestConstructorErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	down := []string{"127.0.0.1:1"}
+	names := []string{contracts.EventBookedName}
 	for _, tc := range []struct {
 		name string
 		mk   func() error
@@ -186,18 +187,22 @@ func TestConstructorErrors(t *testing.T) {
 	}{
 		{"emitter, nothing listening", func() error { _, err := NewEmitter(ctx, down); return err },
 			[]string{"connecting to Kafka at 127.0.0.1:1: no broker answered", "KAFKA_BROKERS"}},
-		{"group listener, nothing listening", func() error { _, err := NewGroupListener(ctx, down, "g"); return err },
+		{"group listener, nothing listening", func() error { _, err := NewGroupListener(ctx, down, "g", names); return err },
 			[]string{"connecting to Kafka at 127.0.0.1:1: no broker answered"}},
-		{"replay listener, nothing listening", func() error { _, err := NewReplayListener(ctx, down); return err },
+		{"replay listener, nothing listening", func() error { _, err := NewReplayListener(ctx, down, names); return err },
 			[]string{"connecting to Kafka at 127.0.0.1:1: no broker answered"}},
 		{"no address", func() error { _, err := NewEmitter(ctx, nil); return err },
 			[]string{"no broker address given", "KAFKA_BROKERS"}},
-		{"no group", func() error { _, err := NewGroupListener(ctx, down, ""); return err },
+		{"no group", func() error { _, err := NewGroupListener(ctx, down, "", names); return err },
 			[]string{"consumer group name is empty"}},
 		{"zero partitions", func() error { _, err := NewEmitter(ctx, down, WithPartitions(0)); return err },
 			[]string{"partitions must be at least 1"}},
-		{"unknown event name", func() error { _, err := NewReplayListener(ctx, down, WithEvents("event.cancelled")); return err },
+		{"unknown event name", func() error { _, err := NewReplayListener(ctx, down, []string{"event.cancelled"}); return err },
 			[]string{"unknown event name", "event.cancelled"}},
+		{"no event names", func() error { _, err := NewReplayListener(ctx, down, nil); return err },
+			[]string{"no event names given"}},
+		{"zero delivery limit", func() error { _, err := NewEmitter(ctx, down, WithDeliveryLimit(0)); return err },
+			[]string{"delivery limit must be at least 1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.mk()

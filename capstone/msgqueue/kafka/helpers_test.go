@@ -86,7 +86,8 @@ func (e *env) opts(more ...Option) []Option {
 	return append([]Option{
 		WithTopic(e.topic),
 		WithPartitions(3),
-		WithRetry(3, 10*time.Millisecond, 40*time.Millisecond),
+		WithDeliveryLimit(3),
+		WithRetryBackoff(10*time.Millisecond, 40*time.Millisecond),
 		WithLogger(testLogger(e.t)),
 	}, more...)
 }
@@ -103,7 +104,7 @@ func (e *env) emitter(more ...Option) *Emitter {
 
 func (e *env) groupListener(group string, more ...Option) *Listener {
 	e.t.Helper()
-	l, err := NewGroupListener(context.Background(), e.brokers, group, e.opts(more...)...)
+	l, err := NewGroupListener(context.Background(), e.brokers, group, contracts.Names(), e.opts(more...)...)
 	if err != nil {
 		e.t.Fatalf("NewGroupListener: %v", err)
 	}
@@ -113,7 +114,7 @@ func (e *env) groupListener(group string, more ...Option) *Listener {
 
 func (e *env) replayListener(more ...Option) *Listener {
 	e.t.Helper()
-	l, err := NewReplayListener(context.Background(), e.brokers, e.opts(more...)...)
+	l, err := NewReplayListener(context.Background(), e.brokers, contracts.Names(), e.opts(more...)...)
 	if err != nil {
 		e.t.Fatalf("NewReplayListener: %v", err)
 	}

@@ -66,7 +66,7 @@ func TestRetryThenDeadLetter(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	group := brokertest.Name(t, "group")
-	l := e.groupListener(group, WithRetry(3, 10*time.Millisecond, 40*time.Millisecond))
+	l := e.groupListener(group, WithDeliveryLimit(3), WithRetryBackoff(10*time.Millisecond, 40*time.Millisecond))
 	em := e.emitter()
 	// One key, so one partition, in this order.
 	e.emit(em,
@@ -486,11 +486,11 @@ func TestNoGoroutineLeaks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	group, err := NewGroupListener(ctx, e.brokers, brokertest.Name(t, "group"), e.opts()...)
+	group, err := NewGroupListener(ctx, e.brokers, brokertest.Name(t, "group"), contracts.Names(), e.opts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	replay, err := NewReplayListener(ctx, e.brokers, e.opts()...)
+	replay, err := NewReplayListener(ctx, e.brokers, contracts.Names(), e.opts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -577,7 +577,7 @@ func TestStopDuringRetriesCommitsNothingPastTheRecord(t *testing.T) {
 	e.emit(em, booked("ok-1", "ev-1", 1), booked("stuck", "ev-1", 2), booked("ok-2", "ev-1", 3))
 
 	// Many attempts, so that the stop comes in the middle of them.
-	first := e.groupListener(group, WithRetry(1000, 10*time.Millisecond, 10*time.Millisecond))
+	first := e.groupListener(group, WithDeliveryLimit(1000), WithRetryBackoff(10*time.Millisecond, 10*time.Millisecond))
 	var failures atomic.Int64
 	stop := listen(t, first, func(_ context.Context, ev contracts.Event) error {
 		if idOf(ev) == "stuck" {

@@ -155,7 +155,8 @@ func (e *env) suiteEnv() *msgqueuetest.Env {
 			}
 			return out, nil
 		},
-		Poison: msgqueuetest.AllPoison,
+		DeliveryLimit: msgqueue.DefaultDeliveryLimit, // newEnv sets none
+		Poison:        msgqueuetest.AllPoison,
 		InjectPoison: func(ctx context.Context, kind msgqueuetest.PoisonKind, id string) error {
 			name, body := msgqueuetest.PoisonMessage(kind)
 			headers := amqp.Table{}
