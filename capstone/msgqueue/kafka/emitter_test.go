@@ -212,3 +212,44 @@ func TestConstructorErrors(t *testing.T) {
 		})
 	}
 }
+
+// murmur2 is the hash the Java client's default partitioner applies to a
+// record key, written here from its definition so that the test checks the
+// transport against Java's partitioning, not against itself.
+func murmur2(data []byte) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	h := seed ^ uint32(len(data))
+	for len(data) >= 4 {
+		k := uint32(data[0]) | uint32(data[1])<<8 | uint32(data[2])<<16 | uint32(data[3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+		data = data[4:]
+	}
+	switch len(data) {
+	case 3:
+		h ^= uint32(data[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(data[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(data[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
+}
+
+// javaPartition is where Java's default partitioner puts key.
+func javaPartition(key string, partitions int32) int32 {
+	return int32(murmur2([]byte(key))&0x7fffffff) % partitions
+}
