@@ -105,10 +105,11 @@ func TestWireFormat(t *testing.T) {
 	ch := adminChannel(t, e.rabbit.URL)
 	if err := ch.ExchangeDeclarePassive(e.exchange, amqp.ExchangeTopic,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // internal
-		false, // noWait
-		nil); err != nil {
+		false, // no-wait
+		nil,   // args
+	); err != nil {
 		t.Errorf("exchange %s: %v", e.exchange, err)
 	}
 
@@ -344,19 +345,21 @@ func drainQueue(t *testing.T, url, queue string) ([]amqp.Delivery, error) {
 	ch := adminChannel(t, url)
 	q, err := ch.QueueDeclarePassive(queue,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // exclusive
-		false, // noWait
-		nil)
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
 		return nil, fmt.Errorf("counting the messages of %s: %w", queue, err)
 	}
 	deliveries, err := ch.Consume(queue, "",
-		true,  // autoAck: the test takes the messages for good
+		true,  // auto-ack: the test takes the messages for good
 		false, // exclusive
-		false, // noLocal
-		false, // noWait
-		nil)
+		false, // no-local
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
 		return nil, fmt.Errorf("consuming %s: %w", queue, err)
 	}

@@ -81,7 +81,7 @@ func (e *Emitter) connect(ctx context.Context) (*amqp.Connection, []*publisher, 
 	if err != nil {
 		return fail(fmt.Errorf("opening a channel: %w", err))
 	}
-	if err := declareExchange(ch, e.cfg.exchange); err != nil {
+	if err := declareExchange(ch, "exchange", e.cfg.exchange, amqp.ExchangeTopic); err != nil {
 		return fail(err)
 	}
 	if err := ch.Close(); err != nil {
@@ -96,7 +96,7 @@ func (e *Emitter) connect(ctx context.Context) (*amqp.Connection, []*publisher, 
 		// Confirm mode: the broker acks every message once it took
 		// responsibility for it (for a persistent message routed to a
 		// durable queue: written to disk).
-		if err := ch.Confirm(false /* noWait */); err != nil {
+		if err := ch.Confirm(false /* no-wait */); err != nil {
 			return fail(fmt.Errorf("enabling publisher confirms: %w", err))
 		}
 		p := &publisher{

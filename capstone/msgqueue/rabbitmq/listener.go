@@ -90,29 +90,23 @@ func (l *Listener) connect(ctx context.Context) (*amqp.Connection, error) {
 // declare declares the exchange, the dead-letter exchange and queue, the
 // service's queue and its bindings.
 func (l *Listener) declare(ch *amqp.Channel) error {
-	if err := declareExchange(ch, l.cfg.exchange); err != nil {
+	if err := declareExchange(ch, "exchange", l.cfg.exchange, amqp.ExchangeTopic); err != nil {
 		return err
 	}
 	dlx, dlq := DeadLetterExchange(l.queue), DeadLetterQueue(l.queue)
-	err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout,
-		true,  // durable
-		false, // autoDelete
-		false, // internal
-		false, // noWait
-		nil)
-	if err != nil {
-		return fmt.Errorf("declaring dead-letter exchange %q: %w", dlx, err)
+	if err := declareExchange(ch, "dead-letter exchange", dlx, amqp.ExchangeFanout); err != nil {
+		return err
 	}
-	_, err = ch.QueueDeclare(dlq,
+	_, err := ch.QueueDeclare(dlq,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // exclusive
-		false, // noWait
+		false, // no-wait
 		amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
 	if err != nil {
 		return fmt.Errorf("declaring dead-letter queue %q: %w", dlq, err)
 	}
-	if err := ch.QueueBind(dlq, "", dlx, false /* noWait */, nil); err != nil {
+	if err := ch.QueueBind(dlq, "", dlx, false /* no-wait */, nil /* args */); err != nil {
 		return fmt.Errorf("binding dead-letter queue %q: %w", dlq, err)
 	}
 	// A quorum queue counts deliveries and dead-letters a message returned
@@ -122,9 +116,9 @@ func (l *Listener) declare(ch *amqp.Channel) error {
 	// this queue until the dead-letter queue confirmed it.
 	_, err = ch.QueueDeclare(l.queue,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // exclusive
-		false, // noWait
+		false, // no-wait
 		amqp.Table{
 			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
 			"x-dead-letter-exchange": dlx,
@@ -140,7 +134,7 @@ func (l *Listener) declare(ch *amqp.Channel) error {
 		return fmt.Errorf("declaring queue %q: %w", l.queue, err)
 	}
 	for _, name := range l.names {
-		if err := ch.QueueBind(l.queue, name, l.cfg.exchange, false /* noWait */, nil); err != nil {
+		if err := ch.QueueBind(l.queue, name, l.cfg.exchange, false /* no-wait */, nil /* args */); err != nil {
 			return fmt.Errorf("binding queue %q to %q for %s: %w", l.queue, l.cfg.exchange, name, err)
 		}
 	}
@@ -224,17 +218,19 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 	// queue; the broker delivers them again.
 	defer ch.Close()
 	if err := ch.Qos(l.cfg.prefetch,
-		0,     // prefetchSize: no byte limit
+		0,     // prefetch size: no byte limit
 		false, // global: this channel only
 	); err != nil {
 		return false, fmt.Errorf("setting the prefetch count: %w", err)
 	}
-	deliveries, err := ch.Consume(l.queue, "",
-		false, // autoAck: acknowledge only after the handler returned nil
+	deliveries, err := ch.Consume(l.queue,
+		"",    // consumer tag: let the library pick a unique one
+		false, // auto-ack: acknowledge only after the handler returned nil
 		false, // exclusive: other instances of the service may share the queue
-		false, // noLocal: not supported by RabbitMQ
-		false, // noWait
-		nil)
+		false, // no-local: not supported by RabbitMQ
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
 		return false, fmt.Errorf("consuming queue %q: %w", l.queue, err)
 	}

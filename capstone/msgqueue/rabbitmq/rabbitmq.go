@@ -322,16 +322,18 @@ func redact(rawURL string) string {
 	return u.Redacted()
 }
 
-// declareExchange declares the durable topic exchange events go to.
-func declareExchange(ch *amqp.Channel, exchange string) error {
-	err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic,
+// declareExchange declares a durable exchange of the given kind: the topic
+// exchange events go to, or a dead-letter fanout. what names it in errors.
+func declareExchange(ch *amqp.Channel, what, exchange, kind string) error {
+	err := ch.ExchangeDeclare(exchange, kind,
 		true,  // durable: survives a broker restart
-		false, // autoDelete
+		false, // auto-delete
 		false, // internal
-		false, // noWait
-		nil)
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
-		return fmt.Errorf("declaring exchange %q: %w", exchange, err)
+		return fmt.Errorf("declaring %s %q: %w", what, exchange, err)
 	}
 	return nil
 }
