@@ -28,7 +28,7 @@ func TestWithEventService(t *testing.T) {
 		t.Run(backend.Name, func(t *testing.T) {
 			t.Parallel()
 			quiet := slog.New(slog.DiscardHandler)
-			bus := memory.New(memory.WithRetryBackoff(5*time.Millisecond), memory.WithLogger(quiet))
+			bus := memory.New(memory.WithRetryBackoff(5*time.Millisecond, 5*time.Millisecond), memory.WithLogger(quiet))
 			store, emitted, bookings := startBookings(t, bus, backend.DSN)
 			es, err := eventservice.New(eventservice.NewMemoryStore(), bus.Emitter(), eventservice.Options{Logger: quiet})
 			if err != nil {
@@ -119,7 +119,7 @@ func startBookings(t *testing.T, bus *memory.Bus, dsn string) (bookingservice.St
 	}
 	t.Cleanup(func() { svc.Close() })
 	// Bind the queue for every event the service handles, then listen.
-	l, err := bus.Listener(bookingsQueue, bookingservice.Names()...)
+	l, err := bus.Listener(bookingsQueue, bookingservice.Names())
 	if err != nil {
 		t.Fatal(err)
 	}

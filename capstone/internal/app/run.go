@@ -50,11 +50,10 @@ func (o Options) logger() *slog.Logger {
 // parts are what a running service holds. close releases them in the
 // order the package documentation gives; nil parts are skipped.
 type parts struct {
-	listener     msgqueue.Listener
-	service      interface{ Close() error }
-	emitter      msgqueue.Emitter
-	healthClient func() error // closes the Kafka health client
-	store        interface{ Close() error }
+	listener msgqueue.Listener
+	service  interface{ Close() error }
+	emitter  msgqueue.Emitter
+	store    interface{ Close() error }
 }
 
 func (p *parts) close() error {
@@ -72,9 +71,6 @@ func (p *parts) close() error {
 	}
 	if p.emitter != nil {
 		step("closing the emitter", p.emitter.Close)
-	}
-	if p.healthClient != nil {
-		step("closing the health check", p.healthClient)
 	}
 	if p.store != nil {
 		step("closing the store", p.store.Close)
@@ -100,15 +96,15 @@ type wiring struct {
 	listenErr <-chan error // set by a wiring step that listens for events
 }
 
-// openEmitter connects the service's emitter (see newEmitter) and keeps it in
-// the parts to close.
-func (w *wiring) openEmitter() (msgqueue.Emitter, health, error) {
-	em, emitterHealth, closeHealth, err := newEmitter(w.ctx, w.cfg, w.log)
+// openEmitter connects the service's emitter (see newEmitter) and keeps
+// it in the parts to close. Its Health is the service's broker health.
+func (w *wiring) openEmitter() (msgqueue.Emitter, error) {
+	em, err := newEmitter(w.ctx, w.cfg, w.log)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	w.parts.emitter, w.healthClient = em, closeHealth
-	return em, emitterHealth, nil
+	w.parts.emitter = em
+	return em, nil
 }
 
 // RunEventService runs EventService with cfg until ctx ends, then shuts
@@ -169,11 +165,11 @@ func wireEventService(w *wiring) error {
 	if kind, _ := sqldb.Parse(w.cfg.DB); kind == sqldb.Memory {
 		w.log.Info("the store is in memory: locations and events are forgotten when the service stops")
 	}
-	em, brokerHealth, err := w.openEmitter()
+	em, err := w.openEmitter()
 	if err != nil {
 		return err
 	}
-	svc, err := eventservice.New(store, em, eventservice.Options{Logger: w.log, BrokerHealth: brokerHealth})
+	svc, err := eventservice.New(store, em, eventservice.Options{Logger: w.log, BrokerHealth: em.Health})
 	if err != nil {
 		return err
 	}
@@ -198,11 +194,11 @@ func wireBookingService(w *wiring) error {
 		return err
 	}
 	w.listener = l
-	em, emitterHealth, err := w.openEmitter()
+	em, err := w.openEmitter()
 	if err != nil {
 		return err
 	}
-	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: w.log, BrokerHealth: both(emitterHealth, l.health)})
+	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: w.log, BrokerHealth: both(em.Health, l.Health)})
 	if err != nil {
 		return err
 	}
@@ -222,7 +218,7 @@ func wireBookingService(w *wiring) error {
 	w.log.Info("listening for events", "on", l.describe, "events", bookingservice.Names())
 
 	if l.caughtUp != nil {
-		w.handler = untilCaughtUp(svc, l.caughtUp, l.health)
+		w.handler = untilCaughtUp(svc, l.caughtUp, l.Health)
 		start := time.Now()
 		go func() {
 			select {
