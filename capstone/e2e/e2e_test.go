@@ -19,8 +19,6 @@ import (
 	"example.com/myevents/labs/brokertest"
 )
 
-func TestMain(m *testing.M) { brokertest.Main(m) }
-
 // TestCollaboration: BookingService learns locations and events only from
 // the broker, keeps its own copy with the capacity, and goes on selling
 // seats while EventService is down.

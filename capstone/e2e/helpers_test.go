@@ -25,6 +25,8 @@ import (
 	"example.com/myevents/labs/brokertest"
 )
 
+func TestMain(m *testing.M) { brokertest.Main(m) }
+
 // wait bounds every wait for the broker or a service.
 const wait = 20 * time.Second
 
