@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/msgqueuetest"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
@@ -321,18 +322,13 @@ func TestSameEventUnroutableAtOnce(t *testing.T) {
 }
 
 // TestEmitRefusesOversizedEvents: an event whose body would be over
-// 64 KiB is never published (a JSON encoder writes each "<" of these
-// valid hall names as six bytes).
+// 64 KiB is never published.
 func TestEmitRefusesOversizedEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.mustListener(t, []string{contracts.LocationCreatedName})
 	em := e.mustEmitter(t)
-	loc := &contracts.LocationCreated{ID: "loc-bulky"}
-	for i := range contracts.MaxHalls {
-		loc.Halls = append(loc.Halls, contracts.Hall{Name: fmt.Sprintf("%03d", i) + strings.Repeat("<", contracts.MaxTextBytes-3), Capacity: 1})
-	}
-	if err := em.Emit(t.Context(), loc); !errors.Is(err, msgqueue.ErrTooLarge) {
+	if err := em.Emit(t.Context(), msgqueuetest.BulkyLocation()); !errors.Is(err, msgqueue.ErrTooLarge) {
 		t.Errorf("Emit = %v, want ErrTooLarge", err)
 	}
 	if ds, err := peekQueue(e.rabbit.URL, e.queue); err != nil || len(ds) != 0 {

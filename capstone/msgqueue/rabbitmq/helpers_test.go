@@ -195,13 +195,7 @@ func peekQueue(url, queue string) ([]amqp.Delivery, error) {
 // of its own (much faster than one basic.get per message).
 func drainQueue(t *testing.T, url, queue string) ([]amqp.Delivery, error) {
 	ch := brokertest.AdminChannel(t, url)
-	q, err := ch.QueueDeclarePassive(queue,
-		true,  // durable
-		false, // auto-delete
-		false, // exclusive
-		false, // no-wait
-		nil,   // args
-	)
+	q, err := rabbitmq.InspectQueue(ch, queue)
 	if err != nil {
 		return nil, fmt.Errorf("counting the messages of %s: %w", queue, err)
 	}
