@@ -347,12 +347,7 @@ func TestEmitFailure(t *testing.T) {
 		if s := f.snapshot(t, "ev"); s != (snapshot{booked: 5, bookings: 1, emitted: 0, unsent: 1}) {
 			t.Fatalf("while the broker refuses: %+v", s)
 		}
-		brokertest.Eventually(t, 5*time.Second, func() error {
-			if n := f.em.Refused(); n < 5 {
-				return fmt.Errorf("%d attempts so far", n)
-			}
-			return nil
-		})
+		f.em.AwaitRefused(t, 5)
 		f.em.Fail(false)
 		f.waitSent(t, 1)
 		if got := f.em.Emitted()[0].(*contracts.EventBooked); got.ID != b.ID || got.Seats != 5 {

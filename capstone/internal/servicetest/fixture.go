@@ -62,6 +62,18 @@ func WaitSent(t testing.TB, ob outbox.Store, em *Emitter, n int) {
 	})
 }
 
+// AwaitRefused waits until the emitter has refused n events: a relay
+// keeps trying while the broker refuses.
+func (e *Emitter) AwaitRefused(t testing.TB, n int) {
+	t.Helper()
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		if got := e.Refused(); got < n {
+			return fmt.Errorf("%d attempts so far", got)
+		}
+		return nil
+	})
+}
+
 // Listen runs l.Listen with h until the test ends, then closes l and
 // requires Listen to have returned nil.
 func Listen(t testing.TB, l msgqueue.Listener, h msgqueue.Handler) {
