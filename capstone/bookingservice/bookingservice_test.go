@@ -276,6 +276,17 @@ type snapshot struct {
 	booked, bookings, emitted, unsent int
 }
 
+// bookedOnce announces event "ev" with capacity seats, books seats of them
+// for user "first", waits until event.booked is sent, and returns the
+// snapshot after that.
+func (f *fixture) bookedOnce(t *testing.T, capacity, seats int) snapshot {
+	t.Helper()
+	f.announce(t, "ev", capacity)
+	f.srv.JSON("POST", "/events/ev/bookings", fmt.Sprintf(`{"seats":%d,"user_id":"first"}`, seats), 201, nil)
+	f.waitSent(t, 1)
+	return f.snapshot(t, "ev")
+}
+
 func (f *fixture) snapshot(t *testing.T, id string) snapshot {
 	t.Helper()
 	bs, err := f.store.Bookings(context.Background(), id)
@@ -287,10 +298,7 @@ func (f *fixture) snapshot(t *testing.T, id string) snapshot {
 
 func TestBadInputWritesNothing(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
-		f.announce(t, "ev", 5)
-		f.srv.JSON("POST", "/events/ev/bookings", `{"seats":4,"user_id":"first"}`, 201, nil)
-		f.waitSent(t, 1)
-		before := f.snapshot(t, "ev")
+		before := f.bookedOnce(t, 5, 4)
 
 		tests := []struct {
 			name, method, path, body string
