@@ -102,13 +102,7 @@ func (r *running) await(t *testing.T, want string) {
 func (r *running) interrupt(t *testing.T, timeout time.Duration) error {
 	t.Helper()
 	r.cancel()
-	select {
-	case err := <-r.done:
-		return err
-	case <-time.After(timeout):
-		t.Fatal("run did not stop after Ctrl-C")
-		return nil
-	}
+	return brokertest.Receive(t, r.done, timeout, "run did not stop after Ctrl-C")
 }
 
 // TestStoryOnly: with -story-only it stops by itself after the story.

@@ -243,19 +243,6 @@ func drainQueue(t *testing.T, url, queue string) ([]amqp.Delivery, error) {
 	return out, nil
 }
 
-// emitResult waits up to 30 seconds for what an Emit running in the
-// background returned; after says, in the failure, what it waited for.
-func emitResult(t *testing.T, result <-chan error, after string) error {
-	t.Helper()
-	select {
-	case err := <-result:
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("Emit did not complete %s", after)
-		return nil
-	}
-}
-
 // publishRaw publishes one message with a client of the test's own and
 // waits for the broker's confirm.
 func publishRaw(url, exchange, key string, msg amqp.Publishing) error {

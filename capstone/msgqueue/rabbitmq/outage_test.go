@@ -79,15 +79,11 @@ func TestBrokerUnreachableForAWhile(t *testing.T) {
 		}
 		return nil
 	})
-	select {
-	case err := <-emitted:
-		t.Fatalf("Emit returned %v while the broker was unreachable", err)
-	default:
-	}
+	stillWaiting(t, emitted, "while the broker was unreachable")
 
 	// Bring it back: the emit completes and the listener resumes.
 	p.restore()
-	if err := emitResult(t, emitted, "after the broker came back"); err != nil {
+	if err := brokertest.Receive(t, emitted, 30*time.Second, "Emit did not complete after the broker came back"); err != nil {
 		t.Fatalf("Emit after the outage: %v", err)
 	}
 	waitFor("during")
@@ -111,15 +107,11 @@ func TestBrokerUnreachableForAWhile(t *testing.T) {
 		}
 		return nil
 	})
-	select {
-	case err := <-emitted:
-		t.Fatalf("Emit returned %v while the broker was unreachable, before Close", err)
-	default:
-	}
+	stillWaiting(t, emitted, "while the broker was unreachable, before Close")
 	if err := em.Close(); err != nil {
 		t.Errorf("Close during the outage: %v", err)
 	}
-	if err := emitResult(t, emitted, "after Close"); !errors.Is(err, msgqueue.ErrClosed) {
+	if err := brokertest.Receive(t, emitted, 30*time.Second, "Close did not end the waiting Emit"); !errors.Is(err, msgqueue.ErrClosed) {
 		t.Errorf("waiting Emit returned %v after Close, want msgqueue.ErrClosed", err)
 	}
 }
@@ -267,11 +259,7 @@ func TestNackedEmitIsResent(t *testing.T) {
 	result := make(chan error, 1)
 	go func() { result <- em.Emit(t.Context(), booking("waits")) }()
 	brokertest.Eventually(t, 30*time.Second, func() error {
-		select {
-		case err := <-result:
-			t.Fatalf("Emit into a full queue returned %v before there was room", err)
-		default:
-		}
+		stillWaiting(t, result, "into a full queue before there was room")
 		if n := em.Stats().Resent; n < 3 {
 			return fmt.Errorf("%d nacked publishes so far", n)
 		}
@@ -282,7 +270,7 @@ func TestNackedEmitIsResent(t *testing.T) {
 	if _, ok, err := ch.Get(limited, true /* auto-ack */); err != nil || !ok {
 		t.Fatalf("taking a message from %s: ok=%v err=%v", limited, ok, err)
 	}
-	if err := emitResult(t, result, "once there was room"); err != nil {
+	if err := brokertest.Receive(t, result, 30*time.Second, "Emit did not complete once there was room"); err != nil {
 		t.Fatalf("Emit after there was room: %v", err)
 	}
 	t.Logf("emitter after the full queue: %+v", em.Stats())
@@ -305,6 +293,17 @@ func TestNackedEmitIsResent(t *testing.T) {
 	}
 	if strings.Join(ids, " ") != "fits-1 fits-2 waits" {
 		t.Errorf("queue holds %v, want [fits-1 fits-2 waits]", ids)
+	}
+}
+
+// stillWaiting fails the test if an Emit running in the background has
+// returned its result already; when says when it must not have.
+func stillWaiting(t *testing.T, result <-chan error, when string) {
+	t.Helper()
+	select {
+	case err := <-result:
+		t.Fatalf("Emit returned %v %s", err, when)
+	default:
 	}
 }
 
