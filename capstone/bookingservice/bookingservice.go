@@ -81,6 +81,15 @@ type Options struct {
 	BrokerHealth func(context.Context) error
 	// Outbox tunes the outbox relay of a SQL store.
 	Outbox outbox.Options
+	// Group caps how many bookings a SQL store sells in one transaction
+	// (group commit, group.go; default DefaultGroup). 1 is the
+	// one-at-a-time way, kept for comparison: a transaction per booking,
+	// each event.booked marked sent on its own, and the service's own
+	// event.booked applied through the store when it comes back.
+	Group int
+	// GroupWait is how long a group waits for more bookings after its
+	// first (default 0: it takes only the requests already waiting).
+	GroupWait time.Duration
 }
 
 // Service is BookingService: an http.Handler serving the API above, and
@@ -90,6 +99,8 @@ type Service struct {
 	pub   *outbox.Publisher
 	log   *slog.Logger
 	mux   *http.ServeMux
+	group *committer   // nil: one transaction per booking
+	own   *ownBookings // nil: our own event.booked goes through the store
 }
 
 // Compile-time check that Handle is a msgqueue.Handler.
@@ -108,11 +119,21 @@ func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
 	if opt.Outbox.Logger == nil {
 		opt.Outbox.Logger = opt.Logger
 	}
+	if opt.Group <= 0 {
+		opt.Group = DefaultGroup
+	}
+	opt.Outbox.MarkEach = opt.Outbox.MarkEach || opt.Group == 1
 	s := &Service{
 		store: store,
 		pub:   outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
 		log:   opt.Logger,
 		mux:   http.NewServeMux(),
+	}
+	if gb, ok := store.(GroupBooker); ok && opt.Group > 1 {
+		s.group = newCommitter(gb, opt.Group, opt.GroupWait)
+	}
+	if store.Outbox() != nil && opt.Group > 1 {
+		s.own = &ownBookings{}
 	}
 	handle := func(pattern string, h httpjson.HandlerFunc) {
 		s.mux.Handle(pattern, httpjson.Handle(s.log, h))
@@ -133,7 +154,12 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serv
 
 // Close stops the outbox relay; unsent events stay in the outbox for the
 // next start. Call it after the HTTP server and the listener have stopped.
-func (s *Service) Close() error { return s.pub.Close() }
+func (s *Service) Close() error {
+	if s.group != nil {
+		s.group.close()
+	}
+	return s.pub.Close()
+}
 
 // Handle applies one event heard on the broker. It is idempotent. Returning
 // an error leaves the event to be delivered again (the store failed);
@@ -183,6 +209,9 @@ func (s *Service) Handle(ctx context.Context, ev contracts.Event) error {
 
 // applyBooking applies an event.booked.
 func (s *Service) applyBooking(ctx context.Context, e *contracts.EventBooked) error {
+	if s.own != nil && s.own.take(e.ID) {
+		return nil // our own, stored before it was emitted
+	}
 	applied, err := s.store.ApplyBooking(ctx, Booking{ID: e.ID, EventID: e.EventID, UserID: e.UserID, Seats: e.Seats, Date: e.Date})
 	if err != nil || !applied {
 		return err
@@ -232,7 +261,7 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 		ID: rand.Text(), EventID: eventID, UserID: req.UserID, Seats: req.Seats,
 		Date: time.Now().UTC().Truncate(time.Microsecond),
 	}
-	msg, err := s.store.Book(r.Context(), b)
+	msg, err := s.reserve(r.Context(), b)
 	switch {
 	case errors.Is(err, contracts.ErrInvalid):
 		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: %v", err)
