@@ -103,32 +103,10 @@ func ids(rs []record) []string {
 	return out
 }
 
-// diff reports missing and extra IDs, and IDs seen more than once.
+// diff reports missing and extra IDs; an ID processed twice is extra.
 func diff(t *testing.T, what string, got []record, want []string) {
 	t.Helper()
-	seen := map[string]int{}
-	for _, r := range got {
-		seen[r.id]++
-	}
-	var missing, extra, twice []string
-	for _, id := range want {
-		if seen[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	for id, n := range seen {
-		if !slices.Contains(want, id) {
-			extra = append(extra, id)
-		}
-		if n > 1 {
-			twice = append(twice, id)
-		}
-	}
-	if len(missing)+len(extra)+len(twice) > 0 {
-		slices.Sort(extra)
-		slices.Sort(twice)
-		t.Errorf("%s: missing %v, extra %v, processed twice %v", what, missing, extra, twice)
-	}
+	brokertest.CheckIDs(t, what, ids(got), want)
 }
 
 // split returns the IDs of the records below offset limit and those at or

@@ -214,6 +214,15 @@ func TestNoBrokerSkipsLocallyButFailsUnderCI(t *testing.T) {
 	}
 }
 
+func TestInCI(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "0": false, "false": false, " No ": false, "true": true, "1": true, "yes": true} {
+		t.Setenv("CI", v)
+		if got := InCI(); got != want {
+			t.Errorf("CI=%q: InCI() = %v, want %v", v, got, want)
+		}
+	}
+}
+
 // TestDockerProbeIsFast checks the real probe: on a machine without a Docker
 // engine the container path must be ruled out in milliseconds.
 func TestDockerProbeIsFast(t *testing.T) {

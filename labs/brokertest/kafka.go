@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"example.com/myevents/labs/labkit"
 	"github.com/IBM/sarama"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"example.com/myevents/capstone/endpoint"
 )
 
 // KafkaCluster is a Kafka cluster handed to a test.
@@ -68,7 +69,8 @@ func Kafka(t testing.TB) *KafkaCluster {
 }
 
 // SplitBrokers turns a comma-separated KAFKA_BROKERS value into addresses.
-func SplitBrokers(list string) []string { return labkit.SplitBrokers(list) }
+// It is endpoint.SplitList.
+func SplitBrokers(list string) []string { return endpoint.SplitList(list) }
 
 // chooseKafka applies the selection order, or the backend that
 // BROKERTEST_KAFKA forces. Unforced, the embedded cluster is always there,

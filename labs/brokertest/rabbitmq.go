@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"example.com/myevents/labs/labkit"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/testcontainers/testcontainers-go"
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
 	tcrabbitmq "github.com/testcontainers/testcontainers-go/modules/rabbitmq"
+
+	"example.com/myevents/capstone/endpoint"
 )
 
 // DefaultAMQPURL is the local development broker the labs fall back to.
@@ -227,8 +228,9 @@ func dialAMQP(_ context.Context, rawURL string) error {
 	return conn.Close()
 }
 
-// Redact hides the password in a broker URL, for logs and messages.
-func Redact(rawURL string) string { return labkit.Redact(rawURL) }
+// Redact hides the password in a broker URL, for logs and messages, by the
+// module's one rule (endpoint.Redact).
+func Redact(rawURL string) string { return endpoint.Redact(rawURL) }
 
 // isLoopback reports whether the URL points at this machine.
 func isLoopback(rawURL string) bool {

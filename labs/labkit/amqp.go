@@ -17,6 +17,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"example.com/myevents/capstone/endpoint"
 )
 
 // DialTimeout bounds connecting and logging in. RabbitMQ waits about 3 s
@@ -45,15 +47,9 @@ func DialAMQP(rawURL, connName string) (*amqp.Connection, error) {
 	return conn, nil
 }
 
-// Redact hides the password of a URL that has already passed
-// amqp.ParseURI.
-func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	return u.Redacted()
-}
+// Redact hides the password of a URL, by the module's one rule
+// (endpoint.Redact).
+func Redact(rawURL string) string { return endpoint.Redact(rawURL) }
 
 // malformedURL explains a URL that amqp.ParseURI rejected. The URL itself is
 // not repeated: it may hold a password, and one that does not parse cannot

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/IBM/sarama"
+
+	"example.com/myevents/capstone/endpoint"
 )
 
 // KafkaDown turns a failed connection into one sentence that names the
@@ -33,13 +35,5 @@ func KafkaDown(brokers []string, err error) error {
 	return fmt.Errorf("connecting to Kafka at %s: no broker answers%s; start one (`go run ./labs/00-setup -embedded-kafka` runs one on 127.0.0.1:9092) or point -brokers or KAFKA_BROKERS at a running Kafka", where, why)
 }
 
-// SplitBrokers turns "a:1, b:2" into its addresses.
-func SplitBrokers(list string) []string {
-	var out []string
-	for _, b := range strings.Split(list, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			out = append(out, b)
-		}
-	}
-	return out
-}
+// SplitBrokers turns "a:1, b:2" into its addresses (endpoint.SplitList).
+func SplitBrokers(list string) []string { return endpoint.SplitList(list) }

@@ -41,7 +41,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,6 +50,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"example.com/myevents/capstone/endpoint"
 	"example.com/myevents/capstone/internal/app"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
 )
@@ -331,7 +331,7 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 		cfg.Exchange = "loadtest." + suffix
 		cfg.Queue = "loadtest." + suffix + ".bookingservice"
 		sys.cleanups = append(sys.cleanups, func() error { return deleteAMQP(cfg) })
-		brokerDesc = "RabbitMQ at " + redact(s.amqpURL)
+		brokerDesc = "RabbitMQ at " + endpoint.Redact(s.amqpURL)
 	case app.Kafka:
 		if s.brokers == "" {
 			cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
@@ -374,9 +374,9 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 		}
 		sys.cleanups = append(sys.cleanups, drop)
 		eventsDB, bookingsDB = dsn, dsn
-		storeDesc = "PostgreSQL at " + redact(s.db) + " (a schema of its own)"
+		storeDesc = "PostgreSQL at " + endpoint.Redact(s.db) + " (a schema of its own)"
 	default:
-		return sys, fmt.Errorf("unknown -db %s: use sqlite, memory or a postgres:// URL", redact(s.db))
+		return sys, fmt.Errorf("unknown -db %s: use sqlite, memory or a postgres:// URL", endpoint.Quote(s.db))
 	}
 	sys.describe = fmt.Sprintf("broker %s, %s; store %s", s.broker, brokerDesc, storeDesc)
 
@@ -435,11 +435,11 @@ func deleteAMQP(cfg app.Config) error {
 func freshSchema(ctx context.Context, base, schema string) (string, func() error, error) {
 	db, err := sql.Open("pgx", base)
 	if err != nil {
-		return "", nil, fmt.Errorf("opening PostgreSQL at %s: %w", redact(base), err)
+		return "", nil, fmt.Errorf("opening PostgreSQL at %s: %w", endpoint.Redact(base), err)
 	}
 	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		db.Close()
-		return "", nil, fmt.Errorf("creating schema %s in PostgreSQL at %s: %w", schema, redact(base), err)
+		return "", nil, fmt.Errorf("creating schema %s in PostgreSQL at %s: %w", schema, endpoint.Redact(base), err)
 	}
 	drop := func() error {
 		defer db.Close()
@@ -450,7 +450,7 @@ func freshSchema(ctx context.Context, base, schema string) (string, func() error
 	}
 	u, err := url.Parse(base)
 	if err != nil {
-		return "", nil, errors.Join(fmt.Errorf("parsing %s: %w", redact(base), err), drop())
+		return "", nil, errors.Join(fmt.Errorf("parsing %s: %w", endpoint.Redact(base), err), drop())
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
@@ -462,19 +462,4 @@ func randomSuffix() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
-}
-
-// redact hides the password of a URL. Anything else that could hold one
-// (an unparseable URL, "host=db password=...") is not shown at all.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return "<unparseable URL>"
-	case u.Scheme != "" && u.Host != "":
-		return u.Redacted()
-	case strings.ContainsAny(raw, "@="):
-		return "<hidden: it may hold a password>"
-	}
-	return strconv.Quote(raw)
 }

@@ -53,8 +53,8 @@ func TestBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"-broker", "nats"}, `unknown broker "nats"`},
-		{[]string{"-broker", "kafka", "-db", "mysql://x"}, `unknown -db mysql://x: use sqlite, memory or a postgres:// URL`},
-		{[]string{"-broker", "kafka", "-db", "mysql://root:secret@db/x"}, `unknown -db mysql://root:xxxxx@db/x`},
+		{[]string{"-broker", "kafka", "-db", "mysql://x"}, `unknown -db "mysql://x": use sqlite, memory or a postgres:// URL`},
+		{[]string{"-broker", "kafka", "-db", "mysql://root:secret@db/x"}, `unknown -db "mysql://root:xxxxx@db/x"`},
 		{[]string{"-broker", "kafka", "-db", "host=db password=secret"}, `unknown -db <hidden: it may hold a password>`},
 		{[]string{"-broker", "kafka", "-db", "sqlite3"}, `unknown -db "sqlite3"`},
 		{[]string{"-n", "0"}, "-n and -c must be at least 1"},

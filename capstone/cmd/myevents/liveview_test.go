@@ -178,7 +178,7 @@ func findBrowser(t *testing.T) string {
 		}
 	}
 	msg := "no Chromium to run the live view's browser test: install it (Debian, Ubuntu: apt-get install -y chromium)"
-	if ci := os.Getenv("CI"); ci != "" && ci != "false" {
+	if brokertest.InCI() {
 		t.Fatal(msg + "; CI is set, so a missing browser is a failure")
 	}
 	t.Skip(msg)
@@ -253,22 +253,16 @@ func (p *page) waitMatch(sel, pattern string) {
 
 func (p *page) wait(sel, what string, ok func(string) bool) {
 	p.t.Helper()
-	var last string
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	brokertest.Eventually(p.t, 60*time.Second, func() error {
 		s, err := p.text(sel)
 		if err != nil {
 			p.t.Fatalf("browser: reading %s: %v", sel, err)
 		}
 		if ok(s) {
-			return
+			return nil
 		}
-		last = s
-		if time.Now().After(deadline) {
-			p.t.Fatalf("the page's %s does not show %s after 60 s; it shows:\n%s", sel, what, last)
-		}
-		<-time.After(50 * time.Millisecond)
-	}
+		return fmt.Errorf("the page's %s does not show %s; it shows:\n%s", sel, what, s)
+	})
 }
 
 // click waits until no control runs, then clicks sel.

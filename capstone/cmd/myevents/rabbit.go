@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/capstone/cmd/myevents/live"
+	"example.com/myevents/capstone/endpoint"
 	"example.com/myevents/capstone/internal/app"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
 )
@@ -101,19 +101,10 @@ func (n rabbitNames) with(f func(*amqp.Connection) error) error {
 	cfg.Properties.SetClientConnectionName("myevents setup")
 	conn, err := amqp.DialConfig(n.url, cfg)
 	if err != nil {
-		return fmt.Errorf("connecting to RabbitMQ at %s (is it running? set AMQP_URL): %w", redact(n.url), err)
+		return fmt.Errorf("connecting to RabbitMQ at %s (is it running? set AMQP_URL): %w", endpoint.Redact(n.url), err)
 	}
 	defer conn.Close()
 	return f(conn)
-}
-
-// redact hides the password of a URL.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	return u.Redacted()
 }
 
 // runAMQP runs the demo on RabbitMQ: EventService on the memory store,
@@ -154,7 +145,7 @@ func runAMQP(ctx context.Context, out io.Writer, log *slog.Logger, ui *liveView,
 	if err := startBoth(sys); err != nil {
 		return err
 	}
-	watch, err := live.WatchAMQP(names.url, names.exchange, names.queue, "RabbitMQ "+redact(names.url), ui.view.Add)
+	watch, err := live.WatchAMQP(names.url, names.exchange, names.queue, "RabbitMQ "+endpoint.Redact(names.url), ui.view.Add)
 	if err != nil {
 		return err
 	}
@@ -163,7 +154,7 @@ func runAMQP(ctx context.Context, out io.Writer, log *slog.Logger, ui *liveView,
 	defer func() { err = errors.Join(err, ui.stop()) }()
 
 	fmt.Fprintln(out, "MyEvents: the whole system in one process, on RabbitMQ")
-	fmt.Fprintf(out, "  RabbitMQ        %s, exchange %s, queue %s\n", redact(names.url), names.exchange, names.queue)
+	fmt.Fprintf(out, "  RabbitMQ        %s, exchange %s, queue %s\n", endpoint.Redact(names.url), names.exchange, names.queue)
 	fmt.Fprintf(out, "  EventService    %s (store: memory)\n", sys.url(app.EventService))
 	fmt.Fprintf(out, "  BookingService  %s (store: SQLite in %s, removed at exit)\n", sys.url(app.BookingService), dir)
 	fmt.Fprintf(out, "  Live view       %s (open it in a browser)\n", ui.url)

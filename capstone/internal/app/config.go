@@ -19,6 +19,7 @@ import (
 	"io"
 	"strings"
 
+	"example.com/myevents/capstone/endpoint"
 	"example.com/myevents/capstone/internal/sqldb"
 )
 
@@ -69,7 +70,7 @@ func DefaultConfig(service string) Config {
 		Listen:       listen,
 		Broker:       AMQP,
 		AMQPURL:      DefaultAMQPURL,
-		KafkaBrokers: splitList(DefaultKafkaBrokers),
+		KafkaBrokers: endpoint.SplitList(DefaultKafkaBrokers),
 		DB:           "",
 		Exchange:     DefaultExchange,
 		Topic:        DefaultTopic,
@@ -144,7 +145,7 @@ func ParseFlags(service string, args []string, getenv func(string) string, usage
 	cfg.Listen = pick("listen", listen, "LISTEN_ADDR")
 	cfg.Broker = strings.ToLower(pick("broker", broker, "BROKER"))
 	cfg.AMQPURL = pick("url", amqpURL, "AMQP_URL")
-	cfg.KafkaBrokers = splitList(pick("brokers", brokers, "KAFKA_BROKERS"))
+	cfg.KafkaBrokers = endpoint.SplitList(pick("brokers", brokers, "KAFKA_BROKERS"))
 	cfg.DB = pick("db", db, "DATABASE_URL")
 	cfg.Exchange = *exchange
 	cfg.Topic = *topic
@@ -203,17 +204,6 @@ func (c Config) Validate() error {
 		return errors.New("the HTTP listen address (-listen or LISTEN_ADDR) is empty")
 	}
 	return nil
-}
-
-// splitList turns a comma-separated list into its non-empty items.
-func splitList(list string) []string {
-	var out []string
-	for _, s := range strings.Split(list, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // OneLine flattens err's message to one line for the terminal: some

@@ -75,7 +75,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"unknown broker from env", BookingService, nil, map[string]string{"BROKER": "sqs"}, `unknown broker "sqs"`},
 		{"bad DSN", EventService, []string{"-db", "mysql://root@db/x"}, nil, `unknown database "mysql://root@db/x": use ""`},
 		{"bad DSN hides the password", BookingService, nil, map[string]string{"DATABASE_URL": "mysql://root:secret@db/x"}, `mysql://root:xxxxx@db/x`},
-		{"key=value DSN hides the password", EventService, []string{"-db", "host=db password=secret"}, nil, `unknown database (hidden: it may hold a password)`},
+		{"key=value DSN hides the password", EventService, []string{"-db", "host=db password=secret"}, nil, `unknown database <hidden: it may hold a password>`},
 		{"memory with RabbitMQ", BookingService, []string{"-db", "memory:"}, nil, "BookingService cannot keep its state in memory with RabbitMQ"},
 		{"no Kafka broker", EventService, []string{"-broker", "kafka", "-brokers", " , "}, nil, "no Kafka broker: set -brokers or KAFKA_BROKERS"},
 		{"empty queue", BookingService, []string{"-queue", ""}, nil, "queue name (-queue) is empty"},

@@ -15,15 +15,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 
+	"example.com/myevents/capstone/endpoint"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
 )
 
 // DefaultPostgres is the PostgreSQL the tests use unless TEST_DATABASE_URL
@@ -75,8 +76,8 @@ func PostgresDSN(t testing.TB) string {
 		}
 	}
 	if err != nil {
-		msg := fmt.Sprintf("PostgreSQL at %s does not answer (%v): start it, or set TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB", redact(base), err)
-		if inCI() {
+		msg := fmt.Sprintf("PostgreSQL at %s does not answer (%v): start it, or set TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB", endpoint.Redact(base), err)
+		if brokertest.InCI() {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
@@ -98,32 +99,12 @@ func PostgresDSN(t testing.TB) string {
 	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("TEST_DATABASE_URL %q is not a URL: %v", redact(base), err)
+		t.Fatalf("TEST_DATABASE_URL %q is not a URL: %v", endpoint.Redact(base), err)
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// inCI reports whether the CI environment variable asks for strictness,
-// as labs/brokertest and scripts/test.sh read it ("", 0, false, no: not).
-func inCI() bool {
-	switch strings.ToLower(strings.TrimSpace(os.Getenv("CI"))) {
-	case "", "0", "false", "no":
-		return false
-	}
-	return true
-}
-
-// redact hides the password of a URL; one that does not parse is not
-// shown at all.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	return u.Redacted()
 }
 
 // ErrRefused is what a failing Emitter returns.

@@ -25,12 +25,13 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+
+	"example.com/myevents/capstone/endpoint"
 )
 
 // Kind is the kind of store a DSN selects.
@@ -58,12 +59,8 @@ func Parse(dsn string) (Kind, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return Postgres, nil
 	}
-	shown := redact(dsn)
-	if shown != hiddenDSN {
-		shown = strconv.Quote(shown)
-	}
 	return "", fmt.Errorf(`%w %s: use "" (a SQLite file in the working directory), "sqlite:PATH", "postgres://USER@HOST:PORT/DB" or "memory:"`,
-		ErrUnknownDSN, shown)
+		ErrUnknownDSN, endpoint.Quote(dsn))
 }
 
 // DB is an open SQL database with its dialect.
@@ -150,7 +147,7 @@ const maxPostgresConns = 8
 
 // openPostgres opens a PostgreSQL database.
 func openPostgres(dsn string) (*DB, error) {
-	where := "PostgreSQL at " + redact(dsn)
+	where := "PostgreSQL at " + endpoint.Redact(dsn)
 	sdb, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", where, err)
@@ -160,24 +157,6 @@ func openPostgres(dsn string) (*DB, error) {
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
 	return &DB{DB: sdb, Kind: Postgres, where: where}, nil
 }
-
-// redact hides the password of a URL-shaped DSN. A DSN that is not a URL
-// with a scheme and a host may still hold one ("host=db password=...",
-// "postgres//user:pw@db", an unparseable URL): it is shown only if it has
-// nothing that could be a password.
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err == nil && u.Scheme != "" && u.Host != "" {
-		return u.Redacted()
-	}
-	if strings.ContainsAny(dsn, "@=") || strings.Contains(strings.ToLower(dsn), "pass") || err != nil {
-		return hiddenDSN
-	}
-	return dsn
-}
-
-// hiddenDSN is what redact shows of a DSN it cannot tell is password-free.
-const hiddenDSN = "(hidden: it may hold a password)"
 
 // String names the database, without a password.
 func (db *DB) String() string { return db.where }

@@ -106,6 +106,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"example.com/myevents/capstone/endpoint"
 )
 
 // DefaultExchange is the exchange every service publishes events to.
@@ -262,9 +264,9 @@ func dial(ctx context.Context, rawURL string, cfg config, defaultName string) (*
 		// its cause.
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
-			return nil, fmt.Errorf("parsing the AMQP URL %s: %w (percent-encode reserved characters such as @ : / ? # in the user name or password; expected amqp://user:password@host:5672/vhost)", redact(rawURL), uerr.Err)
+			return nil, fmt.Errorf("parsing the AMQP URL %s: %w (percent-encode reserved characters such as @ : / ? # in the user name or password; expected amqp://user:password@host:5672/vhost)", endpoint.Redact(rawURL), uerr.Err)
 		}
-		return nil, fmt.Errorf("parsing the AMQP URL %s: %w (expected amqp://user:password@host:5672/vhost)", redact(rawURL), err)
+		return nil, fmt.Errorf("parsing the AMQP URL %s: %w (expected amqp://user:password@host:5672/vhost)", endpoint.Redact(rawURL), err)
 	}
 	props := amqp.NewConnectionProperties()
 	name := cfg.connectionName
@@ -297,29 +299,20 @@ func dial(ctx context.Context, rawURL string, cfg config, defaultName string) (*
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", redact(rawURL), ctx.Err())
+			return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", endpoint.Redact(rawURL), ctx.Err())
 		}
 		var amqpErr *amqp.Error
 		if errors.As(err, &amqpErr) && amqpErr.Code == amqp.AccessRefused {
-			return nil, fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password in the URL: %w", redact(rawURL), err)
+			return nil, fmt.Errorf("connecting to RabbitMQ at %s: the broker refused the user name or password in the URL: %w", endpoint.Redact(rawURL), err)
 		}
-		return nil, fmt.Errorf("connecting to RabbitMQ at %s (is it running? set AMQP_URL or -url): %w", redact(rawURL), err)
+		return nil, fmt.Errorf("connecting to RabbitMQ at %s (is it running? set AMQP_URL or -url): %w", endpoint.Redact(rawURL), err)
 	}
 	if ctx.Err() != nil {
 		// ctx ended just after the handshake; the deadline may be set.
 		_ = conn.Close()
-		return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", redact(rawURL), ctx.Err())
+		return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", endpoint.Redact(rawURL), ctx.Err())
 	}
 	return conn, nil
-}
-
-// redact hides the password of a URL for messages and logs.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	return u.Redacted()
 }
 
 // declareExchange declares the durable topic exchange events go to.
