@@ -122,15 +122,20 @@ func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
 	if opt.Group <= 0 {
 		opt.Group = DefaultGroup
 	}
+	_, grouped := store.(GroupBooker)
+	grouped = grouped && opt.Group > 1
 	opt.Outbox.MarkEach = opt.Outbox.MarkEach || opt.Group == 1
+	if grouped && opt.Outbox.MarkLinger == 0 {
+		opt.Outbox.MarkLinger = markLinger
+	}
 	s := &Service{
 		store: store,
 		pub:   outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
 		log:   opt.Logger,
 		mux:   http.NewServeMux(),
 	}
-	if gb, ok := store.(GroupBooker); ok && opt.Group > 1 {
-		s.group = newCommitter(gb, opt.Group, opt.GroupWait)
+	if grouped {
+		s.group = newCommitter(store.(GroupBooker), s.pub, opt.Group, opt.GroupWait)
 	}
 	if store.Outbox() != nil && opt.Group > 1 {
 		s.own = &ownBookings{}

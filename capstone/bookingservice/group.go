@@ -36,6 +36,7 @@ const groupTimeout = 30 * time.Second
 // committer sells the bookings of concurrent requests in groups.
 type committer struct {
 	store GroupBooker
+	marks marks
 	max   int
 	wait  time.Duration
 
@@ -52,9 +53,19 @@ type waiting struct {
 	done chan struct{}
 }
 
-func newCommitter(store GroupBooker, max int, wait time.Duration) *committer {
+// marks are the outbox marks a group writes along: the Publisher's.
+type marks interface {
+	TakeMarks() []int64
+	ReturnMarks(ids []int64)
+}
+
+// markLinger is how long the Publisher leaves its marks for the next group
+// to take, before it writes them itself (when no booking comes).
+const markLinger = 50 * time.Millisecond
+
+func newCommitter(store GroupBooker, m marks, max int, wait time.Duration) *committer {
 	c := &committer{
-		store: store, max: max, wait: wait,
+		store: store, marks: m, max: max, wait: wait,
 		reqs: make(chan *waiting),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -138,7 +149,11 @@ func (c *committer) commit(group []*waiting) {
 	for i, w := range group {
 		bs[i] = w.b
 	}
-	res, err := c.store.BookMany(ctx, bs)
+	sent := c.marks.TakeMarks()
+	res, err := c.store.BookMany(ctx, bs, sent)
+	if err != nil {
+		c.marks.ReturnMarks(sent)
+	}
 	for i, w := range group {
 		if err != nil {
 			w.res = BookResult{Err: fmt.Errorf("booking in a group of %d: %w", len(group), err)}

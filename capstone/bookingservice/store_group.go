@@ -26,9 +26,11 @@ type BookResult struct {
 type GroupBooker interface {
 	// BookMany sells the bookings bs in one transaction, each checked in
 	// the order of bs against the seats the ones before it took, as Book
-	// would one after the other. Result i answers bs[i]. An error fails
-	// them all and stores none of them.
-	BookMany(ctx context.Context, bs []Booking) ([]BookResult, error)
+	// would one after the other. Result i answers bs[i]. In the same
+	// transaction it marks the outbox messages sent sent (see
+	// outbox.Publisher.TakeMarks). An error fails them all and stores
+	// none of them.
+	BookMany(ctx context.Context, bs []Booking, sent []int64) ([]BookResult, error)
 }
 
 // seatsLeft is an event's row as a group transaction sees it.
@@ -39,7 +41,8 @@ type seatsLeft struct {
 }
 
 // BookMany sells the bookings bs in one transaction, with one commit (one
-// fsync on SQLite) for all of them.
+// fsync on SQLite) for all of them, and the outbox marks of sent, the
+// event.booked emitted since the previous group, ride along.
 //
 // The rows of the events involved are read first, in the order of their
 // IDs: on PostgreSQL with FOR UPDATE, which locks them until the commit, so
@@ -49,10 +52,13 @@ type seatsLeft struct {
 // Each booking is then decided in arrival order against the seats left,
 // and each event's count moves by the seats sold, with the same
 // conditional UPDATE Book uses, as a last guard.
-func (s *SQLStore) BookMany(ctx context.Context, bs []Booking) ([]BookResult, error) {
+func (s *SQLStore) BookMany(ctx context.Context, bs []Booking, sent []int64) ([]BookResult, error) {
 	out := make([]BookResult, len(bs))
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		clear(out)
+		if err := s.db.MarkSentInTx(ctx, tx, sent); err != nil {
+			return err
+		}
 		left, err := s.lockEvents(ctx, tx, bs)
 		if err != nil {
 			return err

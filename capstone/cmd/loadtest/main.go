@@ -39,8 +39,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,6 +73,9 @@ type settings struct {
 	db           string
 	eventsURL    string
 	bookingsURL  string
+	group        int
+	compare      bool
+	cpuprofile   string
 }
 
 func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) {
@@ -93,6 +94,9 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 	fs.StringVar(&s.db, "db", "sqlite", "store of both services: sqlite (files in a temporary directory), memory, or a postgres:// URL")
 	fs.StringVar(&s.eventsURL, "events-url", "", "load an EventService that runs already (with -bookings-url)")
 	fs.StringVar(&s.bookingsURL, "bookings-url", "", "load a BookingService that runs already (with -events-url)")
+	fs.IntVar(&s.group, "group", 0, "bookings BookingService sells per transaction at most (0: its default; 1: one at a time)")
+	fs.BoolVar(&s.compare, "compare", false, "measure a SQLite loop of one transaction per booking, the one-at-a-time path (-group 1) and the group path, and print their ratios")
+	fs.StringVar(&s.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured bookings (of the group path with -compare) to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -109,57 +113,22 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 			*env.value = v
 		}
 	}
-	if s.n < 1 || s.c < 1 || s.warmup < 0 {
-		return fmt.Errorf("-n and -c must be at least 1 and -warmup at least 0")
+	if s.n < 1 || s.c < 1 || s.warmup < 0 || s.group < 0 {
+		return fmt.Errorf("-n and -c must be at least 1, -warmup and -group at least 0")
+	}
+	if s.compare && (s.eventsURL != "" || s.bookingsURL != "") {
+		return fmt.Errorf("-compare starts its own services: leave out -events-url and -bookings-url")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	// Start the services, unless they run already.
-	events, bookings, setup := s.eventsURL, s.bookingsURL, ""
-	if events == "" || bookings == "" {
-		sys, err := startSystem(ctx, s, log)
-		if err != nil {
-			return err
-		}
-		defer func() { err = errors.Join(err, sys.stop()) }()
-		events, bookings, setup = sys.events.URL, sys.bookings.URL, sys.describe
-	} else {
-		setup = "services at " + events + " and " + bookings
+	if s.compare {
+		return compare(ctx, s, out, log)
 	}
-
-	// One event to warm up on, one to measure, each with enough seats.
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: s.c}}
-	warm, err := newEvent(ctx, client, events, bookings, "warm-up", max(s.warmup, 1))
+	m, err := measure(ctx, s, log)
 	if err != nil {
 		return err
 	}
-	measured, err := newEvent(ctx, client, events, bookings, "measured", s.n)
-	if err != nil {
-		return err
-	}
-	if _, err := hammer(ctx, client, bookings, warm, s.warmup, s.c); err != nil {
-		return fmt.Errorf("warming up: %w", err)
-	}
-	res, err := hammer(ctx, client, bookings, measured, s.n, s.c)
-	if err != nil {
-		return err
-	}
-
-	// Check that every seat was sold exactly once.
-	var view struct{ Capacity, Booked int }
-	if err := call(ctx, client, "GET", bookings+"/events/"+measured, "", http.StatusOK, &view); err != nil {
-		return err
-	}
-	if res.created != s.n || view.Booked != s.n {
-		return fmt.Errorf("sold %d bookings (answers %v) and BookingService counts %d, want %d", res.created, res.statuses, view.Booked, s.n)
-	}
-
-	slices.Sort(res.latencies)
-	fmt.Fprintf(out, "setup:      %s; %d CPUs, GOMAXPROCS %d\n", setup, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-	fmt.Fprintf(out, "load:       %d bookings of 1 seat, %d concurrent clients, after %d warm-up bookings\n", s.n, s.c, s.warmup)
-	fmt.Fprintf(out, "throughput: %.0f bookings/s (%d x 201 in %v)\n", float64(res.created)/res.elapsed.Seconds(), res.created, res.elapsed.Round(time.Millisecond))
-	fmt.Fprintf(out, "latency:    p50 %v  p90 %v  p99 %v  max %v\n",
-		pct(res.latencies, 50), pct(res.latencies, 90), pct(res.latencies, 99), res.latencies[len(res.latencies)-1].Round(10*time.Microsecond))
+	m.print(out, s)
 	return nil
 }
 
@@ -381,7 +350,7 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 	sys.describe = fmt.Sprintf("broker %s, %s; store %s", s.broker, brokerDesc, storeDesc)
 
 	cfg.DB = bookingsDB
-	if sys.bookings, err = app.Start(ctx, cfg, app.Options{Logger: log}); err != nil {
+	if sys.bookings, err = app.Start(ctx, cfg, app.Options{Logger: log, BookingGroup: s.group}); err != nil {
 		return sys, err
 	}
 	cfg.Service, cfg.DB = app.EventService, eventsDB

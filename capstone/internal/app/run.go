@@ -38,6 +38,10 @@ type Options struct {
 	WrapHandler func(msgqueue.Handler) msgqueue.Handler
 	// HTTPTimeouts override DefaultHTTPTimeouts (zero fields keep them).
 	HTTPTimeouts HTTPTimeouts
+	// BookingGroup is BookingService's bookingservice.Options.Group: how
+	// many bookings one transaction sells at most (0: the default; 1: one
+	// at a time, for comparison).
+	BookingGroup int
 }
 
 func (o Options) logger() *slog.Logger {
@@ -169,7 +173,7 @@ func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error)
 		return err
 	}
 	p.emitter, p.probe = em, probeClose
-	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: log, BrokerHealth: both(emitterHealth, l.health)})
+	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: log, BrokerHealth: both(emitterHealth, l.health), Group: opt.BookingGroup})
 	if err != nil {
 		return err
 	}

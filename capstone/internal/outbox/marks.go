@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Marking sent, in groups. Publish emits an event and its outbox row must
@@ -20,6 +21,12 @@ import (
 // MarkSent only logged). The goroutine waits for no timer: it writes as
 // soon as it is woken, and what is noted while it writes goes into the
 // next write. Close writes the marks still noted.
+//
+// A service that commits its own writes in groups can do better still:
+// TakeMarks hands it the marks noted so far, and it writes them in its next
+// transaction, which commits anyway. The goroutine then leaves the marks
+// alone for Options.MarkLinger, so that under load they all ride along and
+// cost no commit of their own.
 
 // marks is the Publisher's pending marks and the goroutine that writes
 // them.
@@ -46,6 +53,14 @@ func (m *marks) start(p *Publisher) {
 			case <-p.stop:
 				m.flush(p)
 				return
+			}
+			if p.opt.MarkLinger > 0 {
+				t := time.NewTimer(p.opt.MarkLinger)
+				select {
+				case <-t.C:
+				case <-p.stop:
+					t.Stop()
+				}
 			}
 			m.flush(p)
 		}
@@ -91,6 +106,33 @@ func (p *Publisher) markSent(ctx context.Context, id int64) {
 	}
 	p.marks.mu.Lock()
 	p.marks.ids = append(p.marks.ids, id)
+	p.marks.mu.Unlock()
+	select {
+	case p.marks.wake <- struct{}{}:
+	default:
+	}
+}
+
+// TakeMarks returns the IDs of the messages emitted since the last write of
+// marks and forgets them: the caller writes them (MarkSentMany's statement,
+// in a transaction of its own). If that transaction fails, it hands them
+// back with ReturnMarks.
+func (p *Publisher) TakeMarks() []int64 {
+	p.marks.mu.Lock()
+	defer p.marks.mu.Unlock()
+	ids := p.marks.ids
+	p.marks.ids = nil
+	return ids
+}
+
+// ReturnMarks notes ids again, for the next write: the transaction that
+// took them failed.
+func (p *Publisher) ReturnMarks(ids []int64) {
+	if len(ids) == 0 || p.store == nil {
+		return
+	}
+	p.marks.mu.Lock()
+	p.marks.ids = append(p.marks.ids, ids...)
 	p.marks.mu.Unlock()
 	select {
 	case p.marks.wake <- struct{}{}:

@@ -117,6 +117,10 @@ type Options struct {
 	// comparison. By default the marks of messages emitted meanwhile are
 	// written together, in one statement, just after (see marks.go).
 	MarkEach bool
+	// MarkLinger is how long noted marks wait before the Publisher writes
+	// them itself, for a service that takes them into its own
+	// transactions (TakeMarks; default 0: at once).
+	MarkLinger time.Duration
 }
 
 func (o Options) withDefaults() Options {

@@ -79,6 +79,22 @@ func (db *DB) AddManyToOutbox(ctx context.Context, tx *sql.Tx, evs []contracts.E
 // MarkSentMany records that the broker took the messages ids, in one
 // statement.
 func (o outboxStore) MarkSentMany(ctx context.Context, ids []int64) error {
+	return o.db.markSentMany(ctx, o.db.DB, ids)
+}
+
+// MarkSentInTx records, inside tx, that the broker took the messages ids:
+// a group commit writes the marks of the events emitted since the previous
+// group with its own bookings, at no extra commit.
+func (db *DB) MarkSentInTx(ctx context.Context, tx *sql.Tx, ids []int64) error {
+	return db.markSentMany(ctx, tx, ids)
+}
+
+// execer is what runs a statement: the database or a transaction.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (db *DB) markSentMany(ctx context.Context, ex execer, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -91,7 +107,7 @@ func (o outboxStore) MarkSentMany(ctx context.Context, ids []int64) error {
 	}
 	// The IDs are integers formatted here, not user input: inlining them
 	// keeps one statement whatever their number (no parameter limit).
-	_, err := o.db.ExecContext(ctx, `UPDATE `+o.db.outbox+` SET sent_at = $1 WHERE id IN (`+list.String()+`)`, Micros(time.Now()))
+	_, err := ex.ExecContext(ctx, `UPDATE `+db.outbox+` SET sent_at = $1 WHERE id IN (`+list.String()+`)`, Micros(time.Now()))
 	if err != nil {
 		return fmt.Errorf("marking %d outbox messages sent: %w", len(ids), err)
 	}
