@@ -44,7 +44,7 @@ func fastOutbox() outbox.Options {
 }
 
 func newBus() *memory.Bus {
-	return memory.New(memory.WithRetryBackoff(5*time.Millisecond), memory.WithLogger(quiet()))
+	return memory.New(memory.WithRetryBackoff(5*time.Millisecond, 5*time.Millisecond), memory.WithLogger(quiet()))
 }
 
 // newFixture starts a BookingService on dsn, listening on bus (a new bus if
@@ -73,7 +73,7 @@ func newFixture(t *testing.T, dsn string, bus *memory.Bus, opt Options) *fixture
 	t.Cleanup(func() { svc.Close() })
 
 	// Bind the queue for every event the service handles, then listen.
-	l, err := bus.Listener(queue, Names()...)
+	l, err := bus.Listener(queue, Names())
 	if err != nil {
 		t.Fatal(err)
 	}

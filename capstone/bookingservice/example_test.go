@@ -41,7 +41,7 @@ func Example() {
 
 	// Bind BookingService's queue for every event it handles before
 	// anything is emitted, so nothing published meanwhile is lost.
-	listener, err := bus.Listener("bookingservice", bookingservice.Names()...)
+	listener, err := bus.Listener("bookingservice", bookingservice.Names())
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -106,28 +106,30 @@ func benchTopology(b *testing.B) (url, exchange string) {
 	}
 	err = ch.ExchangeDeclare(exchange, amqp.ExchangeTopic,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // internal
-		false, // noWait
-		nil)
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
 		b.Fatalf("declaring exchange %s: %v", exchange, err)
 	}
 	_, err = ch.QueueDeclare(queue,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // exclusive
-		false, // noWait
-		nil)
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
 		b.Fatalf("declaring queue %s: %v", queue, err)
 	}
-	if err := ch.QueueBind(queue, contracts.EventBookedName, exchange, false /* noWait */, nil); err != nil {
+	if err := ch.QueueBind(queue, contracts.EventBookedName, exchange, false /* no-wait */, nil /* args */); err != nil {
 		b.Fatalf("binding queue %s: %v", queue, err)
 	}
 	b.Cleanup(func() {
-		_, _ = ch.QueueDelete(queue, false /* ifUnused */, false /* ifEmpty */, false /* noWait */)
-		_ = ch.ExchangeDelete(exchange, false /* ifUnused */, false /* noWait */)
+		_, _ = ch.QueueDelete(queue, false /* if-unused */, false /* if-empty */, false /* no-wait */)
+		_ = ch.ExchangeDelete(exchange, false /* if-unused */, false /* no-wait */)
 	})
 	return url, exchange
 }
@@ -180,7 +182,7 @@ func benchAMQPRaw(b *testing.B) {
 	if err != nil {
 		b.Fatalf("opening a channel: %v", err)
 	}
-	if err := ch.Confirm(false /* noWait */); err != nil {
+	if err := ch.Confirm(false /* no-wait */); err != nil {
 		b.Fatalf("enabling publisher confirms: %v", err)
 	}
 	// A returned (unroutable) message would be a broken benchmark.
@@ -248,7 +250,7 @@ func publishOnNewChannel(conn *amqp.Connection, exchange string, msg amqp.Publis
 		return fmt.Errorf("opening a channel: %w", err)
 	}
 	defer ch.Close()
-	if err := ch.Confirm(false /* noWait */); err != nil {
+	if err := ch.Confirm(false /* no-wait */); err != nil {
 		return fmt.Errorf("enabling publisher confirms: %w", err)
 	}
 	dc, err := ch.PublishWithDeferredConfirm(exchange, contracts.EventBookedName,

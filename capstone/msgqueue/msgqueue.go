@@ -9,6 +9,27 @@
 // processed (malformed, an unknown event name, or a handler that returns a
 // Permanent error) goes to a dead-letter queue or topic instead of looping
 // or vanishing.
+//
+// # One option vocabulary
+//
+// The transports' constructors take the same options under the same names,
+// with one meaning:
+//
+//   - WithDeliveryLimit(n): a message is handed to the handler n times at
+//     most; a handler error on the nth delivery dead-letters it (reason
+//     retries-exhausted). The default is DefaultDeliveryLimit (5)
+//     everywhere.
+//   - WithRetryBackoff(first, longest): the wait before a message whose
+//     handler failed is delivered again: first after the first failure,
+//     doubling with each delivery up to longest.
+//   - WithLogger(l): where the transport logs retries, dead letters and
+//     reconnects.
+//
+// A listener is built for the event names it handles, given in every
+// constructor as a names []string after the queue or consumer group.
+//
+// Every Emitter and Listener reports its transport's health with Health:
+// the in-memory transport is always healthy.
 package msgqueue
 
 import (
@@ -17,6 +38,11 @@ import (
 
 	"example.com/myevents/contracts"
 )
+
+// DefaultDeliveryLimit is how often every transport delivers a message at
+// most unless WithDeliveryLimit says otherwise: the fifth failing delivery
+// dead-letters it.
+const DefaultDeliveryLimit = 5
 
 // ErrClosed is wrapped by the error Emit and Listen return once Close has
 // been called.
@@ -38,6 +64,11 @@ type Emitter interface {
 	// retry. Emit is safe for concurrent use. After Close it returns an
 	// error wrapping ErrClosed.
 	Emit(ctx context.Context, ev contracts.Event) error
+	// Health reports whether the emitter can reach its broker (nil) or
+	// why not: AMQP, its connection is down (it is reconnecting); Kafka,
+	// the cluster does not answer a metadata request for the topic. It
+	// returns by the time ctx ends.
+	Health(ctx context.Context) error
 	// Close waits for outstanding emits and releases the connection.
 	// Calling it again returns nil.
 	Close() error
@@ -49,6 +80,11 @@ type Emitter interface {
 type Handler func(ctx context.Context, ev contracts.Event) error
 
 // Listener delivers events to a handler.
+//
+// Every transport builds a listener for a fixed list of event names (the
+// queue's bindings, the names a Kafka listener decodes), given the same
+// way in all three constructors: a names []string after the queue or
+// group. Listen refuses a name outside that list.
 type Listener interface {
 	// Listen calls h for every received event whose name is in names (all
 	// names the listener was built for when names is empty) until ctx is
@@ -59,8 +95,13 @@ type Listener interface {
 	// are acknowledged without calling h. One Listen at a time per
 	// listener; calls of h never overlap (a transport may make them from
 	// different goroutines, one after the other), and come in the order the
-	// transport delivers (per partition key at least).
+	// transport delivers (per partition key at least). After a Listen
+	// returned (its ctx ended), Listen may be called again.
 	Listen(ctx context.Context, h Handler, names ...string) error
+	// Health reports whether the listener can go on (nil) or why not:
+	// AMQP, its connection is down; Kafka, a partition it cannot move
+	// past. Services turn it into their /healthz answer.
+	Health(ctx context.Context) error
 	// Close stops listening, waits for in-flight handlers and releases the
 	// connection. Calling it again returns nil.
 	Close() error

@@ -57,7 +57,6 @@ type parts struct {
 	listener msgqueue.Listener
 	service  interface{ Close() error }
 	emitter  msgqueue.Emitter
-	probe    func() error // the Kafka health client
 	store    interface{ Close() error }
 }
 
@@ -76,9 +75,6 @@ func (p *parts) close() error {
 	}
 	if p.emitter != nil {
 		step("closing the emitter", p.emitter.Close)
-	}
-	if p.probe != nil {
-		step("closing the health check", p.probe)
 	}
 	if p.store != nil {
 		step("closing the store", p.store.Close)
@@ -118,12 +114,12 @@ func RunEventService(ctx context.Context, cfg Config, opt Options) (err error) {
 	if kind, _ := sqldb.Parse(cfg.DB); kind == sqldb.Memory {
 		log.Info("the store is in memory: locations and events are forgotten when the service stops")
 	}
-	em, brokerHealth, probeClose, err := newEmitter(ctx, cfg, log)
+	em, err := newEmitter(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	p.emitter, p.probe = em, probeClose
-	svc, err := eventservice.New(store, em, eventservice.Options{Logger: log, BrokerHealth: brokerHealth})
+	p.emitter = em
+	svc, err := eventservice.New(store, em, eventservice.Options{Logger: log, BrokerHealth: em.Health})
 	if err != nil {
 		return err
 	}
@@ -168,12 +164,12 @@ func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error)
 		return err
 	}
 	p.listener = l
-	em, emitterHealth, probeClose, err := newEmitter(ctx, cfg, log)
+	em, err := newEmitter(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	p.emitter, p.probe = em, probeClose
-	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: log, BrokerHealth: both(emitterHealth, l.health), Group: opt.BookingGroup})
+	p.emitter = em
+	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: log, BrokerHealth: both(em.Health, l.Health), Group: opt.BookingGroup})
 	if err != nil {
 		return err
 	}
@@ -193,7 +189,7 @@ func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error)
 
 	var h http.Handler = svc
 	if l.caughtUp != nil {
-		h = untilCaughtUp(svc, l.caughtUp, l.health)
+		h = untilCaughtUp(svc, l.caughtUp, l.Health)
 		start := time.Now()
 		returned := make(chan struct{})
 		defer close(returned) // the service may stop before ctx ends

@@ -35,7 +35,8 @@ func (e *pickyEmitter) Emit(_ context.Context, ev contracts.Event) error {
 	return nil
 }
 
-func (e *pickyEmitter) Close() error { return nil }
+func (e *pickyEmitter) Health(context.Context) error { return nil }
+func (e *pickyEmitter) Close() error                 { return nil }
 
 func (e *pickyEmitter) sent() []string {
 	e.mu.Lock()
@@ -116,7 +117,7 @@ func TestRetriedEventIsNotOvertakenByANewRequest(t *testing.T) {
 func TestRelayGivesUpOnWhatTheBrokerCanNeverTake(t *testing.T) {
 	store := newFakeStore()
 	bus := memory.New()
-	if _, err := bus.Listener("q", contracts.EventBookedName); err != nil {
+	if _, err := bus.Listener("q", []string{contracts.EventBookedName}); err != nil {
 		t.Fatal(err)
 	}
 	em := &servicetest.Emitter{Next: bus.Emitter()} // validates, as every transport does

@@ -41,6 +41,7 @@ import (
 	"sync"
 	"time"
 
+	"example.com/myevents/capstone/internal/backoff"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 )
@@ -148,13 +149,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// backoff is the wait after the n-th failure in a row (n >= 1).
+// backoff is the wait after the n-th failure in a row (n >= 1): the
+// capstone's one backoff, without jitter (a single relay per service).
 func (o Options) backoff(n int) time.Duration {
-	d := o.MinBackoff
-	for i := 1; i < n && d < o.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, o.MaxBackoff)
+	return backoff.Policy{First: o.MinBackoff, Longest: o.MaxBackoff}.Delay(n)
 }
 
 // Publisher hands the events of committed writes to the broker.

@@ -153,6 +153,14 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	return nil
 }
 
+// Health is Next's health; nil without Next.
+func (e *Emitter) Health(ctx context.Context) error {
+	if e.Next == nil {
+		return nil
+	}
+	return e.Next.Health(ctx)
+}
+
 // Close closes Next, if set.
 func (e *Emitter) Close() error {
 	if e.Next != nil {

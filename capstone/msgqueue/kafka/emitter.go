@@ -20,6 +20,7 @@ type Emitter struct {
 	producer *producer
 	topic    string
 	logger   *slog.Logger
+	probe    *probe // answers Health
 }
 
 var _ msgqueue.Emitter = (*Emitter)(nil)
@@ -46,7 +47,7 @@ func NewEmitter(ctx context.Context, brokers []string, opts ...Option) (*Emitter
 		return nil, fmt.Errorf("starting the Kafka producer: %w", err)
 	}
 	o.logger.Debug("kafka emitter ready", "brokers", strings.Join(brokers, ","), "topic", o.topic)
-	return &Emitter{client: client, producer: p, topic: o.topic, logger: o.logger}, nil
+	return &Emitter{client: client, producer: p, topic: o.topic, logger: o.logger, probe: newProbe(brokers, o)}, nil
 }
 
 // Emit validates ev, wraps it in the envelope and writes it with its
@@ -80,8 +81,9 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 // failed, then disconnects. Emit after Close returns msgqueue.ErrClosed.
 func (e *Emitter) Close() error {
 	e.producer.close()
-	if err := e.client.Close(); err != nil && !errors.Is(err, sarama.ErrClosedClient) {
-		return fmt.Errorf("closing the Kafka client: %w", err)
+	err := e.probe.close()
+	if cerr := e.client.Close(); cerr != nil && !errors.Is(cerr, sarama.ErrClosedClient) {
+		err = errors.Join(err, fmt.Errorf("closing the Kafka client: %w", cerr))
 	}
-	return nil
+	return err
 }

@@ -179,6 +179,7 @@ func TestConstructorErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	down := []string{"127.0.0.1:1"}
+	names := []string{contracts.EventBookedName}
 	for _, tc := range []struct {
 		name string
 		mk   func() error
@@ -186,18 +187,22 @@ func TestConstructorErrors(t *testing.T) {
 	}{
 		{"emitter, nothing listening", func() error { _, err := NewEmitter(ctx, down); return err },
 			[]string{"connecting to Kafka at 127.0.0.1:1: no broker answered", "KAFKA_BROKERS"}},
-		{"group listener, nothing listening", func() error { _, err := NewGroupListener(ctx, down, "g"); return err },
+		{"group listener, nothing listening", func() error { _, err := NewGroupListener(ctx, down, "g", names); return err },
 			[]string{"connecting to Kafka at 127.0.0.1:1: no broker answered"}},
-		{"replay listener, nothing listening", func() error { _, err := NewReplayListener(ctx, down); return err },
+		{"replay listener, nothing listening", func() error { _, err := NewReplayListener(ctx, down, names); return err },
 			[]string{"connecting to Kafka at 127.0.0.1:1: no broker answered"}},
 		{"no address", func() error { _, err := NewEmitter(ctx, nil); return err },
 			[]string{"no broker address given", "KAFKA_BROKERS"}},
-		{"no group", func() error { _, err := NewGroupListener(ctx, down, ""); return err },
+		{"no group", func() error { _, err := NewGroupListener(ctx, down, "", names); return err },
 			[]string{"consumer group name is empty"}},
 		{"zero partitions", func() error { _, err := NewEmitter(ctx, down, WithPartitions(0)); return err },
 			[]string{"partitions must be at least 1"}},
-		{"unknown event name", func() error { _, err := NewReplayListener(ctx, down, WithEvents("event.cancelled")); return err },
+		{"unknown event name", func() error { _, err := NewReplayListener(ctx, down, []string{"event.cancelled"}); return err },
 			[]string{"unknown event name", "event.cancelled"}},
+		{"no event names", func() error { _, err := NewReplayListener(ctx, down, nil); return err },
+			[]string{"no event names given"}},
+		{"zero delivery limit", func() error { _, err := NewEmitter(ctx, down, WithDeliveryLimit(0)); return err },
+			[]string{"delivery limit must be at least 1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.mk()
@@ -206,4 +211,45 @@ func TestConstructorErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// murmur2 is the hash the Java client's default partitioner applies to a
+// record key, written here from its definition so that the test checks the
+// transport against Java's partitioning, not against itself.
+func murmur2(data []byte) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	h := seed ^ uint32(len(data))
+	for len(data) >= 4 {
+		k := uint32(data[0]) | uint32(data[1])<<8 | uint32(data[2])<<16 | uint32(data[3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+		data = data[4:]
+	}
+	switch len(data) {
+	case 3:
+		h ^= uint32(data[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(data[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(data[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
+}
+
+// javaPartition is where Java's default partitioner puts key.
+func javaPartition(key string, partitions int32) int32 {
+	return int32(murmur2([]byte(key))&0x7fffffff) % partitions
 }

@@ -20,7 +20,7 @@ func ExampleNewReplayListener() {
 	// Build the listener: every partition of "events", from the oldest
 	// record, no consumer group.
 	l, err := kafka.NewReplayListener(ctx, brokers,
-		kafka.WithEvents(contracts.EventCreatedName, contracts.EventBookedName),
+		[]string{contracts.EventCreatedName, contracts.EventBookedName},
 		kafka.WithLogger(slog.Default()))
 	if err != nil {
 		fmt.Println("error:", err)
@@ -67,8 +67,8 @@ func ExampleNewGroupListener() {
 	defer em.Close()
 
 	// Listen as a member of the group "bookingservice".
-	l, err := kafka.NewGroupListener(ctx, brokers, "bookingservice",
-		kafka.WithRetry(5, 100*time.Millisecond, 5*time.Second))
+	l, err := kafka.NewGroupListener(ctx, brokers, "bookingservice", contracts.Names(),
+		kafka.WithDeliveryLimit(5), kafka.WithRetryBackoff(100*time.Millisecond, 5*time.Second))
 	if err != nil {
 		fmt.Println("error:", err)
 		return

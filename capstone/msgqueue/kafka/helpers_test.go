@@ -86,7 +86,8 @@ func (e *env) opts(more ...Option) []Option {
 	return append([]Option{
 		WithTopic(e.topic),
 		WithPartitions(3),
-		WithRetry(3, 10*time.Millisecond, 40*time.Millisecond),
+		WithDeliveryLimit(3),
+		WithRetryBackoff(10*time.Millisecond, 40*time.Millisecond),
 		WithLogger(testLogger(e.t)),
 	}, more...)
 }
@@ -103,7 +104,7 @@ func (e *env) emitter(more ...Option) *Emitter {
 
 func (e *env) groupListener(group string, more ...Option) *Listener {
 	e.t.Helper()
-	l, err := NewGroupListener(context.Background(), e.brokers, group, e.opts(more...)...)
+	l, err := NewGroupListener(context.Background(), e.brokers, group, contracts.Names(), e.opts(more...)...)
 	if err != nil {
 		e.t.Fatalf("NewGroupListener: %v", err)
 	}
@@ -113,7 +114,7 @@ func (e *env) groupListener(group string, more ...Option) *Listener {
 
 func (e *env) replayListener(more ...Option) *Listener {
 	e.t.Helper()
-	l, err := NewReplayListener(context.Background(), e.brokers, e.opts(more...)...)
+	l, err := NewReplayListener(context.Background(), e.brokers, contracts.Names(), e.opts(more...)...)
 	if err != nil {
 		e.t.Fatalf("NewReplayListener: %v", err)
 	}
@@ -399,47 +400,6 @@ func header(m *sarama.ConsumerMessage, key string) string {
 		}
 	}
 	return ""
-}
-
-// murmur2 is the hash the Java client's default partitioner applies to a
-// record key, written here from its definition so that the test checks the
-// transport against Java's partitioning, not against itself.
-func murmur2(data []byte) uint32 {
-	const (
-		seed uint32 = 0x9747b28c
-		m    uint32 = 0x5bd1e995
-		r           = 24
-	)
-	h := seed ^ uint32(len(data))
-	for len(data) >= 4 {
-		k := uint32(data[0]) | uint32(data[1])<<8 | uint32(data[2])<<16 | uint32(data[3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-		data = data[4:]
-	}
-	switch len(data) {
-	case 3:
-		h ^= uint32(data[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(data[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(data[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return h
-}
-
-// javaPartition is where Java's default partitioner puts key.
-func javaPartition(key string, partitions int32) int32 {
-	return int32(murmur2([]byte(key))&0x7fffffff) % partitions
 }
 
 // contains reports whether s contains every part.

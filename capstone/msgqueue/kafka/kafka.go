@@ -31,9 +31,10 @@
 // handler is called for one record at a time, and for the records of one
 // partition (so all the events of one key) in log order. A handler error
 // means "not processed": Kafka has no per-record nack, so the same record
-// is handed to the handler again, in place, after a backoff, and nothing
-// behind it on that partition is processed meanwhile (other partitions go
-// on). After the last attempt, or at once for a msgqueue.Permanent error, a
+// is handed to the handler again, in place, after a backoff
+// (WithRetryBackoff), and nothing behind it on that partition is processed
+// meanwhile (other partitions go on). After the last delivery the limit
+// allows (WithDeliveryLimit, msgqueue.DefaultDeliveryLimit), or at once for a msgqueue.Permanent error, a
 // value larger than msgqueue.MaxMessageSize (64 KiB), a malformed
 // envelope, an event name no contract knows or a payload that does not
 // decode or breaks the limits of package contracts, the raw record is
@@ -43,21 +44,25 @@
 // so), so the copy of a record that barely fitted the broker still fits;
 // should the dead-letter topic refuse even that as too large, the copy
 // goes without key and value. A copy that still cannot be written is
-// retried with backoff, and after the retry attempts the listener reports
-// the partition it cannot move past in Stalled, which the services turn
-// into a 503 on /healthz. Records whose event name the listener was not
-// asked for are skipped and count as processed. Delivery is at least once:
+// retried with backoff, and after as many tries as the delivery limit the
+// listener reports
+// the partition it cannot move past in Stalled (and Health), which the
+// services turn into a 503 on /healthz. Records whose event name the
+// listener was not asked for are skipped and count as processed. Delivery is at least once:
 // handlers must be idempotent.
 //
-// An Emitter refuses an event whose envelope is larger than 64 KiB.
+// An Emitter refuses an event whose envelope is larger than 64 KiB. Its
+// Health asks the cluster for the topic's metadata, on a client of its own
+// that gives up after two seconds.
 //
 // Usage:
 //
 //	em, err := kafka.NewEmitter(ctx, brokers)
 //	err = em.Emit(ctx, contracts.EventCreated{...})
 //
-//	l, err := kafka.NewReplayListener(ctx, brokers)
-//	go l.Listen(ctx, handle, contracts.EventCreatedName, contracts.EventBookedName)
+//	l, err := kafka.NewReplayListener(ctx, brokers,
+//		[]string{contracts.EventCreatedName, contracts.EventBookedName})
+//	go l.Listen(ctx, handle)
 //	<-l.CaughtUp() // then serve requests
 package kafka
 
@@ -70,15 +75,17 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"example.com/myevents/capstone/internal/backoff"
+	"example.com/myevents/capstone/msgqueue"
 )
 
 // Defaults.
 const (
 	DefaultTopic          = "events"
 	DefaultPartitions     = 6
-	DefaultMaxAttempts    = 5
-	DefaultBackoff        = 100 * time.Millisecond
-	DefaultMaxBackoff     = 5 * time.Second
+	DefaultRetryFirst     = 100 * time.Millisecond
+	DefaultRetryLongest   = 5 * time.Second
 	DefaultCommitInterval = time.Second
 )
 
@@ -96,10 +103,8 @@ type options struct {
 	retention      time.Duration
 	logger         *slog.Logger
 	clientID       string
-	names          []string
-	maxAttempts    int
-	backoff        time.Duration
-	maxBackoff     time.Duration
+	deliveryLimit  int
+	retry          backoff.Policy
 	commitInterval time.Duration
 	tune           func(*sarama.Config)
 }
@@ -138,17 +143,18 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // (default "myevents").
 func WithClientID(id string) Option { return func(o *options) { o.clientID = id } }
 
-// WithEvents sets the event names a Listener handles when Listen is called
-// without names (default: every name contracts knows).
-func WithEvents(names ...string) Option { return func(o *options) { o.names = names } }
+// WithDeliveryLimit sets how often a Listener hands a record to the
+// handler at most: a handler error on the nth delivery dead-letters it
+// (default msgqueue.DefaultDeliveryLimit, 5). It also bounds the tries of
+// a dead-letter write before the partition is reported stalled.
+func WithDeliveryLimit(n int) Option { return func(o *options) { o.deliveryLimit = n } }
 
-// WithRetry sets how a Listener retries a record whose handler failed: at
-// most attempts calls in all, waiting backoff after the first failure and
-// doubling up to maxBackoff. Then the record is dead-lettered.
-func WithRetry(attempts int, backoff, maxBackoff time.Duration) Option {
-	return func(o *options) {
-		o.maxAttempts, o.backoff, o.maxBackoff = attempts, backoff, maxBackoff
-	}
+// WithRetryBackoff sets how long a Listener waits after a handler error
+// before it hands the same record over again: first after the first
+// failure, doubling with each delivery up to longest (default 100ms up to
+// 5s).
+func WithRetryBackoff(first, longest time.Duration) Option {
+	return func(o *options) { o.retry = backoff.Policy{First: first, Longest: longest} }
 }
 
 // WithCommitInterval sets how often a group listener commits the offsets it
@@ -170,9 +176,8 @@ func buildOptions(opts []Option) (options, error) {
 		retention:      -1,
 		logger:         slog.Default(),
 		clientID:       "myevents",
-		maxAttempts:    DefaultMaxAttempts,
-		backoff:        DefaultBackoff,
-		maxBackoff:     DefaultMaxBackoff,
+		deliveryLimit:  msgqueue.DefaultDeliveryLimit,
+		retry:          backoff.Policy{First: DefaultRetryFirst, Longest: DefaultRetryLongest},
 		commitInterval: DefaultCommitInterval,
 	}
 	for _, opt := range opts {
@@ -188,10 +193,10 @@ func buildOptions(opts []Option) (options, error) {
 		return o, fmt.Errorf("kafka options: the dead-letter topic must differ from the topic %q", o.topic)
 	case o.partitions < 1:
 		return o, fmt.Errorf("kafka options: partitions must be at least 1, got %d", o.partitions)
-	case o.maxAttempts < 1:
-		return o, fmt.Errorf("kafka options: retry attempts must be at least 1, got %d", o.maxAttempts)
-	case o.backoff < 0 || o.maxBackoff < o.backoff:
-		return o, fmt.Errorf("kafka options: retry backoff %v must be >= 0 and <= max backoff %v", o.backoff, o.maxBackoff)
+	case o.deliveryLimit < 1:
+		return o, fmt.Errorf("kafka options: the delivery limit must be at least 1, got %d", o.deliveryLimit)
+	case o.retry.First < 0 || o.retry.Longest < o.retry.First:
+		return o, fmt.Errorf("kafka options: the retry backoff's first wait %v must be >= 0 and <= its longest %v", o.retry.First, o.retry.Longest)
 	case o.commitInterval <= 0:
 		return o, fmt.Errorf("kafka options: commit interval must be positive, got %v", o.commitInterval)
 	}
@@ -330,21 +335,8 @@ func ensureTopic(ctx context.Context, client sarama.Client, o options, topic str
 		if attempt == 50 {
 			return fmt.Errorf("creating topic %s: its metadata did not appear", topic)
 		}
-		if !pause(ctx, 100*time.Millisecond) {
+		if !backoff.Sleep(ctx, 100*time.Millisecond) {
 			return fmt.Errorf("creating topic %s: %w", topic, ctx.Err())
 		}
-	}
-}
-
-// pause waits d, or less if ctx ends first; it reports whether the full
-// wait elapsed.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

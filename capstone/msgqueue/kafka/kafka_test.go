@@ -44,8 +44,7 @@ func (e *env) suiteEnv() *msgqueuetest.Env {
 	d := &trackingDialer{}
 	opts := func(names ...string) []Option {
 		return e.opts(
-			WithRetry(DefaultMaxAttempts, 20*time.Millisecond, 200*time.Millisecond),
-			WithEvents(names...),
+			WithRetryBackoff(20*time.Millisecond, 200*time.Millisecond),
 			WithSaramaConfig(func(cfg *sarama.Config) {
 				cfg.Net.Proxy.Enable = true
 				cfg.Net.Proxy.Dialer = d
@@ -54,7 +53,7 @@ func (e *env) suiteEnv() *msgqueuetest.Env {
 	}
 	return &msgqueuetest.Env{
 		NewListener: func(ctx context.Context, names ...string) (msgqueue.Listener, error) {
-			return NewGroupListener(ctx, e.brokers, group, opts(names...)...)
+			return NewGroupListener(ctx, e.brokers, group, names, opts()...)
 		},
 		NewEmitter: func(ctx context.Context) (msgqueue.Emitter, error) {
 			return NewEmitter(ctx, e.brokers, opts()...)
@@ -81,7 +80,8 @@ func (e *env) suiteEnv() *msgqueuetest.Env {
 			}
 			return produce(e.brokers, e.topic, id, value)
 		},
-		Poison: msgqueuetest.AllPoison,
+		DeliveryLimit: 3, // e.opts
+		Poison:        msgqueuetest.AllPoison,
 		Interrupt: func(ctx context.Context) error {
 			n := d.breakAll()
 			e.t.Logf("interrupt: closed %d connections to Kafka", n)

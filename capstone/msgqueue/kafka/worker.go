@@ -8,10 +8,10 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/IBM/sarama"
 
+	"example.com/myevents/capstone/internal/backoff"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 )
@@ -95,15 +95,15 @@ func (w *worker) process(ctx context.Context, msg *sarama.ConsumerMessage) bool 
 		if msgqueue.IsPermanent(err) {
 			return w.deadLetter(ctx, msg, name, ReasonPermanent, attempt, err)
 		}
-		if attempt >= l.opts.maxAttempts {
+		if attempt >= l.opts.deliveryLimit {
 			return w.deadLetter(ctx, msg, name, ReasonRetriesExhausted, attempt, err)
 		}
 		// Kafka has no per-record nack: retry this record in place. Nothing
 		// after it on this partition runs meanwhile, so per-key order holds.
 		l.logger.Warn("kafka handler failed; retrying the same record",
 			"event", name, "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset,
-			"attempt", attempt, "of", l.opts.maxAttempts, "err", err)
-		if !pause(ctx, l.opts.delay(attempt)) {
+			"attempt", attempt, "of", l.opts.deliveryLimit, "err", err)
+		if !backoff.Sleep(ctx, l.opts.retry.Delay(attempt)) {
 			return false
 		}
 	}
@@ -137,13 +137,13 @@ func (w *worker) deadLetter(ctx context.Context, msg *sarama.ConsumerMessage, na
 			dropBody = true
 			continue
 		}
-		if try >= l.opts.maxAttempts {
+		if try >= l.opts.deliveryLimit {
 			l.stalls.set(msg.Partition, fmt.Errorf("partition %d of topic %s cannot move past offset %d: writing its dead-letter copy to %s failed %d times: %w",
 				msg.Partition, msg.Topic, msg.Offset, l.opts.dlqTopic, try, err))
 		}
 		l.logger.Error("kafka: writing to the dead-letter topic failed; retrying",
 			"dlq", l.opts.dlqTopic, "partition", msg.Partition, "offset", msg.Offset, "try", try, "err", err)
-		if !pause(ctx, l.opts.delay(try)) {
+		if !backoff.Sleep(ctx, l.opts.retry.Delay(try)) {
 			return false
 		}
 	}
@@ -245,14 +245,4 @@ func (s *stalls) err() error {
 		errs[i] = s.by[p]
 	}
 	return errors.Join(errs...)
-}
-
-// delay is the wait after the n-th failure: backoff doubled n-1 times, at
-// most maxBackoff.
-func (o options) delay(n int) time.Duration {
-	d := o.backoff
-	for i := 1; i < n && d < o.maxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, o.maxBackoff)
 }

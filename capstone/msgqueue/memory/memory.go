@@ -10,15 +10,17 @@
 // Delivery rules, as in the AMQP transport:
 //   - a handler that returns nil acknowledges the event;
 //   - a handler error puts the event back at the head of its queue and it is
-//     delivered again after a short backoff, until the delivery limit, after
-//     which it is dead-lettered;
+//     delivered again after a backoff that doubles with each delivery
+//     (WithRetryBackoff); a handler error on the last delivery the limit
+//     allows (WithDeliveryLimit, msgqueue.DefaultDeliveryLimit) dead-letters
+//     it;
 //   - msgqueue.Permanent errors, malformed bodies and unknown or missing
 //     event names are dead-lettered at once; read them with DeadLetters.
 //
 // Usage:
 //
 //	bus := memory.New()
-//	l, _ := bus.Listener("bookingservice", contracts.EventCreatedName)
+//	l, _ := bus.Listener("bookingservice", []string{contracts.EventCreatedName})
 //	go l.Listen(ctx, handle)
 //	_ = bus.Emitter().Emit(ctx, &contracts.EventCreated{...})
 package memory
@@ -33,26 +35,38 @@ import (
 	"sync"
 	"time"
 
+	"example.com/myevents/capstone/internal/backoff"
 	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/internal/listenrules"
 	"example.com/myevents/contracts"
 )
 
-// Defaults for the options.
+// The default retry backoff: short, the bus is for unit tests.
 const (
-	DefaultDeliveryLimit = 5
-	DefaultRetryBackoff  = 20 * time.Millisecond
+	DefaultRetryFirst   = 20 * time.Millisecond
+	DefaultRetryLongest = 200 * time.Millisecond
 )
 
 // Option configures a Bus.
 type Option func(*Bus)
 
-// WithDeliveryLimit sets how often an event is delivered before a handler
-// that keeps failing gets it dead-lettered.
-func WithDeliveryLimit(n int) Option { return func(b *Bus) { b.limit = n } }
+// WithDeliveryLimit sets how often an event is delivered at most: a
+// handler error on the nth delivery dead-letters it (default
+// msgqueue.DefaultDeliveryLimit).
+func WithDeliveryLimit(n int) Option {
+	return func(b *Bus) {
+		if n > 0 {
+			b.limit = n
+		}
+	}
+}
 
 // WithRetryBackoff sets how long a listener waits after a handler error
-// before it delivers the next message.
-func WithRetryBackoff(d time.Duration) Option { return func(b *Bus) { b.backoff = d } }
+// before it delivers the next message: first after the first failure,
+// doubling with each delivery up to longest (default 20ms up to 200ms).
+func WithRetryBackoff(first, longest time.Duration) Option {
+	return func(b *Bus) { b.backoff = backoff.Policy{First: first, Longest: longest} }
+}
 
 // WithLogger sets the logger for dead-lettered and retried messages.
 func WithLogger(l *slog.Logger) Option { return func(b *Bus) { b.log = l } }
@@ -60,7 +74,7 @@ func WithLogger(l *slog.Logger) Option { return func(b *Bus) { b.log = l } }
 // Bus is an in-memory broker. The zero value is not usable; call New.
 type Bus struct {
 	limit   int
-	backoff time.Duration
+	backoff backoff.Policy
 	log     *slog.Logger
 
 	mu      sync.Mutex
@@ -98,8 +112,8 @@ type delivery struct {
 // New returns an empty bus.
 func New(opts ...Option) *Bus {
 	b := &Bus{
-		limit:   DefaultDeliveryLimit,
-		backoff: DefaultRetryBackoff,
+		limit:   msgqueue.DefaultDeliveryLimit,
+		backoff: backoff.Policy{First: DefaultRetryFirst, Longest: DefaultRetryLongest},
 		log:     slog.New(slog.DiscardHandler),
 		queues:  map[string]*queue{},
 	}
@@ -216,6 +230,9 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	return nil
 }
 
+// Health reports nothing: the bus is always there.
+func (e *Emitter) Health(context.Context) error { return nil }
+
 // Close makes later Emits fail with msgqueue.ErrClosed.
 func (e *Emitter) Close() error {
 	e.mu.Lock()
@@ -228,14 +245,10 @@ func (e *Emitter) Close() error {
 // needed and binds to names (at least one). Events emitted from now on for
 // those names are kept for it, even before Listen runs; several listeners
 // on one queue compete for its messages.
-func (b *Bus) Listener(queueName string, names ...string) (*Listener, error) {
-	if len(names) == 0 {
-		return nil, fmt.Errorf("building listener for queue %q: no event names given", queueName)
-	}
-	for _, n := range names {
-		if _, err := contracts.New(n); err != nil {
-			return nil, fmt.Errorf("building listener for queue %q: %w", queueName, err)
-		}
+func (b *Bus) Listener(queueName string, names []string) (*Listener, error) {
+	names, err := listenrules.Built(fmt.Sprintf("queue %q", queueName), names)
+	if err != nil {
+		return nil, err
 	}
 	return &Listener{bus: b, name: queueName, q: b.declare(queueName, names), names: names}, nil
 }
@@ -247,7 +260,7 @@ type Listener struct {
 	q     *queue
 	names []string
 
-	life msgqueue.Lifecycle
+	life listenrules.Lifecycle // one Listen at a time, none after Close
 }
 
 var _ msgqueue.Listener = (*Listener)(nil)
@@ -255,44 +268,36 @@ var _ msgqueue.Listener = (*Listener)(nil)
 // Listen calls h for each message of the queue until ctx ends or Close is
 // called; see the package documentation for the delivery rules.
 func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...string) error {
-	filter, err := msgqueue.Filter(l.names, names)
+	filter, err := listenrules.Filter(l.names, names)
 	if err != nil {
 		return fmt.Errorf("listening on queue %q: %w", l.name, err)
 	}
-	end, err := l.life.Begin(fmt.Sprintf("queue %q", l.name))
+	stop, end, err := l.life.Begin(ctx, fmt.Sprintf("queue %q", l.name))
 	if err != nil {
 		return err
 	}
 	defer end()
 
 	for {
-		d, ok := l.next(ctx)
+		d, ok := l.next(stop)
 		if !ok {
 			return nil
 		}
-		wait := l.handle(ctx, h, filter, d)
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-			case <-l.life.Closing():
-			case <-t.C:
-			}
-			t.Stop()
+		if wait := l.handle(ctx, h, filter, d); wait > 0 {
+			backoff.Sleep(stop, wait)
 		}
 	}
 }
 
+// Health reports nothing: the bus is always there.
+func (l *Listener) Health(context.Context) error { return nil }
+
 // next takes the head of the queue, waiting until there is one; false when
-// ctx ended or the listener is closing.
-func (l *Listener) next(ctx context.Context) (delivery, bool) {
+// stop ended (Listen's ctx ended or the listener is closing).
+func (l *Listener) next(stop context.Context) (delivery, bool) {
 	for {
-		select {
-		case <-ctx.Done():
+		if stop.Err() != nil {
 			return delivery{}, false
-		case <-l.life.Closing():
-			return delivery{}, false
-		default:
 		}
 		l.bus.mu.Lock()
 		if len(l.q.ready) > 0 {
@@ -304,9 +309,7 @@ func (l *Listener) next(ctx context.Context) (delivery, bool) {
 		}
 		l.bus.mu.Unlock()
 		select {
-		case <-ctx.Done():
-			return delivery{}, false
-		case <-l.life.Closing():
+		case <-stop.Done():
 			return delivery{}, false
 		case <-l.q.notify:
 			// Pass the wake-up on: another listener of the queue may be
@@ -349,7 +352,7 @@ func (l *Listener) handle(ctx context.Context, h msgqueue.Handler, filter map[st
 	l.bus.mu.Lock()
 	l.q.ready = append([]delivery{d}, l.q.ready...)
 	l.bus.mu.Unlock()
-	return l.bus.backoff
+	return l.bus.backoff.Delay(d.count)
 }
 
 // deadLetter records d as given up on.

@@ -19,11 +19,11 @@ func TestConformance(t *testing.T) {
 	msgqueuetest.Run(t, msgqueuetest.Transport{
 		Name: "memory",
 		NewEnv: func(t *testing.T) *msgqueuetest.Env {
-			bus := memory.New(memory.WithRetryBackoff(5 * time.Millisecond))
+			bus := memory.New(memory.WithDeliveryLimit(3), memory.WithRetryBackoff(5*time.Millisecond, 20*time.Millisecond))
 			const queue = "service"
 			return &msgqueuetest.Env{
 				NewListener: func(_ context.Context, names ...string) (msgqueue.Listener, error) {
-					return bus.Listener(queue, names...)
+					return bus.Listener(queue, names)
 				},
 				NewEmitter: func(context.Context) (msgqueue.Emitter, error) {
 					return bus.Emitter(), nil
@@ -35,7 +35,8 @@ func TestConformance(t *testing.T) {
 					}
 					return out, nil
 				},
-				Poison: msgqueuetest.AllPoison,
+				DeliveryLimit: 3,
+				Poison:        msgqueuetest.AllPoison,
 				InjectPoison: func(_ context.Context, kind msgqueuetest.PoisonKind, id string) error {
 					name, body := msgqueuetest.PoisonMessage(kind)
 					return bus.Inject(queue, memory.Message{ID: id, Name: name, Body: body})
@@ -48,7 +49,7 @@ func TestConformance(t *testing.T) {
 // TestMemoryRules checks the rules the suite does not: unroutable events,
 // invalid events, the delivery limit and the Emitted record.
 func TestMemoryRules(t *testing.T) {
-	bus := memory.New(memory.WithDeliveryLimit(3), memory.WithRetryBackoff(time.Millisecond))
+	bus := memory.New(memory.WithDeliveryLimit(3), memory.WithRetryBackoff(time.Millisecond, time.Millisecond))
 	em := bus.Emitter()
 	ev := &contracts.EventBooked{ID: "b-1", EventID: "e-1", Seats: 1}
 
@@ -62,7 +63,7 @@ func TestMemoryRules(t *testing.T) {
 	}
 
 	// A handler that always fails: three deliveries, then a dead letter.
-	l, err := bus.Listener("svc", contracts.EventBookedName)
+	l, err := bus.Listener("svc", []string{contracts.EventBookedName})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,9 @@
 //     topic.
 //   - Env.DeadLetters (optional) returns what the service's dead-letter
 //     queue or topic holds so far. Nil skips the dead-letter subtest.
+//   - Env.DeliveryLimit (set it) is the WithDeliveryLimit the listeners
+//     are built with: small (say 3), with a retry backoff of tens of
+//     milliseconds.
 //   - Env.InjectPoison (optional) puts one broken message of the given kind
 //     where the service's listener will read it, with id as its message ID
 //     (AMQP: the message-id property; Kafka: say, the record key or a
@@ -108,6 +111,9 @@ type Env struct {
 	// Interrupt breaks the broker connections of every emitter and listener
 	// this Env built. Optional.
 	Interrupt func(ctx context.Context) error
+	// DeliveryLimit is the WithDeliveryLimit this Env's listeners are
+	// built with. Zero skips DeliveryLimitCountsDeliveries.
+	DeliveryLimit int
 }
 
 // DeadLetter is one message found in a dead-letter queue or topic.
@@ -190,6 +196,15 @@ const defaultTimeout = 30 * time.Second
 //     wrapping msgqueue.ErrClosed.
 //   - CloseWaitsForHandler: Close called while a handler runs returns only
 //     after that handler returned, and Listen returns nil.
+//   - ListenAgainAfterReturn: after Listen returned (its context was
+//     cancelled), Listen on the same listener receives what was emitted
+//     meanwhile.
+//   - RefusesUnknownName: Listen with a name the listener was not built for
+//     (a known contract, or no contract at all) returns an error; the
+//     listener still works afterwards.
+//   - DeliveryLimitCountsDeliveries: an event whose handler always fails is
+//     handed over exactly Env.DeliveryLimit times, then dead-lettered (if
+//     DeadLetters is set); the event behind it arrives.
 //
 // Then NoLeakedGoroutines checks that nothing the suite started is still
 // running.
@@ -217,6 +232,9 @@ func Run(t *testing.T, tr Transport) {
 			{"ConcurrentEmit", s.concurrentEmit},
 			{"CancelEndsListen", s.cancelEndsListen},
 			{"CloseWaitsForHandler", s.closeWaitsForHandler},
+			{"ListenAgainAfterReturn", s.listenAgainAfterReturn},
+			{"RefusesUnknownName", s.refusesUnknownName},
+			{"DeliveryLimitCountsDeliveries", s.deliveryLimitCountsDeliveries},
 		} {
 			t.Run(st.name, func(t *testing.T) {
 				t.Parallel()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 )
 
@@ -133,129 +131,6 @@ func (s *suite) perKeyOrder(t *testing.T) {
 		}
 		last[b.EventID] = b.Seats
 	}
-}
-
-// handlerErrorRedelivers: a handler error means the event comes again.
-func (s *suite) handlerErrorRedelivers(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
-
-	const failing, failures = "retry-b03", 2
-	want := map[string]bool{}
-	var evs []contracts.Event
-	for i := 1; i <= 6; i++ {
-		b := booked(fmt.Sprintf("retry-b%02d", i), fmt.Sprintf("retry-key-%d", i), 1)
-		evs = append(evs, b)
-		want[b.ID] = true
-	}
-	emitAll(t, em, s.tr.Timeout, evs...)
-
-	// Refuse one event twice, with an ordinary (not permanent) error.
-	rec := newRecorder(func(ev contracts.Event, n int) error {
-		if EventID(ev) == failing && n <= failures {
-			return fmt.Errorf("simulated failure %d of %s", n, failing)
-		}
-		return nil
-	})
-	listen(t, l, rec.handle)
-	rec.waitAll(t, s.tr.Timeout, want)
-	if got := rec.callsFor(failing); got != failures+1 {
-		t.Errorf("handler calls for %s = %d, want %d (%d failures, then accepted)", failing, got, failures+1, failures)
-	}
-}
-
-// deadLetters: poison messages and Permanent errors go to the dead letters
-// and the listener carries on.
-func (s *suite) deadLetters(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	if env.DeadLetters == nil {
-		t.Skip("the transport has no DeadLetters hook")
-	}
-	l := newListener(t, env, contracts.Names()...)
-	em := newEmitter(t, env)
-
-	// Good events, then poison of every supported kind and an event the
-	// handler refuses for good, then more good events.
-	const refused = "dlq-refused"
-	want := map[string]bool{}
-	goods := func(from, to int) {
-		for i := from; i <= to; i++ {
-			b := booked(fmt.Sprintf("dlq-b%02d", i), "dlq-key", i)
-			want[b.ID] = true
-			emitAll(t, em, s.tr.Timeout, b)
-		}
-	}
-	goods(1, 3)
-	wantDead := map[string]bool{refused: true}
-	if env.InjectPoison != nil {
-		for _, kind := range env.Poison {
-			id := "dlq-poison-" + string(kind)
-			if err := env.InjectPoison(t.Context(), kind, id); err != nil {
-				t.Fatalf("injecting %s poison: %v", kind, err)
-			}
-			wantDead[id] = true
-		}
-	}
-	emitAll(t, em, s.tr.Timeout, booked(refused, "dlq-key", 4))
-	goods(5, 8)
-
-	rec := newRecorder(func(ev contracts.Event, _ int) error {
-		if EventID(ev) == refused {
-			return msgqueue.Permanent(errors.New("refused for good by the test"))
-		}
-		return nil
-	})
-	listen(t, l, rec.handle)
-	rec.waitAll(t, s.tr.Timeout, want)
-
-	// The dead letters hold the poison (by message ID) and the refused
-	// event (by its body).
-	var got map[string]bool
-	err := poll(t.Context(), s.tr.Timeout, func() error {
-		dls, err := env.DeadLetters(t.Context())
-		if err != nil {
-			return fmt.Errorf("reading dead letters: %w", err)
-		}
-		got = map[string]bool{}
-		for _, dl := range dls {
-			if wantDead[dl.ID] {
-				got[dl.ID] = true
-			}
-			if ev := decodeDeadLetter(dl); ev != nil {
-				got[EventID(ev)] = true
-			}
-		}
-		if missing, _ := diff(wantDead, got); len(missing) > 0 {
-			return fmt.Errorf("%d of %d dead letters missing: %s", len(missing), len(wantDead), preview(missing))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Error(err)
-	}
-	if n := rec.callsFor(refused); n != 1 {
-		t.Errorf("handler calls for the permanently refused %s = %d, want 1", refused, n)
-	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	for id := range rec.calls {
-		if len(id) > len("dlq-poison-") && id[:len("dlq-poison-")] == "dlq-poison-" {
-			t.Errorf("the handler was called with poison message %s", id)
-		}
-	}
-}
-
-// decodeDeadLetter decodes a dead letter's body as event JSON or as an
-// envelope; nil when neither works.
-func decodeDeadLetter(dl DeadLetter) contracts.Event {
-	if ev, err := contracts.Decode(dl.Name, dl.Body); err == nil {
-		return ev
-	}
-	if _, ev, err := contracts.Unwrap(dl.Body); err == nil {
-		return ev
-	}
-	return nil
 }
 
 // restart: broken connections and a listener restart lose nothing that was
@@ -429,94 +304,4 @@ func (s *suite) concurrentEmit(t *testing.T) {
 	rec := newRecorder(nil)
 	listen(t, l, rec.handle)
 	rec.waitAll(t, s.tr.Timeout, want)
-}
-
-// cancelEndsListen: cancelling the context ends Listen; Close is final.
-func (s *suite) cancelEndsListen(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
-
-	// Prove Listen is running, then cancel it.
-	first := booked("cancel-b01", "cancel-key", 1)
-	emitAll(t, em, s.tr.Timeout, first)
-	rec := newRecorder(nil)
-	run := listen(t, l, rec.handle)
-	rec.waitAll(t, s.tr.Timeout, map[string]bool{first.ID: true})
-	if err := run.stop(s.tr.Timeout); err != nil {
-		t.Errorf("Listen returned %v after its context was cancelled, want nil", err)
-	}
-
-	// Close twice; both nil.
-	for i := range 2 {
-		if err := l.Close(); err != nil {
-			t.Errorf("listener Close #%d: %v", i+1, err)
-		}
-		if err := em.Close(); err != nil {
-			t.Errorf("emitter Close #%d: %v", i+1, err)
-		}
-	}
-
-	// After Close, Emit and Listen fail with ErrClosed.
-	ctx, cancel := context.WithTimeout(t.Context(), s.tr.Timeout)
-	defer cancel()
-	if err := em.Emit(ctx, booked("cancel-b02", "cancel-key", 2)); !errors.Is(err, msgqueue.ErrClosed) {
-		t.Errorf("Emit after Close returned %v, want an error wrapping msgqueue.ErrClosed", err)
-	}
-	if err := l.Listen(ctx, rec.handle); !errors.Is(err, msgqueue.ErrClosed) {
-		t.Errorf("Listen after Close returned %v, want an error wrapping msgqueue.ErrClosed", err)
-	}
-}
-
-// closeWaitsForHandler: Close waits for the handler that is running.
-func (s *suite) closeWaitsForHandler(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
-	emitAll(t, em, s.tr.Timeout, booked("close-b01", "close-key", 1))
-
-	// The handler blocks until released and records that it finished.
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	var finished atomic.Bool
-	var once sync.Once
-	h := func(context.Context, contracts.Event) error {
-		once.Do(func() {
-			close(entered)
-			<-release
-			finished.Store(true)
-		})
-		return nil
-	}
-	run := listen(t, l, h)
-	select {
-	case <-entered:
-	case <-time.After(s.tr.Timeout):
-		t.Fatal("the handler was not called within the timeout")
-	}
-
-	// Close while the handler runs; it must not return before the handler.
-	// The handler is let go only a while after Close started: a Close that
-	// does not wait returns in that while, before finished is set. (A
-	// correct Close passes whatever the timing.)
-	closed := make(chan error, 1)
-	go func() { closed <- l.Close() }()
-	var releasing sync.Once
-	letGo := func() { releasing.Do(func() { close(release) }) }
-	defer letGo() // never leave the handler blocked, whatever failed
-	time.AfterFunc(200*time.Millisecond, letGo)
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	case <-time.After(s.tr.Timeout):
-		t.Fatal("Close did not return after the handler finished")
-	}
-	if !finished.Load() {
-		t.Error("Close returned before the running handler finished")
-	}
-	if err := run.stop(s.tr.Timeout); err != nil {
-		t.Errorf("Listen returned %v after Close, want nil", err)
-	}
 }

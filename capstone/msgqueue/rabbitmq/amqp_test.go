@@ -105,10 +105,11 @@ func TestWireFormat(t *testing.T) {
 	ch := adminChannel(t, e.rabbit.URL)
 	if err := ch.ExchangeDeclarePassive(e.exchange, amqp.ExchangeTopic,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // internal
-		false, // noWait
-		nil); err != nil {
+		false, // no-wait
+		nil,   // args
+	); err != nil {
 		t.Errorf("exchange %s: %v", e.exchange, err)
 	}
 
@@ -269,112 +270,6 @@ func TestStaleDeliveriesAreNeverAcked(t *testing.T) {
 	}
 }
 
-// TestEmitterResendsAcrossForcedClose cuts the emitter's connection twice
-// while eight goroutines keep emitting. Every Emit must succeed, and the
-// test's own client must find every confirmed event in the queue.
-func TestEmitterResendsAcrossForcedClose(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	e.mustListener(t, []string{contracts.EventBookedName}) // declares the queue; nobody consumes
-	em := e.mustEmitter(t)
-
-	// Emit from eight goroutines until both closes are done.
-	const goroutines = 8
-	var (
-		confirmed atomic.Int64
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		ids       = map[string]bool{}
-		stop      = make(chan struct{})
-	)
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := fmt.Sprintf("resend-%d-%05d", g, i)
-				ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-				err := em.Emit(ctx, booking(id))
-				cancel()
-				if err != nil {
-					t.Errorf("Emit: %v", err)
-					return
-				}
-				mu.Lock()
-				ids[id] = true
-				mu.Unlock()
-				confirmed.Add(1)
-			}
-		})
-	}
-	closed := 0
-	for round := range 2 {
-		at := confirmed.Load() + 500
-		brokertest.Eventually(t, 30*time.Second, func() error {
-			if c := confirmed.Load(); c < at {
-				return fmt.Errorf("close %d: %d confirmed, waiting for %d", round+1, c, at)
-			}
-			return nil
-		})
-		n, err := closeConnections(t.Context(), e.rabbit, e.connName+"emitter")
-		if err != nil {
-			close(stop)
-			wg.Wait()
-			t.Fatal(err)
-		}
-		closed += n
-	}
-	at := confirmed.Load() + 500
-	brokertest.Eventually(t, 30*time.Second, func() error {
-		if c := confirmed.Load(); c < at {
-			return fmt.Errorf("after the closes: %d confirmed, waiting for %d", c, at)
-		}
-		return nil
-	})
-	close(stop)
-	wg.Wait()
-
-	// Every confirmed event is in the queue, maybe twice.
-	ds, err := drainQueue(t, e.rabbit.URL, e.queue)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inQueue := map[string]int{}
-	for _, d := range ds {
-		var b contracts.EventBooked
-		if err := json.Unmarshal(d.Body, &b); err != nil {
-			t.Fatalf("decoding a queued message: %v", err)
-		}
-		inQueue[b.ID]++
-	}
-	var missing, extra []string
-	for id := range ids {
-		if inQueue[id] == 0 {
-			missing = append(missing, id)
-		}
-	}
-	for id := range inQueue {
-		if !ids[id] {
-			extra = append(extra, id)
-		}
-	}
-	st := em.Stats()
-	t.Logf("closed %d connection(s) mid-emit: %d confirmed, %d messages in the queue (%d unique, %d duplicates), %d missing, %d extra; emitter %+v",
-		closed, len(ids), len(ds), len(inQueue), len(ds)-len(inQueue), len(missing), len(extra), st)
-	if len(missing) > 0 || len(extra) > 0 {
-		t.Errorf("queue differs from the confirmed events: missing %v, extra %v", missing, extra)
-	}
-	if st.Reconnects != 2 {
-		t.Errorf("emitter reconnected %d times, want 2", st.Reconnects)
-	}
-	if st.Resent == 0 {
-		t.Error("no emit was in flight when the connection closed, so nothing was tested; resent 0")
-	}
-}
-
 // TestDialErrors: a malformed URL, wrong credentials and a closed port each
 // give one clear sentence, without the password.
 func TestDialErrors(t *testing.T) {
@@ -450,19 +345,21 @@ func drainQueue(t *testing.T, url, queue string) ([]amqp.Delivery, error) {
 	ch := adminChannel(t, url)
 	q, err := ch.QueueDeclarePassive(queue,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // exclusive
-		false, // noWait
-		nil)
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
 		return nil, fmt.Errorf("counting the messages of %s: %w", queue, err)
 	}
 	deliveries, err := ch.Consume(queue, "",
-		true,  // autoAck: the test takes the messages for good
+		true,  // auto-ack: the test takes the messages for good
 		false, // exclusive
-		false, // noLocal
-		false, // noWait
-		nil)
+		false, // no-local
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
 		return nil, fmt.Errorf("consuming %s: %w", queue, err)
 	}
@@ -477,86 +374,6 @@ func drainQueue(t *testing.T, url, queue string) ([]amqp.Delivery, error) {
 		}
 	}
 	return out, nil
-}
-
-// TestNackedEmitIsResent makes the broker nack: a queue of the test's own,
-// bound for event.booked, holds at most three messages and rejects further
-// publishes. An Emit into the full queue keeps publishing (it neither fails
-// nor reports success) until the test makes room, and an Emit whose context
-// ends first returns the context's error.
-func TestNackedEmitIsResent(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	em := e.mustEmitter(t) // declares the exchange
-	ch := adminChannel(t, e.rabbit.URL)
-	limited := e.queue + ".limited"
-	_, err := ch.QueueDeclare(limited,
-		true,  // durable
-		false, // autoDelete
-		false, // exclusive
-		false, // noWait
-		amqp.Table{amqp.QueueMaxLenArg: 3, amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = ch.QueueDelete(limited, false /* ifUnused */, false /* ifEmpty */, false /* noWait */) })
-	if err := ch.QueueBind(limited, contracts.EventBookedName, e.exchange, false /* noWait */, nil); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if err := em.Emit(t.Context(), booking(fmt.Sprintf("fits-%d", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// The queue is full: this Emit is nacked, again and again.
-	result := make(chan error, 1)
-	go func() { result <- em.Emit(t.Context(), booking("waits")) }()
-	brokertest.Eventually(t, 30*time.Second, func() error {
-		select {
-		case err := <-result:
-			t.Fatalf("Emit into a full queue returned %v before there was room", err)
-		default:
-		}
-		if n := em.Stats().Resent; n < 3 {
-			return fmt.Errorf("%d nacked publishes so far", n)
-		}
-		return nil
-	})
-
-	// Make room: the next attempt is confirmed.
-	if _, ok, err := ch.Get(limited, true /* autoAck */); err != nil || !ok {
-		t.Fatalf("taking a message from %s: ok=%v err=%v", limited, ok, err)
-	}
-	select {
-	case err := <-result:
-		if err != nil {
-			t.Fatalf("Emit after there was room: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Emit did not complete once there was room")
-	}
-	t.Logf("emitter after the full queue: %+v", em.Stats())
-
-	// Full again: an Emit whose context ends returns the context's error.
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
-	if err := em.Emit(ctx, booking("gives-up")); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Emit into a full queue with an expiring context returned %v", err)
-	}
-	ds, err := peekQueue(e.rabbit.URL, limited)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, d := range ds {
-		var b contracts.EventBooked
-		_ = json.Unmarshal(d.Body, &b)
-		ids = append(ids, b.ID)
-	}
-	if strings.Join(ids, " ") != "fits-1 fits-2 waits" {
-		t.Errorf("queue holds %v, want [fits-1 fits-2 waits]", ids)
-	}
 }
 
 // TestDialFollowsContext: a server that accepts connections but never

@@ -47,7 +47,7 @@ func (p *deadLetterer) channel() (*amqp.Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the dead-letter channel: %w", err)
 	}
-	if err := ch.Confirm(false /* noWait */); err != nil {
+	if err := ch.Confirm(false /* no-wait */); err != nil {
 		_ = ch.Close()
 		return nil, fmt.Errorf("putting the dead-letter channel in confirm mode: %w", err)
 	}

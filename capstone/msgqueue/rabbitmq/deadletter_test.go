@@ -151,7 +151,7 @@ func TestHostileMessagesAreDeadLetteredWithTheirReason(t *testing.T) {
 }
 
 // TestDeliveryLimitDeadLetters: a message whose handler always fails is
-// delivered a bounded number of times, then dead-lettered with the reason
+// delivered WithDeliveryLimit times, then dead-lettered with the reason
 // retries-exhausted, and the next message is handled.
 func TestDeliveryLimitDeadLetters(t *testing.T) {
 	t.Parallel()
@@ -189,9 +189,9 @@ func TestDeliveryLimitDeadLetters(t *testing.T) {
 	}
 	fine := calls["fine"]
 	mu.Unlock()
-	t.Logf("x-delivery-limit %d: the failing message was delivered %d times (gaps %v), then dead-lettered", limit, n, gaps)
-	if n != limit+1 || fine != 1 {
-		t.Errorf("the failing message was delivered %d times, want %d; the good one %d times, want 1", n, limit+1, fine)
+	t.Logf("delivery limit %d: the failing message was delivered %d times (gaps %v), then dead-lettered", limit, n, gaps)
+	if n != limit || fine != 1 {
+		t.Errorf("the failing message was delivered %d times, want %d; the good one %d times, want 1", n, limit, fine)
 	}
 	for _, d := range dead {
 		if reason := d.Headers[msgqueue.HeaderReason]; reason != msgqueue.ReasonRetriesExhausted {
@@ -200,12 +200,12 @@ func TestDeliveryLimitDeadLetters(t *testing.T) {
 		if cause, _ := d.Headers[msgqueue.HeaderError].(string); cause != "the database is down" {
 			t.Errorf("%s = %q, want the handler's error", msgqueue.HeaderError, cause)
 		}
-		if attempts := fmt.Sprint(d.Headers[msgqueue.HeaderAttempts]); attempts != fmt.Sprint(limit+1) {
-			t.Errorf("%s = %s, want %d", msgqueue.HeaderAttempts, attempts, limit+1)
+		if attempts := fmt.Sprint(d.Headers[msgqueue.HeaderAttempts]); attempts != fmt.Sprint(limit) {
+			t.Errorf("%s = %s, want %d", msgqueue.HeaderAttempts, attempts, limit)
 		}
 	}
-	if st := l.Stats(); st.Retried != int64(limit) || st.DeadLettered != 1 {
-		t.Errorf("listener %+v, want %d retries and 1 dead letter", st, limit)
+	if st := l.Stats(); st.Retried != int64(limit-1) || st.DeadLettered != 1 {
+		t.Errorf("listener %+v, want %d retries and 1 dead letter", st, limit-1)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"example.com/myevents/capstone/internal/backoff"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -25,9 +26,8 @@ type Emitter struct {
 	pubs    []*publisher     // its confirm-mode channels
 	ready   chan struct{}    // closed once pubs belong to a live connection
 	closed  bool
-	closing chan struct{} // closed by Close
-	life    context.Context
-	end     context.CancelFunc // cancels life: ends a dial in progress
+	closing context.Context    // ends at Close: a wait, a dial in progress
+	end     context.CancelFunc // cancels closing
 
 	next     atomic.Uint64  // spreads Emit calls over pubs
 	inflight sync.WaitGroup // Emit calls in progress
@@ -42,17 +42,16 @@ var _ msgqueue.Emitter = (*Emitter)(nil)
 // first connection must succeed; later ones are retried in the background.
 func NewEmitter(ctx context.Context, url string, opts ...Option) (*Emitter, error) {
 	e := &Emitter{
-		url:     url,
-		cfg:     newConfig(opts),
-		ready:   make(chan struct{}),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		url:   url,
+		cfg:   newConfig(opts),
+		ready: make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 	conn, pubs, err := e.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	e.life, e.end = context.WithCancel(context.Background())
+	e.closing, e.end = context.WithCancel(context.Background())
 	e.setConnected(conn, pubs)
 	go e.supervise(conn)
 	return e, nil
@@ -82,7 +81,7 @@ func (e *Emitter) connect(ctx context.Context) (*amqp.Connection, []*publisher, 
 	if err != nil {
 		return fail(fmt.Errorf("opening a channel: %w", err))
 	}
-	if err := declareExchange(ch, e.cfg.exchange); err != nil {
+	if err := declareExchange(ch, "exchange", e.cfg.exchange, amqp.ExchangeTopic); err != nil {
 		return fail(err)
 	}
 	if err := ch.Close(); err != nil {
@@ -97,7 +96,7 @@ func (e *Emitter) connect(ctx context.Context) (*amqp.Connection, []*publisher, 
 		// Confirm mode: the broker acks every message once it took
 		// responsibility for it (for a persistent message routed to a
 		// durable queue: written to disk).
-		if err := ch.Confirm(false /* noWait */); err != nil {
+		if err := ch.Confirm(false /* no-wait */); err != nil {
 			return fail(fmt.Errorf("enabling publisher confirms: %w", err))
 		}
 		p := &publisher{
@@ -133,7 +132,7 @@ func (e *Emitter) supervise(conn *amqp.Connection) {
 		// nil after Close).
 		lost := conn.NotifyClose(make(chan *amqp.Error, 1))
 		select {
-		case <-e.closing:
+		case <-e.closing.Done():
 			return
 		case reason := <-lost:
 			log.Warn("connection lost; reconnecting", "reason", reason)
@@ -143,12 +142,11 @@ func (e *Emitter) supervise(conn *amqp.Connection) {
 		e.ready = make(chan struct{})
 		e.mu.Unlock()
 
-		bo := newBackoff(e.cfg.reconnectMin, e.cfg.reconnectMax)
-		for {
-			if !sleep(context.Background(), e.closing, bo.wait()) {
+		for failures := 1; ; failures++ {
+			if !backoff.Sleep(e.closing, e.cfg.reconnect.Delay(failures)) {
 				return
 			}
-			c, pubs, err := e.connect(e.life)
+			c, pubs, err := e.connect(e.closing)
 			if err != nil {
 				log.Warn("reconnecting failed; retrying", "err", err)
 				continue
@@ -208,7 +206,12 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	e.mu.Unlock()
 	defer e.inflight.Done()
 
-	var bo *backoff
+	// Resends wait a quarter of the reconnect backoff first, and end at
+	// Close as well as with ctx.
+	resend := backoff.Policy{First: e.cfg.reconnect.First / 4, Longest: e.cfg.reconnect.Longest, Jitter: true}
+	wait, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(e.closing, stop)()
 	for attempt := 1; ; attempt++ {
 		p, conn, err := e.publisher(ctx)
 		if err != nil {
@@ -229,12 +232,9 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 		if p.ch.IsClosed() {
 			e.dropConnection(conn)
 		}
-		if bo == nil {
-			bo = newBackoff(e.cfg.reconnectMin/4, e.cfg.reconnectMax)
-		}
 		e.resent.Add(1)
 		e.cfg.log.Debug("publishing again", "event", name, "id", msg.MessageId, "attempt", attempt, "err", err)
-		if !sleep(ctx, e.closing, bo.wait()) {
+		if !backoff.Sleep(wait, resend.Delay(attempt)) {
 			if ctx.Err() != nil {
 				return fmt.Errorf("emitting %s %s: not confirmed after %d attempts: %w", name, msg.MessageId, attempt, ctx.Err())
 			}
@@ -257,7 +257,7 @@ func (e *Emitter) publisher(ctx context.Context) (*publisher, *amqp.Connection, 
 		}
 		select {
 		case <-ready:
-		case <-e.closing:
+		case <-e.closing.Done():
 		case <-ctx.Done():
 			return nil, nil, fmt.Errorf("waiting for the connection to the broker: %w", ctx.Err())
 		}
@@ -350,12 +350,20 @@ func (e *Emitter) Stats() EmitterStats {
 	return EmitterStats{Confirmed: e.confirmed.Load(), Resent: e.resent.Load(), Reconnects: e.reconnects.Load()}
 }
 
-// Connected reports whether the emitter has a live connection, for health
-// checks.
+// Connected reports whether the emitter has a live connection.
 func (e *Emitter) Connected() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.conn != nil && !e.conn.IsClosed()
+}
+
+// Health reports an emitter without a live connection (it is
+// reconnecting).
+func (e *Emitter) Health(context.Context) error {
+	if !e.Connected() {
+		return errors.New("the emitter is not connected to RabbitMQ (reconnecting)")
+	}
+	return nil
 }
 
 // Close stops new emits, waits (up to the close timeout) for the ones in
@@ -368,7 +376,6 @@ func (e *Emitter) Close() error {
 		return nil
 	}
 	e.closed = true
-	close(e.closing)
 	e.end()
 	e.mu.Unlock()
 

@@ -88,7 +88,7 @@ func (s *session) handle(ctx context.Context, d amqp.Delivery) {
 		s.ack(log, d)
 	case msgqueue.IsPermanent(err):
 		s.deadLetter(ctx, log, d, name, msgqueue.ReasonPermanent, count+1, err)
-	case count >= l.cfg.deliveryLimit:
+	case count+1 >= l.cfg.deliveryLimit:
 		// The last delivery the limit allows: dead-letter it ourselves,
 		// saying why, rather than let the broker do it without a reason.
 		s.deadLetter(ctx, log, d, name, msgqueue.ReasonRetriesExhausted, count+1, err)
@@ -96,7 +96,7 @@ func (s *session) handle(ctx context.Context, d amqp.Delivery) {
 		// Wait before the message goes back to the queue, longer with
 		// every delivery, so a failing handler does not spin; meanwhile
 		// the listener goes on with the other messages.
-		wait := min(l.cfg.retryMin<<min(count, 20), l.cfg.retryMax)
+		wait := l.cfg.retry.Delay(count + 1)
 		log.Warn("handler failed; the message will be delivered again", "err", err, "deliveries_before", count, "retry_in", wait)
 		s.retries.after(wait, d)
 	}

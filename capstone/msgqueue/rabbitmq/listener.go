@@ -8,8 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"example.com/myevents/capstone/internal/backoff"
 	"example.com/myevents/capstone/msgqueue"
-	"example.com/myevents/contracts"
+	"example.com/myevents/capstone/msgqueue/internal/listenrules"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -21,12 +22,10 @@ type Listener struct {
 	cfg   config
 	log   *slog.Logger
 
-	state msgqueue.Lifecycle // one Listen at a time, none after Close
+	life listenrules.Lifecycle // one Listen at a time, none after Close
 
 	mu   sync.Mutex
 	conn *amqp.Connection // nil or broken until the next (re)connect
-	life context.Context
-	end  context.CancelFunc // cancels life: ends a dial in progress
 
 	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects atomic.Int64
 }
@@ -47,19 +46,15 @@ func NewListener(ctx context.Context, url, queue string, names []string, opts ..
 	if queue == "" {
 		return nil, errors.New("building the listener: the queue name is empty")
 	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("building the listener for queue %q: no event names given", queue)
-	}
-	for _, n := range names {
-		if _, err := contracts.New(n); err != nil {
-			return nil, fmt.Errorf("building the listener for queue %q: %w", queue, err)
-		}
+	names, err := listenrules.Built(fmt.Sprintf("queue %q", queue), names)
+	if err != nil {
+		return nil, err
 	}
 	cfg := newConfig(opts)
 	l := &Listener{
 		url:   url,
 		queue: queue,
-		names: append([]string(nil), names...),
+		names: names,
 		cfg:   cfg,
 		log:   cfg.log.With("component", "listener", "queue", queue),
 	}
@@ -68,7 +63,6 @@ func NewListener(ctx context.Context, url, queue string, names []string, opts ..
 		return nil, err
 	}
 	l.conn = conn
-	l.life, l.end = context.WithCancel(context.Background())
 	return l, nil
 }
 
@@ -96,43 +90,39 @@ func (l *Listener) connect(ctx context.Context) (*amqp.Connection, error) {
 // declare declares the exchange, the dead-letter exchange and queue, the
 // service's queue and its bindings.
 func (l *Listener) declare(ch *amqp.Channel) error {
-	if err := declareExchange(ch, l.cfg.exchange); err != nil {
+	if err := declareExchange(ch, "exchange", l.cfg.exchange, amqp.ExchangeTopic); err != nil {
 		return err
 	}
 	dlx, dlq := DeadLetterExchange(l.queue), DeadLetterQueue(l.queue)
-	err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout,
-		true,  // durable
-		false, // autoDelete
-		false, // internal
-		false, // noWait
-		nil)
-	if err != nil {
-		return fmt.Errorf("declaring dead-letter exchange %q: %w", dlx, err)
+	if err := declareExchange(ch, "dead-letter exchange", dlx, amqp.ExchangeFanout); err != nil {
+		return err
 	}
-	_, err = ch.QueueDeclare(dlq,
+	_, err := ch.QueueDeclare(dlq,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // exclusive
-		false, // noWait
+		false, // no-wait
 		amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
 	if err != nil {
 		return fmt.Errorf("declaring dead-letter queue %q: %w", dlq, err)
 	}
-	if err := ch.QueueBind(dlq, "", dlx, false /* noWait */, nil); err != nil {
+	if err := ch.QueueBind(dlq, "", dlx, false /* no-wait */, nil /* args */); err != nil {
 		return fmt.Errorf("binding dead-letter queue %q: %w", dlq, err)
 	}
 	// A quorum queue counts deliveries and dead-letters a message returned
-	// more than x-delivery-limit times; at-least-once dead-lettering keeps
-	// a message in this queue until the dead-letter queue confirmed it.
+	// more than x-delivery-limit times: with the limit one below ours, the
+	// broker dead-letters a message that crashed its consumer on its last
+	// allowed delivery. At-least-once dead-lettering keeps a message in
+	// this queue until the dead-letter queue confirmed it.
 	_, err = ch.QueueDeclare(l.queue,
 		true,  // durable
-		false, // autoDelete
+		false, // auto-delete
 		false, // exclusive
-		false, // noWait
+		false, // no-wait
 		amqp.Table{
 			amqp.QueueTypeArg:        amqp.QueueTypeQuorum,
 			"x-dead-letter-exchange": dlx,
-			"x-delivery-limit":       int64(l.cfg.deliveryLimit),
+			"x-delivery-limit":       int64(l.cfg.deliveryLimit - 1),
 			"x-dead-letter-strategy": "at-least-once",
 			amqp.QueueOverflowArg:    amqp.QueueOverflowRejectPublish,
 		})
@@ -144,7 +134,7 @@ func (l *Listener) declare(ch *amqp.Channel) error {
 		return fmt.Errorf("declaring queue %q: %w", l.queue, err)
 	}
 	for _, name := range l.names {
-		if err := ch.QueueBind(l.queue, name, l.cfg.exchange, false /* noWait */, nil); err != nil {
+		if err := ch.QueueBind(l.queue, name, l.cfg.exchange, false /* no-wait */, nil /* args */); err != nil {
 			return fmt.Errorf("binding queue %q to %q for %s: %w", l.queue, l.cfg.exchange, name, err)
 		}
 	}
@@ -157,54 +147,37 @@ func (l *Listener) declare(ch *amqp.Channel) error {
 // connections are re-established with backoff. See the package
 // documentation for what each handler result does.
 func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...string) error {
-	filter, err := msgqueue.Filter(l.names, names)
+	filter, err := listenrules.Filter(l.names, names)
 	if err != nil {
 		return fmt.Errorf("listening on queue %q: %w", l.queue, err)
 	}
-	end, err := l.state.Begin(fmt.Sprintf("queue %q", l.queue))
+	// stop ends when ctx ends or Close is called: it ends dials, waits
+	// and the consume loop; handlers get ctx.
+	stop, end, err := l.life.Begin(ctx, fmt.Sprintf("queue %q", l.queue))
 	if err != nil {
 		return err
 	}
 	defer end()
 
-	// Dials end when ctx ends or Close is called.
-	dialCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(l.life, cancel)()
-
-	bo := newBackoff(l.cfg.reconnectMin, l.cfg.reconnectMax)
+	failures := 0
 	for {
-		conn, err := l.connection(dialCtx)
+		conn, err := l.connection(stop)
 		if err == nil {
 			var started bool
-			started, err = l.consume(ctx, conn, h, filter)
+			started, err = l.consume(ctx, stop, conn, h, filter)
 			if started {
-				bo.reset()
+				failures = 0
 			}
 		}
-		if l.stopping(ctx) {
+		if stop.Err() != nil || errors.Is(err, msgqueue.ErrClosed) {
 			return nil
 		}
-		if errors.Is(err, msgqueue.ErrClosed) {
-			return nil
-		}
-		wait := bo.wait()
+		failures++
+		wait := l.cfg.reconnect.Delay(failures)
 		l.log.Warn("consuming interrupted; reconnecting", "err", err, "retry_in", wait)
-		if !sleep(ctx, l.state.Closing(), wait) {
+		if !backoff.Sleep(stop, wait) {
 			return nil
 		}
-	}
-}
-
-// stopping reports whether Listen should return.
-func (l *Listener) stopping(ctx context.Context) bool {
-	select {
-	case <-ctx.Done():
-		return true
-	case <-l.state.Closing():
-		return true
-	default:
-		return false
 	}
 }
 
@@ -223,7 +196,7 @@ func (l *Listener) connection(ctx context.Context) (*amqp.Connection, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.state.Closed() {
+	if l.life.Closed() {
 		_ = conn.Close()
 		return nil, msgqueue.ErrClosed
 	}
@@ -234,9 +207,9 @@ func (l *Listener) connection(ctx context.Context) (*amqp.Connection, error) {
 }
 
 // consume opens a fresh channel on conn and handles its deliveries until
-// ctx ends, Close is called (nil) or the channel breaks (an error). started
-// reports whether the consumer was registered.
-func (l *Listener) consume(ctx context.Context, conn *amqp.Connection, h msgqueue.Handler, filter map[string]bool) (started bool, err error) {
+// stop ends (nil) or the channel breaks (an error); handlers get ctx.
+// started reports whether the consumer was registered.
+func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h msgqueue.Handler, filter map[string]bool) (started bool, err error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return false, fmt.Errorf("opening a channel: %w", err)
@@ -245,17 +218,19 @@ func (l *Listener) consume(ctx context.Context, conn *amqp.Connection, h msgqueu
 	// queue; the broker delivers them again.
 	defer ch.Close()
 	if err := ch.Qos(l.cfg.prefetch,
-		0,     // prefetchSize: no byte limit
+		0,     // prefetch size: no byte limit
 		false, // global: this channel only
 	); err != nil {
 		return false, fmt.Errorf("setting the prefetch count: %w", err)
 	}
-	deliveries, err := ch.Consume(l.queue, "",
-		false, // autoAck: acknowledge only after the handler returned nil
+	deliveries, err := ch.Consume(l.queue,
+		"",    // consumer tag: let the library pick a unique one
+		false, // auto-ack: acknowledge only after the handler returned nil
 		false, // exclusive: other instances of the service may share the queue
-		false, // noLocal: not supported by RabbitMQ
-		false, // noWait
-		nil)
+		false, // no-local: not supported by RabbitMQ
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
 		return false, fmt.Errorf("consuming queue %q: %w", l.queue, err)
 	}
@@ -265,9 +240,7 @@ func (l *Listener) consume(ctx context.Context, conn *amqp.Connection, h msgqueu
 	defer s.end()
 	for {
 		select {
-		case <-ctx.Done():
-			return true, nil
-		case <-l.state.Closing():
+		case <-stop.Done():
 			return true, nil
 		case d := <-s.retries.due:
 			s.requeue(d)
@@ -300,22 +273,29 @@ func (l *Listener) Stats() ListenerStats {
 	}
 }
 
-// Connected reports whether the listener has a live connection, for health
-// checks.
+// Connected reports whether the listener has a live connection.
 func (l *Listener) Connected() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.conn != nil && !l.conn.IsClosed()
 }
 
+// Health reports a listener without a live connection (it is
+// reconnecting).
+func (l *Listener) Health(context.Context) error {
+	if !l.Connected() {
+		return errors.New("the listener is not connected to RabbitMQ (reconnecting)")
+	}
+	return nil
+}
+
 // Close stops Listen, waits for the running handler (its message is then
 // acknowledged or returned as usual) and closes the connection.
 func (l *Listener) Close() error {
-	if !l.state.Close() {
+	if !l.life.Close() {
 		return nil
 	}
-	l.end()
-	l.state.Wait()
+	l.life.Wait()
 	l.mu.Lock()
 	conn := l.conn
 	l.conn = nil

@@ -44,7 +44,7 @@
 //     with its delivery count, unacknowledged, while the listener goes on
 //     with the next messages (a retry never holds up the others); then it
 //     is returned to the queue and delivered again. On the last delivery
-//     the limit allows (WithDeliveryLimit; a limit of 3 means 4
+//     the limit allows (WithDeliveryLimit; a limit of 3 means 3
 //     deliveries) a failure dead-letters it, reason retries-exhausted, so a
 //     message that always fails cannot loop forever. The broker enforces
 //     the same limit (x-delivery-limit) for a message that crashes every
@@ -78,7 +78,8 @@
 // quorum queue counts that return as a delivery, a message that crashes
 // every instance ends in the dead-letter queue after the delivery limit.
 //
-// Emitter and Listener also offer Connected (for health checks) and Stats
+// Emitter and Listener also offer Health (an error while the connection is
+// down, for health checks), Connected and Stats
 // (counters of confirms, resends, acks, refused acks, retries, dead letters
 // and reconnects).
 //
@@ -100,7 +101,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"time"
@@ -108,6 +108,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/capstone/endpoint"
+	"example.com/myevents/capstone/internal/backoff"
+	"example.com/myevents/capstone/msgqueue"
 )
 
 // DefaultExchange is the exchange every service publishes events to.
@@ -121,10 +123,9 @@ const contentType = "application/json"
 
 // Defaults for the options.
 const (
-	DefaultPrefetch      = 32
-	DefaultDeliveryLimit = 8
-	DefaultChannels      = 1
-	DefaultWindow        = 1024
+	DefaultPrefetch = 32
+	DefaultChannels = 1
+	DefaultWindow   = 1024
 )
 
 // config holds what the options set.
@@ -134,8 +135,7 @@ type config struct {
 	log            *slog.Logger
 	dialTimeout    time.Duration
 	heartbeat      time.Duration
-	reconnectMin   time.Duration
-	reconnectMax   time.Duration
+	reconnect      backoff.Policy
 	closeTimeout   time.Duration
 
 	// emitter
@@ -145,8 +145,7 @@ type config struct {
 	// listener
 	prefetch      int
 	deliveryLimit int
-	retryMin      time.Duration
-	retryMax      time.Duration
+	retry         backoff.Policy
 }
 
 func newConfig(opts []Option) config {
@@ -155,15 +154,13 @@ func newConfig(opts []Option) config {
 		log:           slog.New(slog.DiscardHandler),
 		dialTimeout:   10 * time.Second,
 		heartbeat:     10 * time.Second,
-		reconnectMin:  100 * time.Millisecond,
-		reconnectMax:  5 * time.Second,
+		reconnect:     backoff.Policy{First: 100 * time.Millisecond, Longest: 5 * time.Second, Jitter: true},
 		closeTimeout:  30 * time.Second,
 		channels:      DefaultChannels,
 		window:        DefaultWindow,
 		prefetch:      DefaultPrefetch,
-		deliveryLimit: DefaultDeliveryLimit,
-		retryMin:      200 * time.Millisecond,
-		retryMax:      10 * time.Second,
+		deliveryLimit: msgqueue.DefaultDeliveryLimit,
+		retry:         backoff.Policy{First: 200 * time.Millisecond, Longest: 10 * time.Second},
 	}
 	for _, o := range opts {
 		o(&c)
@@ -196,7 +193,7 @@ func WithLogger(l *slog.Logger) Option {
 // WithReconnectBackoff sets the first and the longest wait between two
 // attempts to reconnect (default 100ms, doubling up to 5s, with jitter).
 func WithReconnectBackoff(first, longest time.Duration) Option {
-	return func(c *config) { c.reconnectMin, c.reconnectMax = first, longest }
+	return func(c *config) { c.reconnect = backoff.Policy{First: first, Longest: longest, Jitter: true} }
 }
 
 // WithCloseTimeout bounds how long Close waits for outstanding emits to be
@@ -233,10 +230,13 @@ func WithPrefetch(n int) Option {
 	}
 }
 
-// WithDeliveryLimit sets the queue's x-delivery-limit: how often a message
-// whose handler keeps failing is returned to the queue before the broker
-// dead-letters it (default 8). It is part of the queue's declaration: a
-// queue that already exists with another limit makes NewListener fail.
+// WithDeliveryLimit sets how often a message is delivered at most: a
+// handler error on the nth delivery dead-letters it (default
+// msgqueue.DefaultDeliveryLimit, 5). The queue's x-delivery-limit is n-1
+// (the returns it allows), so the broker enforces the same limit on a
+// message that crashes every consumer. It is part of the queue's
+// declaration: a queue that already exists with another limit makes
+// NewListener fail.
 func WithDeliveryLimit(n int) Option {
 	return func(c *config) {
 		if n > 0 {
@@ -253,7 +253,7 @@ func WithDeliveryLimit(n int) Option {
 // prefetch times per backoff and a message that keeps failing never holds
 // up the rest of the queue.
 func WithRetryBackoff(first, longest time.Duration) Option {
-	return func(c *config) { c.retryMin, c.retryMax = first, longest }
+	return func(c *config) { c.retry = backoff.Policy{First: first, Longest: longest} }
 }
 
 // dial connects to the broker with the configured connection name. The dial
@@ -315,53 +315,18 @@ func dial(ctx context.Context, rawURL string, cfg config, defaultName string) (*
 	return conn, nil
 }
 
-// declareExchange declares the durable topic exchange events go to.
-func declareExchange(ch *amqp.Channel, exchange string) error {
-	err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic,
+// declareExchange declares a durable exchange of the given kind: the topic
+// exchange events go to, or a dead-letter fanout. what names it in errors.
+func declareExchange(ch *amqp.Channel, what, exchange, kind string) error {
+	err := ch.ExchangeDeclare(exchange, kind,
 		true,  // durable: survives a broker restart
-		false, // autoDelete
+		false, // auto-delete
 		false, // internal
-		false, // noWait
-		nil)
+		false, // no-wait
+		nil,   // args
+	)
 	if err != nil {
-		return fmt.Errorf("declaring exchange %q: %w", exchange, err)
+		return fmt.Errorf("declaring %s %q: %w", what, exchange, err)
 	}
 	return nil
-}
-
-// backoff computes waits that double from first up to longest, with up to
-// 25% jitter so that many clients do not reconnect in lockstep.
-type backoff struct {
-	first, longest, next time.Duration
-}
-
-func newBackoff(first, longest time.Duration) *backoff {
-	return &backoff{first: first, longest: longest, next: first}
-}
-
-// wait returns the next wait and doubles the one after.
-func (b *backoff) wait() time.Duration {
-	d := b.next
-	b.next = min(2*b.next, b.longest)
-	if d > 0 {
-		d += time.Duration(rand.Int64N(int64(d)/4 + 1))
-	}
-	return d
-}
-
-// reset starts again from the first wait.
-func (b *backoff) reset() { b.next = b.first }
-
-// sleep waits d; false when ctx ended or stop was closed first.
-func sleep(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-stop:
-		return false
-	case <-t.C:
-		return true
-	}
 }

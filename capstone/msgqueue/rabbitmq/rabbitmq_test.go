@@ -71,12 +71,12 @@ func newEnv(t *testing.T, opts ...rabbitmq.Option) *env {
 		e.logStats()
 		ch := adminChannel(t, rabbit.URL)
 		for _, q := range []string{e.queue, rabbitmq.DeadLetterQueue(e.queue)} {
-			if _, err := ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */); err != nil {
+			if _, err := ch.QueueDelete(q, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
 				t.Logf("deleting queue %s: %v", q, err)
 			}
 		}
 		for _, x := range []string{e.exchange, rabbitmq.DeadLetterExchange(e.queue)} {
-			if err := ch.ExchangeDelete(x, false /* ifUnused */, false /* noWait */); err != nil {
+			if err := ch.ExchangeDelete(x, false /* if-unused */, false /* no-wait */); err != nil {
 				t.Logf("deleting exchange %s: %v", x, err)
 			}
 		}
@@ -155,7 +155,8 @@ func (e *env) suiteEnv() *msgqueuetest.Env {
 			}
 			return out, nil
 		},
-		Poison: msgqueuetest.AllPoison,
+		DeliveryLimit: msgqueue.DefaultDeliveryLimit, // newEnv sets none
+		Poison:        msgqueuetest.AllPoison,
 		InjectPoison: func(ctx context.Context, kind msgqueuetest.PoisonKind, id string) error {
 			name, body := msgqueuetest.PoisonMessage(kind)
 			headers := amqp.Table{}
@@ -209,7 +210,7 @@ func peekQueue(url, queue string) ([]amqp.Delivery, error) {
 	}
 	var out []amqp.Delivery
 	for {
-		d, ok, err := ch.Get(queue, false /* autoAck */)
+		d, ok, err := ch.Get(queue, false /* auto-ack */)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", queue, err)
 		}
@@ -232,7 +233,7 @@ func publishRaw(url, exchange, key string, msg amqp.Publishing) error {
 	if err != nil {
 		return fmt.Errorf("opening a channel: %w", err)
 	}
-	if err := ch.Confirm(false /* noWait */); err != nil {
+	if err := ch.Confirm(false /* no-wait */); err != nil {
 		return fmt.Errorf("enabling confirms: %w", err)
 	}
 	dc, err := ch.PublishWithDeferredConfirm(exchange, key,

@@ -1,0 +1,247 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// TestEmitterResendsAcrossForcedClose cuts the emitter's connection twice
+// while eight goroutines keep emitting, each time while the broker holds
+// back the confirms, so emits are provably in flight. Every Emit must
+// succeed, and the test's own client must find every confirmed event in
+// the queue (some twice: a refused publish may still reach the queue).
+func TestEmitterResendsAcrossForcedClose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustListener(t, []string{contracts.EventBookedName}) // declares the queue; nobody consumes
+	em := e.mustEmitter(t)
+
+	// Emit from eight goroutines until both closes are done.
+	const goroutines = 8
+	var (
+		confirmed atomic.Int64
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		ids       = map[string]bool{}
+		stop      = make(chan struct{})
+	)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("resend-%d-%05d", g, i)
+				ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+				err := em.Emit(ctx, booking(id))
+				cancel()
+				if err != nil {
+					t.Errorf("Emit: %v", err)
+					return
+				}
+				mu.Lock()
+				ids[id] = true
+				mu.Unlock()
+				confirmed.Add(1)
+			}
+		})
+	}
+	// Each round holds every confirm (a gate queue that refuses every
+	// publish makes the broker nack them, so each Emit keeps publishing
+	// again), waits until an emit was provably refused (it is now in
+	// flight and stays so while the gate is shut), closes the connection
+	// under the emits that are waiting, waits for the reconnect and opens
+	// the gate: the held emits must be confirmed on the new connection.
+	ch := adminChannel(t, e.rabbit.URL)
+	gate := e.queue + ".gate"
+	closed := 0
+	for round := range 2 {
+		at := confirmed.Load() + 200
+		brokertest.Eventually(t, 30*time.Second, func() error {
+			if c := confirmed.Load(); c < at {
+				return fmt.Errorf("round %d: %d confirmed, waiting for %d", round+1, c, at)
+			}
+			return nil
+		})
+		resent := em.Stats().Resent
+		holdConfirms(t, ch, gate, e.exchange)
+		brokertest.Eventually(t, 30*time.Second, func() error {
+			if n := em.Stats().Resent; n == resent {
+				return fmt.Errorf("round %d: no emit refused yet", round+1)
+			}
+			return nil
+		})
+		n, err := closeConnections(t.Context(), e.rabbit, e.connName+"emitter")
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatal(err)
+		}
+		closed += n
+		brokertest.Eventually(t, 30*time.Second, func() error {
+			if st := em.Stats(); st.Reconnects != int64(round+1) {
+				return fmt.Errorf("round %d: emitter %+v, waiting for reconnect %d", round+1, st, round+1)
+			}
+			return nil
+		})
+		if _, err := ch.QueueDelete(gate, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
+			t.Fatalf("opening the gate: %v", err)
+		}
+	}
+	at := confirmed.Load() + 200
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		if c := confirmed.Load(); c < at {
+			return fmt.Errorf("after the closes: %d confirmed, waiting for %d", c, at)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+
+	// Every confirmed event is in the queue, maybe twice.
+	ds, err := drainQueue(t, e.rabbit.URL, e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inQueue := map[string]int{}
+	for _, d := range ds {
+		var b contracts.EventBooked
+		if err := json.Unmarshal(d.Body, &b); err != nil {
+			t.Fatalf("decoding a queued message: %v", err)
+		}
+		inQueue[b.ID]++
+	}
+	var missing, extra []string
+	for id := range ids {
+		if inQueue[id] == 0 {
+			missing = append(missing, id)
+		}
+	}
+	for id := range inQueue {
+		if !ids[id] {
+			extra = append(extra, id)
+		}
+	}
+	st := em.Stats()
+	t.Logf("closed %d connection(s) mid-emit: %d confirmed, %d messages in the queue (%d unique, %d duplicates), %d missing, %d extra; emitter %+v",
+		closed, len(ids), len(ds), len(inQueue), len(ds)-len(inQueue), len(missing), len(extra), st)
+	if len(missing) > 0 || len(extra) > 0 {
+		t.Errorf("queue differs from the confirmed events: missing %v, extra %v", missing, extra)
+	}
+	if st.Reconnects != 2 {
+		t.Errorf("emitter reconnected %d times, want 2", st.Reconnects)
+	}
+}
+
+// TestNackedEmitIsResent makes the broker nack: a queue of the test's own,
+// bound for event.booked, holds at most three messages and rejects further
+// publishes. An Emit into the full queue keeps publishing (it neither fails
+// nor reports success) until the test makes room, and an Emit whose context
+// ends first returns the context's error.
+func TestNackedEmitIsResent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.mustEmitter(t) // declares the exchange
+	ch := adminChannel(t, e.rabbit.URL)
+	limited := e.queue + ".limited"
+	_, err := ch.QueueDeclare(limited,
+		true,  // durable
+		false, // auto-delete
+		false, // exclusive
+		false, // no-wait
+		amqp.Table{amqp.QueueMaxLenArg: 3, amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = ch.QueueDelete(limited, false /* if-unused */, false /* if-empty */, false /* no-wait */) })
+	if err := ch.QueueBind(limited, contracts.EventBookedName, e.exchange, false /* no-wait */, nil /* args */); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := em.Emit(t.Context(), booking(fmt.Sprintf("fits-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The queue is full: this Emit is nacked, again and again.
+	result := make(chan error, 1)
+	go func() { result <- em.Emit(t.Context(), booking("waits")) }()
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		select {
+		case err := <-result:
+			t.Fatalf("Emit into a full queue returned %v before there was room", err)
+		default:
+		}
+		if n := em.Stats().Resent; n < 3 {
+			return fmt.Errorf("%d nacked publishes so far", n)
+		}
+		return nil
+	})
+
+	// Make room: the next attempt is confirmed.
+	if _, ok, err := ch.Get(limited, true /* auto-ack */); err != nil || !ok {
+		t.Fatalf("taking a message from %s: ok=%v err=%v", limited, ok, err)
+	}
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("Emit after there was room: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Emit did not complete once there was room")
+	}
+	t.Logf("emitter after the full queue: %+v", em.Stats())
+
+	// Full again: an Emit whose context ends returns the context's error.
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := em.Emit(ctx, booking("gives-up")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Emit into a full queue with an expiring context returned %v", err)
+	}
+	ds, err := peekQueue(e.rabbit.URL, limited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range ds {
+		var b contracts.EventBooked
+		_ = json.Unmarshal(d.Body, &b)
+		ids = append(ids, b.ID)
+	}
+	if strings.Join(ids, " ") != "fits-1 fits-2 waits" {
+		t.Errorf("queue holds %v, want [fits-1 fits-2 waits]", ids)
+	}
+}
+
+// holdConfirms binds a queue that refuses every message (at most 0 of
+// them, reject-publish) for event.booked: the broker nacks every publish
+// until the queue is deleted.
+func holdConfirms(t *testing.T, ch *amqp.Channel, queue, exchange string) {
+	t.Helper()
+	_, err := ch.QueueDeclare(queue,
+		false, // durable
+		false, // auto-delete
+		false, // exclusive
+		false, // no-wait
+		amqp.Table{amqp.QueueMaxLenArg: 0, amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish})
+	if err != nil {
+		t.Fatalf("declaring the gate queue: %v", err)
+	}
+	t.Cleanup(func() { _, _ = ch.QueueDelete(queue, false /* if-unused */, false /* if-empty */, false /* no-wait */) })
+	if err := ch.QueueBind(queue, contracts.EventBookedName, exchange, false /* no-wait */, nil /* args */); err != nil {
+		t.Fatalf("binding the gate queue: %v", err)
+	}
+}
