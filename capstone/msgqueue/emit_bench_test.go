@@ -34,9 +34,9 @@ func TestMain(m *testing.M) { brokertest.Main(m) }
 //
 // One op is one event of about 200 bytes that the broker confirmed as
 // stored (AMQP: a persistent message and its publisher confirm; Kafka: acks
-// from all in-sync replicas). run measures with b.RunParallel, so concurrent
-// emitters are what is measured, and calls b.SetParallelism(emitParallelism)
-// first so that every case runs the same number of goroutines.
+// from all in-sync replicas). run sets up and measures one op with
+// runParallel, so concurrent emitters are what is measured and every case
+// runs the same number of goroutines.
 type emitBenchmark struct {
 	name string
 	run  func(b *testing.B)
@@ -60,6 +60,23 @@ func BenchmarkEmit(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, c.run)
 	}
+}
+
+// runParallel measures op with emitParallelism goroutines per GOMAXPROCS;
+// the first error fails the case and ends that goroutine.
+func runParallel(b *testing.B, op func(ctx context.Context) error) {
+	b.SetParallelism(emitParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if err := op(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
 }
 
 // benchSeq numbers benchmark events across cases and goroutines.
@@ -95,16 +112,8 @@ func benchTopology(b *testing.B) (url, exchange string) {
 	url = benchURL(b)
 	exchange = brokertest.Name(b, "bench")
 	queue := exchange + ".q"
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		b.Fatalf("connecting to RabbitMQ: %v", err)
-	}
-	b.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		b.Fatalf("opening a channel: %v", err)
-	}
-	err = ch.ExchangeDeclare(exchange, amqp.ExchangeTopic,
+	ch := brokertest.AdminChannel(b, url)
+	err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic,
 		true,  // durable
 		false, // auto-delete
 		false, // internal
@@ -194,26 +203,20 @@ func benchAMQPRaw(b *testing.B) {
 		}
 	}()
 
-	b.SetParallelism(emitParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			ev := benchEvent()
-			dc, err := ch.PublishWithDeferredConfirm(exchange, ev.EventName(),
-				true,  // mandatory
-				false, // immediate
-				rawPublishing(b, ev))
-			if err != nil {
-				b.Errorf("publishing: %v", err)
-				return
-			}
-			if !dc.Wait() {
-				b.Errorf("the broker nacked message %d", dc.DeliveryTag)
-				return
-			}
+	runParallel(b, func(context.Context) error {
+		ev := benchEvent()
+		dc, err := ch.PublishWithDeferredConfirm(exchange, ev.EventName(),
+			true,  // mandatory
+			false, // immediate
+			rawPublishing(b, ev))
+		if err != nil {
+			return fmt.Errorf("publishing: %w", err)
 		}
+		if !dc.Wait() {
+			return fmt.Errorf("the broker nacked message %d", dc.DeliveryTag)
+		}
+		return nil
 	})
-	b.StopTimer()
 	if n := returned.Load(); n > 0 {
 		b.Errorf("%d messages were returned as unroutable", n)
 	}
@@ -230,15 +233,8 @@ func benchAMQPChannelPerEmit(b *testing.B) {
 	}
 	defer conn.Close()
 
-	b.SetParallelism(emitParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if err := publishOnNewChannel(conn, exchange, rawPublishing(b, benchEvent())); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	runParallel(b, func(context.Context) error {
+		return publishOnNewChannel(conn, exchange, rawPublishing(b, benchEvent()))
 	})
 }
 
@@ -276,15 +272,5 @@ func benchAMQP(b *testing.B) {
 	}
 	defer em.Close()
 
-	b.SetParallelism(emitParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			if err := em.Emit(ctx, benchEvent()); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	runParallel(b, func(ctx context.Context) error { return em.Emit(ctx, benchEvent()) })
 }

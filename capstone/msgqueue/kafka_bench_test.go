@@ -2,6 +2,8 @@ package msgqueue_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/IBM/sarama"
@@ -84,47 +86,33 @@ func benchKafkaRaw(b *testing.B) {
 	if err != nil {
 		b.Fatalf("starting the producer: %v", err)
 	}
-	routed := make(chan struct{})
-	go func() {
-		defer close(routed)
-		successes, errs := p.Successes(), p.Errors()
-		for successes != nil || errs != nil {
-			select {
-			case m, ok := <-successes:
-				if !ok {
-					successes = nil
-					continue
-				}
-				m.Metadata.(chan error) <- nil
-			case e, ok := <-errs:
-				if !ok {
-					errs = nil
-					continue
-				}
-				e.Msg.Metadata.(chan error) <- e.Err
-			}
-		}
-	}()
-	defer func() {
-		p.AsyncClose()
-		<-routed
-	}()
-
-	b.SetParallelism(emitParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			msg := rawRecord(b, topic, benchEvent())
-			result := make(chan error, 1)
-			msg.Metadata = result
-			p.Input() <- msg
-			if err := <-result; err != nil {
-				b.Errorf("producing: %v", err)
-				return
-			}
+	// Hand each result back to the goroutine waiting for it.
+	var routers sync.WaitGroup
+	routers.Go(func() {
+		for m := range p.Successes() {
+			m.Metadata.(chan error) <- nil
 		}
 	})
-	b.StopTimer()
+	routers.Go(func() {
+		for e := range p.Errors() {
+			e.Msg.Metadata.(chan error) <- e.Err
+		}
+	})
+	defer func() {
+		p.AsyncClose()
+		routers.Wait()
+	}()
+
+	runParallel(b, func(context.Context) error {
+		msg := rawRecord(b, topic, benchEvent())
+		result := make(chan error, 1)
+		msg.Metadata = result
+		p.Input() <- msg
+		if err := <-result; err != nil {
+			return fmt.Errorf("producing: %w", err)
+		}
+		return nil
+	})
 }
 
 // benchKafkaRawSync is sarama's SyncProducer shared by every goroutine:
@@ -138,17 +126,12 @@ func benchKafkaRawSync(b *testing.B) {
 	}
 	defer p.Close()
 
-	b.SetParallelism(emitParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, _, err := p.SendMessage(rawRecord(b, topic, benchEvent())); err != nil {
-				b.Errorf("producing: %v", err)
-				return
-			}
+	runParallel(b, func(context.Context) error {
+		if _, _, err := p.SendMessage(rawRecord(b, topic, benchEvent())); err != nil {
+			return fmt.Errorf("producing: %w", err)
 		}
+		return nil
 	})
-	b.StopTimer()
 }
 
 // benchKafka is the transport's Emitter.
@@ -160,16 +143,10 @@ func benchKafka(b *testing.B) {
 	}
 	defer em.Close()
 
-	b.SetParallelism(emitParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			if err := em.Emit(ctx, benchEvent()); err != nil {
-				b.Errorf("emitting: %v", err)
-				return
-			}
+	runParallel(b, func(ctx context.Context) error {
+		if err := em.Emit(ctx, benchEvent()); err != nil {
+			return fmt.Errorf("emitting: %w", err)
 		}
+		return nil
 	})
-	b.StopTimer()
 }

@@ -306,12 +306,22 @@ func DiffIDs(want, got []string) (missing, extra []string) {
 // whether they matched, so a caller can stop with t.FailNow.
 func CheckIDs(t testing.TB, what string, got, want []string) bool {
 	t.Helper()
+	if err := MatchIDs(got, want); err != nil {
+		t.Errorf("%s: %v", what, err)
+		return false
+	}
+	return true
+}
+
+// MatchIDs is CheckIDs as an error, for a check that [Eventually] polls: nil
+// when got holds exactly the IDs of want (see DiffIDs), else an error
+// naming the missing and the extra IDs.
+func MatchIDs(got, want []string) error {
 	missing, extra := DiffIDs(want, got)
 	if len(missing) == 0 && len(extra) == 0 {
-		return true
+		return nil
 	}
-	t.Errorf("%s: got %d IDs, want %d; missing %s; extra or repeated %s", what, len(got), len(want), shortList(missing), shortList(extra))
-	return false
+	return fmt.Errorf("got %d IDs, want %d; missing %s; extra or repeated %s", len(got), len(want), shortList(missing), shortList(extra))
 }
 
 // shortList keeps a long list of IDs readable in a failure message.

@@ -52,6 +52,23 @@ func (r *RabbitMQ) Ctl(ctx context.Context, args ...string) (string, error) {
 	return r.ctl(ctx, args...)
 }
 
+// AdminChannel opens a connection and a channel of the test's own to the
+// broker at url, for checking what the broker holds independently of the
+// code under test; both close when the test ends.
+func AdminChannel(t testing.TB, url string) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("brokertest: connecting the test's own client to %s: %v", Redact(url), err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("brokertest: opening the test's channel: %v", err)
+	}
+	return ch
+}
+
 // AMQP returns the RabbitMQ broker for this test, chosen in the order the
 // package documentation gives, and logs which one it is.
 func AMQP(t testing.TB) *RabbitMQ {

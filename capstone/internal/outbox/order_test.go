@@ -55,17 +55,14 @@ func awaitSent(t *testing.T, em *pickyEmitter, n int) {
 	})
 }
 
-// TestRetriedEventIsNotOvertakenByTheRelay is the order the relay used to
-// break: two events refused by the broker, the first refused once more
-// when retried; its backoff grows, the second one's comes due first. The
-// relay must still send the first one first.
-func TestRetriedEventIsNotOvertakenByTheRelay(t *testing.T) {
+// publishB1B2 publishes b1, then b2, through an emitter that refuses each
+// the given number of times, and waits until both were sent.
+func publishB1B2(t *testing.T, refuse map[string]int, opt outbox.Options) (*fakeStore, *pickyEmitter, *outbox.Publisher) {
+	t.Helper()
 	store := newFakeStore()
-	em := &pickyEmitter{refuse: map[string]int{"b1": 3, "b2": 1}}
-	opt := fast()
-	opt.MinBackoff, opt.MaxBackoff = 20*time.Millisecond, time.Second
+	em := &pickyEmitter{refuse: refuse}
 	p := outbox.NewPublisher(store, em, opt)
-	defer p.Close()
+	t.Cleanup(func() { _ = p.Close() })
 	for i, id := range []string{"b1", "b2"} {
 		msg := store.add(int64(i+1), booked(id), time.Now().Add(outbox.Grace))
 		if err := p.Publish(context.Background(), msg); err != nil {
@@ -73,6 +70,17 @@ func TestRetriedEventIsNotOvertakenByTheRelay(t *testing.T) {
 		}
 	}
 	awaitSent(t, em, 2)
+	return store, em, p
+}
+
+// TestRetriedEventIsNotOvertakenByTheRelay is the order the relay used to
+// break: two events refused by the broker, the first refused once more
+// when retried; its backoff grows, the second one's comes due first. The
+// relay must still send the first one first.
+func TestRetriedEventIsNotOvertakenByTheRelay(t *testing.T) {
+	opt := fast()
+	opt.MinBackoff, opt.MaxBackoff = 20*time.Millisecond, time.Second
+	_, em, _ := publishB1B2(t, map[string]int{"b1": 3, "b2": 1}, opt)
 	if got := em.sent(); !slices.Equal(got, []string{"b1", "b2"}) {
 		t.Errorf("sent %v, want [b1 b2]: a retried event was overtaken", got)
 	}
@@ -82,19 +90,9 @@ func TestRetriedEventIsNotOvertakenByTheRelay(t *testing.T) {
 // retried, the next request's event does not jump the queue when the
 // broker is back; it goes to the relay, after the older one.
 func TestRetriedEventIsNotOvertakenByANewRequest(t *testing.T) {
-	store := newFakeStore()
-	em := &pickyEmitter{refuse: map[string]int{"b1": 1}}
 	opt := fast()
 	opt.MinBackoff = 200 * time.Millisecond // b1 waits while b2 is published
-	p := outbox.NewPublisher(store, em, opt)
-	defer p.Close()
-	for i, id := range []string{"b1", "b2"} {
-		msg := store.add(int64(i+1), booked(id), time.Now().Add(outbox.Grace))
-		if err := p.Publish(context.Background(), msg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	awaitSent(t, em, 2)
+	store, em, p := publishB1B2(t, map[string]int{"b1": 1}, opt)
 	if got := em.sent(); !slices.Equal(got, []string{"b1", "b2"}) {
 		t.Errorf("sent %v, want [b1 b2]: the new request overtook the retried event", got)
 	}

@@ -6,13 +6,56 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
 )
+
+// murmur2 is the hash the Java client's default partitioner applies to a
+// record key, written here from its definition so that the test checks the
+// transport against Java's partitioning, not against itself.
+func murmur2(data []byte) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	h := seed ^ uint32(len(data))
+	for len(data) >= 4 {
+		k := uint32(data[0]) | uint32(data[1])<<8 | uint32(data[2])<<16 | uint32(data[3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+		data = data[4:]
+	}
+	switch len(data) {
+	case 3:
+		h ^= uint32(data[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(data[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(data[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
+}
+
+// javaPartition is where Java's default partitioner puts key.
+func javaPartition(key string, partitions int32) int32 {
+	return int32(murmur2([]byte(key))&0x7fffffff) % partitions
+}
 
 // The record key is the partition key, the partition is the one Java's
 // default partitioner picks for that key, and the events of one key keep
@@ -35,7 +78,7 @@ func TestEmitKeyPicksPartition(t *testing.T) {
 	}
 
 	recs := e.records(e.topic)
-	got := map[string]bool{}
+	var got []string
 	lastSeq := map[string]int{}
 	used := map[int32]bool{}
 	for _, r := range recs {
@@ -56,11 +99,9 @@ func TestEmitKeyPicksPartition(t *testing.T) {
 			t.Errorf("key %s: seq %d came after seq %d", key, b.Seats, lastSeq[key])
 		}
 		lastSeq[key] = b.Seats
-		got[b.ID] = true
+		got = append(got, b.ID)
 	}
-	if err := diff(want, got); err != nil {
-		t.Errorf("records on the topic: %v", err)
-	}
+	brokertest.CheckIDs(t, "records on the topic", got, want)
 	if len(recs) != len(want) {
 		t.Errorf("%d records on the topic, want %d", len(recs), len(want))
 	}
@@ -127,17 +168,15 @@ func TestEmitConcurrent(t *testing.T) {
 	wg.Wait()
 
 	recs := e.records(e.topic)
-	got := map[string]bool{}
+	var got []string
 	for _, r := range recs {
 		_, ev, err := contracts.Unwrap(r.Value)
 		if err != nil {
 			t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
 		}
-		got[idOf(ev)] = true
+		got = append(got, idOf(ev))
 	}
-	if err := diff(want, got); err != nil {
-		t.Errorf("records on the topic: %v", err)
-	}
+	brokertest.CheckIDs(t, "records on the topic", got, want)
 	if len(recs) != goroutines*each {
 		t.Errorf("%d records for %d emits: duplicates were written", len(recs), goroutines*each)
 	}
@@ -213,43 +252,31 @@ func TestConstructorErrors(t *testing.T) {
 	}
 }
 
-// murmur2 is the hash the Java client's default partitioner applies to a
-// record key, written here from its definition so that the test checks the
-// transport against Java's partitioning, not against itself.
-func murmur2(data []byte) uint32 {
-	const (
-		seed uint32 = 0x9747b28c
-		m    uint32 = 0x5bd1e995
-		r           = 24
-	)
-	h := seed ^ uint32(len(data))
-	for len(data) >= 4 {
-		k := uint32(data[0]) | uint32(data[1])<<8 | uint32(data[2])<<16 | uint32(data[3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-		data = data[4:]
+// bulkyLocation is a valid location.created whose JSON is over 64 KiB: a
+// JSON encoder writes each "<" as the six bytes \u003c.
+func bulkyLocation() *contracts.LocationCreated {
+	loc := &contracts.LocationCreated{ID: "loc-bulky"}
+	for i := range contracts.MaxHalls {
+		name := fmt.Sprintf("%03d", i) + strings.Repeat("<", contracts.MaxTextBytes-3)
+		loc.Halls = append(loc.Halls, contracts.Hall{Name: name, Capacity: 1})
 	}
-	switch len(data) {
-	case 3:
-		h ^= uint32(data[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(data[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(data[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return h
+	return loc
 }
 
-// javaPartition is where Java's default partitioner puts key.
-func javaPartition(key string, partitions int32) int32 {
-	return int32(murmur2([]byte(key))&0x7fffffff) % partitions
+// TestEmitRefusesOversizedEvents: an event whose record would be over
+// 64 KiB is never written, so no listener has to refuse it.
+func TestEmitRefusesOversizedEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.emitter()
+	loc := bulkyLocation()
+	if err := loc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Emit(context.Background(), loc); !errors.Is(err, msgqueue.ErrTooLarge) {
+		t.Errorf("Emit = %v, want ErrTooLarge", err)
+	}
+	if n := len(e.records(e.topic)); n != 0 {
+		t.Errorf("the topic holds %d records", n)
+	}
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -132,22 +132,43 @@ func (e *env) emit(em *Emitter, evs ...contracts.Event) {
 	}
 }
 
-// produceRaw writes a record with our own producer, for poison the
-// emitter would refuse to send.
+// emitBookings emits a booking for each ID, spread over keys partition
+// keys ("ev-0", "ev-1", ...), with Seats counting up from seq so that
+// order can be checked.
+func (e *env) emitBookings(em *Emitter, ids []string, keys, seq int) {
+	e.t.Helper()
+	for i, id := range ids {
+		e.emit(em, booked(id, fmt.Sprintf("ev-%d", i%keys), seq+i))
+	}
+}
+
+// produceRaw writes a record with a producer of the test's own, for
+// poison the emitter would refuse to send; see produce.
 func (e *env) produceRaw(key string, value []byte) (partition int32, offset int64) {
 	e.t.Helper()
-	p, err := sarama.NewSyncProducer(e.brokers, testConfig())
+	partition, offset, err := produce(e.brokers, e.topic, key, value)
 	if err != nil {
-		e.t.Fatalf("test producer: %v", err)
-	}
-	defer p.Close()
-	partition, offset, err = p.SendMessage(&sarama.ProducerMessage{
-		Topic: e.topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value),
-	})
-	if err != nil {
-		e.t.Fatalf("producing a raw record: %v", err)
+		e.t.Fatalf("producing a %d-byte record: %v", len(value), err)
 	}
 	return partition, offset
+}
+
+// produce writes one record of up to 2 MB with a producer of the test's
+// own (sarama refuses more than 1 MB unless told), as another client of
+// the cluster could. Its partitioner is the emitter's, so the record lands
+// on the same partition as events with the same key.
+func produce(brokers []string, topic, key string, value []byte) (partition int32, offset int64, err error) {
+	cfg := testConfig()
+	cfg.Producer.MaxMessageBytes = 2 << 20
+	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
+	p, err := sarama.NewSyncProducer(brokers, cfg)
+	if err != nil {
+		return 0, 0, fmt.Errorf("test producer: %w", err)
+	}
+	defer p.Close()
+	return p.SendMessage(&sarama.ProducerMessage{
+		Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value),
+	})
 }
 
 // records reads every record of topic that is there now, from the oldest.
@@ -297,6 +318,17 @@ func listen(t *testing.T, l *Listener, h func(context.Context, contracts.Event) 
 	return stop
 }
 
+// awaitCaughtUp waits until l's CaughtUp closes, or fails the test with
+// what the listener still waits for.
+func awaitCaughtUp(t *testing.T, l *Listener) {
+	t.Helper()
+	select {
+	case <-l.CaughtUp():
+	case <-time.After(wait):
+		t.Fatalf("not caught up after %v: %s", wait, l.caught.describe())
+	}
+}
+
 // booked is an event of key (the event ID) with its own booking ID; seq
 // goes in Seats so that order can be checked.
 func booked(id, key string, seq int) *contracts.EventBooked {
@@ -360,27 +392,10 @@ func (s *seen) distinct() map[string]bool {
 	return out
 }
 
-// diff reports the IDs missing from got and the extra ones.
-func diff(want []string, got map[string]bool) error {
-	wantSet := map[string]bool{}
-	var missing, extra []string
-	for _, id := range want {
-		wantSet[id] = true
-		if !got[id] {
-			missing = append(missing, id)
-		}
-	}
-	for id := range got {
-		if !wantSet[id] {
-			extra = append(extra, id)
-		}
-	}
-	if len(missing)+len(extra) == 0 {
-		return nil
-	}
-	sort.Strings(missing)
-	sort.Strings(extra)
-	return fmt.Errorf("%d missing %v, %d extra %v", len(missing), missing, len(extra), extra)
+// sameIDs checks, for brokertest.Eventually, that the handler saw every
+// ID of want and no other.
+func (s *seen) sameIDs(want []string) error {
+	return brokertest.MatchIDs(slices.Collect(maps.Keys(s.distinct())), want)
 }
 
 // ids returns n IDs such as "prefix-007".

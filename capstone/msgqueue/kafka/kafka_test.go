@@ -78,7 +78,8 @@ func (e *env) suiteEnv() *msgqueuetest.Env {
 			if err != nil {
 				return err
 			}
-			return produce(e.brokers, e.topic, id, value)
+			_, _, err = produce(e.brokers, e.topic, id, value)
+			return err
 		},
 		DeliveryLimit: 3, // e.opts
 		Poison:        msgqueuetest.AllPoison,
@@ -103,19 +104,6 @@ func poisonRecord(kind msgqueuetest.PoisonKind) ([]byte, error) {
 		return json.Marshal(map[string]any{"eventName": name, "payload": json.RawMessage(body)})
 	}
 	return nil, fmt.Errorf("unknown poison kind %q", kind)
-}
-
-// produce writes one raw record.
-func produce(brokers []string, topic, key string, value []byte) error {
-	p, err := sarama.NewSyncProducer(brokers, testConfig())
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	_, _, err = p.SendMessage(&sarama.ProducerMessage{
-		Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value),
-	})
-	return err
 }
 
 // trackingDialer dials TCP and remembers the connections, so that a test

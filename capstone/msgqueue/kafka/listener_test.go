@@ -36,7 +36,7 @@ func TestGroupNameFilter(t *testing.T) {
 	s := newSeen()
 	stop := listen(t, l, s.handler, contracts.EventBookedName)
 	want := []string{"b-1", "b-2"}
-	brokertest.Eventually(t, wait, func() error { return diff(want, s.distinct()) })
+	brokertest.Eventually(t, wait, func() error { return s.sameIDs(want) })
 	// The skipped records are marked as they are passed: wait until the
 	// marks of all five are committed, then stop.
 	brokertest.Eventually(t, wait, func() error { return e.committedAll(group) })
@@ -63,9 +63,7 @@ func TestGroupResumesAfterRestart(t *testing.T) {
 	group := brokertest.Name(t, "group")
 	em := e.emitter()
 	first := ids("first", 60)
-	for i, id := range first {
-		e.emit(em, booked(id, fmt.Sprintf("ev-%d", i%9), i+1))
-	}
+	e.emitBookings(em, first, 9, 1)
 
 	// The first member stops itself after 20 events; events already
 	// received on other partitions may still be handled, and then count.
@@ -99,9 +97,7 @@ func TestGroupResumesAfterRestart(t *testing.T) {
 	}
 
 	second := ids("second", 20)
-	for i, id := range second {
-		e.emit(em, booked(id, fmt.Sprintf("ev-%d", i%9), 100+i))
-	}
+	e.emitBookings(em, second, 9, 100)
 	b := e.groupListener(group)
 	sb := newSeen()
 	listen(t, b, sb.handler)
@@ -109,7 +105,7 @@ func TestGroupResumesAfterRestart(t *testing.T) {
 	brokertest.Eventually(t, wait, func() error {
 		union := maps.Clone(handledA)
 		maps.Copy(union, sb.distinct())
-		return diff(all, union)
+		return brokertest.MatchIDs(slices.Collect(maps.Keys(union)), all)
 	})
 	for id := range sb.distinct() {
 		if handledA[id] {
@@ -173,7 +169,7 @@ func TestListenErrors(t *testing.T) {
 	s := newSeen()
 	stop := listen(t, l, s.handler)
 	e.emit(e.emitter(), booked("b-1", "ev-1", 1))
-	brokertest.Eventually(t, wait, func() error { return diff([]string{"b-1"}, s.distinct()) })
+	brokertest.Eventually(t, wait, func() error { return s.sameIDs([]string{"b-1"}) })
 	if err := l.Listen(ctx, newSeen().handler); err == nil || !contains(err.Error(), "already") {
 		t.Errorf("second Listen = %v, want an error", err)
 	}
@@ -224,24 +220,14 @@ func TestNoGoroutineLeaks(t *testing.T) {
 	}
 	for _, l := range []*Listener{group, replay} {
 		s := newSeen()
-		lctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- l.Listen(lctx, s.handler) }()
+		stop := listen(t, l, s.handler)
 		brokertest.Eventually(t, wait, func() error {
 			if n := len(s.distinct()); n != 5 {
 				return fmt.Errorf("handled %d of 5", n)
 			}
 			return nil
 		})
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Listen after cancel = %v, want nil", err)
-			}
-		case <-time.After(wait):
-			t.Fatal("Listen did not return after its context was cancelled")
-		}
+		stop() // checks that Listen returns nil once cancelled
 		if err := l.Close(); err != nil {
 			t.Errorf("Close = %v", err)
 		}
@@ -250,4 +236,109 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		t.Errorf("emitter Close = %v", err)
 	}
 	goleak.VerifyNone(t, ignore...)
+}
+
+// A replay listener reads from the oldest offset; CaughtUp closes once
+// everything that was in the log at Listen is handled, and the listener
+// then goes on with new events. Another replay listener reads it all again.
+func TestReplayCaughtUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.emitter()
+	before := ids("before", 30)
+	e.emitBookings(em, before, 10, 1)
+
+	l := e.replayListener()
+	s := newSeen()
+	listen(t, l, s.handler)
+	awaitCaughtUp(t, l)
+	// Caught up means handled, not merely fetched.
+	if err := s.sameIDs(before); err != nil {
+		t.Fatalf("at CaughtUp the handler had: %v", err)
+	}
+	// Per key, the log order.
+	last := map[string]int{}
+	for _, ev := range s.evs {
+		b := ev.(*contracts.EventBooked)
+		if b.Seats < last[b.EventID] {
+			t.Errorf("key %s: %d after %d", b.EventID, b.Seats, last[b.EventID])
+		}
+		last[b.EventID] = b.Seats
+	}
+
+	after := ids("after", 5)
+	e.emitBookings(em, after, len(after), 100)
+	all := append(slices.Clone(before), after...)
+	brokertest.Eventually(t, wait, func() error { return s.sameIDs(all) })
+
+	again := e.replayListener()
+	s2 := newSeen()
+	listen(t, again, s2.handler)
+	awaitCaughtUp(t, again)
+	if err := s2.sameIDs(all); err != nil {
+		t.Errorf("second replay at CaughtUp: %v", err)
+	}
+}
+
+// Replay starts at the oldest offset still stored, not at the literal 0:
+// after the first records were deleted (as retention does), it still
+// works, and CaughtUp still closes.
+func TestReplayStartsAtOldestOffset(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.emitter(WithPartitions(1))
+	all := ids("b", 10)
+	e.emitBookings(em, all, 1, 1)
+	if err := e.adminClient().DeleteRecords(e.topic, map[int32]int64{0: 4}); err != nil {
+		t.Fatalf("deleting the first 4 records: %v", err)
+	}
+
+	l := e.replayListener(WithPartitions(1))
+	s := newSeen()
+	listen(t, l, s.handler)
+	awaitCaughtUp(t, l)
+	if got, want := s.snapshot(), all[4:]; !slices.Equal(got, want) {
+		t.Errorf("replayed %v, want %v", got, want)
+	}
+}
+
+// On an empty topic there is nothing to catch up with.
+func TestReplayCaughtUpOnEmptyTopic(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.replayListener()
+	listen(t, l, newSeen().handler)
+	awaitCaughtUp(t, l)
+}
+
+// In group mode CaughtUp closes once the partitions of the first session
+// are handled up to where they ended at assignment; a member that resumes
+// from committed offsets at the end is caught up without handling anything.
+func TestGroupCaughtUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	group := brokertest.Name(t, "group")
+	em := e.emitter()
+	want := ids("b", 20)
+	e.emitBookings(em, want, 5, 1)
+
+	first := e.groupListener(group)
+	s := newSeen()
+	stop := listen(t, first, s.handler)
+	awaitCaughtUp(t, first)
+	if err := s.sameIDs(want); err != nil {
+		t.Fatalf("at CaughtUp the handler had: %v", err)
+	}
+	stop()
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+
+	second := e.groupListener(group)
+	s2 := newSeen()
+	listen(t, second, s2.handler)
+	awaitCaughtUp(t, second)
+	if got := s2.snapshot(); len(got) != 0 {
+		t.Errorf("the resumed member handled %v again", got)
+	}
 }

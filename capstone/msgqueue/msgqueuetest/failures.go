@@ -11,9 +11,7 @@ import (
 
 // handlerErrorRedelivers: a handler error means the event comes again.
 func (s *suite) handlerErrorRedelivers(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
+	_, l, em := s.open(t, contracts.EventBookedName)
 
 	const failing, failures = "retry-b03", 2
 	want := map[string]bool{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -17,19 +18,12 @@ import (
 // EventID returns the ID the suite tracks an event by: the ID field of every
 // contract type (for EventBooked the booking ID, not the partition key).
 func EventID(ev contracts.Event) string {
-	switch e := ev.(type) {
-	case *contracts.LocationCreated:
-		return e.ID
-	case contracts.LocationCreated:
-		return e.ID
-	case *contracts.EventCreated:
-		return e.ID
-	case contracts.EventCreated:
-		return e.ID
-	case *contracts.EventBooked:
-		return e.ID
-	case contracts.EventBooked:
-		return e.ID
+	v := reflect.Indirect(reflect.ValueOf(ev))
+	if v.Kind() != reflect.Struct {
+		return ""
+	}
+	if f := v.FieldByName("ID"); f.Kind() == reflect.String {
+		return f.String()
 	}
 	return ""
 }
@@ -214,6 +208,15 @@ func poll(ctx context.Context, timeout time.Duration, check func() error) error 
 			interval *= 2
 		}
 	}
+}
+
+// open gives a subtest its own Env with a listener for names (built
+// first, as the package documentation promises) and an emitter, both
+// closed when the subtest ends.
+func (s *suite) open(t *testing.T, names ...string) (*Env, msgqueue.Listener, msgqueue.Emitter) {
+	t.Helper()
+	env := s.tr.NewEnv(t)
+	return env, newListener(t, env, names...), newEmitter(t, env)
 }
 
 // newListener builds a listener for names and closes it when the test ends.

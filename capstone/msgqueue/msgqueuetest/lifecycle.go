@@ -15,9 +15,7 @@ import (
 
 // cancelEndsListen: cancelling the context ends Listen; Close is final.
 func (s *suite) cancelEndsListen(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
+	_, l, em := s.open(t, contracts.EventBookedName)
 
 	// Prove Listen is running, then cancel it.
 	first := booked("cancel-b01", "cancel-key", 1)
@@ -52,9 +50,7 @@ func (s *suite) cancelEndsListen(t *testing.T) {
 
 // closeWaitsForHandler: Close waits for the handler that is running.
 func (s *suite) closeWaitsForHandler(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
+	_, l, em := s.open(t, contracts.EventBookedName)
 	emitAll(t, em, s.tr.Timeout, booked("close-b01", "close-key", 1))
 
 	// The handler blocks until released and records that it finished.
@@ -106,9 +102,7 @@ func (s *suite) closeWaitsForHandler(t *testing.T) {
 // listenAgainAfterReturn: after a Listen returned (its context ended), the
 // same listener listens again and receives what was emitted meanwhile.
 func (s *suite) listenAgainAfterReturn(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
+	_, l, em := s.open(t, contracts.EventBookedName)
 
 	for i := 1; i <= 2; i++ {
 		ev := booked(fmt.Sprintf("again-b%02d", i), "again-key", i)
@@ -126,9 +120,7 @@ func (s *suite) listenAgainAfterReturn(t *testing.T) {
 // built for (one it could decode, and one no contract has), and the
 // listener still works afterwards.
 func (s *suite) refusesUnknownName(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
+	_, l, em := s.open(t, contracts.EventBookedName)
 
 	rec := newRecorder(nil)
 	for _, name := range []string{contracts.EventCreatedName, "event.cancelled"} {

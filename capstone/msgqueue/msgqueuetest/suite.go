@@ -17,9 +17,7 @@ import (
 // roundTrip: one event of every contract type arrives as the same Go type
 // with the same JSON.
 func (s *suite) roundTrip(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.Names()...)
-	em := newEmitter(t, env)
+	_, l, em := s.open(t, contracts.Names()...)
 
 	// Emit one event of every type.
 	sent := map[string]contracts.Event{}
@@ -56,9 +54,7 @@ func (s *suite) roundTrip(t *testing.T) {
 
 // nameFilter: Listen with one name hands only that name to the handler.
 func (s *suite) nameFilter(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.Names()...)
-	em := newEmitter(t, env)
+	_, l, em := s.open(t, contracts.Names()...)
 
 	// Emit every type about one entity, so that all of them share a
 	// partition key and stay in order; the last booking is the fence that
@@ -96,9 +92,7 @@ func (s *suite) nameFilter(t *testing.T) {
 
 // perKeyOrder: events emitted one after another for one key arrive in order.
 func (s *suite) perKeyOrder(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
+	_, l, em := s.open(t, contracts.EventBookedName)
 
 	// Emit a sequence per key, the keys concurrently.
 	const keys, perKey = 4, 25
@@ -136,9 +130,7 @@ func (s *suite) perKeyOrder(t *testing.T) {
 // restart: broken connections and a listener restart lose nothing that was
 // confirmed.
 func (s *suite) restart(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l1 := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
+	env, l1, em := s.open(t, contracts.EventBookedName)
 
 	// The handler can be told to hold the delivery it is processing, so
 	// that the connections break while the listener has deliveries in
@@ -278,9 +270,7 @@ func (s *suite) restart(t *testing.T) {
 
 // concurrentEmit: 50 goroutines emit at once.
 func (s *suite) concurrentEmit(t *testing.T) {
-	env := s.tr.NewEnv(t)
-	l := newListener(t, env, contracts.EventBookedName)
-	em := newEmitter(t, env)
+	_, l, em := s.open(t, contracts.EventBookedName)
 
 	const goroutines, each = 50, 20
 	want := map[string]bool{}

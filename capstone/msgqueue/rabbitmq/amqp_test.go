@@ -19,47 +19,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// booking returns a valid EventBooked with the given ID.
-func booking(id string) *contracts.EventBooked {
-	return &contracts.EventBooked{ID: id, EventID: "event-1", UserID: "user-1", Seats: 1,
-		Date: time.Date(2026, time.May, 1, 20, 0, 0, 0, time.UTC)}
-}
-
-// mustListener and mustEmitter build and close at the end of the test.
-func (e *env) mustListener(t *testing.T, names []string, opts ...rabbitmq.Option) *rabbitmq.Listener {
-	t.Helper()
-	l, err := e.listener(t.Context(), names, opts...)
-	if err != nil {
-		t.Fatalf("building listener: %v", err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	return l
-}
-
-func (e *env) mustEmitter(t *testing.T, opts ...rabbitmq.Option) *rabbitmq.Emitter {
-	t.Helper()
-	em, err := e.emitter(t.Context(), opts...)
-	if err != nil {
-		t.Fatalf("building emitter: %v", err)
-	}
-	t.Cleanup(func() { _ = em.Close() })
-	return em
-}
-
-// listenInBackground runs l.Listen until the test ends.
-func listenInBackground(t *testing.T, l *rabbitmq.Listener, h msgqueue.Handler) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- l.Listen(ctx, h) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Listen: %v", err)
-		}
-	})
-}
-
 // TestWireFormat checks with the test's own client what the emitter put in
 // the queue and how the listener declared it.
 func TestWireFormat(t *testing.T) {
@@ -102,7 +61,7 @@ func TestWireFormat(t *testing.T) {
 
 	// The exchange is a durable topic exchange: a passive declare with
 	// those properties succeeds.
-	ch := adminChannel(t, e.rabbit.URL)
+	ch := brokertest.AdminChannel(t, e.rabbit.URL)
 	if err := ch.ExchangeDeclarePassive(e.exchange, amqp.ExchangeTopic,
 		true,  // durable
 		false, // auto-delete
@@ -337,43 +296,6 @@ func TestListenerMisuse(t *testing.T) {
 	if _, err := rabbitmq.NewListener(t.Context(), e.rabbit.URL, e.queue, nil); err == nil {
 		t.Error("a listener without event names was built")
 	}
-}
-
-// drainQueue takes every message of a queue the test owns, with a consumer
-// of its own (much faster than one basic.get per message).
-func drainQueue(t *testing.T, url, queue string) ([]amqp.Delivery, error) {
-	ch := adminChannel(t, url)
-	q, err := ch.QueueDeclarePassive(queue,
-		true,  // durable
-		false, // auto-delete
-		false, // exclusive
-		false, // no-wait
-		nil,   // args
-	)
-	if err != nil {
-		return nil, fmt.Errorf("counting the messages of %s: %w", queue, err)
-	}
-	deliveries, err := ch.Consume(queue, "",
-		true,  // auto-ack: the test takes the messages for good
-		false, // exclusive
-		false, // no-local
-		false, // no-wait
-		nil,   // args
-	)
-	if err != nil {
-		return nil, fmt.Errorf("consuming %s: %w", queue, err)
-	}
-	out := make([]amqp.Delivery, 0, q.Messages)
-	timeout := time.After(30 * time.Second)
-	for len(out) < q.Messages {
-		select {
-		case d := <-deliveries:
-			out = append(out, d)
-		case <-timeout:
-			return out, fmt.Errorf("read %d of the %d messages of %s", len(out), q.Messages, queue)
-		}
-	}
-	return out, nil
 }
 
 // TestDialFollowsContext: a server that accepts connections but never

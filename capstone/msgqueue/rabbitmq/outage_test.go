@@ -2,107 +2,24 @@ package rabbitmq_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/url"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
-
-// proxy forwards TCP connections to the broker until cut, which drops every
-// connection without a word (as a crashed or restarting broker does) and
-// refuses new ones until restore. The shared broker itself is never touched.
-type proxy struct {
-	ln      net.Listener
-	target  string
-	refused atomic.Int64 // connections refused while cut
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
-}
-
-// newProxy starts a proxy to the broker of brokerURL and returns it with the
-// URL that goes through it.
-func newProxy(t *testing.T, brokerURL string) (*proxy, string) {
-	t.Helper()
-	u, err := url.Parse(brokerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("starting the proxy: %v", err)
-	}
-	p := &proxy{ln: ln, target: u.Host, conns: map[net.Conn]bool{}}
-	p.wg.Go(p.accept)
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	u.Host = ln.Addr().String()
-	return p, u.String()
-}
-
-func (p *proxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			p.refused.Add(1)
-			_ = c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		pipe := func(dst, src net.Conn) {
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
-		}
-		p.wg.Go(func() { pipe(up, c) })
-		p.wg.Go(func() { pipe(c, up) })
-	}
-}
-
-// cut drops every connection and refuses new ones.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = map[net.Conn]bool{}
-}
-
-// restore accepts connections again.
-func (p *proxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
 
 // TestBrokerUnreachableForAWhile: while the broker cannot be reached, Emit
 // waits (it neither fails nor reports a success), the emitter and listener
@@ -214,5 +131,226 @@ func TestBrokerUnreachableForAWhile(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close did not end the waiting Emit")
+	}
+}
+
+// TestEmitterResendsAcrossForcedClose cuts the emitter's connection twice
+// while eight goroutines keep emitting, each time while the broker holds
+// back the confirms, so emits are provably in flight. Every Emit must
+// succeed, and the test's own client must find every confirmed event in
+// the queue (some twice: a refused publish may still reach the queue).
+func TestEmitterResendsAcrossForcedClose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustListener(t, []string{contracts.EventBookedName}) // declares the queue; nobody consumes
+	em := e.mustEmitter(t)
+
+	// Emit from eight goroutines until both closes are done.
+	const goroutines = 8
+	var (
+		confirmed atomic.Int64
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		ids       = map[string]bool{}
+		stop      = make(chan struct{})
+	)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("resend-%d-%05d", g, i)
+				ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+				err := em.Emit(ctx, booking(id))
+				cancel()
+				if err != nil {
+					t.Errorf("Emit: %v", err)
+					return
+				}
+				mu.Lock()
+				ids[id] = true
+				mu.Unlock()
+				confirmed.Add(1)
+			}
+		})
+	}
+	// Each round holds every confirm (a gate queue that refuses every
+	// publish makes the broker nack them, so each Emit keeps publishing
+	// again), waits until an emit was provably refused (it is now in
+	// flight and stays so while the gate is shut), closes the connection
+	// under the emits that are waiting, waits for the reconnect and opens
+	// the gate: the held emits must be confirmed on the new connection.
+	ch := brokertest.AdminChannel(t, e.rabbit.URL)
+	gate := e.queue + ".gate"
+	closed := 0
+	for round := range 2 {
+		at := confirmed.Load() + 200
+		brokertest.Eventually(t, 30*time.Second, func() error {
+			if c := confirmed.Load(); c < at {
+				return fmt.Errorf("round %d: %d confirmed, waiting for %d", round+1, c, at)
+			}
+			return nil
+		})
+		resent := em.Stats().Resent
+		holdConfirms(t, ch, gate, e.exchange)
+		brokertest.Eventually(t, 30*time.Second, func() error {
+			if n := em.Stats().Resent; n == resent {
+				return fmt.Errorf("round %d: no emit refused yet", round+1)
+			}
+			return nil
+		})
+		n, err := closeConnections(t.Context(), e.rabbit, e.connName+"emitter")
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatal(err)
+		}
+		closed += n
+		brokertest.Eventually(t, 30*time.Second, func() error {
+			if st := em.Stats(); st.Reconnects != int64(round+1) {
+				return fmt.Errorf("round %d: emitter %+v, waiting for reconnect %d", round+1, st, round+1)
+			}
+			return nil
+		})
+		if _, err := ch.QueueDelete(gate, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
+			t.Fatalf("opening the gate: %v", err)
+		}
+	}
+	at := confirmed.Load() + 200
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		if c := confirmed.Load(); c < at {
+			return fmt.Errorf("after the closes: %d confirmed, waiting for %d", c, at)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+
+	// Every confirmed event is in the queue, maybe twice.
+	ds, err := drainQueue(t, e.rabbit.URL, e.queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queued []string
+	inQueue := map[string]bool{}
+	for _, d := range ds {
+		var b contracts.EventBooked
+		if err := json.Unmarshal(d.Body, &b); err != nil {
+			t.Fatalf("decoding a queued message: %v", err)
+		}
+		if !inQueue[b.ID] {
+			queued = append(queued, b.ID)
+		}
+		inQueue[b.ID] = true
+	}
+	st := em.Stats()
+	t.Logf("closed %d connection(s) mid-emit: %d confirmed, %d messages in the queue (%d unique, %d duplicates); emitter %+v",
+		closed, len(ids), len(ds), len(queued), len(ds)-len(queued), st)
+	brokertest.CheckIDs(t, "the queue against the confirmed events", queued, slices.Collect(maps.Keys(ids)))
+	if st.Reconnects != 2 {
+		t.Errorf("emitter reconnected %d times, want 2", st.Reconnects)
+	}
+}
+
+// TestNackedEmitIsResent makes the broker nack: a queue of the test's own,
+// bound for event.booked, holds at most three messages and rejects further
+// publishes. An Emit into the full queue keeps publishing (it neither fails
+// nor reports success) until the test makes room, and an Emit whose context
+// ends first returns the context's error.
+func TestNackedEmitIsResent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.mustEmitter(t) // declares the exchange
+	ch := brokertest.AdminChannel(t, e.rabbit.URL)
+	limited := e.queue + ".limited"
+	_, err := ch.QueueDeclare(limited,
+		true,  // durable
+		false, // auto-delete
+		false, // exclusive
+		false, // no-wait
+		amqp.Table{amqp.QueueMaxLenArg: 3, amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = ch.QueueDelete(limited, false /* if-unused */, false /* if-empty */, false /* no-wait */) })
+	if err := ch.QueueBind(limited, contracts.EventBookedName, e.exchange, false /* no-wait */, nil /* args */); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := em.Emit(t.Context(), booking(fmt.Sprintf("fits-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The queue is full: this Emit is nacked, again and again.
+	result := make(chan error, 1)
+	go func() { result <- em.Emit(t.Context(), booking("waits")) }()
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		select {
+		case err := <-result:
+			t.Fatalf("Emit into a full queue returned %v before there was room", err)
+		default:
+		}
+		if n := em.Stats().Resent; n < 3 {
+			return fmt.Errorf("%d nacked publishes so far", n)
+		}
+		return nil
+	})
+
+	// Make room: the next attempt is confirmed.
+	if _, ok, err := ch.Get(limited, true /* auto-ack */); err != nil || !ok {
+		t.Fatalf("taking a message from %s: ok=%v err=%v", limited, ok, err)
+	}
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("Emit after there was room: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Emit did not complete once there was room")
+	}
+	t.Logf("emitter after the full queue: %+v", em.Stats())
+
+	// Full again: an Emit whose context ends returns the context's error.
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := em.Emit(ctx, booking("gives-up")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Emit into a full queue with an expiring context returned %v", err)
+	}
+	ds, err := peekQueue(e.rabbit.URL, limited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range ds {
+		var b contracts.EventBooked
+		_ = json.Unmarshal(d.Body, &b)
+		ids = append(ids, b.ID)
+	}
+	if strings.Join(ids, " ") != "fits-1 fits-2 waits" {
+		t.Errorf("queue holds %v, want [fits-1 fits-2 waits]", ids)
+	}
+}
+
+// holdConfirms binds a queue that refuses every message (at most 0 of
+// them, reject-publish) for event.booked: the broker nacks every publish
+// until the queue is deleted.
+func holdConfirms(t *testing.T, ch *amqp.Channel, queue, exchange string) {
+	t.Helper()
+	_, err := ch.QueueDeclare(queue,
+		false, // durable
+		false, // auto-delete
+		false, // exclusive
+		false, // no-wait
+		amqp.Table{amqp.QueueMaxLenArg: 0, amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish})
+	if err != nil {
+		t.Fatalf("declaring the gate queue: %v", err)
+	}
+	t.Cleanup(func() { _, _ = ch.QueueDelete(queue, false /* if-unused */, false /* if-empty */, false /* no-wait */) })
+	if err := ch.QueueBind(queue, contracts.EventBookedName, exchange, false /* no-wait */, nil /* args */); err != nil {
+		t.Fatalf("binding the gate queue: %v", err)
 	}
 }

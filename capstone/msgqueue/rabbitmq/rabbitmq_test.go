@@ -3,13 +3,9 @@ package rabbitmq_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/capstone/msgqueue/msgqueuetest"
@@ -31,107 +27,6 @@ func TestConformance(t *testing.T) {
 			return newEnv(t).suiteEnv()
 		},
 	})
-}
-
-// env is one test's namespace on the shared broker: its own exchange, queue
-// and connection names.
-type env struct {
-	t        *testing.T
-	rabbit   *brokertest.RabbitMQ
-	exchange string
-	queue    string
-	connName string // prefix of every connection name this env uses
-	n        atomic.Int64
-	opts     []rabbitmq.Option
-
-	mu        sync.Mutex
-	emitters  []*rabbitmq.Emitter
-	listeners []*rabbitmq.Listener
-}
-
-// newEnv makes unique names and deletes what they name when the test ends.
-func newEnv(t *testing.T, opts ...rabbitmq.Option) *env {
-	t.Helper()
-	rabbit := brokertest.AMQP(t)
-	name := brokertest.Name(t, "mq")
-	e := &env{
-		t:        t,
-		rabbit:   rabbit,
-		exchange: name + ".events",
-		queue:    name + ".svc",
-		connName: name + "/",
-	}
-	e.opts = append([]rabbitmq.Option{
-		rabbitmq.WithExchange(e.exchange),
-		rabbitmq.WithLogger(testLogger(t)),
-		rabbitmq.WithRetryBackoff(20*time.Millisecond, 200*time.Millisecond),
-		rabbitmq.WithReconnectBackoff(50*time.Millisecond, time.Second),
-	}, opts...)
-	t.Cleanup(func() {
-		e.logStats()
-		ch := adminChannel(t, rabbit.URL)
-		for _, q := range []string{e.queue, rabbitmq.DeadLetterQueue(e.queue)} {
-			if _, err := ch.QueueDelete(q, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
-				t.Logf("deleting queue %s: %v", q, err)
-			}
-		}
-		for _, x := range []string{e.exchange, rabbitmq.DeadLetterExchange(e.queue)} {
-			if err := ch.ExchangeDelete(x, false /* if-unused */, false /* no-wait */); err != nil {
-				t.Logf("deleting exchange %s: %v", x, err)
-			}
-		}
-	})
-	return e
-}
-
-// testLogger shows warnings in the test output.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-// listener builds a listener for this env's queue with a unique connection
-// name.
-func (e *env) listener(ctx context.Context, names []string, opts ...rabbitmq.Option) (*rabbitmq.Listener, error) {
-	name := fmt.Sprintf("%slistener-%d", e.connName, e.n.Add(1))
-	l, err := rabbitmq.NewListener(ctx, e.rabbit.URL, e.queue, names,
-		append(append([]rabbitmq.Option{rabbitmq.WithConnectionName(name)}, e.opts...), opts...)...)
-	if err == nil {
-		e.mu.Lock()
-		e.listeners = append(e.listeners, l)
-		e.mu.Unlock()
-	}
-	return l, err
-}
-
-// emitter builds an emitter for this env's exchange with a unique
-// connection name.
-func (e *env) emitter(ctx context.Context, opts ...rabbitmq.Option) (*rabbitmq.Emitter, error) {
-	name := fmt.Sprintf("%semitter-%d", e.connName, e.n.Add(1))
-	em, err := rabbitmq.NewEmitter(ctx, e.rabbit.URL,
-		append(append([]rabbitmq.Option{rabbitmq.WithConnectionName(name)}, e.opts...), opts...)...)
-	if err == nil {
-		e.mu.Lock()
-		e.emitters = append(e.emitters, em)
-		e.mu.Unlock()
-	}
-	return em, err
-}
-
-// logStats logs the counters of the emitters and listeners that went
-// through a reconnect.
-func (e *env) logStats() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for i, em := range e.emitters {
-		if st := em.Stats(); st.Reconnects > 0 || st.Resent > 0 {
-			e.t.Logf("emitter %d: %+v", i+1, st)
-		}
-	}
-	for i, l := range e.listeners {
-		if st := l.Stats(); st.Reconnects > 0 || st.AckFailed > 0 {
-			e.t.Logf("listener %d: %+v", i+1, st)
-		}
-	}
 }
 
 // suiteEnv gives the conformance suite its hooks.
@@ -179,74 +74,6 @@ func (e *env) suiteEnv() *msgqueuetest.Env {
 			return err
 		},
 	}
-}
-
-// adminChannel opens a channel of the test's own, closed at the end.
-func adminChannel(t *testing.T, url string) *amqp.Channel {
-	t.Helper()
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatalf("connecting the test's own client: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("opening the test's channel: %v", err)
-	}
-	return ch
-}
-
-// peekQueue reads every message of a queue without taking them: it gets
-// them unacknowledged and closes its connection, which puts them back.
-func peekQueue(url, queue string) ([]amqp.Delivery, error) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to read %s: %w", queue, err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("opening a channel to read %s: %w", queue, err)
-	}
-	var out []amqp.Delivery
-	for {
-		d, ok, err := ch.Get(queue, false /* auto-ack */)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", queue, err)
-		}
-		if !ok {
-			return out, nil
-		}
-		out = append(out, d)
-	}
-}
-
-// publishRaw publishes one message with a client of the test's own and
-// waits for the broker's confirm.
-func publishRaw(url, exchange, key string, msg amqp.Publishing) error {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return fmt.Errorf("connecting to publish: %w", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("opening a channel: %w", err)
-	}
-	if err := ch.Confirm(false /* no-wait */); err != nil {
-		return fmt.Errorf("enabling confirms: %w", err)
-	}
-	dc, err := ch.PublishWithDeferredConfirm(exchange, key,
-		true,  // mandatory
-		false, // immediate
-		msg)
-	if err != nil {
-		return fmt.Errorf("publishing: %w", err)
-	}
-	if !dc.Wait() {
-		return fmt.Errorf("the broker nacked the message")
-	}
-	return nil
 }
 
 // connectionNameRE finds the connection_name client property in a line of
