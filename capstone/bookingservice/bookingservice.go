@@ -43,11 +43,21 @@
 //
 // With a SQL store the booking, the reservation and event.booked are
 // committed in one transaction (a transactional outbox); the client gets 201
-// then, and event.booked is emitted at once. If the broker refuses it, a
-// relay goroutine retries with backoff until it is delivered (at least
-// once). With the memory store the Kafka log is the only durable record, so
+// then, and event.booked is emitted at once (in the background: the outbox
+// row is as durable as the booking). If the broker refuses it, a relay
+// goroutine retries with backoff until it is delivered (at least once). With the memory store the Kafka log is the only durable record, so
 // the client gets 201 only after the broker took event.booked; if it
 // refused, the seats are given back and the client gets 503.
+//
+// # Group commit
+//
+// With a SQL store, concurrent bookings are sold in groups: one
+// transaction, one commit (one fsync) for up to Options.Group of them,
+// each still checked in arrival order against the seats left and answered
+// on its own, only after the commit (group.go). The outbox marks of the
+// events sent since ride along in the next group's transaction, and the
+// service's own event.booked, heard back, costs no write. Options.Group 1
+// is the one-at-a-time way, kept for comparison (docs/performance.md).
 package bookingservice
 
 import (
@@ -101,6 +111,7 @@ type Service struct {
 	mux   *http.ServeMux
 	group *committer   // nil: one transaction per booking
 	own   *ownBookings // nil: our own event.booked goes through the store
+	emits *emits       // nil: the 201 waits for the broker's confirm
 }
 
 // Compile-time check that Handle is a msgqueue.Handler.
@@ -139,6 +150,7 @@ func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
 	}
 	if store.Outbox() != nil && opt.Group > 1 {
 		s.own = &ownBookings{}
+		s.emits = newEmits()
 	}
 	handle := func(pattern string, h httpjson.HandlerFunc) {
 		s.mux.Handle(pattern, httpjson.Handle(s.log, h))
@@ -162,6 +174,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serv
 func (s *Service) Close() error {
 	if s.group != nil {
 		s.group.close()
+	}
+	if s.emits != nil {
+		s.emits.wait()
 	}
 	return s.pub.Close()
 }
@@ -277,7 +292,7 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	if err := s.pub.Publish(r.Context(), msg); err != nil {
+	if err := s.publish(r.Context(), msg); err != nil {
 		if errors.Is(err, outbox.ErrNotPublished) {
 			s.log.Warn("event.booked not published, seats given back", "booking", b.ID, "err", err)
 			return httpjson.Errorf(http.StatusServiceUnavailable, "the message broker is unavailable, nothing was booked: try again later")

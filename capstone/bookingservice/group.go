@@ -224,3 +224,49 @@ func (s *Service) reserve(ctx context.Context, b Booking) (outbox.Message, error
 	}
 	return msg, err
 }
+
+// The 201 after the commit. With an outbox, a committed booking's
+// event.booked is as durable as the booking: the outbox row was committed
+// with it, and the relay sends it (at least once) whatever happens to the
+// emit, across broker outages and restarts (docs/reliability.md). So with
+// group commit the request answers as soon as its group is committed and
+// hands the emit to a goroutine of its own; the emits of many requests are
+// in flight together on the emitter's channel, a window of confirms. At
+// most maxEmits are in flight: beyond that a request waits for a slot,
+// which is the backpressure when the broker is slower than the store.
+// Without an outbox (the memory store) the broker is the only durable
+// record, and the request still waits for the confirm.
+
+// maxEmits bounds the emits in flight.
+const maxEmits = 256
+
+// emits are the emits in flight.
+type emits struct {
+	slots chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newEmits() *emits { return &emits{slots: make(chan struct{}, maxEmits)} }
+
+// wait waits for the emits in flight.
+func (e *emits) wait() { e.wg.Wait() }
+
+// publish hands msg to the broker: in the background when the outbox holds
+// it, else (and with Group 1) before returning, as Publisher.Publish.
+func (s *Service) publish(ctx context.Context, msg outbox.Message) error {
+	if s.emits == nil {
+		return s.pub.Publish(ctx, msg)
+	}
+	s.emits.slots <- struct{}{}
+	s.emits.wg.Add(1)
+	go func() {
+		defer func() {
+			<-s.emits.slots
+			s.emits.wg.Done()
+		}()
+		// With an outbox Publish never fails: a refused event stays in the
+		// outbox for the relay.
+		_ = s.pub.Publish(context.WithoutCancel(ctx), msg)
+	}()
+	return nil
+}
