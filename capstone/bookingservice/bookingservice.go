@@ -1,5 +1,6 @@
 // Package bookingservice is MyEvents' BookingService: it sells seats of
-// events and never sells more than a hall holds.
+// events (concerts, say: [Show] in the code, so that "event" keeps meaning
+// a message) and never sells more than a hall holds.
 //
 // It learns locations and events only from what it hears on the broker
 // (event collaboration): [Service.Handle] is the msgqueue.Handler for
@@ -71,6 +72,7 @@ import (
 
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/service"
 	"example.com/myevents/capstone/internal/sqldb"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
@@ -82,7 +84,8 @@ func Names() []string {
 	return []string{contracts.LocationCreatedName, contracts.EventCreatedName, contracts.EventBookedName}
 }
 
-// Options configure a Service. The zero value is usable.
+// Options configure a Service: the skeleton's (service.Options) and the
+// group commit's. The zero value is usable.
 type Options struct {
 	// Logger receives the service's diagnostics (default slog.Default()).
 	Logger *slog.Logger
@@ -94,21 +97,21 @@ type Options struct {
 	// Group caps how many bookings a SQL store sells in one transaction
 	// (group commit, group.go; default DefaultGroup). 1 is the
 	// one-at-a-time way, kept for comparison: a transaction per booking,
-	// each event.booked marked sent on its own, and the service's own
-	// event.booked applied through the store when it comes back.
+	// each event.booked marked sent on its own, the 201 after the broker's
+	// confirm, and the service's own event.booked applied through the
+	// store when it comes back.
 	Group int
 	// GroupWait is how long a group waits for more bookings after its
 	// first (default 0: it takes only the requests already waiting).
 	GroupWait time.Duration
 }
 
-// Service is BookingService: an http.Handler serving the API above, and
-// with Handle a msgqueue.Handler for the events in Names.
+// Service is BookingService: an http.Handler serving the API above, on the
+// skeleton both services share (its /healthz, its outbox relay, Close),
+// and with Handle a msgqueue.Handler for the events in Names.
 type Service struct {
+	*service.Skeleton
 	store Store
-	pub   *outbox.Publisher
-	log   *slog.Logger
-	mux   *http.ServeMux
 	group *committer   // nil: one transaction per booking
 	own   *ownBookings // nil: our own event.booked goes through the store
 	emits *emits       // nil: the 201 waits for the broker's confirm
@@ -118,67 +121,39 @@ type Service struct {
 var _ msgqueue.Handler = (*Service)(nil).Handle
 
 // New returns the service over store, emitting through em. With a SQL store
-// it starts the outbox relay; Close stops it. The store and the emitter stay
-// the caller's to close, after Close.
+// it starts the outbox relay; Close stops it (unsent events stay in the
+// outbox for the next start; call it after the HTTP server and the
+// listener have stopped). The store and the emitter stay the caller's to
+// close, after Close.
 func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
-	if store == nil || em == nil {
+	if store == nil {
 		return nil, errors.New("bookingservice: New needs a store and an emitter")
-	}
-	if opt.Logger == nil {
-		opt.Logger = slog.Default()
-	}
-	if opt.Outbox.Logger == nil {
-		opt.Outbox.Logger = opt.Logger
 	}
 	if opt.Group <= 0 {
 		opt.Group = DefaultGroup
 	}
-	_, grouped := store.(GroupBooker)
+	gb, grouped := store.(GroupBooker)
 	grouped = grouped && opt.Group > 1
 	opt.Outbox.MarkEach = opt.Outbox.MarkEach || opt.Group == 1
 	if grouped && opt.Outbox.MarkLinger == 0 {
 		opt.Outbox.MarkLinger = markLinger
 	}
-	s := &Service{
-		store: store,
-		pub:   outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
-		log:   opt.Logger,
-		mux:   http.NewServeMux(),
+	sk, err := service.New("bookingservice", store, em, service.Options{Logger: opt.Logger, BrokerHealth: opt.BrokerHealth, Outbox: opt.Outbox})
+	if err != nil {
+		return nil, err
 	}
+	s := &Service{Skeleton: sk, store: store}
 	if grouped {
-		s.group = newCommitter(store.(GroupBooker), s.pub, opt.Group, opt.GroupWait)
+		s.group = newCommitter(gb, sk.Publisher(), opt.Group, opt.GroupWait)
 	}
 	if store.Outbox() != nil && opt.Group > 1 {
 		s.own = &ownBookings{}
 		s.emits = newEmits()
 	}
-	handle := func(pattern string, h httpjson.HandlerFunc) {
-		s.mux.Handle(pattern, httpjson.Handle(s.log, h))
-	}
-	handle("POST /events/{id}/bookings", s.book)
-	handle("GET /events/{id}", s.getEvent)
-	handle("GET /events/{id}/bookings", s.listBookings)
-	handle("GET /healthz", httpjson.Health(
-		httpjson.Check{Name: "store", Func: store.Ping},
-		httpjson.Check{Name: "broker", Func: opt.BrokerHealth},
-	))
-	handle("/", httpjson.NotFound)
+	s.Route("POST /events/{id}/bookings", s.book)
+	s.Route("GET /events/{id}", s.getShow)
+	s.Route("GET /events/{id}/bookings", s.listBookings)
 	return s, nil
-}
-
-// ServeHTTP serves the API.
-func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// Close stops the outbox relay; unsent events stay in the outbox for the
-// next start. Call it after the HTTP server and the listener have stopped.
-func (s *Service) Close() error {
-	if s.group != nil {
-		s.group.close()
-	}
-	if s.emits != nil {
-		s.emits.wait()
-	}
-	return s.pub.Close()
 }
 
 // Handle applies one event heard on the broker. It is idempotent. Returning
@@ -210,7 +185,7 @@ func (s *Service) Handle(ctx context.Context, ev contracts.Event) error {
 			OpenTime: e.OpenTime, CloseTime: e.CloseTime, Halls: e.Halls,
 		})
 	case *contracts.EventCreated:
-		err = s.store.SaveEvent(ctx, Event{
+		err = s.store.SaveShow(ctx, Show{
 			ID: e.ID, Name: e.Name, LocationID: e.LocationID, Hall: e.Hall,
 			Capacity: e.Capacity, StartDate: e.StartDate, EndDate: e.EndDate,
 		})
@@ -232,15 +207,15 @@ func (s *Service) applyBooking(ctx context.Context, e *contracts.EventBooked) er
 	if s.own != nil && s.own.take(e.ID) {
 		return nil // our own, stored before it was emitted
 	}
-	applied, err := s.store.ApplyBooking(ctx, Booking{ID: e.ID, EventID: e.EventID, UserID: e.UserID, Seats: e.Seats, Date: e.Date})
+	applied, err := s.store.ApplyBooking(ctx, Booking{ID: e.ID, ShowID: e.EventID, UserID: e.UserID, Seats: e.Seats, Date: e.Date})
 	if err != nil || !applied {
 		return err
 	}
-	s.log.Info("booking applied from the broker", "booking", e.ID, "event", e.EventID, "seats", e.Seats)
+	s.Log.Info("booking applied from the broker", "booking", e.ID, "event", e.EventID, "seats", e.Seats)
 	// Instances that do not share a database each sell the full capacity;
 	// say so when their bookings meet here.
-	if ev, err := s.store.Event(ctx, e.EventID); err == nil && ev.Booked > ev.Capacity {
-		s.log.Warn("event overbooked: bookings were sold elsewhere against the same seats",
+	if ev, err := s.store.Show(ctx, e.EventID); err == nil && ev.Booked > ev.Capacity {
+		s.Log.Warn("event overbooked: bookings were sold elsewhere against the same seats",
 			"event", ev.ID, "booked", ev.Booked, "capacity", ev.Capacity)
 	}
 	return nil
@@ -254,19 +229,19 @@ type bookingRequest struct {
 
 // bookingJSON is a booking as the API shows it, its date in Unix seconds.
 type bookingJSON struct {
-	ID      string `json:"id"`
-	EventID string `json:"event_id"`
-	UserID  string `json:"user_id"`
-	Seats   int    `json:"seats"`
-	Date    int64  `json:"date"`
+	ID     string `json:"id"`
+	ShowID string `json:"event_id"`
+	UserID string `json:"user_id"`
+	Seats  int    `json:"seats"`
+	Date   int64  `json:"date"`
 }
 
 func bookingToJSON(b Booking) bookingJSON {
-	return bookingJSON{ID: b.ID, EventID: b.EventID, UserID: b.UserID, Seats: b.Seats, Date: b.Date.Unix()}
+	return bookingJSON{ID: b.ID, ShowID: b.ShowID, UserID: b.UserID, Seats: b.Seats, Date: b.Date.Unix()}
 }
 
 func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
-	eventID, err := eventIDOf(r)
+	showID, err := showIDOf(r)
 	if err != nil {
 		return err
 	}
@@ -274,11 +249,11 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 	if err := httpjson.Decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := firstError(contracts.CheckSeats(req.Seats), contracts.CheckID("user_id", req.UserID)); err != nil {
+	if err := service.FirstError(contracts.CheckSeats(req.Seats), contracts.CheckID("user_id", req.UserID)); err != nil {
 		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: %v", err)
 	}
 	b := Booking{
-		ID: rand.Text(), EventID: eventID, UserID: req.UserID, Seats: req.Seats,
+		ID: rand.Text(), ShowID: showID, UserID: req.UserID, Seats: req.Seats,
 		Date: time.Now().UTC().Truncate(time.Microsecond),
 	}
 	msg, err := s.reserve(r.Context(), b)
@@ -286,26 +261,26 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, contracts.ErrInvalid):
 		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: %v", err)
 	case errors.Is(err, ErrNotFound):
-		return httpjson.Errorf(http.StatusNotFound, "event %q not found", b.EventID)
+		return httpjson.Errorf(http.StatusNotFound, "event %q not found", b.ShowID)
 	case errors.Is(err, ErrSoldOut):
-		return httpjson.Errorf(http.StatusConflict, "not enough seats left for event %q", b.EventID)
+		return httpjson.Errorf(http.StatusConflict, "not enough seats left for event %q", b.ShowID)
 	case err != nil:
 		return err
 	}
 	if err := s.publish(r.Context(), msg); err != nil {
 		if errors.Is(err, outbox.ErrNotPublished) {
-			s.log.Warn("event.booked not published, seats given back", "booking", b.ID, "err", err)
+			s.Log.Warn("event.booked not published, seats given back", "booking", b.ID, "err", err)
 			return httpjson.Errorf(http.StatusServiceUnavailable, "the message broker is unavailable, nothing was booked: try again later")
 		}
 		return err
 	}
-	s.log.Info("booked", "booking", b.ID, "event", b.EventID, "seats", b.Seats)
+	s.Log.Info("booked", "booking", b.ID, "event", b.ShowID, "seats", b.Seats)
 	httpjson.Write(w, http.StatusCreated, bookingToJSON(b))
 	return nil
 }
 
-// eventJSON is BookingService's view of an event, dates in Unix seconds.
-type eventJSON struct {
+// showJSON is BookingService's view of a show, dates in Unix seconds.
+type showJSON struct {
 	ID         string `json:"id"`
 	Name       string `json:"name"`
 	LocationID string `json:"location_id"`
@@ -317,35 +292,26 @@ type eventJSON struct {
 	EndDate    int64  `json:"end_date"`
 }
 
-// eventIDOf returns the event ID of the request's path, or a 400 for one
-// no store could hold (a NUL, invalid UTF-8, too long).
-func eventIDOf(r *http.Request) (string, error) {
+// showIDOf returns the show ID of the request's path (the API calls it
+// the event ID), or a 400 for one no store could hold (a NUL, invalid
+// UTF-8, too long).
+func showIDOf(r *http.Request) (string, error) {
 	return httpjson.Path(r, "id", "event id", contracts.CheckID)
 }
 
-// firstError returns the first non-nil error.
-func firstError(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
-	id, err := eventIDOf(r)
+func (s *Service) getShow(w http.ResponseWriter, r *http.Request) error {
+	id, err := showIDOf(r)
 	if err != nil {
 		return err
 	}
-	ev, err := s.store.Event(r.Context(), id)
+	ev, err := s.store.Show(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
 		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
 	}
 	if err != nil {
 		return err
 	}
-	httpjson.Write(w, http.StatusOK, eventJSON{
+	httpjson.Write(w, http.StatusOK, showJSON{
 		ID: ev.ID, Name: ev.Name, LocationID: ev.LocationID, Hall: ev.Hall,
 		Capacity: ev.Capacity, Booked: ev.Booked, Available: max(ev.Capacity-ev.Booked, 0),
 		StartDate: ev.StartDate.Unix(), EndDate: ev.EndDate.Unix(),
@@ -354,7 +320,7 @@ func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) listBookings(w http.ResponseWriter, r *http.Request) error {
-	id, err := eventIDOf(r)
+	id, err := showIDOf(r)
 	if err != nil {
 		return err
 	}

@@ -231,18 +231,18 @@ func TestExerciseApplyOnce(t *testing.T) {
 	store.mu.Lock()
 	store.events[concert].Booked = math.MaxInt - 1
 	store.mu.Unlock()
-	huge := Booking{ID: "booking-huge", EventID: concert, UserID: "u", Seats: 2, Date: at}
+	huge := Booking{ID: "booking-huge", ShowID: concert, UserID: "u", Seats: 2, Date: at}
 	if applied, err := store.ApplyBooking(ctx, huge); !errors.Is(err, contracts.ErrInvalid) {
 		t.Errorf("ApplyBooking(2 seats) on an event with math.MaxInt-1 booked = %v, %v; want an error wrapping contracts.ErrInvalid: the count would overflow", applied, err)
 	}
-	if ev, err := store.Event(ctx, concert); err != nil || ev.Booked != math.MaxInt-1 {
+	if ev, err := store.Show(ctx, concert); err != nil || ev.Booked != math.MaxInt-1 {
 		t.Errorf("event %s has %d seats booked after that booking (err %v); want math.MaxInt-1, unchanged", concert, ev.Booked, err)
 	}
 }
 
 // bookingOf is the booking an event.booked announces.
 func bookingOf(e *contracts.EventBooked) Booking {
-	return Booking{ID: e.ID, EventID: e.EventID, UserID: e.UserID, Seats: e.Seats, Date: e.Date}
+	return Booking{ID: e.ID, ShowID: e.EventID, UserID: e.UserID, Seats: e.Seats, Date: e.Date}
 }
 
 // adminChannel opens a channel of the test's own, closed at the end.

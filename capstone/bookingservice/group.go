@@ -251,11 +251,25 @@ func newEmits() *emits { return &emits{slots: make(chan struct{}, maxEmits)} }
 // wait waits for the emits in flight.
 func (e *emits) wait() { e.wg.Wait() }
 
+// Close stops the committer, waits for the emits in flight and then stops
+// the skeleton's outbox relay (unsent events stay in the outbox for the
+// next start). Call it after the HTTP server and the listener have
+// stopped.
+func (s *Service) Close() error {
+	if s.group != nil {
+		s.group.close()
+	}
+	if s.emits != nil {
+		s.emits.wait()
+	}
+	return s.Skeleton.Close()
+}
+
 // publish hands msg to the broker: in the background when the outbox holds
 // it, else (and with Group 1) before returning, as Publisher.Publish.
 func (s *Service) publish(ctx context.Context, msg outbox.Message) error {
 	if s.emits == nil {
-		return s.pub.Publish(ctx, msg)
+		return s.Publish(ctx, msg)
 	}
 	s.emits.slots <- struct{}{}
 	s.emits.wg.Add(1)
@@ -266,7 +280,7 @@ func (s *Service) publish(ctx context.Context, msg outbox.Message) error {
 		}()
 		// With an outbox Publish never fails: a refused event stays in the
 		// outbox for the relay.
-		_ = s.pub.Publish(context.WithoutCancel(ctx), msg)
+		_ = s.Publish(context.WithoutCancel(ctx), msg)
 	}()
 	return nil
 }

@@ -37,17 +37,17 @@ func sqlBackends(t *testing.T, test func(t *testing.T, s *SQLStore)) {
 func TestBookManyDecidesInArrivalOrder(t *testing.T) {
 	sqlBackends(t, func(t *testing.T, s *SQLStore) {
 		ctx := context.Background()
-		if err := s.SaveEvent(ctx, Event{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 5}); err != nil {
+		if err := s.SaveShow(ctx, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 5}); err != nil {
 			t.Fatal(err)
 		}
 		at := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
 		bs := []Booking{
-			{ID: "a", EventID: "ev", UserID: "u", Seats: 2, Date: at},
-			{ID: "b", EventID: "ev", UserID: "u", Seats: 4, Date: at}, // 3 left
-			{ID: "c", EventID: "ev", UserID: "u", Seats: 3, Date: at}, // the last 3
-			{ID: "d", EventID: "nowhere", UserID: "u", Seats: 1, Date: at},
-			{ID: "e", EventID: "ev", UserID: "u", Seats: 0, Date: at},
-			{ID: "f", EventID: "ev", UserID: "u", Seats: 1, Date: at}, // none left
+			{ID: "a", ShowID: "ev", UserID: "u", Seats: 2, Date: at},
+			{ID: "b", ShowID: "ev", UserID: "u", Seats: 4, Date: at}, // 3 left
+			{ID: "c", ShowID: "ev", UserID: "u", Seats: 3, Date: at}, // the last 3
+			{ID: "d", ShowID: "nowhere", UserID: "u", Seats: 1, Date: at},
+			{ID: "e", ShowID: "ev", UserID: "u", Seats: 0, Date: at},
+			{ID: "f", ShowID: "ev", UserID: "u", Seats: 1, Date: at}, // none left
 		}
 		res, err := s.BookMany(ctx, bs, nil)
 		if err != nil {
@@ -63,17 +63,17 @@ func TestBookManyDecidesInArrivalOrder(t *testing.T) {
 			}
 		}
 		checkBookings(t, s, "ev", bs[0], bs[2])
-		if ev, err := s.Event(ctx, "ev"); err != nil || ev.Booked != 5 {
+		if ev, err := s.Show(ctx, "ev"); err != nil || ev.Booked != 5 {
 			t.Fatalf("event: %+v, %v; want 5 booked", ev, err)
 		}
-		if n := unsent(t, s); n != 2 {
+		if n := servicetest.Unsent(t, s.Outbox()); n != 2 {
 			t.Fatalf("%d unsent, want 2", n)
 		}
 		// The next group marks them sent, even with nothing to sell.
 		if _, err := s.BookMany(ctx, nil, []int64{res[0].Msg.ID, res[2].Msg.ID}); err != nil {
 			t.Fatal(err)
 		}
-		if n := unsent(t, s); n != 0 {
+		if n := servicetest.Unsent(t, s.Outbox()); n != 0 {
 			t.Fatalf("%d unsent after the marks, want 0", n)
 		}
 	})
@@ -84,24 +84,24 @@ func TestBookManyDecidesInArrivalOrder(t *testing.T) {
 func TestFailedGroupStoresNothing(t *testing.T) {
 	sqlBackends(t, func(t *testing.T, s *SQLStore) {
 		ctx := context.Background()
-		if err := s.SaveEvent(ctx, Event{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 5}); err != nil {
+		if err := s.SaveShow(ctx, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 5}); err != nil {
 			t.Fatal(err)
 		}
-		x := Booking{ID: "x", EventID: "ev", UserID: "u", Seats: 1, Date: time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)}
+		x := Booking{ID: "x", ShowID: "ev", UserID: "u", Seats: 1, Date: time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)}
 		first, err := s.Book(ctx, x)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The same ID twice breaks the primary key of bookings.
-		dup := []Booking{{ID: "a", EventID: "ev", UserID: "u", Seats: 1}, {ID: "a", EventID: "ev", UserID: "u", Seats: 1}}
+		dup := []Booking{{ID: "a", ShowID: "ev", UserID: "u", Seats: 1}, {ID: "a", ShowID: "ev", UserID: "u", Seats: 1}}
 		if _, err := s.BookMany(ctx, dup, []int64{first.ID}); err == nil {
 			t.Fatal("a group with a broken statement succeeded")
 		}
 		checkBookings(t, s, "ev", x)
-		if ev, err := s.Event(ctx, "ev"); err != nil || ev.Booked != 1 {
+		if ev, err := s.Show(ctx, "ev"); err != nil || ev.Booked != 1 {
 			t.Fatalf("event: %+v, %v; want 1 booked", ev, err)
 		}
-		if n := unsent(t, s); n != 1 {
+		if n := servicetest.Unsent(t, s.Outbox()); n != 1 {
 			t.Fatalf("%d unsent, want 1: the mark went with the failed group", n)
 		}
 	})
@@ -135,13 +135,13 @@ func TestOwnEventBookedCostsNoWrite(t *testing.T) {
 			}
 			store := &countingStore{SQLStore: sql.(*SQLStore)}
 			em := &servicetest.Emitter{}
-			svc, err := New(store, em, Options{Logger: quiet(), Outbox: fastOutbox(), Group: tc.group})
+			svc, err := New(store, em, Options{Logger: quiet(), Outbox: servicetest.FastOutbox(), Group: tc.group})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { svc.Close(); store.Close() })
 			ctx := context.Background()
-			if err := store.SaveEvent(ctx, Event{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 10}); err != nil {
+			if err := store.SaveShow(ctx, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 10}); err != nil {
 				t.Fatal(err)
 			}
 			srv := servicetest.Serve(t, svc)
@@ -164,7 +164,7 @@ func TestOwnEventBookedCostsNoWrite(t *testing.T) {
 				if got := store.applies.Load(); got != want {
 					t.Errorf("delivery %d: %d event.booked reached the store, want %d", round+1, got, want)
 				}
-				if ev, err := store.Event(ctx, "ev"); err != nil || ev.Booked != 6 {
+				if ev, err := store.Show(ctx, "ev"); err != nil || ev.Booked != 6 {
 					t.Fatalf("delivery %d: %+v, %v; want 6 booked", round+1, ev, err)
 				}
 			}

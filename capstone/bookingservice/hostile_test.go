@@ -67,50 +67,47 @@ func TestHostileBookings(t *testing.T) {
 // limits, whoever calls it, and an event stays readable afterwards (a
 // SQLite count that overflowed used to turn into a float for good).
 func TestStoresEnforceLimits(t *testing.T) {
-	for name, s := range openStores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			ev := Event{ID: "ev", Name: "Gig", LocationID: "loc", Hall: "Main", Capacity: 10}
-			if err := s.SaveEvent(ctx, ev); err != nil {
-				t.Fatal(err)
+	servicetest.ForEachStore(t, OpenStore, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		ev := Show{ID: "ev", Name: "Gig", LocationID: "loc", Hall: "Main", Capacity: 10}
+		if err := s.SaveShow(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []Show{
+			{ID: "zero", LocationID: "loc", Hall: "Main", Capacity: 0},
+			{ID: "huge", LocationID: "loc", Hall: "Main", Capacity: math.MaxInt64},
+			{ID: "nul\x00", LocationID: "loc", Hall: "Main", Capacity: 1},
+		} {
+			if err := s.SaveShow(ctx, bad); !errors.Is(err, contracts.ErrInvalid) {
+				t.Errorf("SaveEvent(%q, capacity %d) = %v, want ErrInvalid", bad.ID, bad.Capacity, err)
 			}
-			for _, bad := range []Event{
-				{ID: "zero", LocationID: "loc", Hall: "Main", Capacity: 0},
-				{ID: "huge", LocationID: "loc", Hall: "Main", Capacity: math.MaxInt64},
-				{ID: "nul\x00", LocationID: "loc", Hall: "Main", Capacity: 1},
-			} {
-				if err := s.SaveEvent(ctx, bad); !errors.Is(err, contracts.ErrInvalid) {
-					t.Errorf("SaveEvent(%q, capacity %d) = %v, want ErrInvalid", bad.ID, bad.Capacity, err)
-				}
+		}
+		if err := s.SaveLocation(ctx, Location{ID: "l\x00"}); !errors.Is(err, contracts.ErrInvalid) {
+			t.Errorf("SaveLocation with a NUL in its ID = %v, want ErrInvalid", err)
+		}
+		for i, seats := range []int{math.MaxInt64, math.MaxInt32 + 1, contracts.MaxSeats + 1, 0, -1} {
+			b := Booking{ID: fmt.Sprintf("b%d", i), ShowID: "ev", UserID: "u", Seats: seats}
+			if _, err := s.ApplyBooking(ctx, b); !errors.Is(err, contracts.ErrInvalid) {
+				t.Errorf("ApplyBooking(%d seats) = %v, want ErrInvalid", seats, err)
 			}
-			if err := s.SaveLocation(ctx, Location{ID: "l\x00"}); !errors.Is(err, contracts.ErrInvalid) {
-				t.Errorf("SaveLocation with a NUL in its ID = %v, want ErrInvalid", err)
+			if _, err := s.Book(ctx, b); !errors.Is(err, contracts.ErrInvalid) {
+				t.Errorf("Book(%d seats) = %v, want ErrInvalid", seats, err)
 			}
-			for i, seats := range []int{math.MaxInt64, math.MaxInt32 + 1, contracts.MaxSeats + 1, 0, -1} {
-				b := Booking{ID: fmt.Sprintf("b%d", i), EventID: "ev", UserID: "u", Seats: seats}
-				if _, err := s.ApplyBooking(ctx, b); !errors.Is(err, contracts.ErrInvalid) {
-					t.Errorf("ApplyBooking(%d seats) = %v, want ErrInvalid", seats, err)
-				}
-				if _, err := s.Book(ctx, b); !errors.Is(err, contracts.ErrInvalid) {
-					t.Errorf("Book(%d seats) = %v, want ErrInvalid", seats, err)
-				}
-			}
-			if _, err := s.Book(ctx, Booking{ID: "nul", EventID: "ev", UserID: "u\x00", Seats: 1}); !errors.Is(err, contracts.ErrInvalid) {
-				t.Errorf("Book with a NUL in user_id = %v, want ErrInvalid", err)
-			}
-			if applied, err := s.ApplyBooking(ctx, Booking{ID: "ok", EventID: "ev", UserID: "u", Seats: contracts.MaxSeats}); err != nil || !applied {
-				t.Fatalf("ApplyBooking(%d seats) = %v, %v", contracts.MaxSeats, applied, err)
-			}
-			got, err := s.Event(ctx, "ev")
-			if err != nil || got.Booked != contracts.MaxSeats {
-				t.Fatalf("Event = %+v, %v; want %d booked", got, err, contracts.MaxSeats)
-			}
-			if _, err := s.Book(ctx, Booking{ID: "one", EventID: "ev", UserID: "u", Seats: 1}); !errors.Is(err, ErrSoldOut) {
-				t.Errorf("Book on an overbooked event = %v, want ErrSoldOut", err)
-			}
-		})
-	}
+		}
+		if _, err := s.Book(ctx, Booking{ID: "nul", ShowID: "ev", UserID: "u\x00", Seats: 1}); !errors.Is(err, contracts.ErrInvalid) {
+			t.Errorf("Book with a NUL in user_id = %v, want ErrInvalid", err)
+		}
+		if applied, err := s.ApplyBooking(ctx, Booking{ID: "ok", ShowID: "ev", UserID: "u", Seats: contracts.MaxSeats}); err != nil || !applied {
+			t.Fatalf("ApplyBooking(%d seats) = %v, %v", contracts.MaxSeats, applied, err)
+		}
+		got, err := s.Show(ctx, "ev")
+		if err != nil || got.Booked != contracts.MaxSeats {
+			t.Fatalf("Event = %+v, %v; want %d booked", got, err, contracts.MaxSeats)
+		}
+		if _, err := s.Book(ctx, Booking{ID: "one", ShowID: "ev", UserID: "u", Seats: 1}); !errors.Is(err, ErrSoldOut) {
+			t.Errorf("Book on an overbooked event = %v, want ErrSoldOut", err)
+		}
+	})
 }
 
 // refusingStore is a store whose ApplyBooking fails the way a store refuses

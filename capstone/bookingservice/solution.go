@@ -38,8 +38,8 @@ func (s *MemoryStore) applyOnce(b Booking) (bool, error) {
 	// Refuse a count that would pass math.MaxInt (Booked + Seats would
 	// wrap to a negative number): compare Booked with MaxInt - Seats,
 	// which cannot overflow.
-	if ev, ok := s.events[b.EventID]; ok && ev.Booked > math.MaxInt-b.Seats {
-		return false, fmt.Errorf("counting booking %s on event %s: %w: the count would overflow", b.ID, b.EventID, contracts.ErrInvalid)
+	if ev, ok := s.events[b.ShowID]; ok && ev.Booked > math.MaxInt-b.Seats {
+		return false, fmt.Errorf("counting booking %s on event %s: %w: the count would overflow", b.ID, b.ShowID, contracts.ErrInvalid)
 	}
 
 	// A booking not seen before: store it and count its seats, once.

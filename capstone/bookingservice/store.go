@@ -21,9 +21,12 @@ type Location struct {
 	Halls     []contracts.Hall
 }
 
-// Event is BookingService's copy of an event, from event.created, with the
-// number of seats booked so far.
-type Event struct {
+// Show is BookingService's copy of an event in the sense of a concert (a
+// show), from event.created, with the number of seats booked so far. The
+// word "event" is kept for messages (contracts.Event); the wire and the
+// database still say event (event_id, booking_events, /events/{id}).
+
+type Show struct {
 	ID         string
 	Name       string
 	LocationID string
@@ -34,26 +37,26 @@ type Event struct {
 	EndDate    time.Time
 }
 
-// Booking is a number of seats of one event, booked by one user.
+// Booking is a number of seats of one show, booked by one user.
 type Booking struct {
-	ID      string
-	EventID string
-	UserID  string
-	Seats   int
-	Date    time.Time
+	ID     string
+	ShowID string
+	UserID string
+	Seats  int
+	Date   time.Time
 }
 
 // Errors the store returns. A value outside the limits of package
 // contracts (seats, capacity, clean IDs) is refused with an error wrapping
 // contracts.ErrInvalid, by every store, whoever calls it.
 var (
-	// ErrNotFound: no such event (or location) in BookingService's copy.
+	// ErrNotFound: no such show (or location) in BookingService's copy.
 	ErrNotFound = errors.New("not found")
-	// ErrSoldOut: the event has fewer seats left than asked for.
+	// ErrSoldOut: the show has fewer seats left than asked for.
 	ErrSoldOut = errors.New("not enough seats left")
 )
 
-// Store keeps BookingService's copy of locations and events and its
+// Store keeps BookingService's copy of locations and shows and its
 // bookings.
 //
 // Save* and ApplyBooking apply what the service hears on the broker. They
@@ -62,21 +65,21 @@ var (
 //
 // An event.booked can arrive before the event.created of its event (it was
 // sold by another instance, or retried out of order). Its booking is kept
-// and its seats are counted on a placeholder for the event; the event is
+// and its seats are counted on a placeholder for the show; the show is
 // unknown (ErrNotFound) until its event.created arrives, which fills in the
 // placeholder and keeps the count.
 type Store interface {
 	// SaveLocation stores l unless a location with its ID exists.
 	SaveLocation(ctx context.Context, l Location) error
-	// SaveEvent stores e unless an event with its ID exists; e.Booked is
+	// SaveShow stores e unless a show with its ID exists; e.Booked is
 	// ignored (the store counts bookings itself).
-	SaveEvent(ctx context.Context, e Event) error
+	SaveShow(ctx context.Context, e Show) error
 	// ApplyBooking stores a booking made elsewhere (or earlier) and adds its
-	// seats to its event, without checking capacity: the seats are sold
+	// seats to its show, without checking capacity: the seats are sold
 	// already. It reports false, and changes nothing, if the booking is
 	// stored already.
 	ApplyBooking(ctx context.Context, b Booking) (bool, error)
-	// Book sells b.Seats seats of event b.EventID atomically, together with
+	// Book sells b.Seats seats of show b.ShowID atomically, together with
 	// the event.booked that announces it: ErrNotFound if the event is
 	// unknown, ErrSoldOut if fewer seats are left. Concurrent calls, also
 	// from other instances sharing the database, never sell more than the
@@ -84,11 +87,11 @@ type Store interface {
 	Book(ctx context.Context, b Booking) (outbox.Message, error)
 	// Location returns one location, or ErrNotFound.
 	Location(ctx context.Context, id string) (Location, error)
-	// Event returns one event, or ErrNotFound.
-	Event(ctx context.Context, id string) (Event, error)
-	// Bookings returns the bookings of an event, oldest first, or
-	// ErrNotFound if the event is unknown.
-	Bookings(ctx context.Context, eventID string) ([]Booking, error)
+	// Show returns one show, or ErrNotFound.
+	Show(ctx context.Context, id string) (Show, error)
+	// Bookings returns the bookings of a show, oldest first, or
+	// ErrNotFound if the show is unknown.
+	Bookings(ctx context.Context, showID string) ([]Booking, error)
 	// Outbox returns the store's outbox, or nil if it keeps none.
 	Outbox() outbox.Store
 	// Ping reports whether the store is reachable.
@@ -109,12 +112,12 @@ func OpenStore(ctx context.Context, dsn string) (Store, error) {
 // eventBooked is the event that announces b. Its Validate is the check
 // every store makes before it stores b: the limits are the contract's.
 func eventBooked(b Booking) *contracts.EventBooked {
-	return &contracts.EventBooked{ID: b.ID, EventID: b.EventID, UserID: b.UserID, Seats: b.Seats, Date: b.Date}
+	return &contracts.EventBooked{ID: b.ID, EventID: b.ShowID, UserID: b.UserID, Seats: b.Seats, Date: b.Date}
 }
 
 // eventCreated is the event.created that e was stored from, for its
 // Validate.
-func eventCreated(e Event) *contracts.EventCreated {
+func eventCreated(e Show) *contracts.EventCreated {
 	return &contracts.EventCreated{ID: e.ID, Name: e.Name, LocationID: e.LocationID, Hall: e.Hall,
 		Capacity: e.Capacity, StartDate: e.StartDate, EndDate: e.EndDate}
 }

@@ -71,13 +71,13 @@ func (s *SQLStore) BookMany(ctx context.Context, bs []Booking, sent []int64) ([]
 				out[i].Err = fmt.Errorf("booking: %w", err)
 				continue
 			}
-			e := left[b.EventID]
+			e := left[b.ShowID]
 			switch {
 			case !e.found || !e.known:
-				out[i].Err = fmt.Errorf("booking event %s: %w", b.EventID, ErrNotFound)
+				out[i].Err = fmt.Errorf("booking event %s: %w", b.ShowID, ErrNotFound)
 			case b.Seats > e.capacity-e.booked:
 				out[i].Err = fmt.Errorf("booking %d seats of event %s (%d of %d booked): %w",
-					b.Seats, b.EventID, e.booked, e.capacity, ErrSoldOut)
+					b.Seats, b.ShowID, e.booked, e.capacity, ErrSoldOut)
 			default:
 				e.booked += b.Seats
 				e.added += b.Seats
@@ -116,9 +116,9 @@ func (s *SQLStore) lockEvents(ctx context.Context, tx *sql.Tx, bs []Booking) (ma
 	left := make(map[string]*seatsLeft)
 	var ids []string
 	for _, b := range bs {
-		if _, ok := left[b.EventID]; !ok {
-			left[b.EventID] = &seatsLeft{}
-			ids = append(ids, b.EventID)
+		if _, ok := left[b.ShowID]; !ok {
+			left[b.ShowID] = &seatsLeft{}
+			ids = append(ids, b.ShowID)
 		}
 	}
 	slices.Sort(ids)
@@ -178,7 +178,7 @@ func (s *SQLStore) insertBookings(ctx context.Context, tx *sql.Tx, bs []Booking)
 		}
 		n := len(args)
 		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5)
-		args = append(args, b.ID, b.EventID, b.UserID, b.Seats, sqldb.Micros(b.Date))
+		args = append(args, b.ID, b.ShowID, b.UserID, b.Seats, sqldb.Micros(b.Date))
 	}
 	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 		return fmt.Errorf("storing %d bookings: %w", len(bs), err)

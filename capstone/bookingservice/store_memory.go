@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/sqldb"
 )
 
 // MemoryStore keeps everything in maps, behind one mutex, which makes Book's
@@ -16,17 +17,19 @@ import (
 // it at start-up, so Book's message carries an Undo and the service answers
 // 201 only once the broker took the event.
 type MemoryStore struct {
+	sqldb.InMemory // no outbox; Ping and Close do nothing
+
 	mu        sync.Mutex
 	locations map[string]Location
-	events    map[string]*memEvent
+	events    map[string]*memShow
 	bookings  map[string]Booking
-	byEvent   map[string][]string // booking IDs per event ID
+	byEvent   map[string][]string // booking IDs per show ID
 }
 
-// memEvent is an event, or a placeholder counting the seats of bookings
-// heard before the event itself (known == false).
-type memEvent struct {
-	Event
+// memShow is a show, or a placeholder counting the seats of bookings
+// heard before the show itself (known == false).
+type memShow struct {
+	Show
 	known bool
 }
 
@@ -34,7 +37,7 @@ type memEvent struct {
 func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{
 		locations: map[string]Location{},
-		events:    map[string]*memEvent{},
+		events:    map[string]*memShow{},
 		bookings:  map[string]Booking{},
 		byEvent:   map[string][]string{},
 	}
@@ -54,8 +57,8 @@ func (s *MemoryStore) SaveLocation(_ context.Context, l Location) error {
 	return nil
 }
 
-// SaveEvent stores e unless it exists, keeping a placeholder's count.
-func (s *MemoryStore) SaveEvent(_ context.Context, e Event) error {
+// SaveShow stores e unless it exists, keeping a placeholder's count.
+func (s *MemoryStore) SaveShow(_ context.Context, e Show) error {
 	if err := eventCreated(e).Validate(); err != nil {
 		return fmt.Errorf("storing event: %w", err)
 	}
@@ -69,7 +72,7 @@ func (s *MemoryStore) SaveEvent(_ context.Context, e Event) error {
 	if ok {
 		e.Booked = old.Booked
 	}
-	s.events[e.ID] = &memEvent{Event: e, known: true}
+	s.events[e.ID] = &memShow{Show: e, known: true}
 	return nil
 }
 
@@ -91,15 +94,15 @@ func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ev, ok := s.events[b.EventID]
+	ev, ok := s.events[b.ShowID]
 	if !ok || !ev.known {
-		return outbox.Message{}, fmt.Errorf("booking event %s: %w", b.EventID, ErrNotFound)
+		return outbox.Message{}, fmt.Errorf("booking event %s: %w", b.ShowID, ErrNotFound)
 	}
 	// Capacity - Booked cannot overflow (both are >= 0); Booked + Seats
 	// could, and did sell seats of a full event.
 	if b.Seats > ev.Capacity-ev.Booked {
 		return outbox.Message{}, fmt.Errorf("booking %d seats of event %s (%d of %d booked): %w",
-			b.Seats, b.EventID, ev.Booked, ev.Capacity, ErrSoldOut)
+			b.Seats, b.ShowID, ev.Booked, ev.Capacity, ErrSoldOut)
 	}
 	if _, ok := s.bookings[b.ID]; ok {
 		return outbox.Message{}, fmt.Errorf("storing booking %s: the ID is taken", b.ID)
@@ -114,22 +117,22 @@ func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error)
 			return nil
 		}
 		delete(s.bookings, b.ID)
-		s.byEvent[b.EventID] = slices.DeleteFunc(s.byEvent[b.EventID], func(id string) bool { return id == b.ID })
-		s.events[b.EventID].Booked -= b.Seats
+		s.byEvent[b.ShowID] = slices.DeleteFunc(s.byEvent[b.ShowID], func(id string) bool { return id == b.ID })
+		s.events[b.ShowID].Booked -= b.Seats
 		return nil
 	}
 	return outbox.Message{Event: eventBooked(b), Undo: undo}, nil
 }
 
-// add stores b and counts its seats, on a placeholder if its event is not
+// add stores b and counts its seats, on a placeholder if its show is not
 // known yet. The caller holds s.mu.
 func (s *MemoryStore) add(b Booking) {
 	s.bookings[b.ID] = b
-	s.byEvent[b.EventID] = append(s.byEvent[b.EventID], b.ID)
-	ev, ok := s.events[b.EventID]
+	s.byEvent[b.ShowID] = append(s.byEvent[b.ShowID], b.ID)
+	ev, ok := s.events[b.ShowID]
 	if !ok {
-		ev = &memEvent{Event: Event{ID: b.EventID}}
-		s.events[b.EventID] = ev
+		ev = &memShow{Show: Show{ID: b.ShowID}}
+		s.events[b.ShowID] = ev
 	}
 	ev.Booked += b.Seats
 }
@@ -146,26 +149,26 @@ func (s *MemoryStore) Location(_ context.Context, id string) (Location, error) {
 	return l, nil
 }
 
-// Event returns one event.
-func (s *MemoryStore) Event(_ context.Context, id string) (Event, error) {
+// Show returns one show.
+func (s *MemoryStore) Show(_ context.Context, id string) (Show, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ev, ok := s.events[id]
 	if !ok || !ev.known {
-		return Event{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
+		return Show{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
 	}
-	return ev.Event, nil
+	return ev.Show, nil
 }
 
-// Bookings returns the bookings of an event, oldest first.
-func (s *MemoryStore) Bookings(_ context.Context, eventID string) ([]Booking, error) {
+// Bookings returns the bookings of a show, oldest first.
+func (s *MemoryStore) Bookings(_ context.Context, showID string) ([]Booking, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ev, ok := s.events[eventID]; !ok || !ev.known {
-		return nil, fmt.Errorf("event %s: %w", eventID, ErrNotFound)
+	if ev, ok := s.events[showID]; !ok || !ev.known {
+		return nil, fmt.Errorf("event %s: %w", showID, ErrNotFound)
 	}
-	out := make([]Booking, 0, len(s.byEvent[eventID]))
-	for _, id := range s.byEvent[eventID] {
+	out := make([]Booking, 0, len(s.byEvent[showID]))
+	for _, id := range s.byEvent[showID] {
 		out = append(out, s.bookings[id])
 	}
 	slices.SortFunc(out, func(a, b Booking) int {
@@ -173,12 +176,3 @@ func (s *MemoryStore) Bookings(_ context.Context, eventID string) ([]Booking, er
 	})
 	return out, nil
 }
-
-// Outbox returns nil: the memory store keeps none.
-func (s *MemoryStore) Outbox() outbox.Store { return nil }
-
-// Ping always succeeds.
-func (s *MemoryStore) Ping(context.Context) error { return nil }
-
-// Close does nothing.
-func (s *MemoryStore) Close() error { return nil }

@@ -51,16 +51,18 @@ var schema = []string{
 // SQLStore keeps BookingService's state in SQLite or PostgreSQL, with an
 // outbox beside it.
 type SQLStore struct {
-	db *sqldb.DB
+	sqldb.Store // Outbox, Ping, Close
+	db          *sqldb.DB
 }
 
 // NewSQLStore creates the schema in db if needed and returns the store. The
 // store closes db when it is closed.
 func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
-	if err := db.Migrate(ctx, schema...); err != nil {
-		return nil, fmt.Errorf("preparing the BookingService store: %w", err)
+	common, err := sqldb.NewStore(ctx, db, "the BookingService store", schema...)
+	if err != nil {
+		return nil, err
 	}
-	return &SQLStore{db: db}, nil
+	return &SQLStore{Store: common, db: db}, nil
 }
 
 // SaveLocation stores l unless it exists.
@@ -82,9 +84,9 @@ func (s *SQLStore) SaveLocation(ctx context.Context, l Location) error {
 	return nil
 }
 
-// SaveEvent stores e unless it exists. A placeholder is filled in and keeps
+// SaveShow stores e unless it exists. A placeholder is filled in and keeps
 // its count of booked seats.
-func (s *SQLStore) SaveEvent(ctx context.Context, e Event) error {
+func (s *SQLStore) SaveShow(ctx context.Context, e Show) error {
 	if err := eventCreated(e).Validate(); err != nil {
 		return fmt.Errorf("storing event: %w", err)
 	}
@@ -101,7 +103,7 @@ func (s *SQLStore) SaveEvent(ctx context.Context, e Event) error {
 	return nil
 }
 
-// ApplyBooking stores b unless it exists and adds its seats to its event (or
+// ApplyBooking stores b unless it exists and adds its seats to its show (or
 // to a placeholder), in one transaction. A count that would pass the
 // largest BIGINT is refused (SQLite would turn it into a float for good).
 func (s *SQLStore) ApplyBooking(ctx context.Context, b Booking) (bool, error) {
@@ -113,7 +115,7 @@ func (s *SQLStore) ApplyBooking(ctx context.Context, b Booking) (bool, error) {
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO bookings (id, event_id, user_id, seats, booked_at) VALUES ($1, $2, $3, $4, $5)
 			 ON CONFLICT (id) DO NOTHING`,
-			b.ID, b.EventID, b.UserID, b.Seats, sqldb.Micros(b.Date))
+			b.ID, b.ShowID, b.UserID, b.Seats, sqldb.Micros(b.Date))
 		if err != nil {
 			return fmt.Errorf("storing booking %s: %w", b.ID, err)
 		}
@@ -126,21 +128,21 @@ func (s *SQLStore) ApplyBooking(ctx context.Context, b Booking) (bool, error) {
 		}
 		// Upsert, not UPDATE: if event.created has not arrived yet, the
 		// placeholder keeps the count. Both statements lock the same row,
-		// so this cannot lose seats to a concurrent SaveEvent.
+		// so this cannot lose seats to a concurrent SaveShow.
 		res, err = tx.ExecContext(ctx,
 			`INSERT INTO booking_events (id, known, name, location_id, hall, capacity, booked, start_date, end_date)
 			 VALUES ($1, 0, '', '', '', 0, $2, 0, 0)
 			 ON CONFLICT (id) DO UPDATE SET booked = booking_events.booked + excluded.booked
 			 WHERE booking_events.booked <= 9223372036854775807 - excluded.booked`,
-			b.EventID, b.Seats)
+			b.ShowID, b.Seats)
 		if err == nil {
 			n, err = res.RowsAffected()
 		}
 		if err != nil {
-			return fmt.Errorf("counting booking %s on event %s: %w", b.ID, b.EventID, err)
+			return fmt.Errorf("counting booking %s on event %s: %w", b.ID, b.ShowID, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("counting booking %s on event %s: %w: the count would overflow", b.ID, b.EventID, contracts.ErrInvalid)
+			return fmt.Errorf("counting booking %s on event %s: %w: the count would overflow", b.ID, b.ShowID, contracts.ErrInvalid)
 		}
 		applied = true
 		return nil
@@ -166,20 +168,20 @@ func (s *SQLStore) Book(ctx context.Context, b Booking) (outbox.Message, error) 
 		res, err := tx.ExecContext(ctx,
 			`UPDATE booking_events SET booked = booked + $2
 			 WHERE id = $1 AND known = 1 AND $2 <= capacity - booked`,
-			b.EventID, b.Seats)
+			b.ShowID, b.Seats)
 		if err != nil {
-			return fmt.Errorf("reserving %d seats of event %s: %w", b.Seats, b.EventID, err)
+			return fmt.Errorf("reserving %d seats of event %s: %w", b.Seats, b.ShowID, err)
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return fmt.Errorf("reserving %d seats of event %s: %w", b.Seats, b.EventID, err)
+			return fmt.Errorf("reserving %d seats of event %s: %w", b.Seats, b.ShowID, err)
 		}
 		if n == 0 {
 			return s.whyNot(ctx, tx, b)
 		}
 		_, err = tx.ExecContext(ctx,
 			`INSERT INTO bookings (id, event_id, user_id, seats, booked_at) VALUES ($1, $2, $3, $4, $5)`,
-			b.ID, b.EventID, b.UserID, b.Seats, sqldb.Micros(b.Date))
+			b.ID, b.ShowID, b.UserID, b.Seats, sqldb.Micros(b.Date))
 		if err != nil {
 			return fmt.Errorf("storing booking %s: %w", b.ID, err)
 		}
@@ -193,15 +195,15 @@ func (s *SQLStore) Book(ctx context.Context, b Booking) (outbox.Message, error) 
 // or sold out.
 func (s *SQLStore) whyNot(ctx context.Context, tx *sql.Tx, b Booking) error {
 	var known, booked, capacity int
-	err := tx.QueryRowContext(ctx, `SELECT known, booked, capacity FROM booking_events WHERE id = $1`, b.EventID).
+	err := tx.QueryRowContext(ctx, `SELECT known, booked, capacity FROM booking_events WHERE id = $1`, b.ShowID).
 		Scan(&known, &booked, &capacity)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && known == 0) {
-		return fmt.Errorf("booking event %s: %w", b.EventID, ErrNotFound)
+		return fmt.Errorf("booking event %s: %w", b.ShowID, ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("reading event %s: %w", b.EventID, err)
+		return fmt.Errorf("reading event %s: %w", b.ShowID, err)
 	}
-	return fmt.Errorf("booking %d seats of event %s (%d of %d booked): %w", b.Seats, b.EventID, booked, capacity, ErrSoldOut)
+	return fmt.Errorf("booking %d seats of event %s (%d of %d booked): %w", b.Seats, b.ShowID, booked, capacity, ErrSoldOut)
 }
 
 // Location returns one location.
@@ -225,10 +227,10 @@ func (s *SQLStore) Location(ctx context.Context, id string) (Location, error) {
 	return l, nil
 }
 
-// Event returns one event.
-func (s *SQLStore) Event(ctx context.Context, id string) (Event, error) {
+// Show returns one show.
+func (s *SQLStore) Show(ctx context.Context, id string) (Show, error) {
 	var (
-		e          Event
+		e          Show
 		start, end int64
 	)
 	err := s.db.QueryRowContext(ctx,
@@ -236,24 +238,24 @@ func (s *SQLStore) Event(ctx context.Context, id string) (Event, error) {
 		 FROM booking_events WHERE id = $1 AND known = 1`, id).
 		Scan(&e.ID, &e.Name, &e.LocationID, &e.Hall, &e.Capacity, &e.Booked, &start, &end)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Event{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
+		return Show{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return Event{}, fmt.Errorf("reading event %s: %w", id, err)
+		return Show{}, fmt.Errorf("reading event %s: %w", id, err)
 	}
 	e.StartDate, e.EndDate = sqldb.Time(start), sqldb.Time(end)
 	return e, nil
 }
 
-// Bookings returns the bookings of an event, oldest first. The event check
+// Bookings returns the bookings of a show, oldest first. The show check
 // and the list are one query, so they agree.
-func (s *SQLStore) Bookings(ctx context.Context, eventID string) ([]Booking, error) {
+func (s *SQLStore) Bookings(ctx context.Context, showID string) ([]Booking, error) {
 	rows, err := s.db.QueryContext(ctx,
 		`SELECT b.id, b.user_id, b.seats, b.booked_at
 		 FROM booking_events e LEFT JOIN bookings b ON b.event_id = e.id
-		 WHERE e.id = $1 AND e.known = 1 ORDER BY b.booked_at, b.id`, eventID)
+		 WHERE e.id = $1 AND e.known = 1 ORDER BY b.booked_at, b.id`, showID)
 	if err != nil {
-		return nil, fmt.Errorf("reading the bookings of event %s: %w", eventID, err)
+		return nil, fmt.Errorf("reading the bookings of event %s: %w", showID, err)
 	}
 	defer rows.Close()
 	found := false
@@ -266,34 +268,20 @@ func (s *SQLStore) Bookings(ctx context.Context, eventID string) ([]Booking, err
 			at       sql.NullInt64
 		)
 		if err := rows.Scan(&id, &user, &seats, &at); err != nil {
-			return nil, fmt.Errorf("reading the bookings of event %s: %w", eventID, err)
+			return nil, fmt.Errorf("reading the bookings of event %s: %w", showID, err)
 		}
 		if id.Valid {
-			out = append(out, Booking{ID: id.String, EventID: eventID, UserID: user.String, Seats: int(seats.Int64), Date: sqldb.Time(at.Int64)})
+			out = append(out, Booking{ID: id.String, ShowID: showID, UserID: user.String, Seats: int(seats.Int64), Date: sqldb.Time(at.Int64)})
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the bookings of event %s: %w", eventID, err)
+		return nil, fmt.Errorf("reading the bookings of event %s: %w", showID, err)
 	}
 	if !found {
-		return nil, fmt.Errorf("event %s: %w", eventID, ErrNotFound)
+		return nil, fmt.Errorf("event %s: %w", showID, ErrNotFound)
 	}
 	return out, nil
 }
-
-// Outbox returns the store's outbox.
-func (s *SQLStore) Outbox() outbox.Store { return s.db.Outbox() }
-
-// Ping reports whether the database answers.
-func (s *SQLStore) Ping(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("pinging %s: %w", s.db, err)
-	}
-	return nil
-}
-
-// Close closes the database.
-func (s *SQLStore) Close() error { return s.db.Close() }
 
 // Compile-time checks that both stores implement Store.
 var (

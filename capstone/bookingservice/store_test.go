@@ -11,31 +11,10 @@ import (
 	"example.com/myevents/contracts"
 )
 
-// openStores opens every store backend, fresh for the test, and closes them
-// when it ends.
-func openStores(t *testing.T) map[string]Store {
-	t.Helper()
-	stores := map[string]Store{}
-	for _, b := range servicetest.Backends(t) {
-		s, err := OpenStore(context.Background(), b.DSN)
-		if err != nil {
-			t.Fatalf("opening the %s store: %v", b.Name, err)
-		}
-		t.Cleanup(func() { s.Close() })
-		stores[b.Name] = s
-	}
-	return stores
-}
-
 // TestStore runs one specification against the memory, SQLite and
 // PostgreSQL stores.
 func TestStore(t *testing.T) {
-	for name, s := range openStores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			storeSpec(t, s)
-		})
-	}
+	servicetest.ForEachStore(t, OpenStore, storeSpec)
 }
 
 func storeSpec(t *testing.T, s Store) {
@@ -43,11 +22,11 @@ func storeSpec(t *testing.T, s Store) {
 	hasOutbox := s.Outbox() != nil
 	at := time.Date(2026, 11, 27, 20, 0, 0, 0, time.UTC)
 	booking := func(id, event string, seats int, minute int) Booking {
-		return Booking{ID: id, EventID: event, UserID: "user-" + id, Seats: seats, Date: at.Add(time.Duration(minute) * time.Minute)}
+		return Booking{ID: id, ShowID: event, UserID: "user-" + id, Seats: seats, Date: at.Add(time.Duration(minute) * time.Minute)}
 	}
 
 	// An empty store knows nothing and sells nothing.
-	if _, err := s.Event(ctx, "ev"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Show(ctx, "ev"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Event = %v, want ErrNotFound", err)
 	}
 	if _, err := s.Bookings(ctx, "ev"); !errors.Is(err, ErrNotFound) {
@@ -63,24 +42,24 @@ func storeSpec(t *testing.T, s Store) {
 	// Saving is insert-if-absent: the first copy wins.
 	loc := Location{ID: "loc", Name: "Arena", Address: "Street 1", Country: "NL", OpenTime: 9, CloseTime: 22,
 		Halls: []contracts.Hall{{Name: "Main", Capacity: 5}, {Name: "Side", Capacity: 2}}}
-	ev := Event{ID: "ev", Name: "Aida", LocationID: "loc", Hall: "Main", Capacity: 5, StartDate: at, EndDate: at.Add(time.Hour)}
+	ev := Show{ID: "ev", Name: "Aida", LocationID: "loc", Hall: "Main", Capacity: 5, StartDate: at, EndDate: at.Add(time.Hour)}
 	for range 2 {
 		if err := s.SaveLocation(ctx, loc); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SaveEvent(ctx, ev); err != nil {
+		if err := s.SaveShow(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
 	changed := ev
 	changed.Name, changed.Capacity = "Changed", 500
-	if err := s.SaveEvent(ctx, changed); err != nil {
+	if err := s.SaveShow(ctx, changed); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.Location(ctx, "loc"); err != nil || !reflect.DeepEqual(got, loc) {
 		t.Errorf("Location = %+v, %v; want %+v", got, err, loc)
 	}
-	checkEvent(t, s, ev, 0)
+	checkShow(t, s, ev, 0)
 
 	// Book sells what is left and refuses the rest, writing nothing.
 	b1 := booking("b1", "ev", 2, 1)
@@ -94,14 +73,14 @@ func storeSpec(t *testing.T, s Store) {
 	if hasOutbox != (msg.ID != 0) || hasOutbox == (msg.Undo != nil) {
 		t.Errorf("Book message ID %d, Undo %v, for a store with outbox=%v", msg.ID, msg.Undo != nil, hasOutbox)
 	}
-	unsentBefore := unsent(t, s)
+	unsentBefore := servicetest.Unsent(t, s.Outbox())
 	if _, err := s.Book(ctx, booking("b2", "ev", 4, 2)); !errors.Is(err, ErrSoldOut) {
 		t.Errorf("Book 4 of 3 left = %v, want ErrSoldOut", err)
 	}
-	if unsent(t, s) != unsentBefore {
+	if servicetest.Unsent(t, s.Outbox()) != unsentBefore {
 		t.Error("a refused booking wrote an outbox message")
 	}
-	checkEvent(t, s, ev, 2)
+	checkShow(t, s, ev, 2)
 	b3 := booking("b3", "ev", 3, 3)
 	if _, err := s.Book(ctx, b3); err != nil {
 		t.Fatalf("Book the last 3: %v", err)
@@ -109,14 +88,14 @@ func storeSpec(t *testing.T, s Store) {
 	if _, err := s.Book(ctx, booking("b4", "ev", 1, 4)); !errors.Is(err, ErrSoldOut) {
 		t.Errorf("Book on a full event = %v, want ErrSoldOut", err)
 	}
-	checkEvent(t, s, ev, 5)
+	checkShow(t, s, ev, 5)
 	checkBookings(t, s, "ev", b1, b3)
 
 	// Hearing our own event.booked back changes nothing.
 	if applied, err := s.ApplyBooking(ctx, b1); err != nil || applied {
 		t.Errorf("ApplyBooking(own b1) = %v, %v; want false", applied, err)
 	}
-	checkEvent(t, s, ev, 5)
+	checkShow(t, s, ev, 5)
 
 	// A booking sold by another instance counts, once, even beyond the
 	// capacity: those seats are sold already.
@@ -126,7 +105,7 @@ func storeSpec(t *testing.T, s Store) {
 			t.Errorf("ApplyBooking(b9) #%d = %v, %v; want %v", i+1, applied, err, want)
 		}
 	}
-	checkEvent(t, s, ev, 7)
+	checkShow(t, s, ev, 7)
 	checkBookings(t, s, "ev", b9, b1, b3)
 
 	// A booking heard before its event is kept on a placeholder, which is
@@ -135,7 +114,7 @@ func storeSpec(t *testing.T, s Store) {
 	if applied, err := s.ApplyBooking(ctx, early); err != nil || !applied {
 		t.Fatalf("ApplyBooking(early) = %v, %v", applied, err)
 	}
-	if _, err := s.Event(ctx, "later"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Show(ctx, "later"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Event(placeholder) = %v, want ErrNotFound", err)
 	}
 	if _, err := s.Bookings(ctx, "later"); !errors.Is(err, ErrNotFound) {
@@ -144,11 +123,11 @@ func storeSpec(t *testing.T, s Store) {
 	if _, err := s.Book(ctx, booking("b5", "later", 1, 6)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Book on a placeholder = %v, want ErrNotFound", err)
 	}
-	later := Event{ID: "later", Name: "Tosca", LocationID: "loc", Hall: "Side", Capacity: 10, StartDate: at, EndDate: at}
-	if err := s.SaveEvent(ctx, later); err != nil {
+	later := Show{ID: "later", Name: "Tosca", LocationID: "loc", Hall: "Side", Capacity: 10, StartDate: at, EndDate: at}
+	if err := s.SaveShow(ctx, later); err != nil {
 		t.Fatal(err)
 	}
-	checkEvent(t, s, later, 3)
+	checkShow(t, s, later, 3)
 	if _, err := s.Book(ctx, booking("b6", "later", 7, 7)); err != nil {
 		t.Errorf("Book the 7 seats left: %v", err)
 	}
@@ -157,7 +136,7 @@ func storeSpec(t *testing.T, s Store) {
 	}
 
 	if hasOutbox {
-		if n := unsent(t, s); n != 3 {
+		if n := servicetest.Unsent(t, s.Outbox()); n != 3 {
 			t.Errorf("%d unsent messages, want 3 (b1, b3, b6)", n)
 		}
 	}
@@ -167,45 +146,32 @@ func storeSpec(t *testing.T, s Store) {
 }
 
 // checkEvent requires the store's copy of want with booked seats booked.
-func checkEvent(t *testing.T, s Store, want Event, booked int) {
+func checkShow(t *testing.T, s Store, want Show, booked int) {
 	t.Helper()
 	want.Booked = booked
-	got, err := s.Event(context.Background(), want.ID)
+	got, err := s.Show(context.Background(), want.ID)
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("Event(%s) = %+v, %v; want %+v", want.ID, got, err, want)
 	}
 }
 
 // checkBookings requires exactly want, in order.
-func checkBookings(t *testing.T, s Store, eventID string, want ...Booking) {
+func checkBookings(t *testing.T, s Store, showID string, want ...Booking) {
 	t.Helper()
-	got, err := s.Bookings(context.Background(), eventID)
+	got, err := s.Bookings(context.Background(), showID)
 	if err != nil || len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
-		t.Errorf("Bookings(%s) = %+v, %v; want %+v", eventID, got, err, want)
+		t.Errorf("Bookings(%s) = %+v, %v; want %+v", showID, got, err, want)
 	}
-}
-
-// unsent counts a store's unsent outbox messages (0 without an outbox).
-func unsent(t *testing.T, s Store) int {
-	t.Helper()
-	if s.Outbox() == nil {
-		return 0
-	}
-	n, err := s.Outbox().Unsent(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 func TestMemoryUndoGivesTheSeatsBack(t *testing.T) {
 	ctx := context.Background()
 	s := NewMemoryStore()
-	ev := Event{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 3}
-	if err := s.SaveEvent(ctx, ev); err != nil {
+	ev := Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 3}
+	if err := s.SaveShow(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
-	msg, err := s.Book(ctx, Booking{ID: "b", EventID: "ev", UserID: "u", Seats: 3})
+	msg, err := s.Book(ctx, Booking{ID: "b", ShowID: "ev", UserID: "u", Seats: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +180,7 @@ func TestMemoryUndoGivesTheSeatsBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	checkEvent(t, s, ev, 0)
+	checkShow(t, s, ev, 0)
 	checkBookings(t, s, "ev")
 }
 

@@ -28,8 +28,8 @@ func TestCollaboration(t *testing.T) {
 		heard := &recorder{}
 		_, bookings := start(t, cfg, app.BookingService, sqlite(t, "bookings"), app.Options{WrapHandler: heard.wrap})
 		eventSvc, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
-		events.json("GET", "/healthz", "", http.StatusOK, nil)
-		bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+		events.JSON("GET", "/healthz", "", http.StatusOK, nil)
+		bookings.JSON("GET", "/healthz", "", http.StatusOK, nil)
 
 		locID, evID := createEvent(t, events, "Aida", 5)
 		v := awaitEvent(t, bookings, evID)
@@ -43,7 +43,7 @@ func TestCollaboration(t *testing.T) {
 		if err := eventSvc.Stop(); err != nil {
 			t.Fatalf("stopping EventService: %v", err)
 		}
-		if _, _, err := events.try("GET", "/healthz", ""); err == nil {
+		if _, _, err := events.Try("GET", "/healthz", ""); err == nil {
 			t.Fatal("EventService still answers after Stop")
 		}
 		b := book(t, bookings, evID, "alice", 2)
@@ -57,7 +57,7 @@ func TestCollaboration(t *testing.T) {
 		if !brokertest.CheckIDs(t, "bookings", bookingIDs(t, bookings, evID), []string{b.ID}) {
 			t.FailNow()
 		}
-		bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+		bookings.JSON("GET", "/healthz", "", http.StatusOK, nil)
 	})
 }
 
@@ -84,7 +84,7 @@ func TestLastSeatRace(t *testing.T) {
 		for i := range clients {
 			wg.Go(func() {
 				<-startAll
-				status, resp, err := bookings.try("POST", "/events/"+evID+"/bookings", fmt.Sprintf(`{"seats":1,"user_id":"user-%d"}`, i))
+				status, resp, err := bookings.Try("POST", "/events/"+evID+"/bookings", fmt.Sprintf(`{"seats":1,"user_id":"user-%d"}`, i))
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -166,141 +166,9 @@ func TestIdempotentRedelivery(t *testing.T) {
 			t.FailNow()
 		}
 		// The capacity is still enforced against the right count.
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":3,"user_id":"carol"}`, http.StatusConflict, "not enough seats")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":3,"user_id":"carol"}`, http.StatusConflict, "not enough seats")
 		book(t, bookings, evID, "carol", 2)
 	})
-}
-
-// TestRestartSQLite: BookingService with a SQLite file answers the same
-// after a restart, and receives what was emitted while it was down,
-// without handling again what it had handled.
-func TestRestartSQLite(t *testing.T) {
-	forEachBroker(t, func(t *testing.T, cfg app.Config) {
-		db := sqlite(t, "bookings")
-		first := &recorder{}
-		svc, bookings := start(t, cfg, app.BookingService, db, app.Options{WrapHandler: first.wrap})
-		_, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
-		_, evID := createEvent(t, events, "Before", 4)
-		awaitEvent(t, bookings, evID)
-		b := book(t, bookings, evID, "alice", 3)
-		first.awaitCount(t, contracts.EventBookedName, 1, b.ID)
-		before := awaitEvent(t, bookings, evID)
-
-		if err := svc.Stop(); err != nil {
-			t.Fatalf("stopping BookingService: %v", err)
-		}
-		// Emitted while BookingService is down: the queue or the log
-		// keeps it.
-		_, evWhileDown := createEvent(t, events, "While down", 7)
-
-		again := &recorder{}
-		_, bookings = start(t, cfg, app.BookingService, db, app.Options{WrapHandler: again.wrap})
-		if after := awaitEvent(t, bookings, evID); after != before {
-			t.Fatalf("after the restart: %+v, before: %+v", after, before)
-		}
-		if !brokertest.CheckIDs(t, "bookings after the restart", bookingIDs(t, bookings, evID), []string{b.ID}) {
-			t.FailNow()
-		}
-		if v := awaitEvent(t, bookings, evWhileDown); v.Capacity != 7 {
-			t.Fatalf("event created while BookingService was down: %+v", v)
-		}
-		// It resumed: what the first run had acknowledged or committed
-		// was not handed over again.
-		if n := again.count(contracts.EventCreatedName, evID) + again.count(contracts.EventBookedName, b.ID); n != 0 {
-			t.Errorf("the restarted service handled %d events the first run had finished", n)
-		}
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":2,"user_id":"bob"}`, http.StatusConflict, "not enough seats")
-		book(t, bookings, evID, "bob", 1)
-	})
-}
-
-// TestRestartMemoryKafka: BookingService with the memory store on Kafka
-// rebuilds everything from the log at start-up, bookings included, and
-// answers nothing but 503 until it has caught up.
-func TestRestartMemoryKafka(t *testing.T) {
-	t.Parallel()
-	cfg := kafkaConfig(t)
-	svc, bookings := start(t, cfg, app.BookingService, "memory:", app.Options{})
-	_, events := start(t, cfg, app.EventService, "memory:", app.Options{})
-	_, evA := createEvent(t, events, "A", 5)
-	_, evB := createEvent(t, events, "B", 3)
-	awaitEvent(t, bookings, evA)
-	awaitEvent(t, bookings, evB)
-	a1, a2, b1 := book(t, bookings, evA, "alice", 2), book(t, bookings, evA, "bob", 2), book(t, bookings, evB, "carol", 3)
-	bookings.wantError("POST", "/events/"+evB+"/bookings", `{"seats":1,"user_id":"dave"}`, http.StatusConflict, "not enough seats")
-	beforeA, beforeB := awaitEvent(t, bookings, evA), awaitEvent(t, bookings, evB)
-	if err := svc.Stop(); err != nil {
-		t.Fatalf("stopping BookingService: %v", err)
-	}
-	records := countRecords(t, cfg)
-	inLog := records()
-
-	// Start again, empty, and hold the replay at its first event.
-	held := holding()
-	_, bookings = start(t, cfg, app.BookingService, "memory:", app.Options{WrapHandler: held.wrap}, held)
-	select {
-	case <-held.entered:
-	case <-time.After(wait):
-		t.Fatal("the replay did not start")
-	}
-	// Not caught up: every answer is 503, from many clients at once, and
-	// nothing is sold.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	answers := map[string]int{}
-	for i := range 20 {
-		wg.Go(func() {
-			method, path, body := "POST", "/events/"+evA+"/bookings", `{"seats":1,"user_id":"early"}`
-			switch i % 4 {
-			case 1:
-				method, path, body = "GET", "/events/"+evA, ""
-			case 2:
-				method, path, body = "GET", "/healthz", ""
-			case 3:
-				method, path, body = "GET", "/events/"+evB+"/bookings", ""
-			}
-			status, resp, err := bookings.try(method, path, body)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				answers[err.Error()]++
-			case status != http.StatusServiceUnavailable || !strings.Contains(string(resp), "replaying"):
-				answers[fmt.Sprintf("%s %s -> %d %s", method, path, status, resp)]++
-			default:
-				answers["503"]++
-			}
-		})
-	}
-	wg.Wait()
-	if answers["503"] != 20 {
-		t.Fatalf("before catching up, want 20 x 503 replaying; got %v", answers)
-	}
-	if n := records(); n != inLog {
-		t.Fatalf("the log grew from %d to %d records before BookingService caught up", inLog, n)
-	}
-
-	// Let the replay go on: it catches up with the log and serves.
-	held.Release()
-	brokertest.Eventually(t, wait, func() error {
-		status, _, err := bookings.try("GET", "/healthz", "")
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("healthz = %d", status)
-		}
-		return err
-	})
-	if afterA, afterB := awaitEvent(t, bookings, evA), awaitEvent(t, bookings, evB); afterA != beforeA || afterB != beforeB {
-		t.Fatalf("rebuilt from the log: %+v and %+v; before the restart: %+v and %+v", afterA, afterB, beforeA, beforeB)
-	}
-	if !brokertest.CheckIDs(t, "bookings of A rebuilt", bookingIDs(t, bookings, evA), []string{a1.ID, a2.ID}) {
-		t.FailNow()
-	}
-	if !brokertest.CheckIDs(t, "bookings of B rebuilt", bookingIDs(t, bookings, evB), []string{b1.ID}) {
-		t.FailNow()
-	}
-	bookings.wantError("POST", "/events/"+evA+"/bookings", `{"seats":2,"user_id":"erin"}`, http.StatusConflict, "not enough seats")
-	bookings.wantError("POST", "/events/"+evB+"/bookings", `{"seats":1,"user_id":"erin"}`, http.StatusConflict, "not enough seats")
-	book(t, bookings, evA, "erin", 1)
 }
 
 // TestBadInput: requests a service must refuse get the right status and a
@@ -324,32 +192,32 @@ func TestBadInput(t *testing.T) {
 
 		huge := `{"name":"` + strings.Repeat("x", 70<<10) + `"}`
 		// EventService.
-		events.wantError("POST", "/locations", `{"name":`, http.StatusBadRequest, "invalid JSON")
-		events.wantError("POST", "/locations", `{"name":"X","colour":"red"}`, http.StatusBadRequest, "unknown field")
-		events.wantError("POST", "/locations", `{"name":"X","halls":[{"name":"H","capacity":-1}]}`, http.StatusBadRequest, "capacity must be at least 1")
-		events.wantError("POST", "/locations", huge, http.StatusRequestEntityTooLarge, "larger than")
-		events.wantError("POST", "/events", `{"name":"Y","location_id":"nowhere","hall":"Main","start_date":1795118400,"end_date":1795129200}`, http.StatusUnprocessableEntity, "does not exist")
-		events.wantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Attic","start_date":1795118400,"end_date":1795129200}`, locID), http.StatusUnprocessableEntity, "no hall")
-		events.wantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Main","start_date":1795129200,"end_date":1795118400}`, locID), http.StatusBadRequest, "before")
-		events.wantError("GET", "/locations/nowhere", "", http.StatusNotFound, "not found")
-		events.wantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
-		events.wantError("GET", "/events/name/Nothing", "", http.StatusNotFound, "no event named")
-		events.wantError("DELETE", "/events/"+evID, "", http.StatusNotFound, "no route")
+		events.WantError("POST", "/locations", `{"name":`, http.StatusBadRequest, "invalid JSON")
+		events.WantError("POST", "/locations", `{"name":"X","colour":"red"}`, http.StatusBadRequest, "unknown field")
+		events.WantError("POST", "/locations", `{"name":"X","halls":[{"name":"H","capacity":-1}]}`, http.StatusBadRequest, "capacity must be at least 1")
+		events.WantError("POST", "/locations", huge, http.StatusRequestEntityTooLarge, "larger than")
+		events.WantError("POST", "/events", `{"name":"Y","location_id":"nowhere","hall":"Main","start_date":1795118400,"end_date":1795129200}`, http.StatusUnprocessableEntity, "does not exist")
+		events.WantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Attic","start_date":1795118400,"end_date":1795129200}`, locID), http.StatusUnprocessableEntity, "no hall")
+		events.WantError("POST", "/events", fmt.Sprintf(`{"name":"Y","location_id":%q,"hall":"Main","start_date":1795129200,"end_date":1795118400}`, locID), http.StatusBadRequest, "before")
+		events.WantError("GET", "/locations/nowhere", "", http.StatusNotFound, "not found")
+		events.WantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
+		events.WantError("GET", "/events/name/Nothing", "", http.StatusNotFound, "no event named")
+		events.WantError("DELETE", "/events/"+evID, "", http.StatusNotFound, "no route")
 		// BookingService.
-		bookings.wantError("POST", "/events/nowhere/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusNotFound, "not found")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":0,"user_id":"bob"}`, http.StatusBadRequest, "at least 1")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":1}`, http.StatusBadRequest, "user_id")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob","vip":true}`, http.StatusBadRequest, "unknown field")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":"1","user_id":"bob"}`, http.StatusBadRequest, "invalid JSON")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", huge, http.StatusRequestEntityTooLarge, "larger than")
-		bookings.wantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusConflict, "not enough seats")
-		bookings.wantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
-		bookings.wantError("GET", "/events/nowhere/bookings", "", http.StatusNotFound, "not found")
+		bookings.WantError("POST", "/events/nowhere/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusNotFound, "not found")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":0,"user_id":"bob"}`, http.StatusBadRequest, "at least 1")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":1}`, http.StatusBadRequest, "user_id")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob","vip":true}`, http.StatusBadRequest, "unknown field")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":"1","user_id":"bob"}`, http.StatusBadRequest, "invalid JSON")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", huge, http.StatusRequestEntityTooLarge, "larger than")
+		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusConflict, "not enough seats")
+		bookings.WantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
+		bookings.WantError("GET", "/events/nowhere/bookings", "", http.StatusNotFound, "not found")
 
 		// Nothing was written anywhere.
 		var locs, evs []map[string]any
-		events.json("GET", "/locations", "", http.StatusOK, &locs)
-		events.json("GET", "/events", "", http.StatusOK, &evs)
+		events.JSON("GET", "/locations", "", http.StatusOK, &locs)
+		events.JSON("GET", "/events", "", http.StatusOK, &evs)
 		if len(locs) != 1 || len(evs) != 1 {
 			t.Fatalf("EventService stored %d locations and %d events, want 1 and 1", len(locs), len(evs))
 		}
@@ -390,7 +258,7 @@ func TestGracefulShutdown(t *testing.T) {
 		go func() { stopped <- svc.Stop() }()
 		// The HTTP server goes first ...
 		brokertest.Eventually(t, wait, func() error {
-			if _, _, err := bookings.try("GET", "/healthz", ""); err == nil {
+			if _, _, err := bookings.Try("GET", "/healthz", ""); err == nil {
 				return fmt.Errorf("BookingService still answers HTTP")
 			}
 			return nil
@@ -463,11 +331,11 @@ func TestHealthzFollowsTheBroker(t *testing.T) {
 	cfg := app.DefaultConfig(app.EventService)
 	cfg.Broker, cfg.KafkaBrokers = app.Kafka, cluster.ListenAddrs()
 	_, events := start(t, cfg, app.EventService, "memory:", app.Options{})
-	events.json("GET", "/healthz", "", http.StatusOK, nil)
+	events.JSON("GET", "/healthz", "", http.StatusOK, nil)
 
 	cluster.Close()
 	brokertest.Eventually(t, wait, func() error {
-		status, resp, err := events.try("GET", "/healthz", "")
+		status, resp, err := events.Try("GET", "/healthz", "")
 		if err != nil {
 			return err
 		}
@@ -477,9 +345,9 @@ func TestHealthzFollowsTheBroker(t *testing.T) {
 		return nil
 	})
 	// Creating a location now fails cleanly: nothing stored, 503.
-	events.wantError("POST", "/locations", `{"name":"Nowhere"}`, http.StatusServiceUnavailable, "nothing was stored")
+	events.WantError("POST", "/locations", `{"name":"Nowhere"}`, http.StatusServiceUnavailable, "nothing was stored")
 	var locs []map[string]any
-	events.json("GET", "/locations", "", http.StatusOK, &locs)
+	events.JSON("GET", "/locations", "", http.StatusOK, &locs)
 	if len(locs) != 0 {
 		t.Fatalf("EventService stored %d locations while Kafka was down", len(locs))
 	}

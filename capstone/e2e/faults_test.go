@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/capstone/internal/app"
+	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
@@ -32,15 +33,11 @@ type bookedLog struct {
 func newBookedLog(t *testing.T, cfg app.Config) *bookedLog {
 	t.Helper()
 	b := &bookedLog{url: cfg.AMQPURL, queue: brokertest.Name(t, "booked-log"), byBooking: map[string]map[string]int{}}
-	conn, err := amqp.Dial(b.url)
+	ch, closeConn, err := openChannel(b.url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer closeConn()
 	if err := ch.ExchangeDeclare(cfg.Exchange, amqp.ExchangeTopic, true /* durable */, false /* autoDelete */, false /* internal */, false /* noWait */, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -67,15 +64,11 @@ func newBookedLog(t *testing.T, cfg app.Config) *bookedLog {
 
 // collect takes what the queue holds now.
 func (b *bookedLog) collect() error {
-	conn, err := amqp.Dial(b.url)
+	ch, closeConn, err := openChannel(b.url)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
+	defer closeConn()
 	for {
 		d, ok, err := ch.Get(b.queue, true /* autoAck */)
 		if err != nil || !ok {
@@ -140,7 +133,7 @@ type load struct {
 }
 
 // startLoad starts workers against bookings.
-func startLoad(bookings *api, eventID string, workers int) *load {
+func startLoad(bookings *servicetest.Server, eventID string, workers int) *load {
 	l := &load{statuses: map[int]int{}, stop: make(chan struct{})}
 	for range workers {
 		l.wg.Go(func() {
@@ -150,7 +143,7 @@ func startLoad(bookings *api, eventID string, workers int) *load {
 					return
 				default:
 				}
-				status, body, err := bookings.try("POST", "/events/"+eventID+"/bookings", `{"seats":1,"user_id":"load"}`)
+				status, body, err := bookings.Try("POST", "/events/"+eventID+"/bookings", `{"seats":1,"user_id":"load"}`)
 				var b booking
 				l.mu.Lock()
 				switch {
@@ -202,10 +195,10 @@ func (l *load) end() []string {
 }
 
 // awaitHealth waits until /healthz answers want.
-func awaitHealth(t *testing.T, a *api, want int) {
+func awaitHealth(t *testing.T, a *servicetest.Server, want int) {
 	t.Helper()
 	brokertest.Eventually(t, 2*wait, func() error {
-		status, body, err := a.try("GET", "/healthz", "")
+		status, body, err := a.Try("GET", "/healthz", "")
 		if err != nil || status != want {
 			return fmt.Errorf("healthz = %d %s %v, want %d", status, body, err, want)
 		}
@@ -255,7 +248,7 @@ func TestRabbitMQStopAppUnderLoad(t *testing.T) {
 
 	// Both services work again: a new booking, a new location.
 	created = append(created, book(t, bookings, evID, "after", 1).ID)
-	events.json("POST", "/locations", `{"name":"After the outage"}`, http.StatusCreated, nil)
+	events.JSON("POST", "/locations", `{"name":"After the outage"}`, http.StatusCreated, nil)
 
 	all := map[string]bool{}
 	for _, id := range bookingIDs(t, bookings, evID) {
@@ -297,7 +290,7 @@ func TestKillBookingServiceUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	first := startProcess(t, ctx, bin, "bookingservice", args...)
-	bookings := &api{t: t, url: first.url}
+	bookings := servicetest.At(t, first.url)
 	awaitEvent(t, bookings, evID)
 
 	l := startLoad(bookings, evID, 8)

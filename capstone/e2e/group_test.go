@@ -42,7 +42,7 @@ func TestLastSeatRaceGroups(t *testing.T) {
 				db = servicetest.PostgresDSN(t)
 			}
 			heard := &recorder{}
-			var instances []*api
+			var instances []*servicetest.Server
 			for range tc.instances {
 				_, b := start(t, cfg, app.BookingService, db, app.Options{WrapHandler: heard.wrap, BookingGroup: tc.group})
 				instances = append(instances, b)
@@ -76,7 +76,7 @@ func TestLastSeatRaceGroups(t *testing.T) {
 
 // raceFor sends clients bookings of one seat at once, spread over the
 // instances, and returns the IDs sold and the count of each status.
-func raceFor(t *testing.T, instances []*api, evID string, clients int) (sold []string, statuses map[int]int) {
+func raceFor(t *testing.T, instances []*servicetest.Server, evID string, clients int) (sold []string, statuses map[int]int) {
 	t.Helper()
 	var (
 		wg       sync.WaitGroup
@@ -88,7 +88,7 @@ func raceFor(t *testing.T, instances []*api, evID string, clients int) (sold []s
 	for i := range clients {
 		wg.Go(func() {
 			<-startAll
-			status, resp, err := instances[i%len(instances)].try("POST", "/events/"+evID+"/bookings", fmt.Sprintf(`{"seats":1,"user_id":"user-%d"}`, i))
+			status, resp, err := instances[i%len(instances)].Try("POST", "/events/"+evID+"/bookings", fmt.Sprintf(`{"seats":1,"user_id":"user-%d"}`, i))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

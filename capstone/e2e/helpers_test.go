@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -19,10 +18,9 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/capstone/internal/app"
-	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/capstone/msgqueue/kafka"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
-	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
 
@@ -41,17 +39,12 @@ func amqpConfig(t *testing.T) app.Config {
 	cfg.Exchange = brokertest.Name(t, "events")
 	cfg.Queue = brokertest.Name(t, "bookingservice")
 	t.Cleanup(func() {
-		conn, err := amqp.Dial(rabbit.URL)
+		ch, closeConn, err := openChannel(rabbit.URL)
 		if err != nil {
 			t.Errorf("cleanup: %v", err)
 			return
 		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
+		defer closeConn()
 		for _, q := range []string{cfg.Queue, rabbitmq.DeadLetterQueue(cfg.Queue)} {
 			if _, err := ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */); err != nil {
 				t.Errorf("cleanup: deleting queue %s: %v", q, err)
@@ -120,10 +113,10 @@ func sqlite(t *testing.T, name string) string {
 // start runs a service of cfg (cfg.Service) on a free port with the
 // store db, stopped (and required to stop cleanly) when the test ends,
 // after held (if any) was released.
-func start(t *testing.T, cfg app.Config, service, db string, opt app.Options, held ...*recorder) (*app.Running, *api) {
+func start(t *testing.T, cfg app.Config, service, db string, opt app.Options, held ...*recorder) (*app.Running, *servicetest.Server) {
 	t.Helper()
 	cfg.Service = service
-	cfg.Listen = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.DB = db
 	opt.Logger = testLogger(t)
 	r, err := app.Start(context.Background(), cfg, opt)
@@ -138,7 +131,7 @@ func start(t *testing.T, cfg app.Config, service, db string, opt app.Options, he
 			t.Errorf("%s stopped with an error: %v", service, err)
 		}
 	})
-	return r, &api{t: t, url: r.URL}
+	return r, servicetest.At(t, r.URL)
 }
 
 // testLogger sends the services' logs to the test log, until the test
@@ -168,66 +161,6 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// api talks to a service over real HTTP.
-type api struct {
-	t   *testing.T
-	url string
-}
-
-// try sends a request; safe from any goroutine.
-func (a *api) try(method, path, body string) (int, []byte, error) {
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, a.url+path, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-// json sends a request, requires status want and decodes the answer into
-// into (unless nil).
-func (a *api) json(method, path, body string, want int, into any) {
-	a.t.Helper()
-	status, resp, err := a.try(method, path, body)
-	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	if status != want {
-		a.t.Fatalf("%s %s = %d %s, want %d", method, path, status, bytes.TrimSpace(resp), want)
-	}
-	if into != nil {
-		if err := json.Unmarshal(resp, into); err != nil {
-			a.t.Fatalf("%s %s: decoding %s: %v", method, path, resp, err)
-		}
-	}
-}
-
-// wantError requires status want and a body that is exactly
-// {"error": "..."} with a message containing part.
-func (a *api) wantError(method, path, body string, want int, part string) {
-	a.t.Helper()
-	status, resp, err := a.try(method, path, body)
-	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	var e map[string]string
-	if status != want || json.Unmarshal(resp, &e) != nil || len(e) != 1 || !strings.Contains(e["error"], part) {
-		a.t.Fatalf("%s %s = %d %s, want %d {\"error\": \"...%s...\"}", method, path, status, bytes.TrimSpace(resp), want, part)
-	}
-}
-
 // view is BookingService's answer to GET /events/{id}.
 type view struct {
 	ID         string `json:"id"`
@@ -252,13 +185,13 @@ type booking struct {
 
 // createEvent creates a location with one hall of capacity seats and an
 // event there, on EventService, and returns their IDs.
-func createEvent(t *testing.T, events *api, name string, capacity int) (locationID, eventID string) {
+func createEvent(t *testing.T, events *servicetest.Server, name string, capacity int) (locationID, eventID string) {
 	t.Helper()
 	var loc, ev struct{ ID string }
-	events.json("POST", "/locations",
+	events.JSON("POST", "/locations",
 		fmt.Sprintf(`{"name":"Arena %s","address":"1 Harbour Road","country":"NL","halls":[{"name":"Main","capacity":%d}]}`, name, capacity),
 		http.StatusCreated, &loc)
-	events.json("POST", "/events",
+	events.JSON("POST", "/events",
 		fmt.Sprintf(`{"name":%q,"location_id":%q,"hall":"Main","start_date":1795118400,"end_date":1795129200,"duration":180}`, name, loc.ID),
 		http.StatusCreated, &ev)
 	return loc.ID, ev.ID
@@ -266,11 +199,11 @@ func createEvent(t *testing.T, events *api, name string, capacity int) (location
 
 // awaitEvent waits until BookingService knows the event and returns its
 // view.
-func awaitEvent(t *testing.T, bookings *api, id string) view {
+func awaitEvent(t *testing.T, bookings *servicetest.Server, id string) view {
 	t.Helper()
 	var v view
 	brokertest.Eventually(t, wait, func() error {
-		status, resp, err := bookings.try("GET", "/events/"+id, "")
+		status, resp, err := bookings.Try("GET", "/events/"+id, "")
 		if err != nil {
 			return err
 		}
@@ -283,18 +216,18 @@ func awaitEvent(t *testing.T, bookings *api, id string) view {
 }
 
 // book books seats and returns the booking.
-func book(t *testing.T, bookings *api, eventID, user string, seats int) booking {
+func book(t *testing.T, bookings *servicetest.Server, eventID, user string, seats int) booking {
 	t.Helper()
 	var b booking
-	bookings.json("POST", "/events/"+eventID+"/bookings", fmt.Sprintf(`{"seats":%d,"user_id":%q}`, seats, user), http.StatusCreated, &b)
+	bookings.JSON("POST", "/events/"+eventID+"/bookings", fmt.Sprintf(`{"seats":%d,"user_id":%q}`, seats, user), http.StatusCreated, &b)
 	return b
 }
 
 // bookingIDs lists the IDs of an event's bookings on BookingService.
-func bookingIDs(t *testing.T, bookings *api, eventID string) []string {
+func bookingIDs(t *testing.T, bookings *servicetest.Server, eventID string) []string {
 	t.Helper()
 	var bs []booking
-	bookings.json("GET", "/events/"+eventID+"/bookings", "", http.StatusOK, &bs)
+	bookings.JSON("GET", "/events/"+eventID+"/bookings", "", http.StatusOK, &bs)
 	ids := make([]string, len(bs))
 	for i, b := range bs {
 		ids[i] = b.ID
@@ -303,179 +236,17 @@ func bookingIDs(t *testing.T, bookings *api, eventID string) []string {
 	return ids
 }
 
-// recorder wraps BookingService's broker handler: it records every event
-// the service applied, and can hold events back until released.
-type recorder struct {
-	mu      sync.Mutex
-	applied []contracts.Event
-	entered chan contracts.Event // if set, gets each event before it is held
-	hold    chan struct{}        // if set, each event waits until it is closed
-	release sync.Once
-}
-
-// holding returns a recorder that holds every event until Release.
-// Pass it to start, which releases it before it stops the service (a
-// held handler would keep the service from stopping).
-func holding() *recorder {
-	return &recorder{hold: make(chan struct{}), entered: make(chan contracts.Event, 1000)}
-}
-
-// Release lets held events through.
-func (r *recorder) Release() {
-	if r.hold != nil {
-		r.release.Do(func() { close(r.hold) })
-	}
-}
-
-func (r *recorder) wrap(next msgqueue.Handler) msgqueue.Handler {
-	return func(ctx context.Context, ev contracts.Event) error {
-		if r.entered != nil {
-			r.entered <- ev
-		}
-		if r.hold != nil {
-			<-r.hold
-		}
-		err := next(ctx, ev)
-		if err == nil {
-			r.mu.Lock()
-			r.applied = append(r.applied, ev)
-			r.mu.Unlock()
-		}
-		return err
-	}
-}
-
-// events returns what was applied so far.
-func (r *recorder) events() []contracts.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.applied)
-}
-
-// count says how often an event of that name and ID was applied.
-func (r *recorder) count(name, id string) int {
-	n := 0
-	for _, ev := range r.events() {
-		if ev.EventName() == name && idOf(ev) == id {
-			n++
-		}
-	}
-	return n
-}
-
-// awaitCount waits until every id of that name was applied n times.
-func (r *recorder) awaitCount(t *testing.T, name string, n int, ids ...string) {
-	t.Helper()
-	brokertest.Eventually(t, wait, func() error {
-		for _, id := range ids {
-			if got := r.count(name, id); got != n {
-				return fmt.Errorf("%s %s applied %d times, want %d", name, id, got, n)
-			}
-		}
-		return nil
-	})
-}
-
-// idOf returns the ID of the entity or booking an event is about.
-func idOf(ev contracts.Event) string {
-	switch e := ev.(type) {
-	case *contracts.LocationCreated:
-		return e.ID
-	case *contracts.EventCreated:
-		return e.ID
-	case *contracts.EventBooked:
-		return e.ID
-	}
-	return ""
-}
-
-// counter counts the records the broker holds for the test, independently
-// of the services: on Kafka the topic's end offsets, on RabbitMQ a queue
-// of the test's own bound to every event name.
-type counter func() int
-
-// countRecords starts counting; with RabbitMQ, only what is emitted from
-// now on counts.
-func countRecords(t *testing.T, cfg app.Config) counter {
-	t.Helper()
-	switch cfg.Broker {
-	case app.Kafka:
-		client, err := sarama.NewClient(cfg.KafkaBrokers, saramaConfig())
-		if err != nil {
-			t.Fatalf("counting records: %v", err)
-		}
-		t.Cleanup(func() { client.Close() })
-		return func() int {
-			t.Helper()
-			if err := client.RefreshMetadata(cfg.Topic); err != nil {
-				t.Fatalf("counting records: %v", err)
-			}
-			ps, err := client.Partitions(cfg.Topic)
-			if err != nil {
-				t.Fatalf("counting records: %v", err)
-			}
-			total := 0
-			for _, p := range ps {
-				end, err := client.GetOffset(cfg.Topic, p, sarama.OffsetNewest)
-				if err != nil {
-					t.Fatalf("counting records: %v", err)
-				}
-				total += int(end)
-			}
-			return total
-		}
-	default:
-		conn, err := amqp.Dial(cfg.AMQPURL)
-		if err != nil {
-			t.Fatalf("counting records: %v", err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatalf("counting records: %v", err)
-		}
-		// The exchange may not exist yet; declaring it is idempotent.
-		if err := ch.ExchangeDeclare(cfg.Exchange, amqp.ExchangeTopic, true /* durable */, false /* autoDelete */, false /* internal */, false /* noWait */, nil); err != nil {
-			t.Fatalf("counting records: %v", err)
-		}
-		// Exclusive: the queue goes with the test's connection.
-		q, err := ch.QueueDeclare("", false /* durable */, true /* autoDelete */, true /* exclusive */, false /* noWait */, nil)
-		if err != nil {
-			t.Fatalf("counting records: %v", err)
-		}
-		if err := ch.QueueBind(q.Name, "#", cfg.Exchange, false /* noWait */, nil); err != nil {
-			t.Fatalf("counting records: %v", err)
-		}
-		return func() int {
-			t.Helper()
-			q, err := ch.QueueDeclarePassive(q.Name, false /* durable */, true /* autoDelete */, true /* exclusive */, false /* noWait */, nil)
-			if err != nil {
-				t.Fatalf("counting records: %v", err)
-			}
-			return q.Messages
-		}
-	}
-}
-
-// emitter returns an emitter of the test's own on cfg's broker, to send
-// events to BookingService as if another service had.
-func emitter(t *testing.T, cfg app.Config) msgqueue.Emitter {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	var (
-		em  msgqueue.Emitter
-		err error
-	)
-	switch cfg.Broker {
-	case app.Kafka:
-		em, err = kafka.NewEmitter(ctx, cfg.KafkaBrokers, kafka.WithTopic(cfg.Topic))
-	default:
-		em, err = rabbitmq.NewEmitter(ctx, cfg.AMQPURL, rabbitmq.WithExchange(cfg.Exchange))
-	}
+// openChannel dials RabbitMQ at url and opens a channel; closeConn closes
+// the connection, and the channel with it.
+func openChannel(url string) (ch *amqp.Channel, closeConn func() error, err error) {
+	conn, err := amqp.Dial(url)
 	if err != nil {
-		t.Fatalf("test emitter: %v", err)
+		return nil, nil, err
 	}
-	t.Cleanup(func() { em.Close() })
-	return em
+	ch, err = conn.Channel()
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return ch, conn.Close, nil
 }

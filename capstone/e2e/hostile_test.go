@@ -86,8 +86,8 @@ func produceRaw(t *testing.T, cfg app.Config, topic, key string, value []byte) {
 }
 
 // healthz returns BookingService's /healthz status and body.
-func healthz(a *api) (int, string, error) {
-	status, body, err := a.try("GET", "/healthz", "")
+func healthz(a *servicetest.Server) (int, string, error) {
+	status, body, err := a.Try("GET", "/healthz", "")
 	return status, string(body), err
 }
 
@@ -163,12 +163,12 @@ func TestReplayPastANearLimitRecord(t *testing.T) {
 	bad := []byte(prefix + strings.Repeat("x", 1_048_400-len(prefix)-3) + `"}}`)
 	produceRaw(t, cfg, cfg.Topic, evID, bad)
 	var after struct{ ID string }
-	events.json("POST", "/events", fmt.Sprintf(`{"name":"After","location_id":%q,"hall":"Main","start_date":1795118400,"end_date":1795129200}`, locID), http.StatusCreated, &after)
+	events.JSON("POST", "/events", fmt.Sprintf(`{"name":"After","location_id":%q,"hall":"Main","start_date":1795118400,"end_date":1795129200}`, locID), http.StatusCreated, &after)
 
 	_, bookings := start(t, cfg, app.BookingService, "memory:", app.Options{})
 	awaitEvent(t, bookings, evID)
 	awaitEvent(t, bookings, after.ID)
-	bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+	bookings.JSON("GET", "/healthz", "", http.StatusOK, nil)
 	book(t, bookings, evID, "alice", 5)
 }
 
@@ -190,15 +190,11 @@ func sendRaw(t *testing.T, cfg app.Config, evs ...rawEvent) {
 		}
 		return
 	}
-	conn, err := amqp.Dial(cfg.AMQPURL)
+	ch, closeConn, err := openChannel(cfg.AMQPURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer closeConn()
 	if err := ch.Confirm(false /* noWait */); err != nil {
 		t.Fatal(err)
 	}
@@ -258,15 +254,11 @@ func deadLetterReasons(t *testing.T, cfg app.Config) map[string]int {
 		}
 		return out
 	}
-	conn, err := amqp.Dial(cfg.AMQPURL)
+	ch, closeConn, err := openChannel(cfg.AMQPURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close() // returns what was read unacknowledged
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer closeConn() // returns what was read unacknowledged
 	for {
 		d, ok, err := ch.Get(rabbitmq.DeadLetterQueue(cfg.Queue), false /* autoAck */)
 		if err != nil {
@@ -326,7 +318,7 @@ func TestHostileEventsFromTheBroker(t *testing.T) {
 			sendRaw(t, cfg, evs...)
 
 			brokertest.Eventually(t, wait, func() error {
-				status, body, err := bookings.try("GET", "/events/ev-h", "")
+				status, body, err := bookings.Try("GET", "/events/ev-h", "")
 				if err != nil || status != http.StatusOK || !strings.Contains(string(body), `"booked":3,`) {
 					return fmt.Errorf("GET /events/ev-h = %d %s %v, want 3 booked (alice's 1 and bob's 2)", status, body, err)
 				}
@@ -336,10 +328,10 @@ func TestHostileEventsFromTheBroker(t *testing.T) {
 				return nil
 			})
 			t.Logf("every hostile event dead-lettered and the good ones applied %v after sending", time.Since(sent).Round(10*time.Millisecond))
-			bookings.wantError("GET", "/events/ev-big", "", http.StatusNotFound, "not found")
-			bookings.json("GET", "/healthz", "", http.StatusOK, nil)
+			bookings.WantError("GET", "/events/ev-big", "", http.StatusNotFound, "not found")
+			bookings.JSON("GET", "/healthz", "", http.StatusOK, nil)
 			book(t, bookings, "ev-h", "carol", 7)
-			bookings.wantError("POST", "/events/ev-h/bookings", `{"seats":1,"user_id":"dave"}`, http.StatusConflict, "not enough seats")
+			bookings.WantError("POST", "/events/ev-h/bookings", `{"seats":1,"user_id":"dave"}`, http.StatusConflict, "not enough seats")
 		})
 	}
 }

@@ -41,78 +41,45 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/service"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 )
 
 // Options configure a Service. The zero value is usable.
-type Options struct {
-	// Logger receives the service's diagnostics (default slog.Default()).
-	Logger *slog.Logger
-	// BrokerHealth reports whether the broker connection is up, for
-	// /healthz; nil means "assume it is".
-	BrokerHealth func(context.Context) error
-	// Outbox tunes the outbox relay of a SQL store.
-	Outbox outbox.Options
-}
+type Options = service.Options
 
-// Service is EventService: an http.Handler serving the API above.
+// Service is EventService: an http.Handler serving the API above, on the
+// skeleton both services share (its /healthz, its outbox relay, Close).
 type Service struct {
+	*service.Skeleton
 	store Store
-	pub   *outbox.Publisher
-	log   *slog.Logger
-	mux   *http.ServeMux
 }
 
 // New returns the service over store, emitting through em. With a SQL store
-// it starts the outbox relay; Close stops it. The store and the emitter stay
-// the caller's to close, after Close.
+// it starts the outbox relay; Close stops it (unsent events stay in the
+// outbox for the next start). The store and the emitter stay the caller's
+// to close, after Close.
 func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
-	if store == nil || em == nil {
-		return nil, errors.New("eventservice: New needs a store and an emitter")
+	sk, err := service.New("eventservice", store, em, opt)
+	if err != nil {
+		return nil, err
 	}
-	if opt.Logger == nil {
-		opt.Logger = slog.Default()
-	}
-	if opt.Outbox.Logger == nil {
-		opt.Outbox.Logger = opt.Logger
-	}
-	s := &Service{
-		store: store,
-		pub:   outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
-		log:   opt.Logger,
-		mux:   http.NewServeMux(),
-	}
-	handle := func(pattern string, h httpjson.HandlerFunc) {
-		s.mux.Handle(pattern, httpjson.Handle(s.log, h))
-	}
-	handle("POST /locations", s.createLocation)
-	handle("GET /locations", s.listLocations)
-	handle("GET /locations/{id}", s.getLocation)
-	handle("POST /events", s.createEvent)
-	handle("GET /events", s.listEvents)
-	handle("GET /events/{id}", s.getEvent)
-	handle("GET /events/name/{name}", s.getEventByName)
-	handle("GET /healthz", httpjson.Health(
-		httpjson.Check{Name: "store", Func: store.Ping},
-		httpjson.Check{Name: "broker", Func: opt.BrokerHealth},
-	))
-	handle("/", httpjson.NotFound)
+	s := &Service{Skeleton: sk, store: store}
+	s.Route("POST /locations", s.createLocation)
+	s.Route("GET /locations", s.listLocations)
+	s.Route("GET /locations/{id}", s.getLocation)
+	s.Route("POST /events", s.createEvent)
+	s.Route("GET /events", s.listEvents)
+	s.Route("GET /events/{id}", s.getEvent)
+	s.Route("GET /events/name/{name}", s.getEventByName)
 	return s, nil
 }
-
-// ServeHTTP serves the API.
-func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// Close stops the outbox relay; unsent events stay in the outbox for the
-// next start. Call it after the HTTP server has shut down.
-func (s *Service) Close() error { return s.pub.Close() }
 
 // locationRequest is the body of POST /locations.
 type locationRequest struct {
@@ -135,7 +102,7 @@ func (r locationRequest) validate() error {
 	case len(r.Halls) > contracts.MaxHalls:
 		return fmt.Errorf("%d halls, at most %d halls are allowed", len(r.Halls), contracts.MaxHalls)
 	}
-	if err := firstError(contracts.CheckText("name", r.Name), contracts.CheckText("address", r.Address),
+	if err := service.FirstError(contracts.CheckText("name", r.Name), contracts.CheckText("address", r.Address),
 		contracts.CheckText("country", r.Country)); err != nil {
 		return err
 	}
@@ -147,20 +114,10 @@ func (r locationRequest) validate() error {
 		case seen[h.Name]:
 			return fmt.Errorf("halls[%d]: there are two halls called %q", i, h.Name)
 		}
-		if err := firstError(contracts.CheckText("name", h.Name), contracts.CheckCapacity(h.Capacity)); err != nil {
+		if err := service.FirstError(contracts.CheckText("name", h.Name), contracts.CheckCapacity(h.Capacity)); err != nil {
 			return fmt.Errorf("halls[%d]: %w", i, err)
 		}
 		seen[h.Name] = true
-	}
-	return nil
-}
-
-// firstError returns the first non-nil error.
-func firstError(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -184,10 +141,10 @@ func (s *Service) createLocation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.publish(r.Context(), msg); err != nil {
+	if err := s.publishOrUndo(r.Context(), msg); err != nil {
 		return err
 	}
-	s.log.Info("location created", "id", loc.ID, "name", loc.Name)
+	s.Log.Info("location created", "id", loc.ID, "name", loc.Name)
 	httpjson.Write(w, http.StatusCreated, loc)
 	return nil
 }
@@ -250,7 +207,7 @@ func (r eventRequest) validate() error {
 	case r.Duration < 0:
 		return fmt.Errorf("duration %d is negative", r.Duration)
 	}
-	return firstError(contracts.CheckText("name", r.Name), contracts.CheckID("location_id", r.LocationID),
+	return service.FirstError(contracts.CheckText("name", r.Name), contracts.CheckID("location_id", r.LocationID),
 		contracts.CheckText("hall", r.Hall))
 }
 
@@ -308,10 +265,10 @@ func (s *Service) createEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.publish(r.Context(), msg); err != nil {
+	if err := s.publishOrUndo(r.Context(), msg); err != nil {
 		return err
 	}
-	s.log.Info("event created", "id", ev.ID, "name", ev.Name, "capacity", ev.Capacity)
+	s.Log.Info("event created", "id", ev.ID, "name", ev.Name, "capacity", ev.Capacity)
 	httpjson.Write(w, http.StatusCreated, toJSON(ev))
 	return nil
 }
@@ -378,10 +335,10 @@ func fitsAMessage(ev contracts.Event) error {
 
 // publish hands the event of a committed write to the broker. Only a store
 // without an outbox can fail here, after undoing the write: 503.
-func (s *Service) publish(ctx context.Context, msg outbox.Message) error {
-	err := s.pub.Publish(ctx, msg)
+func (s *Service) publishOrUndo(ctx context.Context, msg outbox.Message) error {
+	err := s.Publish(ctx, msg)
 	if errors.Is(err, outbox.ErrNotPublished) {
-		s.log.Warn("event not published, write undone", "event", msg.Event.EventName(), "err", err)
+		s.Log.Warn("event not published, write undone", "event", msg.Event.EventName(), "err", err)
 		if errors.Is(err, msgqueue.ErrUnroutable) {
 			// The broker is up, but no queue is bound for this event yet:
 			// a memory store cannot keep the write for later.

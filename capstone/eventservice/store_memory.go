@@ -7,11 +7,14 @@ import (
 	"sync"
 
 	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/sqldb"
 )
 
 // MemoryStore keeps everything in maps. It has no outbox: its messages carry
 // an Undo, and the service answers 201 only once the broker took the event.
 type MemoryStore struct {
+	sqldb.InMemory // no outbox; Ping and Close do nothing
+
 	mu        sync.Mutex
 	locations map[string]Location
 	events    map[string]Event
@@ -130,12 +133,3 @@ func (s *MemoryStore) EventByName(_ context.Context, name string) (Event, error)
 	}
 	return Event{}, fmt.Errorf("event named %q: %w", name, ErrNotFound)
 }
-
-// Outbox returns nil: the memory store keeps none.
-func (s *MemoryStore) Outbox() outbox.Store { return nil }
-
-// Ping always succeeds.
-func (s *MemoryStore) Ping(context.Context) error { return nil }
-
-// Close does nothing.
-func (s *MemoryStore) Close() error { return nil }

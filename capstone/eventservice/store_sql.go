@@ -47,25 +47,23 @@ var schema = []string{
 // SQLStore keeps EventService's state in SQLite or PostgreSQL, with an
 // outbox beside it.
 type SQLStore struct {
-	db *sqldb.DB
+	sqldb.Store // Outbox, Ping, Close
+	db          *sqldb.DB
 }
 
 // NewSQLStore creates the schema in db if needed and returns the store. The
 // store closes db when it is closed.
 func NewSQLStore(ctx context.Context, db *sqldb.DB) (*SQLStore, error) {
-	if err := db.Migrate(ctx, schema...); err != nil {
-		return nil, fmt.Errorf("preparing the EventService store: %w", err)
+	common, err := sqldb.NewStore(ctx, db, "the EventService store", schema...)
+	if err != nil {
+		return nil, err
 	}
-	return &SQLStore{db: db}, nil
+	return &SQLStore{Store: common, db: db}, nil
 }
 
 // AddLocation stores l, its halls and location.created in one transaction.
 func (s *SQLStore) AddLocation(ctx context.Context, l Location) (outbox.Message, error) {
-	if err := locationCreated(l).Validate(); err != nil {
-		return outbox.Message{}, fmt.Errorf("storing location: %w", err)
-	}
-	var msg outbox.Message
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	return s.db.WriteAnnounced(ctx, "storing location", locationCreated(l), func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO locations (id, name, address, country, open_time, close_time)
 			 VALUES ($1, $2, $3, $4, $5, $6)`,
@@ -81,19 +79,13 @@ func (s *SQLStore) AddLocation(ctx context.Context, l Location) (outbox.Message,
 				return fmt.Errorf("storing hall %q of location %s: %w", h.Name, l.ID, err)
 			}
 		}
-		msg, err = s.db.AddToOutbox(ctx, tx, locationCreated(l))
-		return err
+		return nil
 	})
-	return msg, err
 }
 
 // AddEvent stores e and event.created in one transaction.
 func (s *SQLStore) AddEvent(ctx context.Context, e Event) (outbox.Message, error) {
-	if err := eventCreated(e).Validate(); err != nil {
-		return outbox.Message{}, fmt.Errorf("storing event: %w", err)
-	}
-	var msg outbox.Message
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	return s.db.WriteAnnounced(ctx, "storing event", eventCreated(e), func(tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM locations WHERE id = $1`, e.LocationID).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -110,10 +102,8 @@ func (s *SQLStore) AddEvent(ctx context.Context, e Event) (outbox.Message, error
 		if err != nil {
 			return fmt.Errorf("storing event %s: %w", e.ID, err)
 		}
-		msg, err = s.db.AddToOutbox(ctx, tx, eventCreated(e))
-		return err
+		return nil
 	})
-	return msg, err
 }
 
 // Locations returns every location, oldest first.
@@ -224,17 +214,3 @@ func (s *SQLStore) events(ctx context.Context, where string, args ...any) ([]Eve
 	}
 	return out, nil
 }
-
-// Outbox returns the store's outbox.
-func (s *SQLStore) Outbox() outbox.Store { return s.db.Outbox() }
-
-// Ping reports whether the database answers.
-func (s *SQLStore) Ping(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("pinging %s: %w", s.db, err)
-	}
-	return nil
-}
-
-// Close closes the database.
-func (s *SQLStore) Close() error { return s.db.Close() }

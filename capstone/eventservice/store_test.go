@@ -12,31 +12,10 @@ import (
 	"example.com/myevents/contracts"
 )
 
-// openStores opens every store backend, fresh for the test, and closes them
-// when it ends.
-func openStores(t *testing.T) map[string]Store {
-	t.Helper()
-	stores := map[string]Store{}
-	for _, b := range servicetest.Backends(t) {
-		s, err := OpenStore(context.Background(), b.DSN)
-		if err != nil {
-			t.Fatalf("opening the %s store: %v", b.Name, err)
-		}
-		t.Cleanup(func() { s.Close() })
-		stores[b.Name] = s
-	}
-	return stores
-}
-
 // TestStore runs one specification against the memory, SQLite and
 // PostgreSQL stores.
 func TestStore(t *testing.T) {
-	for name, s := range openStores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			storeSpec(t, s)
-		})
-	}
+	servicetest.ForEachStore(t, OpenStore, storeSpec)
 }
 
 func storeSpec(t *testing.T, s Store) {
@@ -79,13 +58,13 @@ func storeSpec(t *testing.T, s Store) {
 	}
 
 	// An event at an unknown location is refused and writes nothing.
-	unsentBefore := unsent(t, s)
+	unsentBefore := servicetest.Unsent(t, s.Outbox())
 	at := time.Date(2026, 11, 27, 20, 0, 0, 0, time.UTC)
 	if _, err := s.AddEvent(ctx, Event{ID: "ev-x", Name: "Ghost", LocationID: "nowhere", Hall: "Main", Capacity: 10, StartDate: at, EndDate: at}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("AddEvent at an unknown location = %v, want ErrNotFound", err)
 	}
-	if evs, _ := s.Events(ctx); len(evs) != 0 || unsent(t, s) != unsentBefore {
-		t.Errorf("a refused event left %d events, %d unsent messages (had %d)", len(evs), unsent(t, s), unsentBefore)
+	if evs, _ := s.Events(ctx); len(evs) != 0 || servicetest.Unsent(t, s.Outbox()) != unsentBefore {
+		t.Errorf("a refused event left %d events, %d unsent messages (had %d)", len(evs), servicetest.Unsent(t, s.Outbox()), unsentBefore)
 	}
 
 	// Events come back as stored, oldest first; by name, the oldest wins.
@@ -113,7 +92,7 @@ func storeSpec(t *testing.T, s Store) {
 	}
 
 	if hasOutbox {
-		if n := unsent(t, s); n != 5 {
+		if n := servicetest.Unsent(t, s.Outbox()); n != 5 {
 			t.Errorf("%d unsent messages, want 5 (2 locations, 3 events)", n)
 		}
 	}
@@ -134,19 +113,6 @@ func checkMessage(t *testing.T, msg outbox.Message, hasOutbox bool, want contrac
 	if !hasOutbox && (msg.ID != 0 || msg.Undo == nil) {
 		t.Errorf("a store without an outbox gave ID %d, Undo %v", msg.ID, msg.Undo != nil)
 	}
-}
-
-// unsent counts a store's unsent outbox messages (0 without an outbox).
-func unsent(t *testing.T, s Store) int {
-	t.Helper()
-	if s.Outbox() == nil {
-		return 0
-	}
-	n, err := s.Outbox().Unsent(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 func TestMemoryUndo(t *testing.T) {

@@ -39,42 +39,6 @@
 // it cannot use is one sentence on stderr and exit status 1.
 package main
 
-import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
+import "example.com/myevents/capstone/internal/app"
 
-	"example.com/myevents/capstone/internal/app"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal, a second one ends the process at once.
-	context.AfterFunc(ctx, stop)
-	err := run(ctx, os.Args[1:], os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", app.OneLine(err))
-		os.Exit(1)
-	}
-}
-
-// run parses the flags and runs the service until ctx ends. Logs go to
-// stderr.
-func run(ctx context.Context, args []string, stderr io.Writer) error {
-	cfg, err := app.ParseFlags(app.BookingService, args, os.Getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return app.RunBookingService(ctx, cfg, app.Options{Logger: log})
-}
+func main() { app.Main(app.Command(app.BookingService)) }

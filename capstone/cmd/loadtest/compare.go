@@ -97,16 +97,16 @@ func baseline(ctx context.Context, n, perTx int) (loop, error) {
 		return loop{}, fmt.Errorf("the baseline loop: %w", err)
 	}
 	defer store.Close()
-	ev := bookingservice.Event{ID: "baseline", Name: "Baseline", LocationID: "loc", Hall: "Main", Capacity: n,
+	ev := bookingservice.Show{ID: "baseline", Name: "Baseline", LocationID: "loc", Hall: "Main", Capacity: n,
 		StartDate: time.Unix(1795118400, 0), EndDate: time.Unix(1795129200, 0)}
-	if err := store.SaveEvent(ctx, ev); err != nil {
+	if err := store.SaveShow(ctx, ev); err != nil {
 		return loop{}, fmt.Errorf("the baseline loop: %w", err)
 	}
 	start := time.Now()
 	for i := 0; i < n; i += perTx {
 		bs := make([]bookingservice.Booking, 0, perTx)
 		for j := i; j < min(i+perTx, n); j++ {
-			bs = append(bs, bookingservice.Booking{ID: fmt.Sprintf("b-%d", j), EventID: ev.ID, UserID: fmt.Sprintf("load-%d", j),
+			bs = append(bs, bookingservice.Booking{ID: fmt.Sprintf("b-%d", j), ShowID: ev.ID, UserID: fmt.Sprintf("load-%d", j),
 				Seats: 1, Date: time.Now().UTC().Truncate(time.Microsecond)})
 		}
 		if perTx == 1 {

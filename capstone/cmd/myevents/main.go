@@ -37,10 +37,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -49,21 +47,14 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal, a second one ends the process at once.
-	context.AfterFunc(ctx, stop)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	interrupted := ctx.Err() != nil
-	stop()
-	switch {
-	case err != nil && interrupted:
-		// Ctrl-C before the story ended: run has closed what it opened.
-		fmt.Fprintln(os.Stderr, "interrupted: stopped cleanly")
-		os.Exit(130)
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "error:", app.OneLine(err))
-		os.Exit(1)
-	}
+	app.Main(func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		err := run(ctx, args, stdout, stderr)
+		if err != nil && ctx.Err() != nil {
+			// Ctrl-C before the story ended: run has closed what it opened.
+			return app.ErrInterrupted
+		}
+		return err
+	})
 }
 
 // run starts the system and the live view, plays the story to out (on
@@ -129,9 +120,9 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 	// Configure both services for it, with in-memory stores.
 	// BookingService then rebuilds its state from the log at every start.
 	bookingCfg := app.DefaultConfig(app.BookingService)
-	bookingCfg.Listen, bookingCfg.Broker, bookingCfg.KafkaBrokers, bookingCfg.DB = *bookingsAddr, app.Kafka, brokers, "memory:"
+	bookingCfg.HTTPAddr, bookingCfg.Broker, bookingCfg.KafkaBrokers, bookingCfg.DB = *bookingsAddr, app.Kafka, brokers, "memory:"
 	eventCfg := app.DefaultConfig(app.EventService)
-	eventCfg.Listen, eventCfg.Broker, eventCfg.KafkaBrokers, eventCfg.DB = *eventsAddr, app.Kafka, brokers, "memory:"
+	eventCfg.HTTPAddr, eventCfg.Broker, eventCfg.KafkaBrokers, eventCfg.DB = *eventsAddr, app.Kafka, brokers, "memory:"
 
 	// Run the services until the end, whatever stops us: they stop when
 	// told, EventService first (it only emits), then BookingService.

@@ -133,11 +133,11 @@ func runAMQP(ctx context.Context, out io.Writer, log *slog.Logger, ui *liveView,
 	defer os.RemoveAll(dir)
 
 	bookingCfg := app.DefaultConfig(app.BookingService)
-	bookingCfg.Listen, bookingCfg.Broker, bookingCfg.AMQPURL = bookingsAddr, app.AMQP, names.url
+	bookingCfg.HTTPAddr, bookingCfg.Broker, bookingCfg.AMQPURL = bookingsAddr, app.AMQP, names.url
 	bookingCfg.DB = "sqlite:" + filepath.Join(dir, "bookingservice.db")
 	bookingCfg.Exchange, bookingCfg.Queue = names.exchange, names.queue
 	eventCfg := app.DefaultConfig(app.EventService)
-	eventCfg.Listen, eventCfg.Broker, eventCfg.AMQPURL, eventCfg.DB = eventsAddr, app.AMQP, names.url, "memory:"
+	eventCfg.HTTPAddr, eventCfg.Broker, eventCfg.AMQPURL, eventCfg.DB = eventsAddr, app.AMQP, names.url, "memory:"
 	eventCfg.Exchange = names.exchange
 
 	sys := newSystem(ctx, log, eventCfg, bookingCfg, ui.view.Wrap)

@@ -54,17 +54,17 @@ func (s *system) Start(service string) error {
 	if s.running[service] != nil {
 		return fmt.Errorf("%s is running already", service)
 	}
-	cfg, opt := s.eventCfg, app.Options{Logger: s.log, ListenFlag: "-events-listen"}
+	cfg, opt := s.eventCfg, app.Options{Logger: s.log, AddrFlag: "-events-listen"}
 	if service == app.BookingService {
 		s.handled = &counter{}
-		cfg, opt.ListenFlag = s.bookingCfg, "-bookings-listen"
+		cfg, opt.AddrFlag = s.bookingCfg, "-bookings-listen"
 		opt.WrapHandler = s.handled.wrap
 		if s.wrap != nil {
 			opt.WrapHandler = func(h msgqueue.Handler) msgqueue.Handler { return s.wrap(s.handled.wrap(h)) }
 		}
 	}
 	if url := s.urls[service]; url != "" {
-		cfg.Listen = url[len("http://"):]
+		cfg.HTTPAddr = url[len("http://"):]
 	}
 	r, err := app.Start(s.ctx, cfg, opt)
 	if err != nil {

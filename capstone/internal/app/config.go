@@ -47,7 +47,7 @@ const (
 // Config is what one service needs to run.
 type Config struct {
 	Service      string   // EventService or BookingService
-	Listen       string   // HTTP listen address, such as ":8181"
+	HTTPAddr     string   // HTTP address to serve on, such as ":8181"
 	Broker       string   // AMQP or Kafka
 	AMQPURL      string   // with Broker AMQP
 	KafkaBrokers []string // with Broker Kafka
@@ -61,13 +61,13 @@ type Config struct {
 // DefaultConfig returns the configuration service runs with when no flag
 // and no environment variable says otherwise.
 func DefaultConfig(service string) Config {
-	listen := ":8181"
+	addr := ":8181"
 	if service == BookingService {
-		listen = ":8282"
+		addr = ":8282"
 	}
 	return Config{
 		Service:      service,
-		Listen:       listen,
+		HTTPAddr:     addr,
 		Broker:       AMQP,
 		AMQPURL:      DefaultAMQPURL,
 		KafkaBrokers: endpoint.SplitList(DefaultKafkaBrokers),
@@ -93,7 +93,7 @@ func ParseFlags(service string, args []string, getenv func(string) string, usage
 
 	// The help text shows the built-in defaults, never the environment's
 	// values: AMQP_URL and DATABASE_URL may hold passwords.
-	listen := fs.String("listen", cfg.Listen, "HTTP listen address (env LISTEN_ADDR)")
+	httpAddr := fs.String("listen", cfg.HTTPAddr, "HTTP listen address (env LISTEN_ADDR)")
 	broker := fs.String("broker", cfg.Broker, "message broker: amqp or kafka (env BROKER)")
 	amqpURL := fs.String("url", cfg.AMQPURL, "AMQP URL of RabbitMQ, with -broker amqp (env AMQP_URL)")
 	brokers := fs.String("brokers", DefaultKafkaBrokers, "Kafka bootstrap brokers, comma-separated, with -broker kafka (env KAFKA_BROKERS)")
@@ -142,7 +142,7 @@ func ParseFlags(service string, args []string, getenv func(string) string, usage
 	case getenv("KAFKA_BROKERS") != "":
 		return Config{}, errors.New("KAFKA_BROKERS is set but no broker is chosen: set BROKER=kafka (or -broker kafka) to use Kafka, or unset KAFKA_BROKERS to use RabbitMQ")
 	}
-	cfg.Listen = pick("listen", listen, "LISTEN_ADDR")
+	cfg.HTTPAddr = pick("listen", httpAddr, "LISTEN_ADDR")
 	cfg.Broker = strings.ToLower(pick("broker", broker, "BROKER"))
 	cfg.AMQPURL = pick("url", amqpURL, "AMQP_URL")
 	cfg.KafkaBrokers = endpoint.SplitList(pick("brokers", brokers, "KAFKA_BROKERS"))
@@ -200,7 +200,7 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("unknown broker %q: use -broker amqp (RabbitMQ) or -broker kafka, or set BROKER", c.Broker)
 	}
-	if c.Listen == "" {
+	if c.HTTPAddr == "" {
 		return errors.New("the HTTP listen address (-listen or LISTEN_ADDR) is empty")
 	}
 	return nil

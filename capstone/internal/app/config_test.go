@@ -21,13 +21,13 @@ func TestParseFlagsDefaults(t *testing.T) {
 			t.Fatalf("%s: %v", service, err)
 		}
 		want := DefaultConfig(service)
-		if cfg.Listen != want.Listen || cfg.Broker != AMQP || cfg.AMQPURL != DefaultAMQPURL ||
+		if cfg.HTTPAddr != want.HTTPAddr || cfg.Broker != AMQP || cfg.AMQPURL != DefaultAMQPURL ||
 			!slices.Equal(cfg.KafkaBrokers, []string{"127.0.0.1:9092"}) || cfg.DB != "" ||
 			cfg.Exchange != "events" || cfg.Topic != "events" || cfg.Queue != service || cfg.Group != service {
 			t.Errorf("%s defaults = %+v", service, cfg)
 		}
 	}
-	if DefaultConfig(EventService).Listen != ":8181" || DefaultConfig(BookingService).Listen != ":8282" {
+	if DefaultConfig(EventService).HTTPAddr != ":8181" || DefaultConfig(BookingService).HTTPAddr != ":8282" {
 		t.Error("default listen addresses are not :8181 and :8282")
 	}
 }
@@ -44,7 +44,7 @@ func TestParseFlagsEnvironmentAndFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != "127.0.0.1:9000" || cfg.Broker != Kafka || cfg.AMQPURL != "amqp://u:p@rabbit:5672/" ||
+	if cfg.HTTPAddr != "127.0.0.1:9000" || cfg.Broker != Kafka || cfg.AMQPURL != "amqp://u:p@rabbit:5672/" ||
 		!slices.Equal(cfg.KafkaBrokers, []string{"k1:9092", "k2:9092"}) || cfg.DB != "postgres://postgres@db:5432/myevents" {
 		t.Errorf("from the environment: %+v", cfg)
 	}
@@ -57,7 +57,7 @@ func TestParseFlagsEnvironmentAndFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Listen != ":1" || cfg.Broker != AMQP || cfg.AMQPURL != "amqp://x:y@h:1/" || !slices.Equal(cfg.KafkaBrokers, []string{"b:1"}) ||
+	if cfg.HTTPAddr != ":1" || cfg.Broker != AMQP || cfg.AMQPURL != "amqp://x:y@h:1/" || !slices.Equal(cfg.KafkaBrokers, []string{"b:1"}) ||
 		cfg.DB != "" || cfg.Exchange != "ex" || cfg.Topic != "tp" || cfg.Queue != "q" || cfg.Group != "g" {
 		t.Errorf("from flags: %+v", cfg)
 	}

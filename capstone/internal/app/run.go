@@ -28,10 +28,10 @@ type Options struct {
 	// http://127.0.0.1:8282) once the HTTP server accepts connections.
 	// A replaying BookingService answers 503 until it has caught up.
 	Ready func(url string)
-	// ListenFlag names how the user moves the service to another
+	// AddrFlag names how the user moves the service to another HTTP
 	// address, for the error when its port is taken (default "-listen or
 	// LISTEN_ADDR").
-	ListenFlag string
+	AddrFlag string
 	// WrapHandler, if set, wraps BookingService's broker handler: tests
 	// and the myevents demo use it to watch (or hold back) the events the
 	// service receives.
@@ -82,131 +82,162 @@ func (p *parts) close() error {
 	return errors.Join(errs...)
 }
 
+// wiring is what a service's wiring step works with: the run's context,
+// configuration and logger, the parts it opens (run closes them, whatever
+// happens), and what it hands back to run: the HTTP handler and, for a
+// service that listens for events, the listener's end.
+type wiring struct {
+	ctx context.Context
+	cfg Config
+	opt Options
+	log *slog.Logger
+	parts
+	// returned is closed when run returns, for goroutines of the wiring
+	// that watch the service.
+	returned <-chan struct{}
+
+	handler   http.Handler // set by the wiring step
+	listenErr <-chan error // set by a wiring step that listens for events
+}
+
+// openEmitter connects the service's emitter (see newEmitter) and keeps
+// it in the parts to close. Its Health is the service's broker health.
+func (w *wiring) openEmitter() (msgqueue.Emitter, error) {
+	em, err := newEmitter(w.ctx, w.cfg, w.log)
+	if err != nil {
+		return nil, err
+	}
+	w.parts.emitter = em
+	return em, nil
+}
+
 // RunEventService runs EventService with cfg until ctx ends, then shuts
 // it down gracefully. It returns an error if it cannot start or cannot go
 // on; a shutdown asked for by ctx returns nil.
-func RunEventService(ctx context.Context, cfg Config, opt Options) (err error) {
+func RunEventService(ctx context.Context, cfg Config, opt Options) error {
 	cfg.Service = EventService
+	return run(ctx, cfg, opt, wireEventService)
+}
+
+// RunBookingService runs BookingService with cfg until ctx ends, then
+// shuts it down gracefully. It returns an error if it cannot start or
+// cannot go on; a shutdown asked for by ctx returns nil.
+func RunBookingService(ctx context.Context, cfg Config, opt Options) error {
+	cfg.Service = BookingService
+	return run(ctx, cfg, opt, wireBookingService)
+}
+
+// run is what both services do: check the configuration, take the HTTP
+// port, let wire open the store, the broker connections and the service,
+// serve until ctx ends, and close everything wire opened.
+func run(ctx context.Context, cfg Config, opt Options, wire func(*wiring) error) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	log := opt.logger().With("service", cfg.Service)
 
 	// Take the port first: a busy port fails before anything connects.
-	ln, err := listen(cfg.Listen, opt.ListenFlag)
+	ln, err := bind(cfg.HTTPAddr, opt.AddrFlag)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
 
-	p := &parts{}
+	returned := make(chan struct{})
+	w := &wiring{ctx: ctx, cfg: cfg, opt: opt, log: log, returned: returned}
 	defer func() {
-		if err = errors.Join(err, p.close()); err == nil {
+		if err = errors.Join(err, w.parts.close()); err == nil {
 			log.Info("stopped")
 		}
 	}()
+	defer close(returned)
 
-	store, err := eventservice.OpenStore(ctx, cfg.DB)
-	if err != nil {
+	if err := wire(w); err != nil {
 		return err
 	}
-	p.store = store
-	if kind, _ := sqldb.Parse(cfg.DB); kind == sqldb.Memory {
-		log.Info("the store is in memory: locations and events are forgotten when the service stops")
-	}
-	em, err := newEmitter(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	p.emitter = em
-	svc, err := eventservice.New(store, em, eventservice.Options{Logger: log, BrokerHealth: em.Health})
-	if err != nil {
-		return err
-	}
-	p.service = svc
-
-	return serve(ctx, ln, svc, nil, cfg, log, opt)
+	return serve(ctx, ln, w.handler, w.listenErr, cfg, log, opt)
 }
 
-// RunBookingService runs BookingService with cfg until ctx ends, then
-// shuts it down gracefully. It returns an error if it cannot start or
-// cannot go on; a shutdown asked for by ctx returns nil.
-func RunBookingService(ctx context.Context, cfg Config, opt Options) (err error) {
-	cfg.Service = BookingService
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	log := opt.logger().With("service", cfg.Service)
-
-	ln, err := listen(cfg.Listen, opt.ListenFlag)
+// wireEventService opens EventService's store, its emitter and the
+// service.
+func wireEventService(w *wiring) error {
+	store, err := eventservice.OpenStore(w.ctx, w.cfg.DB)
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
-
-	p := &parts{}
-	defer func() {
-		if err = errors.Join(err, p.close()); err == nil {
-			log.Info("stopped")
-		}
-	}()
-
-	store, err := bookingservice.OpenStore(ctx, cfg.DB)
+	w.store = store
+	if kind, _ := sqldb.Parse(w.cfg.DB); kind == sqldb.Memory {
+		w.log.Info("the store is in memory: locations and events are forgotten when the service stops")
+	}
+	em, err := w.openEmitter()
 	if err != nil {
 		return err
 	}
-	p.store = store
+	svc, err := eventservice.New(store, em, eventservice.Options{Logger: w.log, BrokerHealth: em.Health})
+	if err != nil {
+		return err
+	}
+	w.service, w.handler = svc, svc
+	return nil
+}
+
+// wireBookingService opens BookingService's store, subscribes it to the
+// events it handles, opens its emitter and the service, and starts
+// listening.
+func wireBookingService(w *wiring) error {
+	store, err := bookingservice.OpenStore(w.ctx, w.cfg.DB)
+	if err != nil {
+		return err
+	}
+	w.store = store
 	// Subscribe before anything else talks to the broker: with RabbitMQ
 	// this declares and binds the queue, so no event emitted from now on
 	// is lost, even before Listen runs.
-	l, err := newBookingListener(ctx, cfg, log)
+	l, err := newBookingListener(w.ctx, w.cfg, w.log)
 	if err != nil {
 		return err
 	}
-	p.listener = l
-	em, err := newEmitter(ctx, cfg, log)
+	w.listener = l
+	em, err := w.openEmitter()
 	if err != nil {
 		return err
 	}
-	p.emitter = em
-	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: log, BrokerHealth: both(em.Health, l.Health), Group: opt.BookingGroup})
+	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: w.log, BrokerHealth: both(em.Health, l.Health), Group: w.opt.BookingGroup})
 	if err != nil {
 		return err
 	}
-	p.service = svc
+	w.service, w.handler = svc, svc
 
 	// Listen until the shutdown closes the listener, not when ctx ends:
 	// the HTTP server must stop first, and the handler must finish the
 	// event it is applying.
 	handler := msgqueue.Handler(svc.Handle)
-	if opt.WrapHandler != nil {
-		handler = opt.WrapHandler(handler)
+	if w.opt.WrapHandler != nil {
+		handler = w.opt.WrapHandler(handler)
 	}
-	listenCtx := context.WithoutCancel(ctx)
+	listenCtx := context.WithoutCancel(w.ctx)
 	listenErr := make(chan error, 1)
 	go func() { listenErr <- l.Listen(listenCtx, handler) }()
-	log.Info("listening for events", "on", l.describe, "events", bookingservice.Names())
+	w.listenErr = listenErr
+	w.log.Info("listening for events", "on", l.describe, "events", bookingservice.Names())
 
-	var h http.Handler = svc
 	if l.caughtUp != nil {
-		h = untilCaughtUp(svc, l.caughtUp, l.Health)
+		w.handler = untilCaughtUp(svc, l.caughtUp, l.Health)
 		start := time.Now()
-		returned := make(chan struct{})
-		defer close(returned) // the service may stop before ctx ends
 		go func() {
 			select {
 			case <-l.caughtUp:
-				log.Info("caught up with the events log: answering requests", "took", time.Since(start).Round(time.Millisecond))
-			case <-ctx.Done():
-			case <-returned:
+				w.log.Info("caught up with the events log: answering requests", "took", time.Since(start).Round(time.Millisecond))
+			case <-w.ctx.Done():
+			case <-w.returned: // the service may stop before ctx ends
 			}
 		}()
 	}
-	return serve(ctx, ln, h, listenErr, cfg, log, opt)
+	return nil
 }
 
-// listen takes the HTTP listen address; flag says how to choose another.
-func listen(addr, flag string) (net.Listener, error) {
+// bind takes the HTTP address; flag says how to choose another.
+func bind(addr, flag string) (net.Listener, error) {
 	if flag == "" {
 		flag = "-listen or LISTEN_ADDR"
 	}
@@ -276,7 +307,7 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, listenErr <-cha
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-serveErr:
-		failure = fmt.Errorf("serving HTTP on %s: %w", cfg.Listen, err)
+		failure = fmt.Errorf("serving HTTP on %s: %w", cfg.HTTPAddr, err)
 	case err := <-listenErr:
 		if err == nil {
 			err = errors.New("it stopped unexpectedly")

@@ -23,6 +23,10 @@ func Serve(t testing.TB, h http.Handler) *Server {
 	return &Server{t: t, URL: srv.URL}
 }
 
+// At talks to a service already serving at url (such as one started with
+// app.Start).
+func At(t testing.TB, url string) *Server { return &Server{t: t, URL: url} }
+
 // Do sends a request with body as JSON (none if body is empty) and returns
 // the status and the response body. It is safe for concurrent use, but a
 // transport failure ends the test, so call it from the test's goroutine or

@@ -51,6 +51,26 @@ func (db *DB) AddToOutbox(ctx context.Context, tx *sql.Tx, ev contracts.Event) (
 	return outbox.Message{ID: id, Event: ev}, nil
 }
 
+// WriteAnnounced checks ev against its contract, then runs write and adds
+// ev to the outbox in one transaction: the change and the event that
+// announces it are committed together or not at all. what names the write
+// for the error of a value the contract refuses ("storing location").
+func (db *DB) WriteAnnounced(ctx context.Context, what string, ev contracts.Event, write func(*sql.Tx) error) (outbox.Message, error) {
+	if err := ev.Validate(); err != nil {
+		return outbox.Message{}, fmt.Errorf("%s: %w", what, err)
+	}
+	var msg outbox.Message
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := write(tx); err != nil {
+			return err
+		}
+		var err error
+		msg, err = db.AddToOutbox(ctx, tx, ev)
+		return err
+	})
+	return msg, err
+}
+
 // Outbox returns the outbox of db.
 func (db *DB) Outbox() outbox.Store { return outboxStore{db} }
 

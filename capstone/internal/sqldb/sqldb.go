@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"example.com/myevents/capstone/internal/outbox"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 
@@ -296,3 +297,48 @@ func OpenStore[S any](ctx context.Context, dsn, service, label string, newMemory
 	}
 	return s, nil
 }
+
+// Store is what every service's SQL store does alike: its outbox, Ping
+// and Close. A service's store embeds it beside its own handle on the
+// database.
+type Store struct {
+	db *DB
+}
+
+// NewStore creates schema in db if needed (label names the store in the
+// error, "the EventService store") and returns the common part of a
+// store over db, which closes db when it is closed.
+func NewStore(ctx context.Context, db *DB, label string, schema ...string) (Store, error) {
+	if err := db.Migrate(ctx, schema...); err != nil {
+		return Store{}, fmt.Errorf("preparing %s: %w", label, err)
+	}
+	return Store{db: db}, nil
+}
+
+// Outbox returns the store's outbox.
+func (s Store) Outbox() outbox.Store { return s.db.Outbox() }
+
+// Ping reports whether the database answers.
+func (s Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("pinging %s: %w", s.db, err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s Store) Close() error { return s.db.Close() }
+
+// InMemory is what every service's memory store does alike: it keeps no
+// outbox (Outbox returns nil), is always reachable, and has nothing to
+// close. A service's memory store embeds it.
+type InMemory struct{}
+
+// Outbox returns nil: a memory store keeps none.
+func (InMemory) Outbox() outbox.Store { return nil }
+
+// Ping always succeeds.
+func (InMemory) Ping(context.Context) error { return nil }
+
+// Close does nothing.
+func (InMemory) Close() error { return nil }

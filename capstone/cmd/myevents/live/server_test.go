@@ -13,7 +13,7 @@ import (
 )
 
 // newTestServer serves a view that watches nothing: the services' URLs
-// are empty, so the probes find them down. Enough for the guards around
+// are empty, so the polls find them down. Enough for the guards around
 // the controls, which are what these tests check; the browser test in
 // package main drives the controls against the real system.
 func newTestServer(t *testing.T) (*View, *httptest.Server) {

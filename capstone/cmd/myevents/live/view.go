@@ -117,7 +117,7 @@ type concert struct {
 	known                   bool   // BookingService answered 200 once
 }
 
-// service is what the probes say about one service.
+// service is what the polls say about one service.
 type service struct {
 	name, url, state, detail string
 	history                  []transition
@@ -172,7 +172,7 @@ func (v *View) Connect(ctx context.Context, cfg Config) {
 	v.services[EventService] = &service{name: "EventService", url: cfg.EventsURL, state: "starting"}
 	v.services[BookingService] = &service{name: "BookingService", url: cfg.BookingsURL, state: "starting"}
 	v.mu.Unlock()
-	go v.probe(ctx)
+	go v.poll(ctx)
 }
 
 // Hold makes the controls refuse with why until Release: the story runs
@@ -321,7 +321,7 @@ func (v *View) noteApplied(run int, ev contracts.Event) {
 	v.bumpLocked()
 }
 
-// observe records what a probe that asked at asked found a service to be.
+// observe records what a poll that asked at asked found a service to be.
 func (v *View) observe(key, state, detail string, asked time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()

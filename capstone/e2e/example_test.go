@@ -1,4 +1,4 @@
-package bookingservice_test
+package e2e_test
 
 import (
 	"context"
@@ -70,7 +70,7 @@ func Example() {
 
 	// Wait until BookingService heard event.created.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		if _, err := bookingStore.Event(ctx, ev.ID); err == nil {
+		if _, err := bookingStore.Show(ctx, ev.ID); err == nil {
 			break
 		}
 		<-time.After(5 * time.Millisecond)

@@ -12,7 +12,7 @@ import (
 )
 
 // How often the view asks the services and the broker.
-const probeInterval = 250 * time.Millisecond
+const pollInterval = 250 * time.Millisecond
 
 // The states of a service, as its /healthz answers.
 const (
@@ -22,12 +22,12 @@ const (
 	stateOdd         = "odd"         // any other answer
 )
 
-// probe asks the services and the broker how they are, until ctx ends.
-func (v *View) probe(ctx context.Context) {
-	t := time.NewTicker(probeInterval)
+// poll asks the services and the broker how they are, until ctx ends.
+func (v *View) poll(ctx context.Context) {
+	t := time.NewTicker(pollInterval)
 	defer t.Stop()
 	for {
-		v.probeOnce(ctx)
+		v.pollOnce(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -36,7 +36,7 @@ func (v *View) probe(ctx context.Context) {
 	}
 }
 
-func (v *View) probeOnce(ctx context.Context) {
+func (v *View) pollOnce(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if b := v.cfg.Broker; b != nil {

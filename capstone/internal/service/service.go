@@ -1,0 +1,113 @@
+// Package service is the skeleton EventService and BookingService share:
+// the HTTP mux with /healthz and a JSON 404 for unknown paths, the outbox
+// publisher that hands each committed write's event to the broker, the
+// logger, and Close. A service embeds a [*Skeleton], adds its own routes
+// with [Skeleton.Route] and publishes through [Skeleton.Publish]; what is
+// left in the service's package is its API and its store.
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"example.com/myevents/capstone/internal/httpjson"
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/msgqueue"
+)
+
+// Options configure a service. The zero value is usable.
+type Options struct {
+	// Logger receives the service's diagnostics (default slog.Default()).
+	Logger *slog.Logger
+	// BrokerHealth reports whether the broker connection is up, for
+	// /healthz; nil means "assume it is".
+	BrokerHealth func(context.Context) error
+	// Outbox tunes the outbox relay of a SQL store.
+	Outbox outbox.Options
+}
+
+// Store is what the skeleton needs of a service's store.
+type Store interface {
+	// Outbox returns the store's outbox, or nil if it keeps none.
+	Outbox() outbox.Store
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+}
+
+// Skeleton is the part of a service that does not depend on its API: an
+// http.Handler that also answers /healthz and unknown paths, and the
+// outbox publisher.
+type Skeleton struct {
+	// Log is the service's logger.
+	Log *slog.Logger
+	pub *outbox.Publisher
+	mux *http.ServeMux
+}
+
+// New returns the skeleton of the service called name over store,
+// emitting through em. With a store that keeps an outbox it starts the
+// outbox relay; Close stops it. The store and the emitter stay the
+// caller's to close, after Close.
+func New(name string, store Store, em msgqueue.Emitter, opt Options) (*Skeleton, error) {
+	if store == nil || em == nil {
+		return nil, fmt.Errorf("%s: New needs a store and an emitter", name)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Outbox.Logger == nil {
+		opt.Outbox.Logger = opt.Logger
+	}
+	s := &Skeleton{
+		Log: opt.Logger,
+		pub: outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
+		mux: http.NewServeMux(),
+	}
+	s.Route("GET /healthz", httpjson.Health(
+		httpjson.Check{Name: "store", Func: store.Ping},
+		httpjson.Check{Name: "broker", Func: opt.BrokerHealth},
+	))
+	s.Route("/", httpjson.NotFound)
+	return s, nil
+}
+
+// Route serves pattern (a net/http pattern such as "GET /events/{id}")
+// with h; an error h returns becomes a JSON error response.
+func (s *Skeleton) Route(pattern string, h httpjson.HandlerFunc) {
+	s.mux.Handle(pattern, httpjson.Handle(s.Log, h))
+}
+
+// ServeHTTP serves the routes.
+func (s *Skeleton) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Publish hands the event of a committed write to the broker (see
+// outbox.Publisher.Publish): with an outbox it cannot fail for the
+// broker's sake; without one, an event the broker refused has undone its
+// write and the error wraps outbox.ErrNotPublished.
+func (s *Skeleton) Publish(ctx context.Context, msg outbox.Message) error {
+	return s.pub.Publish(ctx, msg)
+}
+
+// Publisher is the skeleton's outbox publisher, for a service that writes
+// its marks in its own transactions (outbox.Publisher.TakeMarks).
+func (s *Skeleton) Publisher() *outbox.Publisher { return s.pub }
+
+// Close stops the outbox relay; unsent events stay in the outbox for the
+// next start. Call it after the HTTP server (and the broker listener, if
+// any) have stopped.
+func (s *Skeleton) Close() error { return s.pub.Close() }
+
+// FirstError returns the first non-nil error of errs.
+func FirstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Compile-time check that the skeleton is an http.Handler.
+var _ http.Handler = (*Skeleton)(nil)

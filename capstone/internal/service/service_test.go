@@ -1,0 +1,86 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"testing"
+
+	"example.com/myevents/capstone/internal/httpjson"
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/internal/servicetest"
+)
+
+// store is a store without an outbox whose Ping answers err.
+type store struct{ err error }
+
+func (store) Outbox() outbox.Store                         { return nil }
+func (s store) Ping(context.Context) error                 { return s.err }
+func quiet() Options                                       { return Options{Logger: slog.New(slog.DiscardHandler)} }
+func serve(t *testing.T, sk *Skeleton) *servicetest.Server { return servicetest.Serve(t, sk) }
+
+func TestNewNeedsStoreAndEmitter(t *testing.T) {
+	if _, err := New("svc", nil, &servicetest.Emitter{}, Options{}); err == nil || err.Error() != "svc: New needs a store and an emitter" {
+		t.Errorf("New without a store: %v", err)
+	}
+	if _, err := New("svc", store{}, nil, Options{}); err == nil {
+		t.Error("New without an emitter succeeded")
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		store, broker error
+		status        int
+		part          string
+	}{
+		{"up", nil, nil, 200, ""},
+		{"broker down", nil, errors.New("channel closed"), 503, "broker is down: channel closed"},
+		{"store down", errors.New("database closed"), nil, 503, "store is down"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opt := quiet()
+			if tc.broker != nil {
+				opt.BrokerHealth = func(context.Context) error { return tc.broker }
+			}
+			sk, err := New("svc", store{tc.store}, &servicetest.Emitter{}, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sk.Close()
+			if tc.status == 200 {
+				serve(t, sk).JSON("GET", "/healthz", "", 200, nil)
+				return
+			}
+			serve(t, sk).WantError("GET", "/healthz", "", tc.status, tc.part)
+		})
+	}
+}
+
+// TestRoutes: a route's error is a JSON error with its status, and an
+// unknown path is a JSON 404.
+func TestRoutes(t *testing.T) {
+	sk, err := New("svc", store{}, &servicetest.Emitter{}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close()
+	sk.Route("GET /teapot", func(http.ResponseWriter, *http.Request) error {
+		return httpjson.Errorf(http.StatusTeapot, "short and stout")
+	})
+	srv := serve(t, sk)
+	srv.WantError("GET", "/teapot", "", http.StatusTeapot, "short and stout")
+	srv.WantError("GET", "/nowhere", "", 404, "no route for GET /nowhere")
+}
+
+func TestFirstError(t *testing.T) {
+	a, b := errors.New("a"), errors.New("b")
+	if got := FirstError(nil, a, b); got != a {
+		t.Errorf("FirstError(nil, a, b) = %v", got)
+	}
+	if got := FirstError(nil, nil); got != nil {
+		t.Errorf("FirstError(nil, nil) = %v", got)
+	}
+}

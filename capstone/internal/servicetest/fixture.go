@@ -1,0 +1,77 @@
+package servicetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"example.com/myevents/capstone/internal/outbox"
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/labs/brokertest"
+)
+
+// FastOutbox makes an outbox relay retry within milliseconds.
+func FastOutbox() outbox.Options {
+	return outbox.Options{Poll: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+}
+
+// ForEachStore opens a store with open on every backend (see Backends),
+// fresh for the test, and runs test against each in a parallel subtest;
+// the stores are closed when the test ends.
+func ForEachStore[S interface{ Close() error }](t *testing.T, open func(ctx context.Context, dsn string) (S, error), test func(t *testing.T, s S)) {
+	t.Helper()
+	for _, b := range Backends(t) {
+		s, err := open(context.Background(), b.DSN)
+		if err != nil {
+			t.Fatalf("opening the %s store: %v", b.Name, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, s)
+		})
+	}
+}
+
+// Unsent counts the unsent messages of an outbox (0 for nil: a store
+// without one).
+func Unsent(t testing.TB, ob outbox.Store) int {
+	t.Helper()
+	if ob == nil {
+		return 0
+	}
+	n, err := ob.Unsent(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// WaitSent waits until the outbox ob is empty and em has emitted n events.
+func WaitSent(t testing.TB, ob outbox.Store, em *Emitter, n int) {
+	t.Helper()
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		if u := Unsent(t, ob); u != 0 {
+			return fmt.Errorf("%d outbox messages unsent", u)
+		}
+		if got := len(em.Emitted()); got != n {
+			return fmt.Errorf("%d events emitted, want %d", got, n)
+		}
+		return nil
+	})
+}
+
+// Listen runs l.Listen with h until the test ends, then closes l and
+// requires Listen to have returned nil.
+func Listen(t testing.TB, l msgqueue.Listener, h msgqueue.Handler) {
+	t.Helper()
+	listening := make(chan error, 1)
+	go func() { listening <- l.Listen(context.Background(), h) }()
+	t.Cleanup(func() {
+		l.Close()
+		if err := <-listening; err != nil {
+			t.Errorf("Listen: %v", err)
+		}
+	})
+}
