@@ -227,7 +227,8 @@ func wireBookingService(w *wiring) error {
 		go func() {
 			select {
 			case <-l.caughtUp:
-				w.log.Info("caught up with the events log: answering requests", "took", time.Since(start).Round(time.Millisecond))
+				w.log.Info("caught up with the events log: answering requests", "took", time.Since(start).Round(time.Millisecond),
+					"bookings_applied", svc.Applied())
 			case <-w.ctx.Done():
 			case <-w.returned: // the service may stop before ctx ends
 			}
