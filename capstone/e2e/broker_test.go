@@ -2,10 +2,8 @@ package e2e_test
 
 import (
 	"context"
-	"fmt"
-	"slices"
-	"sync"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -14,95 +12,7 @@ import (
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/capstone/msgqueue/kafka"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
-	"example.com/myevents/contracts"
-	"example.com/myevents/labs/brokertest"
 )
-
-// recorder wraps BookingService's broker handler: it records every event
-// the service applied, and can hold events back until released.
-type recorder struct {
-	mu      sync.Mutex
-	applied []contracts.Event
-	entered chan contracts.Event // if set, gets each event before it is held
-	hold    chan struct{}        // if set, each event waits until it is closed
-	release sync.Once
-}
-
-// holding returns a recorder that holds every event until Release.
-// Pass it to start, which releases it before it stops the service (a
-// held handler would keep the service from stopping).
-func holding() *recorder {
-	return &recorder{hold: make(chan struct{}), entered: make(chan contracts.Event, 1000)}
-}
-
-// Release lets held events through.
-func (r *recorder) Release() {
-	if r.hold != nil {
-		r.release.Do(func() { close(r.hold) })
-	}
-}
-
-func (r *recorder) wrap(next msgqueue.Handler) msgqueue.Handler {
-	return func(ctx context.Context, ev contracts.Event) error {
-		if r.entered != nil {
-			r.entered <- ev
-		}
-		if r.hold != nil {
-			<-r.hold
-		}
-		err := next(ctx, ev)
-		if err == nil {
-			r.mu.Lock()
-			r.applied = append(r.applied, ev)
-			r.mu.Unlock()
-		}
-		return err
-	}
-}
-
-// events returns what was applied so far.
-func (r *recorder) events() []contracts.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.applied)
-}
-
-// count says how often an event of that name and ID was applied.
-func (r *recorder) count(name, id string) int {
-	n := 0
-	for _, ev := range r.events() {
-		if ev.EventName() == name && idOf(ev) == id {
-			n++
-		}
-	}
-	return n
-}
-
-// awaitCount waits until every id of that name was applied n times.
-func (r *recorder) awaitCount(t *testing.T, name string, n int, ids ...string) {
-	t.Helper()
-	brokertest.Eventually(t, wait, func() error {
-		for _, id := range ids {
-			if got := r.count(name, id); got != n {
-				return fmt.Errorf("%s %s applied %d times, want %d", name, id, got, n)
-			}
-		}
-		return nil
-	})
-}
-
-// idOf returns the ID of the entity or booking an event is about.
-func idOf(ev contracts.Event) string {
-	switch e := ev.(type) {
-	case *contracts.LocationCreated:
-		return e.ID
-	case *contracts.EventCreated:
-		return e.ID
-	case *contracts.EventBooked:
-		return e.ID
-	}
-	return ""
-}
 
 // counter counts the records the broker holds for the test, independently
 // of the services: on Kafka the topic's end offsets, on RabbitMQ a queue
@@ -189,4 +99,164 @@ func emitter(t *testing.T, cfg app.Config) msgqueue.Emitter {
 	}
 	t.Cleanup(func() { em.Close() })
 	return em
+}
+
+// saramaConfig is the configuration of the tests' own sarama clients.
+func saramaConfig() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Version = kafka.ProtocolVersion
+	return sc
+}
+
+// openChannel dials RabbitMQ at url and opens a channel; closeConn closes
+// the connection, and the channel with it.
+func openChannel(url string) (ch *amqp.Channel, closeConn func() error, err error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err = conn.Channel()
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return ch, conn.Close, nil
+}
+
+// dropTopic deletes topic on cfg's Kafka and returns a function that
+// creates it again, empty, with one partition.
+func dropTopic(t *testing.T, cfg app.Config, topic string) (recreate func()) {
+	t.Helper()
+	admin, err := sarama.NewClusterAdmin(cfg.KafkaBrokers, saramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	if err := admin.DeleteTopic(topic); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// produceRaw writes one record to cfg's topic with a producer of the
+// test's own that takes records up to 2 MB, keyed like the emitter's.
+func produceRaw(t *testing.T, cfg app.Config, topic, key string, value []byte) {
+	t.Helper()
+	sc := saramaConfig()
+	sc.Producer.Return.Successes = true
+	sc.Producer.MaxMessageBytes = 2 << 20
+	sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
+	p, err := sarama.NewSyncProducer(cfg.KafkaBrokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value)}); err != nil {
+		t.Fatalf("producing a %d-byte record: %v", len(value), err)
+	}
+}
+
+// rawEvent is a message a test sends BookingService with a client of its
+// own, as any program on the broker could.
+type rawEvent struct {
+	key, name string // routing key (AMQP) or record key (Kafka); x-event-name or eventName
+	body      string
+	header    string // AMQP: x-event-name when it differs from name ("" for name)
+}
+
+// sendRaw sends evs to cfg's broker: AMQP with amqp091-go to the exchange,
+// Kafka with sarama as envelopes keyed by key.
+func sendRaw(t *testing.T, cfg app.Config, evs ...rawEvent) {
+	t.Helper()
+	if cfg.Broker == app.Kafka {
+		for _, ev := range evs {
+			produceRaw(t, cfg, cfg.Topic, ev.key, []byte(`{"eventName":"`+ev.name+`","payload":`+ev.body+`}`))
+		}
+		return
+	}
+	ch, closeConn, err := openChannel(cfg.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConn()
+	if err := ch.Confirm(false /* noWait */); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		header := ev.header
+		if header == "" {
+			header = ev.name
+		}
+		dc, err := ch.PublishWithDeferredConfirm(cfg.Exchange, ev.name, true /* mandatory */, false /* immediate */, amqp.Publishing{
+			Headers: amqp.Table{rabbitmq.HeaderEventName: header}, ContentType: "application/json",
+			DeliveryMode: amqp.Persistent, MessageId: ev.key + "/" + ev.name, Body: []byte(ev.body),
+		})
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publishing %s: %v", ev.name, err)
+		}
+	}
+}
+
+// deadLetterReasons counts the dead letters of cfg's BookingService by
+// their x-dlq-reason header.
+func deadLetterReasons(t *testing.T, cfg app.Config) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	if cfg.Broker == app.Kafka {
+		client, err := sarama.NewClient(cfg.KafkaBrokers, saramaConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		consumer, err := sarama.NewConsumerFromClient(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer consumer.Close()
+		dlq := cfg.Topic + ".dlq"
+		end, err := client.GetOffset(dlq, 0, sarama.OffsetNewest)
+		if err != nil || end == 0 {
+			return out
+		}
+		pc, err := consumer.ConsumePartition(dlq, 0, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		for next := int64(0); next < end; {
+			select {
+			case m := <-pc.Messages():
+				for _, h := range m.Headers {
+					if string(h.Key) == msgqueue.HeaderReason {
+						out[string(h.Value)]++
+					}
+				}
+				next = m.Offset + 1
+			case <-time.After(wait):
+				t.Fatalf("reading %s: stuck before offset %d of %d", dlq, next, end)
+			}
+		}
+		return out
+	}
+	ch, closeConn, err := openChannel(cfg.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConn() // returns what was read unacknowledged
+	for {
+		d, ok, err := ch.Get(rabbitmq.DeadLetterQueue(cfg.Queue), false /* autoAck */)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		reason, _ := d.Headers[msgqueue.HeaderReason].(string)
+		out[reason]++
+	}
 }

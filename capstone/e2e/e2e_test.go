@@ -14,11 +14,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"example.com/myevents/capstone/internal/app"
+	"example.com/myevents/capstone/msgqueue/msgqueuetest"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
-
-func TestMain(m *testing.M) { brokertest.Main(m) }
 
 // TestCollaboration: BookingService learns locations and events only from
 // the broker, keeps its own copy with the capacity, and goes on selling
@@ -247,12 +246,7 @@ func TestGracefulShutdown(t *testing.T) {
 		// receives (on Kafka, location.created and event.created are on
 		// two partitions: either may come first).
 		_, evID := createEvent(t, events, "Shutdown", 3)
-		var inFlight contracts.Event
-		select {
-		case inFlight = <-held.entered:
-		case <-time.After(wait):
-			t.Fatal("BookingService did not receive an event")
-		}
+		inFlight := held.awaitEntered(t)
 
 		stopped := make(chan error, 1)
 		go func() { stopped <- svc.Stop() }()
@@ -287,7 +281,7 @@ func TestGracefulShutdown(t *testing.T) {
 		again := &recorder{}
 		_, bookings = start(t, cfg, app.BookingService, db, app.Options{WrapHandler: again.wrap})
 		awaitEvent(t, bookings, evID)
-		if n := again.count(inFlight.EventName(), idOf(inFlight)); n != 0 {
+		if n := again.count(inFlight.EventName(), msgqueuetest.EventID(inFlight)); n != 0 {
 			t.Errorf("%s was handled again after the restart (%d times): the in-flight handler was not finished", inFlight.EventName(), n)
 		}
 	})

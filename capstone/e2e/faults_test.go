@@ -194,18 +194,6 @@ func (l *load) end() []string {
 	return append([]string(nil), l.created...)
 }
 
-// awaitHealth waits until /healthz answers want.
-func awaitHealth(t *testing.T, a *servicetest.Server, want int) {
-	t.Helper()
-	brokertest.Eventually(t, 2*wait, func() error {
-		status, body, err := a.Try("GET", "/healthz", "")
-		if err != nil || status != want {
-			return fmt.Errorf("healthz = %d %s %v, want %d", status, body, err, want)
-		}
-		return nil
-	})
-}
-
 // TestRabbitMQStopAppUnderLoad stops the broker's application in the
 // middle of concurrent bookings, on a RabbitMQ node of the test's own, and
 // starts it again. Every 201 must then have exactly one event.booked on a

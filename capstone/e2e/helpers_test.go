@@ -15,17 +15,105 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"example.com/myevents/capstone/internal/app"
 	"example.com/myevents/capstone/internal/servicetest"
-	"example.com/myevents/capstone/msgqueue/kafka"
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/msgqueuetest"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
+	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
 
+func TestMain(m *testing.M) { brokertest.Main(m) }
+
 // wait bounds every wait for the broker or a service.
 const wait = 20 * time.Second
+
+// recorder wraps BookingService's broker handler: it records every event
+// the service applied, and can hold events back until released.
+type recorder struct {
+	mu      sync.Mutex
+	applied []contracts.Event
+	entered chan contracts.Event // if set, gets each event before it is held
+	hold    chan struct{}        // if set, each event waits until it is closed
+	release sync.Once
+}
+
+// holding returns a recorder that holds every event until Release.
+// Pass it to start, which releases it before it stops the service (a
+// held handler would keep the service from stopping).
+func holding() *recorder {
+	return &recorder{hold: make(chan struct{}), entered: make(chan contracts.Event, 1000)}
+}
+
+// awaitEntered waits for the next event a holding recorder holds.
+func (r *recorder) awaitEntered(t *testing.T) contracts.Event {
+	t.Helper()
+	select {
+	case ev := <-r.entered:
+		return ev
+	case <-time.After(wait):
+		t.Fatal("BookingService did not receive an event")
+		return nil
+	}
+}
+
+// Release lets held events through.
+func (r *recorder) Release() {
+	if r.hold != nil {
+		r.release.Do(func() { close(r.hold) })
+	}
+}
+
+func (r *recorder) wrap(next msgqueue.Handler) msgqueue.Handler {
+	return func(ctx context.Context, ev contracts.Event) error {
+		if r.entered != nil {
+			r.entered <- ev
+		}
+		if r.hold != nil {
+			<-r.hold
+		}
+		err := next(ctx, ev)
+		if err == nil {
+			r.mu.Lock()
+			r.applied = append(r.applied, ev)
+			r.mu.Unlock()
+		}
+		return err
+	}
+}
+
+// events returns what was applied so far.
+func (r *recorder) events() []contracts.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.applied)
+}
+
+// count says how often an event of that name and ID was applied.
+func (r *recorder) count(name, id string) int {
+	n := 0
+	for _, ev := range r.events() {
+		if ev.EventName() == name && msgqueuetest.EventID(ev) == id {
+			n++
+		}
+	}
+	return n
+}
+
+// awaitCount waits until every id of that name was applied n times.
+func (r *recorder) awaitCount(t *testing.T, name string, n int, ids ...string) {
+	t.Helper()
+	brokertest.Eventually(t, wait, func() error {
+		for _, id := range ids {
+			if got := r.count(name, id); got != n {
+				return fmt.Errorf("%s %s applied %d times, want %d", name, id, got, n)
+			}
+		}
+		return nil
+	})
+}
 
 // amqpConfig returns a configuration on the test's RabbitMQ with an
 // exchange and a BookingService queue of the test's own, deleted when the
@@ -84,12 +172,6 @@ func kafkaConfig(t *testing.T) app.Config {
 		}
 	})
 	return cfg
-}
-
-func saramaConfig() *sarama.Config {
-	sc := sarama.NewConfig()
-	sc.Version = kafka.ProtocolVersion
-	return sc
 }
 
 // forEachBroker runs f over RabbitMQ and over Kafka, each with names of
@@ -159,6 +241,18 @@ func (w *testWriter) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// awaitHealth waits until /healthz answers want.
+func awaitHealth(t *testing.T, a *servicetest.Server, want int) {
+	t.Helper()
+	brokertest.Eventually(t, 2*wait, func() error {
+		status, body, err := a.Try("GET", "/healthz", "")
+		if err != nil || status != want {
+			return fmt.Errorf("healthz = %d %s %v, want %d", status, body, err, want)
+		}
+		return nil
+	})
 }
 
 // view is BookingService's answer to GET /events/{id}.
@@ -234,19 +328,4 @@ func bookingIDs(t *testing.T, bookings *servicetest.Server, eventID string) []st
 	}
 	slices.Sort(ids)
 	return ids
-}
-
-// openChannel dials RabbitMQ at url and opens a channel; closeConn closes
-// the connection, and the channel with it.
-func openChannel(url string) (ch *amqp.Channel, closeConn func() error, err error) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return nil, nil, err
-	}
-	ch, err = conn.Channel()
-	if err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	return ch, conn.Close, nil
 }

@@ -11,13 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"example.com/myevents/capstone/internal/app"
 	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/capstone/msgqueue"
-	"example.com/myevents/capstone/msgqueue/rabbitmq"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
@@ -67,24 +63,6 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	}
 }
 
-// produceRaw writes one record to cfg's topic with a producer of the
-// test's own that takes records up to 2 MB, keyed like the emitter's.
-func produceRaw(t *testing.T, cfg app.Config, topic, key string, value []byte) {
-	t.Helper()
-	sc := saramaConfig()
-	sc.Producer.Return.Successes = true
-	sc.Producer.MaxMessageBytes = 2 << 20
-	sc.Producer.Partitioner = sarama.NewMurmur2Partitioner
-	p, err := sarama.NewSyncProducer(cfg.KafkaBrokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value)}); err != nil {
-		t.Fatalf("producing a %d-byte record: %v", len(value), err)
-	}
-}
-
 // healthz returns BookingService's /healthz status and body.
 func healthz(a *servicetest.Server) (int, string, error) {
 	status, body, err := a.Try("GET", "/healthz", "")
@@ -107,22 +85,9 @@ func TestHealthzReportsAStuckKafkaListener(t *testing.T) {
 				db = sqlite(t, "bookings")
 			}
 			_, bookings := start(t, cfg, app.BookingService, db, app.Options{})
-			brokertest.Eventually(t, wait, func() error {
-				if status, body, err := healthz(bookings); err != nil || status != http.StatusOK {
-					return fmt.Errorf("healthz = %d %s %v, want 200 (caught up)", status, body, err)
-				}
-				return nil
-			})
+			awaitHealth(t, bookings, http.StatusOK) // caught up
 
-			admin, err := sarama.NewClusterAdmin(cfg.KafkaBrokers, saramaConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer admin.Close()
-			dlq := cfg.Topic + ".dlq"
-			if err := admin.DeleteTopic(dlq); err != nil {
-				t.Fatal(err)
-			}
+			recreateDLQ := dropTopic(t, cfg, cfg.Topic+".dlq")
 			produceRaw(t, cfg, cfg.Topic, "ev-1", []byte("not an envelope"))
 			brokertest.Eventually(t, 2*wait, func() error {
 				status, body, err := healthz(bookings)
@@ -134,15 +99,8 @@ func TestHealthzReportsAStuckKafkaListener(t *testing.T) {
 			_, body, _ := healthz(bookings)
 			t.Logf("while stuck: %s", strings.TrimSpace(body))
 
-			if err := admin.CreateTopic(dlq, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
-				t.Fatal(err)
-			}
-			brokertest.Eventually(t, 2*wait, func() error {
-				if status, body, err := healthz(bookings); err != nil || status != http.StatusOK {
-					return fmt.Errorf("healthz = %d %s %v, want 200 once the record is dead-lettered", status, body, err)
-				}
-				return nil
-			})
+			recreateDLQ()
+			awaitHealth(t, bookings, http.StatusOK) // the record is dead-lettered
 		})
 	}
 }
@@ -170,106 +128,6 @@ func TestReplayPastANearLimitRecord(t *testing.T) {
 	awaitEvent(t, bookings, after.ID)
 	bookings.JSON("GET", "/healthz", "", http.StatusOK, nil)
 	book(t, bookings, evID, "alice", 5)
-}
-
-// rawEvent is a message a test sends BookingService with a client of its
-// own, as any program on the broker could.
-type rawEvent struct {
-	key, name string // routing key (AMQP) or record key (Kafka); x-event-name or eventName
-	body      string
-	header    string // AMQP: x-event-name when it differs from name ("" for name)
-}
-
-// sendRaw sends evs to cfg's broker: AMQP with amqp091-go to the exchange,
-// Kafka with sarama as envelopes keyed by key.
-func sendRaw(t *testing.T, cfg app.Config, evs ...rawEvent) {
-	t.Helper()
-	if cfg.Broker == app.Kafka {
-		for _, ev := range evs {
-			produceRaw(t, cfg, cfg.Topic, ev.key, []byte(`{"eventName":"`+ev.name+`","payload":`+ev.body+`}`))
-		}
-		return
-	}
-	ch, closeConn, err := openChannel(cfg.AMQPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn()
-	if err := ch.Confirm(false /* noWait */); err != nil {
-		t.Fatal(err)
-	}
-	for _, ev := range evs {
-		header := ev.header
-		if header == "" {
-			header = ev.name
-		}
-		dc, err := ch.PublishWithDeferredConfirm(cfg.Exchange, ev.name, true /* mandatory */, false /* immediate */, amqp.Publishing{
-			Headers: amqp.Table{rabbitmq.HeaderEventName: header}, ContentType: "application/json",
-			DeliveryMode: amqp.Persistent, MessageId: ev.key + "/" + ev.name, Body: []byte(ev.body),
-		})
-		if err != nil || !dc.Wait() {
-			t.Fatalf("publishing %s: %v", ev.name, err)
-		}
-	}
-}
-
-// deadLetterReasons counts the dead letters of cfg's BookingService by
-// their x-dlq-reason header.
-func deadLetterReasons(t *testing.T, cfg app.Config) map[string]int {
-	t.Helper()
-	out := map[string]int{}
-	if cfg.Broker == app.Kafka {
-		client, err := sarama.NewClient(cfg.KafkaBrokers, saramaConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
-		consumer, err := sarama.NewConsumerFromClient(client)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer consumer.Close()
-		dlq := cfg.Topic + ".dlq"
-		end, err := client.GetOffset(dlq, 0, sarama.OffsetNewest)
-		if err != nil || end == 0 {
-			return out
-		}
-		pc, err := consumer.ConsumePartition(dlq, 0, sarama.OffsetOldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Close()
-		for next := int64(0); next < end; {
-			select {
-			case m := <-pc.Messages():
-				for _, h := range m.Headers {
-					if string(h.Key) == msgqueue.HeaderReason {
-						out[string(h.Value)]++
-					}
-				}
-				next = m.Offset + 1
-			case <-time.After(wait):
-				t.Fatalf("reading %s: stuck before offset %d of %d", dlq, next, end)
-			}
-		}
-		return out
-	}
-	ch, closeConn, err := openChannel(cfg.AMQPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn() // returns what was read unacknowledged
-	for {
-		d, ok, err := ch.Get(rabbitmq.DeadLetterQueue(cfg.Queue), false /* autoAck */)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			return out
-		}
-		reason, _ := d.Headers[msgqueue.HeaderReason].(string)
-		out[reason]++
-	}
 }
 
 // TestHostileEventsFromTheBroker sends BookingService, with a raw client,

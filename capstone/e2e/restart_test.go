@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"example.com/myevents/capstone/internal/app"
 	"example.com/myevents/contracts"
@@ -80,11 +79,7 @@ func TestRestartMemoryKafka(t *testing.T) {
 	// Start again, empty, and hold the replay at its first event.
 	held := holding()
 	_, bookings = start(t, cfg, app.BookingService, "memory:", app.Options{WrapHandler: held.wrap}, held)
-	select {
-	case <-held.entered:
-	case <-time.After(wait):
-		t.Fatal("the replay did not start")
-	}
+	held.awaitEntered(t)
 	// Not caught up: every answer is 503, from many clients at once, and
 	// nothing is sold.
 	var wg sync.WaitGroup
@@ -124,13 +119,7 @@ func TestRestartMemoryKafka(t *testing.T) {
 
 	// Let the replay go on: it catches up with the log and serves.
 	held.Release()
-	brokertest.Eventually(t, wait, func() error {
-		status, _, err := bookings.Try("GET", "/healthz", "")
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("healthz = %d", status)
-		}
-		return err
-	})
+	awaitHealth(t, bookings, http.StatusOK)
 	if afterA, afterB := awaitEvent(t, bookings, evA), awaitEvent(t, bookings, evB); afterA != beforeA || afterB != beforeB {
 		t.Fatalf("rebuilt from the log: %+v and %+v; before the restart: %+v and %+v", afterA, afterB, beforeA, beforeB)
 	}

@@ -159,18 +159,27 @@ func (s *Service) listLocations(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) getLocation(w http.ResponseWriter, r *http.Request) error {
-	id, err := httpjson.Path(r, "id", "location id", contracts.CheckID)
+	return getOne(w, r, "id", "location id", contracts.CheckID, s.store.Location, "location %q not found",
+		func(l Location) Location { return l })
+}
+
+// getOne answers a GET of one item: the path value key (what, for a 400
+// if check refuses it), the item find returns for it (a 404 with
+// notFound, formatted with the value, if there is none) as show shows it.
+func getOne[T, J any](w http.ResponseWriter, r *http.Request, key, what string, check func(field, value string) error,
+	find func(context.Context, string) (T, error), notFound string, show func(T) J) error {
+	v, err := httpjson.Path(r, key, what, check)
 	if err != nil {
 		return err
 	}
-	loc, err := s.store.Location(r.Context(), id)
+	item, err := find(r.Context(), v)
 	if errors.Is(err, ErrNotFound) {
-		return httpjson.Errorf(http.StatusNotFound, "location %q not found", id)
+		return httpjson.Errorf(http.StatusNotFound, notFound, v)
 	}
 	if err != nil {
 		return err
 	}
-	httpjson.Write(w, http.StatusOK, loc)
+	httpjson.Write(w, http.StatusOK, show(item))
 	return nil
 }
 
@@ -287,35 +296,11 @@ func (s *Service) listEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) getEvent(w http.ResponseWriter, r *http.Request) error {
-	id, err := httpjson.Path(r, "id", "event id", contracts.CheckID)
-	if err != nil {
-		return err
-	}
-	ev, err := s.store.Event(r.Context(), id)
-	if errors.Is(err, ErrNotFound) {
-		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
-	}
-	if err != nil {
-		return err
-	}
-	httpjson.Write(w, http.StatusOK, toJSON(ev))
-	return nil
+	return getOne(w, r, "id", "event id", contracts.CheckID, s.store.Event, "event %q not found", toJSON)
 }
 
 func (s *Service) getEventByName(w http.ResponseWriter, r *http.Request) error {
-	name, err := httpjson.Path(r, "name", "name", contracts.CheckText)
-	if err != nil {
-		return err
-	}
-	ev, err := s.store.EventByName(r.Context(), name)
-	if errors.Is(err, ErrNotFound) {
-		return httpjson.Errorf(http.StatusNotFound, "no event named %q", name)
-	}
-	if err != nil {
-		return err
-	}
-	httpjson.Write(w, http.StatusOK, toJSON(ev))
-	return nil
+	return getOne(w, r, "name", "name", contracts.CheckText, s.store.EventByName, "no event named %q", toJSON)
 }
 
 // fitsAMessage refuses an event that no broker message could carry (over

@@ -8,6 +8,7 @@ import (
 
 	"example.com/myevents/capstone/internal/outbox"
 	"example.com/myevents/capstone/internal/sqldb"
+	"example.com/myevents/contracts"
 )
 
 // MemoryStore keeps everything in maps. It has no outbox: its messages carry
@@ -35,19 +36,7 @@ func (s *MemoryStore) AddLocation(_ context.Context, l Location) (outbox.Message
 	l.Halls = slices.Clone(l.Halls)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.locations[l.ID]; ok {
-		return outbox.Message{}, fmt.Errorf("storing location %s: the ID is taken", l.ID)
-	}
-	s.locations[l.ID] = l
-	s.order = append(s.order, l.ID)
-	undo := func(context.Context) error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		delete(s.locations, l.ID)
-		s.order = slices.DeleteFunc(s.order, func(id string) bool { return id == l.ID })
-		return nil
-	}
-	return outbox.Message{Event: locationCreated(l), Undo: undo}, nil
+	return add(s, "location", s.locations, &s.order, l.ID, l, locationCreated(l))
 }
 
 // AddEvent stores e.
@@ -60,19 +49,26 @@ func (s *MemoryStore) AddEvent(_ context.Context, e Event) (outbox.Message, erro
 	if _, ok := s.locations[e.LocationID]; !ok {
 		return outbox.Message{}, fmt.Errorf("storing event %s: location %s: %w", e.ID, e.LocationID, ErrNotFound)
 	}
-	if _, ok := s.events[e.ID]; ok {
-		return outbox.Message{}, fmt.Errorf("storing event %s: the ID is taken", e.ID)
+	return add(s, "event", s.events, &s.evOrder, e.ID, e, eventCreated(e))
+}
+
+// add stores v under id in m, last in order, unless the ID is taken; the
+// message announces it with ev, and its Undo removes it again. The caller
+// holds s.mu.
+func add[T any](s *MemoryStore, what string, m map[string]T, order *[]string, id string, v T, ev contracts.Event) (outbox.Message, error) {
+	if _, ok := m[id]; ok {
+		return outbox.Message{}, fmt.Errorf("storing %s %s: the ID is taken", what, id)
 	}
-	s.events[e.ID] = e
-	s.evOrder = append(s.evOrder, e.ID)
+	m[id] = v
+	*order = append(*order, id)
 	undo := func(context.Context) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		delete(s.events, e.ID)
-		s.evOrder = slices.DeleteFunc(s.evOrder, func(id string) bool { return id == e.ID })
+		delete(m, id)
+		*order = slices.DeleteFunc(*order, func(o string) bool { return o == id })
 		return nil
 	}
-	return outbox.Message{Event: eventCreated(e), Undo: undo}, nil
+	return outbox.Message{Event: ev, Undo: undo}, nil
 }
 
 // Locations returns every location, oldest first.
@@ -92,12 +88,18 @@ func (s *MemoryStore) Locations(context.Context) ([]Location, error) {
 func (s *MemoryStore) Location(_ context.Context, id string) (Location, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.locations[id]
-	if !ok {
-		return Location{}, fmt.Errorf("location %s: %w", id, ErrNotFound)
-	}
+	l, err := lookup(s.locations, id, "location")
 	l.Halls = slices.Clone(l.Halls)
-	return l, nil
+	return l, err
+}
+
+// lookup returns m[id], or ErrNotFound naming what and id.
+func lookup[T any](m map[string]T, id, what string) (T, error) {
+	v, ok := m[id]
+	if !ok {
+		return v, fmt.Errorf("%s %s: %w", what, id, ErrNotFound)
+	}
+	return v, nil
 }
 
 // Events returns every event, oldest first.
@@ -115,11 +117,7 @@ func (s *MemoryStore) Events(context.Context) ([]Event, error) {
 func (s *MemoryStore) Event(_ context.Context, id string) (Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.events[id]
-	if !ok {
-		return Event{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
-	}
-	return e, nil
+	return lookup(s.events, id, "event")
 }
 
 // EventByName returns the oldest event called name.

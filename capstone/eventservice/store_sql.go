@@ -114,13 +114,20 @@ func (s *SQLStore) Locations(ctx context.Context) ([]Location, error) {
 // Location returns one location.
 func (s *SQLStore) Location(ctx context.Context, id string) (Location, error) {
 	ls, err := s.locations(ctx, `WHERE l.id = $1`, id)
+	return first(ls, err, "location "+id)
+}
+
+// first returns the first of items read without err, or ErrNotFound
+// naming what if there is none.
+func first[T any](items []T, err error, what string) (T, error) {
+	var none T
 	if err != nil {
-		return Location{}, err
+		return none, err
 	}
-	if len(ls) == 0 {
-		return Location{}, fmt.Errorf("location %s: %w", id, ErrNotFound)
+	if len(items) == 0 {
+		return none, fmt.Errorf("%s: %w", what, ErrNotFound)
 	}
-	return ls[0], nil
+	return items[0], nil
 }
 
 // locations reads the locations that where selects, with their halls, in
@@ -167,25 +174,13 @@ func (s *SQLStore) Events(ctx context.Context) ([]Event, error) {
 // Event returns one event.
 func (s *SQLStore) Event(ctx context.Context, id string) (Event, error) {
 	es, err := s.events(ctx, `WHERE id = $1`, id)
-	if err != nil {
-		return Event{}, err
-	}
-	if len(es) == 0 {
-		return Event{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
-	}
-	return es[0], nil
+	return first(es, err, "event "+id)
 }
 
 // EventByName returns the oldest event called name.
 func (s *SQLStore) EventByName(ctx context.Context, name string) (Event, error) {
 	es, err := s.events(ctx, `WHERE name = $1`, name)
-	if err != nil {
-		return Event{}, err
-	}
-	if len(es) == 0 {
-		return Event{}, fmt.Errorf("event named %q: %w", name, ErrNotFound)
-	}
-	return es[0], nil
+	return first(es, err, fmt.Sprintf("event named %q", name))
 }
 
 // events reads the events that where selects, oldest first.

@@ -28,13 +28,7 @@ func benchKafkaConfig() *sarama.Config {
 	cfg := sarama.NewConfig()
 	cfg.Version = kafka.ProtocolVersion
 	cfg.Metadata.AllowAutoTopicCreation = false
-	cfg.Producer.RequiredAcks = sarama.WaitForAll
-	cfg.Producer.Idempotent = true
-	cfg.Net.MaxOpenRequests = 1
-	cfg.Producer.Retry.Max = 5
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.Return.Errors = true
-	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
+	kafka.SetProducerGuarantees(cfg)
 	return cfg
 }
 

@@ -343,6 +343,10 @@ func stepCallerGone(ctx context.Context, out io.Writer, observe probe, amqpURL s
 	if err != nil {
 		return err
 	}
+	// EventService's lookup answers only once the caller is gone: the
+	// story is the same on a machine that is slow to close a connection.
+	release := srv.hold("ev-4")
+	defer release()
 	ctx2, cancel := context.WithTimeout(ctx, impatience)
 	defer cancel()
 	_, err = second.call(ctx2, "ev-4")
@@ -355,6 +359,7 @@ func stepCallerGone(ctx context.Context, out io.Writer, observe probe, amqpURL s
 	if err := waitGone(ctx, conn, second.replyTo); err != nil {
 		return err
 	}
+	release()
 	fmt.Fprintf(out, "  a second BookingService asked %s (ev-4), gave up after %v and shut down: its reply queue is gone\n", id, impatience)
 	observe(stepInstanceGone, second.replyTo)
 
@@ -456,6 +461,8 @@ func stepDirect(ctx context.Context, out io.Writer, observe probe, bconn *amqp.C
 
 	// A caller that gives up and goes away: its channel closes, and with
 	// it the only place the reply could go.
+	release := srv.hold("ev-4") // answered only once the channel is closed
+	defer release()
 	ctx3, cancel3 := context.WithTimeout(ctx, impatience)
 	defer cancel3()
 	_, err = direct.call(ctx3, "ev-4")
@@ -464,6 +471,7 @@ func stepDirect(ctx context.Context, out io.Writer, observe probe, bconn *amqp.C
 		return err
 	}
 	direct.close()
+	release()
 	fmt.Fprintf(out, "  BookingService asked %s (ev-4), gave up after %v and closed its channel\n", id, impatience)
 	r, err = srv.await(ctx, id)
 	if err != nil {

@@ -47,15 +47,16 @@ type server struct {
 	conn  *amqp.Connection
 	queue string
 
-	mu      sync.Mutex         // guards what follows
-	consume *amqp.Channel      // consumes the requests; nil while stopped
-	cancel  context.CancelFunc // ends the handlers in flight
-	running sync.WaitGroup     // the consume loop and the handlers
-	replyCh *amqp.Channel      // publishes the replies, in confirm mode
-	returns chan amqp.Return   // what the broker handed back
-	back    map[string]string  // returns read from returns, by correlation id
-	done    map[string]served  // what was done with each request, by correlation id
-	changed chan struct{}      // closed and replaced whenever done changes
+	mu      sync.Mutex               // guards what follows
+	consume *amqp.Channel            // consumes the requests; nil while stopped
+	cancel  context.CancelFunc       // ends the handlers in flight
+	running sync.WaitGroup           // the consume loop and the handlers
+	replyCh *amqp.Channel            // publishes the replies, in confirm mode
+	returns chan amqp.Return         // what the broker handed back
+	back    map[string]string        // returns read from returns, by correlation id
+	done    map[string]served        // what was done with each request, by correlation id
+	changed chan struct{}            // closed and replaced whenever done changes
+	held    map[string]chan struct{} // lookups that wait for release, by event id
 }
 
 func newServer(conn *amqp.Connection, queue string) *server {
@@ -151,6 +152,9 @@ func (s *server) handle(ctx context.Context, d amqp.Delivery) {
 		case <-ctx.Done():
 			return // not acked: the broker requeues it when the channel closes
 		}
+		if !s.waitRelease(ctx, q.EventID) {
+			return
+		}
 		rep = reply{EventID: q.EventID, Seats: e.seats}
 	}
 	switch {
@@ -242,6 +246,45 @@ func (s *server) callerPresent(replyTo string) (int, string) {
 		return 0, brokerSays(err)
 	}
 	return q.Consumers, fmt.Sprintf("%d consumer", q.Consumers)
+}
+
+// hold makes every lookup of eventID wait, after its work, until release
+// is called. The steps whose caller goes away use it: the lookup is
+// meant to outlast the caller, and on a slow machine closing a
+// connection can take longer than the lookup's work.
+func (s *server) hold(eventID string) (release func()) {
+	gate := make(chan struct{})
+	s.mu.Lock()
+	if s.held == nil {
+		s.held = map[string]chan struct{}{}
+	}
+	s.held[eventID] = gate
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			delete(s.held, eventID)
+			s.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// waitRelease waits while eventID is held; false when ctx ended first.
+func (s *server) waitRelease(ctx context.Context, eventID string) bool {
+	s.mu.Lock()
+	gate := s.held[eventID]
+	s.mu.Unlock()
+	if gate == nil {
+		return true
+	}
+	select {
+	case <-gate:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // record keeps what EventService did with a request and wakes await.

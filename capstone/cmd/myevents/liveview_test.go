@@ -54,11 +54,8 @@ func testLiveView(t *testing.T, browser, broker string, names *rabbitNames) {
 	if names != nil {
 		args = append(args, "-exchange", names.exchange, "-queue", names.queue)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, stderr syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, &out, &stderr) }()
+	r := start(t, args)
+	out, stderr := &r.out, &r.stderr
 	defer func() {
 		if t.Failed() {
 			t.Logf("output:\n%s\nstderr:\n%s", out.String(), stderr.String())
@@ -66,19 +63,8 @@ func testLiveView(t *testing.T, browser, broker string, names *rabbitNames) {
 	}()
 
 	// Wait until it serves, and read the live view's address.
-	var url string
-	brokertest.Eventually(t, 60*time.Second, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("run ended before serving: %v", err)
-		default:
-		}
-		if !strings.Contains(out.String(), "Serving until Ctrl-C") {
-			return errNotYet
-		}
-		url = find(t, out.String(), `Live view +(http://\S+) `)
-		return nil
-	})
+	r.await(t, "Serving until Ctrl-C")
+	url := find(t, out.String(), `Live view +(http://\S+) `)
 
 	p := openPage(t, browser, url)
 	p.waitText("#status", "live")
@@ -153,14 +139,8 @@ func testLiveView(t *testing.T, browser, broker string, names *rabbitNames) {
 	p.screenshot(broker)
 
 	// Ctrl-C: the demo stops cleanly, the page notices.
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run after Ctrl-C: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("run did not stop after Ctrl-C")
+	if err := r.interrupt(t, 60*time.Second); err != nil {
+		t.Fatalf("run after Ctrl-C: %v", err)
 	}
 	p.waitText("#status", "disconnected")
 	if strings.Contains(stderr.String(), "level=ERROR") {

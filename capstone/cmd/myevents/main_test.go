@@ -47,40 +47,67 @@ var freePorts = []string{"-events-listen", "127.0.0.1:0", "-bookings-listen", "1
 // TestStory runs the demo as a newcomer does, serving until "Ctrl-C", and
 // checks what it printed against the expected output in docs/capstone.md.
 func TestStory(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, stderr syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, freePorts, &out, &stderr) }()
+	r := start(t, freePorts)
 
 	// Wait until it serves, then press "Ctrl-C".
+	r.await(t, `"user_id":"you"}'`)
+	if err := r.interrupt(t, 30*time.Second); err != nil {
+		t.Fatalf("run after Ctrl-C: %v\nstderr:\n%s", err, r.stderr.String())
+	}
+
+	got := r.out.String()
+	locID := find(t, got, `POST /locations -> 201 id=(\S+)`)
+	evID := find(t, got, `POST /events -> 201 id=(\S+)`)
+	labtest.CheckOutput(t, got, []string{"../../../docs/capstone.md", "../../../README.md"}, locID, docLocationID, evID, docEventID)
+	if strings.Contains(r.stderr.String(), "level=ERROR") {
+		t.Errorf("errors were logged:\n%s", r.stderr.String())
+	}
+}
+
+// running is a run of myevents in the background.
+type running struct {
+	out, stderr syncBuffer
+	cancel      context.CancelFunc // "Ctrl-C"
+	done        chan error         // gets what run returned
+}
+
+// start runs myevents with args in the background, until the test ends.
+func start(t *testing.T, args []string) *running {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx, args, &r.out, &r.stderr) }()
+	return r
+}
+
+// await waits until run printed want, failing the test if run ends
+// first.
+func (r *running) await(t *testing.T, want string) {
+	t.Helper()
 	brokertest.Eventually(t, 60*time.Second, func() error {
 		select {
-		case err := <-done:
-			t.Fatalf("run ended before serving: %v\n%s\nstderr:\n%s", err, out.String(), stderr.String())
+		case err := <-r.done:
+			t.Fatalf("run ended before printing %q: %v\n%s\nstderr:\n%s", want, err, r.out.String(), r.stderr.String())
 		default:
 		}
-		if !strings.Contains(out.String(), `"user_id":"you"}'`) {
+		if !strings.Contains(r.out.String(), want) {
 			return errNotYet
 		}
 		return nil
 	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run after Ctrl-C: %v\nstderr:\n%s", err, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not stop after Ctrl-C")
-	}
+}
 
-	got := out.String()
-	locID := find(t, got, `POST /locations -> 201 id=(\S+)`)
-	evID := find(t, got, `POST /events -> 201 id=(\S+)`)
-	labtest.CheckOutput(t, got, []string{"../../../docs/capstone.md", "../../../README.md"}, locID, docLocationID, evID, docEventID)
-	if strings.Contains(stderr.String(), "level=ERROR") {
-		t.Errorf("errors were logged:\n%s", stderr.String())
+// interrupt presses "Ctrl-C" and returns what run returned, failing the
+// test if it takes longer than timeout.
+func (r *running) interrupt(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(timeout):
+		t.Fatal("run did not stop after Ctrl-C")
+		return nil
 	}
 }
 
@@ -100,25 +127,10 @@ func TestStoryOnly(t *testing.T) {
 // TestInterruptedStory: Ctrl-C in the middle of the story stops everything
 // and reports it, without hanging.
 func TestInterruptedStory(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, stderr syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, freePorts, &out, &stderr) }()
-	brokertest.Eventually(t, 60*time.Second, func() error {
-		if !strings.Contains(out.String(), "1. EventService") {
-			return errNotYet
-		}
-		return nil
-	})
-	cancel()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatal("run returned nil after an interrupted story")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not stop after Ctrl-C")
+	r := start(t, freePorts)
+	r.await(t, "1. EventService")
+	if err := r.interrupt(t, 30*time.Second); err == nil {
+		t.Fatal("run returned nil after an interrupted story")
 	}
 }
 

@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"example.com/myevents/contracts"
 )
 
 type sample struct {
@@ -29,6 +33,15 @@ func decodeHandler() http.Handler {
 	})
 }
 
+// serve sends one request to h and returns what it answered.
+func serve(h http.Handler, method, target, body string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
 func TestDecode(t *testing.T) {
 	tests := []struct {
 		name, body string
@@ -46,20 +59,14 @@ func TestDecode(t *testing.T) {
 		{"trailing garbage", `{"name":"a"} ]`, 400, "invalid JSON body"},
 		{"too large", `{"name":"` + strings.Repeat("x", MaxBody) + `"}`, 413, "larger than 65536 bytes"},
 	}
-	srv := httptest.NewServer(decodeHandler())
-	defer srv.Close()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := http.Post(srv.URL, "application/json", strings.NewReader(tc.body))
-			if err != nil {
-				t.Fatal(err)
+			rec := serve(decodeHandler(), "POST", "/", tc.body)
+			body := rec.Body.Bytes()
+			if rec.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, body)
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.status {
-				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
-			}
-			if got := resp.Header.Get("Content-Type"); got != "application/json" {
+			if got := rec.Header().Get("Content-Type"); got != "application/json" {
 				t.Errorf("Content-Type %q", got)
 			}
 			if tc.errPart == "" {
@@ -79,8 +86,7 @@ func TestErrorsHideInternalDetails(t *testing.T) {
 	h := Handle(log, func(http.ResponseWriter, *http.Request) error {
 		return errors.New("connecting to db: password=secret refused")
 	})
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+	rec := serve(h, "GET", "/x", "")
 	if rec.Code != 500 || strings.Contains(rec.Body.String(), "secret") || !strings.Contains(rec.Body.String(), `"error":"internal error"`) {
 		t.Errorf("got %d %s, want 500 with a generic error", rec.Code, rec.Body)
 	}
@@ -92,16 +98,14 @@ func TestErrorsHideInternalDetails(t *testing.T) {
 	h = Handle(log, func(http.ResponseWriter, *http.Request) error {
 		return errors.Join(errors.New("context"), Errorf(http.StatusConflict, "sold out"))
 	})
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/x", nil))
+	rec = serve(h, "GET", "/x", "")
 	if rec.Code != 409 || strings.TrimSpace(rec.Body.String()) != `{"error":"sold out"}` {
 		t.Errorf("got %d %s", rec.Code, rec.Body)
 	}
 }
 
 func TestNotFound(t *testing.T) {
-	rec := httptest.NewRecorder()
-	Handle(slog.Default(), NotFound).ServeHTTP(rec, httptest.NewRequest("GET", "/nowhere", nil))
+	rec := serve(Handle(slog.Default(), NotFound), "GET", "/nowhere", "")
 	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"error":"no route for GET /nowhere"`) {
 		t.Errorf("got %d %s", rec.Code, rec.Body)
 	}
@@ -123,11 +127,60 @@ func TestHealth(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := httptest.NewRecorder()
-			Handle(slog.Default(), Health(tc.checks...)).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+			rec := serve(Handle(slog.Default(), Health(tc.checks...)), "GET", "/healthz", "")
 			if rec.Code != tc.status || strings.TrimSpace(rec.Body.String()) != tc.body {
 				t.Errorf("got %d %s, want %d %s", rec.Code, rec.Body, tc.status, tc.body)
 			}
 		})
+	}
+}
+
+// TestDecodeRefusesInvalidUTF8: bytes that are not UTF-8 are a 400, not
+// silently replaced with U+FFFD by the JSON decoder.
+func TestDecodeRefusesInvalidUTF8(t *testing.T) {
+	for _, body := range []string{"{\"name\":\"a\xffb\"}", "{\"name\":\"\xc3\x28\"}", "{\"name\":\"\xed\xa0\x80\"}"} {
+		rec := serve(decodeHandler(), "POST", "/", body)
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), "not valid UTF-8") {
+			t.Errorf("%q: %d %s, want 400 not valid UTF-8", body, rec.Code, rec.Body)
+		}
+	}
+}
+
+// TestPath: a path value the check refuses is a 400 naming it.
+func TestPath(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /events/{id}", Handle(slog.New(slog.DiscardHandler), func(w http.ResponseWriter, r *http.Request) error {
+		id, err := Path(r, "id", "event id", contracts.CheckID)
+		if err != nil {
+			return err
+		}
+		Write(w, http.StatusOK, id)
+		return nil
+	}))
+	for path, want := range map[string]string{
+		"/events/ev1": `"ev1"`,
+		"/events/%00": "event id holds a control character (U+0000) at byte 0",
+		"/events/%FF": "event id is not valid UTF-8",
+	} {
+		rec := serve(mux, "GET", path, "")
+		if !strings.Contains(rec.Body.String(), want) || (rec.Code == 200) != (path == "/events/ev1") {
+			t.Errorf("GET %s = %d %s, want %s", path, rec.Code, rec.Body, want)
+		}
+	}
+}
+
+// TestDataErrorsAreNot500: a value the database refuses is the client's
+// fault, never an internal error.
+func TestDataErrorsAreNot500(t *testing.T) {
+	refused := fmt.Errorf("storing event: %w", &pgconn.PgError{Code: "22021", Message: "invalid byte sequence"})
+	rec := httptest.NewRecorder()
+	WriteError(rec, httptest.NewRequest("GET", "/x", nil), slog.New(slog.DiscardHandler), refused)
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("a data error answered %d %s, want 400", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	WriteError(rec, httptest.NewRequest("GET", "/x", nil), slog.New(slog.DiscardHandler), &pgconn.PgError{Code: "57P01"})
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("an admin shutdown answered %d, want 500", rec.Code)
 	}
 }

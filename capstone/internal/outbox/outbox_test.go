@@ -89,6 +89,17 @@ func (s *fakeStore) attempts(id int64) int {
 	return s.rows[id].msg.Attempts
 }
 
+// awaitEmpty waits until nothing is left unsent.
+func (s *fakeStore) awaitEmpty(t *testing.T) {
+	t.Helper()
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		if n, _ := s.Unsent(context.Background()); n != 0 {
+			return fmt.Errorf("%d unsent", n)
+		}
+		return nil
+	})
+}
+
 func booked(id string) *contracts.EventBooked {
 	return &contracts.EventBooked{ID: id, EventID: "e", UserID: "u", Seats: 1}
 }
@@ -146,12 +157,7 @@ func TestWithOutboxARefusedEventIsRetriedUntilSent(t *testing.T) {
 		return nil
 	})
 	em.Fail(false)
-	brokertest.Eventually(t, 5*time.Second, func() error {
-		if n, _ := store.Unsent(context.Background()); n != 0 {
-			return fmt.Errorf("%d unsent", n)
-		}
-		return nil
-	})
+	store.awaitEmpty(t)
 	if got := em.Emitted(); len(got) != 1 || got[0].(*contracts.EventBooked).ID != "b1" {
 		t.Errorf("emitted %v, want b1 once", got)
 	}

@@ -19,13 +19,20 @@ import (
 	"example.com/myevents/labs/brokertest"
 )
 
-// listenerOf builds a group or a replay listener.
-func (e *env) listenerOf(mode string) *Listener {
-	e.t.Helper()
-	if mode == "group" {
-		return e.groupListener(brokertest.Name(e.t, "group"))
+// forEachListener runs f, in parallel, with a group listener and with a
+// replay listener (mode "group" or "replay"), each on an env of its own.
+func forEachListener(t *testing.T, f func(t *testing.T, mode string, e *env, l *Listener)) {
+	for _, mode := range []string{"group", "replay"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			if mode == "group" {
+				f(t, mode, e, e.groupListener(brokertest.Name(t, "group")))
+				return
+			}
+			f(t, mode, e, e.replayListener())
+		})
 	}
-	return e.replayListener()
 }
 
 // awaitMovedOn waits until the handler saw id, the event behind a bad
@@ -49,41 +56,36 @@ func awaitMovedOn(t *testing.T, l *Listener, s *seen, id string) {
 // partition moves on to the good event behind it, and the listener never
 // reports itself stalled. Both the group and the replay listener.
 func TestNearLimitRecordIsDeadLettered(t *testing.T) {
-	for _, mode := range []string{"group", "replay"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			l := e.listenerOf(mode)
-			prefix := `{"eventName":"event.created","payload":{"id":"ev-1","location_id":"l","hall":"h","capacity":1,"name":"`
-			bad := []byte(prefix + strings.Repeat("x", 1_048_400-len(prefix)-3) + `"}}`)
-			e.produceRaw("ev-1", bad)
-			e.emit(e.emitter(), booked("after", "ev-1", 1))
+	forEachListener(t, func(t *testing.T, mode string, e *env, l *Listener) {
+		prefix := `{"eventName":"event.created","payload":{"id":"ev-1","location_id":"l","hall":"h","capacity":1,"name":"`
+		bad := []byte(prefix + strings.Repeat("x", 1_048_400-len(prefix)-3) + `"}}`)
+		e.produceRaw("ev-1", bad)
+		e.emit(e.emitter(), booked("after", "ev-1", 1))
 
-			s := newSeen()
-			listen(t, l, s.handler)
-			awaitMovedOn(t, l, s, "after")
-			if mode == "replay" {
-				awaitCaughtUp(t, l)
+		s := newSeen()
+		listen(t, l, s.handler)
+		awaitMovedOn(t, l, s, "after")
+		if mode == "replay" {
+			awaitCaughtUp(t, l)
+		}
+		dead := e.records(e.dlq)
+		if len(dead) != 1 {
+			t.Fatalf("%d dead letters, want 1", len(dead))
+		}
+		d := dead[0]
+		for _, h := range []struct{ key, want string }{
+			{HeaderReason, msgqueue.ReasonTooLarge},
+			{msgqueue.HeaderTruncated, "true"},
+			{msgqueue.HeaderOriginalSize, strconv.Itoa(len(bad))},
+		} {
+			if got := header(d, h.key); got != h.want {
+				t.Errorf("dead letter %s = %q, want %q", h.key, got, h.want)
 			}
-			dead := e.records(e.dlq)
-			if len(dead) != 1 {
-				t.Fatalf("%d dead letters, want 1", len(dead))
-			}
-			d := dead[0]
-			for _, h := range []struct{ key, want string }{
-				{HeaderReason, msgqueue.ReasonTooLarge},
-				{msgqueue.HeaderTruncated, "true"},
-				{msgqueue.HeaderOriginalSize, strconv.Itoa(len(bad))},
-			} {
-				if got := header(d, h.key); got != h.want {
-					t.Errorf("dead letter %s = %q, want %q", h.key, got, h.want)
-				}
-			}
-			if len(d.Value) != msgqueue.MaxMessageSize || string(d.Value) != string(bad[:msgqueue.MaxMessageSize]) {
-				t.Errorf("the copy holds %d bytes, want the first %d of the record", len(d.Value), msgqueue.MaxMessageSize)
-			}
-		})
-	}
+		}
+		if len(d.Value) != msgqueue.MaxMessageSize || string(d.Value) != string(bad[:msgqueue.MaxMessageSize]) {
+			t.Errorf("the copy holds %d bytes, want the first %d of the record", len(d.Value), msgqueue.MaxMessageSize)
+		}
+	})
 }
 
 // TestOversizedRecordsAreNeverHandled: a record over 64 KiB is poison even
@@ -146,36 +148,31 @@ func TestDeadLetterTopicThatRefusesTheCopy(t *testing.T) {
 // with the reason; once the copy goes through, the partition moves on and
 // Stalled is nil again.
 func TestStalledWhileTheDeadLetterTopicIsGone(t *testing.T) {
-	for _, mode := range []string{"group", "replay"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			l := e.listenerOf(mode)
-			if err := e.adminClient().DeleteTopic(e.dlq); err != nil {
-				t.Fatal(err)
+	forEachListener(t, func(t *testing.T, mode string, e *env, l *Listener) {
+		if err := e.adminClient().DeleteTopic(e.dlq); err != nil {
+			t.Fatal(err)
+		}
+		e.produceRaw("ev-1", []byte(`not an envelope`))
+		e.emit(e.emitter(), booked("after", "ev-1", 1))
+		s := newSeen()
+		listen(t, l, s.handler)
+		brokertest.Eventually(t, wait, func() error {
+			err := l.Stalled()
+			if err == nil || !strings.Contains(err.Error(), "cannot move past offset 0") {
+				return fmt.Errorf("Stalled = %v, want the partition that cannot move past offset 0", err)
 			}
-			e.produceRaw("ev-1", []byte(`not an envelope`))
-			e.emit(e.emitter(), booked("after", "ev-1", 1))
-			s := newSeen()
-			listen(t, l, s.handler)
-			brokertest.Eventually(t, wait, func() error {
-				err := l.Stalled()
-				if err == nil || !strings.Contains(err.Error(), "cannot move past offset 0") {
-					return fmt.Errorf("Stalled = %v, want the partition that cannot move past offset 0", err)
-				}
-				return nil
-			})
-			t.Logf("Stalled: %v", l.Stalled())
-			if s.distinct()["after"] {
-				t.Fatal("the event behind the stuck record was handled")
-			}
-			err := e.adminClient().CreateTopic(e.dlq, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false)
-			if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-				t.Fatal(err)
-			}
-			awaitMovedOn(t, l, s, "after")
+			return nil
 		})
-	}
+		t.Logf("Stalled: %v", l.Stalled())
+		if s.distinct()["after"] {
+			t.Fatal("the event behind the stuck record was handled")
+		}
+		err := e.adminClient().CreateTopic(e.dlq, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false)
+		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			t.Fatal(err)
+		}
+		awaitMovedOn(t, l, s, "after")
+	})
 }
 
 // TestStalledIsNilWhenIdle: a listener that has nothing to do, or that

@@ -224,12 +224,23 @@ func baseConfig(ctx context.Context, o options) *sarama.Config {
 	return cfg
 }
 
-// producerConfig is for the Emitter and a Listener's dead-letter writes: a
-// record counts as sent once all in-sync replicas have it, and the
-// idempotent producer numbers its batches so that the broker drops a
-// retried duplicate, which requires one request in flight per connection.
+// producerConfig is for the Emitter and a Listener's dead-letter writes,
+// with the producer guarantees below.
 func producerConfig(ctx context.Context, o options) *sarama.Config {
 	cfg := baseConfig(ctx, o)
+	SetProducerGuarantees(cfg)
+	if o.tune != nil {
+		o.tune(cfg)
+	}
+	return cfg
+}
+
+// SetProducerGuarantees sets what every record the Emitter writes gets: it
+// counts as sent once all in-sync replicas have it, and the idempotent
+// producer numbers its batches so that the broker drops a retried
+// duplicate, which requires one request in flight per connection.
+// Benchmarks give a raw sarama producer the same.
+func SetProducerGuarantees(cfg *sarama.Config) {
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Idempotent = true
 	cfg.Net.MaxOpenRequests = 1
@@ -239,10 +250,6 @@ func producerConfig(ctx context.Context, o options) *sarama.Config {
 	// The same partitioner as the Java client's default, so a key lands on
 	// the same partition whichever client wrote it.
 	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
-	if o.tune != nil {
-		o.tune(cfg)
-	}
-	return cfg
 }
 
 // consumerConfig is for a Listener's reads. It gets its own client: on a

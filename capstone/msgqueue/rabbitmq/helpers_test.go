@@ -79,29 +79,33 @@ func testLogger(t *testing.T) *slog.Logger {
 // listener builds a listener for this env's queue with a unique connection
 // name.
 func (e *env) listener(ctx context.Context, names []string, opts ...rabbitmq.Option) (*rabbitmq.Listener, error) {
-	name := fmt.Sprintf("%slistener-%d", e.connName, e.n.Add(1))
-	l, err := rabbitmq.NewListener(ctx, e.rabbit.URL, e.queue, names,
-		append(append([]rabbitmq.Option{rabbitmq.WithConnectionName(name)}, e.opts...), opts...)...)
-	if err == nil {
-		e.mu.Lock()
-		e.listeners = append(e.listeners, l)
-		e.mu.Unlock()
-	}
-	return l, err
+	l, err := rabbitmq.NewListener(ctx, e.rabbit.URL, e.queue, names, e.options("listener", opts)...)
+	return track(e, &e.listeners, l, err)
 }
 
 // emitter builds an emitter for this env's exchange with a unique
 // connection name.
 func (e *env) emitter(ctx context.Context, opts ...rabbitmq.Option) (*rabbitmq.Emitter, error) {
-	name := fmt.Sprintf("%semitter-%d", e.connName, e.n.Add(1))
-	em, err := rabbitmq.NewEmitter(ctx, e.rabbit.URL,
-		append(append([]rabbitmq.Option{rabbitmq.WithConnectionName(name)}, e.opts...), opts...)...)
+	em, err := rabbitmq.NewEmitter(ctx, e.rabbit.URL, e.options("emitter", opts)...)
+	return track(e, &e.emitters, em, err)
+}
+
+// options are the env's options, then opts, with a connection name of
+// its own for the next client of that kind.
+func (e *env) options(kind string, opts []rabbitmq.Option) []rabbitmq.Option {
+	name := fmt.Sprintf("%s%s-%d", e.connName, kind, e.n.Add(1))
+	return append(append([]rabbitmq.Option{rabbitmq.WithConnectionName(name)}, e.opts...), opts...)
+}
+
+// track adds a client that was built (err == nil) to the env's list, for
+// logStats.
+func track[T any](e *env, list *[]T, client T, err error) (T, error) {
 	if err == nil {
 		e.mu.Lock()
-		e.emitters = append(e.emitters, em)
+		*list = append(*list, client)
 		e.mu.Unlock()
 	}
-	return em, err
+	return client, err
 }
 
 // logStats logs the counters of the emitters and listeners that went

@@ -200,34 +200,32 @@ func WithReconnectBackoff(first, longest time.Duration) Option {
 // confirmed before it closes the connection under them (default 30s).
 func WithCloseTimeout(d time.Duration) Option { return func(c *config) { c.closeTimeout = d } }
 
+// positive returns an option that sets the field to n if n is positive;
+// zero or less keeps the default.
+func positive(n int, field func(*config) *int) Option {
+	return func(c *config) {
+		if n > 0 {
+			*field(c) = n
+		}
+	}
+}
+
 // WithChannels sets how many confirm-mode channels an emitter spreads its
 // Emit calls over (default 1, which BenchmarkEmit found as fast as more).
 func WithChannels(n int) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.channels = n
-		}
-	}
+	return positive(n, func(c *config) *int { return &c.channels })
 }
 
 // WithWindow caps the unconfirmed messages per emitter channel (default
 // 1024); further Emit calls wait for a slot.
 func WithWindow(n int) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.window = n
-		}
-	}
+	return positive(n, func(c *config) *int { return &c.window })
 }
 
 // WithPrefetch sets how many unacknowledged messages the broker sends a
 // listener ahead (default 32).
 func WithPrefetch(n int) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.prefetch = n
-		}
-	}
+	return positive(n, func(c *config) *int { return &c.prefetch })
 }
 
 // WithDeliveryLimit sets how often a message is delivered at most: a
@@ -238,11 +236,7 @@ func WithPrefetch(n int) Option {
 // declaration: a queue that already exists with another limit makes
 // NewListener fail.
 func WithDeliveryLimit(n int) Option {
-	return func(c *config) {
-		if n > 0 {
-			c.deliveryLimit = n
-		}
-	}
+	return positive(n, func(c *config) *int { return &c.deliveryLimit })
 }
 
 // WithRetryBackoff sets how long a listener waits after a handler error

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -255,21 +254,7 @@ func (v *View) post(ctx context.Context, url string, body any, into any) (int, s
 		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := v.client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err != nil {
-		return 0, "", err
-	}
-	if resp.StatusCode/100 == 2 && into != nil {
-		if err := json.Unmarshal(answer, into); err != nil {
-			return 0, "", fmt.Errorf("decoding the answer of %s: %w", url, err)
-		}
-	}
-	return resp.StatusCode, errorMessage(answer), nil
+	return v.do(req, func(status int) bool { return status/100 == 2 }, into)
 }
 
 // pause waits d or until ctx ends.

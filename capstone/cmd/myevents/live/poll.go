@@ -120,6 +120,13 @@ func (v *View) get(ctx context.Context, url string, into any) (int, string, erro
 	if err != nil {
 		return 0, "", err
 	}
+	return v.do(req, func(status int) bool { return status == http.StatusOK }, into)
+}
+
+// do sends req and returns the status with the error message of a JSON
+// error body; a body whose status decode accepts is decoded into into, if
+// not nil.
+func (v *View) do(req *http.Request, decode func(status int) bool, into any) (int, string, error) {
 	resp, err := v.client.Do(req)
 	if err != nil {
 		return 0, "", err
@@ -129,9 +136,9 @@ func (v *View) get(ctx context.Context, url string, into any) (int, string, erro
 	if err != nil {
 		return 0, "", err
 	}
-	if resp.StatusCode == http.StatusOK && into != nil {
+	if decode(resp.StatusCode) && into != nil {
 		if err := json.Unmarshal(body, into); err != nil {
-			return 0, "", fmt.Errorf("decoding %s: %w", url, err)
+			return 0, "", fmt.Errorf("decoding the answer of %s: %w", req.URL, err)
 		}
 	}
 	return resp.StatusCode, errorMessage(body), nil

@@ -114,41 +114,24 @@ func (v *View) poison(ctx context.Context, req request) (bool, string, error) {
 	return true, fmt.Sprintf("sent %s; BookingService's listener dead-lettered it at once: %s (%s)", what, last.DeadLetter.Reason, last.Queue+last.Topic), nil
 }
 
-func (v *View) brokerKind() string {
+// locked returns what read returns, called with v.mu held.
+func locked[T any](v *View, read func() T) T {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.broker.Kind
+	return read()
 }
 
-func (v *View) isSlow() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.slow
-}
+func (v *View) brokerKind() string { return locked(v, func() string { return v.broker.Kind }) }
 
-func (v *View) runDone() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return !v.run.done.IsZero()
-}
+func (v *View) isSlow() bool { return locked(v, func() bool { return v.slow }) }
 
-func (v *View) currentRun() bookingRun {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.run
-}
+func (v *View) runDone() bool { return locked(v, func() bool { return !v.run.done.IsZero() }) }
+
+func (v *View) currentRun() bookingRun { return locked(v, func() bookingRun { return v.run }) }
 
 // deadLetters counts the dead-lettered copies seen.
-func (v *View) deadLetters() int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.dlCount
-}
+func (v *View) deadLetters() int { return locked(v, func() int { return v.dlCount }) }
 
 // lastDeadLetter is the newest dead-lettered copy; call it after
 // deadLetters counted one.
-func (v *View) lastDeadLetter() Record {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.dlLast.Record
-}
+func (v *View) lastDeadLetter() Record { return locked(v, func() Record { return v.dlLast.Record }) }
