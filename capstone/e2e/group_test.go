@@ -36,41 +36,52 @@ func TestLastSeatRaceGroups(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := amqpConfig(t)
 			db := sqlite(t, "bookings")
 			if tc.store == "postgres" {
 				db = servicetest.PostgresDSN(t)
 			}
-			heard := &recorder{}
-			var instances []*servicetest.Server
-			for range tc.instances {
-				_, b := start(t, cfg, app.BookingService, db, app.Options{WrapHandler: heard.wrap, BookingGroup: tc.group})
-				instances = append(instances, b)
-			}
-			_, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
-			_, evID := createEvent(t, events, "Last seat "+tc.name, capacity)
-			for _, b := range instances {
-				awaitEvent(t, b, evID)
-			}
-
-			sold, statuses := raceFor(t, instances, evID, clients)
-			if statuses[http.StatusCreated] != capacity || statuses[http.StatusConflict] != clients-capacity || len(statuses) != 2 {
-				t.Fatalf("statuses = %v, want %d x 201 and %d x 409", statuses, capacity, clients-capacity)
-			}
-			for _, b := range instances {
-				if !brokertest.CheckIDs(t, "bookings stored", bookingIDs(t, b, evID), sold) {
-					t.FailNow()
-				}
-			}
-			// Every event.booked is heard once (one queue, competing
-			// instances); the counts stay at the capacity.
-			heard.awaitCount(t, contracts.EventBookedName, 1, sold...)
-			for _, b := range instances {
-				if v := awaitEvent(t, b, evID); v.Booked != capacity || v.Available != 0 {
-					t.Fatalf("after the race: %+v, want %d booked, 0 available", v, capacity)
-				}
-			}
+			lastSeatRace(t, amqpConfig(t), db, tc.group, tc.instances, capacity, clients)
 		})
+	}
+}
+
+// lastSeatRace starts instances BookingServices (sharing cfg's queue and
+// the store db; group is their app.Options.BookingGroup) and an
+// EventService, sends clients bookings of one seat at once for an event
+// of capacity seats, spread over the instances, and requires exactly the
+// capacity sold, the bookings stored to be those answered 201, and every
+// event.booked heard back (by any instance, once: one queue) to change no
+// count.
+func lastSeatRace(t *testing.T, cfg app.Config, db string, group, instances, capacity, clients int) {
+	t.Helper()
+	heard := &recorder{}
+	var servers []*servicetest.Server
+	for range instances {
+		_, b := start(t, cfg, app.BookingService, db, app.Options{WrapHandler: heard.wrap, BookingGroup: group})
+		servers = append(servers, b)
+	}
+	_, events := start(t, cfg, app.EventService, sqlite(t, "events"), app.Options{})
+	_, evID := createEvent(t, events, "Last seat", capacity)
+	for _, b := range servers {
+		awaitEvent(t, b, evID)
+	}
+
+	sold, statuses := raceFor(t, servers, evID, clients)
+	if statuses[http.StatusCreated] != capacity || statuses[http.StatusConflict] != clients-capacity || len(statuses) != 2 {
+		t.Fatalf("statuses = %v, want %d x 201 and %d x 409", statuses, capacity, clients-capacity)
+	}
+	for _, b := range servers {
+		if !brokertest.CheckIDs(t, "bookings stored", bookingIDs(t, b, evID), sold) {
+			t.FailNow()
+		}
+	}
+	// BookingService hears each event.booked once (its own, or the other
+	// instance's); they change nothing.
+	heard.awaitCount(t, contracts.EventBookedName, 1, sold...)
+	for _, b := range servers {
+		if v := awaitEvent(t, b, evID); v.Booked != capacity || v.Available != 0 {
+			t.Fatalf("after the race: %+v, want %d booked, 0 available", v, capacity)
+		}
 	}
 }
 
