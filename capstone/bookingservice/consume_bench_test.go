@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
@@ -62,19 +63,10 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 	b.Cleanup(func() { l.Close(); deleteQueue(b, url, queue, exchange) })
 	fill(b, url, exchange)
 
-	var (
-		n    atomic.Int64
-		done = make(chan struct{})
-		once sync.Once
-	)
-	count := func() {
-		if n.Add(1) == consumeBacklog {
-			once.Do(func() { close(done) })
-		}
-	}
+	c := newCountdown(consumeBacklog)
 	start := time.Now()
 	if store == nil {
-		go drainRaw(b, url, queue, count, done)
+		go drainRaw(b, url, queue, c)
 	} else {
 		if err := store.SaveShow(ctx, Show{ID: "show", Name: "S", LocationID: "loc", Hall: "Main", Capacity: 1000}); err != nil {
 			b.Fatal(err)
@@ -88,21 +80,48 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 			_ = l.Listen(ctx, func(ctx context.Context, ev contracts.Event) error {
 				err := svc.Handle(ctx, ev)
 				if err == nil {
-					count()
+					c.hit()
 				}
 				return err
 			})
 		}()
 	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("%s drained %d of %d", name, n.Load(), consumeBacklog)
+	if !c.wait() {
+		b.Fatalf("%s drained %d of %d", name, c.n.Load(), consumeBacklog)
 	}
 	return consumeBacklog / time.Since(start).Seconds()
 }
 
-// fill publishes the backlog: bookings of one seat, sold elsewhere.
+// countdown closes done at the n-th hit.
+type countdown struct {
+	n, want atomic.Int64
+	done    chan struct{}
+	once    sync.Once
+}
+
+func newCountdown(n int64) *countdown {
+	c := &countdown{done: make(chan struct{})}
+	c.want.Store(n)
+	return c
+}
+
+func (c *countdown) hit() {
+	if c.n.Add(1) == c.want.Load() {
+		c.once.Do(func() { close(c.done) })
+	}
+}
+
+// wait waits for the last hit, for five minutes at most.
+func (c *countdown) wait() bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(5 * time.Minute):
+		return false
+	}
+}
+
+// fill publishes the backlog to exchange.
 func fill(b *testing.B, url, exchange string) {
 	b.Helper()
 	em, err := rabbitmq.NewEmitter(context.Background(), url, rabbitmq.WithExchange(exchange))
@@ -110,6 +129,13 @@ func fill(b *testing.B, url, exchange string) {
 		b.Fatal(err)
 	}
 	defer em.Close()
+	emitBacklog(b, em)
+}
+
+// emitBacklog emits consumeBacklog bookings of one seat, sold elsewhere,
+// from 32 goroutines.
+func emitBacklog(b *testing.B, em msgqueue.Emitter) {
+	b.Helper()
 	var wg sync.WaitGroup
 	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
 	for w := range 32 {
@@ -128,7 +154,7 @@ func fill(b *testing.B, url, exchange string) {
 
 // drainRaw consumes queue with amqp091-go alone, acking each delivery,
 // until done.
-func drainRaw(b *testing.B, url, queue string, count func(), done <-chan struct{}) {
+func drainRaw(b *testing.B, url, queue string, c *countdown) {
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		b.Error(err)
@@ -156,8 +182,8 @@ func drainRaw(b *testing.B, url, queue string, count func(), done <-chan struct{
 				b.Error(err)
 				return
 			}
-			count()
-		case <-done:
+			c.hit()
+		case <-c.done:
 			return
 		}
 	}

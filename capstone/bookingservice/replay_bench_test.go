@@ -2,9 +2,7 @@ package bookingservice
 
 import (
 	"context"
-	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,25 +38,19 @@ func BenchmarkReplay(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { svc.Close() })
-	var (
-		n    atomic.Int64
-		done = make(chan struct{})
-		once sync.Once
-	)
+	c := newCountdown(consumeBacklog)
 	start := time.Now()
 	go func() {
 		_ = l.Listen(context.Background(), func(ctx context.Context, ev contracts.Event) error {
 			err := svc.Handle(ctx, ev)
-			if err == nil && n.Add(1) == consumeBacklog {
-				once.Do(func() { close(done) })
+			if err == nil {
+				c.hit()
 			}
 			return err
 		})
 	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("the replay applied %d of %d", n.Load(), consumeBacklog)
+	if !c.wait() {
+		b.Fatalf("the replay applied %d of %d", c.n.Load(), consumeBacklog)
 	}
 	replay := consumeBacklog / time.Since(start).Seconds()
 	b.ReportMetric(raw, "raw-msgs/s")
@@ -66,7 +58,7 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(replay/raw, "replay-x-raw")
 }
 
-// fillKafka writes the log: bookings of one seat, sold elsewhere.
+// fillKafka writes the backlog to topic.
 func fillKafka(b *testing.B, brokers []string, topic string) {
 	b.Helper()
 	em, err := kafka.NewEmitter(context.Background(), brokers, kafka.WithTopic(topic))
@@ -74,20 +66,7 @@ func fillKafka(b *testing.B, brokers []string, topic string) {
 		b.Fatal(err)
 	}
 	defer em.Close()
-	var wg sync.WaitGroup
-	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
-	for w := range 32 {
-		wg.Go(func() {
-			for i := w; i < consumeBacklog; i += 32 {
-				ev := &contracts.EventBooked{ID: fmt.Sprintf("elsewhere-%05d", i), EventID: "show", UserID: "u", Seats: 1, Date: at}
-				if err := em.Emit(context.Background(), ev); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	emitBacklog(b, em)
 }
 
 // readRaw reads every record of the topic with sarama alone and returns
@@ -106,12 +85,8 @@ func readRaw(b *testing.B, brokers []string, topic string) time.Duration {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var (
-		n    atomic.Int64
-		done = make(chan struct{})
-		once sync.Once
-		wg   sync.WaitGroup
-	)
+	left := newCountdown(consumeBacklog)
+	var wg sync.WaitGroup
 	start := time.Now()
 	for _, p := range parts {
 		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
@@ -123,19 +98,15 @@ func readRaw(b *testing.B, brokers []string, topic string) time.Duration {
 			for {
 				select {
 				case <-pc.Messages():
-					if n.Add(1) == consumeBacklog {
-						once.Do(func() { close(done) })
-					}
-				case <-done:
+					left.hit()
+				case <-left.done:
 					return
 				}
 			}
 		})
 	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Minute):
-		b.Errorf("raw sarama read %d of %d", n.Load(), consumeBacklog)
+	if !left.wait() {
+		b.Errorf("raw sarama read %d of %d", left.n.Load(), consumeBacklog)
 	}
 	took := time.Since(start)
 	wg.Wait()
