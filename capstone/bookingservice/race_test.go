@@ -75,8 +75,10 @@ func TestTwoInstancesSharePostgres(t *testing.T) {
 	const capacity, requests = 50, 200
 	dsn := servicetest.PostgresDSN(t)
 	bus := newBus()
-	a := newFixture(t, dsn, bus, Options{})
-	b := newFixture(t, dsn, bus, Options{})
+	// Groups smaller than the capacity: one group of up to DefaultGroup
+	// requests could take every seat before the other instance's first.
+	a := newFixture(t, dsn, bus, Options{Group: 8})
+	b := newFixture(t, dsn, bus, Options{Group: 8})
 	a.announce(t, "ev", capacity)
 	brokertest.Eventually(t, 5*time.Second, func() error {
 		_, err := b.store.Show(context.Background(), "ev")

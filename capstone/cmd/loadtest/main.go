@@ -1,7 +1,8 @@
 // Command loadtest measures how many bookings per second BookingService
 // sells, and how long each takes (p50, p99), over real HTTP with a real
-// broker: every booking is stored, emitted, and confirmed by the broker
-// before its 201.
+// broker: every booking is stored with its event.booked in the outbox
+// before its 201 (with the one-at-a-time path, -group 1, also confirmed by
+// the broker), emitted, and heard back by BookingService.
 //
 // By default it starts both services in this process, on names of its own
 // (an exchange and queue, or a topic and group, deleted at the end), like
@@ -15,11 +16,19 @@
 //	go run ./capstone/cmd/loadtest -broker kafka -db memory
 //	go run ./capstone/cmd/loadtest -broker amqp -db postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 //	go run ./capstone/cmd/loadtest -events-url http://localhost:8181 -bookings-url http://localhost:8282
+//	go run ./capstone/cmd/loadtest -broker amqp -n 8000 -c 64 -warmup 500 -compare
 //
 // Flags: -n bookings (default 2000), -c concurrent clients (default 16),
 // -warmup bookings before measuring (default 200), -broker, -url, -brokers,
 // -db (sqlite, memory, or a postgres:// URL: a schema of its own is
-// created there and dropped at the end).
+// created there and dropped at the end), -group (bookings BookingService
+// sells per transaction at most; 1 is one at a time), -cpuprofile FILE.
+//
+// -compare measures, in one run: a bare loop of one SQLite transaction
+// per booking (the rate one commit per booking allows; before and after
+// the services), the same loop with 16 bookings per transaction, the
+// service's one-at-a-time path (-group 1) and its group commit, and prints
+// their rates, latencies and ratios (compare.go).
 package main
 
 import (
@@ -33,8 +42,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +62,9 @@ type settings struct {
 	db           string
 	eventsURL    string
 	bookingsURL  string
+	group        int
+	compare      bool
+	cpuprofile   string
 }
 
 func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) {
@@ -73,6 +83,9 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 	fs.StringVar(&s.db, "db", "sqlite", "store of both services: sqlite (files in a temporary directory), memory, or a postgres:// URL")
 	fs.StringVar(&s.eventsURL, "events-url", "", "load an EventService that runs already (with -bookings-url)")
 	fs.StringVar(&s.bookingsURL, "bookings-url", "", "load a BookingService that runs already (with -events-url)")
+	fs.IntVar(&s.group, "group", 0, "bookings BookingService sells per transaction at most (0: its default; 1: one at a time)")
+	fs.BoolVar(&s.compare, "compare", false, "measure a SQLite loop of one transaction per booking, the one-at-a-time path (-group 1) and the group path, and print their ratios")
+	fs.StringVar(&s.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured bookings (of the group path with -compare) to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -89,57 +102,22 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 			*env.value = v
 		}
 	}
-	if s.n < 1 || s.c < 1 || s.warmup < 0 {
-		return fmt.Errorf("-n and -c must be at least 1 and -warmup at least 0")
+	if s.n < 1 || s.c < 1 || s.warmup < 0 || s.group < 0 {
+		return fmt.Errorf("-n and -c must be at least 1, -warmup and -group at least 0")
+	}
+	if s.compare && (s.eventsURL != "" || s.bookingsURL != "") {
+		return fmt.Errorf("-compare starts its own services: leave out -events-url and -bookings-url")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	// Start the services, unless they run already.
-	events, bookings, setup := s.eventsURL, s.bookingsURL, ""
-	if events == "" || bookings == "" {
-		sys, err := startSystem(ctx, s, log)
-		if err != nil {
-			return err
-		}
-		defer func() { err = errors.Join(err, sys.stop()) }()
-		events, bookings, setup = sys.events.URL, sys.bookings.URL, sys.describe
-	} else {
-		setup = "services at " + events + " and " + bookings
+	if s.compare {
+		return compare(ctx, s, out, log)
 	}
-
-	// One event to warm up on, one to measure, each with enough seats.
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: s.c}}
-	warm, err := newEvent(ctx, client, events, bookings, "warm-up", max(s.warmup, 1))
+	m, err := measure(ctx, s, log)
 	if err != nil {
 		return err
 	}
-	measured, err := newEvent(ctx, client, events, bookings, "measured", s.n)
-	if err != nil {
-		return err
-	}
-	if _, err := hammer(ctx, client, bookings, warm, s.warmup, s.c); err != nil {
-		return fmt.Errorf("warming up: %w", err)
-	}
-	res, err := hammer(ctx, client, bookings, measured, s.n, s.c)
-	if err != nil {
-		return err
-	}
-
-	// Check that every seat was sold exactly once.
-	var view struct{ Capacity, Booked int }
-	if err := call(ctx, client, "GET", bookings+"/events/"+measured, "", http.StatusOK, &view); err != nil {
-		return err
-	}
-	if res.created != s.n || view.Booked != s.n {
-		return fmt.Errorf("sold %d bookings (answers %v) and BookingService counts %d, want %d", res.created, res.statuses, view.Booked, s.n)
-	}
-
-	slices.Sort(res.latencies)
-	fmt.Fprintf(out, "setup:      %s; %d CPUs, GOMAXPROCS %d\n", setup, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-	fmt.Fprintf(out, "load:       %d bookings of 1 seat, %d concurrent clients, after %d warm-up bookings\n", s.n, s.c, s.warmup)
-	fmt.Fprintf(out, "throughput: %.0f bookings/s (%d x 201 in %v)\n", float64(res.created)/res.elapsed.Seconds(), res.created, res.elapsed.Round(time.Millisecond))
-	fmt.Fprintf(out, "latency:    p50 %v  p90 %v  p99 %v  max %v\n",
-		pct(res.latencies, 50), pct(res.latencies, 90), pct(res.latencies, 99), res.latencies[len(res.latencies)-1].Round(10*time.Microsecond))
+	m.print(out, s)
 	return nil
 }
 

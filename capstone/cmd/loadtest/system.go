@@ -100,7 +100,7 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 	sys.describe = fmt.Sprintf("broker %s, %s; store %s", s.broker, brokerDesc, storeDesc)
 
 	cfg.DB = bookingsDB
-	if sys.bookings, err = app.Start(ctx, cfg, app.Options{Logger: log}); err != nil {
+	if sys.bookings, err = app.Start(ctx, cfg, app.Options{Logger: log, BookingGroup: s.group}); err != nil {
 		return sys, err
 	}
 	cfg.Service, cfg.DB = app.EventService, eventsDB

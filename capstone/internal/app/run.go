@@ -38,6 +38,10 @@ type Options struct {
 	WrapHandler func(msgqueue.Handler) msgqueue.Handler
 	// HTTPTimeouts override DefaultHTTPTimeouts (zero fields keep them).
 	HTTPTimeouts HTTPTimeouts
+	// BookingGroup is BookingService's bookingservice.Options.Group: how
+	// many bookings one transaction sells at most (0: the default; 1: one
+	// at a time, for comparison).
+	BookingGroup int
 }
 
 func (o Options) logger() *slog.Logger {
@@ -198,7 +202,7 @@ func wireBookingService(w *wiring) error {
 	if err != nil {
 		return err
 	}
-	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: w.log, BrokerHealth: both(em.Health, l.Health)})
+	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: w.log, BrokerHealth: both(em.Health, l.Health), Group: w.opt.BookingGroup})
 	if err != nil {
 		return err
 	}
@@ -223,7 +227,8 @@ func wireBookingService(w *wiring) error {
 		go func() {
 			select {
 			case <-l.caughtUp:
-				w.log.Info("caught up with the events log: answering requests", "took", time.Since(start).Round(time.Millisecond))
+				w.log.Info("caught up with the events log: answering requests", "took", time.Since(start).Round(time.Millisecond),
+					"bookings_applied", svc.Applied())
 			case <-w.ctx.Done():
 			case <-w.returned: // the service may stop before ctx ends
 			}

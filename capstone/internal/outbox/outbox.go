@@ -79,6 +79,14 @@ type Store interface {
 	Unsent(ctx context.Context) (int, error)
 }
 
+// ManyStore is a Store that can also mark many messages sent in one
+// statement; the Publisher uses it when the store offers it.
+type ManyStore interface {
+	Store
+	// MarkSentMany records that the broker took the messages ids.
+	MarkSentMany(ctx context.Context, ids []int64) error
+}
+
 // Grace is how long the relay leaves a freshly written outbox row alone,
 // because the request that wrote it is emitting it right now. A SQL store
 // sets a new row's first due time to now + Grace. It must be longer than
@@ -105,6 +113,15 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the relay's warnings (default slog.Default()).
 	Logger *slog.Logger
+	// MarkEach marks every message Publish emitted sent on its own, before
+	// Publish returns: a write per message, the one-at-a-time way kept for
+	// comparison. By default the marks of messages emitted meanwhile are
+	// written together, in one statement, just after (see marks.go).
+	MarkEach bool
+	// MarkLinger is how long noted marks wait before the Publisher writes
+	// them itself, for a service that takes them into its own
+	// transactions (TakeMarks; default 0: at once).
+	MarkLinger time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -156,6 +173,8 @@ type Publisher struct {
 	mu     sync.Mutex
 	behind bool
 	epoch  int64
+
+	marks marks
 }
 
 // NewPublisher returns a Publisher that emits through em. With a non-nil
@@ -173,6 +192,7 @@ func NewPublisher(store Store, em msgqueue.Emitter, opt Options) *Publisher {
 		close(p.done)
 		return p
 	}
+	p.marks.start(p)
 	go p.relay()
 	return p
 }
@@ -207,11 +227,7 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		return err
 	}
 	if err == nil {
-		if err := p.store.MarkSent(ctx, m.ID); err != nil {
-			// The relay will send it again: a duplicate, which consumers
-			// tolerate.
-			p.opt.Logger.Warn("outbox: marking a message sent", "id", m.ID, "err", err)
-		}
+		p.markSent(ctx, m.ID)
 		return nil
 	}
 	if neverTaken(err) {
@@ -284,6 +300,7 @@ func (p *Publisher) Wake() {
 func (p *Publisher) Close() error {
 	p.closing.Do(func() { close(p.stop) })
 	<-p.done
+	p.marks.wait()
 	return nil
 }
 
@@ -347,6 +364,14 @@ func (p *Publisher) relay() {
 // failure, because the broker is most likely down and the rest would fail
 // too.
 func (p *Publisher) drain(ctx context.Context) (caughtUp bool, err error) {
+	// The messages sent are marked in one statement per page, and before
+	// any return.
+	var sent []int64
+	defer func() {
+		if merr := p.markNow(ctx, sent); merr != nil {
+			caughtUp, err = false, errors.Join(err, merr)
+		}
+	}()
 	var after int64
 	for {
 		now := p.opt.Now()
@@ -376,9 +401,12 @@ func (p *Publisher) drain(ctx context.Context) (caughtUp bool, err error) {
 				}
 				return false, fmt.Errorf("emitting outbox message %d (%s): %w", m.ID, m.Event.EventName(), err)
 			}
-			if err := p.store.MarkSent(ctx, m.ID); err != nil {
-				return false, fmt.Errorf("marking outbox message %d sent: %w", m.ID, err)
-			}
+			sent = append(sent, m.ID)
+		}
+		err = p.markNow(ctx, sent)
+		sent = sent[:0]
+		if err != nil {
+			return false, err
 		}
 		if len(msgs) < p.opt.Batch {
 			return true, nil

@@ -90,6 +90,10 @@ func (s *Skeleton) Publish(ctx context.Context, msg outbox.Message) error {
 	return s.pub.Publish(ctx, msg)
 }
 
+// Publisher is the skeleton's outbox publisher, for a service that writes
+// its marks in its own transactions (outbox.Publisher.TakeMarks).
+func (s *Skeleton) Publisher() *outbox.Publisher { return s.pub }
+
 // Close stops the outbox relay; unsent events stay in the outbox for the
 // next start. Call it after the HTTP server (and the broker listener, if
 // any) have stopped.

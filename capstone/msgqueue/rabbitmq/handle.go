@@ -21,6 +21,7 @@ type session struct {
 	retries *retries
 	h       msgqueue.Handler
 	filter  map[string]bool
+	acks    acks // handled, not acknowledged yet (acks.go)
 }
 
 // end stops the retry timers and closes the dead-letter channel; the
@@ -76,7 +77,7 @@ func (s *session) handle(ctx context.Context, d amqp.Delivery) {
 	}
 	if !s.filter[name] {
 		l.skipped.Add(1)
-		s.ack(log, d)
+		s.note(d)
 		return
 	}
 
@@ -85,7 +86,7 @@ func (s *session) handle(ctx context.Context, d amqp.Delivery) {
 	count := deliveryCount(d)
 	switch {
 	case err == nil:
-		s.ack(log, d)
+		s.note(d) // acknowledged with the others that arrived meanwhile
 	case msgqueue.IsPermanent(err):
 		s.deadLetter(ctx, log, d, name, msgqueue.ReasonPermanent, count+1, err)
 	case count+1 >= l.cfg.deliveryLimit:

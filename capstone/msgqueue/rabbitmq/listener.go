@@ -206,6 +206,9 @@ func (l *Listener) connection(ctx context.Context) (*amqp.Connection, error) {
 	return conn, nil
 }
 
+// errDeliveriesClosed ends a session whose deliveries stopped.
+var errDeliveriesClosed = errors.New("the delivery channel closed (connection or channel lost, or consumer cancelled)")
+
 // consume opens a fresh channel on conn and handles its deliveries until
 // stop ends (nil) or the channel breaks (an error); handlers get ctx.
 // started reports whether the consumer was registered.
@@ -236,9 +239,25 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 	}
 	s := &session{l: l, ch: ch, dlq: newDeadLetterer(conn, l), retries: newRetries(), h: h, filter: filter}
 	// Returning closes the channel: the messages waiting out a retry
-	// backoff go back to the queue with the others.
+	// backoff go back to the queue with the others. The deliveries handled
+	// are acknowledged first (if the channel still works).
 	defer s.end()
+	defer s.flushAcks()
 	for {
+		// With deliveries handled but not acknowledged: take the next one
+		// if it is there already, else acknowledge them together.
+		if any, full := s.noted(); any && !full {
+			select {
+			case d, ok := <-deliveries:
+				if !ok {
+					return true, errDeliveriesClosed
+				}
+				s.handle(ctx, d)
+				continue
+			default:
+			}
+		}
+		s.flushAcks()
 		select {
 		case <-stop.Done():
 			return true, nil
@@ -246,7 +265,7 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 			s.requeue(d)
 		case d, ok := <-deliveries:
 			if !ok {
-				return true, errors.New("the delivery channel closed (connection or channel lost, or consumer cancelled)")
+				return true, errDeliveriesClosed
 			}
 			s.handle(ctx, d)
 		}

@@ -1,0 +1,211 @@
+package bookingservice
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// consumeBacklog is how many event.booked each way of BenchmarkConsume
+// drains.
+const consumeBacklog = 2000
+
+// BenchmarkConsume drains the same backlog of event.booked (bookings sold
+// by another instance, so each one is stored) from RabbitMQ two ways in one
+// run: with the raw client (amqp091-go: prefetch 64, an ack per delivery,
+// no work) and through BookingService's listener and store, on SQLite and
+// on PostgreSQL. It reports each way's rate and, for the service, x-raw:
+// its rate as a multiple of the raw client's in the same run.
+//
+//	go test -run '^$' -bench BenchmarkConsume -benchtime 1x ./capstone/bookingservice/
+func BenchmarkConsume(b *testing.B) {
+	url := brokertest.AMQP(b).URL
+	raw := drainRate(b, url, "raw", nil)
+	b.ReportMetric(raw, "raw-msgs/s")
+	for _, store := range []string{"sqlite", "postgres"} {
+		dsn := servicetest.SQLiteDSN(b)
+		if store == "postgres" {
+			dsn = servicetest.PostgresDSN(b)
+		}
+		s, err := OpenStore(context.Background(), dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		rate := drainRate(b, url, store, s)
+		b.ReportMetric(rate, store+"-msgs/s")
+		b.ReportMetric(rate/raw, store+"-x-raw")
+	}
+}
+
+// drainRate fills a queue of its own with consumeBacklog event.booked and
+// returns how many per second were drained: by the raw client when store
+// is nil, else by a BookingService over store through rabbitmq.Listener.
+func drainRate(b *testing.B, url, name string, store Store) float64 {
+	b.Helper()
+	ctx := context.Background()
+	exchange, queue := brokertest.Name(b, "consume-"+name), brokertest.Name(b, "consume-"+name+"-q")
+	names := []string{contracts.EventBookedName}
+	l, err := rabbitmq.NewListener(ctx, url, queue, names, rabbitmq.WithExchange(exchange), rabbitmq.WithPrefetch(64))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close(); deleteQueue(b, url, queue, exchange) })
+	fill(b, url, exchange)
+
+	c := newCountdown(consumeBacklog)
+	start := time.Now()
+	if store == nil {
+		go drainRaw(b, url, queue, c)
+	} else {
+		if err := store.SaveShow(ctx, Show{ID: "show", Name: "S", LocationID: "loc", Hall: "Main", Capacity: 1000}); err != nil {
+			b.Fatal(err)
+		}
+		svc, err := New(store, &servicetest.Emitter{}, Options{Logger: quiet()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { svc.Close() })
+		go func() {
+			_ = l.Listen(ctx, func(ctx context.Context, ev contracts.Event) error {
+				err := svc.Handle(ctx, ev)
+				if err == nil {
+					c.hit()
+				}
+				return err
+			})
+		}()
+	}
+	if !c.wait() {
+		b.Fatalf("%s drained %d of %d", name, c.n.Load(), consumeBacklog)
+	}
+	return consumeBacklog / time.Since(start).Seconds()
+}
+
+// countdown closes done at the n-th hit.
+type countdown struct {
+	n, want atomic.Int64
+	done    chan struct{}
+	once    sync.Once
+}
+
+func newCountdown(n int64) *countdown {
+	c := &countdown{done: make(chan struct{})}
+	c.want.Store(n)
+	return c
+}
+
+func (c *countdown) hit() {
+	if c.n.Add(1) == c.want.Load() {
+		c.once.Do(func() { close(c.done) })
+	}
+}
+
+// wait waits for the last hit, for five minutes at most.
+func (c *countdown) wait() bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(5 * time.Minute):
+		return false
+	}
+}
+
+// fill publishes the backlog to exchange.
+func fill(b *testing.B, url, exchange string) {
+	b.Helper()
+	em, err := rabbitmq.NewEmitter(context.Background(), url, rabbitmq.WithExchange(exchange))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer em.Close()
+	emitBacklog(b, em)
+}
+
+// emitBacklog emits consumeBacklog bookings of one seat, sold elsewhere,
+// from 32 goroutines.
+func emitBacklog(b *testing.B, em msgqueue.Emitter) {
+	b.Helper()
+	var wg sync.WaitGroup
+	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	for w := range 32 {
+		wg.Go(func() {
+			for i := w; i < consumeBacklog; i += 32 {
+				ev := &contracts.EventBooked{ID: fmt.Sprintf("elsewhere-%05d", i), EventID: "show", UserID: "u", Seats: 1, Date: at}
+				if err := em.Emit(context.Background(), ev); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// drainRaw consumes queue with amqp091-go alone, acking each delivery,
+// until done.
+func drainRaw(b *testing.B, url, queue string, c *countdown) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	if err := ch.Qos(64, 0, false /* global */); err != nil {
+		b.Error(err)
+		return
+	}
+	ds, err := ch.Consume(queue, "", false /* auto-ack */, false /* exclusive */, false /* no-local */, false /* no-wait */, nil)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	for {
+		select {
+		case d := <-ds:
+			if err := d.Ack(false /* multiple */); err != nil {
+				b.Error(err)
+				return
+			}
+			c.hit()
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// deleteQueue deletes what drainRate declared.
+func deleteQueue(b *testing.B, url, queue, exchange string) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		b.Errorf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Errorf("cleanup: %v", err)
+		return
+	}
+	for _, q := range []string{queue, rabbitmq.DeadLetterQueue(queue)} {
+		_, _ = ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */)
+	}
+	for _, x := range []string{exchange, rabbitmq.DeadLetterExchange(queue)} {
+		_ = ch.ExchangeDelete(x, false /* ifUnused */, false /* noWait */)
+	}
+}
