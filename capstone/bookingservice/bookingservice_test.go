@@ -276,6 +276,17 @@ type snapshot struct {
 	booked, bookings, emitted, unsent int
 }
 
+// bookedOnce announces event "ev" with capacity seats, books seats of them
+// for user "first", waits until event.booked is sent, and returns the
+// snapshot after that.
+func (f *fixture) bookedOnce(t *testing.T, capacity, seats int) snapshot {
+	t.Helper()
+	f.announce(t, "ev", capacity)
+	f.srv.JSON("POST", "/events/ev/bookings", fmt.Sprintf(`{"seats":%d,"user_id":"first"}`, seats), 201, nil)
+	f.waitSent(t, 1)
+	return f.snapshot(t, "ev")
+}
+
 func (f *fixture) snapshot(t *testing.T, id string) snapshot {
 	t.Helper()
 	bs, err := f.store.Bookings(context.Background(), id)
@@ -287,10 +298,7 @@ func (f *fixture) snapshot(t *testing.T, id string) snapshot {
 
 func TestBadInputWritesNothing(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
-		f.announce(t, "ev", 5)
-		f.srv.JSON("POST", "/events/ev/bookings", `{"seats":4,"user_id":"first"}`, 201, nil)
-		f.waitSent(t, 1)
-		before := f.snapshot(t, "ev")
+		before := f.bookedOnce(t, 5, 4)
 
 		tests := []struct {
 			name, method, path, body string
@@ -347,12 +355,7 @@ func TestEmitFailure(t *testing.T) {
 		if s := f.snapshot(t, "ev"); s != (snapshot{booked: 5, bookings: 1, emitted: 0, unsent: 1}) {
 			t.Fatalf("while the broker refuses: %+v", s)
 		}
-		brokertest.Eventually(t, 5*time.Second, func() error {
-			if n := f.em.Refused(); n < 5 {
-				return fmt.Errorf("%d attempts so far", n)
-			}
-			return nil
-		})
+		f.em.AwaitRefused(t, 5)
 		f.em.Fail(false)
 		f.waitSent(t, 1)
 		if got := f.em.Emitted()[0].(*contracts.EventBooked); got.ID != b.ID || got.Seats != 5 {

@@ -61,7 +61,11 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { l.Close(); deleteQueue(b, url, queue, exchange) })
-	fill(b, url, exchange)
+	em, err := rabbitmq.NewEmitter(ctx, url, rabbitmq.WithExchange(exchange))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill(b, em)
 
 	c := newCountdown(consumeBacklog)
 	start := time.Now()
@@ -121,21 +125,11 @@ func (c *countdown) wait() bool {
 	}
 }
 
-// fill publishes the backlog to exchange.
-func fill(b *testing.B, url, exchange string) {
+// fill emits the backlog with em from 32 goroutines, then closes em:
+// consumeBacklog bookings of one seat, sold elsewhere.
+func fill(b *testing.B, em msgqueue.Emitter) {
 	b.Helper()
-	em, err := rabbitmq.NewEmitter(context.Background(), url, rabbitmq.WithExchange(exchange))
-	if err != nil {
-		b.Fatal(err)
-	}
 	defer em.Close()
-	emitBacklog(b, em)
-}
-
-// emitBacklog emits consumeBacklog bookings of one seat, sold elsewhere,
-// from 32 goroutines.
-func emitBacklog(b *testing.B, em msgqueue.Emitter) {
-	b.Helper()
 	var wg sync.WaitGroup
 	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
 	for w := range 32 {

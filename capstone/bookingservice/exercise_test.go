@@ -209,12 +209,7 @@ func TestExerciseApplyOnce(t *testing.T) {
 	}
 	ch := adminChannel(t, rabbit.URL)
 	for _, q := range []string{queue, dlq} {
-		info, err := ch.QueueDeclarePassive(q,
-			true,  // durable
-			false, // autoDelete
-			false, // exclusive
-			false, // noWait
-			nil)
+		info, err := rabbitmq.InspectQueue(ch, q)
 		if err != nil {
 			t.Fatalf("asking the broker about queue %s: %v", q, err)
 		}

@@ -19,10 +19,7 @@ import (
 // nothing, and afterwards the event still sells exactly its capacity.
 func TestHostileBookings(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
-		f.announce(t, "ev", 10)
-		f.srv.JSON("POST", "/events/ev/bookings", `{"seats":1,"user_id":"first"}`, 201, nil)
-		f.waitSent(t, 1)
-		before := f.snapshot(t, "ev")
+		before := f.bookedOnce(t, 10, 1)
 
 		long := strings.Repeat("u", contracts.MaxIDBytes+1)
 		for _, tc := range []struct {

@@ -24,7 +24,11 @@ import (
 func BenchmarkReplay(b *testing.B) {
 	brokers := brokertest.Kafka(b).Brokers
 	topic := brokertest.Name(b, "replay")
-	fillKafka(b, brokers, topic)
+	em, err := kafka.NewEmitter(context.Background(), brokers, kafka.WithTopic(topic))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill(b, em)
 
 	raw := consumeBacklog / readRaw(b, brokers, topic).Seconds()
 
@@ -56,17 +60,6 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(raw, "raw-msgs/s")
 	b.ReportMetric(replay, "replay-msgs/s")
 	b.ReportMetric(replay/raw, "replay-x-raw")
-}
-
-// fillKafka writes the backlog to topic.
-func fillKafka(b *testing.B, brokers []string, topic string) {
-	b.Helper()
-	em, err := kafka.NewEmitter(context.Background(), brokers, kafka.WithTopic(topic))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer em.Close()
-	emitBacklog(b, em)
 }
 
 // readRaw reads every record of the topic with sarama alone and returns

@@ -250,32 +250,28 @@ func (s *SQLStore) Show(ctx context.Context, id string) (Show, error) {
 // Bookings returns the bookings of a show, oldest first. The show check
 // and the list are one query, so they agree.
 func (s *SQLStore) Bookings(ctx context.Context, showID string) ([]Booking, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT b.id, b.user_id, b.seats, b.booked_at
-		 FROM booking_events e LEFT JOIN bookings b ON b.event_id = e.id
-		 WHERE e.id = $1 AND e.known = 1 ORDER BY b.booked_at, b.id`, showID)
-	if err != nil {
-		return nil, fmt.Errorf("reading the bookings of event %s: %w", showID, err)
-	}
-	defer rows.Close()
 	found := false
 	out := []Booking{}
-	for rows.Next() {
-		found = true
-		var (
-			id, user sql.NullString
-			seats    sql.NullInt64
-			at       sql.NullInt64
-		)
-		if err := rows.Scan(&id, &user, &seats, &at); err != nil {
-			return nil, fmt.Errorf("reading the bookings of event %s: %w", showID, err)
-		}
-		if id.Valid {
-			out = append(out, Booking{ID: id.String, ShowID: showID, UserID: user.String, Seats: int(seats.Int64), Date: sqldb.Time(at.Int64)})
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the bookings of event %s: %w", showID, err)
+	err := s.db.EachRow(ctx, "reading the bookings of event "+showID,
+		`SELECT b.id, b.user_id, b.seats, b.booked_at
+		 FROM booking_events e LEFT JOIN bookings b ON b.event_id = e.id
+		 WHERE e.id = $1 AND e.known = 1 ORDER BY b.booked_at, b.id`, []any{showID}, func(rows *sql.Rows) error {
+			found = true
+			var (
+				id, user sql.NullString
+				seats    sql.NullInt64
+				at       sql.NullInt64
+			)
+			if err := rows.Scan(&id, &user, &seats, &at); err != nil {
+				return err
+			}
+			if id.Valid {
+				out = append(out, Booking{ID: id.String, ShowID: showID, UserID: user.String, Seats: int(seats.Int64), Date: sqldb.Time(at.Int64)})
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, err
 	}
 	if !found {
 		return nil, fmt.Errorf("event %s: %w", showID, ErrNotFound)

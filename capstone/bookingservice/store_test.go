@@ -26,18 +26,12 @@ func storeSpec(t *testing.T, s Store) {
 	}
 
 	// An empty store knows nothing and sells nothing.
-	if _, err := s.Show(ctx, "ev"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Event = %v, want ErrNotFound", err)
-	}
-	if _, err := s.Bookings(ctx, "ev"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Bookings = %v, want ErrNotFound", err)
-	}
-	if _, err := s.Location(ctx, "loc"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Location = %v, want ErrNotFound", err)
-	}
-	if _, err := s.Book(ctx, booking("b0", "ev", 1, 0)); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Book on an unknown event = %v, want ErrNotFound", err)
-	}
+	servicetest.WantIs(t, ErrNotFound, map[string]error{
+		"Event":                    servicetest.Err(s.Show(ctx, "ev")),
+		"Bookings":                 servicetest.Err(s.Bookings(ctx, "ev")),
+		"Location":                 servicetest.Err(s.Location(ctx, "loc")),
+		"Book on an unknown event": servicetest.Err(s.Book(ctx, booking("b0", "ev", 1, 0))),
+	})
 
 	// Saving is insert-if-absent: the first copy wins.
 	loc := Location{ID: "loc", Name: "Arena", Address: "Street 1", Country: "NL", OpenTime: 9, CloseTime: 22,
@@ -114,15 +108,11 @@ func storeSpec(t *testing.T, s Store) {
 	if applied, err := s.ApplyBooking(ctx, early); err != nil || !applied {
 		t.Fatalf("ApplyBooking(early) = %v, %v", applied, err)
 	}
-	if _, err := s.Show(ctx, "later"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Event(placeholder) = %v, want ErrNotFound", err)
-	}
-	if _, err := s.Bookings(ctx, "later"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Bookings(placeholder) = %v, want ErrNotFound", err)
-	}
-	if _, err := s.Book(ctx, booking("b5", "later", 1, 6)); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Book on a placeholder = %v, want ErrNotFound", err)
-	}
+	servicetest.WantIs(t, ErrNotFound, map[string]error{
+		"Event(placeholder)":    servicetest.Err(s.Show(ctx, "later")),
+		"Bookings(placeholder)": servicetest.Err(s.Bookings(ctx, "later")),
+		"Book on a placeholder": servicetest.Err(s.Book(ctx, booking("b5", "later", 1, 6))),
+	})
 	later := Show{ID: "later", Name: "Tosca", LocationID: "loc", Hall: "Side", Capacity: 10, StartDate: at, EndDate: at}
 	if err := s.SaveShow(ctx, later); err != nil {
 		t.Fatal(err)

@@ -50,13 +50,7 @@ func holding() *recorder {
 // awaitEntered waits for the next event a holding recorder holds.
 func (r *recorder) awaitEntered(t *testing.T) contracts.Event {
 	t.Helper()
-	select {
-	case ev := <-r.entered:
-		return ev
-	case <-time.After(wait):
-		t.Fatal("BookingService did not receive an event")
-		return nil
-	}
+	return brokertest.Receive(t, r.entered, wait, "BookingService did not receive an event")
 }
 
 // Release lets held events through.

@@ -81,6 +81,20 @@ func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
 	return s, nil
 }
 
+// decodeRequest reads the body of a POST into a request and validates it:
+// a request that breaks the limits is a 400 that says what it is
+// ("invalid location: name is required").
+func decodeRequest[R interface{ validate() error }](w http.ResponseWriter, r *http.Request, what string) (R, error) {
+	var req R
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		return req, err
+	}
+	if err := req.validate(); err != nil {
+		return req, httpjson.Errorf(http.StatusBadRequest, "invalid %s: %v", what, err)
+	}
+	return req, nil
+}
+
 // locationRequest is the body of POST /locations.
 type locationRequest struct {
 	Name      string `json:"name"`
@@ -123,12 +137,9 @@ func (r locationRequest) validate() error {
 }
 
 func (s *Service) createLocation(w http.ResponseWriter, r *http.Request) error {
-	var req locationRequest
-	if err := httpjson.Decode(w, r, &req); err != nil {
+	req, err := decodeRequest[locationRequest](w, r, "location")
+	if err != nil {
 		return err
-	}
-	if err := req.validate(); err != nil {
-		return httpjson.Errorf(http.StatusBadRequest, "invalid location: %v", err)
 	}
 	loc := Location{
 		ID: rand.Text(), Name: req.Name, Address: req.Address, Country: req.Country,
@@ -240,12 +251,9 @@ func toJSON(e Event) eventJSON {
 }
 
 func (s *Service) createEvent(w http.ResponseWriter, r *http.Request) error {
-	var req eventRequest
-	if err := httpjson.Decode(w, r, &req); err != nil {
+	req, err := decodeRequest[eventRequest](w, r, "event")
+	if err != nil {
 		return err
-	}
-	if err := req.validate(); err != nil {
-		return httpjson.Errorf(http.StatusBadRequest, "invalid event: %v", err)
 	}
 	// Locations are never changed or deleted in a SQL store, so the hall
 	// read here is still the hall when the event is stored.

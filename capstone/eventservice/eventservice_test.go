@@ -17,7 +17,6 @@ import (
 	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/capstone/msgqueue/memory"
 	"example.com/myevents/contracts"
-	"example.com/myevents/labs/brokertest"
 )
 
 // fixture is one EventService over a real store, served over HTTP.
@@ -140,6 +139,22 @@ type snapshot struct {
 	locations, events, emitted, unsent int
 }
 
+// sentLocation creates aLocation, waits until its location.created is
+// sent, and returns the location and the snapshot after that.
+func (f *fixture) sentLocation(t *testing.T) (Location, snapshot) {
+	t.Helper()
+	var loc Location
+	f.srv.JSON("POST", "/locations", aLocation, 201, &loc)
+	f.waitSent(t, 1)
+	return loc, f.snapshot(t)
+}
+
+// event is the body of a POST /events for Aida in hall Main of location
+// locID, with more fields appended (`,"duration":5`).
+func event(locID, fields string) string {
+	return fmt.Sprintf(`{"name":"Aida","location_id":%q,"hall":"Main","start_date":100,"end_date":200%s}`, locID, fields)
+}
+
 func (f *fixture) snapshot(t *testing.T) snapshot {
 	t.Helper()
 	ls, err := f.store.Locations(context.Background())
@@ -155,14 +170,8 @@ func (f *fixture) snapshot(t *testing.T) snapshot {
 
 func TestBadInputWritesNothing(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f *fixture) {
-		var loc Location
-		f.srv.JSON("POST", "/locations", aLocation, 201, &loc)
-		f.waitSent(t, 1)
-		before := f.snapshot(t)
+		loc, before := f.sentLocation(t)
 
-		event := func(fields string) string {
-			return fmt.Sprintf(`{"name":"Aida","location_id":%q,"hall":"Main","start_date":100,"end_date":200%s}`, loc.ID, fields)
-		}
 		huge := `{"name":"` + strings.Repeat("x", httpjson.MaxBody) + `"}`
 		tests := []struct {
 			name, method, path, body string
@@ -181,16 +190,16 @@ func TestBadInputWritesNothing(t *testing.T) {
 			{"location negative hours", "POST", "/locations", `{"name":"x","open_time":-1}`, 400, "must not be negative"},
 			{"location too large", "POST", "/locations", huge, 413, "larger than"},
 			{"event malformed", "POST", "/events", `{`, 400, "invalid JSON body"},
-			{"event unknown field", "POST", "/events", event(`,"price":5`), 400, `unknown field "price"`},
+			{"event unknown field", "POST", "/events", event(loc.ID, `,"price":5`), 400, `unknown field "price"`},
 			{"event date as text", "POST", "/events", `{"name":"x","start_date":"2026-11-27"}`, 400, "invalid JSON body"},
-			{"event no name", "POST", "/events", strings.Replace(event(""), `"Aida"`, `""`, 1), 400, "name is required"},
-			{"event no hall", "POST", "/events", strings.Replace(event(""), `"Main"`, `""`, 1), 400, "location_id and hall are required"},
+			{"event no name", "POST", "/events", strings.Replace(event(loc.ID, ""), `"Aida"`, `""`, 1), 400, "name is required"},
+			{"event no hall", "POST", "/events", strings.Replace(event(loc.ID, ""), `"Main"`, `""`, 1), 400, "location_id and hall are required"},
 			{"event no start", "POST", "/events", fmt.Sprintf(`{"name":"x","location_id":%q,"hall":"Main"}`, loc.ID), 400, "start_date is required"},
 			{"event ends before it starts", "POST", "/events", fmt.Sprintf(`{"name":"x","location_id":%q,"hall":"Main","start_date":200,"end_date":100}`, loc.ID), 400, "before start_date"},
-			{"event negative duration", "POST", "/events", event(`,"duration":-5`), 400, "duration -5 is negative"},
+			{"event negative duration", "POST", "/events", event(loc.ID, `,"duration":-5`), 400, "duration -5 is negative"},
 			{"event too large", "POST", "/events", huge, 413, "larger than"},
 			{"event unknown location", "POST", "/events", `{"name":"x","location_id":"nowhere","hall":"Main","start_date":1,"end_date":2}`, 422, `location "nowhere" does not exist`},
-			{"event unknown hall", "POST", "/events", strings.Replace(event(""), `"Main"`, `"Attic"`, 1), 422, `has no hall "Attic"`},
+			{"event unknown hall", "POST", "/events", strings.Replace(event(loc.ID, ""), `"Main"`, `"Attic"`, 1), 422, `has no hall "Attic"`},
 			{"unknown location id", "GET", "/locations/nope", "", 404, `location "nope" not found`},
 			{"unknown event id", "GET", "/events/nope", "", 404, `event "nope" not found`},
 			{"unknown event name", "GET", "/events/name/nope", "", 404, `no event named "nope"`},
@@ -231,12 +240,7 @@ func TestEmitFailure(t *testing.T) {
 			t.Fatalf("%d unsent while the broker refuses, want 2", n)
 		}
 		// The relay keeps trying while the broker is down.
-		brokertest.Eventually(t, 5*time.Second, func() error {
-			if n := f.em.Refused(); n < 5 {
-				return fmt.Errorf("%d attempts so far", n)
-			}
-			return nil
-		})
+		f.em.AwaitRefused(t, 5)
 		f.em.Fail(false)
 		f.waitSent(t, 2)
 		names := []string{f.em.Emitted()[0].EventName(), f.em.Emitted()[1].EventName()}

@@ -133,35 +133,31 @@ func first[T any](items []T, err error, what string) (T, error) {
 // locations reads the locations that where selects, with their halls, in
 // one query: one row per hall (or one row without a hall).
 func (s *SQLStore) locations(ctx context.Context, where string, args ...any) ([]Location, error) {
-	rows, err := s.db.QueryContext(ctx,
+	out := []Location{}
+	err := s.db.EachRow(ctx, "reading locations",
 		`SELECT l.id, l.name, l.address, l.country, l.open_time, l.close_time, h.name, h.capacity
 		 FROM locations l LEFT JOIN location_halls h ON h.location_id = l.id `+where+`
-		 ORDER BY l.seq, h.position`, args...)
+		 ORDER BY l.seq, h.position`, args, func(rows *sql.Rows) error {
+			var (
+				l        Location
+				hallName sql.NullString
+				capacity sql.NullInt64
+			)
+			if err := rows.Scan(&l.ID, &l.Name, &l.Address, &l.Country, &l.OpenTime, &l.CloseTime, &hallName, &capacity); err != nil {
+				return err
+			}
+			if n := len(out); n == 0 || out[n-1].ID != l.ID {
+				l.Halls = []Hall{}
+				out = append(out, l)
+			}
+			if hallName.Valid {
+				last := &out[len(out)-1]
+				last.Halls = append(last.Halls, Hall{Name: hallName.String, Capacity: int(capacity.Int64)})
+			}
+			return nil
+		})
 	if err != nil {
-		return nil, fmt.Errorf("reading locations: %w", err)
-	}
-	defer rows.Close()
-	out := []Location{}
-	for rows.Next() {
-		var (
-			l        Location
-			hallName sql.NullString
-			capacity sql.NullInt64
-		)
-		if err := rows.Scan(&l.ID, &l.Name, &l.Address, &l.Country, &l.OpenTime, &l.CloseTime, &hallName, &capacity); err != nil {
-			return nil, fmt.Errorf("reading locations: %w", err)
-		}
-		if n := len(out); n == 0 || out[n-1].ID != l.ID {
-			l.Halls = []Hall{}
-			out = append(out, l)
-		}
-		if hallName.Valid {
-			last := &out[len(out)-1]
-			last.Halls = append(last.Halls, Hall{Name: hallName.String, Capacity: int(capacity.Int64)})
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading locations: %w", err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -185,27 +181,23 @@ func (s *SQLStore) EventByName(ctx context.Context, name string) (Event, error) 
 
 // events reads the events that where selects, oldest first.
 func (s *SQLStore) events(ctx context.Context, where string, args ...any) ([]Event, error) {
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT id, name, location_id, hall, capacity, start_date, end_date, duration
-		 FROM events `+where+` ORDER BY seq`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("reading events: %w", err)
-	}
-	defer rows.Close()
 	out := []Event{}
-	for rows.Next() {
-		var (
-			e          Event
-			start, end int64
-		)
-		if err := rows.Scan(&e.ID, &e.Name, &e.LocationID, &e.Hall, &e.Capacity, &start, &end, &e.Duration); err != nil {
-			return nil, fmt.Errorf("reading events: %w", err)
-		}
-		e.StartDate, e.EndDate = sqldb.Time(start), sqldb.Time(end)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading events: %w", err)
+	err := s.db.EachRow(ctx, "reading events",
+		`SELECT id, name, location_id, hall, capacity, start_date, end_date, duration
+		 FROM events `+where+` ORDER BY seq`, args, func(rows *sql.Rows) error {
+			var (
+				e          Event
+				start, end int64
+			)
+			if err := rows.Scan(&e.ID, &e.Name, &e.LocationID, &e.Hall, &e.Capacity, &start, &end, &e.Duration); err != nil {
+				return err
+			}
+			e.StartDate, e.EndDate = sqldb.Time(start), sqldb.Time(end)
+			out = append(out, e)
+			return nil
+		})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

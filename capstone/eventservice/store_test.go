@@ -26,15 +26,11 @@ func storeSpec(t *testing.T, s Store) {
 	if ls, err := s.Locations(ctx); err != nil || len(ls) != 0 {
 		t.Fatalf("Locations() = %v, %v; want none", ls, err)
 	}
-	if _, err := s.Location(ctx, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Location(nope) = %v, want ErrNotFound", err)
-	}
-	if _, err := s.Event(ctx, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Event(nope) = %v, want ErrNotFound", err)
-	}
-	if _, err := s.EventByName(ctx, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("EventByName(nope) = %v, want ErrNotFound", err)
-	}
+	servicetest.WantIs(t, ErrNotFound, map[string]error{
+		"Location(nope)":    servicetest.Err(s.Location(ctx, "nope")),
+		"Event(nope)":       servicetest.Err(s.Event(ctx, "nope")),
+		"EventByName(nope)": servicetest.Err(s.EventByName(ctx, "nope")),
+	})
 
 	// Locations come back as stored, halls in order, oldest first.
 	l1 := Location{ID: "loc-1", Name: "Olympiastadion", Address: "Olympischer Platz 3", Country: "DE",

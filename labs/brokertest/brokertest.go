@@ -236,6 +236,21 @@ func Eventually(t testing.TB, timeout time.Duration, check func() error) {
 	}
 }
 
+// Receive waits up to timeout for a value from ch and returns it. If none
+// comes, it fails the test with failure, which says what did not happen
+// ("the handler was not called").
+func Receive[T any](t testing.TB, ch <-chan T, timeout time.Duration, failure string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(timeout):
+		t.Fatalf("%s within %v", failure, timeout)
+		var zero T
+		return zero
+	}
+}
+
 // shared holds what the tests of one package share: started containers and
 // the embedded Kafka, and how to stop them.
 var shared struct {

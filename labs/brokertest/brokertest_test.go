@@ -356,3 +356,21 @@ func TestDiffIDsIsAMultisetComparison(t *testing.T) {
 		t.Fatalf("CheckIDs said %q, want %q", r.errorf, want)
 	}
 }
+
+func TestReceive(t *testing.T) {
+	ch := make(chan int, 1)
+	ch <- 7
+	if got := Receive(t, ch, time.Second, "no value"); got != 7 {
+		t.Errorf("Receive = %d, want 7", got)
+	}
+	r := &recorder{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Receive(r, ch, 10*time.Millisecond, "no value")
+	}()
+	<-done
+	if r.fatal != "%s within %v" {
+		t.Errorf("with nothing to receive: fatal=%q, want the test failed", r.fatal)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
 	"example.com/myevents/labs/brokertest"
 )
 
@@ -304,11 +305,6 @@ func passiveDeclare(conn *amqp.Connection, q string) error {
 		return err
 	}
 	defer ch.Close()
-	_, err = ch.QueueDeclarePassive(q,
-		true,  // durable
-		false, // autoDelete
-		false, // exclusive
-		false, // noWait
-		nil)
+	_, err = rabbitmq.InspectQueue(ch, q)
 	return err
 }

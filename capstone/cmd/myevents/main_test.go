@@ -102,13 +102,7 @@ func (r *running) await(t *testing.T, want string) {
 func (r *running) interrupt(t *testing.T, timeout time.Duration) error {
 	t.Helper()
 	r.cancel()
-	select {
-	case err := <-r.done:
-		return err
-	case <-time.After(timeout):
-		t.Fatal("run did not stop after Ctrl-C")
-		return nil
-	}
+	return brokertest.Receive(t, r.done, timeout, "run did not stop after Ctrl-C")
 }
 
 // TestStoryOnly: with -story-only it stops by itself after the story.
@@ -135,18 +129,32 @@ func TestInterruptedStory(t *testing.T) {
 }
 
 // TestBusyPort: a taken port is one clear error that names the flag to
-// move it with.
+// move it with; a taken live view port is found before anything starts.
 func TestBusyPort(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	var out, stderr syncBuffer
-	err = run(context.Background(), []string{"-events-listen", "127.0.0.1:0", "-bookings-listen", busy.Addr().String(), "-ui-listen", "127.0.0.1:0"}, &out, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "listening for HTTP on "+busy.Addr().String()) ||
-		!strings.Contains(err.Error(), "choose another with -bookings-listen") {
-		t.Fatalf("error = %v, want one about the port that names -bookings-listen", err)
+	for _, tt := range []struct {
+		flag, listening string
+		others          []string // the other ports
+		quiet           bool     // nothing starts before the error
+	}{
+		{"-bookings-listen", "listening for HTTP on ", []string{"-events-listen", "127.0.0.1:0", "-ui-listen", "127.0.0.1:0"}, false},
+		{"-ui-listen", "listening for the live view on ", nil, true},
+	} {
+		t.Run(tt.flag, func(t *testing.T) {
+			busy, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer busy.Close()
+			var out, stderr syncBuffer
+			err = run(context.Background(), append([]string{tt.flag, busy.Addr().String()}, tt.others...), &out, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tt.listening+busy.Addr().String()) ||
+				!strings.Contains(err.Error(), "choose another with "+tt.flag) {
+				t.Fatalf("error = %v, want one about the port that names %s", err, tt.flag)
+			}
+			if tt.quiet && out.String() != "" {
+				t.Errorf("something started before the error:\n%s", out.String())
+			}
+		})
 	}
 }
 
@@ -160,25 +168,6 @@ func find(t *testing.T, s, pattern string) string {
 		t.Fatalf("the output has no line like %q:\n%s", pattern, s)
 	}
 	return m[1]
-}
-
-// TestLiveViewPortBusy: a taken live view port is one clear error that
-// names the flag, before anything starts.
-func TestLiveViewPortBusy(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	var out, stderr syncBuffer
-	err = run(context.Background(), []string{"-ui-listen", busy.Addr().String()}, &out, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "listening for the live view on "+busy.Addr().String()) ||
-		!strings.Contains(err.Error(), "choose another with -ui-listen") {
-		t.Fatalf("error = %v, want one about the port that names -ui-listen", err)
-	}
-	if out.String() != "" {
-		t.Errorf("something started before the error:\n%s", out.String())
-	}
 }
 
 // TestBadFlags: flags myevents cannot use are one sentence each.

@@ -44,14 +44,9 @@ func (n rabbitNames) prepare(log *slog.Logger) error {
 			if err != nil {
 				return err
 			}
-			// A passive declare of a missing queue closes the channel: one
-			// channel per question.
-			info, err := ch.QueueDeclarePassive(q,
-				true,  // durable
-				false, // autoDelete
-				false, // exclusive
-				false, // noWait
-				nil)
+			// Asking about a missing queue closes the channel: one channel
+			// per question.
+			info, err := rabbitmq.InspectQueue(ch, q)
 			var amqpErr *amqp.Error
 			switch {
 			case errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound:

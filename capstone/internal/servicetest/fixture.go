@@ -2,7 +2,10 @@ package servicetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -60,6 +63,33 @@ func WaitSent(t testing.TB, ob outbox.Store, em *Emitter, n int) {
 		}
 		return nil
 	})
+}
+
+// AwaitRefused waits until the emitter has refused n events: a relay
+// keeps trying while the broker refuses.
+func (e *Emitter) AwaitRefused(t testing.TB, n int) {
+	t.Helper()
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		if got := e.Refused(); got < n {
+			return fmt.Errorf("%d attempts so far", got)
+		}
+		return nil
+	})
+}
+
+// Err drops the value of a call's result and keeps its error, for
+// WantIs.
+func Err[V any](_ V, err error) error { return err }
+
+// WantIs fails t for each named error that is not target; the names are
+// the calls that returned them ("Bookings(placeholder)").
+func WantIs(t testing.TB, target error, errs map[string]error) {
+	t.Helper()
+	for _, name := range slices.Sorted(maps.Keys(errs)) {
+		if err := errs[name]; !errors.Is(err, target) {
+			t.Errorf("%s = %v, want %v", name, err, target)
+		}
+	}
 }
 
 // Listen runs l.Listen with h until the test ends, then closes l and

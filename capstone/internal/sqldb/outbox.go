@@ -78,35 +78,32 @@ func (db *DB) Outbox() outbox.Store { return outboxStore{db} }
 type outboxStore struct{ db *DB }
 
 func (o outboxStore) Pending(ctx context.Context, after int64, limit int) ([]outbox.Message, error) {
-	rows, err := o.db.QueryContext(ctx,
+	var msgs []outbox.Message
+	err := o.db.EachRow(ctx, "reading the outbox",
 		`SELECT id, event_name, payload, attempts, next_attempt_at FROM `+o.db.outbox+`
 		 WHERE sent_at IS NULL AND id > $1 ORDER BY id LIMIT $2`,
-		after, limit)
+		[]any{after, limit}, func(rows *sql.Rows) error {
+			var (
+				m             outbox.Message
+				name, payload string
+				next          int64
+			)
+			if err := rows.Scan(&m.ID, &name, &payload, &m.Attempts, &next); err != nil {
+				return err
+			}
+			m.Next = Time(next)
+			// What we wrote ourselves fails to decode only if the contract
+			// changed incompatibly (an older version wrote it): the relay
+			// gives up on it, loudly, rather than stop for ever.
+			var err error
+			if m.Event, err = contracts.Decode(name, []byte(payload)); err != nil {
+				m.Broken = fmt.Errorf("outbox message %d: %w", m.ID, err)
+			}
+			msgs = append(msgs, m)
+			return nil
+		})
 	if err != nil {
-		return nil, fmt.Errorf("reading the outbox: %w", err)
-	}
-	defer rows.Close()
-	var msgs []outbox.Message
-	for rows.Next() {
-		var (
-			m             outbox.Message
-			name, payload string
-			next          int64
-		)
-		if err := rows.Scan(&m.ID, &name, &payload, &m.Attempts, &next); err != nil {
-			return nil, fmt.Errorf("reading the outbox: %w", err)
-		}
-		m.Next = Time(next)
-		// What we wrote ourselves fails to decode only if the contract
-		// changed incompatibly (an older version wrote it): the relay
-		// gives up on it, loudly, rather than stop for ever.
-		if m.Event, err = contracts.Decode(name, []byte(payload)); err != nil {
-			m.Broken = fmt.Errorf("outbox message %d: %w", m.ID, err)
-		}
-		msgs = append(msgs, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the outbox: %w", err)
+		return nil, err
 	}
 	return msgs, nil
 }

@@ -266,6 +266,25 @@ func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
+// EachRow runs query and calls scan for each row it returns, in order.
+// what names the reading in errors ("reading events: …").
+func (db *DB) EachRow(ctx context.Context, what, query string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
 // Micros turns a time into what a BIGINT time column holds: microseconds
 // since 1970 (the zero time fits too).
 func Micros(t time.Time) int64 { return t.UnixMicro() }

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/msgqueuetest"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
@@ -252,24 +252,13 @@ func TestConstructorErrors(t *testing.T) {
 	}
 }
 
-// bulkyLocation is a valid location.created whose JSON is over 64 KiB: a
-// JSON encoder writes each "<" as the six bytes \u003c.
-func bulkyLocation() *contracts.LocationCreated {
-	loc := &contracts.LocationCreated{ID: "loc-bulky"}
-	for i := range contracts.MaxHalls {
-		name := fmt.Sprintf("%03d", i) + strings.Repeat("<", contracts.MaxTextBytes-3)
-		loc.Halls = append(loc.Halls, contracts.Hall{Name: name, Capacity: 1})
-	}
-	return loc
-}
-
 // TestEmitRefusesOversizedEvents: an event whose record would be over
 // 64 KiB is never written, so no listener has to refuse it.
 func TestEmitRefusesOversizedEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	em := e.emitter()
-	loc := bulkyLocation()
+	loc := msgqueuetest.BulkyLocation()
 	if err := loc.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -132,11 +132,7 @@ func TestCloseWaitsForHandler(t *testing.T) {
 		finished.Store(true)
 		return nil
 	})
-	select {
-	case <-entered:
-	case <-time.After(wait):
-		t.Fatal("the handler was not called")
-	}
+	brokertest.Receive(t, entered, wait, "the handler was not called")
 	// Let the handler go only a while after Close started: a Close that
 	// does not wait returns in that while and fails the check below.
 	time.AfterFunc(200*time.Millisecond, func() { close(release) })

@@ -31,6 +31,18 @@ func EventID(ev contracts.Event) string {
 // fixedTime keeps sample events comparable after a JSON round trip.
 var fixedTime = time.Date(2026, time.March, 14, 19, 30, 0, 0, time.UTC)
 
+// BulkyLocation is a valid location.created whose JSON is over
+// msgqueue.MaxMessageSize: a JSON encoder writes each "<" of its hall names
+// as the six bytes \u003c.
+func BulkyLocation() *contracts.LocationCreated {
+	loc := &contracts.LocationCreated{ID: "loc-bulky"}
+	for i := range contracts.MaxHalls {
+		name := fmt.Sprintf("%03d", i) + strings.Repeat("<", contracts.MaxTextBytes-3)
+		loc.Halls = append(loc.Halls, contracts.Hall{Name: name, Capacity: 1})
+	}
+	return loc
+}
+
 // sample returns a valid event of the named contract type with the given ID.
 func sample(name, id string) contracts.Event {
 	switch name {

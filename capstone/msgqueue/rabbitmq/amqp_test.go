@@ -169,11 +169,7 @@ func TestStaleDeliveriesAreNeverAcked(t *testing.T) {
 		}
 		return nil
 	})
-	select {
-	case <-holding:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the handler never reached the 100th message")
-	}
+	brokertest.Receive(t, holding, 30*time.Second, "the handler never reached the 100th message")
 	n, err := closeConnections(t.Context(), e.rabbit, e.connName+"listener")
 	close(release)
 	if err != nil {
@@ -281,11 +277,7 @@ func TestListenerMisuse(t *testing.T) {
 	if err := e.mustEmitter(t).Emit(t.Context(), booking("misuse-1")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-handled:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the first Listen handled nothing")
-	}
+	brokertest.Receive(t, handled, 30*time.Second, "the first Listen handled nothing")
 	if err := l.Listen(t.Context(), nil); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("second Listen returned %v, want an 'already running' error", err)
 	}

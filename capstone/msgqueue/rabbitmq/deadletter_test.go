@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/msgqueuetest"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
@@ -165,30 +166,27 @@ func TestDeliveryLimitDeadLetters(t *testing.T) {
 		}
 	}
 
-	var mu sync.Mutex
-	calls := map[string]int{}
-	var times []time.Time
-	listenInBackground(t, l, func(_ context.Context, ev contracts.Event) error {
-		id := ev.(*contracts.EventBooked).ID
-		mu.Lock()
-		defer mu.Unlock()
-		calls[id]++
-		if id == "always-fails" {
-			times = append(times, time.Now())
-			return errors.New("the database is down")
+	var (
+		c     callCounter
+		times []time.Time // of the failing message's deliveries, under c.mu
+	)
+	listenInBackground(t, l, c.handler(func(id string) error {
+		if id != "always-fails" {
+			return nil
 		}
-		return nil
-	})
+		times = append(times, time.Now())
+		return errors.New("the database is down")
+	}))
 
 	dead := e.deadLetters(t, 1)
-	mu.Lock()
-	n := calls["always-fails"]
+	c.mu.Lock()
+	n := c.calls["always-fails"]
 	gaps := make([]string, 0, len(times))
 	for i := 1; i < len(times); i++ {
 		gaps = append(gaps, times[i].Sub(times[i-1]).Round(time.Millisecond).String())
 	}
-	fine := calls["fine"]
-	mu.Unlock()
+	fine := c.calls["fine"]
+	c.mu.Unlock()
 	t.Logf("delivery limit %d: the failing message was delivered %d times (gaps %v), then dead-lettered", limit, n, gaps)
 	if n != limit || fine != 1 {
 		t.Errorf("the failing message was delivered %d times, want %d; the good one %d times, want 1", n, limit, fine)
@@ -226,22 +224,17 @@ func TestRetryBackoffDoesNotStallOtherMessages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var mu sync.Mutex
-	handled := map[string]int{}
-	listenInBackground(t, l, func(_ context.Context, ev contracts.Event) error {
-		id := ev.(*contracts.EventBooked).ID
-		mu.Lock()
-		defer mu.Unlock()
-		handled[id]++
+	var c callCounter
+	listenInBackground(t, l, c.handler(func(id string) error {
 		if id == "fails-once" {
 			return errors.New("a dependency hiccuped")
 		}
 		return nil
-	})
+	}))
 	brokertest.Eventually(t, 20*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if n := len(handled) - 1; n < others {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n := len(c.calls) - 1; n < others {
 			return fmt.Errorf("%d of %d other messages handled while one waits out an hour of backoff", n, others)
 		}
 		return nil
@@ -321,18 +314,13 @@ func TestSameEventUnroutableAtOnce(t *testing.T) {
 }
 
 // TestEmitRefusesOversizedEvents: an event whose body would be over
-// 64 KiB is never published (a JSON encoder writes each "<" of these
-// valid hall names as six bytes).
+// 64 KiB is never published.
 func TestEmitRefusesOversizedEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.mustListener(t, []string{contracts.LocationCreatedName})
 	em := e.mustEmitter(t)
-	loc := &contracts.LocationCreated{ID: "loc-bulky"}
-	for i := range contracts.MaxHalls {
-		loc.Halls = append(loc.Halls, contracts.Hall{Name: fmt.Sprintf("%03d", i) + strings.Repeat("<", contracts.MaxTextBytes-3), Capacity: 1})
-	}
-	if err := em.Emit(t.Context(), loc); !errors.Is(err, msgqueue.ErrTooLarge) {
+	if err := em.Emit(t.Context(), msgqueuetest.BulkyLocation()); !errors.Is(err, msgqueue.ErrTooLarge) {
 		t.Errorf("Emit = %v, want ErrTooLarge", err)
 	}
 	if ds, err := peekQueue(e.rabbit.URL, e.queue); err != nil || len(ds) != 0 {

@@ -166,6 +166,27 @@ func booking(id string) *contracts.EventBooked {
 		Date: time.Date(2026, time.May, 1, 20, 0, 0, 0, time.UTC)}
 }
 
+// callCounter counts a handler's calls per booking ID.
+type callCounter struct {
+	mu    sync.Mutex
+	calls map[string]int // by booking ID, under mu
+}
+
+// handler counts each call and returns answer(id): nil handles the
+// event, an error asks for it again. answer runs under c.mu.
+func (c *callCounter) handler(answer func(id string) error) msgqueue.Handler {
+	return func(_ context.Context, ev contracts.Event) error {
+		id := ev.(*contracts.EventBooked).ID
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.calls == nil {
+			c.calls = map[string]int{}
+		}
+		c.calls[id]++
+		return answer(id)
+	}
+}
+
 // peekQueue reads every message of a queue without taking them: it gets
 // them unacknowledged and closes its connection, which puts them back.
 func peekQueue(url, queue string) ([]amqp.Delivery, error) {
@@ -195,13 +216,7 @@ func peekQueue(url, queue string) ([]amqp.Delivery, error) {
 // of its own (much faster than one basic.get per message).
 func drainQueue(t *testing.T, url, queue string) ([]amqp.Delivery, error) {
 	ch := brokertest.AdminChannel(t, url)
-	q, err := ch.QueueDeclarePassive(queue,
-		true,  // durable
-		false, // auto-delete
-		false, // exclusive
-		false, // no-wait
-		nil,   // args
-	)
+	q, err := rabbitmq.InspectQueue(ch, queue)
 	if err != nil {
 		return nil, fmt.Errorf("counting the messages of %s: %w", queue, err)
 	}

@@ -79,21 +79,12 @@ func TestBrokerUnreachableForAWhile(t *testing.T) {
 		}
 		return nil
 	})
-	select {
-	case err := <-emitted:
-		t.Fatalf("Emit returned %v while the broker was unreachable", err)
-	default:
-	}
+	stillWaiting(t, emitted, "while the broker was unreachable")
 
 	// Bring it back: the emit completes and the listener resumes.
 	p.restore()
-	select {
-	case err := <-emitted:
-		if err != nil {
-			t.Fatalf("Emit after the outage: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Emit did not complete after the broker came back")
+	if err := brokertest.Receive(t, emitted, 30*time.Second, "Emit did not complete after the broker came back"); err != nil {
+		t.Fatalf("Emit after the outage: %v", err)
 	}
 	waitFor("during")
 	t.Logf("outage: %d connection attempts refused; emitter %+v; listener %+v", p.refused.Load(), em.Stats(), l.Stats())
@@ -116,21 +107,12 @@ func TestBrokerUnreachableForAWhile(t *testing.T) {
 		}
 		return nil
 	})
-	select {
-	case err := <-emitted:
-		t.Fatalf("Emit returned %v while the broker was unreachable, before Close", err)
-	default:
-	}
+	stillWaiting(t, emitted, "while the broker was unreachable, before Close")
 	if err := em.Close(); err != nil {
 		t.Errorf("Close during the outage: %v", err)
 	}
-	select {
-	case err := <-emitted:
-		if !errors.Is(err, msgqueue.ErrClosed) {
-			t.Errorf("waiting Emit returned %v after Close, want msgqueue.ErrClosed", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Close did not end the waiting Emit")
+	if err := brokertest.Receive(t, emitted, 30*time.Second, "Close did not end the waiting Emit"); !errors.Is(err, msgqueue.ErrClosed) {
+		t.Errorf("waiting Emit returned %v after Close, want msgqueue.ErrClosed", err)
 	}
 }
 
@@ -195,7 +177,7 @@ func TestEmitterResendsAcrossForcedClose(t *testing.T) {
 			return nil
 		})
 		resent := em.Stats().Resent
-		holdConfirms(t, ch, gate, e.exchange)
+		boundedQueue(t, ch, gate, e.exchange, 0) // holds every confirm
 		brokertest.Eventually(t, 30*time.Second, func() error {
 			if n := em.Stats().Resent; n == resent {
 				return fmt.Errorf("round %d: no emit refused yet", round+1)
@@ -266,19 +248,7 @@ func TestNackedEmitIsResent(t *testing.T) {
 	em := e.mustEmitter(t) // declares the exchange
 	ch := brokertest.AdminChannel(t, e.rabbit.URL)
 	limited := e.queue + ".limited"
-	_, err := ch.QueueDeclare(limited,
-		true,  // durable
-		false, // auto-delete
-		false, // exclusive
-		false, // no-wait
-		amqp.Table{amqp.QueueMaxLenArg: 3, amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = ch.QueueDelete(limited, false /* if-unused */, false /* if-empty */, false /* no-wait */) })
-	if err := ch.QueueBind(limited, contracts.EventBookedName, e.exchange, false /* no-wait */, nil /* args */); err != nil {
-		t.Fatal(err)
-	}
+	boundedQueue(t, ch, limited, e.exchange, 3)
 	for i := range 3 {
 		if err := em.Emit(t.Context(), booking(fmt.Sprintf("fits-%d", i))); err != nil {
 			t.Fatal(err)
@@ -289,11 +259,7 @@ func TestNackedEmitIsResent(t *testing.T) {
 	result := make(chan error, 1)
 	go func() { result <- em.Emit(t.Context(), booking("waits")) }()
 	brokertest.Eventually(t, 30*time.Second, func() error {
-		select {
-		case err := <-result:
-			t.Fatalf("Emit into a full queue returned %v before there was room", err)
-		default:
-		}
+		stillWaiting(t, result, "into a full queue before there was room")
 		if n := em.Stats().Resent; n < 3 {
 			return fmt.Errorf("%d nacked publishes so far", n)
 		}
@@ -304,13 +270,8 @@ func TestNackedEmitIsResent(t *testing.T) {
 	if _, ok, err := ch.Get(limited, true /* auto-ack */); err != nil || !ok {
 		t.Fatalf("taking a message from %s: ok=%v err=%v", limited, ok, err)
 	}
-	select {
-	case err := <-result:
-		if err != nil {
-			t.Fatalf("Emit after there was room: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Emit did not complete once there was room")
+	if err := brokertest.Receive(t, result, 30*time.Second, "Emit did not complete once there was room"); err != nil {
+		t.Fatalf("Emit after there was room: %v", err)
 	}
 	t.Logf("emitter after the full queue: %+v", em.Stats())
 
@@ -335,22 +296,34 @@ func TestNackedEmitIsResent(t *testing.T) {
 	}
 }
 
-// holdConfirms binds a queue that refuses every message (at most 0 of
-// them, reject-publish) for event.booked: the broker nacks every publish
-// until the queue is deleted.
-func holdConfirms(t *testing.T, ch *amqp.Channel, queue, exchange string) {
+// stillWaiting fails the test if an Emit running in the background has
+// returned its result already; when says when it must not have.
+func stillWaiting(t *testing.T, result <-chan error, when string) {
+	t.Helper()
+	select {
+	case err := <-result:
+		t.Fatalf("Emit returned %v %s", err, when)
+	default:
+	}
+}
+
+// boundedQueue binds a queue for event.booked that holds at most limit
+// messages and refuses more (reject-publish): the broker nacks every
+// publish it cannot take, so with limit 0 it holds every confirm until the
+// queue is deleted. The queue is deleted when the test ends.
+func boundedQueue(t *testing.T, ch *amqp.Channel, queue, exchange string, limit int) {
 	t.Helper()
 	_, err := ch.QueueDeclare(queue,
 		false, // durable
 		false, // auto-delete
 		false, // exclusive
 		false, // no-wait
-		amqp.Table{amqp.QueueMaxLenArg: 0, amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish})
+		amqp.Table{amqp.QueueMaxLenArg: limit, amqp.QueueOverflowArg: amqp.QueueOverflowRejectPublish})
 	if err != nil {
-		t.Fatalf("declaring the gate queue: %v", err)
+		t.Fatalf("declaring queue %s: %v", queue, err)
 	}
 	t.Cleanup(func() { _, _ = ch.QueueDelete(queue, false /* if-unused */, false /* if-empty */, false /* no-wait */) })
 	if err := ch.QueueBind(queue, contracts.EventBookedName, exchange, false /* no-wait */, nil /* args */); err != nil {
-		t.Fatalf("binding the gate queue: %v", err)
+		t.Fatalf("binding queue %s: %v", queue, err)
 	}
 }

@@ -324,3 +324,17 @@ func declareExchange(ch *amqp.Channel, what, exchange, kind string) error {
 	}
 	return nil
 }
+
+// InspectQueue asks the broker for a queue's counters (messages ready,
+// consumers) with a passive declare, which creates nothing. For a queue that
+// does not exist the broker answers NOT_FOUND and closes ch: ask on a channel
+// you can afford to lose.
+func InspectQueue(ch *amqp.Channel, queue string) (amqp.Queue, error) {
+	return ch.QueueDeclarePassive(queue,
+		true,  // durable, as a Listener declares its queues
+		false, // auto-delete
+		false, // exclusive
+		false, // no-wait
+		nil,   // args
+	)
+}

@@ -199,12 +199,7 @@ func (a *AMQP) depth(name string) (amqp.Queue, error) {
 	if err != nil {
 		return amqp.Queue{}, err
 	}
-	q, err := ch.QueueDeclarePassive(name,
-		true,  // durable
-		false, // autoDelete
-		false, // exclusive
-		false, // noWait
-		nil)
+	q, err := rabbitmq.InspectQueue(ch, name)
 	if err != nil {
 		a.ops = nil
 	}
