@@ -310,17 +310,23 @@ func showIDOf(r *http.Request) (string, error) {
 	return httpjson.Path(r, "id", "event id", contracts.CheckID)
 }
 
+// notFound answers a store's ErrNotFound for the show id with a 404 and
+// passes any other error on.
+func notFound(id string, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
+	}
+	return err
+}
+
 func (s *Service) getShow(w http.ResponseWriter, r *http.Request) error {
 	id, err := showIDOf(r)
 	if err != nil {
 		return err
 	}
 	ev, err := s.store.Show(r.Context(), id)
-	if errors.Is(err, ErrNotFound) {
-		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
-	}
 	if err != nil {
-		return err
+		return notFound(id, err)
 	}
 	httpjson.Write(w, http.StatusOK, showJSON{
 		ID: ev.ID, Name: ev.Name, LocationID: ev.LocationID, Hall: ev.Hall,
@@ -336,11 +342,8 @@ func (s *Service) listBookings(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	bs, err := s.store.Bookings(r.Context(), id)
-	if errors.Is(err, ErrNotFound) {
-		return httpjson.Errorf(http.StatusNotFound, "event %q not found", id)
-	}
 	if err != nil {
-		return err
+		return notFound(id, err)
 	}
 	out := make([]bookingJSON, len(bs))
 	for i, b := range bs {
