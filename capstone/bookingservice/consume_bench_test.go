@@ -196,10 +196,7 @@ func deleteQueue(b *testing.B, url, queue, exchange string) {
 		b.Errorf("cleanup: %v", err)
 		return
 	}
-	for _, q := range []string{queue, rabbitmq.DeadLetterQueue(queue)} {
-		_, _ = ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */)
-	}
-	for _, x := range []string{exchange, rabbitmq.DeadLetterExchange(queue)} {
-		_ = ch.ExchangeDelete(x, false /* ifUnused */, false /* noWait */)
+	if err := rabbitmq.DeleteTopology(ch, exchange, queue); err != nil {
+		b.Errorf("cleanup: %v", err)
 	}
 }

@@ -66,12 +66,8 @@ func TestExerciseApplyOnce(t *testing.T) {
 	exchange, queue := name+".events", name+".bookingservice"
 	dlq := rabbitmq.DeadLetterQueue(queue)
 	t.Cleanup(func() {
-		ch := adminChannel(t, rabbit.URL)
-		for _, q := range []string{queue, dlq} {
-			_, _ = ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */)
-		}
-		for _, x := range []string{exchange, rabbitmq.DeadLetterExchange(queue)} {
-			_ = ch.ExchangeDelete(x, false /* ifUnused */, false /* noWait */)
+		if err := rabbitmq.DeleteTopology(adminChannel(t, rabbit.URL), exchange, queue); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 	})
 	opts := []rabbitmq.Option{

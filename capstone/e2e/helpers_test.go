@@ -127,15 +127,8 @@ func amqpConfig(t *testing.T) app.Config {
 			return
 		}
 		defer closeConn()
-		for _, q := range []string{cfg.Queue, rabbitmq.DeadLetterQueue(cfg.Queue)} {
-			if _, err := ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */); err != nil {
-				t.Errorf("cleanup: deleting queue %s: %v", q, err)
-			}
-		}
-		for _, x := range []string{cfg.Exchange, rabbitmq.DeadLetterExchange(cfg.Queue)} {
-			if err := ch.ExchangeDelete(x, false /* ifUnused */, false /* noWait */); err != nil {
-				t.Errorf("cleanup: deleting exchange %s: %v", x, err)
-			}
+		if err := rabbitmq.DeleteTopology(ch, cfg.Exchange, cfg.Queue); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 	})
 	return cfg

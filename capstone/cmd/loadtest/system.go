@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +17,7 @@ import (
 
 	"example.com/myevents/capstone/endpoint"
 	"example.com/myevents/capstone/internal/app"
+	"example.com/myevents/capstone/internal/sqldb"
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
 )
 
@@ -87,7 +86,7 @@ func startSystem(ctx context.Context, s settings, log *slog.Logger) (sys *system
 			storeDesc += " (BookingService replays the log)"
 		}
 	case strings.HasPrefix(s.db, "postgres://") || strings.HasPrefix(s.db, "postgresql://"):
-		dsn, drop, err := freshSchema(ctx, s.db, "loadtest_"+suffix)
+		dsn, drop, err := sqldb.FreshSchema(ctx, s.db, "loadtest_"+suffix)
 		if err != nil {
 			return sys, err
 		}
@@ -135,46 +134,7 @@ func deleteAMQP(cfg app.Config) error {
 	if err != nil {
 		return fmt.Errorf("cleaning up RabbitMQ: %w", err)
 	}
-	var errs []error
-	for _, q := range []string{cfg.Queue, rabbitmq.DeadLetterQueue(cfg.Queue)} {
-		if _, err := ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */); err != nil {
-			errs = append(errs, fmt.Errorf("deleting queue %s: %w", q, err))
-		}
-	}
-	for _, x := range []string{cfg.Exchange, rabbitmq.DeadLetterExchange(cfg.Queue)} {
-		if err := ch.ExchangeDelete(x, false /* ifUnused */, false /* noWait */); err != nil {
-			errs = append(errs, fmt.Errorf("deleting exchange %s: %w", x, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// freshSchema creates a schema in the PostgreSQL at base and returns a DSN
-// that uses it, and a function that drops it.
-func freshSchema(ctx context.Context, base, schema string) (string, func() error, error) {
-	db, err := sql.Open("pgx", base)
-	if err != nil {
-		return "", nil, fmt.Errorf("opening PostgreSQL at %s: %w", endpoint.Redact(base), err)
-	}
-	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		db.Close()
-		return "", nil, fmt.Errorf("creating schema %s in PostgreSQL at %s: %w", schema, endpoint.Redact(base), err)
-	}
-	drop := func() error {
-		defer db.Close()
-		if _, err := db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			return fmt.Errorf("dropping schema %s: %w", schema, err)
-		}
-		return nil
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		return "", nil, errors.Join(fmt.Errorf("parsing %s: %w", endpoint.Redact(base), err), drop())
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), drop, nil
+	return rabbitmq.DeleteTopology(ch, cfg.Exchange, cfg.Queue)
 }
 
 func randomSuffix() string {

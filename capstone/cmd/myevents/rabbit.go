@@ -75,18 +75,7 @@ func (n rabbitNames) cleanup() error {
 			return err
 		}
 		defer ch.Close()
-		var errs []error
-		for _, q := range n.queues() {
-			if _, err := ch.QueueDelete(q, false /* ifUnused */, false /* ifEmpty */, false /* noWait */); err != nil {
-				errs = append(errs, fmt.Errorf("deleting queue %s: %w", q, err))
-			}
-		}
-		for _, x := range []string{rabbitmq.DeadLetterExchange(n.queue), n.exchange} {
-			if err := ch.ExchangeDelete(x, false /* ifUnused */, false /* noWait */); err != nil {
-				errs = append(errs, fmt.Errorf("deleting exchange %s: %w", x, err))
-			}
-		}
-		return errors.Join(errs...)
+		return rabbitmq.DeleteTopology(ch, n.exchange, n.queue)
 	})
 }
 

@@ -344,3 +344,35 @@ func TestDialFollowsContext(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteTopology deletes what a listener and an emitter declared, and
+// nothing else: afterwards the broker knows none of the four names.
+func TestDeleteTopology(t *testing.T) {
+	ctx := context.Background()
+	rabbit := brokertest.AMQP(t)
+	exchange, queue := brokertest.Name(t, "events"), brokertest.Name(t, "queue")
+	l, err := rabbitmq.NewListener(ctx, rabbit.URL, queue, []string{"event.created"}, rabbitmq.WithExchange(exchange))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rabbitmq.DeleteTopology(brokertest.AdminChannel(t, rabbit.URL), exchange, queue); err != nil {
+		t.Fatalf("DeleteTopology: %v", err)
+	}
+	for _, q := range []string{queue, rabbitmq.DeadLetterQueue(queue)} {
+		_, err := rabbitmq.InspectQueue(brokertest.AdminChannel(t, rabbit.URL), q)
+		var amqpErr *amqp.Error
+		if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
+			t.Errorf("queue %s after DeleteTopology: %v, want 404 NOT_FOUND", q, err)
+		}
+	}
+	for _, x := range []string{exchange, rabbitmq.DeadLetterExchange(queue)} {
+		err := brokertest.AdminChannel(t, rabbit.URL).ExchangeDeclarePassive(x, amqp.ExchangeTopic, true, false, false, false, nil)
+		var amqpErr *amqp.Error
+		if !errors.As(err, &amqpErr) || amqpErr.Code != amqp.NotFound {
+			t.Errorf("exchange %s after DeleteTopology: %v, want 404 NOT_FOUND", x, err)
+		}
+	}
+}

@@ -338,3 +338,31 @@ func InspectQueue(ch *amqp.Channel, queue string) (amqp.Queue, error) {
 		nil,   // args
 	)
 }
+
+// DeleteTopology deletes what an emitter on exchange and a listener on
+// queue declared: the queue, its dead-letter queue and dead-letter
+// exchange, and the exchange. Messages still in the queues go with them.
+// Deleting what does not exist succeeds; the errors of the others are
+// joined. For test and demo namespaces: a service's queue outlives the
+// service on purpose.
+func DeleteTopology(ch *amqp.Channel, exchange, queue string) error {
+	var errs []error
+	for _, q := range []string{queue, DeadLetterQueue(queue)} {
+		if _, err := ch.QueueDelete(q,
+			false, // if-unused
+			false, // if-empty
+			false, // no-wait
+		); err != nil {
+			errs = append(errs, fmt.Errorf("deleting queue %s: %w", q, err))
+		}
+	}
+	for _, x := range []string{exchange, DeadLetterExchange(queue)} {
+		if err := ch.ExchangeDelete(x,
+			false, // if-unused
+			false, // no-wait
+		); err != nil {
+			errs = append(errs, fmt.Errorf("deleting exchange %s: %w", x, err))
+		}
+	}
+	return errors.Join(errs...)
+}
