@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +21,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 
 	"example.com/myevents/capstone/endpoint"
+	"example.com/myevents/capstone/internal/sqldb"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
@@ -82,29 +82,19 @@ func PostgresDSN(t testing.TB) string {
 		}
 		t.Skip(msg)
 	}
+	defer admin.Close()
 	suffix := make([]byte, 6)
 	_, _ = rand.Read(suffix) // crypto/rand.Read never fails
-	schema := "test_" + hex.EncodeToString(suffix)
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		admin.Close()
-		t.Fatalf("creating schema %s: %v", schema, err)
+	dsn, drop, err := sqldb.FreshSchema(ctx, base, "test_"+hex.EncodeToString(suffix))
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		defer admin.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
+		if err := drop(); err != nil {
+			t.Error(err)
 		}
 	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("TEST_DATABASE_URL %q is not a URL: %v", endpoint.Redact(base), err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return dsn
 }
 
 // ErrRefused is what a failing Emitter returns.
