@@ -125,8 +125,12 @@ type Service struct {
 // as it sold them, are not counted: they were stored already).
 func (s *Service) Applied() int64 { return s.applied.Load() }
 
-// Compile-time check that Handle is a msgqueue.Handler.
-var _ msgqueue.Handler = (*Service)(nil).Handle
+// Compile-time checks that Handle is a msgqueue.Handler and HandleBatch
+// a msgqueue.BatchHandler.
+var (
+	_ msgqueue.Handler      = (*Service)(nil).Handle
+	_ msgqueue.BatchHandler = (*Service)(nil).HandleBatch
+)
 
 // New returns the service over store, emitting through em. With a SQL store
 // it starts the outbox relay; Close stops it (unsent events stay in the
@@ -223,11 +227,63 @@ func (s *Service) applyBooking(ctx context.Context, e *contracts.EventBooked) er
 	// them instead (Applied), and say it at debug level only.
 	s.applied.Add(1)
 	s.Log.Debug("booking applied from the broker", "booking", e.ID, "event", e.EventID, "seats", e.Seats)
-	// Instances that do not share a database each sell the full capacity;
-	// say so when their bookings meet here.
-	if ev, err := s.store.Show(ctx, e.EventID); err == nil && ev.Booked > ev.Capacity {
+	s.warnOverbooked(ctx, e.EventID)
+	return nil
+}
+
+// warnOverbooked says so when bookings sold against the same seats met
+// here: instances that do not share a database each sell the full
+// capacity.
+func (s *Service) warnOverbooked(ctx context.Context, showID string) {
+	if ev, err := s.store.Show(ctx, showID); err == nil && ev.Booked > ev.Capacity {
 		s.Log.Warn("event overbooked: bookings were sold elsewhere against the same seats",
 			"event", ev.ID, "booked", ev.Booked, "capacity", ev.Capacity)
+	}
+}
+
+// errNotBatch refuses a window HandleBatch cannot apply whole; the
+// listener hands its events to Handle one by one.
+var errNotBatch = errors.New("bookingservice: the window holds more than valid event.booked, or the store applies one at a time")
+
+// HandleBatch is the msgqueue.BatchHandler of Handle: it applies a window
+// of event.booked in one store transaction (BatchApplier), each booking
+// once. Any other window, one with another event or one that does not
+// validate, it refuses with an error, as it does when the store fails:
+// then the listener hands each event to Handle alone, which says what is
+// wrong with it.
+func (s *Service) HandleBatch(ctx context.Context, evs []contracts.Event) error {
+	ba, ok := s.store.(BatchApplier)
+	if !ok {
+		return errNotBatch
+	}
+	bs := make([]Booking, 0, len(evs))
+	for _, ev := range evs {
+		e, ok := ev.(*contracts.EventBooked)
+		if !ok || e.Validate() != nil {
+			return errNotBatch
+		}
+		// Our own, stored before it was emitted. Should the window
+		// fail, Handle finds it stored already.
+		if s.own == nil || !s.own.take(e.ID) {
+			bs = append(bs, Booking{ID: e.ID, ShowID: e.EventID, UserID: e.UserID, Seats: e.Seats, Date: e.Date})
+		}
+	}
+	if len(bs) == 0 {
+		return nil
+	}
+	applied, err := ba.ApplyBookings(ctx, bs)
+	if err != nil {
+		return fmt.Errorf("bookingservice: applying %d bookings: %w", len(bs), err)
+	}
+	shows := map[string]bool{}
+	for i, ok := range applied {
+		if ok {
+			s.applied.Add(1)
+			shows[bs[i].ShowID] = true
+		}
+	}
+	for id := range shows {
+		s.warnOverbooked(ctx, id)
 	}
 	return nil
 }

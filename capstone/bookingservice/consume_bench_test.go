@@ -50,13 +50,14 @@ func BenchmarkConsume(b *testing.B) {
 
 // drainRate fills a queue of its own with consumeBacklog event.booked and
 // returns how many per second were drained: by the raw client when store
-// is nil, else by a BookingService over store through rabbitmq.Listener.
+// is nil, else by a BookingService over store through rabbitmq.Listener,
+// each window of deliveries applied in one transaction (ListenBatch).
 func drainRate(b *testing.B, url, name string, store Store) float64 {
 	b.Helper()
 	ctx := context.Background()
 	exchange, queue := brokertest.Name(b, "consume-"+name), brokertest.Name(b, "consume-"+name+"-q")
 	names := []string{contracts.EventBookedName}
-	l, err := rabbitmq.NewListener(ctx, url, queue, names, rabbitmq.WithExchange(exchange), rabbitmq.WithPrefetch(64))
+	l, err := rabbitmq.NewListener(ctx, url, queue, names, rabbitmq.WithExchange(exchange), rabbitmq.WithPrefetch(64), rabbitmq.WithBatchWait(300*time.Microsecond))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,10 +82,16 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 		}
 		b.Cleanup(func() { svc.Close() })
 		go func() {
-			_ = l.Listen(ctx, func(ctx context.Context, ev contracts.Event) error {
+			_ = l.ListenBatch(ctx, func(ctx context.Context, ev contracts.Event) error {
 				err := svc.Handle(ctx, ev)
 				if err == nil {
 					c.hit()
+				}
+				return err
+			}, func(ctx context.Context, evs []contracts.Event) error {
+				err := svc.HandleBatch(ctx, evs)
+				if err == nil {
+					c.add(len(evs))
 				}
 				return err
 			})
@@ -93,7 +100,12 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 	if !c.wait() {
 		b.Fatalf("%s drained %d of %d", name, c.n.Load(), consumeBacklog)
 	}
-	return consumeBacklog / time.Since(start).Seconds()
+	rate := consumeBacklog / time.Since(start).Seconds()
+	if store != nil {
+		st := l.Stats()
+		b.Logf("%s: %d windows applied whole, %d deliveries handled", name, st.Batches, st.Handled)
+	}
+	return rate
 }
 
 // countdown closes done at the n-th hit.
@@ -109,8 +121,11 @@ func newCountdown(n int64) *countdown {
 	return c
 }
 
-func (c *countdown) hit() {
-	if c.n.Add(1) == c.want.Load() {
+func (c *countdown) hit() { c.add(1) }
+
+// add counts n hits at once (a window applied together).
+func (c *countdown) add(n int) {
+	if c.n.Add(int64(n)) >= c.want.Load() {
 		c.once.Do(func() { close(c.done) })
 	}
 }

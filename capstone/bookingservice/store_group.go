@@ -169,6 +169,15 @@ func (s *SQLStore) takeSeats(ctx context.Context, tx *sql.Tx, left map[string]*s
 
 // insertBookings stores bs with one statement.
 func (s *SQLStore) insertBookings(ctx context.Context, tx *sql.Tx, bs []Booking) error {
+	q, args := bookingRows(bs)
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("storing %d bookings: %w", len(bs), err)
+	}
+	return nil
+}
+
+// bookingRows is the statement that inserts bs, and its arguments.
+func bookingRows(bs []Booking) (string, []any) {
 	var q strings.Builder
 	args := make([]any, 0, 5*len(bs))
 	q.WriteString(`INSERT INTO bookings (id, event_id, user_id, seats, booked_at) VALUES `)
@@ -180,10 +189,89 @@ func (s *SQLStore) insertBookings(ctx context.Context, tx *sql.Tx, bs []Booking)
 		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5)
 		args = append(args, b.ID, b.ShowID, b.UserID, b.Seats, sqldb.Micros(b.Date))
 	}
-	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-		return fmt.Errorf("storing %d bookings: %w", len(bs), err)
-	}
-	return nil
+	return q.String(), args
 }
 
-var _ GroupBooker = (*SQLStore)(nil)
+// BatchApplier is a store that can apply many bookings heard on the broker
+// in one transaction: Service.HandleBatch.
+type BatchApplier interface {
+	// ApplyBookings applies bs as ApplyBooking would one after the other,
+	// in one transaction: result i reports whether bs[i] was new (a
+	// booking stored already, or earlier in bs, is skipped). An error
+	// applies none of them.
+	ApplyBookings(ctx context.Context, bs []Booking) ([]bool, error)
+}
+
+// ApplyBookings applies bs in one transaction, with one commit (one fsync
+// on SQLite) for all of them: one statement inserts the bookings not
+// stored yet (ON CONFLICT DO NOTHING, RETURNING the IDs it stored), then
+// one upsert per show, in ID order (PostgreSQL locks the rows in the same
+// order in every transaction, so two never wait for each other), adds the
+// seats of the new ones.
+func (s *SQLStore) ApplyBookings(ctx context.Context, bs []Booking) ([]bool, error) {
+	for _, b := range bs {
+		if err := eventBooked(b).Validate(); err != nil {
+			return nil, fmt.Errorf("storing booking: %w", err)
+		}
+	}
+	applied := make([]bool, len(bs))
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		clear(applied)
+		stored, err := insertNewBookings(ctx, tx, bs)
+		if err != nil {
+			return err
+		}
+		seats := map[string]int{}
+		var shows []string
+		for i, b := range bs {
+			if !stored[b.ID] {
+				continue // stored before, or earlier in bs
+			}
+			delete(stored, b.ID)
+			applied[i] = true
+			if _, ok := seats[b.ShowID]; !ok {
+				shows = append(shows, b.ShowID)
+			}
+			seats[b.ShowID] += b.Seats
+		}
+		slices.Sort(shows)
+		for _, id := range shows {
+			if err := countSeats(ctx, tx, id, seats[id]); err != nil {
+				return fmt.Errorf("counting %d seats: %w", seats[id], err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return applied, nil
+}
+
+// insertNewBookings inserts the bookings of bs not stored yet and returns
+// their IDs.
+func insertNewBookings(ctx context.Context, tx *sql.Tx, bs []Booking) (map[string]bool, error) {
+	q, args := bookingRows(bs)
+	rows, err := tx.QueryContext(ctx, q+` ON CONFLICT (id) DO NOTHING RETURNING id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("storing %d bookings: %w", len(bs), err)
+	}
+	defer rows.Close()
+	stored := make(map[string]bool, len(bs))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("storing %d bookings: %w", len(bs), err)
+		}
+		stored[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storing %d bookings: %w", len(bs), err)
+	}
+	return stored, nil
+}
+
+var (
+	_ GroupBooker  = (*SQLStore)(nil)
+	_ BatchApplier = (*SQLStore)(nil)
+)

@@ -112,42 +112,58 @@ func (s *SQLStore) ApplyBooking(ctx context.Context, b Booking) (bool, error) {
 	}
 	applied := false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO bookings (id, event_id, user_id, seats, booked_at) VALUES ($1, $2, $3, $4, $5)
-			 ON CONFLICT (id) DO NOTHING`,
-			b.ID, b.ShowID, b.UserID, b.Seats, sqldb.Micros(b.Date))
-		if err != nil {
-			return fmt.Errorf("storing booking %s: %w", b.ID, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("storing booking %s: %w", b.ID, err)
-		}
-		if n == 0 {
-			return nil // stored already: a redelivery or a replay
-		}
-		// Upsert, not UPDATE: if event.created has not arrived yet, the
-		// placeholder keeps the count. Both statements lock the same row,
-		// so this cannot lose seats to a concurrent SaveShow.
-		res, err = tx.ExecContext(ctx,
-			`INSERT INTO booking_events (id, known, name, location_id, hall, capacity, booked, start_date, end_date)
-			 VALUES ($1, 0, '', '', '', 0, $2, 0, 0)
-			 ON CONFLICT (id) DO UPDATE SET booked = booking_events.booked + excluded.booked
-			 WHERE booking_events.booked <= 9223372036854775807 - excluded.booked`,
-			b.ShowID, b.Seats)
-		if err == nil {
-			n, err = res.RowsAffected()
-		}
-		if err != nil {
-			return fmt.Errorf("counting booking %s on event %s: %w", b.ID, b.ShowID, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("counting booking %s on event %s: %w: the count would overflow", b.ID, b.ShowID, contracts.ErrInvalid)
-		}
-		applied = true
-		return nil
+		var err error
+		applied, err = s.applyInTx(ctx, tx, b)
+		return err
 	})
 	return applied, err
+}
+
+// applyInTx stores b in tx unless it exists and adds its seats to its show
+// (or to a placeholder). It reports whether b was new.
+func (s *SQLStore) applyInTx(ctx context.Context, tx *sql.Tx, b Booking) (bool, error) {
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO bookings (id, event_id, user_id, seats, booked_at) VALUES ($1, $2, $3, $4, $5)
+		 ON CONFLICT (id) DO NOTHING`,
+		b.ID, b.ShowID, b.UserID, b.Seats, sqldb.Micros(b.Date))
+	if err != nil {
+		return false, fmt.Errorf("storing booking %s: %w", b.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("storing booking %s: %w", b.ID, err)
+	}
+	if n == 0 {
+		return false, nil // stored already: a redelivery or a replay
+	}
+	if err := countSeats(ctx, tx, b.ShowID, b.Seats); err != nil {
+		return false, fmt.Errorf("counting booking %s: %w", b.ID, err)
+	}
+	return true, nil
+}
+
+// countSeats adds seats bookings applied in tx to show showID's count.
+// Upsert, not UPDATE: if event.created has not arrived yet, the
+// placeholder keeps the count. The bookings' insert and this statement
+// lock the same row, so this cannot lose seats to a concurrent SaveShow.
+func countSeats(ctx context.Context, tx *sql.Tx, showID string, seats int) error {
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO booking_events (id, known, name, location_id, hall, capacity, booked, start_date, end_date)
+		 VALUES ($1, 0, '', '', '', 0, $2, 0, 0)
+		 ON CONFLICT (id) DO UPDATE SET booked = booking_events.booked + excluded.booked
+		 WHERE booking_events.booked <= 9223372036854775807 - excluded.booked`,
+		showID, seats)
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
+	if err != nil {
+		return fmt.Errorf("on event %s: %w", showID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("on event %s: %w: the count would overflow", showID, contracts.ErrInvalid)
+	}
+	return nil
 }
 
 // Book sells b.Seats seats if they are left, stores the booking and

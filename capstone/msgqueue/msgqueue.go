@@ -79,6 +79,17 @@ type Emitter interface {
 // the dead-letter queue.
 type Handler func(ctx context.Context, ev contracts.Event) error
 
+// BatchHandler applies several events at once, all or none: a window of
+// deliveries that arrived together, in delivery order (one store
+// transaction for all of them, say). Returning nil acknowledges them all;
+// an error (of any kind) means nothing was applied, and the listener hands
+// each event to the Handler alone, where the usual rules of retries and
+// dead letters apply one message at a time. So a BatchHandler may refuse a
+// window it cannot apply whole (an event of another kind, one that does not
+// validate) just by returning an error. Like a Handler it must be
+// idempotent. Only the AMQP listener batches (rabbitmq.Listener.ListenBatch).
+type BatchHandler func(ctx context.Context, evs []contracts.Event) error
+
 // Listener delivers events to a handler.
 //
 // Every transport builds a listener for a fixed list of event names (the

@@ -42,7 +42,14 @@ func (s *session) flushAcks() {
 	if len(noted) == 0 {
 		return
 	}
-	last := noted[len(noted)-1]
+	// The highest tag, not the last noted: a window notes a skipped
+	// delivery before the ones its batch handler applied.
+	last := noted[0]
+	for _, d := range noted {
+		if d.DeliveryTag > last.DeliveryTag {
+			last = d
+		}
+	}
 	for tag := range s.retries.timers {
 		if tag < last.DeliveryTag {
 			for _, d := range noted {

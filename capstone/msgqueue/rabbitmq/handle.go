@@ -20,6 +20,7 @@ type session struct {
 	dlq     *deadLetterer
 	retries *retries
 	h       msgqueue.Handler
+	hb      msgqueue.BatchHandler // nil: every event goes to h alone (window.go)
 	filter  map[string]bool
 	acks    acks // handled, not acknowledged yet (acks.go)
 }
@@ -42,47 +43,70 @@ func (s *session) end() {
 // validate) is dead-lettered at once, as is one the handler refuses with
 // msgqueue.Permanent.
 func (s *session) handle(ctx context.Context, d amqp.Delivery) {
+	if m, ok := s.check(ctx, d); ok {
+		s.apply(ctx, m)
+	}
+}
+
+// decoded is a delivery that passed check, with the event it carries.
+type decoded struct {
+	d   amqp.Delivery
+	ev  contracts.Event
+	log *slog.Logger
+}
+
+// check settles a delivery that no handler may see (dead-lettered) or that
+// the name filter skips (noted for acknowledgement), and reports false for
+// it; else it returns the decoded event for the handler.
+func (s *session) check(ctx context.Context, d amqp.Delivery) (decoded, bool) {
 	l := s.l
 	name, _ := d.Headers[HeaderEventName].(string)
 	log := l.log.With("event", name, "message_id", d.MessageId, "delivery_tag", d.DeliveryTag)
 	if s.ch.IsClosed() {
 		// Handed over just as the channel died: it will come again.
 		log.Debug("skipping a delivery of a closed channel")
-		return
+		return decoded{}, false
 	}
 	poison := func(reason string, err error) { s.deadLetter(ctx, log, d, name, reason, 0, err) }
 	if err := msgqueue.CheckSize(len(d.Body)); err != nil {
 		poison(msgqueue.ReasonTooLarge, err)
-		return
+		return decoded{}, false
 	}
 	if name == "" {
 		poison(msgqueue.ReasonMissingName, fmt.Errorf("the message has no %s header", HeaderEventName))
-		return
+		return decoded{}, false
 	}
 	if _, err := contracts.New(name); err != nil {
 		poison(msgqueue.ReasonUnknownEvent, err)
-		return
+		return decoded{}, false
 	}
 	// The binding chose this queue by the routing key; the handler would
 	// act on the header. They must agree, or a message bound for one
 	// handler is applied as another event.
 	if d.RoutingKey != name {
 		poison(msgqueue.ReasonRoutingKey, fmt.Errorf("routing key %q differs from %s %q", d.RoutingKey, HeaderEventName, name))
-		return
+		return decoded{}, false
 	}
 	ev, err := contracts.Decode(name, d.Body)
 	if err != nil {
 		poison(msgqueue.ReasonInvalidPayload, err)
-		return
+		return decoded{}, false
 	}
 	if !s.filter[name] {
 		l.skipped.Add(1)
 		s.note(d)
-		return
+		return decoded{}, false
 	}
+	return decoded{d: d, ev: ev, log: log}, true
+}
 
+// apply hands one checked event to the handler and settles its delivery
+// by the result.
+func (s *session) apply(ctx context.Context, m decoded) {
+	l, d, log := s.l, m.d, m.log
+	name, _ := d.Headers[HeaderEventName].(string)
 	l.handled.Add(1)
-	err = s.h(ctx, ev)
+	err := s.h(ctx, m.ev)
 	count := deliveryCount(d)
 	switch {
 	case err == nil:

@@ -27,7 +27,7 @@ type Listener struct {
 	mu   sync.Mutex
 	conn *amqp.Connection // nil or broken until the next (re)connect
 
-	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects atomic.Int64
+	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects, batches atomic.Int64
 }
 
 var _ msgqueue.Listener = (*Listener)(nil)
@@ -147,6 +147,14 @@ func (l *Listener) declare(ch *amqp.Channel) error {
 // connections are re-established with backoff. See the package
 // documentation for what each handler result does.
 func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...string) error {
+	return l.ListenBatch(ctx, h, nil, names...)
+}
+
+// ListenBatch is Listen that hands the deliveries waiting together (a
+// window, up to the prefetch) to hb in one call, and acknowledges them
+// with one multiple-ack once it returned nil; see window.go. With hb nil
+// it is Listen.
+func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqueue.BatchHandler, names ...string) error {
 	filter, err := listenrules.Filter(l.names, names)
 	if err != nil {
 		return fmt.Errorf("listening on queue %q: %w", l.queue, err)
@@ -164,7 +172,7 @@ func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...stri
 		conn, err := l.connection(stop)
 		if err == nil {
 			var started bool
-			started, err = l.consume(ctx, stop, conn, h, filter)
+			started, err = l.consume(ctx, stop, conn, h, hb, filter)
 			if started {
 				failures = 0
 			}
@@ -212,7 +220,7 @@ var errDeliveriesClosed = errors.New("the delivery channel closed (connection or
 // consume opens a fresh channel on conn and handles its deliveries until
 // stop ends (nil) or the channel breaks (an error); handlers get ctx.
 // started reports whether the consumer was registered.
-func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h msgqueue.Handler, filter map[string]bool) (started bool, err error) {
+func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h msgqueue.Handler, hb msgqueue.BatchHandler, filter map[string]bool) (started bool, err error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return false, fmt.Errorf("opening a channel: %w", err)
@@ -237,7 +245,7 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 	if err != nil {
 		return false, fmt.Errorf("consuming queue %q: %w", l.queue, err)
 	}
-	s := &session{l: l, ch: ch, dlq: newDeadLetterer(conn, l), retries: newRetries(), h: h, filter: filter}
+	s := &session{l: l, ch: ch, dlq: newDeadLetterer(conn, l), retries: newRetries(), h: h, hb: hb, filter: filter}
 	// Returning closes the channel: the messages waiting out a retry
 	// backoff go back to the queue with the others. The deliveries handled
 	// are acknowledged first (if the channel still works).
@@ -249,10 +257,9 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 		if any, full := s.noted(); any && !full {
 			select {
 			case d, ok := <-deliveries:
-				if !ok {
+				if !ok || !s.take(ctx, d, deliveries) {
 					return true, errDeliveriesClosed
 				}
-				s.handle(ctx, d)
 				continue
 			default:
 			}
@@ -264,10 +271,9 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 		case d := <-s.retries.due:
 			s.requeue(d)
 		case d, ok := <-deliveries:
-			if !ok {
+			if !ok || !s.take(ctx, d, deliveries) {
 				return true, errDeliveriesClosed
 			}
-			s.handle(ctx, d)
 		}
 	}
 }
@@ -281,6 +287,7 @@ type ListenerStats struct {
 	DeadLettered int64 // deliveries rejected to the dead-letter queue
 	Skipped      int64 // deliveries acknowledged without a handler call (name filter)
 	Reconnects   int64 // connections re-established after one broke
+	Batches      int64 // windows a BatchHandler applied in one call (ListenBatch)
 }
 
 // Stats returns the listener's counters.
@@ -288,7 +295,7 @@ func (l *Listener) Stats() ListenerStats {
 	return ListenerStats{
 		Handled: l.handled.Load(), Acked: l.acked.Load(), AckFailed: l.ackFailed.Load(),
 		Retried: l.retried.Load(), DeadLettered: l.deadLettered.Load(), Skipped: l.skipped.Load(),
-		Reconnects: l.reconnects.Load(),
+		Reconnects: l.reconnects.Load(), Batches: l.batches.Load(),
 	}
 }
 

@@ -146,6 +146,7 @@ type config struct {
 	prefetch      int
 	deliveryLimit int
 	retry         backoff.Policy
+	batchWait     time.Duration
 }
 
 func newConfig(opts []Option) config {
@@ -238,6 +239,13 @@ func WithPrefetch(n int) Option {
 func WithDeliveryLimit(n int) Option {
 	return positive(n, func(c *config) *int { return &c.deliveryLimit })
 }
+
+// WithBatchWait sets how long a window of ListenBatch waits for one more
+// delivery once none is waiting, before it goes to the batch handler
+// (default 0: it takes the deliveries that have arrived). A few hundred
+// microseconds let the broker's next deliveries join the window: fewer,
+// larger transactions for a little latency.
+func WithBatchWait(d time.Duration) Option { return func(c *config) { c.batchWait = d } }
 
 // WithRetryBackoff sets how long a listener waits after a handler error
 // before the message goes back to the queue: first after the first failure,

@@ -1,0 +1,156 @@
+package bookingservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+)
+
+// TestApplyBookingsOnce: ApplyBookings applies each booking of a window
+// once, whether it was stored before or comes twice in the window, and a
+// window with a booking the store refuses applies none of them.
+func TestApplyBookingsOnce(t *testing.T) {
+	sqlBackends(t, func(t *testing.T, s *SQLStore) {
+		ctx := context.Background()
+		if err := s.SaveShow(ctx, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 10}); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+		b := func(id, show string, seats int) Booking {
+			return Booking{ID: id, ShowID: show, UserID: "u", Seats: seats, Date: at}
+		}
+		if _, err := s.ApplyBooking(ctx, b("old", "ev", 1)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ApplyBookings(ctx, []Booking{b("a", "ev", 2), b("old", "ev", 1), b("a", "ev", 2), b("c", "later", 3), b("d", "ev", 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []bool{true, false, false, true, true}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("ApplyBookings = %v, want %v", got, want)
+		}
+		checkBooked(t, s, "ev", 4) // old, a, d
+		if err := s.SaveShow(ctx, Show{ID: "later", Name: "L", LocationID: "loc", Hall: "Main", Capacity: 10}); err != nil {
+			t.Fatal(err)
+		}
+		checkBooked(t, s, "later", 3) // counted on the placeholder
+
+		// A count that would overflow fails the window: nothing of it is
+		// stored, and each booking goes to ApplyBooking alone.
+		if _, err := s.ApplyBookings(ctx, []Booking{b("e", "ev", 1), b("f", "full", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.db.ExecContext(ctx, `UPDATE booking_events SET booked = $1 WHERE id = 'full'`, int64(math.MaxInt64)); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.ApplyBookings(ctx, []Booking{b("g", "ev", 1), b("h", "full", 1)})
+		if !errors.Is(err, contracts.ErrInvalid) {
+			t.Errorf("ApplyBookings over a full count: %v, want contracts.ErrInvalid", err)
+		}
+		checkBooked(t, s, "ev", 5) // e, not g
+	})
+}
+
+// checkBooked fails unless show id counts booked seats.
+func checkBooked(t *testing.T, s Store, id string, booked int) {
+	t.Helper()
+	if ev, err := s.Show(context.Background(), id); err != nil || ev.Booked != booked {
+		t.Errorf("show %s: %+v, %v; want %d booked", id, ev, err, booked)
+	}
+}
+
+// batchCounting counts the store calls of the bookings heard on the
+// broker.
+type batchCounting struct {
+	*SQLStore
+	batches, singles atomic.Int64
+}
+
+func (c *batchCounting) ApplyBookings(ctx context.Context, bs []Booking) ([]bool, error) {
+	c.batches.Add(1)
+	return c.SQLStore.ApplyBookings(ctx, bs)
+}
+
+func (c *batchCounting) ApplyBooking(ctx context.Context, b Booking) (bool, error) {
+	c.singles.Add(1)
+	return c.SQLStore.ApplyBooking(ctx, b)
+}
+
+// TestHandleBatchOnTheBroker: BookingService, listening with ListenBatch,
+// applies a backlog of event.booked (one of them published twice, as an
+// emitter that lost a confirm would) in one store transaction: every seat
+// counted once, every message acknowledged, nothing dead-lettered.
+func TestHandleBatchOnTheBroker(t *testing.T) {
+	sqlBackends(t, func(t *testing.T, s *SQLStore) {
+		store := &batchCounting{SQLStore: s}
+		rabbit := brokertest.AMQP(t)
+		name := brokertest.Name(t, "window")
+		exchange, queue := name+".events", name+".bookingservice"
+		t.Cleanup(func() {
+			if err := rabbitmq.DeleteTopology(adminChannel(t, rabbit.URL), exchange, queue); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		})
+		opts := []rabbitmq.Option{rabbitmq.WithExchange(exchange), rabbitmq.WithLogger(quiet())}
+		l, err := rabbitmq.NewListener(context.Background(), rabbit.URL, queue, Names(), append(opts, rabbitmq.WithPrefetch(32), rabbitmq.WithBatchWait(time.Second))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		em, err := rabbitmq.NewEmitter(context.Background(), rabbit.URL, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { em.Close() })
+		if err := store.SaveShow(context.Background(), Show{ID: "show", Name: "S", LocationID: "loc", Hall: "Main", Capacity: 100}); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+		for i := range 20 {
+			ev := &contracts.EventBooked{ID: fmt.Sprintf("elsewhere-%02d", min(i, 18)), EventID: "show", UserID: "u", Seats: 1, Date: at}
+			if err := em.Emit(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		svc, err := New(store, &servicetest.Emitter{}, Options{Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close() })
+		listening := make(chan error, 1)
+		go func() { listening <- l.ListenBatch(context.Background(), svc.Handle, svc.HandleBatch) }()
+		t.Cleanup(func() {
+			l.Close()
+			if err := <-listening; err != nil {
+				t.Errorf("ListenBatch: %v", err)
+			}
+		})
+		brokertest.Eventually(t, 30*time.Second, func() error {
+			if st := l.Stats(); st.Acked != 20 {
+				return fmt.Errorf("listener %+v, want 20 acknowledged", st)
+			}
+			return nil
+		})
+		checkBooked(t, store, "show", 19)
+		if st := l.Stats(); st.Batches != 1 || st.DeadLettered != 0 || st.Retried != 0 {
+			t.Errorf("listener %+v, want the 20 deliveries in one window", st)
+		}
+		if b, one := store.batches.Load(), store.singles.Load(); b != 1 || one != 0 {
+			t.Errorf("%d ApplyBookings and %d ApplyBooking calls, want one transaction for all", b, one)
+		}
+		if got := svc.Applied(); got != 19 {
+			t.Errorf("Applied = %d, want 19", got)
+		}
+		if dl := deadLetters(t, rabbit.URL, rabbitmq.DeadLetterQueue(queue)); dl != "nothing" {
+			t.Errorf("dead letters: %s", dl)
+		}
+	})
+}
