@@ -73,9 +73,7 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 	if store == nil {
 		go drainRaw(b, url, queue, c)
 	} else {
-		if err := store.SaveShow(ctx, Show{ID: "show", Name: "S", LocationID: "loc", Hall: "Main", Capacity: 1000}); err != nil {
-			b.Fatal(err)
-		}
+		saveShow(b, store, "show", 1000)
 		svc, err := New(store, &servicetest.Emitter{}, Options{Logger: quiet()})
 		if err != nil {
 			b.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,9 +38,7 @@ func sqlBackends(t *testing.T, test func(t *testing.T, s *SQLStore)) {
 func TestBookManyDecidesInArrivalOrder(t *testing.T) {
 	sqlBackends(t, func(t *testing.T, s *SQLStore) {
 		ctx := context.Background()
-		if err := s.SaveShow(ctx, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 5}); err != nil {
-			t.Fatal(err)
-		}
+		saveShow(t, s, "ev", 5)
 		at := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
 		bs := []Booking{
 			{ID: "a", ShowID: "ev", UserID: "u", Seats: 2, Date: at},
@@ -84,9 +83,7 @@ func TestBookManyDecidesInArrivalOrder(t *testing.T) {
 func TestFailedGroupStoresNothing(t *testing.T) {
 	sqlBackends(t, func(t *testing.T, s *SQLStore) {
 		ctx := context.Background()
-		if err := s.SaveShow(ctx, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 5}); err != nil {
-			t.Fatal(err)
-		}
+		saveShow(t, s, "ev", 5)
 		x := Booking{ID: "x", ShowID: "ev", UserID: "u", Seats: 1, Date: time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)}
 		first, err := s.Book(ctx, x)
 		if err != nil {
@@ -141,9 +138,7 @@ func TestOwnEventBookedCostsNoWrite(t *testing.T) {
 			}
 			t.Cleanup(func() { svc.Close(); store.Close() })
 			ctx := context.Background()
-			if err := store.SaveShow(ctx, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 10}); err != nil {
-				t.Fatal(err)
-			}
+			saveShow(t, store, "ev", 10)
 			srv := servicetest.Serve(t, svc)
 			for i := range 3 {
 				srv.JSON("POST", "/events/ev/bookings", fmt.Sprintf(`{"seats":2,"user_id":"u%d"}`, i), 201, nil)
@@ -169,5 +164,56 @@ func TestOwnEventBookedCostsNoWrite(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestApplyBookingsOnce: ApplyBookings applies each booking of a window
+// once, whether it was stored before or comes twice in the window, and a
+// window with a booking the store refuses applies none of them.
+func TestApplyBookingsOnce(t *testing.T) {
+	sqlBackends(t, func(t *testing.T, s *SQLStore) {
+		ctx := context.Background()
+		saveShow(t, s, "ev", 10)
+		at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+		b := func(id, show string, seats int) Booking {
+			return Booking{ID: id, ShowID: show, UserID: "u", Seats: seats, Date: at}
+		}
+		if _, err := s.ApplyBooking(ctx, b("old", "ev", 1)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ApplyBookings(ctx, []Booking{b("a", "ev", 2), b("old", "ev", 1), b("a", "ev", 2), b("c", "later", 3), b("d", "ev", 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []bool{true, false, false, true, true}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("ApplyBookings = %v, want %v", got, want)
+		}
+		checkBooked(t, s, "ev", 4) // old, a, d
+		saveShow(t, s, "later", 10)
+		checkBooked(t, s, "later", 3) // counted on the placeholder
+
+		// A count that would overflow fails the window: nothing of it is
+		// stored, and each booking goes to ApplyBooking alone.
+		if _, err := s.ApplyBookings(ctx, []Booking{b("e", "ev", 1), b("f", "full", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.db.ExecContext(ctx, `UPDATE booking_events SET booked = $1 WHERE id = 'full'`, int64(math.MaxInt64)); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.ApplyBookings(ctx, []Booking{b("g", "ev", 1), b("h", "full", 1)})
+		if !errors.Is(err, contracts.ErrInvalid) {
+			t.Errorf("ApplyBookings over a full count: %v, want contracts.ErrInvalid", err)
+		}
+		checkBooked(t, s, "ev", 5) // e, not g
+	})
+}
+
+// saveShow stores a show with this id and capacity in s, or fails the test.
+func saveShow(t testing.TB, s interface {
+	SaveShow(context.Context, Show) error
+}, id string, capacity int) {
+	t.Helper()
+	if err := s.SaveShow(context.Background(), Show{ID: id, Name: "Show " + id, LocationID: "loc", Hall: "Main", Capacity: capacity}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,9 +2,7 @@ package bookingservice
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,51 +12,6 @@ import (
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
-
-// TestApplyBookingsOnce: ApplyBookings applies each booking of a window
-// once, whether it was stored before or comes twice in the window, and a
-// window with a booking the store refuses applies none of them.
-func TestApplyBookingsOnce(t *testing.T) {
-	sqlBackends(t, func(t *testing.T, s *SQLStore) {
-		ctx := context.Background()
-		if err := s.SaveShow(ctx, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 10}); err != nil {
-			t.Fatal(err)
-		}
-		at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
-		b := func(id, show string, seats int) Booking {
-			return Booking{ID: id, ShowID: show, UserID: "u", Seats: seats, Date: at}
-		}
-		if _, err := s.ApplyBooking(ctx, b("old", "ev", 1)); err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.ApplyBookings(ctx, []Booking{b("a", "ev", 2), b("old", "ev", 1), b("a", "ev", 2), b("c", "later", 3), b("d", "ev", 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := []bool{true, false, false, true, true}; fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("ApplyBookings = %v, want %v", got, want)
-		}
-		checkBooked(t, s, "ev", 4) // old, a, d
-		if err := s.SaveShow(ctx, Show{ID: "later", Name: "L", LocationID: "loc", Hall: "Main", Capacity: 10}); err != nil {
-			t.Fatal(err)
-		}
-		checkBooked(t, s, "later", 3) // counted on the placeholder
-
-		// A count that would overflow fails the window: nothing of it is
-		// stored, and each booking goes to ApplyBooking alone.
-		if _, err := s.ApplyBookings(ctx, []Booking{b("e", "ev", 1), b("f", "full", 1)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.db.ExecContext(ctx, `UPDATE booking_events SET booked = $1 WHERE id = 'full'`, int64(math.MaxInt64)); err != nil {
-			t.Fatal(err)
-		}
-		_, err = s.ApplyBookings(ctx, []Booking{b("g", "ev", 1), b("h", "full", 1)})
-		if !errors.Is(err, contracts.ErrInvalid) {
-			t.Errorf("ApplyBookings over a full count: %v, want contracts.ErrInvalid", err)
-		}
-		checkBooked(t, s, "ev", 5) // e, not g
-	})
-}
 
 // checkBooked fails unless show id counts booked seats.
 func checkBooked(t *testing.T, s Store, id string, booked int) {

@@ -246,20 +246,7 @@ func publishOnNewChannel(conn *amqp.Connection, exchange string, msg amqp.Publis
 		return fmt.Errorf("opening a channel: %w", err)
 	}
 	defer ch.Close()
-	if err := ch.Confirm(false /* no-wait */); err != nil {
-		return fmt.Errorf("enabling publisher confirms: %w", err)
-	}
-	dc, err := ch.PublishWithDeferredConfirm(exchange, contracts.EventBookedName,
-		true,  // mandatory
-		false, // immediate
-		msg)
-	if err != nil {
-		return fmt.Errorf("publishing: %w", err)
-	}
-	if !dc.Wait() {
-		return fmt.Errorf("the broker nacked message %d", dc.DeliveryTag)
-	}
-	return nil
+	return brokertest.PublishConfirmed(ch, exchange, contracts.EventBookedName, msg)
 }
 
 // benchAMQP is the capstone's emitter: the same guarantee, plus resending

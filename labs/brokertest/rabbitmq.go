@@ -69,6 +69,26 @@ func AdminChannel(t testing.TB, url string) *amqp.Channel {
 	return ch
 }
 
+// PublishConfirmed puts ch in confirm mode, publishes msg to exchange with
+// key, mandatory, and waits for the broker's confirm: a test's own
+// publish, independent of the code under test. A nack is an error.
+func PublishConfirmed(ch *amqp.Channel, exchange, key string, msg amqp.Publishing) error {
+	if err := ch.Confirm(false /* no-wait */); err != nil {
+		return fmt.Errorf("enabling publisher confirms: %w", err)
+	}
+	dc, err := ch.PublishWithDeferredConfirm(exchange, key,
+		true,  // mandatory
+		false, // immediate
+		msg)
+	if err != nil {
+		return fmt.Errorf("publishing to %q with key %q: %w", exchange, key, err)
+	}
+	if !dc.Wait() {
+		return fmt.Errorf("the broker nacked message %d", dc.DeliveryTag)
+	}
+	return nil
+}
+
 // AMQP returns the RabbitMQ broker for this test, chosen in the order the
 // package documentation gives, and logs which one it is.
 func AMQP(t testing.TB) *RabbitMQ {

@@ -14,6 +14,7 @@ import (
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/sqldb"
 	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
 )
 
 // ShutdownTimeout bounds how long the HTTP server waits for in-flight
@@ -217,7 +218,15 @@ func wireBookingService(w *wiring) error {
 	}
 	listenCtx := context.WithoutCancel(w.ctx)
 	listenErr := make(chan error, 1)
-	go func() { listenErr <- l.Listen(listenCtx, handler) }()
+	go func() {
+		// On RabbitMQ a window of deliveries is applied in one store
+		// transaction, unless a wrapper wants to see each event alone.
+		if rl, ok := l.Listener.(*rabbitmq.Listener); ok && w.opt.WrapHandler == nil {
+			listenErr <- rl.ListenBatch(listenCtx, handler, svc.HandleBatch)
+			return
+		}
+		listenErr <- l.Listen(listenCtx, handler)
+	}()
 	w.listenErr = listenErr
 	w.log.Info("listening for events", "on", l.describe, "events", bookingservice.Names())
 

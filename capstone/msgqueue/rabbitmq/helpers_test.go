@@ -255,20 +255,7 @@ func publishRaw(url, exchange, key string, msg amqp.Publishing) error {
 	if err != nil {
 		return fmt.Errorf("opening a channel: %w", err)
 	}
-	if err := ch.Confirm(false /* no-wait */); err != nil {
-		return fmt.Errorf("enabling confirms: %w", err)
-	}
-	dc, err := ch.PublishWithDeferredConfirm(exchange, key,
-		true,  // mandatory
-		false, // immediate
-		msg)
-	if err != nil {
-		return fmt.Errorf("publishing: %w", err)
-	}
-	if !dc.Wait() {
-		return fmt.Errorf("the broker nacked the message")
-	}
-	return nil
+	return brokertest.PublishConfirmed(ch, exchange, key, msg)
 }
 
 // proxy forwards TCP connections to the broker until cut, which drops every
