@@ -66,7 +66,7 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fill(b, em)
+	fill(b, em, consumeBacklog)
 
 	c := newCountdown(consumeBacklog)
 	start := time.Now()
@@ -138,17 +138,17 @@ func (c *countdown) wait() bool {
 	}
 }
 
-// fill emits the backlog with em from 32 goroutines, then closes em:
-// consumeBacklog bookings of one seat, sold elsewhere.
-func fill(b *testing.B, em msgqueue.Emitter) {
+// fill emits a backlog with em from 32 goroutines, then closes em: n
+// bookings of one seat, sold elsewhere.
+func fill(b *testing.B, em msgqueue.Emitter, n int) {
 	b.Helper()
 	defer em.Close()
 	var wg sync.WaitGroup
 	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
 	for w := range 32 {
 		wg.Go(func() {
-			for i := w; i < consumeBacklog; i += 32 {
-				ev := &contracts.EventBooked{ID: fmt.Sprintf("elsewhere-%05d", i), EventID: "show", UserID: "u", Seats: 1, Date: at}
+			for i := w; i < n; i += 32 {
+				ev := &contracts.EventBooked{ID: fmt.Sprintf("elsewhere-%06d", i), EventID: "show", UserID: "u", Seats: 1, Date: at}
 				if err := em.Emit(context.Background(), ev); err != nil {
 					b.Error(err)
 					return
