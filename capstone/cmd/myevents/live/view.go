@@ -86,6 +86,7 @@ type View struct {
 	records   []*entry
 	dropped   int
 	byPos     map[string]*entry      // Kafka "partition/offset", AMQP message ID
+	early     map[string]string      // dead-letter reasons whose copy came before its original, by position
 	applied   map[string][]time.Time // eventKey -> when BookingService applied it
 	concerts  []*concert
 	byConcert map[string]*concert
@@ -154,6 +155,7 @@ func New(log *slog.Logger) *View {
 		client:    &http.Client{Timeout: 10 * time.Second},
 		changed:   make(chan struct{}),
 		byPos:     map[string]*entry{},
+		early:     map[string]string{},
 		applied:   map[string][]time.Time{},
 		byConcert: map[string]*concert{},
 		services:  map[string]*service{},
@@ -212,11 +214,20 @@ func (v *View) Add(r Record) {
 	if dl := r.DeadLetter; dl != nil {
 		v.dlCount++
 		v.dlLast = e
-		if orig := v.byPos[position(dl.Partition, dl.Offset, dl.MessageID)]; orig != nil {
+		pos := position(dl.Partition, dl.Offset, dl.MessageID)
+		if orig := v.byPos[pos]; orig != nil {
 			orig.deadLettered = dl.Reason
+		} else if len(v.early) < maxRecords {
+			// Two watchers feed the view: the copy can outrun its original.
+			v.early[pos] = dl.Reason
 		}
 	} else {
-		v.byPos[position(r.Partition, r.Offset, r.MessageID)] = e
+		pos := position(r.Partition, r.Offset, r.MessageID)
+		v.byPos[pos] = e
+		if why, ok := v.early[pos]; ok {
+			e.deadLettered = why
+			delete(v.early, pos)
+		}
 	}
 	if ev, ok := r.Event.(*contracts.EventCreated); ok && v.byConcert[ev.ID] == nil {
 		c := &concert{id: ev.ID, name: ev.Name, capacity: ev.Capacity, avail: ev.Capacity, status: "not asked yet"}
