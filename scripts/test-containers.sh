@@ -79,6 +79,9 @@ if [ "$status" -ne 0 ] || [ "$bad" -ne 0 ]; then
   grep -E '^(ok|FAIL|panic:)' "$log" >&2 || true
   echo "container path failed; the full log follows" >&2
   cat "$log" >&2
+  # Again at the end, where a reader of a long CI log looks first.
+  echo "container path failed (exit $status); what failed:" >&2
+  grep -E -e '^(FAIL|panic:)' -e '--- (FAIL|SKIP)' -e '^\s+\S+_test\.go:[0-9]+:' "$log" >&2 || true
   exit 1
 fi
 grep -E '^ok' "$log"

@@ -17,6 +17,9 @@ grep -E -e '--- (FAIL|SKIP)' "$log" || true
 if [ "$status" -ne 0 ]; then
   echo "tests failed; the full log follows" >&2
   cat "$log" >&2
+  # Again at the end, where a reader of a long CI log looks first.
+  echo "tests failed (exit $status); what failed:" >&2
+  grep -E -e '^(FAIL|panic:)' -e '--- FAIL' -e '^\s+\S+_test\.go:[0-9]+:' "$log" >&2 || true
   exit "$status"
 fi
 skips=$(grep -c -e '--- SKIP' "$log" || true)
