@@ -1,8 +1,10 @@
 package contracts
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Envelope is the value of every Kafka record on the topic "events": the
@@ -26,6 +28,19 @@ func Wrap(ev Event) ([]byte, error) {
 // eventName names. It returns the name it found even when decoding fails,
 // so a caller can report which event was broken.
 func Unwrap(value []byte) (string, Event, error) {
+	if name, payload, ok := canonical(value); ok {
+		if ev, err := Decode(name, payload); err == nil {
+			return name, ev, nil
+		}
+		// Decode again below, so that an error reads the same whichever
+		// way the envelope was written.
+	}
+	return unwrap(value)
+}
+
+// unwrap is Unwrap for an envelope of any form: the envelope decoded,
+// then its payload.
+func unwrap(value []byte) (string, Event, error) {
 	var env Envelope
 	if err := json.Unmarshal(value, &env); err != nil {
 		return "", nil, fmt.Errorf("decoding envelope: %w", err)
@@ -38,4 +53,43 @@ func Unwrap(value []byte) (string, Event, error) {
 	}
 	ev, err := Decode(env.EventName, env.Payload)
 	return env.EventName, ev, err
+}
+
+// The parts of an envelope as Wrap writes it: eventName first, no spaces.
+var (
+	canonicalName    = []byte(`{"eventName":"`)
+	canonicalPayload = []byte(`","payload":`)
+	canonicalEnd     = []byte(`}`)
+)
+
+// knownNames holds every event name, for canonical to look up without
+// allocating.
+var knownNames = Names()
+
+// canonical splits an envelope written as Wrap writes it,
+// {"eventName":"NAME","payload":PAYLOAD}, into NAME and PAYLOAD without
+// decoding it, so that Unwrap decodes the payload once instead of decoding
+// the envelope and then its payload. NAME must be a known event name, so
+// it holds no escapes. PAYLOAD is not checked here: the envelope is valid
+// JSON exactly when PAYLOAD is one JSON value, which Decode checks. Any
+// other form (keys in another order, spaces, escapes) reports false and
+// takes the general path.
+func canonical(value []byte) (name string, payload []byte, ok bool) {
+	rest, found := bytes.CutPrefix(value, canonicalName)
+	if !found {
+		return "", nil, false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || !bytes.HasPrefix(rest[end:], canonicalPayload) {
+		return "", nil, false
+	}
+	i := slices.Index(knownNames, string(rest[:end]))
+	if i < 0 {
+		return "", nil, false
+	}
+	payload, found = bytes.CutSuffix(rest[end+len(canonicalPayload):], canonicalEnd)
+	if !found {
+		return "", nil, false
+	}
+	return knownNames[i], payload, true
 }
