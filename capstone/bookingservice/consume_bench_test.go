@@ -66,7 +66,7 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fill(b, em, consumeBacklog)
+	fill(b, em, consumeBacklog, 1)
 
 	c := newCountdown(consumeBacklog)
 	start := time.Now()
@@ -106,11 +106,13 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 	return rate
 }
 
-// countdown closes done at the n-th hit.
+// countdown closes done at the n-th hit, and keeps when the first and
+// the last hit came.
 type countdown struct {
-	n, want atomic.Int64
-	done    chan struct{}
-	once    sync.Once
+	n, want     atomic.Int64
+	first, last atomic.Int64 // UnixNano
+	done        chan struct{}
+	once        sync.Once
 }
 
 func newCountdown(n int64) *countdown {
@@ -123,9 +125,20 @@ func (c *countdown) hit() { c.add(1) }
 
 // add counts n hits at once (a window applied together).
 func (c *countdown) add(n int) {
-	if c.n.Add(int64(n)) >= c.want.Load() {
-		c.once.Do(func() { close(c.done) })
+	if c.first.Load() == 0 {
+		c.first.CompareAndSwap(0, time.Now().UnixNano())
 	}
+	if c.n.Add(int64(n)) >= c.want.Load() {
+		c.once.Do(func() {
+			c.last.Store(time.Now().UnixNano())
+			close(c.done)
+		})
+	}
+}
+
+// steady is the time from the first hit to the last, after wait.
+func (c *countdown) steady() time.Duration {
+	return time.Duration(c.last.Load() - c.first.Load())
 }
 
 // wait waits for the last hit, for five minutes at most.
@@ -139,8 +152,9 @@ func (c *countdown) wait() bool {
 }
 
 // fill emits a backlog with em from 32 goroutines, then closes em: n
-// bookings of one seat, sold elsewhere.
-func fill(b *testing.B, em msgqueue.Emitter, n int) {
+// bookings of one seat, sold elsewhere, of the events showID(0, events)
+// to showID(events-1, events) in turn.
+func fill(b *testing.B, em msgqueue.Emitter, n, events int) {
 	b.Helper()
 	defer em.Close()
 	var wg sync.WaitGroup
@@ -148,7 +162,7 @@ func fill(b *testing.B, em msgqueue.Emitter, n int) {
 	for w := range 32 {
 		wg.Go(func() {
 			for i := w; i < n; i += 32 {
-				ev := &contracts.EventBooked{ID: fmt.Sprintf("elsewhere-%06d", i), EventID: "show", UserID: "u", Seats: 1, Date: at}
+				ev := &contracts.EventBooked{ID: fmt.Sprintf("elsewhere-%06d", i), EventID: showID(i%events, events), UserID: "u", Seats: 1, Date: at}
 				if err := em.Emit(context.Background(), ev); err != nil {
 					b.Error(err)
 					return
@@ -157,6 +171,14 @@ func fill(b *testing.B, em msgqueue.Emitter, n int) {
 		})
 	}
 	wg.Wait()
+}
+
+// showID names the i-th of a backlog's events: "show" when there is one.
+func showID(i, events int) string {
+	if events == 1 {
+		return "show"
+	}
+	return fmt.Sprintf("show-%02d", i)
 }
 
 // drainRaw consumes queue with amqp091-go alone, acking each delivery,
