@@ -15,6 +15,9 @@ import (
 	"example.com/myevents/labs/labtest"
 )
 
+// TestMain removes the containers brokertest started, if any.
+func TestMain(m *testing.M) { brokertest.Main(m) }
+
 // The IDs docs/capstone.md shows; a run's own IDs are replaced by them
 // before the output is compared.
 const (
