@@ -20,11 +20,32 @@ mapfile -t pkgs < <({
   echo labs/brokertest/brokertest_test.go
 } | xargs -n1 dirname | sort -u | sed 's|^|./|')
 
+# The engine's own command line, for what testcontainers leaves to us:
+# removing the shared container, and finding containers a package left.
+if command -v podman >/dev/null; then engine=podman; else engine=docker; fi
+tc_containers() { "$engine" ps -a -q --filter label=org.testcontainers=true | sort; }
+
+# One RabbitMQ container serves every package (BROKERTEST_RABBITMQ_REUSE,
+# see labs/brokertest): a broker's start costs 10 to 30 s on this
+# project's 2-core machines, once per package before. Tests that stop
+# their broker still get containers of their own (PrivateAMQP). A name of
+# the caller's own is kept; ours is removed at the end.
+own_shared=""
+if [ -z "${BROKERTEST_RABBITMQ_REUSE:-}" ]; then
+  export BROKERTEST_RABBITMQ_REUSE="myevents-brokertest-$$"
+  own_shared=$BROKERTEST_RABBITMQ_REUSE
+fi
+before=$(mktemp)
+tc_containers >"$before"
+
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-# -p 4: while one package waits for its RabbitMQ container to start (10 to
-# 30 s on this project's 2-core machines), others run. Measured there with
-# other work loading the machine: 364 s, against 439 s with the default -p 2.
+cleanup() {
+  if [ -n "$own_shared" ]; then "$engine" rm -f "$own_shared" >/dev/null 2>&1 || true; fi
+  rm -f "$log" "$before"
+}
+trap cleanup EXIT
+# -p 4: while one package waits for a private container to start, others
+# run.
 flags=(-race -count=1 -v -p 4 "$@")
 start=$(date +%s)
 status=0
@@ -69,6 +90,19 @@ for p in "${pkgs[@]}"; do
     *) echo "FAIL $p: RabbitMQ backend(s) logged: $got; want container only" >&2; bad=1 ;;
   esac
 done
+# Every container a package started must be gone when it ends
+# (brokertest.Main in its TestMain, t.Cleanup for a private one): with
+# Ryuk off, nothing else removes them.
+shared_id=$("$engine" ps -a -q --filter "name=^${BROKERTEST_RABBITMQ_REUSE}\$" || true)
+left=$(comm -13 "$before" <(tc_containers) | grep -v -x -F "${shared_id:-none}" || true)
+if [ -n "$left" ]; then
+  echo "FAIL: containers left behind by the tests (a package without brokertest.Main in its TestMain?):" >&2
+  for id in $left; do
+    "$engine" inspect --format '{{.Name}} {{.Config.Image}} created {{.Created}}' "$id" >&2 || true
+    "$engine" rm -f "$id" >/dev/null 2>&1 || true
+  done
+  bad=1
+fi
 skips=$(grep -c -e '--- SKIP' "$log" || true)
 if [ "$skips" -gt 0 ]; then
   echo "FAIL: $skips test(s) skipped on the container path:" >&2

@@ -28,6 +28,15 @@
 //     environment together with AMQP_URL (or KAFKA_BROKERS) is a
 //     contradiction, and a failure that says so.
 //
+// One more, BROKERTEST_RABBITMQ_REUSE, names a RabbitMQ container that
+// every package's tests share instead of starting one each: the first
+// package to need it starts it, the others find it by name, and it stays
+// after the tests (remove it with `docker rm -f NAME` or `podman rm -f
+// NAME`). It saves a broker's start per package, which on a 2-core machine
+// is most of a small package's test time. A container of that name from
+// another image is a failure that says so. Tests that stop or cut off
+// their broker still get one of their own ([PrivateAMQP]).
+//
 // Each test isolates itself with unique names from [Name], so one broker
 // serves all tests, parallel ones included. A package that may start
 // containers calls [Main] from its TestMain so they are removed at the end.
@@ -74,6 +83,7 @@ const (
 	EnvKafka         = "BROKERTEST_KAFKA"
 	EnvRabbitMQImage = "BROKERTEST_RABBITMQ_IMAGE"
 	EnvKafkaImage    = "BROKERTEST_KAFKA_IMAGE"
+	EnvRabbitMQReuse = "BROKERTEST_RABBITMQ_REUSE"
 )
 
 // dockerProbeTimeout bounds how long we wait for a Docker engine that exists
@@ -94,6 +104,7 @@ type choice struct {
 	backend Backend
 	target  string // AMQP URL or comma-separated Kafka brokers; empty for container/embedded
 	image   string // the image to start, for a container
+	reuse   string // the name of a container to share between packages (BROKERTEST_RABBITMQ_REUSE)
 	reason  string
 }
 

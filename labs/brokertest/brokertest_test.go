@@ -40,6 +40,7 @@ func TestChooseRabbitMQ(t *testing.T) {
 		wantBackend Backend
 		wantTarget  string
 		wantImage   string // checked when not empty
+		wantReuse   string // the container to share, checked always
 		wantErr     string // substring; empty means no error
 		wantNoBroke bool   // the error means "skip, or fail under CI"
 	}{
@@ -72,6 +73,13 @@ func TestChooseRabbitMQ(t *testing.T) {
 			wantBackend: FromEnvironment, wantTarget: explicit},
 		{name: "forced environment without AMQP_URL", env: map[string]string{EnvRabbitMQ: "environment"},
 			wantErr: "BROKERTEST_RABBITMQ=environment, but AMQP_URL is not set"},
+		// BROKERTEST_RABBITMQ_REUSE shares one container between packages.
+		{name: "a container shared by name", env: map[string]string{EnvRabbitMQReuse: "myevents-ci-rabbitmq", EnvRabbitMQImage: ours},
+			wantBackend: FromContainer, wantImage: ours, wantReuse: "myevents-ci-rabbitmq"},
+		{name: "the shared name means nothing without an engine", env: map[string]string{EnvRabbitMQReuse: "myevents-ci-rabbitmq"}, docker: errDown,
+			wantBackend: FromLocal, wantTarget: DefaultAMQPURL},
+		{name: "a shared name no engine accepts", env: map[string]string{EnvRabbitMQReuse: "-my events"},
+			wantErr: `BROKERTEST_RABBITMQ_REUSE="-my events" is not a container name`},
 		{name: "a backend RabbitMQ does not have", env: map[string]string{EnvRabbitMQ: "embedded"},
 			wantErr: "BROKERTEST_RABBITMQ=embedded is not one of auto, environment, container, local"},
 	}
@@ -82,7 +90,26 @@ func TestChooseRabbitMQ(t *testing.T) {
 			if tc.wantImage != "" && got.image != tc.wantImage {
 				t.Fatalf("image %q, want %q", got.image, tc.wantImage)
 			}
+			if got.reuse != tc.wantReuse {
+				t.Fatalf("shared container %q, want %q", got.reuse, tc.wantReuse)
+			}
 		})
+	}
+}
+
+func TestSameImage(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"docker.io/library/rabbitmq:4.1-management", "rabbitmq:4.1-management", true},
+		{"localhost/myevents-rabbitmq:3.10-debian", "localhost/myevents-rabbitmq:3.10-debian", true},
+		{"rabbitmq:4.1-management", "rabbitmq:3.13-management", false},
+		{"localhost/myevents-rabbitmq:3.10-debian", "rabbitmq:4.1-management", false},
+	} {
+		if got := sameImage(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameImage(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
 	}
 }
 

@@ -148,12 +148,16 @@ func chooseRabbitMQ(ctx context.Context, p probes) (choice, error) {
 	var dockerErr error
 	if force == "" || force == FromContainer {
 		img, from := chooseImage(p.getenv, EnvRabbitMQImage, RabbitMQImage)
+		reuse, err := reuseName(p.getenv)
+		if err != nil {
+			return choice{}, err
+		}
 		dockerErr = p.docker(ctx)
 		switch {
 		case dockerErr == nil && force == FromContainer:
-			return choice{backend: FromContainer, image: img, reason: EnvRabbitMQ + "=container and Docker answers; " + from}, nil
+			return choice{backend: FromContainer, image: img, reuse: reuse, reason: EnvRabbitMQ + "=container and Docker answers; " + from}, nil
 		case dockerErr == nil:
-			return choice{backend: FromContainer, image: img, reason: "Docker answers; " + from}, nil
+			return choice{backend: FromContainer, image: img, reuse: reuse, reason: "Docker answers; " + from}, nil
 		case force == FromContainer:
 			return choice{}, noEngine(EnvRabbitMQ, dockerErr)
 		}
@@ -193,6 +197,11 @@ func provideRabbitMQ(c choice) (*RabbitMQ, error) {
 		}
 		return r, nil
 	case FromContainer:
+		if c.reuse != "" {
+			// Shared with other packages' tests, now or later: it stays.
+			r.reason += "; the container " + c.reuse + ", shared by every package (" + EnvRabbitMQReuse + ")"
+			return startRabbitMQContainer(r, c.image, func(func()) {}, testcontainers.WithReuseByName(c.reuse))
+		}
 		return startRabbitMQContainer(r, c.image, func(stop func()) { shared.stoppers = append(shared.stoppers, stop) })
 	}
 	return nil, fmt.Errorf("unknown RabbitMQ backend %q", c.backend)
@@ -201,15 +210,24 @@ func provideRabbitMQ(c choice) (*RabbitMQ, error) {
 // startRabbitMQContainer starts a RabbitMQ image and hands the function
 // that removes it to onStop: for the container the tests of a package
 // share, Main calls it at the end; for PrivateAMQP's, the test's cleanup.
-func startRabbitMQContainer(r *RabbitMQ, image string, onStop func(stop func())) (*RabbitMQ, error) {
+func startRabbitMQContainer(r *RabbitMQ, image string, onStop func(stop func()), opts ...testcontainers.ContainerCustomizer) (*RabbitMQ, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ctr, err := tcrabbitmq.Run(ctx, image)
+	ctr, err := tcrabbitmq.Run(ctx, image, opts...)
 	if ctr != nil {
 		onStop(func() { terminate(ctr) })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("starting RabbitMQ container %s: %w (%s names another image)", image, err, EnvRabbitMQImage)
+	}
+	// A container found by name may come from another image than asked.
+	info, err := ctr.Inspect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting RabbitMQ container: %w", err)
+	}
+	if info.Config != nil && !sameImage(info.Config.Image, image) {
+		return nil, fmt.Errorf("the RabbitMQ container %s runs %s, not %s; remove it (docker rm -f, or podman rm -f) or set %s to another name",
+			strings.TrimPrefix(info.Name, "/"), info.Config.Image, image, EnvRabbitMQReuse)
 	}
 	u, err := ctr.AmqpURL(ctx)
 	if err != nil {
@@ -229,6 +247,41 @@ func startRabbitMQContainer(r *RabbitMQ, image string, onStop func(stop func()))
 	}
 	r.logs = func(ctx context.Context) (string, error) { return containerLogs(ctx, ctr) }
 	return r, nil
+}
+
+// reuseName reads BROKERTEST_RABBITMQ_REUSE: "" or a container name.
+func reuseName(getenv func(string) string) (string, error) {
+	name := strings.TrimSpace(getenv(EnvRabbitMQReuse))
+	if name == "" {
+		return "", nil
+	}
+	if !validContainerName(name) {
+		return "", fmt.Errorf("%s=%q is not a container name: letters, digits, '_', '.' and '-', starting with a letter or digit", EnvRabbitMQReuse, name)
+	}
+	return name, nil
+}
+
+// validContainerName reports whether name is one Docker and Podman accept:
+// [a-zA-Z0-9][a-zA-Z0-9_.-]*.
+func validContainerName(name string) bool {
+	for i, c := range name {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			i > 0 && (c == '_' || c == '.' || c == '-')
+		if !ok {
+			return false
+		}
+	}
+	return name != ""
+}
+
+// sameImage compares image references, allowing the "docker.io/library/"
+// an engine may add in front of a short name.
+func sameImage(a, b string) bool {
+	trim := func(s string) string {
+		s = strings.TrimPrefix(s, "docker.io/")
+		return strings.TrimPrefix(s, "library/")
+	}
+	return trim(a) == trim(b)
 }
 
 // execInContainer runs cmd in a running container and returns its exit code
