@@ -16,6 +16,9 @@ import (
 // handler answers 400. The services check every value before it reaches
 // the store; this catches what a check missed.
 func IsDataError(err error) bool {
+	if err == nil {
+		return false // and no allocation: errors.As's targets escape
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:min(2, len(pgErr.Code))] {
