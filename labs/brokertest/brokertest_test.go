@@ -97,6 +97,16 @@ func TestChooseRabbitMQ(t *testing.T) {
 	}
 }
 
+func TestReusableOnlyWithoutRyuk(t *testing.T) {
+	if err := reusable("shared", true); err != nil {
+		t.Fatalf("with Ryuk off: %v", err)
+	}
+	err := reusable("shared", false)
+	if err == nil || !strings.Contains(err.Error(), "set TESTCONTAINERS_RYUK_DISABLED=true too") {
+		t.Fatalf("with Ryuk on: %v, want a refusal that says what to set", err)
+	}
+}
+
 func TestSameImage(t *testing.T) {
 	for _, tc := range []struct {
 		a, b string

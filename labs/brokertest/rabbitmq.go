@@ -198,6 +198,9 @@ func provideRabbitMQ(c choice) (*RabbitMQ, error) {
 		return r, nil
 	case FromContainer:
 		if c.reuse != "" {
+			if err := reusable(c.reuse, testcontainers.ReadConfig().Config.RyukDisabled); err != nil {
+				return nil, err
+			}
 			// Shared with other packages' tests, now or later: it stays.
 			r.reason += "; the container " + c.reuse + ", shared by every package (" + EnvRabbitMQReuse + ")"
 			return startRabbitMQContainer(r, c.image, func(func()) {}, testcontainers.WithReuseByName(c.reuse))
@@ -259,6 +262,17 @@ func reuseName(getenv func(string) string) (string, error) {
 		return "", fmt.Errorf("%s=%q is not a container name: letters, digits, '_', '.' and '-', starting with a letter or digit", EnvRabbitMQReuse, name)
 	}
 	return name, nil
+}
+
+// reusable refuses a shared container while Ryuk runs: Ryuk removes it
+// when the go test run that started it ends, even while a later run
+// uses it (testcontainers-go issue 2445).
+func reusable(name string, ryukDisabled bool) error {
+	if ryukDisabled {
+		return nil
+	}
+	return fmt.Errorf("%s=%s shares one RabbitMQ container between test runs, but Ryuk is on and would remove it under a later run: set TESTCONTAINERS_RYUK_DISABLED=true too (then remove the container yourself: docker rm -f %s), or unset %s",
+		EnvRabbitMQReuse, name, name, EnvRabbitMQReuse)
 }
 
 // validContainerName reports whether name is one Docker and Podman accept:
