@@ -3,6 +3,7 @@ package contracts
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -112,6 +113,24 @@ func TestUnwrapRejectsBadEnvelopes(t *testing.T) {
 	for _, value := range []string{``, `[]`, `{}`, `{"eventName":"event.created"}`, `{"eventName":"x.y","payload":{}}`, `{"eventName":"event.created","payload":"text"}`} {
 		if _, ev, err := Unwrap([]byte(value)); err == nil {
 			t.Errorf("Unwrap(%s) = %+v, want an error", value, ev)
+		}
+	}
+}
+
+// TestUnwrapAgreesAtTheDepthLimit: encoding/json refuses JSON nested more
+// than 10,000 deep, and the envelope adds one level to its payload, so a
+// payload nested 9,999 deep decodes alone but not in its envelope. Unwrap
+// must refuse it as the general path does.
+func TestUnwrapAgreesAtTheDepthLimit(t *testing.T) {
+	for _, depth := range []int{9998, 9999, 10000} {
+		payload := `{"id":"b","event_id":"e","user_id":"u","seats":1,"date":"2026-01-01T00:00:00Z","x":` +
+			strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}`
+		value := []byte(`{"eventName":"event.booked","payload":` + payload + `}`)
+		name, ev, err := Unwrap(value)
+		wantName, want, wantErr := unwrap(value)
+		if name != wantName || !reflect.DeepEqual(ev, want) || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Errorf("nested %d deep: Unwrap = %q, %v, %v; the general path gives %q, %v, %v",
+				depth, name, ev != nil, err, wantName, want != nil, wantErr)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"unicode/utf8"
 )
 
 // Envelope is the value of every Kafka record on the topic "events": the
@@ -28,12 +29,16 @@ func Wrap(ev Event) ([]byte, error) {
 // eventName names. It returns the name it found even when decoding fails,
 // so a caller can report which event was broken.
 func Unwrap(value []byte) (string, Event, error) {
-	if name, payload, ok := canonical(value); ok {
-		if ev, err := Decode(name, payload); err == nil {
+	// The shortcut takes only what decodeFlat reads (an object one level
+	// deep): the general path refuses some payloads that would decode
+	// alone, such as one nested 9,999 deep, one level short of
+	// encoding/json's limit that the envelope reaches. Anything else, and
+	// every error, comes from the general path, so it reads the same
+	// whichever way the envelope was written.
+	if name, payload, ok := canonical(value); ok && utf8.Valid(payload) {
+		if ev, ok := decodeFlat(name, payload); ok && ev.Validate() == nil {
 			return name, ev, nil
 		}
-		// Decode again below, so that an error reads the same whichever
-		// way the envelope was written.
 	}
 	return unwrap(value)
 }
@@ -70,10 +75,10 @@ var knownNames = Names()
 // {"eventName":"NAME","payload":PAYLOAD}, into NAME and PAYLOAD without
 // decoding it, so that Unwrap decodes the payload once instead of decoding
 // the envelope and then its payload. NAME must be a known event name, so
-// it holds no escapes. PAYLOAD is not checked here: the envelope is valid
-// JSON exactly when PAYLOAD is one JSON value, which Decode checks. Any
-// other form (keys in another order, spaces, escapes) reports false and
-// takes the general path.
+// it holds no escapes. PAYLOAD is not checked here: Unwrap hands it to
+// decodeFlat, and the envelope is valid JSON when decodeFlat reads its
+// payload. Any other form (keys in another order, spaces, escapes)
+// reports false and takes the general path.
 func canonical(value []byte) (name string, payload []byte, ok bool) {
 	rest, found := bytes.CutPrefix(value, canonicalName)
 	if !found {
