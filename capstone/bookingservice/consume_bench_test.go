@@ -68,17 +68,19 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 	}
 	fill(b, em, consumeBacklog, 1)
 
+	var svc *Service
+	if store != nil {
+		saveShow(b, store, "show", 1000)
+		if svc, err = New(store, &servicetest.Emitter{}, Options{Logger: quiet()}); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { svc.Close() })
+	}
 	c := newCountdown(consumeBacklog)
 	start := time.Now()
 	if store == nil {
 		go drainRaw(b, url, queue, c)
 	} else {
-		saveShow(b, store, "show", 1000)
-		svc, err := New(store, &servicetest.Emitter{}, Options{Logger: quiet()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { svc.Close() })
 		go func() {
 			_ = l.ListenBatch(ctx, func(ctx context.Context, ev contracts.Event) error {
 				err := svc.Handle(ctx, ev)
@@ -110,27 +112,31 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 // the last hit came.
 type countdown struct {
 	n, want     atomic.Int64
-	first, last atomic.Int64 // UnixNano
+	base        time.Time    // with its monotonic reading
+	first, last atomic.Int64 // time since base, in ns; first 0 until a hit
 	done        chan struct{}
 	once        sync.Once
 }
 
 func newCountdown(n int64) *countdown {
-	c := &countdown{done: make(chan struct{})}
+	c := &countdown{done: make(chan struct{}), base: time.Now()}
 	c.want.Store(n)
 	return c
 }
+
+// since is the time from base to now, at least 1 ns (0 means "no hit").
+func (c *countdown) since() int64 { return max(1, int64(time.Since(c.base))) }
 
 func (c *countdown) hit() { c.add(1) }
 
 // add counts n hits at once (a window applied together).
 func (c *countdown) add(n int) {
 	if c.first.Load() == 0 {
-		c.first.CompareAndSwap(0, time.Now().UnixNano())
+		c.first.CompareAndSwap(0, c.since())
 	}
 	if c.n.Add(int64(n)) >= c.want.Load() {
 		c.once.Do(func() {
-			c.last.Store(time.Now().UnixNano())
+			c.last.Store(c.since())
 			close(c.done)
 		})
 	}

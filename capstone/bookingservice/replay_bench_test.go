@@ -107,7 +107,7 @@ type reading struct {
 }
 
 func newReading(records int64, began time.Time, c *countdown) reading {
-	return reading{records: records, start: time.Duration(c.first.Load() - began.UnixNano()), read: c.steady()}
+	return reading{records: records, start: time.Duration(c.first.Load()) - began.Sub(c.base), read: c.steady()}
 }
 
 // rate is records per second from the start to the last record.
