@@ -32,11 +32,12 @@
 // every package's tests share instead of starting one each: the first
 // package to need it starts it, the others find it by name, and it stays
 // after the tests (remove it with `docker rm -f NAME` or `podman rm -f
-// NAME`). It needs TESTCONTAINERS_RYUK_DISABLED=true, as Podman does:
-// Ryuk would remove the container under a later run. It saves a broker's start per package, which on a 2-core machine
-// is most of a small package's test time. A container of that name from
-// another image is a failure that says so. Tests that stop or cut off
-// their broker still get one of their own ([PrivateAMQP]).
+// NAME`). It needs TESTCONTAINERS_RYUK_DISABLED=true, as our Podman
+// set-up has: Ryuk would remove the container under a later run. It saves
+// a broker's start per package, which on a 2-core machine is most of a
+// small package's test time. A container of that name from another image
+// is a failure that says so. Tests that stop or cut off their broker
+// still get one of their own ([PrivateAMQP]).
 //
 // Each test isolates itself with unique names from [Name], so one broker
 // serves all tests, parallel ones included. A package that may start

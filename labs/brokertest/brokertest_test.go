@@ -116,6 +116,10 @@ func TestSameImage(t *testing.T) {
 		{"localhost/myevents-rabbitmq:3.10-debian", "localhost/myevents-rabbitmq:3.10-debian", true},
 		{"rabbitmq:4.1-management", "rabbitmq:3.13-management", false},
 		{"localhost/myevents-rabbitmq:3.10-debian", "rabbitmq:4.1-management", false},
+		{"docker.io/library/rabbitmq:latest", "rabbitmq", true},
+		{"localhost/myevents-rabbitmq:3.10-debian", "myevents-rabbitmq:3.10-debian", true},
+		{"registry.example:5000/team/rabbitmq", "registry.example:5000/team/rabbitmq:latest", true},
+		{"registry.example:5000/team/rabbitmq:4.1", "registry.example:5000/team/rabbitmq", false},
 	} {
 		if got := sameImage(tc.a, tc.b); got != tc.want {
 			t.Errorf("sameImage(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)

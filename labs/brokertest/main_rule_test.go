@@ -16,7 +16,7 @@ import (
 // such package in this module must call brokertest.Main from TestMain.
 func TestEveryPackageThatGetsABrokerCallsMain(t *testing.T) {
 	root := filepath.Join("..", "..")
-	asks := regexp.MustCompile(`brokertest\.(AMQP|Kafka|PrivateAMQP)\(`)
+	asks := regexp.MustCompile(`brokertest\.(AMQP|Kafka|PrivateAMQP|CheckDialErrors)\(`)
 	callsMain := regexp.MustCompile(`brokertest\.Main\(`)
 	need := map[string]bool{} // package directory -> calls Main
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {

@@ -223,14 +223,15 @@ func startRabbitMQContainer(r *RabbitMQ, image string, onStop func(stop func()),
 	if err != nil {
 		return nil, fmt.Errorf("starting RabbitMQ container %s: %w (%s names another image)", image, err, EnvRabbitMQImage)
 	}
-	// A container found by name may come from another image than asked.
-	info, err := ctr.Inspect(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("inspecting RabbitMQ container: %w", err)
-	}
-	if info.Config != nil && !sameImage(info.Config.Image, image) {
-		return nil, fmt.Errorf("the RabbitMQ container %s runs %s, not %s; remove it (docker rm -f, or podman rm -f) or set %s to another name",
-			strings.TrimPrefix(info.Name, "/"), info.Config.Image, image, EnvRabbitMQReuse)
+	if len(opts) > 0 { // reused: found by name, it may run another image
+		info, err := ctr.Inspect(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("inspecting RabbitMQ container: %w", err)
+		}
+		if info.Config != nil && !sameImage(info.Config.Image, image) {
+			return nil, fmt.Errorf("the RabbitMQ container %s runs %s, not %s; remove it (docker rm -f, or podman rm -f) or set %s to another name",
+				strings.TrimPrefix(info.Name, "/"), info.Config.Image, image, EnvRabbitMQReuse)
+		}
 	}
 	u, err := ctr.AmqpURL(ctx)
 	if err != nil {
@@ -288,14 +289,21 @@ func validContainerName(name string) bool {
 	return name != ""
 }
 
-// sameImage compares image references, allowing the "docker.io/library/"
-// an engine may add in front of a short name.
+// sameImage compares image references, allowing what an engine may add
+// to a short name: "docker.io/library/" (Docker), "localhost/" (Podman,
+// for an image built here) and the tag ":latest".
 func sameImage(a, b string) bool {
-	trim := func(s string) string {
+	norm := func(s string) string {
 		s = strings.TrimPrefix(s, "docker.io/")
-		return strings.TrimPrefix(s, "library/")
+		s = strings.TrimPrefix(s, "library/")
+		s = strings.TrimPrefix(s, "localhost/")
+		name := s[strings.LastIndex(s, "/")+1:]
+		if !strings.ContainsAny(name, ":@") {
+			s += ":latest"
+		}
+		return s
 	}
-	return trim(a) == trim(b)
+	return norm(a) == norm(b)
 }
 
 // execInContainer runs cmd in a running container and returns its exit code
