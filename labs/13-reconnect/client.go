@@ -74,13 +74,13 @@ func (c *consumer) session(ctx context.Context, n int) (done, consumed bool, err
 	}
 	// Closing the connection hands every unacked delivery back to the
 	// broker, which delivers it again.
-	defer conn.Close()
+	told := watchClose(conn, c.lost)
+	defer func() { endSession(ctx, conn, told, err, closeNoticeWait) }()
 	if n > 0 {
 		c.mu.Lock()
 		c.reconnects++
 		c.mu.Unlock()
 	}
-	forwardClose(conn, c.lost)
 	ch, err := conn.Channel()
 	if err != nil {
 		return false, false, fmt.Errorf("opening a channel: %w", err)
@@ -233,8 +233,8 @@ func (p *publisher) session(ctx context.Context, n int, stop <-chan struct{}) (d
 	if err != nil {
 		return false, err
 	}
-	defer conn.Close()
-	forwardClose(conn, p.lost)
+	told := watchClose(conn, p.lost)
+	defer func() { endSession(ctx, conn, told, err, closeNoticeWait) }()
 	ch, err := conn.Channel()
 	if err != nil {
 		return false, fmt.Errorf("opening a channel: %w", err)
@@ -387,11 +387,14 @@ func consume(ch *amqp.Channel, queue, tag string) (<-chan amqp.Delivery, error) 
 	return deliveries, nil
 }
 
-// forwardClose passes the connection's close error, if the broker or the
-// network closed it, to lost without ever blocking.
-func forwardClose(conn *amqp.Connection, lost chan<- *amqp.Error) {
+// watchClose passes the connection's close error, if the broker or the
+// network closed it, to lost without ever blocking. The channel it
+// returns closes once amqp091-go has told how the connection closed.
+func watchClose(conn *amqp.Connection, lost chan<- *amqp.Error) <-chan struct{} {
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	told := make(chan struct{})
 	go func() {
+		defer close(told)
 		if e, ok := <-closed; ok && e != nil {
 			select {
 			case lost <- e:
@@ -399,6 +402,29 @@ func forwardClose(conn *amqp.Connection, lost chan<- *amqp.Error) {
 			}
 		}
 	}()
+	return told
+}
+
+// endSession closes a session's connection. A session that ended with an
+// error may have ended because the broker is closing the connection (a
+// publish failed on the dying socket) before amqp091-go handled the
+// broker's connection.close. amqp091-go keeps the first of the two
+// closes, so a Close of ours first would drop the broker's reason, and
+// lost would never hear it. So, unless the session ended cleanly or ctx
+// ended (Ctrl-C), it waits up to wait for told (watchClose) first. An
+// open connection whose session failed for another reason waits the
+// whole of wait; then the reconnect's backoff follows anyway.
+func endSession(ctx context.Context, conn *amqp.Connection, told <-chan struct{}, err error, wait time.Duration) {
+	if err != nil && ctx.Err() == nil {
+		timer := time.NewTimer(wait)
+		select {
+		case <-told:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+	}
+	_ = conn.Close()
 }
 
 // backoff computes the waits of a reconnect loop: doubling up to longest,

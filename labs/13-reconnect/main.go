@@ -56,6 +56,10 @@ const queueTTL = 5 * time.Minute
 // so the program never hangs on a broker that does not do what we expect.
 const waitTimeout = 15 * time.Second
 
+// closeNoticeWait bounds how long a session that failed waits for the
+// broker's close notice before closing its connection itself (endSession).
+const closeNoticeWait = 2 * time.Second
+
 // closeReason is what the broker tells a connection the lab closes.
 const closeReason = "closed by lab 13"
 
