@@ -47,6 +47,14 @@ type server struct {
 	conn  *amqp.Connection
 	queue string
 
+	// acking orders acks against stop's close of the request channel:
+	// a handler acks holding it for reading, after checking that its
+	// context is live; stop cancels the handlers, then takes it to close.
+	// An ack sent while the channel is closing reaches a channel the
+	// broker has closed, and the broker closes the whole connection
+	// (504 CHANNEL_ERROR - expected 'channel.open').
+	acking sync.RWMutex
+
 	mu      sync.Mutex               // guards what follows
 	consume *amqp.Channel            // consumes the requests; nil while stopped
 	cancel  context.CancelFunc       // ends the handlers in flight
@@ -129,7 +137,9 @@ func (s *server) stop() {
 		return
 	}
 	cancel()
+	s.acking.Lock() // no handler acks from here on: their context is done
 	_ = ch.Close()
+	s.acking.Unlock()
 	s.running.Wait()
 }
 
@@ -173,12 +183,23 @@ func (s *server) handle(ctx context.Context, d amqp.Delivery) {
 	default:
 		r.returned = s.reply(ctx, d, rep)
 	}
-	if ctx.Err() != nil {
+	if !s.ack(ctx, d) {
 		return
 	}
-	_ = d.Ack(false /* multiple */)
 	r.at = time.Now()
 	s.record(r)
+}
+
+// ack acks d unless ctx is done (stop is closing the channel: the broker
+// requeues d), and reports whether it did.
+func (s *server) ack(ctx context.Context, d amqp.Delivery) bool {
+	s.acking.RLock()
+	defer s.acking.RUnlock()
+	if ctx.Err() != nil {
+		return false
+	}
+	_ = d.Ack(false /* multiple */)
+	return true
 }
 
 // reply publishes the reply to the default exchange with the request's
