@@ -128,7 +128,9 @@ if [ "$status" -ne 0 ] || [ "$bad" -ne 0 ]; then
   cat "$log" >&2
   # Again at the end, where a reader of a long CI log looks first.
   echo "container path failed (exit $status); what failed:" >&2
-  grep -E -e '^(FAIL|panic:)' -e '--- (FAIL|SKIP)' -e '^\s+\S+_test\.go:[0-9]+:' "$log" >&2 || true
+  grep -E -e '^(FAIL|panic:)' -e '--- (FAIL|SKIP)' "$log" | sort -u >&2 || true
+  # and the test's own words just before each failure
+  grep -E -B2 -e '^\s*--- FAIL' "$log" | grep -E '_test\.go:[0-9]+:' | grep -v 'brokertest: ' >&2 || true
   exit 1
 fi
 grep -E '^ok' "$log"

@@ -19,7 +19,9 @@ if [ "$status" -ne 0 ]; then
   cat "$log" >&2
   # Again at the end, where a reader of a long CI log looks first.
   echo "tests failed (exit $status); what failed:" >&2
-  grep -E -e '^(FAIL|panic:)' -e '--- FAIL' -e '^\s+\S+_test\.go:[0-9]+:' "$log" >&2 || true
+  grep -E -e '^(FAIL|panic:)' -e '--- FAIL' "$log" | sort -u >&2 || true
+  # and the test's own words just before each failure
+  grep -E -B2 -e '^\s*--- FAIL' "$log" | grep -E '_test\.go:[0-9]+:' | grep -v 'brokertest: ' >&2 || true
   exit "$status"
 fi
 skips=$(grep -c -e '--- SKIP' "$log" || true)
