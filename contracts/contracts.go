@@ -82,9 +82,15 @@ func Decode(name string, body []byte) (Event, error) {
 	if !utf8.Valid(body) {
 		return nil, fmt.Errorf("decoding %s: %w", name, invalid(name, "the body is not valid UTF-8"))
 	}
-	ev, err = decodeJSON(name, body, ev)
-	if err != nil {
-		return nil, err
+	// In one pass if body is written as json.Marshal writes it
+	// (decodeFlat), else with json.Unmarshal, which takes exactly one JSON
+	// value, as a json.Decoder followed by a check for io.EOF does, in
+	// fewer passes over the body. Only when that fails is the body decoded
+	// again, by the decoder, to name what is wrong (decodeError).
+	if flat, ok := decodeFlat(name, body); ok {
+		ev = flat
+	} else if err := json.Unmarshal(body, ev); err != nil {
+		return nil, decodeError(name, body, ev)
 	}
 	if err := ev.Validate(); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", name, err)
@@ -92,29 +98,9 @@ func Decode(name string, body []byte) (Event, error) {
 	return ev, nil
 }
 
-// decodeJSON decodes body into ev, the named event's zero value: in one
-// pass if it is written as json.Marshal writes it (decodeFlat), else with
-// json.Unmarshal, which takes exactly one JSON value, as a json.Decoder
-// followed by a check for io.EOF does, in fewer passes over the body. Only
-// when that fails is the body decoded again, by the decoder, to name what
-// is wrong in the words below.
-func decodeJSON(name string, body []byte, ev Event) (Event, error) {
-	if flat, ok := decodeFlat(name, body); ok {
-		return flat, nil
-	}
-	if err := json.Unmarshal(body, ev); err != nil {
-		return nil, decodeError(name, body)
-	}
-	return ev, nil
-}
-
-// decodeError says why body does not decode as the named event. Decode
-// calls it only after json.Unmarshal failed.
-func decodeError(name string, body []byte) error {
-	ev, err := New(name)
-	if err != nil {
-		return err
-	}
+// decodeError says why body does not decode as the named event into ev.
+// Decode calls it only after json.Unmarshal failed.
+func decodeError(name string, body []byte, ev Event) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(ev); err != nil {
 		return fmt.Errorf("decoding %s: %w", name, err)
