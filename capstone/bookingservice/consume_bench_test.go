@@ -61,7 +61,13 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { l.Close(); deleteQueue(b, url, queue, exchange) })
+	admin := brokertest.AdminChannel(b, url) // closed after the deletion below
+	b.Cleanup(func() {
+		l.Close()
+		if err := rabbitmq.DeleteTopology(admin, exchange, queue); err != nil {
+			b.Errorf("cleanup: %v", err)
+		}
+	})
 	em, err := rabbitmq.NewEmitter(ctx, url, rabbitmq.WithExchange(exchange))
 	if err != nil {
 		b.Fatal(err)
@@ -221,23 +227,5 @@ func drainRaw(b *testing.B, url, queue string, c *countdown) {
 		case <-c.done:
 			return
 		}
-	}
-}
-
-// deleteQueue deletes what drainRate declared.
-func deleteQueue(b *testing.B, url, queue, exchange string) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		b.Errorf("cleanup: %v", err)
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		b.Errorf("cleanup: %v", err)
-		return
-	}
-	if err := rabbitmq.DeleteTopology(ch, exchange, queue); err != nil {
-		b.Errorf("cleanup: %v", err)
 	}
 }
