@@ -60,6 +60,9 @@ func checkString(field, s string, limit int) error {
 	if len(s) > limit {
 		return fmt.Errorf("%s is %d bytes long, more than the %d allowed", field, len(s), limit)
 	}
+	if printableASCII(s) {
+		return nil // the common case, checked without decoding runes
+	}
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%s is not valid UTF-8", field)
 	}
@@ -72,6 +75,17 @@ func checkString(field, s string, limit int) error {
 		}
 	}
 	return nil
+}
+
+// printableASCII reports whether s holds only the bytes 0x20 to 0x7e:
+// valid UTF-8 without a control character or U+FFFD.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // firstError returns the first non-nil error.
