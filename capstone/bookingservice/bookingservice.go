@@ -68,6 +68,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -246,12 +247,13 @@ func (s *Service) warnOverbooked(ctx context.Context, showID string) {
 
 // errNotBatch refuses a window HandleBatch cannot apply whole; the
 // listener hands its events to Handle one by one.
-var errNotBatch = errors.New("bookingservice: the window holds more than valid event.booked, or the store applies one at a time")
+var errNotBatch = errors.New("bookingservice: the window holds more than event.booked, or the store applies one at a time")
 
 // HandleBatch is the msgqueue.BatchHandler of Handle: it applies a window
-// of event.booked in one store transaction (BatchApplier), each booking
-// once. Any other window, one with another event or one that does not
-// validate, it refuses with an error, as it does when the store fails:
+// of event.booked in one store transaction, or under one lock of the
+// memory store (BatchApplier), each booking once. Any other window, one
+// with another event, fails with an error, as one does that the store
+// refuses (a booking that does not validate) or when the store fails:
 // then the listener hands each event to Handle alone, which says what is
 // wrong with it.
 func (s *Service) HandleBatch(ctx context.Context, evs []contracts.Event) error {
@@ -259,10 +261,15 @@ func (s *Service) HandleBatch(ctx context.Context, evs []contracts.Event) error 
 	if !ok {
 		return errNotBatch
 	}
-	bs := make([]Booking, 0, len(evs))
+	buf := windows.Get().(*[]Booking)
+	defer func() {
+		clear(*buf)
+		windows.Put(buf)
+	}()
+	bs := (*buf)[:0]
 	for _, ev := range evs {
 		e, ok := ev.(*contracts.EventBooked)
-		if !ok || e.Validate() != nil {
+		if !ok || e == nil {
 			return errNotBatch
 		}
 		// Our own, stored before it was emitted. Should the window
@@ -274,22 +281,29 @@ func (s *Service) HandleBatch(ctx context.Context, evs []contracts.Event) error 
 	if len(bs) == 0 {
 		return nil
 	}
+	*buf = bs
 	applied, err := ba.ApplyBookings(ctx, bs)
 	if err != nil {
 		return fmt.Errorf("bookingservice: applying %d bookings: %w", len(bs), err)
 	}
 	shows := map[string]bool{}
+	n := 0
 	for i, ok := range applied {
 		if ok {
-			s.applied.Add(1)
+			n++
 			shows[bs[i].ShowID] = true
 		}
 	}
+	s.applied.Add(int64(n))
 	for id := range shows {
 		s.warnOverbooked(ctx, id)
 	}
 	return nil
 }
+
+// windows holds HandleBatch's slices of bookings between windows: a
+// replay applies thousands of them.
+var windows = sync.Pool{New: func() any { return new([]Booking) }}
 
 // bookingRequest is the body of POST /events/{id}/bookings.
 type bookingRequest struct {

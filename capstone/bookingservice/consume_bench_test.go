@@ -166,7 +166,7 @@ func (c *countdown) wait() bool {
 // fill emits a backlog with em from 32 goroutines, then closes em: n
 // bookings of one seat, sold elsewhere, of the events showID(0, events)
 // to showID(events-1, events) in turn.
-func fill(b *testing.B, em msgqueue.Emitter, n, events int) {
+func fill(b testing.TB, em msgqueue.Emitter, n, events int) {
 	b.Helper()
 	defer em.Close()
 	var wg sync.WaitGroup

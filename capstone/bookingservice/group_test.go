@@ -169,43 +169,66 @@ func TestOwnEventBookedCostsNoWrite(t *testing.T) {
 
 // TestApplyBookingsOnce: ApplyBookings applies each booking of a window
 // once, whether it was stored before or comes twice in the window, and a
-// window with a booking the store refuses applies none of them.
+// window with a booking the store refuses applies none of them. The SQL
+// stores (one transaction) and the memory store (one lock).
 func TestApplyBookingsOnce(t *testing.T) {
 	sqlBackends(t, func(t *testing.T, s *SQLStore) {
-		ctx := context.Background()
-		saveShow(t, s, "ev", 10)
-		at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
-		b := func(id, show string, seats int) Booking {
-			return Booking{ID: id, ShowID: show, UserID: "u", Seats: seats, Date: at}
-		}
-		if _, err := s.ApplyBooking(ctx, b("old", "ev", 1)); err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.ApplyBookings(ctx, []Booking{b("a", "ev", 2), b("old", "ev", 1), b("a", "ev", 2), b("c", "later", 3), b("d", "ev", 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := []bool{true, false, false, true, true}; fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("ApplyBookings = %v, want %v", got, want)
-		}
-		checkBooked(t, s, "ev", 4) // old, a, d
-		saveShow(t, s, "later", 10)
-		checkBooked(t, s, "later", 3) // counted on the placeholder
-
-		// A count that would overflow fails the window: nothing of it is
-		// stored, and each booking goes to ApplyBooking alone.
-		if _, err := s.ApplyBookings(ctx, []Booking{b("e", "ev", 1), b("f", "full", 1)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.db.ExecContext(ctx, `UPDATE booking_events SET booked = $1 WHERE id = 'full'`, int64(math.MaxInt64)); err != nil {
-			t.Fatal(err)
-		}
-		_, err = s.ApplyBookings(ctx, []Booking{b("g", "ev", 1), b("h", "full", 1)})
-		if !errors.Is(err, contracts.ErrInvalid) {
-			t.Errorf("ApplyBookings over a full count: %v, want contracts.ErrInvalid", err)
-		}
-		checkBooked(t, s, "ev", 5) // e, not g
+		applyBookingsOnce(t, s, func() {
+			if _, err := s.db.ExecContext(context.Background(), `UPDATE booking_events SET booked = $1 WHERE id = 'full'`, int64(math.MaxInt64)); err != nil {
+				t.Fatal(err)
+			}
+		})
 	})
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		s := NewMemoryStore()
+		applyBookingsOnce(t, s, func() { s.events["full"].Booked = math.MaxInt })
+	})
+}
+
+// applyBookingsOnce is TestApplyBookingsOnce on one store; fill sets the
+// count of the show "full" to the largest there is.
+func applyBookingsOnce(t *testing.T, s interface {
+	Store
+	BatchApplier
+}, fill func()) {
+	ctx := context.Background()
+	saveShow(t, s, "ev", 10)
+	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	b := func(id, show string, seats int) Booking {
+		return Booking{ID: id, ShowID: show, UserID: "u", Seats: seats, Date: at}
+	}
+	if _, err := s.ApplyBooking(ctx, b("old", "ev", 1)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ApplyBookings(ctx, []Booking{b("a", "ev", 2), b("old", "ev", 1), b("a", "ev", 2), b("c", "later", 3), b("d", "ev", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, false, false, true, true}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ApplyBookings = %v, want %v", got, want)
+	}
+	checkBooked(t, s, "ev", 4) // old, a, d
+	saveShow(t, s, "later", 10)
+	checkBooked(t, s, "later", 3) // counted on the placeholder
+
+	// A count that would overflow fails the window: nothing of it is
+	// stored, and each booking goes to ApplyBooking alone.
+	if _, err := s.ApplyBookings(ctx, []Booking{b("e", "ev", 1), b("f", "full", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	fill()
+	_, err = s.ApplyBookings(ctx, []Booking{b("g", "ev", 1), b("h", "full", 1)})
+	if !errors.Is(err, contracts.ErrInvalid) {
+		t.Errorf("ApplyBookings over a full count: %v, want contracts.ErrInvalid", err)
+	}
+	checkBooked(t, s, "ev", 5)                                                                      // e, not g
+	checkBookings(t, s, "ev", b("a", "ev", 2), b("d", "ev", 1), b("e", "ev", 1), b("old", "ev", 1)) // by date, then ID
+	// g was taken back: applied alone now, it counts.
+	if ok, err := s.ApplyBooking(ctx, b("g", "ev", 1)); err != nil || !ok {
+		t.Errorf("ApplyBooking(g) after the failed window = %v, %v; want it applied", ok, err)
+	}
+	checkBooked(t, s, "ev", 6)
 }
 
 // saveShow stores a show with this id and capacity in s, or fails the test.

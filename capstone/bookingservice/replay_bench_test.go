@@ -22,8 +22,9 @@ const replayBacklog = 200_000
 // BenchmarkReplay reads the same log of replayBacklog event.booked from
 // Kafka two ways in one run: with raw sarama (a partition consumer per
 // partition from the oldest offset, no work) and as BookingService over
-// the memory store rebuilds its state from it (kafka.NewReplayListener,
-// every record decoded and applied). It reports each way's rate and the
+// the memory store rebuilds its state from it (kafka.NewReplayListener
+// with ListenBatch and HandleBatch, as the service is wired: every record
+// decoded and applied). It reports each way's rate and the
 // service's as a multiple of raw (x-raw), for two logs: one-event (every
 // booking of one event, so all on one partition, read in order by one
 // goroutine: the hardest case) and 64-events (bookings of 64 events,
@@ -75,10 +76,16 @@ func benchmarkReplay(b *testing.B, events int) {
 	c := newCountdown(total)
 	start := time.Now()
 	go func() {
-		_ = l.Listen(context.Background(), func(ctx context.Context, ev contracts.Event) error {
+		_ = l.ListenBatch(context.Background(), func(ctx context.Context, ev contracts.Event) error {
 			err := svc.Handle(ctx, ev)
 			if err == nil {
 				c.hit()
+			}
+			return err
+		}, func(ctx context.Context, evs []contracts.Event) error {
+			err := svc.HandleBatch(ctx, evs)
+			if err == nil {
+				c.add(len(evs))
 			}
 			return err
 		})
@@ -119,7 +126,7 @@ func (r reading) readRate() float64 { return float64(r.records-1) / r.read.Secon
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // readRaw reads every record of the topic with sarama alone.
-func readRaw(b *testing.B, brokers []string, topic string, total int64) reading {
+func readRaw(b testing.TB, brokers []string, topic string, total int64) reading {
 	b.Helper()
 	cfg := sarama.NewConfig()
 	cfg.Version = kafka.ProtocolVersion

@@ -87,6 +87,34 @@ func (s *MemoryStore) ApplyBooking(_ context.Context, b Booking) (bool, error) {
 	return s.applyOnce(b)
 }
 
+// ApplyBookings applies bs as ApplyBooking would one after the other,
+// under one lock (BatchApplier): a replay applies a window of a
+// partition's records at once. If one is refused, those before it are
+// taken back and none is applied.
+func (s *MemoryStore) ApplyBookings(_ context.Context, bs []Booking) ([]bool, error) {
+	for _, b := range bs {
+		if err := eventBooked(b).Validate(); err != nil {
+			return nil, fmt.Errorf("storing booking: %w", err)
+		}
+	}
+	applied := make([]bool, len(bs))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, b := range bs {
+		ok, err := s.applyOnce(b)
+		if err != nil {
+			for j := i - 1; j >= 0; j-- {
+				if applied[j] {
+					s.remove(bs[j])
+				}
+			}
+			return nil, err
+		}
+		applied[i] = ok
+	}
+	return applied, nil
+}
+
 // Book sells b.Seats seats if they are left.
 func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error) {
 	if err := eventBooked(b).Validate(); err != nil {
@@ -135,6 +163,14 @@ func (s *MemoryStore) add(b Booking) {
 		s.events[b.ShowID] = ev
 	}
 	ev.Booked += b.Seats
+}
+
+// remove takes back a booking that add stored: the booking, its place
+// among its show's bookings and its seats. The caller holds s.mu.
+func (s *MemoryStore) remove(b Booking) {
+	delete(s.bookings, b.ID)
+	s.byEvent[b.ShowID] = slices.DeleteFunc(s.byEvent[b.ShowID], func(id string) bool { return id == b.ID })
+	s.events[b.ShowID].Booked -= b.Seats
 }
 
 // Location returns one location.

@@ -87,7 +87,7 @@ type Handler func(ctx context.Context, ev contracts.Event) error
 // dead letters apply one message at a time. So a BatchHandler may refuse a
 // window it cannot apply whole (an event of another kind, one that does not
 // validate) just by returning an error. Like a Handler it must be
-// idempotent. Only the AMQP listener batches (rabbitmq.Listener.ListenBatch).
+// idempotent. A BatchListener's ListenBatch calls it; Listen never does.
 type BatchHandler func(ctx context.Context, evs []contracts.Event) error
 
 // Listener delivers events to a handler.
@@ -116,6 +116,18 @@ type Listener interface {
 	// Close stops listening, waits for in-flight handlers and releases the
 	// connection. Calling it again returns nil.
 	Close() error
+}
+
+// BatchListener is a Listener that can also hand the events that arrived
+// together to a BatchHandler in one call: a window of deliveries
+// (rabbitmq.Listener) or of a partition's records (kafka.Listener).
+type BatchListener interface {
+	Listener
+	// ListenBatch is Listen that hands a window of events to hb in one
+	// call, and each event to h alone when hb returns an error or an
+	// event cannot be in a window (one the transport dead-letters, say).
+	// With hb nil it is Listen.
+	ListenBatch(ctx context.Context, h Handler, hb BatchHandler, names ...string) error
 }
 
 // permanent marks an error that retrying cannot fix.

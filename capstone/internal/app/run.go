@@ -14,7 +14,6 @@ import (
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/sqldb"
 	"example.com/myevents/capstone/msgqueue"
-	"example.com/myevents/capstone/msgqueue/rabbitmq"
 )
 
 // ShutdownTimeout bounds how long the HTTP server waits for in-flight
@@ -219,10 +218,11 @@ func wireBookingService(w *wiring) error {
 	listenCtx := context.WithoutCancel(w.ctx)
 	listenErr := make(chan error, 1)
 	go func() {
-		// On RabbitMQ a window of deliveries is applied in one store
-		// transaction, unless a wrapper wants to see each event alone.
-		if rl, ok := l.Listener.(*rabbitmq.Listener); ok && w.opt.WrapHandler == nil {
-			listenErr <- rl.ListenBatch(listenCtx, handler, svc.HandleBatch)
+		// A window of deliveries (RabbitMQ) or of a partition's records
+		// (Kafka) is applied in one store transaction, unless a wrapper
+		// wants to see each event alone.
+		if bl, ok := l.Listener.(msgqueue.BatchListener); ok && w.opt.WrapHandler == nil {
+			listenErr <- bl.ListenBatch(listenCtx, handler, svc.HandleBatch)
 			return
 		}
 		listenErr <- l.Listen(listenCtx, handler)

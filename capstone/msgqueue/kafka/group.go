@@ -67,8 +67,8 @@ func (g *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// ConsumeClaim processes one partition, one record at a time, until the
-// session ends.
+// ConsumeClaim processes one partition, one record at a time (decoded
+// ahead of the handler: decodeAhead), until the session ends.
 func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	l := g.w.l
 	p := claim.Partition()
@@ -80,23 +80,33 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	}
 	l.caught.reached(p, start)
 
-	ctx := sess.Context()
+	ctx, cancel := context.WithCancel(sess.Context())
+	ahead := decodeAhead(ctx, claim.Messages())
+	defer func() {
+		cancel()
+		for range ahead.runs { // wait for the decoding goroutine
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case msg, ok := <-claim.Messages():
-			if !ok || ctx.Err() != nil {
-				// The session is ending: leave the record to the partition's
-				// next owner.
+		case run, ok := <-ahead.runs:
+			if !ok {
+				// The session is ending: leave the records to the
+				// partition's next owner.
 				return nil
 			}
-			if !g.w.process(ctx, msg) {
+			ok = g.w.finishRun(ctx, run, func(msg *sarama.ConsumerMessage) {
+				// Only now may the offset move past this record (and
+				// those before it).
+				sess.MarkMessage(msg, "")
+				l.caught.reached(p, msg.Offset+1)
+			})
+			if !ok {
 				return nil
 			}
-			// Only now may the offset move past this record.
-			sess.MarkMessage(msg, "")
-			l.caught.reached(p, msg.Offset+1)
+			ahead.done(run)
 		}
 	}
 }

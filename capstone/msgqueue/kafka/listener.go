@@ -35,7 +35,7 @@ type Listener struct {
 	stalls stalls // partitions that cannot move past a record
 }
 
-var _ msgqueue.Listener = (*Listener)(nil)
+var _ msgqueue.BatchListener = (*Listener)(nil)
 
 // NewGroupListener joins the consumer group on the topic, for the events
 // called names (at least one), creating the topic and its dead-letter
@@ -148,6 +148,16 @@ func (l *Listener) CaughtUp() <-chan struct{} { return l.caught.done }
 // be called again: a group listener rejoins the group, a replay listener
 // replays the log again.
 func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...string) error {
+	return l.ListenBatch(ctx, h, nil, names...)
+}
+
+// ListenBatch is Listen that hands a partition's records decoded together
+// (up to 256 that had arrived, in offset order) to hb in one call, where
+// they are all events h would get; a record that would be dead-lettered
+// is finished alone, in its place. If hb returns an error, nothing was
+// applied and each record goes to h alone, with its retries and dead
+// letter (msgqueue.BatchHandler). With hb nil it is Listen.
+func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqueue.BatchHandler, names ...string) error {
 	if h == nil {
 		return errors.New("listening on Kafka: the handler is nil")
 	}
@@ -164,7 +174,7 @@ func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...stri
 	}
 	defer end()
 
-	w := &worker{l: l, handler: h, handlerCtx: ctx, filter: filter, consumer: "replay"}
+	w := &worker{l: l, handler: h, batch: hb, handlerCtx: ctx, filter: filter, consumer: "replay"}
 	if l.group != "" {
 		w.consumer = l.group
 		return l.listenGroup(stop, w)

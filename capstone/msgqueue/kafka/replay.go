@@ -74,8 +74,15 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 }
 
 // replayPartition processes one partition's records in order until ctx
-// ends.
+// ends, decoding them ahead of the handler (decodeAhead).
 func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc sarama.PartitionConsumer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	ahead := decodeAhead(ctx, pc.Messages())
+	defer func() {
+		cancel()
+		for range ahead.runs { // wait for the decoding goroutine
+		}
+	}()
 	errs := pc.Errors()
 	for {
 		select {
@@ -87,14 +94,17 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc s
 				continue
 			}
 			l.logger.Warn("kafka partition consumer error", "topic", l.opts.topic, "partition", p, "err", err)
-		case msg, ok := <-pc.Messages():
+		case run, ok := <-ahead.runs:
 			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return fmt.Errorf("reading Kafka topic %s partition %d: the partition consumer stopped", l.opts.topic, p)
 			}
-			if ctx.Err() != nil || !w.process(ctx, msg) {
+			if !w.finishRun(ctx, run, func(msg *sarama.ConsumerMessage) { l.caught.reached(p, msg.Offset+1) }) {
 				return nil
 			}
-			l.caught.reached(p, msg.Offset+1)
+			ahead.done(run)
 		}
 	}
 }

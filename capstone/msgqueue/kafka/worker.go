@@ -51,7 +51,8 @@ const (
 type worker struct {
 	l          *Listener
 	handler    msgqueue.Handler
-	handlerCtx context.Context // what the handler receives: Listen's ctx
+	batch      msgqueue.BatchHandler // nil: every event goes to handler alone
+	handlerCtx context.Context       // what the handlers receive: Listen's ctx
 	filter     map[string]bool
 	consumer   string // the group, or "replay", for the dead-letter header
 
@@ -67,15 +68,93 @@ func (w *worker) call(ev contracts.Event) error {
 	return w.handler(w.handlerCtx, ev)
 }
 
-// process handles msg until it is done and reports true, or reports false
-// when ctx ended first; then the record is not done and must not be marked.
-func (w *worker) process(ctx context.Context, msg *sarama.ConsumerMessage) bool {
-	l := w.l
-	if err := msgqueue.CheckSize(len(msg.Value)); err != nil {
-		return w.deadLetter(ctx, msg, "", ReasonTooLarge, 0, err)
-	}
-	name, ev, err := contracts.Unwrap(msg.Value)
+// callBatch runs the batch handler, never concurrently with another call.
+func (w *worker) callBatch(evs []contracts.Event) error {
+	w.calling.Lock()
+	defer w.calling.Unlock()
+	return w.batch(w.handlerCtx, evs)
+}
+
+// handled reports whether finish would hand d to the handler (it decoded
+// and is one of the listener's events) and skipped whether it would skip
+// it (an event of another name); a record that is neither is dead-lettered.
+func (w *worker) handled(d decoded) (handled, skipped bool) {
 	switch {
+	case d.big, d.name == "", errors.Is(d.err, contracts.ErrUnknownEvent):
+		return false, false
+	case !w.filter[d.name]:
+		return false, true
+	}
+	return d.err == nil, false
+}
+
+// finishRun finishes a run of decoded records in order and calls done
+// with the last record of each stretch it finished; it reports false
+// when ctx ended first, and then the records after the last done are not
+// done. With a batch handler, a stretch of two or more records that would
+// each be handled or skipped goes to it in one call (the window); if that
+// fails, nothing was applied (msgqueue.BatchHandler) and each of them is
+// finished alone, with its own retries and dead letter. Any other record
+// is finished alone, in its place, so a partition's order holds.
+func (w *worker) finishRun(ctx context.Context, run []decoded, done func(*sarama.ConsumerMessage)) bool {
+	for len(run) > 0 {
+		if ctx.Err() != nil {
+			return false
+		}
+		n := 1
+		if w.batch != nil {
+			n = w.window(run)
+		}
+		if n > 1 {
+			evs := make([]contracts.Event, 0, n)
+			for _, d := range run[:n] {
+				if d.err == nil && w.filter[d.name] {
+					evs = append(evs, d.ev)
+				}
+			}
+			err := error(nil)
+			if len(evs) > 0 {
+				err = w.callBatch(evs)
+			}
+			if err == nil {
+				done(run[n-1].msg)
+				run = run[n:]
+				continue
+			}
+			w.l.logger.Debug("the window failed as a whole; handling its records one by one",
+				"records", n, "partition", run[0].msg.Partition, "offset", run[0].msg.Offset, "err", err)
+		}
+		for _, d := range run[:n] {
+			if ctx.Err() != nil || !w.finish(ctx, d) {
+				return false
+			}
+			done(d.msg)
+		}
+		run = run[n:]
+	}
+	return true
+}
+
+// window is how many records at the head of run would each be handled or
+// skipped: the stretch finishRun hands to the batch handler at once.
+func (w *worker) window(run []decoded) int {
+	for i, d := range run {
+		if handled, skipped := w.handled(d); !handled && !skipped {
+			return max(i, 1)
+		}
+	}
+	return len(run)
+}
+
+// finish handles a decoded record until it is done and reports true, or
+// reports false when ctx ended first; then the record is not done and
+// must not be marked.
+func (w *worker) finish(ctx context.Context, d decoded) bool {
+	l := w.l
+	msg, name, ev, err := d.msg, d.name, d.ev, d.err
+	switch {
+	case d.big:
+		return w.deadLetter(ctx, msg, "", ReasonTooLarge, 0, err)
 	case err != nil && name == "":
 		return w.deadLetter(ctx, msg, name, ReasonMalformed, 0, err)
 	case errors.Is(err, contracts.ErrUnknownEvent):

@@ -30,7 +30,7 @@ type Listener struct {
 	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects, batches atomic.Int64
 }
 
-var _ msgqueue.Listener = (*Listener)(nil)
+var _ msgqueue.BatchListener = (*Listener)(nil)
 
 // DeadLetterQueue returns the name of the dead-letter queue of queue.
 func DeadLetterQueue(queue string) string { return queue + ".dlq" }

@@ -1,0 +1,244 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+)
+
+// calls records what ListenBatch handed over, in the order of the calls
+// (they never overlap): the IDs applied, and the windows the batch handler
+// applied.
+type calls struct {
+	mu      sync.Mutex
+	applied []string   // IDs of the events of every call that returned nil
+	windows [][]string // IDs per batch-handler call that returned nil
+	failed  [][]string // IDs per batch-handler call that failed
+	singles []string   // IDs per handler call, whatever it returned
+}
+
+// listenBatch runs l.ListenBatch for the names until the test ends; batch
+// answers a window (nil applies it), single one event.
+func (c *calls) listenBatch(t *testing.T, l *Listener, batch func(ids []string) error, single func(id string) error, names ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	h := func(_ context.Context, ev contracts.Event) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.singles = append(c.singles, idOf(ev))
+		err := single(idOf(ev))
+		if err == nil {
+			c.applied = append(c.applied, idOf(ev))
+		}
+		return err
+	}
+	hb := func(_ context.Context, evs []contracts.Event) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		ids := make([]string, len(evs))
+		for i, ev := range evs {
+			ids[i] = idOf(ev)
+		}
+		if err := batch(ids); err != nil {
+			c.failed = append(c.failed, ids)
+			return err
+		}
+		c.windows = append(c.windows, ids)
+		c.applied = append(c.applied, ids...)
+		return nil
+	}
+	go func() { done <- l.ListenBatch(ctx, h, hb, names...) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("ListenBatch returned %v, want nil", err)
+			}
+		case <-time.After(wait):
+			t.Errorf("ListenBatch did not return %v after its context was cancelled", wait)
+		}
+	})
+}
+
+// snapshot copies what was recorded.
+func (c *calls) snapshot() (applied []string, windows, failed [][]string, singles []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.applied), slices.Clone(c.windows), slices.Clone(c.failed), slices.Clone(c.singles)
+}
+
+// waitApplied waits until want was applied, each once and in that order.
+func (c *calls) waitApplied(t *testing.T, want []string) {
+	t.Helper()
+	brokertest.Eventually(t, wait, func() error {
+		if got, _, _, _ := c.snapshot(); !slices.Equal(got, want) {
+			return fmt.Errorf("applied %v, want %v in that order", got, want)
+		}
+		return nil
+	})
+}
+
+// TestListenBatchAppliesWindowsInOrder: a backlog on one partition goes to
+// the batch handler in windows (what had arrived together), in offset
+// order. A record that does not
+// decode, in the middle, is dead-lettered in its place, and an event of a
+// name not listened for is skipped: neither reaches a handler, and the
+// bookings around them are each applied once. The group listener commits,
+// and both listeners catch up with, the end of the log.
+func TestListenBatchAppliesWindowsInOrder(t *testing.T) {
+	forEachListener(t, func(t *testing.T, mode string, e *env, l *Listener) {
+		em := e.emitter()
+		want := ids("b", 40)
+		for i, id := range want[:20] {
+			e.emit(em, booked(id, "ev-1", i+1))
+		}
+		e.produceRaw("ev-1", []byte(`{"eventName":"event.booked","payload":{"id":"poison","seats":"many"}}`))
+		e.emit(em, &contracts.EventCreated{ID: "ev-1", Name: "Show", LocationID: "loc", Hall: "Main", Capacity: 10,
+			StartDate: time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC), EndDate: time.Date(2026, 12, 6, 22, 0, 0, 0, time.UTC)})
+		for i, id := range want[20:] {
+			e.emit(em, booked(id, "ev-1", 21+i))
+		}
+
+		var c calls
+		c.listenBatch(t, l, applyAll[[]string], applyAll[string], contracts.EventBookedName)
+		c.waitApplied(t, want)
+		awaitCaughtUp(t, l)
+		// A run of one record (one that arrived alone) goes to the
+		// handler alone, as on RabbitMQ.
+		_, windows, failed, _ := c.snapshot()
+		if len(failed) != 0 {
+			t.Errorf("failed windows %v, want none", failed)
+		}
+		if !slices.ContainsFunc(windows, func(w []string) bool { return len(w) > 1 }) {
+			t.Errorf("windows %v, want at least one of several bookings", windows)
+		}
+		dead := e.records(e.dlq)
+		if len(dead) != 1 || header(dead[0], HeaderReason) != ReasonInvalidPayload {
+			t.Fatalf("dead letters %v, want the poison record alone, with reason %s", dead, ReasonInvalidPayload)
+		}
+		if mode == "group" {
+			brokertest.Eventually(t, wait, func() error { return e.committedAll(l.group) })
+		}
+	})
+}
+
+// TestListenBatchFallsBackOneByOne: when the batch handler fails (here
+// on every window, as when the store refuses the transaction), each event
+// goes to the handler alone, in order: a booking the handler refuses for
+// good is dead-lettered alone with the reason permanent, the others are
+// applied once each, and a transient failure of one of them is retried
+// alone. Which records form a window depends on how they arrived;
+// TestFinishRunFallsBackOneByOne checks the fallback of one window.
+func TestListenBatchFallsBackOneByOne(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.replayListener()
+	em := e.emitter()
+	want := ids("b", 8)
+	all := append(slices.Clone(want[:4]), "refused")
+	all = append(all, want[4:]...)
+	for i, id := range all {
+		e.emit(em, booked(id, "ev-1", i+1))
+	}
+
+	flaky := 0 // calls for b-005; handler calls never overlap
+	var c calls
+	c.listenBatch(t, l, func([]string) error {
+		return errors.New("the store refused the transaction")
+	}, func(id string) error {
+		switch {
+		case id == "refused":
+			return msgqueue.Permanent(errors.New("the seats would overflow"))
+		case id == "b-005":
+			if flaky++; flaky == 1 {
+				return errors.New("the database is busy")
+			}
+		}
+		return nil
+	})
+	c.waitApplied(t, want)
+	awaitCaughtUp(t, l)
+
+	alone := slices.Insert(slices.Clone(all), slices.Index(all, "b-005"), "b-005") // retried once
+	if _, windows, _, singles := c.snapshot(); !slices.Equal(singles, alone) || len(windows) != 0 {
+		t.Errorf("single calls %v and windows applied %v, want no window and %v one by one", singles, windows, alone)
+	}
+	dead := e.records(e.dlq)
+	if len(dead) != 1 || header(dead[0], HeaderReason) != ReasonPermanent || !contains(string(dead[0].Value), `"id":"refused"`) {
+		t.Fatalf("dead letters %v, want the refused booking alone, with reason %s", dead, ReasonPermanent)
+	}
+}
+
+// TestFinishRunFallsBackOneByOne: finishRun hands a run of records that
+// are all to be handled to the batch handler in one call; when that call
+// fails, to the handler one by one, in order, and reports each record
+// done once. The records are decoded as a partition's would be.
+func TestFinishRunFallsBackOneByOne(t *testing.T) {
+	o, err := buildOptions([]Option{WithLogger(testLogger(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var windows [][]string
+	var singles []string
+	fail := true
+	w := &worker{
+		l: &Listener{opts: o, logger: o.logger}, handlerCtx: context.Background(),
+		filter: map[string]bool{contracts.EventBookedName: true},
+		handler: func(_ context.Context, ev contracts.Event) error {
+			singles = append(singles, idOf(ev))
+			return nil
+		},
+		batch: func(_ context.Context, evs []contracts.Event) error {
+			var ids []string
+			for _, ev := range evs {
+				ids = append(ids, idOf(ev))
+			}
+			windows = append(windows, ids)
+			if fail {
+				return errors.New("the store refused the transaction")
+			}
+			return nil
+		},
+	}
+	run := func(ids ...string) []decoded {
+		var out []decoded
+		for i, id := range ids {
+			value, err := contracts.Wrap(booked(id, "ev-1", 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, decode(&sarama.ConsumerMessage{Value: value, Offset: int64(i)}))
+		}
+		return out
+	}
+	var done []int64
+	mark := func(m *sarama.ConsumerMessage) { done = append(done, m.Offset) }
+
+	if !w.finishRun(context.Background(), run("a", "b", "c"), mark) {
+		t.Fatal("finishRun reported the context ended")
+	}
+	if fmt.Sprint(windows) != "[[a b c]]" || fmt.Sprint(singles) != "[a b c]" || fmt.Sprint(done) != "[0 1 2]" {
+		t.Errorf("after a failed window: windows %v, singles %v, done %v; want [[a b c]], [a b c], [0 1 2]", windows, singles, done)
+	}
+
+	windows, singles, done, fail = nil, nil, nil, false
+	w.finishRun(context.Background(), run("d", "e"), mark)
+	if fmt.Sprint(windows) != "[[d e]]" || len(singles) != 0 || fmt.Sprint(done) != "[1]" {
+		t.Errorf("after a window applied: windows %v, singles %v, done %v; want [[d e]], none, [1] (the last of the window)", windows, singles, done)
+	}
+}
+
+// applyAll is a handler answer that applies everything.
+func applyAll[T any](T) error { return nil }
