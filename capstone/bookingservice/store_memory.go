@@ -22,15 +22,65 @@ type MemoryStore struct {
 	mu        sync.Mutex
 	locations map[string]Location
 	events    map[string]*memShow
-	bookings  map[string]Booking
-	byEvent   map[string][]string // booking IDs per show ID
+	bookings  map[string]struct{} // the IDs of the stored bookings
 }
 
 // memShow is a show, or a placeholder counting the seats of bookings
-// heard before the show itself (known == false).
+// heard before the show itself (known == false), with its bookings.
 type memShow struct {
 	Show
-	known bool
+	known    bool
+	bookings bookingList
+}
+
+// bookingList holds a show's bookings in the order they were stored, in
+// chunks that stay where they are once allocated. A replay stores
+// hundreds of thousands of bookings, often of one show: in one slice,
+// each time it grew it would copy every booking so far.
+type bookingList struct {
+	chunks [][]Booking
+	n      int
+}
+
+// maxChunk is the size of a bookingList's chunks after the first few,
+// which start at 8 bookings and double, for the many shows with few.
+const maxChunk = 1024
+
+func (l *bookingList) add(b Booking) {
+	if k := len(l.chunks); k == 0 || len(l.chunks[k-1]) == cap(l.chunks[k-1]) {
+		size := maxChunk
+		if k < 7 {
+			size = 8 << k
+		}
+		l.chunks = append(l.chunks, make([]Booking, 0, size))
+	}
+	last := &l.chunks[len(l.chunks)-1]
+	*last = append(*last, b)
+	l.n++
+}
+
+// remove deletes the booking called id, looked for from the newest (the
+// one taken back is usually the last stored).
+func (l *bookingList) remove(id string) {
+	for k := len(l.chunks) - 1; k >= 0; k-- {
+		c := l.chunks[k]
+		for i := len(c) - 1; i >= 0; i-- {
+			if c[i].ID == id {
+				l.chunks[k] = slices.Delete(c, i, i+1)
+				l.n--
+				return
+			}
+		}
+	}
+}
+
+// all returns a copy of the bookings, in the order they were stored.
+func (l *bookingList) all() []Booking {
+	out := make([]Booking, 0, l.n)
+	for _, c := range l.chunks {
+		out = append(out, c...)
+	}
+	return out
 }
 
 // NewMemoryStore returns an empty in-memory store.
@@ -38,8 +88,7 @@ func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{
 		locations: map[string]Location{},
 		events:    map[string]*memShow{},
-		bookings:  map[string]Booking{},
-		byEvent:   map[string][]string{},
+		bookings:  map[string]struct{}{},
 	}
 }
 
@@ -141,12 +190,9 @@ func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error)
 	undo := func(context.Context) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, ok := s.bookings[b.ID]; !ok {
-			return nil
+		if _, ok := s.bookings[b.ID]; ok {
+			s.remove(b)
 		}
-		delete(s.bookings, b.ID)
-		s.byEvent[b.ShowID] = slices.DeleteFunc(s.byEvent[b.ShowID], func(id string) bool { return id == b.ID })
-		s.events[b.ShowID].Booked -= b.Seats
 		return nil
 	}
 	return outbox.Message{Event: eventBooked(b), Undo: undo}, nil
@@ -155,22 +201,24 @@ func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error)
 // add stores b and counts its seats, on a placeholder if its show is not
 // known yet. The caller holds s.mu.
 func (s *MemoryStore) add(b Booking) {
-	s.bookings[b.ID] = b
-	s.byEvent[b.ShowID] = append(s.byEvent[b.ShowID], b.ID)
+	s.bookings[b.ID] = struct{}{}
 	ev, ok := s.events[b.ShowID]
 	if !ok {
 		ev = &memShow{Show: Show{ID: b.ShowID}}
 		s.events[b.ShowID] = ev
 	}
+	ev.bookings.add(b)
 	ev.Booked += b.Seats
 }
 
 // remove takes back a booking that add stored: the booking, its place
-// among its show's bookings and its seats. The caller holds s.mu.
+// among its show's bookings (looked for from the newest: it is usually
+// the last) and its seats. The caller holds s.mu.
 func (s *MemoryStore) remove(b Booking) {
 	delete(s.bookings, b.ID)
-	s.byEvent[b.ShowID] = slices.DeleteFunc(s.byEvent[b.ShowID], func(id string) bool { return id == b.ID })
-	s.events[b.ShowID].Booked -= b.Seats
+	ev := s.events[b.ShowID]
+	ev.bookings.remove(b.ID)
+	ev.Booked -= b.Seats
 }
 
 // Location returns one location.
@@ -200,13 +248,11 @@ func (s *MemoryStore) Show(_ context.Context, id string) (Show, error) {
 func (s *MemoryStore) Bookings(_ context.Context, showID string) ([]Booking, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ev, ok := s.events[showID]; !ok || !ev.known {
+	ev, ok := s.events[showID]
+	if !ok || !ev.known {
 		return nil, fmt.Errorf("event %s: %w", showID, ErrNotFound)
 	}
-	out := make([]Booking, 0, len(s.byEvent[showID]))
-	for _, id := range s.byEvent[showID] {
-		out = append(out, s.bookings[id])
-	}
+	out := ev.bookings.all()
 	slices.SortFunc(out, func(a, b Booking) int {
 		return cmp.Or(a.Date.Compare(b.Date), cmp.Compare(a.ID, b.ID))
 	})

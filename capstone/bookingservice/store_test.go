@@ -3,6 +3,7 @@ package bookingservice
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -172,6 +173,43 @@ func TestMemoryUndoGivesTheSeatsBack(t *testing.T) {
 	}
 	checkShow(t, s, ev, 0)
 	checkBookings(t, s, "ev")
+}
+
+// TestMemoryUndoOfOneAmongMany: undoing one booking among many of a show
+// (more than the first chunks of its list hold) takes back that one only,
+// its seats and its place, and leaves the others in the order they were
+// stored.
+func TestMemoryUndoOfOneAmongMany(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemoryStore()
+	ev := Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 100}
+	if err := s.SaveShow(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	var want []Booking
+	var undo func(context.Context) error
+	for i := range 30 {
+		b := Booking{ID: fmt.Sprintf("b%02d", i), ShowID: "ev", UserID: "u", Seats: 2, Date: at}
+		msg, err := s.Book(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 12 { // in the second chunk
+			undo = msg.Undo
+			continue
+		}
+		want = append(want, b)
+	}
+	if err := undo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkShow(t, s, ev, 2*29)
+	checkBookings(t, s, "ev", want...)
+	// Its ID is free again.
+	if _, err := s.Book(ctx, Booking{ID: "b12", ShowID: "ev", UserID: "u", Seats: 1, Date: at}); err != nil {
+		t.Errorf("booking b12 again after its undo: %v", err)
+	}
 }
 
 func TestOpenStoreRejectsUnknownDSN(t *testing.T) {
