@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"go.uber.org/goleak"
 
 	"example.com/myevents/capstone/msgqueue"
@@ -145,6 +146,31 @@ func TestCloseWaitsForHandler(t *testing.T) {
 	stop()
 	if err := e.committedAll(group); err != nil {
 		t.Errorf("after Close: %v", err)
+	}
+}
+
+// A replay listener stops within about one fetch wait of its context's
+// end, whatever its number of partitions: each partition consumer waits
+// for the fetch in flight (up to Consumer.MaxWaitTime, one second here)
+// before it lets go, and closed one after the other six of them held
+// Listen (and so a service's Ctrl-C) for four seconds.
+func TestReplayStopsWithinOneFetchWait(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const maxWait = time.Second
+	l := e.replayListener(WithPartitions(6), WithSaramaConfig(func(c *sarama.Config) { c.Consumer.MaxWaitTime = maxWait }))
+	e.emit(e.emitter(WithPartitions(6)), booked("a", "ev-1", 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Listen(ctx, newSeen().handler) }()
+	awaitCaughtUp(t, l)
+	start := time.Now()
+	cancel()
+	if err := brokertest.Receive(t, done, wait, "Listen did not return"); err != nil {
+		t.Errorf("Listen = %v", err)
+	}
+	if took := time.Since(start); took > 5*maxWait/2 {
+		t.Errorf("Listen returned %v after its context ended; want about one fetch wait (%v)", took.Round(time.Millisecond), maxWait)
 	}
 }
 

@@ -39,6 +39,12 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 	// which retention may have deleted.
 	pcs := make(map[int32]sarama.PartitionConsumer, len(partitions))
 	defer func() {
+		// Ask them all to stop first: each waits for its broker's
+		// fetch in flight (up to Consumer.MaxWaitTime), and one after
+		// the other six partitions made a stop take two seconds.
+		for _, pc := range pcs {
+			pc.AsyncClose()
+		}
 		for p, pc := range pcs {
 			if err := pc.Close(); err != nil {
 				l.logger.Warn("kafka: closing a partition consumer", "topic", topic, "partition", p, "err", err)
