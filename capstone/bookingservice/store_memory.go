@@ -117,10 +117,12 @@ func (s *MemoryStore) SaveShow(_ context.Context, e Show) error {
 	if ok && old.known {
 		return nil
 	}
-	e.Booked = 0
-	if ok {
+	if ok { // a placeholder: the show takes its count and its bookings
 		e.Booked = old.Booked
+		old.Show, old.known = e, true
+		return nil
 	}
+	e.Booked = 0
 	s.events[e.ID] = &memShow{Show: e, known: true}
 	return nil
 }

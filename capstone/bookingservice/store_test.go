@@ -119,9 +119,12 @@ func storeSpec(t *testing.T, s Store) {
 		t.Fatal(err)
 	}
 	checkShow(t, s, later, 3)
-	if _, err := s.Book(ctx, booking("b6", "later", 7, 7)); err != nil {
+	checkBookings(t, s, "later", early) // the placeholder's booking is the event's
+	b6 := booking("b6", "later", 7, 7)
+	if _, err := s.Book(ctx, b6); err != nil {
 		t.Errorf("Book the 7 seats left: %v", err)
 	}
+	checkBookings(t, s, "later", early, b6)
 	if _, err := s.Book(ctx, booking("b7", "later", 1, 8)); !errors.Is(err, ErrSoldOut) {
 		t.Errorf("Book beyond 3+7 of 10 = %v, want ErrSoldOut", err)
 	}
