@@ -240,5 +240,50 @@ func TestFinishRunFallsBackOneByOne(t *testing.T) {
 	}
 }
 
+// TestFinishRunWindowsHoldOneEventName: a window holds events of one name
+// (skipped records aside), so an event.created among its bookings is
+// handled alone instead of making a window the batch handler refuses.
+func TestFinishRunWindowsHoldOneEventName(t *testing.T) {
+	o, err := buildOptions([]Option{WithLogger(testLogger(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var windows [][]string
+	var singles []string
+	w := &worker{
+		l: &Listener{opts: o, logger: o.logger}, handlerCtx: context.Background(),
+		filter: map[string]bool{contracts.EventBookedName: true, contracts.EventCreatedName: true},
+		handler: func(_ context.Context, ev contracts.Event) error {
+			singles = append(singles, idOf(ev))
+			return nil
+		},
+		batch: func(_ context.Context, evs []contracts.Event) error {
+			var ids []string
+			for _, ev := range evs {
+				ids = append(ids, idOf(ev))
+			}
+			windows = append(windows, ids)
+			return nil
+		},
+	}
+	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	created := func(id string) contracts.Event {
+		return &contracts.EventCreated{ID: id, Name: "Show", LocationID: "loc", Hall: "Main", Capacity: 10, StartDate: at, EndDate: at}
+	}
+	var run []decoded
+	for i, ev := range []contracts.Event{created("ev-1"), booked("a", "ev-1", 1), booked("b", "ev-1", 1), created("ev-2"), booked("c", "ev-2", 1)} {
+		value, err := contracts.Wrap(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run = append(run, decode(&sarama.ConsumerMessage{Value: value, Offset: int64(i)}))
+	}
+	var done []int64
+	w.finishRun(context.Background(), run, func(m *sarama.ConsumerMessage) { done = append(done, m.Offset) })
+	if fmt.Sprint(windows) != "[[a b]]" || fmt.Sprint(singles) != "[ev-1 ev-2 c]" || fmt.Sprint(done) != "[0 2 3 4]" {
+		t.Errorf("windows %v, singles %v, done %v; want [[a b]], [ev-1 ev-2 c], [0 2 3 4]", windows, singles, done)
+	}
+}
+
 // applyAll is a handler answer that applies everything.
 func applyAll[T any](T) error { return nil }

@@ -135,12 +135,23 @@ func (w *worker) finishRun(ctx context.Context, run []decoded, done func(*sarama
 	return true
 }
 
-// window is how many records at the head of run would each be handled or
-// skipped: the stretch finishRun hands to the batch handler at once.
+// window is how many records at the head of run would each be skipped or
+// handled, all of those handled being events of one name: the stretch
+// finishRun hands to the batch handler at once. One name, because a batch
+// handler applies one kind of event at a time (a store's bookings in one
+// transaction, say) and refuses a window that mixes them: an
+// event.created among its bookings would otherwise send the whole window
+// one by one.
 func (w *worker) window(run []decoded) int {
+	name := ""
 	for i, d := range run {
-		if handled, skipped := w.handled(d); !handled && !skipped {
+		handled, skipped := w.handled(d)
+		switch {
+		case skipped:
+		case !handled, name != "" && d.name != name:
 			return max(i, 1)
+		default:
+			name = d.name
 		}
 	}
 	return len(run)
