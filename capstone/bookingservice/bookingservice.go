@@ -261,17 +261,20 @@ func (s *Service) HandleBatch(ctx context.Context, evs []contracts.Event) error 
 	if !ok {
 		return errNotBatch
 	}
-	buf := windows.Get().(*[]Booking)
-	defer func() {
-		clear(*buf)
-		windows.Put(buf)
-	}()
-	bs := (*buf)[:0]
 	for _, ev := range evs {
-		e, ok := ev.(*contracts.EventBooked)
-		if !ok || e == nil {
+		if e, ok := ev.(*contracts.EventBooked); !ok || e == nil {
 			return errNotBatch
 		}
+	}
+	buf := windows.Get().(*[]Booking)
+	bs := (*buf)[:0]
+	defer func() {
+		clear(bs) // let the strings go
+		*buf = bs[:0]
+		windows.Put(buf)
+	}()
+	for _, ev := range evs {
+		e := ev.(*contracts.EventBooked)
 		// Our own, stored before it was emitted. Should the window
 		// fail, Handle finds it stored already.
 		if s.own == nil || !s.own.take(e.ID) {
@@ -281,7 +284,6 @@ func (s *Service) HandleBatch(ctx context.Context, evs []contracts.Event) error 
 	if len(bs) == 0 {
 		return nil
 	}
-	*buf = bs
 	applied, err := ba.ApplyBookings(ctx, bs)
 	if err != nil {
 		return fmt.Errorf("bookingservice: applying %d bookings: %w", len(bs), err)

@@ -198,7 +198,8 @@ type BatchApplier interface {
 	// ApplyBookings applies bs as ApplyBooking would one after the other,
 	// in one transaction: result i reports whether bs[i] was new (a
 	// booking stored already, or earlier in bs, is skipped). An error
-	// applies none of them.
+	// applies none of them. bs is the caller's again once it returned
+	// (Service.HandleBatch reuses it): keep copies, never the slice.
 	ApplyBookings(ctx context.Context, bs []Booking) ([]bool, error)
 }
 

@@ -107,3 +107,34 @@ func TestHandleBatchOnTheBroker(t *testing.T) {
 		}
 	})
 }
+
+// TestHandleBatchRefusesAMixedWindowWholly: a window that holds another
+// event than event.booked is refused before anything of it is used up:
+// this instance's own booking in it, handed to Handle afterwards, is still
+// known as its own and costs no store call.
+func TestHandleBatchRefusesAMixedWindowWholly(t *testing.T) {
+	sqlBackends(t, func(t *testing.T, s *SQLStore) {
+		store := &batchCounting{SQLStore: s}
+		svc, err := New(store, &servicetest.Emitter{}, Options{Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close() })
+		if svc.own == nil {
+			t.Fatal("the service keeps no set of its own bookings; this test needs one")
+		}
+		svc.own.add("mine")
+		at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+		mine := &contracts.EventBooked{ID: "mine", EventID: "show", UserID: "u", Seats: 1, Date: at}
+		created := &contracts.EventCreated{ID: "show", Name: "S", LocationID: "loc", Hall: "Main", Capacity: 10, StartDate: at, EndDate: at}
+		if err := svc.HandleBatch(context.Background(), []contracts.Event{mine, created}); err == nil {
+			t.Fatal("HandleBatch applied a window holding an event.created")
+		}
+		if err := svc.Handle(context.Background(), mine); err != nil {
+			t.Fatal(err)
+		}
+		if b, one := store.batches.Load(), store.singles.Load(); b != 0 || one != 0 {
+			t.Errorf("%d ApplyBookings and %d ApplyBooking calls, want none: the booking is this instance's own", b, one)
+		}
+	})
+}
