@@ -135,6 +135,14 @@ func (c *countdown) since() int64 { return max(1, int64(time.Since(c.base))) }
 
 func (c *countdown) hit() { c.add(1) }
 
+// begin notes that the first handler call started, if none did before: a
+// window is counted once applied, and its work must count from its start.
+func (c *countdown) begin() {
+	if c.first.Load() == 0 {
+		c.first.CompareAndSwap(0, c.since())
+	}
+}
+
 // add counts n hits at once (a window applied together).
 func (c *countdown) add(n int) {
 	if c.first.Load() == 0 {

@@ -94,6 +94,7 @@ func consumeKafka(b *testing.B, brokers []string, name string, store Store, wind
 	}
 	b.Cleanup(func() { svc.Close() })
 	h := func(ctx context.Context, ev contracts.Event) error {
+		c.begin()
 		err := svc.Handle(ctx, ev)
 		if err == nil {
 			c.hit()
@@ -101,6 +102,7 @@ func consumeKafka(b *testing.B, brokers []string, name string, store Store, wind
 		return err
 	}
 	hb := func(ctx context.Context, evs []contracts.Event) error {
+		c.begin()
 		err := svc.HandleBatch(ctx, evs)
 		if err == nil {
 			c.add(len(evs))

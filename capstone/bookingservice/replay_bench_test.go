@@ -77,12 +77,14 @@ func benchmarkReplay(b *testing.B, events int) {
 	start := time.Now()
 	go func() {
 		_ = l.ListenBatch(context.Background(), func(ctx context.Context, ev contracts.Event) error {
+			c.begin()
 			err := svc.Handle(ctx, ev)
 			if err == nil {
 				c.hit()
 			}
 			return err
 		}, func(ctx context.Context, evs []contracts.Event) error {
+			c.begin()
 			err := svc.HandleBatch(ctx, evs)
 			if err == nil {
 				c.add(len(evs))
