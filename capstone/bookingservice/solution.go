@@ -24,7 +24,7 @@ import (
 // nothing: the service dead-letters that event.booked at once.
 //
 // The caller, ApplyBooking, has validated b and holds s.mu. s.bookings
-// holds every stored booking by ID, s.events every event (and the
+// holds the ID of every stored booking, s.events every event (and the
 // placeholders of events not heard of yet) by ID, and s.add(b) stores b
 // and counts its seats, on a placeholder if its event is not known yet.
 func (s *MemoryStore) applyOnce(b Booking) (bool, error) {

@@ -180,8 +180,7 @@ func TestMemoryUndoGivesTheSeatsBack(t *testing.T) {
 
 // TestMemoryUndoOfOneAmongMany: undoing one booking among many of a show
 // (more than the first chunks of its list hold) takes back that one only,
-// its seats and its place, and leaves the others in the order they were
-// stored.
+// its seats and its place, and leaves the others.
 func TestMemoryUndoOfOneAmongMany(t *testing.T) {
 	ctx := context.Background()
 	s := NewMemoryStore()

@@ -29,8 +29,10 @@ func decode(msg *sarama.ConsumerMessage) decoded {
 }
 
 // aheadRun is the most records decodeAhead decodes into one run, and
-// aheadRuns how many runs may wait for the handler: a partition holds at
-// most aheadRun*aheadRuns decoded records beside sarama's own buffer.
+// aheadRuns how many runs may wait for the handler. With the run being
+// filled and the one being handled, a partition holds at most
+// (aheadRuns+2)*aheadRun decoded records (1,024), each with its record's
+// value, beside sarama's own buffer (ChannelBufferSize, 256).
 const (
 	aheadRun  = 256
 	aheadRuns = 2
@@ -65,7 +67,7 @@ func decodeAhead(ctx context.Context, msgs <-chan *sarama.ConsumerMessage) ahead
 	a := ahead{runs: out, free: make(chan []decoded, aheadRuns+1)}
 	go func() {
 		defer close(out)
-		for {
+		for ctx.Err() == nil { // select picks at random once ctx ended too
 			var msg *sarama.ConsumerMessage
 			var ok bool
 			select {

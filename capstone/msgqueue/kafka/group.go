@@ -67,8 +67,9 @@ func (g *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// ConsumeClaim processes one partition, one record at a time (decoded
-// ahead of the handler: decodeAhead), until the session ends.
+// ConsumeClaim processes one partition in log order, a record or a window
+// at a time (decoded ahead of the handler: decodeAhead), until the
+// session ends.
 func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	l := g.w.l
 	p := claim.Partition()

@@ -29,7 +29,12 @@
 //
 // Delivery rules, in both modes: partitions are read concurrently, but the
 // handler is called for one record at a time, and for the records of one
-// partition (so all the events of one key) in log order. A handler error
+// partition (so all the events of one key) in log order. Each partition's
+// records are decoded on a goroutine of their own, ahead of the handler.
+// Listener.ListenBatch hands a partition's records that arrived together,
+// all events of one name, to a msgqueue.BatchHandler in one call (a
+// window), and each record to the handler alone when that call fails; the
+// rules below then apply to each of them. A handler error
 // means "not processed": Kafka has no per-record nack, so the same record
 // is handed to the handler again, in place, after a backoff
 // (WithRetryBackoff), and nothing behind it on that partition is processed
