@@ -33,19 +33,26 @@ func BenchmarkConsume(b *testing.B) {
 	raw := drainRate(b, url, "raw", nil)
 	b.ReportMetric(raw, "raw-msgs/s")
 	for _, store := range []string{"sqlite", "postgres"} {
-		dsn := servicetest.SQLiteDSN(b)
-		if store == "postgres" {
-			dsn = servicetest.PostgresDSN(b)
-		}
-		s, err := OpenStore(context.Background(), dsn)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
-		rate := drainRate(b, url, store, s)
+		rate := drainRate(b, url, store, openBenchStore(b, store))
 		b.ReportMetric(rate, store+"-msgs/s")
 		b.ReportMetric(rate/raw, store+"-x-raw")
 	}
+}
+
+// openBenchStore opens a new store of the kind named ("sqlite" or
+// "postgres"), closed when the benchmark ends.
+func openBenchStore(b *testing.B, kind string) Store {
+	b.Helper()
+	dsn := servicetest.SQLiteDSN(b)
+	if kind == "postgres" {
+		dsn = servicetest.PostgresDSN(b)
+	}
+	s, err := OpenStore(context.Background(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
 }
 
 // drainRate fills a queue of its own with consumeBacklog event.booked and

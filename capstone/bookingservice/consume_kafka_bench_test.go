@@ -35,15 +35,7 @@ func BenchmarkConsumeKafka(b *testing.B) {
 	for _, store := range []string{"sqlite", "postgres"} {
 		rates := map[bool]float64{}
 		for _, windows := range []bool{true, false} {
-			dsn := servicetest.SQLiteDSN(b)
-			if store == "postgres" {
-				dsn = servicetest.PostgresDSN(b)
-			}
-			s, err := OpenStore(context.Background(), dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { s.Close() })
+			s := openBenchStore(b, store)
 			name := store + "-windows"
 			if !windows {
 				name = store + "-one-by-one"

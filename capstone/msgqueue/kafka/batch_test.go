@@ -181,23 +181,29 @@ func TestListenBatchFallsBackOneByOne(t *testing.T) {
 	}
 }
 
-// TestFinishRunFallsBackOneByOne: finishRun hands a run of records that
-// are all to be handled to the batch handler in one call; when that call
-// fails, to the handler one by one, in order, and reports each record
-// done once. The records are decoded as a partition's would be.
-func TestFinishRunFallsBackOneByOne(t *testing.T) {
+// recorder stands in for a listener's handlers in tests of finishRun: it
+// notes what each was handed, and what was reported done.
+type recorder struct {
+	windows   [][]string // IDs per batch-handler call
+	singles   []string   // IDs per handler call
+	done      []int64    // offsets reported done
+	failBatch bool       // the batch handler fails
+}
+
+// worker is a worker for the names whose handlers are r's.
+func (r *recorder) worker(t *testing.T, names ...string) *worker {
 	o, err := buildOptions([]Option{WithLogger(testLogger(t))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var windows [][]string
-	var singles []string
-	fail := true
-	w := &worker{
-		l: &Listener{opts: o, logger: o.logger}, handlerCtx: context.Background(),
-		filter: map[string]bool{contracts.EventBookedName: true},
+	filter := map[string]bool{}
+	for _, n := range names {
+		filter[n] = true
+	}
+	return &worker{
+		l: &Listener{opts: o, logger: o.logger}, handlerCtx: context.Background(), filter: filter,
 		handler: func(_ context.Context, ev contracts.Event) error {
-			singles = append(singles, idOf(ev))
+			r.singles = append(r.singles, idOf(ev))
 			return nil
 		},
 		batch: func(_ context.Context, evs []contracts.Event) error {
@@ -205,38 +211,51 @@ func TestFinishRunFallsBackOneByOne(t *testing.T) {
 			for _, ev := range evs {
 				ids = append(ids, idOf(ev))
 			}
-			windows = append(windows, ids)
-			if fail {
+			r.windows = append(r.windows, ids)
+			if r.failBatch {
 				return errors.New("the store refused the transaction")
 			}
 			return nil
 		},
 	}
-	run := func(ids ...string) []decoded {
-		var out []decoded
-		for i, id := range ids {
-			value, err := contracts.Wrap(booked(id, "ev-1", 1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, decode(&sarama.ConsumerMessage{Value: value, Offset: int64(i)}))
-		}
-		return out
-	}
-	var done []int64
-	mark := func(m *sarama.ConsumerMessage) { done = append(done, m.Offset) }
+}
 
-	if !w.finishRun(context.Background(), run("a", "b", "c"), mark) {
+func (r *recorder) mark(m *sarama.ConsumerMessage) { r.done = append(r.done, m.Offset) }
+
+// decodedRun is evs as a partition's run, at offsets 0, 1, ...
+func decodedRun(t *testing.T, evs ...contracts.Event) []decoded {
+	t.Helper()
+	var run []decoded
+	for i, ev := range evs {
+		value, err := contracts.Wrap(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run = append(run, decode(&sarama.ConsumerMessage{Value: value, Offset: int64(i)}))
+	}
+	return run
+}
+
+// TestFinishRunFallsBackOneByOne: finishRun hands a run of records that
+// are all to be handled to the batch handler in one call; when that call
+// fails, to the handler one by one, in order, and reports each record
+// done once. The records are decoded as a partition's would be.
+func TestFinishRunFallsBackOneByOne(t *testing.T) {
+	r := &recorder{failBatch: true}
+	w := r.worker(t, contracts.EventBookedName)
+	run := decodedRun(t, booked("a", "ev-1", 1), booked("b", "ev-1", 1), booked("c", "ev-1", 1))
+	if !w.finishRun(context.Background(), run, r.mark) {
 		t.Fatal("finishRun reported the context ended")
 	}
-	if fmt.Sprint(windows) != "[[a b c]]" || fmt.Sprint(singles) != "[a b c]" || fmt.Sprint(done) != "[0 1 2]" {
-		t.Errorf("after a failed window: windows %v, singles %v, done %v; want [[a b c]], [a b c], [0 1 2]", windows, singles, done)
+	if fmt.Sprint(r.windows) != "[[a b c]]" || fmt.Sprint(r.singles) != "[a b c]" || fmt.Sprint(r.done) != "[0 1 2]" {
+		t.Errorf("after a failed window: windows %v, singles %v, done %v; want [[a b c]], [a b c], [0 1 2]", r.windows, r.singles, r.done)
 	}
 
-	windows, singles, done, fail = nil, nil, nil, false
-	w.finishRun(context.Background(), run("d", "e"), mark)
-	if fmt.Sprint(windows) != "[[d e]]" || len(singles) != 0 || fmt.Sprint(done) != "[1]" {
-		t.Errorf("after a window applied: windows %v, singles %v, done %v; want [[d e]], none, [1] (the last of the window)", windows, singles, done)
+	r = &recorder{}
+	w = r.worker(t, contracts.EventBookedName)
+	w.finishRun(context.Background(), decodedRun(t, booked("d", "ev-1", 1), booked("e", "ev-1", 1)), r.mark)
+	if fmt.Sprint(r.windows) != "[[d e]]" || len(r.singles) != 0 || fmt.Sprint(r.done) != "[1]" {
+		t.Errorf("after a window applied: windows %v, singles %v, done %v; want [[d e]], none, [1] (the last of the window)", r.windows, r.singles, r.done)
 	}
 }
 
@@ -244,44 +263,16 @@ func TestFinishRunFallsBackOneByOne(t *testing.T) {
 // (skipped records aside), so an event.created among its bookings is
 // handled alone instead of making a window the batch handler refuses.
 func TestFinishRunWindowsHoldOneEventName(t *testing.T) {
-	o, err := buildOptions([]Option{WithLogger(testLogger(t))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var windows [][]string
-	var singles []string
-	w := &worker{
-		l: &Listener{opts: o, logger: o.logger}, handlerCtx: context.Background(),
-		filter: map[string]bool{contracts.EventBookedName: true, contracts.EventCreatedName: true},
-		handler: func(_ context.Context, ev contracts.Event) error {
-			singles = append(singles, idOf(ev))
-			return nil
-		},
-		batch: func(_ context.Context, evs []contracts.Event) error {
-			var ids []string
-			for _, ev := range evs {
-				ids = append(ids, idOf(ev))
-			}
-			windows = append(windows, ids)
-			return nil
-		},
-	}
+	r := &recorder{}
+	w := r.worker(t, contracts.EventBookedName, contracts.EventCreatedName)
 	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
 	created := func(id string) contracts.Event {
 		return &contracts.EventCreated{ID: id, Name: "Show", LocationID: "loc", Hall: "Main", Capacity: 10, StartDate: at, EndDate: at}
 	}
-	var run []decoded
-	for i, ev := range []contracts.Event{created("ev-1"), booked("a", "ev-1", 1), booked("b", "ev-1", 1), created("ev-2"), booked("c", "ev-2", 1)} {
-		value, err := contracts.Wrap(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		run = append(run, decode(&sarama.ConsumerMessage{Value: value, Offset: int64(i)}))
-	}
-	var done []int64
-	w.finishRun(context.Background(), run, func(m *sarama.ConsumerMessage) { done = append(done, m.Offset) })
-	if fmt.Sprint(windows) != "[[a b]]" || fmt.Sprint(singles) != "[ev-1 ev-2 c]" || fmt.Sprint(done) != "[0 2 3 4]" {
-		t.Errorf("windows %v, singles %v, done %v; want [[a b]], [ev-1 ev-2 c], [0 2 3 4]", windows, singles, done)
+	run := decodedRun(t, created("ev-1"), booked("a", "ev-1", 1), booked("b", "ev-1", 1), created("ev-2"), booked("c", "ev-2", 1))
+	w.finishRun(context.Background(), run, r.mark)
+	if fmt.Sprint(r.windows) != "[[a b]]" || fmt.Sprint(r.singles) != "[ev-1 ev-2 c]" || fmt.Sprint(r.done) != "[0 2 3 4]" {
+		t.Errorf("windows %v, singles %v, done %v; want [[a b]], [ev-1 ev-2 c], [0 2 3 4]", r.windows, r.singles, r.done)
 	}
 }
 
