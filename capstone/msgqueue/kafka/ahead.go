@@ -40,10 +40,18 @@ const (
 
 // ahead is a partition's decoding goroutine (decodeAhead): runs of
 // decoded records come out of runs in order, and go back with done once
-// finished, to be filled again instead of allocated.
+// finished, to be filled again instead of allocated. stop ends it.
 type ahead struct {
-	runs <-chan []decoded
-	free chan []decoded
+	runs   <-chan []decoded
+	free   chan []decoded
+	cancel context.CancelFunc
+}
+
+// stop ends the decoding goroutine and waits for it.
+func (a ahead) stop() {
+	a.cancel()
+	for range a.runs {
+	}
 }
 
 // done hands a finished run back.
@@ -60,11 +68,12 @@ func (a ahead) done(run []decoded) {
 // second core decoding a partition's records does not wait for handling
 // them, nor handling for decoding. It hands them on in order, in runs: a
 // record with every record that had arrived behind it, up to aheadRun.
-// Its runs channel is closed when ctx ends or msgs is closed; the caller
-// cancels ctx and drains the channel to wait for the goroutine.
+// Its runs channel is closed when ctx ends, stop is called or msgs is
+// closed; the caller calls stop before it returns.
 func decodeAhead(ctx context.Context, msgs <-chan *sarama.ConsumerMessage) ahead {
+	ctx, cancel := context.WithCancel(ctx)
 	out := make(chan []decoded, aheadRuns)
-	a := ahead{runs: out, free: make(chan []decoded, aheadRuns+1)}
+	a := ahead{runs: out, free: make(chan []decoded, aheadRuns+1), cancel: cancel}
 	go func() {
 		defer close(out)
 		for ctx.Err() == nil { // select picks at random once ctx ended too

@@ -81,13 +81,9 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	}
 	l.caught.reached(p, start)
 
-	ctx, cancel := context.WithCancel(sess.Context())
+	ctx := sess.Context()
 	ahead := decodeAhead(ctx, claim.Messages())
-	defer func() {
-		cancel()
-		for range ahead.runs { // wait for the decoding goroutine
-		}
-	}()
+	defer ahead.stop()
 	for {
 		select {
 		case <-ctx.Done():

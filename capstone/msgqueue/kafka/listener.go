@@ -153,8 +153,8 @@ func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...stri
 
 // ListenBatch is Listen that hands a partition's records decoded together
 // (up to 256 that had arrived, in offset order) to hb in one call, where
-// they are all events h would get; a record that would be dead-lettered
-// is finished alone, in its place. If hb returns an error, nothing was
+// they are all events h would get, of one name; a record that would be
+// dead-lettered, or of another name, is finished alone, in its place. If hb returns an error, nothing was
 // applied and each record goes to h alone, with its retries and dead
 // letter (msgqueue.BatchHandler). With hb nil it is Listen.
 func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqueue.BatchHandler, names ...string) error {

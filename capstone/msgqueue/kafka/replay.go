@@ -82,13 +82,8 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 // replayPartition processes one partition's records in order until ctx
 // ends, decoding them ahead of the handler (decodeAhead).
 func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc sarama.PartitionConsumer) error {
-	ctx, cancel := context.WithCancel(ctx)
 	ahead := decodeAhead(ctx, pc.Messages())
-	defer func() {
-		cancel()
-		for range ahead.runs { // wait for the decoding goroutine
-		}
-	}()
+	defer ahead.stop()
 	errs := pc.Errors()
 	for {
 		select {

@@ -92,10 +92,11 @@ func (w *worker) handled(d decoded) (handled, skipped bool) {
 // with the last record of each stretch it finished; it reports false
 // when ctx ended first, and then the records after the last done are not
 // done. With a batch handler, a stretch of two or more records that would
-// each be handled or skipped goes to it in one call (the window); if that
-// fails, nothing was applied (msgqueue.BatchHandler) and each of them is
-// finished alone, with its own retries and dead letter. Any other record
-// is finished alone, in its place, so a partition's order holds.
+// each be handled or skipped (window) goes to it in one call, the handled
+// ones; if that fails, nothing was applied (msgqueue.BatchHandler) and
+// each of them is finished alone, with its own retries and dead letter.
+// Any other record is finished alone, in its place, so a partition's
+// order holds.
 func (w *worker) finishRun(ctx context.Context, run []decoded, done func(*sarama.ConsumerMessage)) bool {
 	for len(run) > 0 {
 		if ctx.Err() != nil {
@@ -108,7 +109,7 @@ func (w *worker) finishRun(ctx context.Context, run []decoded, done func(*sarama
 		if n > 1 {
 			evs := make([]contracts.Event, 0, n)
 			for _, d := range run[:n] {
-				if d.err == nil && w.filter[d.name] {
+				if handled, _ := w.handled(d); handled {
 					evs = append(evs, d.ev)
 				}
 			}
