@@ -39,7 +39,6 @@ type memShow struct {
 // each time it grew it would copy every booking so far.
 type bookingList struct {
 	chunks [][]Booking
-	n      int
 }
 
 // maxChunk is the size of a bookingList's chunks after the first few,
@@ -56,7 +55,6 @@ func (l *bookingList) add(b Booking) {
 	}
 	last := &l.chunks[len(l.chunks)-1]
 	*last = append(*last, b)
-	l.n++
 }
 
 // remove deletes the booking called id, looked for from the newest (the
@@ -67,7 +65,6 @@ func (l *bookingList) remove(id string) {
 		for i := len(c) - 1; i >= 0; i-- {
 			if c[i].ID == id {
 				l.chunks[k] = slices.Delete(c, i, i+1)
-				l.n--
 				return
 			}
 		}
@@ -76,7 +73,7 @@ func (l *bookingList) remove(id string) {
 
 // all returns a copy of the bookings, in the order they were stored.
 func (l *bookingList) all() []Booking {
-	out := make([]Booking, 0, l.n)
+	out := []Booking{} // a show without bookings has an empty list, not nil
 	for _, c := range l.chunks {
 		out = append(out, c...)
 	}
