@@ -95,19 +95,8 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 		go drainRaw(b, url, queue, c)
 	} else {
 		go func() {
-			_ = l.ListenBatch(ctx, func(ctx context.Context, ev contracts.Event) error {
-				err := svc.Handle(ctx, ev)
-				if err == nil {
-					c.hit()
-				}
-				return err
-			}, func(ctx context.Context, evs []contracts.Event) error {
-				err := svc.HandleBatch(ctx, evs)
-				if err == nil {
-					c.add(len(evs))
-				}
-				return err
-			})
+			h, hb := c.handlers(svc)
+			_ = l.ListenBatch(ctx, h, hb)
 		}()
 	}
 	if !c.wait() {
@@ -119,6 +108,28 @@ func drainRate(b *testing.B, url, name string, store Store) float64 {
 		b.Logf("%s: %d windows applied whole, %d deliveries handled", name, st.Batches, st.Handled)
 	}
 	return rate
+}
+
+// handlers are svc's Handle and HandleBatch, counting on c: each call
+// notes its start (begin), and its events once it returned nil.
+func (c *countdown) handlers(svc *Service) (msgqueue.Handler, msgqueue.BatchHandler) {
+	h := func(ctx context.Context, ev contracts.Event) error {
+		c.begin()
+		err := svc.Handle(ctx, ev)
+		if err == nil {
+			c.hit()
+		}
+		return err
+	}
+	hb := func(ctx context.Context, evs []contracts.Event) error {
+		c.begin()
+		err := svc.HandleBatch(ctx, evs)
+		if err == nil {
+			c.add(len(evs))
+		}
+		return err
+	}
+	return h, hb
 }
 
 // countdown closes done at the n-th hit, and keeps when the first and

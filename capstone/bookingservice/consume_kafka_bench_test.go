@@ -85,22 +85,7 @@ func consumeKafka(b *testing.B, brokers []string, name string, store Store, wind
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { svc.Close() })
-	h := func(ctx context.Context, ev contracts.Event) error {
-		c.begin()
-		err := svc.Handle(ctx, ev)
-		if err == nil {
-			c.hit()
-		}
-		return err
-	}
-	hb := func(ctx context.Context, evs []contracts.Event) error {
-		c.begin()
-		err := svc.HandleBatch(ctx, evs)
-		if err == nil {
-			c.add(len(evs))
-		}
-		return err
-	}
+	h, hb := c.handlers(svc)
 	if !windows {
 		hb = nil
 	}

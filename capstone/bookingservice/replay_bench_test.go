@@ -76,21 +76,8 @@ func benchmarkReplay(b *testing.B, events int) {
 	c := newCountdown(total)
 	start := time.Now()
 	go func() {
-		_ = l.ListenBatch(context.Background(), func(ctx context.Context, ev contracts.Event) error {
-			c.begin()
-			err := svc.Handle(ctx, ev)
-			if err == nil {
-				c.hit()
-			}
-			return err
-		}, func(ctx context.Context, evs []contracts.Event) error {
-			c.begin()
-			err := svc.HandleBatch(ctx, evs)
-			if err == nil {
-				c.add(len(evs))
-			}
-			return err
-		})
+		h, hb := c.handlers(svc)
+		_ = l.ListenBatch(context.Background(), h, hb)
 	}()
 	if !c.wait() {
 		b.Fatalf("the replay applied %d of %d", c.n.Load(), total)
