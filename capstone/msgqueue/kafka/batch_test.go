@@ -31,8 +31,6 @@ type calls struct {
 // answers a window (nil applies it), single one event.
 func (c *calls) listenBatch(t *testing.T, l *Listener, batch func(ids []string) error, single func(id string) error, names ...string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	h := func(_ context.Context, ev contracts.Event) error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -58,18 +56,7 @@ func (c *calls) listenBatch(t *testing.T, l *Listener, batch func(ids []string) 
 		c.applied = append(c.applied, ids...)
 		return nil
 	}
-	go func() { done <- l.ListenBatch(ctx, h, hb, names...) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("ListenBatch returned %v, want nil", err)
-			}
-		case <-time.After(wait):
-			t.Errorf("ListenBatch did not return %v after its context was cancelled", wait)
-		}
-	})
+	listenBatch(t, l, h, hb, names...)
 }
 
 // snapshot copies what was recorded.

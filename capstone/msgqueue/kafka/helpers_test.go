@@ -14,6 +14,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
@@ -297,9 +298,15 @@ func (e *env) partitions() ([]int32, error) {
 // it returned nil; it also runs at cleanup.
 func listen(t *testing.T, l *Listener, h func(context.Context, contracts.Event) error, names ...string) (stop func()) {
 	t.Helper()
+	return listenBatch(t, l, h, nil, names...)
+}
+
+// listenBatch is listen with l.ListenBatch and the batch handler hb.
+func listenBatch(t *testing.T, l *Listener, h msgqueue.Handler, hb msgqueue.BatchHandler, names ...string) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- l.Listen(ctx, h, names...) }()
+	go func() { done <- l.ListenBatch(ctx, h, hb, names...) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
