@@ -80,8 +80,9 @@ type Emitter interface {
 type Handler func(ctx context.Context, ev contracts.Event) error
 
 // BatchHandler applies several events at once, all or none: a window of
-// deliveries that arrived together, in delivery order (one store
-// transaction for all of them, say). Returning nil acknowledges them all;
+// deliveries that arrived together, in delivery order, all of one event
+// name (one store transaction for all of them, say); an event of another
+// name starts another window. Returning nil acknowledges them all;
 // an error (of any kind) means nothing was applied, and the listener hands
 // each event to the Handler alone, where the usual rules of retries and
 // dead letters apply one message at a time. So a BatchHandler may refuse a

@@ -151,9 +151,9 @@ func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...stri
 }
 
 // ListenBatch is Listen that hands the deliveries waiting together (a
-// window, up to the prefetch) to hb in one call, and acknowledges them
-// with one multiple-ack once it returned nil; see window.go. With hb nil
-// it is Listen.
+// window, up to the prefetch, in stretches of one event name) to hb, one
+// call a stretch, and acknowledges each stretch with one multiple-ack once
+// hb returned nil; see window.go. With hb nil it is Listen.
 func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqueue.BatchHandler, names ...string) error {
 	filter, err := listenrules.Filter(l.names, names)
 	if err != nil {

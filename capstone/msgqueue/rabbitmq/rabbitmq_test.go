@@ -139,13 +139,13 @@ func (w *windowLog) listen(t *testing.T, l *rabbitmq.Listener, batch func(ids []
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan error, 1)
 	h := func(_ context.Context, ev contracts.Event) error {
-		id := ev.(*contracts.EventBooked).ID
+		id := eventID(ev)
 		return noted(w, &w.singles, id, single(id))
 	}
 	hb := func(_ context.Context, evs []contracts.Event) error {
 		ids := make([]string, len(evs))
 		for i, ev := range evs {
-			ids[i] = ev.(*contracts.EventBooked).ID
+			ids[i] = eventID(ev)
 		}
 		return noted(w, &w.windows, ids, batch(ids))
 	}
@@ -156,6 +156,14 @@ func (w *windowLog) listen(t *testing.T, l *rabbitmq.Listener, batch func(ids []
 			t.Errorf("ListenBatch: %v", err)
 		}
 	})
+}
+
+// eventID is the ID of a booking or of an event.created.
+func eventID(ev contracts.Event) string {
+	if e, ok := ev.(*contracts.EventCreated); ok {
+		return e.ID
+	}
+	return ev.(*contracts.EventBooked).ID
 }
 
 // applied returns every ID applied, sorted, and the windows.
@@ -243,6 +251,32 @@ func TestListenBatchAppliesAWindowAtOnce(t *testing.T) {
 	}
 	if st := l.Stats(); st.Batches != 1 || st.Handled != 20 || st.Retried != 0 || st.DeadLettered != 0 {
 		t.Errorf("listener %+v, want one batch of 20 handled", st)
+	}
+}
+
+// TestListenBatchWindowsHoldOneEventName: an event.created in the middle
+// of a backlog of bookings goes to the handler alone, and the bookings
+// before and after it to the batch handler in a window each: a batch
+// handler applies one kind of event at a time, and would refuse the
+// window whole.
+func TestListenBatchWindowsHoldOneEventName(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, []string{contracts.EventBookedName, contracts.EventCreatedName},
+		rabbitmq.WithPrefetch(32), rabbitmq.WithBatchWait(time.Second))
+	ids := bookingIDs(10)
+	e.backlog(t, ids[:5])
+	at := time.Date(2026, time.May, 1, 20, 0, 0, 0, time.UTC)
+	created := &contracts.EventCreated{ID: "show", Name: "Show", LocationID: "loc", Hall: "Main", Capacity: 10, StartDate: at, EndDate: at}
+	if err := e.mustEmitter(t).Emit(t.Context(), created); err != nil {
+		t.Fatal(err)
+	}
+	e.backlog(t, ids[5:])
+	var w windowLog
+	w.listen(t, l, applyAll[[]string], applyAll[string])
+	windows := e.waitApplied(t, &w, l, append(slices.Clone(ids), "show"), int64(len(ids)+1))
+	if fmt.Sprint(windows) != fmt.Sprint([][]string{ids[:5], ids[5:]}) || fmt.Sprint(w.singles) != "[show]" {
+		t.Errorf("windows %v and single calls %v, want %v and %v, then [show] alone", windows, w.singles, ids[:5], ids[5:])
 	}
 }
 

@@ -85,10 +85,24 @@ func (s *session) next(deliveries <-chan amqp.Delivery, wait bool) (d amqp.Deliv
 	}
 }
 
-// applyWindow hands the events of window to the batch handler in one call,
-// or, if there is one event only or the call failed, to the handler one by
-// one.
+// applyWindow applies window in stretches of events of one name (a
+// msgqueue.BatchHandler applies one kind at a time: an event.created among
+// bookings would otherwise send them all one by one), in delivery order.
 func (s *session) applyWindow(ctx context.Context, window []decoded) {
+	for len(window) > 0 {
+		n := 1
+		for n < len(window) && window[n].ev.EventName() == window[0].ev.EventName() {
+			n++
+		}
+		s.applyStretch(ctx, window[:n])
+		window = window[n:]
+	}
+}
+
+// applyStretch hands the events of window to the batch handler in one
+// call, or, if there is one event only or the call failed, to the handler
+// one by one.
+func (s *session) applyStretch(ctx context.Context, window []decoded) {
 	if len(window) > 1 {
 		evs := make([]contracts.Event, len(window))
 		for i, m := range window {
