@@ -30,6 +30,11 @@ import (
 // larger is answered with 413 before it is decoded.
 const MaxBody = 64 << 10
 
+// StatusClientClosedRequest is the status a request gets when its client
+// gave up before the answer (it hung up, or its own timeout passed): the
+// nginx convention, for the server's logs only, since nobody reads it.
+const StatusClientClosedRequest = 499
+
 // Error is an error the client caused or must be told about, with the HTTP
 // status that says so.
 type Error struct {
@@ -61,8 +66,9 @@ func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
 // WriteError answers with err as {"error": "..."}: an *Error with its own
 // status and message, a value the database refused as invalid data as a
 // 400 (the handlers check every value first: this is the safety net that
-// keeps a client's bytes from ever causing a 500), anything else as a 500
-// whose details are logged, not shown.
+// keeps a client's bytes from ever causing a 500), an error after the
+// client gave up as StatusClientClosedRequest, logged at info level, and
+// anything else as a 500 whose details are logged, not shown.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if errors.As(err, &e) {
@@ -72,6 +78,14 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if sqldb.IsDataError(err) {
 		log.Warn("the store refused a value of a request", "method", r.Method, "path", r.URL.Path, "err", err)
 		Write(w, http.StatusBadRequest, map[string]string{"error": "the request holds a value the store cannot keep"})
+		return
+	}
+	if r.Context().Err() != nil {
+		// The client gave up (or the server is closing its connection):
+		// the call failed because the request's context ended, and
+		// nobody waits for the answer.
+		log.Info("the client went away before the answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		Write(w, StatusClientClosedRequest, map[string]string{"error": "the request was cancelled"})
 		return
 	}
 	log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -184,3 +184,34 @@ func TestDataErrorsAreNot500(t *testing.T) {
 		t.Errorf("an admin shutdown answered %d, want 500", rec.Code)
 	}
 }
+
+// TestClientGoneIsNotAnError: a client that hangs up (or times out) ends
+// its request's context, and the store's call fails with it. That is the
+// client's doing, not the service's: no 500, and no error in the log.
+func TestClientGoneIsNotAnError(t *testing.T) {
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	h := Handle(log, func(_ http.ResponseWriter, r *http.Request) error {
+		<-r.Context().Done() // the store's query, cut short
+		return fmt.Errorf("reading event abc: %w", r.Context().Err())
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/events/abc", nil).WithContext(ctx))
+	if rec.Code != StatusClientClosedRequest {
+		t.Errorf("a request its client gave up answered %d %s, want %d", rec.Code, rec.Body, StatusClientClosedRequest)
+	}
+	if strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), "reading event abc: context canceled") {
+		t.Errorf("want the cause logged below ERROR, got %q", logged.String())
+	}
+
+	// While the client waits, the same error is the service's: a 500.
+	logged.Reset()
+	rec = serve(Handle(log, func(http.ResponseWriter, *http.Request) error {
+		return fmt.Errorf("reading event abc: %w", context.DeadlineExceeded)
+	}), "GET", "/events/abc", "")
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(logged.String(), "level=ERROR") {
+		t.Errorf("the service's own timeout answered %d and logged %q, want 500 and an error", rec.Code, logged.String())
+	}
+}
