@@ -17,11 +17,10 @@ grep -E -e '--- (FAIL|SKIP)' "$log" || true
 if [ "$status" -ne 0 ]; then
   echo "tests failed; the full log follows" >&2
   cat "$log" >&2
-  # Again at the end, where a reader of a long CI log looks first.
+  # Again at the end, where a reader of a long CI log looks first: what
+  # failed, and each failed test's own reason.
   echo "tests failed (exit $status); what failed:" >&2
-  grep -E -e '^(FAIL|panic:)' -e '--- FAIL' "$log" | sort -u >&2 || true
-  # and the test's own words just before each failure
-  grep -E -B2 -e '^\s*--- FAIL' "$log" | grep -E '_test\.go:[0-9]+:' | grep -v 'brokertest: ' >&2 || true
+  scripts/failures.sh "$log" >&2
   exit "$status"
 fi
 skips=$(grep -c -e '--- SKIP' "$log" || true)
