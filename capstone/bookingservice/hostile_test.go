@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"example.com/myevents/capstone/internal/servicetest"
@@ -137,5 +141,51 @@ func TestHandleMakesDataErrorsPermanent(t *testing.T) {
 			t.Errorf("Handle with the store failing %q = %v, want permanent=%v", tc.err, got, tc.permanent)
 		}
 		svc.Close()
+	}
+}
+
+// lockedLog is a log the service's goroutines write while the test reads.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// TestClientThatGaveUpIsNotAnError: a client that hangs up, or whose own
+// timeout passes, while the store works ends its request's context, and
+// the store's call fails with it. SQLite and PostgreSQL answered that
+// with a 500 and an ERROR in the log; it is the client's doing: a 499
+// for the logs, at info level, on every store.
+func TestClientThatGaveUpIsNotAnError(t *testing.T) {
+	for _, b := range servicetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			logged := &lockedLog{}
+			f := newFixture(t, b.DSN, nil, Options{Logger: slog.New(slog.NewTextHandler(logged, nil))})
+			f.announce(t, "gone", 10)
+			gone, cancel := context.WithCancel(context.Background())
+			cancel()
+			for _, path := range []string{"/events/gone", "/events/gone/bookings"} {
+				rec := httptest.NewRecorder()
+				f.svc.ServeHTTP(rec, httptest.NewRequest("GET", path, nil).WithContext(gone))
+				if rec.Code == http.StatusInternalServerError {
+					t.Errorf("GET %s whose client gave up answered 500 %s", path, rec.Body)
+				}
+			}
+			if strings.Contains(logged.String(), "level=ERROR") {
+				t.Errorf("a client that gave up was logged as an error:\n%s", logged)
+			}
+		})
 	}
 }
