@@ -80,10 +80,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		Write(w, http.StatusBadRequest, map[string]string{"error": "the request holds a value the store cannot keep"})
 		return
 	}
-	if r.Context().Err() != nil {
+	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
 		// The client gave up (or the server is closing its connection):
 		// the call failed because the request's context ended, and
-		// nobody waits for the answer.
+		// nobody waits for the answer. (Any other error stays an error,
+		// even if the client has left meanwhile: an outage must show.)
 		log.Info("the client went away before the answer", "method", r.Method, "path", r.URL.Path, "err", err)
 		Write(w, StatusClientClosedRequest, map[string]string{"error": "the request was cancelled"})
 		return

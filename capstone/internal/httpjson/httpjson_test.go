@@ -206,6 +206,17 @@ func TestClientGoneIsNotAnError(t *testing.T) {
 		t.Errorf("want the cause logged below ERROR, got %q", logged.String())
 	}
 
+	// Another error stays an error, even if the client has left
+	// meanwhile: an outage must show.
+	logged.Reset()
+	rec = httptest.NewRecorder()
+	Handle(log, func(http.ResponseWriter, *http.Request) error {
+		return errors.New("reading event abc: connection refused")
+	}).ServeHTTP(rec, httptest.NewRequest("GET", "/events/abc", nil).WithContext(ctx))
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(logged.String(), "level=ERROR") {
+		t.Errorf("an outage while the client left answered %d and logged %q, want 500 and an error", rec.Code, logged.String())
+	}
+
 	// While the client waits, the same error is the service's: a 500.
 	logged.Reset()
 	rec = serve(Handle(log, func(http.ResponseWriter, *http.Request) error {
