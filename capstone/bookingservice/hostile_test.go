@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
+	"example.com/myevents/labs/labtest"
 )
 
 // TestHostileBookings sends what a hostile client would, on every store:
@@ -144,24 +144,6 @@ func TestHandleMakesDataErrorsPermanent(t *testing.T) {
 	}
 }
 
-// lockedLog is a log the service's goroutines write while the test reads.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // TestClientThatGaveUpIsNotAnError: a client that hangs up, or whose own
 // timeout passes, while the store works ends its request's context, and
 // the store's call fails with it. SQLite and PostgreSQL answered that
@@ -171,7 +153,7 @@ func TestClientThatGaveUpIsNotAnError(t *testing.T) {
 	for _, b := range servicetest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			logged := &lockedLog{}
+			logged := &labtest.Buffer{}
 			f := newFixture(t, b.DSN, nil, Options{Logger: slog.New(slog.NewTextHandler(logged, nil))})
 			f.announce(t, "gone", 10)
 			gone, cancel := context.WithCancel(context.Background())

@@ -14,7 +14,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -429,7 +428,7 @@ func TestEmbeddedKafkaServes(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &labtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-embedded-kafka", "-kafka-port", "0"}, out) }()
 
@@ -564,23 +563,4 @@ func fencedBlockAfter(path, heading string) ([]string, error) {
 		return nil, err
 	}
 	return nil, fmt.Errorf("%s has no fenced block under a heading containing %q", path, heading)
-}
-
-// syncBuffer is a bytes.Buffer that a running program writes to while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -147,7 +146,7 @@ func TestHoldLearnsThatTheBrokerClosedTheConnection(t *testing.T) {
 	}
 
 	name := brokertest.Name(t, "conn")
-	out := &syncBuffer{}
+	out := &labtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-url", rabbit.URL, "-conn-name", name, "-hold"}, out) }()
 	brokertest.Eventually(t, 10*time.Second, func() error {
@@ -187,7 +186,7 @@ func TestHoldClosesCleanlyOnCtrlC(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	out := &syncBuffer{}
+	out := &labtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-url", rabbit.URL, "-hold"}, out) }()
 	brokertest.Eventually(t, 10*time.Second, func() error {
@@ -253,23 +252,4 @@ func notABroker(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer that a running lab writes to while the test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

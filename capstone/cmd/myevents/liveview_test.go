@@ -20,6 +20,7 @@ import (
 
 	"example.com/myevents/capstone/msgqueue/rabbitmq"
 	"example.com/myevents/labs/brokertest"
+	"example.com/myevents/labs/labtest"
 )
 
 // updateScreenshot writes the screenshot docs/capstone.md shows.
@@ -170,7 +171,7 @@ func findBrowser(t *testing.T) string {
 type page struct {
 	t   *testing.T
 	ctx context.Context
-	log *syncBuffer // the browser's own output
+	log *labtest.Buffer // the browser's own output
 }
 
 // openPage starts a headless Chromium with a fresh profile and opens url.
@@ -178,7 +179,7 @@ type page struct {
 // and a test must not depend on it.
 func openPage(t *testing.T, browser, url string) *page {
 	t.Helper()
-	log := &syncBuffer{}
+	log := &labtest.Buffer{}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(browser),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,

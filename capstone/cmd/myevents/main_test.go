@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,24 +22,6 @@ const (
 	docLocationID = "OCR53HOLXH6TNJQTZIXONTMZ33"
 	docEventID    = "MJTLNVLLL5EXNOMQ32437VCDRC"
 )
-
-// syncBuffer is a bytes.Buffer that run writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // free ports: the defaults (8181, 8282, 8080) may be taken by a service that runs
 // on this machine.
@@ -69,7 +49,7 @@ func TestStory(t *testing.T) {
 
 // running is a run of myevents in the background.
 type running struct {
-	out, stderr syncBuffer
+	out, stderr labtest.Buffer
 	cancel      context.CancelFunc // "Ctrl-C"
 	done        chan error         // gets what run returned
 }
@@ -110,7 +90,7 @@ func (r *running) interrupt(t *testing.T, timeout time.Duration) error {
 
 // TestStoryOnly: with -story-only it stops by itself after the story.
 func TestStoryOnly(t *testing.T) {
-	var out, stderr syncBuffer
+	var out, stderr labtest.Buffer
 	err := run(context.Background(), append([]string{"-story-only"}, freePorts...), &out, &stderr)
 	if err != nil {
 		t.Fatalf("run -story-only: %v\nstderr:\n%s", err, stderr.String())
@@ -148,7 +128,7 @@ func TestBusyPort(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer busy.Close()
-			var out, stderr syncBuffer
+			var out, stderr labtest.Buffer
 			err = run(context.Background(), append([]string{tt.flag, busy.Addr().String()}, tt.others...), &out, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tt.listening+busy.Addr().String()) ||
 				!strings.Contains(err.Error(), "choose another with "+tt.flag) {
@@ -183,7 +163,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-broker", "amqp", "-story-only"}, "-story-only: the story plays on the embedded Kafka"},
 		{[]string{"serve"}, `unexpected argument "serve"`},
 	} {
-		var out, stderr syncBuffer
+		var out, stderr labtest.Buffer
 		err := run(context.Background(), append(tt.args, freePorts...), &out, &stderr)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("run %v: error = %v, want %q", tt.args, err, tt.want)
