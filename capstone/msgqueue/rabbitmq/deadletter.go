@@ -13,11 +13,14 @@ import (
 
 // Headers a Listener adds to a dead-lettered copy, beside the x-dlq-*
 // headers of package msgqueue (reason, error, attempts, event name, and
-// the original size of a truncated body) and the headers the message had.
+// the original size of a truncated body) and the headers the message had
+// (dropped, and counted in HeaderHeadersDropped, if the copy could not
+// keep them within the connection's frame size).
 const (
 	HeaderQueue              = "x-dlq-queue"                // the queue it was read from
 	HeaderOriginalExchange   = "x-dlq-original-exchange"    // the exchange it was published to
 	HeaderOriginalRoutingKey = "x-dlq-original-routing-key" // its routing key
+	HeaderHeadersDropped     = "x-dlq-headers-dropped"      // how many original headers were left out (too large to keep)
 )
 
 // deadLetterTimeout bounds how long a dead-letter copy may take to be
@@ -57,7 +60,8 @@ func (p *deadLetterer) channel() (*amqp.Channel, error) {
 
 // publish sends the copy of d to the dead-letter exchange and waits for
 // the broker's confirm. The copy keeps d's properties and headers (but not
-// x-delivery-count, which the dead-letter queue counts anew), holds at most
+// x-delivery-count, which the dead-letter queue counts anew; none if they
+// are too large to keep, see fits), holds at most
 // msgqueue.MaxMessageSize bytes of its body, and says why in x-dlq-*
 // headers.
 func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reason string, attempts int, cause error) error {
@@ -66,10 +70,14 @@ func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reaso
 		return err
 	}
 	headers := amqp.Table{}
-	for k, v := range d.Headers {
-		if k != "x-delivery-count" {
-			headers[k] = v
+	if p.fits(d.Headers) {
+		for k, v := range d.Headers {
+			if k != "x-delivery-count" {
+				headers[k] = v
+			}
 		}
+	} else {
+		headers[HeaderHeadersDropped] = int64(len(d.Headers))
 	}
 	headers[msgqueue.HeaderReason] = reason
 	headers[msgqueue.HeaderError] = msgqueue.ErrorHeader(cause)
@@ -114,6 +122,53 @@ func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reaso
 		return errors.New("the broker refused the dead-letter copy")
 	}
 	return nil
+}
+
+// headerRoom is what a dead-letter copy's header frame needs beside the
+// original headers: its properties (at most a few short strings of 255
+// bytes) and the x-dlq-* headers (an error of at most
+// msgqueue.MaxErrorHeader bytes, names of at most 255).
+const headerRoom = 8 << 10
+
+// fits reports whether a copy can keep the original headers h: a
+// message's properties and headers travel in one frame, which must fit
+// the frame_max negotiated with the broker, and the copy adds its x-dlq-*
+// headers to them. A message whose headers barely fitted would give a
+// copy that does not, and the broker closes the whole connection over
+// it, the consuming channel with it: its deliveries would come back,
+// again and again, until the queue's delivery limit dead-lettered them
+// all, the valid ones too.
+func (p *deadLetterer) fits(h amqp.Table) bool {
+	max := p.conn.Config.FrameSize
+	return max <= 0 || tableSize(h) <= max-headerRoom
+}
+
+// tableSize is at least the size of t in AMQP's field-table encoding.
+func tableSize(t amqp.Table) int {
+	n := 4
+	for k, v := range t {
+		n += 1 + len(k) + fieldSize(v)
+	}
+	return n
+}
+
+func fieldSize(v any) int {
+	switch v := v.(type) {
+	case string:
+		return 5 + len(v)
+	case []byte:
+		return 5 + len(v)
+	case amqp.Table:
+		return 1 + tableSize(v)
+	case []any:
+		n := 5
+		for _, e := range v {
+			n += fieldSize(e)
+		}
+		return n
+	default: // numbers, booleans, decimals, times, nil: 9 bytes at most
+		return 9
+	}
 }
 
 // close closes the dead-letter channel, if one is open.

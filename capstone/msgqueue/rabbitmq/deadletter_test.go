@@ -327,3 +327,66 @@ func TestEmitRefusesOversizedEvents(t *testing.T) {
 		t.Errorf("the queue holds %d messages (%v), want none", len(ds), err)
 	}
 }
+
+// TestDeadLetterCopyOfFatHeadersFits: a message to be dead-lettered whose
+// headers nearly fill a frame (frame_max: properties and headers travel
+// in one) gets a copy without them, x-dlq-headers-dropped saying how
+// many, and the valid bookings behind it are handled once each. The copy
+// used to keep them and overflow the frame; the broker closed the
+// listener's whole connection over it, so the prefetched bookings came
+// back with the poison again and again, until the queue's delivery limit
+// dead-lettered them too.
+func TestDeadLetterCopyOfFatHeadersFits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, contracts.Names())
+	conn, err := amqp.Dial(e.rabbit.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := conn.Config.FrameSize
+	conn.Close()
+	// No x-event-name: dead-lettered at once. The message itself fits.
+	err = publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{
+		Headers: amqp.Table{"pad": strings.Repeat("p", frame-150)}, MessageId: "fat", Body: []byte(`{}`)})
+	if err != nil {
+		t.Fatalf("publishing a message with %d bytes of headers (frame_max %d): %v", frame-150, frame, err)
+	}
+	const good = 5
+	for i := range good {
+		body, _ := json.Marshal(booking(fmt.Sprintf("good-%d", i)))
+		e.publish(t, raw{fmt.Sprintf("good-%d", i), contracts.EventBookedName, contracts.EventBookedName, body})
+	}
+
+	var c callCounter
+	listenInBackground(t, l, c.handler(func(string) error { return nil }))
+	dead := e.deadLetters(t, 1)
+	d, ok := dead["fat"]
+	switch {
+	case !ok:
+		t.Fatalf("the dead-letter queue holds %v, not the fat message", dead)
+	case d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonMissingName:
+		t.Errorf("the copy says %s=%v, want %s", msgqueue.HeaderReason, d.Headers[msgqueue.HeaderReason], msgqueue.ReasonMissingName)
+	case d.Headers[rabbitmq.HeaderHeadersDropped] != int64(1) || d.Headers["pad"] != nil:
+		t.Errorf("the copy has %s=%v and a pad of %d bytes, want 1 header dropped", rabbitmq.HeaderHeadersDropped,
+			d.Headers[rabbitmq.HeaderHeadersDropped], len(fmt.Sprint(d.Headers["pad"])))
+	}
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if len(c.calls) != good {
+			return fmt.Errorf("handled %v, want %d bookings", c.calls, good)
+		}
+		return nil
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, n := range c.calls {
+		if n != 1 {
+			t.Errorf("%s handled %d times, want once", id, n)
+		}
+	}
+	if st := l.Stats(); st.DeadLettered != 1 || st.Retried != 0 {
+		t.Errorf("listener %+v, want 1 dead letter and no retries", st)
+	}
+}
