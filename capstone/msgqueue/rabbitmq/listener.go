@@ -24,8 +24,10 @@ type Listener struct {
 
 	life listenrules.Lifecycle // one Listen at a time, none after Close
 
-	mu   sync.Mutex
-	conn *amqp.Connection // nil or broken until the next (re)connect
+	mu        sync.Mutex
+	conn      *amqp.Connection // nil or broken until the next (re)connect
+	consuming bool             // a consumer is registered on the queue
+	stalled   error            // why the last consume session ended, until one starts
 
 	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects, batches atomic.Int64
 }
@@ -67,7 +69,9 @@ func NewListener(ctx context.Context, url, queue string, names []string, opts ..
 }
 
 // connect dials and declares the topology. It runs at construction and on
-// every reconnect, so a queue deleted while the service ran comes back.
+// every reconnect (and ListenBatch declares it again after a consume
+// session ended on a live connection), so a queue deleted while the
+// service ran comes back.
 func (l *Listener) connect(ctx context.Context) (*amqp.Connection, error) {
 	conn, err := dial(ctx, l.url, l.cfg, "myevents listener "+l.queue)
 	if err != nil {
@@ -170,6 +174,13 @@ func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqu
 	failures := 0
 	for {
 		conn, err := l.connection(stop)
+		if err == nil && failures > 0 {
+			// The session before ended on a live connection, maybe
+			// because the queue was deleted (the broker cancels its
+			// consumers) or the channel refused something: declare the
+			// topology again, as a reconnect does.
+			err = l.redeclare(conn)
+		}
 		if err == nil {
 			var started bool
 			started, err = l.consume(ctx, stop, conn, h, hb, filter)
@@ -180,6 +191,7 @@ func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqu
 		if stop.Err() != nil || errors.Is(err, msgqueue.ErrClosed) {
 			return nil
 		}
+		l.setStalled(err)
 		failures++
 		wait := l.cfg.reconnect.Delay(failures)
 		l.log.Warn("consuming interrupted; reconnecting", "err", err, "retry_in", wait)
@@ -187,6 +199,33 @@ func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqu
 			return nil
 		}
 	}
+}
+
+// redeclare declares the topology on a channel of its own on conn.
+func (l *Listener) redeclare(conn *amqp.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("opening a channel to declare the topology: %w", err)
+	}
+	defer ch.Close()
+	if err := l.declare(ch); err != nil {
+		return fmt.Errorf("declaring the topology of queue %q again: %w", l.queue, err)
+	}
+	return nil
+}
+
+// setConsuming notes that a consumer is registered on the queue.
+func (l *Listener) setConsuming() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.consuming, l.stalled = true, nil
+}
+
+// setStalled notes that no consumer is registered, and why.
+func (l *Listener) setStalled(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.consuming, l.stalled = false, err
 }
 
 // connection returns the current connection, or dials a new one (and
@@ -245,6 +284,7 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 	if err != nil {
 		return false, fmt.Errorf("consuming queue %q: %w", l.queue, err)
 	}
+	l.setConsuming()
 	s := &session{l: l, ch: ch, dlq: newDeadLetterer(conn, l), retries: newRetries(), h: h, hb: hb, filter: filter}
 	// Returning closes the channel: the messages waiting out a retry
 	// backoff go back to the queue with the others. The deliveries handled
@@ -307,10 +347,18 @@ func (l *Listener) Connected() bool {
 }
 
 // Health reports a listener without a live connection (it is
-// reconnecting).
+// reconnecting), or whose last consume session ended and no new one has
+// started (it cannot consume its queue: deleted and not declared again
+// yet, or declared by someone else with other arguments), with the
+// reason.
 func (l *Listener) Health(context.Context) error {
-	if !l.Connected() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.conn == nil || l.conn.IsClosed():
 		return errors.New("the listener is not connected to RabbitMQ (reconnecting)")
+	case !l.consuming && l.stalled != nil:
+		return fmt.Errorf("the listener cannot consume queue %q (retrying): %w", l.queue, l.stalled)
 	}
 	return nil
 }

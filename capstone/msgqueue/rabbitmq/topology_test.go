@@ -1,0 +1,112 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"example.com/myevents/capstone/msgqueue/rabbitmq"
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// handledOnce publishes a booking called id and waits until c counted it.
+func (e *env) handledOnce(t *testing.T, c *callCounter, id string) {
+	t.Helper()
+	body, _ := json.Marshal(booking(id))
+	e.publish(t, raw{id, contracts.EventBookedName, contracts.EventBookedName, body})
+	brokertest.Eventually(t, 15*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.calls[id] != 1 {
+			return fmt.Errorf("%s handled %d times, want once", id, c.calls[id])
+		}
+		return nil
+	})
+}
+
+// consumers returns how many consumers the queue has (an error if it is
+// missing).
+func consumers(url, queue string) (int, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	q, err := rabbitmq.InspectQueue(ch, queue)
+	return q.Consumers, err
+}
+
+// TestDeletedQueueComesBack: someone deletes the service's queue while it
+// listens (an operator, a clean-up script). The broker cancels the
+// consumer; the listener declares its topology again and consumes the new
+// queue, so events published from then on are handled. It used to retry
+// consuming the missing queue for ever, while its Health said nothing.
+func TestDeletedQueueComesBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, contracts.Names())
+	var c callCounter
+	listenInBackground(t, l, c.handler(func(string) error { return nil }))
+	e.handledOnce(t, &c, "before")
+
+	ch := brokertest.AdminChannel(t, e.rabbit.URL)
+	if _, err := ch.QueueDelete(e.queue, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 15*time.Second, func() error {
+		n, err := consumers(e.rabbit.URL, e.queue)
+		if err != nil || n != 1 {
+			return fmt.Errorf("queue %s: %d consumer(s), %v; want it back with the listener's", e.queue, n, err)
+		}
+		return nil
+	})
+	e.handledOnce(t, &c, "after")
+	if err := l.Health(context.Background()); err != nil {
+		t.Errorf("Health after the queue came back: %v", err)
+	}
+}
+
+// TestListenerThatCannotConsumeSaysSo: the service's queue is deleted and
+// someone declares a queue of the same name with other arguments (a
+// classic queue). The listener cannot declare its own, so it cannot make
+// progress: Health says so, naming the queue. Once the other queue is
+// gone, the listener declares its own and Health is nil again.
+func TestListenerThatCannotConsumeSaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, contracts.Names())
+	var c callCounter
+	listenInBackground(t, l, c.handler(func(string) error { return nil }))
+	e.handledOnce(t, &c, "before")
+
+	ch := brokertest.AdminChannel(t, e.rabbit.URL)
+	if _, err := ch.QueueDelete(e.queue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(e.queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 15*time.Second, func() error {
+		err := l.Health(context.Background())
+		if err == nil || !strings.Contains(err.Error(), e.queue) {
+			return fmt.Errorf("Health = %v, want an error naming queue %s", err, e.queue)
+		}
+		return nil
+	})
+	t.Logf("Health while the queue cannot be declared: %v", l.Health(context.Background()))
+
+	if _, err := ch.QueueDelete(e.queue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 15*time.Second, func() error { return l.Health(context.Background()) })
+	e.handledOnce(t, &c, "after")
+}
