@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"example.com/myevents/capstone/internal/backoff"
 	"example.com/myevents/capstone/msgqueue"
@@ -28,6 +29,8 @@ type Listener struct {
 	conn      *amqp.Connection // nil or broken until the next (re)connect
 	consuming bool             // a consumer is registered on the queue
 	stalled   error            // why the last consume session ended, until one starts
+
+	topologyErr error // why the last declare while consuming failed (checkTopology)
 
 	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects, batches atomic.Int64
 }
@@ -214,11 +217,27 @@ func (l *Listener) redeclare(conn *amqp.Connection) error {
 	return nil
 }
 
+// checkTopology declares the topology again while the listener consumes,
+// and keeps the error, if any, for Health.
+func (l *Listener) checkTopology(conn *amqp.Connection) {
+	if conn.IsClosed() {
+		return // the session ends, and the next one declares it
+	}
+	err := l.redeclare(conn)
+	if err != nil {
+		l.log.Warn("declaring the topology again failed; retrying", "err", err, "retry_in", l.cfg.topologyCheck)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.topologyErr = err
+}
+
 // setConsuming notes that a consumer is registered on the queue.
 func (l *Listener) setConsuming() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.consuming, l.stalled = true, nil
+	// The topology was declared just before (a dial, or redeclare).
+	l.consuming, l.stalled, l.topologyErr = true, nil, nil
 }
 
 // setStalled notes that no consumer is registered, and why.
@@ -291,6 +310,8 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 	// are acknowledged first (if the channel still works).
 	defer s.end()
 	defer s.flushAcks()
+	check := time.NewTicker(l.cfg.topologyCheck)
+	defer check.Stop()
 	for {
 		// With deliveries handled but not acknowledged: take the next one
 		// if it is there already, else acknowledge them together.
@@ -310,6 +331,10 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 			return true, nil
 		case d := <-s.retries.due:
 			s.requeue(d)
+		case <-check.C:
+			// A deleted exchange took the queue's bindings with it, and
+			// nothing tells a consumer: declare everything again.
+			l.checkTopology(conn)
 		case d, ok := <-deliveries:
 			if !ok || !s.take(ctx, d, deliveries) {
 				return true, errDeliveriesClosed
@@ -347,10 +372,11 @@ func (l *Listener) Connected() bool {
 }
 
 // Health reports a listener without a live connection (it is
-// reconnecting), or whose last consume session ended and no new one has
+// reconnecting), one whose last consume session ended and no new one has
 // started (it cannot consume its queue: deleted and not declared again
-// yet, or declared by someone else with other arguments), with the
-// reason.
+// yet, or declared by someone else with other arguments), and one whose
+// last declare of its topology while consuming failed (its bindings may
+// be gone), with the reason.
 func (l *Listener) Health(context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -359,6 +385,8 @@ func (l *Listener) Health(context.Context) error {
 		return errors.New("the listener is not connected to RabbitMQ (reconnecting)")
 	case !l.consuming && l.stalled != nil:
 		return fmt.Errorf("the listener cannot consume queue %q (retrying): %w", l.queue, l.stalled)
+	case l.topologyErr != nil:
+		return fmt.Errorf("the listener consumes queue %q but cannot declare its bindings (retrying): %w", l.queue, l.topologyErr)
 	}
 	return nil
 }

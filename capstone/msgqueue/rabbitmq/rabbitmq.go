@@ -147,6 +147,7 @@ type config struct {
 	deliveryLimit int
 	retry         backoff.Policy
 	batchWait     time.Duration
+	topologyCheck time.Duration
 }
 
 func newConfig(opts []Option) config {
@@ -162,6 +163,7 @@ func newConfig(opts []Option) config {
 		prefetch:      DefaultPrefetch,
 		deliveryLimit: msgqueue.DefaultDeliveryLimit,
 		retry:         backoff.Policy{First: 200 * time.Millisecond, Longest: 10 * time.Second},
+		topologyCheck: DefaultTopologyCheck,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -203,7 +205,7 @@ func WithCloseTimeout(d time.Duration) Option { return func(c *config) { c.close
 
 // positive returns an option that sets the field to n if n is positive;
 // zero or less keeps the default.
-func positive(n int, field func(*config) *int) Option {
+func positive[N int | time.Duration](n N, field func(*config) *N) Option {
 	return func(c *config) {
 		if n > 0 {
 			*field(c) = n
@@ -246,6 +248,20 @@ func WithDeliveryLimit(n int) Option {
 // microseconds let the broker's next deliveries join the window: fewer,
 // larger transactions for a little latency.
 func WithBatchWait(d time.Duration) Option { return func(c *config) { c.batchWait = d } }
+
+// DefaultTopologyCheck is how often a listener declares its topology
+// again while it consumes.
+const DefaultTopologyCheck = 30 * time.Second
+
+// WithTopologyCheck sets how often a listener declares its exchange,
+// queues and bindings again while it consumes (default
+// DefaultTopologyCheck). Declaring what exists changes nothing; what was
+// deleted meanwhile comes back. A deleted exchange takes the queue's
+// bindings with it and nothing tells the consumer: without this, the
+// queue would get no event again until the service restarted.
+func WithTopologyCheck(d time.Duration) Option {
+	return positive(d, func(c *config) *time.Duration { return &c.topologyCheck })
+}
 
 // WithRetryBackoff sets how long a listener waits after a handler error
 // before the message goes back to the queue: first after the first failure,

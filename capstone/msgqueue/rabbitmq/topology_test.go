@@ -110,3 +110,36 @@ func TestListenerThatCannotConsumeSaysSo(t *testing.T) {
 	brokertest.Eventually(t, 15*time.Second, func() error { return l.Health(context.Background()) })
 	e.handledOnce(t, &c, "after")
 }
+
+// TestDeletedExchangeComesBack: deleting the exchange takes the queue's
+// bindings with it, and nothing tells the consumer: the queue just stops
+// getting events. The listener declares its topology again every so
+// often (here every 100 ms), so the exchange and the bindings come back
+// and events published from then on are handled. They used to stay
+// gone, the service hearing of nothing new, until it was restarted.
+func TestDeletedExchangeComesBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, contracts.Names(), rabbitmq.WithTopologyCheck(100*time.Millisecond))
+	var c callCounter
+	listenInBackground(t, l, c.handler(func(string) error { return nil }))
+	e.handledOnce(t, &c, "before")
+
+	ch := brokertest.AdminChannel(t, e.rabbit.URL)
+	if err := ch.ExchangeDelete(e.exchange, false /* if-unused */, false /* no-wait */); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 15*time.Second, func() error {
+		conn, err := amqp.Dial(e.rabbit.URL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		return ch.ExchangeDeclarePassive(e.exchange, amqp.ExchangeTopic, true, false, false, false, nil)
+	})
+	e.handledOnce(t, &c, "after")
+}
