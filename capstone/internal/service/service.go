@@ -1,5 +1,6 @@
 // Package service is the skeleton EventService and BookingService share:
-// the HTTP mux with /healthz and a JSON 404 for unknown paths, the outbox
+// the HTTP mux with /healthz, a JSON 404 for unknown paths and a JSON 405
+// for a known path with another method, the outbox
 // publisher that hands each committed write's event to the broker, the
 // logger, and Close. A service embeds a [*Skeleton], adds its own routes
 // with [Skeleton.Route] and publishes through [Skeleton.Publish]; what is
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/outbox"
@@ -69,8 +71,31 @@ func New(name string, store Store, em msgqueue.Emitter, opt Options) (*Skeleton,
 		httpjson.Check{Name: "store", Func: store.Ping},
 		httpjson.Check{Name: "broker", Func: opt.BrokerHealth},
 	))
-	s.Route("/", httpjson.NotFound)
+	s.Route("/", s.unrouted)
 	return s, nil
+}
+
+// methods are the methods unrouted looks for routes of, in the order
+// Allow lists them.
+var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// unrouted answers a request no route took: a JSON 405 with Allow when
+// its path has routes for other methods (the catch-all "/" would
+// otherwise keep net/http from answering 405), else a JSON 404.
+func (s *Skeleton) unrouted(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range methods {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := s.mux.Handler(probe); m != r.Method && pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		return httpjson.NotFound(w, r)
+	}
+	list := strings.Join(allow, ", ")
+	w.Header().Set("Allow", list)
+	return httpjson.Errorf(http.StatusMethodNotAllowed, "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, list)
 }
 
 // Route serves pattern (a net/http pattern such as "GET /events/{id}")

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"example.com/myevents/capstone/internal/httpjson"
@@ -73,6 +75,23 @@ func TestRoutes(t *testing.T) {
 	srv := serve(t, sk)
 	srv.WantError("GET", "/teapot", "", http.StatusTeapot, "short and stout")
 	srv.WantError("GET", "/nowhere", "", 404, "no route for GET /nowhere")
+
+	// A path that has routes, with another method: 405, and Allow says
+	// which methods it has (GET answers HEAD too). It was a 404 "no route".
+	sk.Route("POST /teapot/{id}/pour", func(http.ResponseWriter, *http.Request) error { return nil })
+	for _, tc := range []struct{ method, path, allow string }{
+		{"PUT", "/teapot", "GET, HEAD"},
+		{"DELETE", "/healthz", "GET, HEAD"},
+		{"GET", "/teapot/x/pour", "POST"},
+		{"OPTIONS", "/teapot/x/pour", "POST"},
+	} {
+		rec := httptest.NewRecorder()
+		sk.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != tc.allow ||
+			!strings.Contains(rec.Body.String(), tc.method+" is not allowed on "+tc.path) {
+			t.Errorf("%s %s answered %d %s with Allow %q, want 405 and Allow %q", tc.method, tc.path, rec.Code, rec.Body, rec.Header().Get("Allow"), tc.allow)
+		}
+	}
 }
 
 func TestFirstError(t *testing.T) {
