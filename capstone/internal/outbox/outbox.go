@@ -341,7 +341,13 @@ func (p *Publisher) relay() {
 			p.fellBehind()
 			failures++
 			wait = p.opt.backoff(failures)
-			p.opt.Logger.Warn("outbox relay: sending failed", "failures", failures, "retry_in", wait, "err", err)
+			// A message the broker refused is tried again when it is due
+			// (its own backoff); anything else, when the relay looks again.
+			if re, ok := errors.AsType[*retryError](err); ok {
+				p.opt.Logger.Warn("outbox relay: sending failed", "attempts", re.attempts, "retry_in", re.in, "err", err)
+			} else {
+				p.opt.Logger.Warn("outbox relay: sending failed", "failures", failures, "retry_in", wait, "err", err)
+			}
 			continue
 		}
 		p.mu.Lock()
@@ -356,6 +362,17 @@ func (p *Publisher) relay() {
 		wait = p.opt.Poll
 	}
 }
+
+// retryError is a message the broker refused, postponed: its attempts so
+// far and when it is due again.
+type retryError struct {
+	err      error
+	attempts int
+	in       time.Duration
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
 
 // drain sends the due messages of the outbox, oldest first. A retried
 // message that is not due yet stops it, so nothing newer overtakes it
@@ -395,11 +412,11 @@ func (p *Publisher) drain(ctx context.Context) (caughtUp bool, err error) {
 					p.giveUp(ctx, m, err)
 					continue
 				}
-				next := now.Add(p.opt.backoff(m.Attempts + 1))
-				if perr := p.store.Postpone(ctx, m.ID, m.Attempts+1, next); perr != nil {
+				in := p.opt.backoff(m.Attempts + 1)
+				if perr := p.store.Postpone(ctx, m.ID, m.Attempts+1, now.Add(in)); perr != nil {
 					err = errors.Join(err, fmt.Errorf("postponing message %d: %w", m.ID, perr))
 				}
-				return false, fmt.Errorf("emitting outbox message %d (%s): %w", m.ID, m.Event.EventName(), err)
+				return false, &retryError{err: fmt.Errorf("emitting outbox message %d (%s): %w", m.ID, m.Event.EventName(), err), attempts: m.Attempts + 1, in: in}
 			}
 			sent = append(sent, m.ID)
 		}

@@ -211,3 +211,61 @@ func TestRelayLeavesFreshRowsToTheRequest(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// retryLog keeps the retry_in of each "sending failed" warning.
+type retryLog struct {
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (l *retryLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *retryLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *retryLog) WithGroup(string) slog.Handler            { return l }
+func (l *retryLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "outbox relay: sending failed" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "retry_in" {
+			l.mu.Lock()
+			l.waits = append(l.waits, a.Value.Duration())
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+// TestRelayLogsTheRealRetry: the relay's warning says when the message is
+// tried again, which doubles with each attempt (after the request's own
+// failed emit: 10, then 20 ms here). It said 5 ms every time: it logged
+// the relay's own backoff, which starts over whenever a pass finds the
+// message not due yet.
+func TestRelayLogsTheRealRetry(t *testing.T) {
+	store := newFakeStore()
+	em := &servicetest.Emitter{}
+	em.Fail(true)
+	log := &retryLog{}
+	opt := fast()
+	opt.Logger = slog.New(log)
+	p := outbox.NewPublisher(store, em, opt)
+	defer p.Close()
+	msg := store.add(1, booked("b1"), time.Now().Add(outbox.Grace))
+	if err := p.Publish(context.Background(), msg); err != nil { // attempt 1 fails
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		if len(log.waits) < 3 {
+			return fmt.Errorf("%d warnings so far", len(log.waits))
+		}
+		return nil
+	})
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
+	if !slices.Equal(log.waits[:3], want) {
+		t.Errorf("retry_in of the first warnings %v, want %v", log.waits[:3], want)
+	}
+}
