@@ -390,3 +390,24 @@ func TestDeadLetterCopyOfFatHeadersFits(t *testing.T) {
 		t.Errorf("listener %+v, want 1 dead letter and no retries", st)
 	}
 }
+
+// TestEventNameOfAnotherTypeIsNamedInTheReason: an x-event-name header
+// that is there but not a string (bytes, as some clients send text) is
+// dead-lettered saying so; it was reported as no header at all.
+func TestEventNameOfAnotherTypeIsNamedInTheReason(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, contracts.Names())
+	body, _ := json.Marshal(booking("bytes"))
+	err := publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{
+		Headers: amqp.Table{rabbitmq.HeaderEventName: []byte(contracts.EventBookedName)}, MessageId: "bytes", Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listenInBackground(t, l, func(context.Context, contracts.Event) error { return nil })
+	d := e.deadLetters(t, 1)["bytes"]
+	cause, _ := d.Headers[msgqueue.HeaderError].(string)
+	if d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonMissingName || !strings.Contains(cause, "[]uint8, not a string") {
+		t.Errorf("dead-lettered with %v: %q, want %s saying the header is not a string", d.Headers[msgqueue.HeaderReason], cause, msgqueue.ReasonMissingName)
+	}
+}

@@ -73,7 +73,11 @@ func (s *session) check(ctx context.Context, d amqp.Delivery) (decoded, bool) {
 		return decoded{}, false
 	}
 	if name == "" {
-		poison(msgqueue.ReasonMissingName, fmt.Errorf("the message has no %s header", HeaderEventName))
+		err := fmt.Errorf("the message has no %s header", HeaderEventName)
+		if v, ok := d.Headers[HeaderEventName]; ok {
+			err = fmt.Errorf("the message's %s header is empty or a %T, not a string", HeaderEventName, v)
+		}
+		poison(msgqueue.ReasonMissingName, err)
 		return decoded{}, false
 	}
 	if _, err := contracts.New(name); err != nil {
