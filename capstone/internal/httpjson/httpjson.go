@@ -19,6 +19,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -127,7 +129,106 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return Errorf(http.StatusBadRequest, "invalid JSON body: more data after the object")
 	}
+	// The body is valid JSON that fits v; its keys must also be v's
+	// names exactly, once each.
+	keys := json.NewDecoder(bytes.NewReader(body))
+	if err := exactKeys(keys, reflect.TypeOf(v), ""); err != nil {
+		return Errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
+	}
 	return nil
+}
+
+// exactKeys reads the next JSON value from dec, which holds valid JSON,
+// and checks what encoding/json lets pass: a key that names a field of
+// t only in another case ("Seats" for "seats"), and a key twice in one
+// object (the last one would win). where is the value's place in the
+// body, for the error ("halls[2]").
+func exactKeys(dec *json.Decoder, t reflect.Type, where string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	in := ""
+	if where != "" {
+		in = " in " + where
+	}
+	switch tok {
+	case json.Delim('{'):
+		var fields map[string]reflect.Type
+		if t != nil && t.Kind() == reflect.Struct {
+			fields = jsonFields(t)
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := tok.(string)
+			if seen[key] {
+				return fmt.Errorf("the key %q appears twice%s", key, in)
+			}
+			seen[key] = true
+			var next reflect.Type
+			if fields != nil {
+				ft, ok := fields[key]
+				if !ok {
+					return fmt.Errorf("json: unknown field %q%s (names are exact, in snake_case)", key, in)
+				}
+				next = ft
+			} else if t != nil && t.Kind() == reflect.Map {
+				next = t.Elem()
+			}
+			if err := exactKeys(dec, next, join(where, key)); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token() // '}'
+		return err
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := exactKeys(dec, elem, fmt.Sprintf("%s[%d]", where, i)); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token() // ']'
+		return err
+	}
+	return nil
+}
+
+// jsonFields maps the JSON names of struct type t's exported fields to
+// their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
+	return fields
+}
+
+func join(where, key string) string {
+	if where == "" {
+		return key
+	}
+	return where + "." + key
 }
 
 // readError turns a failure to read the body into the *Error the client

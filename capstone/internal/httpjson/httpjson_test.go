@@ -19,6 +19,11 @@ import (
 type sample struct {
 	Name  string `json:"name"`
 	Seats int    `json:"seats"`
+	Rows  []row  `json:"rows,omitempty"`
+}
+
+type row struct {
+	N int `json:"n"`
 }
 
 // decodeHandler decodes a sample and echoes it.
@@ -55,6 +60,12 @@ func TestDecode(t *testing.T) {
 		{"not an object", `[1,2]`, 400, "invalid JSON body"},
 		{"wrong type", `{"seats":"two"}`, 400, "invalid JSON body"},
 		{"unknown field", `{"name":"a","price":3}`, 400, `unknown field "price"`},
+		// encoding/json matches names whatever their case and takes the
+		// last of two equal keys; the API's names are exact.
+		{"name in another case", `{"Name":"a","seats":2}`, 400, `unknown field "Name"`},
+		{"nested name in another case", `{"name":"a","rows":[{"n":1},{"N":2}]}`, 400, `unknown field "N" in rows[1]`},
+		{"duplicate key", `{"name":"a","seats":1,"seats":1000}`, 400, `the key "seats" appears twice`},
+		{"nested duplicate key", `{"rows":[{"n":1,"n":2}]}`, 400, `the key "n" appears twice in rows[0]`},
 		{"trailing object", `{"name":"a"} {"name":"b"}`, 400, "more data after the object"},
 		{"trailing garbage", `{"name":"a"} ]`, 400, "invalid JSON body"},
 		{"too large", `{"name":"` + strings.Repeat("x", MaxBody) + `"}`, 413, "larger than 65536 bytes"},
