@@ -24,7 +24,9 @@ awk '
   /^--- (FAIL|PASS|SKIP): / { top = $3; delete open[top] }
   cur in open && /^ +[A-Za-z0-9_.-]+\.go:[0-9]+: / {
     more = 0
-    if (/brokertest: / || shown[cur] >= 8) next
+    # Which broker a test got, and the info lines of the services, are not
+    # reasons.
+    if (/brokertest: / || / level=(DEBUG|INFO) / || shown[cur] >= 8) next
     if (shown[cur]++ == 0) print "reason of " cur ":"
     show($0); more = 2; next
   }

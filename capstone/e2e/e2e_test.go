@@ -148,7 +148,8 @@ func TestBadInput(t *testing.T) {
 		events.WantError("GET", "/locations/nowhere", "", http.StatusNotFound, "not found")
 		events.WantError("GET", "/events/nowhere", "", http.StatusNotFound, "not found")
 		events.WantError("GET", "/events/name/Nothing", "", http.StatusNotFound, "no event named")
-		events.WantError("DELETE", "/events/"+evID, "", http.StatusNotFound, "no route")
+		events.WantError("DELETE", "/events/"+evID, "", http.StatusMethodNotAllowed, "DELETE is not allowed")
+		events.WantError("GET", "/bookings", "", http.StatusNotFound, "no route")
 		// BookingService.
 		bookings.WantError("POST", "/events/nowhere/bookings", `{"seats":1,"user_id":"bob"}`, http.StatusNotFound, "not found")
 		bookings.WantError("POST", "/events/"+evID+"/bookings", `{"seats":0,"user_id":"bob"}`, http.StatusBadRequest, "at least 1")
