@@ -119,9 +119,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	// Connect. The client fetches the cluster's metadata from the first
 	// bootstrap broker that answers.
-	client, err := sarama.NewClient(brokers, cfg)
+	client, err := labkit.ConnectKafka(ctx, brokers, cfg)
 	if err != nil {
-		return labkit.KafkaDown(brokers, err)
+		return err
 	}
 	// The admin shares the client, and closing the admin closes the client.
 	admin, err := sarama.NewClusterAdminFromClient(client)

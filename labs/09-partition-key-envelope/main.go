@@ -98,9 +98,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	// Connect. One client serves the admin, the producer and the consumer.
-	client, err := sarama.NewClient(brokers, newConfig())
+	client, err := labkit.ConnectKafka(ctx, brokers, newConfig())
 	if err != nil {
-		return labkit.KafkaDown(brokers, err)
+		return err
 	}
 	defer client.Close()
 	fmt.Fprintf(out, "brokers: %s\n", strings.Join(brokers, ","))

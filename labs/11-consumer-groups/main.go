@@ -110,9 +110,9 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 
 	// Connect. One client serves the admin calls and the producer; every
 	// group member below opens its own, as separate processes would.
-	client, err := sarama.NewClient(brokers, newConfig("myevents-11-consumer-groups"))
+	client, err := labkit.ConnectKafka(ctx, brokers, newConfig("myevents-11-consumer-groups"))
 	if err != nil {
-		return nil, labkit.KafkaDown(brokers, err)
+		return nil, err
 	}
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {

@@ -210,9 +210,9 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	}
 
 	// Connect.
-	client, err := sarama.NewClient(brokers, newConfig())
+	client, err := labkit.ConnectKafka(ctx, brokers, newConfig())
 	if err != nil {
-		return nil, labkit.KafkaDown(brokers, err)
+		return nil, err
 	}
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {

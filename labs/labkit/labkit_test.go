@@ -1,9 +1,13 @@
 package labkit
 
 import (
+	"context"
 	"errors"
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -47,5 +51,74 @@ func TestSplitBrokersAndRedact(t *testing.T) {
 	}
 	if got := Redact("amqp://guest:s3cret@host:5672/"); got != "amqp://guest:xxxxx@host:5672/" {
 		t.Errorf("Redact = %q", got)
+	}
+}
+
+// silent accepts connections and never answers, as a paused broker (or a
+// program that is not Kafka) does; it returns the address.
+func silent(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestConnectKafkaStopsOnCtrlC: a broker that accepts the connection and
+// never answers held sarama.NewClient for three minutes, deaf to Ctrl-C.
+// ConnectKafka returns at once when ctx ends.
+func TestConnectKafkaStopsOnCtrlC(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		c, err := ConnectKafka(ctx, []string{silent(t)}, sarama.NewConfig())
+		if c != nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	cancel() // Ctrl-C
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("ConnectKafka after Ctrl-C = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ConnectKafka ignored Ctrl-C for 5 s")
+	}
+}
+
+// TestConnectKafkaGivesUpOnSilence: without Ctrl-C it gives up after
+// answerWait with one sentence that says what is there.
+func TestConnectKafkaGivesUpOnSilence(t *testing.T) {
+	addr := silent(t)
+	c, err := connectKafka(context.Background(), []string{addr}, sarama.NewConfig(), 200*time.Millisecond)
+	if c != nil {
+		c.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "no Kafka answered within 200ms") {
+		t.Errorf("ConnectKafka to a silent listener = %v, want one sentence naming %s and the wait", err, addr)
 	}
 }
