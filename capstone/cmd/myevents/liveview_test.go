@@ -44,7 +44,7 @@ func TestLiveView(t *testing.T) {
 		testLiveView(t, browser, "amqp", &names)
 		// At exit the demo deleted its queues and exchange.
 		for _, q := range names.queues() {
-			if err := names.with(func(c *amqp.Connection) error { return passiveDeclare(c, q) }); err == nil {
+			if err := names.with(context.Background(), func(c *amqp.Connection) error { return passiveDeclare(c, q) }); err == nil {
 				t.Errorf("queue %s still exists after the demo stopped", q)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -168,5 +169,47 @@ func TestBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("run %v: error = %v, want %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+// TestAMQPConnectionErrorsSayWhy: on RabbitMQ, a wrong password is named
+// as such (it was "is it running?"), and Ctrl-C while the broker does not
+// answer stops the demo at once (its first dial had no timeout, 30 s).
+func TestAMQPConnectionErrorsSayWhy(t *testing.T) {
+	r := brokertest.AMQP(t)
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), "not-the-password")
+	t.Setenv("AMQP_URL", u.String())
+	var out, stderr labtest.Buffer
+	err = run(context.Background(), append([]string{"-broker", "amqp"}, freePorts...), &out, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "refused the user name or password") || strings.Contains(err.Error(), "is it running") {
+		t.Errorf("a wrong password: run = %v, want the refused password named", err)
+	}
+
+	// A listener that accepts and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	t.Setenv("AMQP_URL", "amqp://guest:guest@"+ln.Addr().String()+"/")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"-broker", "amqp"}, freePorts...), &out, &stderr) }()
+	cancel() // Ctrl-C
+	if err := brokertest.Receive(t, done, 5*time.Second, "run did not stop on Ctrl-C while RabbitMQ did not answer"); err == nil {
+		t.Error("run returned nil after Ctrl-C before it could connect")
 	}
 }

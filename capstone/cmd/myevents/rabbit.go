@@ -37,8 +37,8 @@ func (n rabbitNames) queues() []string {
 // whatever an earlier run left in the queues (one that did not stop
 // cleanly) belongs to a store that is gone: the queues are deleted. A
 // queue with a consumer belongs to a run still going: that is an error.
-func (n rabbitNames) prepare(log *slog.Logger) error {
-	return n.with(func(conn *amqp.Connection) error {
+func (n rabbitNames) prepare(ctx context.Context, log *slog.Logger) error {
+	return n.with(ctx, func(conn *amqp.Connection) error {
 		for _, q := range n.queues() {
 			ch, err := conn.Channel()
 			if err != nil {
@@ -69,7 +69,7 @@ func (n rabbitNames) prepare(log *slog.Logger) error {
 
 // cleanup deletes the queues and exchanges of the run.
 func (n rabbitNames) cleanup() error {
-	return n.with(func(conn *amqp.Connection) error {
+	return n.with(context.Background(), func(conn *amqp.Connection) error {
 		ch, err := conn.Channel()
 		if err != nil {
 			return err
@@ -79,13 +79,12 @@ func (n rabbitNames) cleanup() error {
 	})
 }
 
-// with runs f on a connection of its own.
-func (n rabbitNames) with(f func(*amqp.Connection) error) error {
-	cfg := amqp.Config{Properties: amqp.NewConnectionProperties()}
-	cfg.Properties.SetClientConnectionName("myevents setup")
-	conn, err := amqp.DialConfig(n.url, cfg)
+// with runs f on a connection of its own, dialled until ctx ends (Ctrl-C)
+// or for at most the listener's dial timeout.
+func (n rabbitNames) with(ctx context.Context, f func(*amqp.Connection) error) error {
+	conn, err := rabbitmq.Dial(ctx, n.url, rabbitmq.WithConnectionName("myevents setup"))
 	if err != nil {
-		return fmt.Errorf("connecting to RabbitMQ at %s (is it running? set AMQP_URL): %w", endpoint.Redact(n.url), err)
+		return err
 	}
 	defer conn.Close()
 	return f(conn)
@@ -98,7 +97,7 @@ func (n rabbitNames) with(f func(*amqp.Connection) error) error {
 // There is no story: the live view's controls play the lessons. It serves
 // until ctx ends.
 func runAMQP(ctx context.Context, out io.Writer, log *slog.Logger, ui *liveView, eventsAddr, bookingsAddr string, names rabbitNames) (err error) {
-	if err := names.prepare(log); err != nil {
+	if err := names.prepare(ctx, log); err != nil {
 		return err
 	}
 	cleaned := false

@@ -274,6 +274,16 @@ func WithRetryBackoff(first, longest time.Duration) Option {
 	return func(c *config) { c.retry = backoff.Policy{First: first, Longest: longest} }
 }
 
+// Dial connects to the broker at rawURL as an Emitter or a Listener does
+// (WithConnectionName names the connection): the dial and the AMQP
+// handshake are bounded and end early when ctx ends, and a failure is
+// one sentence that says what went wrong (a malformed URL, a refused
+// password, nothing answering). For a program's own administration:
+// declaring, inspecting, deleting.
+func Dial(ctx context.Context, rawURL string, opts ...Option) (*amqp.Connection, error) {
+	return dial(ctx, rawURL, newConfig(opts), "myevents")
+}
+
 // dial connects to the broker with the configured connection name. The dial
 // and the AMQP handshake end early when ctx ends.
 func dial(ctx context.Context, rawURL string, cfg config, defaultName string) (*amqp.Connection, error) {
