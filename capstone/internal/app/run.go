@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"example.com/myevents/capstone/bookingservice"
@@ -252,8 +253,11 @@ func bind(addr, flag string) (net.Listener, error) {
 		flag = "-listen or LISTEN_ADDR"
 	}
 	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
 		return nil, fmt.Errorf("listening for HTTP on %s (is another program using the port? choose another with %s): %w", addr, flag, err)
+	case err != nil:
+		return nil, fmt.Errorf("listening for HTTP on %s (write it as host:port, such as 127.0.0.1:8181, or :0 for any free port, with %s): %w", addr, flag, err)
 	}
 	return ln, nil
 }

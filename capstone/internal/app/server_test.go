@@ -2,7 +2,9 @@ package app
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,5 +26,30 @@ func TestServerTimeouts(t *testing.T) {
 	srv = newServer(http.NotFoundHandler(), HTTPTimeouts{Read: time.Second}, log)
 	if srv.ReadTimeout != time.Second || srv.WriteTimeout != DefaultHTTPTimeouts.Write {
 		t.Errorf("with Read overridden: read %v, write %v", srv.ReadTimeout, srv.WriteTimeout)
+	}
+}
+
+// TestBindSaysWhatIsWrong: a taken port asks whether another program uses
+// it; an address that is not host:port says how to write one (it asked
+// about another program too).
+func TestBindSaysWhatIsWrong(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tc := range []struct{ addr, want, not string }{
+		{taken.Addr().String(), "is another program using the port? choose another with -events-listen", "write it as"},
+		{"nonsense", "write it as host:port", "another program"},
+	} {
+		ln, err := bind(tc.addr, "-events-listen")
+		if err == nil {
+			ln.Close()
+			t.Errorf("bind(%q) succeeded", tc.addr)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), tc.not) {
+			t.Errorf("bind(%q) = %v, want %q and not %q", tc.addr, err, tc.want, tc.not)
+		}
 	}
 }
