@@ -784,6 +784,10 @@ func commandCtl(command string) (ctlFunc, error) {
 	}
 	return func(ctx context.Context, args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
+		// On Ctrl-C the command is killed, but rabbitmqctl is a script
+		// whose Erlang process keeps the output open: stop waiting for
+		// it soon after.
+		cmd.WaitDelay = 100 * time.Millisecond
 		text, err := cmd.CombinedOutput()
 		if err != nil {
 			// rabbitmqctl explains itself over many lines; the first

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -412,4 +414,33 @@ func deleteAfter(t *testing.T, amqpURL, exchange, queue string) {
 		_, _ = ch.QueueDelete(queue, false, false, false)
 		_ = ch.ExchangeDelete(exchange, false, false)
 	})
+}
+
+// TestCtlStopsSoonOnCtrlC: Ctrl-C during a rabbitmqctl call ends it at
+// once. rabbitmqctl is a script whose Erlang process keeps the output
+// open after the script is killed; the lab used to wait for it (2 s, or
+// as long as the child lives: 30 s here).
+func TestCtlStopsSoonOnCtrlC(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "ctl")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch \"$0.started\"\nsleep 30 &\nsleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := commandCtl(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := ctl(ctx, "list_connections")
+		done <- err
+	}()
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		_, err := os.Stat(script + ".started")
+		return err
+	})
+	cancel() // Ctrl-C while it runs
+	if err := brokertest.Receive(t, done, time.Second, "the rabbitmqctl call did not end within 1 s of Ctrl-C"); err == nil {
+		t.Error("the interrupted call returned no error")
+	}
 }
