@@ -149,12 +149,7 @@ func TestHoldLearnsThatTheBrokerClosedTheConnection(t *testing.T) {
 	out := &labtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-url", rabbit.URL, "-conn-name", name, "-hold"}, out) }()
-	brokertest.Eventually(t, 10*time.Second, func() error {
-		if !strings.Contains(out.String(), "holding the connection open") {
-			return fmt.Errorf("the lab has not started holding yet; output so far:\n%s", out.String())
-		}
-		return nil
-	})
+	awaitHolding(t, out, done)
 
 	// Close only our own connection, found by its unique name: the broker is
 	// shared with other tests.
@@ -189,12 +184,7 @@ func TestHoldClosesCleanlyOnCtrlC(t *testing.T) {
 	out := &labtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-url", rabbit.URL, "-hold"}, out) }()
-	brokertest.Eventually(t, 10*time.Second, func() error {
-		if !strings.Contains(out.String(), "holding the connection open") {
-			return fmt.Errorf("the lab has not started holding yet; output so far:\n%s", out.String())
-		}
-		return nil
-	})
+	awaitHolding(t, out, done)
 	cancel()
 	select {
 	case err := <-done:
@@ -207,6 +197,24 @@ func TestHoldClosesCleanlyOnCtrlC(t *testing.T) {
 	if !strings.HasSuffix(out.String(), "NotifyClose: closed without an error, so the close was ours\n") {
 		t.Errorf("the output does not end with the clean close\noutput:\n%s", out.String())
 	}
+}
+
+// awaitHolding waits until the lab says it holds its connection; if run
+// returns first (the untouched exercise's ErrTODO, say), it fails at once
+// with what run returned, instead of waiting out the deadline.
+func awaitHolding(t *testing.T, out *labtest.Buffer, done <-chan error) {
+	t.Helper()
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned before holding the connection: %v\noutput:\n%s", err, out.String())
+		default:
+		}
+		if !strings.Contains(out.String(), "holding the connection open") {
+			return fmt.Errorf("the lab has not started holding yet; output so far:\n%s", out.String())
+		}
+		return nil
+	})
 }
 
 // connectionPID finds the broker's process id of the connection with the
