@@ -331,7 +331,9 @@ func TestEmitRefusesOversizedEvents(t *testing.T) {
 // TestDeadLetterCopyOfFatHeadersFits: a message to be dead-lettered whose
 // headers nearly fill a frame (frame_max: properties and headers travel
 // in one) gets a copy without them, x-dlq-headers-dropped saying how
-// many, and the valid bookings behind it are handled once each. The copy
+// many; one whose unknown event name fills half a frame gets a copy that
+// repeats at most 255 bytes of it; and the valid bookings behind them are
+// handled once each. The copy
 // used to keep them and overflow the frame; the broker closed the
 // listener's whole connection over it, so the prefetched bookings came
 // back with the poison again and again, until the queue's delivery limit
@@ -352,6 +354,14 @@ func TestDeadLetterCopyOfFatHeadersFits(t *testing.T) {
 	if err != nil {
 		t.Fatalf("publishing a message with %d bytes of headers (frame_max %d): %v", frame-150, frame, err)
 	}
+	// An unknown event name of more than half a frame: a copy that kept
+	// it and said it again in x-dlq-event-name overflowed the frame too.
+	long := strings.Repeat("z", frame/2+1000)
+	err = publishRaw(e.rabbit.URL, "", e.queue, amqp.Publishing{
+		Headers: amqp.Table{rabbitmq.HeaderEventName: long}, MessageId: "long-name", Body: []byte(`{}`)})
+	if err != nil {
+		t.Fatalf("publishing a message with a %d-byte event name: %v", len(long), err)
+	}
 	const good = 5
 	for i := range good {
 		body, _ := json.Marshal(booking(fmt.Sprintf("good-%d", i)))
@@ -360,7 +370,11 @@ func TestDeadLetterCopyOfFatHeadersFits(t *testing.T) {
 
 	var c callCounter
 	listenInBackground(t, l, c.handler(func(string) error { return nil }))
-	dead := e.deadLetters(t, 1)
+	dead := e.deadLetters(t, 2)
+	if d := dead["long-name"]; d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonUnknownEvent || len(fmt.Sprint(d.Headers[msgqueue.HeaderEventName])) > 255 {
+		t.Errorf("the long name's copy says %s=%v with a %d-byte %s, want %s and at most 255 bytes", msgqueue.HeaderReason, d.Headers[msgqueue.HeaderReason],
+			len(fmt.Sprint(d.Headers[msgqueue.HeaderEventName])), msgqueue.HeaderEventName, msgqueue.ReasonUnknownEvent)
+	}
 	d, ok := dead["fat"]
 	switch {
 	case !ok:
@@ -386,8 +400,8 @@ func TestDeadLetterCopyOfFatHeadersFits(t *testing.T) {
 			t.Errorf("%s handled %d times, want once", id, n)
 		}
 	}
-	if st := l.Stats(); st.DeadLettered != 1 || st.Retried != 0 {
-		t.Errorf("listener %+v, want 1 dead letter and no retries", st)
+	if st := l.Stats(); st.DeadLettered != 2 || st.Retried != 0 || st.Reconnects != 0 {
+		t.Errorf("listener %+v, want 2 dead letters, no retries and no reconnects", st)
 	}
 }
 

@@ -55,12 +55,22 @@ type decoded struct {
 	log *slog.Logger
 }
 
+// maxNameHeader bounds the x-event-name a listener logs and repeats in a
+// dead-letter copy (x-dlq-event-name). No event's name comes near it; a
+// longer one would lengthen every log line about the message, and a copy
+// that kept the name and repeated it could overflow the frame (frame_max)
+// that holds its headers, which closes the whole connection.
+const maxNameHeader = 255
+
 // check settles a delivery that no handler may see (dead-lettered) or that
 // the name filter skips (noted for acknowledgement), and reports false for
 // it; else it returns the decoded event for the handler.
 func (s *session) check(ctx context.Context, d amqp.Delivery) (decoded, bool) {
 	l := s.l
 	name, _ := d.Headers[HeaderEventName].(string)
+	if len(name) > maxNameHeader {
+		name = name[:maxNameHeader] // no event is called that: unknown all the same
+	}
 	log := l.log.With("event", name, "message_id", d.MessageId, "delivery_tag", d.DeliveryTag)
 	if s.ch.IsClosed() {
 		// Handed over just as the channel died: it will come again.
