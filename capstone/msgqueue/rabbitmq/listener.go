@@ -30,7 +30,8 @@ type Listener struct {
 	consuming bool             // a consumer is registered on the queue
 	stalled   error            // why the last consume session ended, until one starts
 
-	topologyErr error // why the last declare while consuming failed (checkTopology)
+	topologyErr error       // why the last declare while consuming failed (checkTopology)
+	checking    atomic.Bool // a checkTopology runs
 
 	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects, batches atomic.Int64
 }
@@ -220,6 +221,7 @@ func (l *Listener) redeclare(conn *amqp.Connection) error {
 // checkTopology declares the topology again while the listener consumes,
 // and keeps the error, if any, for Health.
 func (l *Listener) checkTopology(conn *amqp.Connection) {
+	defer l.checking.Store(false)
 	if conn.IsClosed() {
 		return // the session ends, and the next one declares it
 	}
@@ -333,8 +335,12 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 			s.requeue(d)
 		case <-check.C:
 			// A deleted exchange took the queue's bindings with it, and
-			// nothing tells a consumer: declare everything again.
-			l.checkTopology(conn)
+			// nothing tells a consumer: declare everything again, on the
+			// side (channel calls have no deadline: a silent broker must
+			// not hold up the deliveries or the stop).
+			if l.checking.CompareAndSwap(false, true) {
+				go l.checkTopology(conn)
+			}
 		case d, ok := <-deliveries:
 			if !ok || !s.take(ctx, d, deliveries) {
 				return true, errDeliveriesClosed

@@ -88,13 +88,17 @@ func TestListenerThatCannotConsumeSaysSo(t *testing.T) {
 	listenInBackground(t, l, c.handler(func(string) error { return nil }))
 	e.handledOnce(t, &c, "before")
 
+	// The listener declares its queue again as soon as it is gone: delete
+	// it and declare the classic one until the classic one wins.
+	brokertest.Eventually(t, 15*time.Second, func() error {
+		ch := brokertest.AdminChannel(t, e.rabbit.URL)
+		if _, err := ch.QueueDelete(e.queue, false, false, false); err != nil {
+			return err
+		}
+		_, err := ch.QueueDeclare(e.queue, true, false, false, false, nil)
+		return err
+	})
 	ch := brokertest.AdminChannel(t, e.rabbit.URL)
-	if _, err := ch.QueueDelete(e.queue, false, false, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclare(e.queue, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
 	brokertest.Eventually(t, 15*time.Second, func() error {
 		err := l.Health(context.Background())
 		if err == nil || !strings.Contains(err.Error(), e.queue) {
@@ -129,17 +133,28 @@ func TestDeletedExchangeComesBack(t *testing.T) {
 	if err := ch.ExchangeDelete(e.exchange, false /* if-unused */, false /* no-wait */); err != nil {
 		t.Fatal(err)
 	}
+	// The exchange comes back before its bindings, and a message published
+	// in between goes nowhere: publish one probe after another until one
+	// is handled.
+	probes := 0
 	brokertest.Eventually(t, 15*time.Second, func() error {
-		conn, err := amqp.Dial(e.rabbit.URL)
-		if err != nil {
-			return err
+		c.mu.Lock()
+		handled := 0
+		for id := range c.calls {
+			if strings.HasPrefix(id, "after-") {
+				handled++
+			}
 		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return err
+		c.mu.Unlock()
+		if handled > 0 {
+			return nil
 		}
-		return ch.ExchangeDeclarePassive(e.exchange, amqp.ExchangeTopic, true, false, false, false, nil)
+		probes++
+		body, _ := json.Marshal(booking(fmt.Sprintf("after-%d", probes)))
+		if err := publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{
+			Headers: amqp.Table{rabbitmq.HeaderEventName: contracts.EventBookedName}, MessageId: fmt.Sprintf("after-%d", probes), Body: body}); err != nil {
+			return fmt.Errorf("publishing probe %d: %w", probes, err)
+		}
+		return fmt.Errorf("none of %d probes handled yet", probes)
 	})
-	e.handledOnce(t, &c, "after")
 }
