@@ -12,6 +12,7 @@ package httpjson
 import (
 	"bytes"
 	"context"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,8 +109,10 @@ func Write(w http.ResponseWriter, status int, v any) {
 // answers the ways a body can be wrong with an *Error: larger than [MaxBody]
 // (413), not sent in time (408, see the server's read timeout), not valid
 // UTF-8 (a JSON decoder would silently replace the bad bytes), malformed,
-// of the wrong type, with a field v does not have, or followed by more data
-// (400).
+// of the wrong type, with a field v does not have (names are exact:
+// encoding/json alone would take "Seats" for "seats"), with a key twice
+// in one object (encoding/json alone would keep the last), or followed by
+// more data (400).
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
@@ -155,11 +158,15 @@ func exactKeys(dec *json.Decoder, t reflect.Type, where string) error {
 	if where != "" {
 		in = " in " + where
 	}
+	if t != nil && decodesItself(t) {
+		t = nil // its own names: only the repeated keys are checked
+	}
 	switch tok {
 	case json.Delim('{'):
 		var fields map[string]reflect.Type
 		if t != nil && t.Kind() == reflect.Struct {
-			fields = jsonFields(t)
+			fields = map[string]reflect.Type{}
+			jsonFields(t, fields)
 		}
 		seen := map[string]bool{}
 		for dec.More() {
@@ -204,24 +211,51 @@ func exactKeys(dec *json.Decoder, t reflect.Type, where string) error {
 	return nil
 }
 
-// jsonFields maps the JSON names of struct type t's exported fields to
-// their types.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	fields := map[string]reflect.Type{}
-	for f := range t.Fields() {
-		if !f.IsExported() {
-			continue
+// decodesItself reports whether t (or a pointer to it) reads its own
+// JSON, whose names are its own business.
+func decodesItself(t reflect.Type) bool {
+	for _, u := range []reflect.Type{reflect.TypeFor[json.Unmarshaler](), reflect.TypeFor[encoding.TextUnmarshaler]()} {
+		if t.Implements(u) || reflect.PointerTo(t).Implements(u) {
+			return true
 		}
+	}
+	return false
+}
+
+// jsonFields adds the JSON names of struct type t's fields to fields,
+// with their types, as encoding/json sees them: exported fields by their
+// tag or name, and the fields of an embedded struct without a tag as if
+// they were t's own (t's own win).
+func jsonFields(t reflect.Type, fields map[string]reflect.Type) {
+	var embedded []reflect.Type
+	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		switch name {
-		case "-":
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		switch {
+		case name == "-":
 			continue
-		case "":
+		case f.Anonymous && name == "" && ft.Kind() == reflect.Struct:
+			embedded = append(embedded, ft)
+			continue
+		case !f.IsExported():
+			continue
+		case name == "":
 			name = f.Name
 		}
 		fields[name] = f.Type
 	}
-	return fields
+	for _, e := range embedded {
+		promoted := map[string]reflect.Type{}
+		jsonFields(e, promoted)
+		for name, ft := range promoted {
+			if _, own := fields[name]; !own {
+				fields[name] = ft
+			}
+		}
+	}
 }
 
 func join(where, key string) string {

@@ -237,3 +237,53 @@ func TestClientGoneIsNotAnError(t *testing.T) {
 		t.Errorf("the service's own timeout answered %d and logged %q, want 500 and an error", rec.Code, logged.String())
 	}
 }
+
+type base struct {
+	Name string `json:"name"`
+}
+
+// withBase has base's fields as its own, as encoding/json sees them.
+type withBase struct {
+	base
+	Seats int `json:"seats"`
+}
+
+// amount reads its own JSON, {"value": n}.
+type amount struct{ n int }
+
+func (a *amount) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Value int `json:"value"`
+	}
+	err := json.Unmarshal(b, &v)
+	a.n = v.Value
+	return err
+}
+
+type withAmount struct {
+	Price amount `json:"price"`
+}
+
+// TestDecodeKeysOfEmbeddedAndSelfDecodingFields: the exact-name check
+// knows the fields an embedded struct lends, and leaves the names of a
+// type that reads its own JSON to it (repeated keys are refused still).
+func TestDecodeKeysOfEmbeddedAndSelfDecodingFields(t *testing.T) {
+	decode := func(v any, body string) error {
+		req := httptest.NewRequest("POST", "/", strings.NewReader(body))
+		return Decode(httptest.NewRecorder(), req, v)
+	}
+	for _, tc := range []struct {
+		v          any
+		body, want string // want: "" for no error
+	}{
+		{&withBase{}, `{"name":"a","seats":2}`, ""},
+		{&withBase{}, `{"Name":"a","seats":2}`, `unknown field "Name"`},
+		{&withAmount{}, `{"price":{"value":3}}`, ""},
+		{&withAmount{}, `{"price":{"value":3,"value":4}}`, `the key "value" appears twice in price`},
+	} {
+		err := decode(tc.v, tc.body)
+		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want))) {
+			t.Errorf("Decode(%T, %s) = %v, want %q", tc.v, tc.body, err, tc.want)
+		}
+	}
+}

@@ -79,7 +79,8 @@
 // every instance ends in the dead-letter queue after the delivery limit.
 //
 // Emitter and Listener also offer Health (an error while the connection is
-// down, for health checks), Connected and Stats
+// down, or while the listener cannot consume its queue or declare its
+// bindings, for health checks), Connected and Stats
 // (counters of confirms, resends, acks, refused acks, retries, dead letters
 // and reconnects).
 //
