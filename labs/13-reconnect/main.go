@@ -789,6 +789,11 @@ func commandCtl(command string) (ctlFunc, error) {
 		// it soon after.
 		cmd.WaitDelay = 100 * time.Millisecond
 		text, err := cmd.CombinedOutput()
+		if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
+			// It succeeded; only a process it left held the output open
+			// a little longer.
+			err = nil
+		}
 		if err != nil {
 			// rabbitmqctl explains itself over many lines; the first
 			// says what went wrong.

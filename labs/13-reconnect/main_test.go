@@ -444,3 +444,21 @@ func TestCtlStopsSoonOnCtrlC(t *testing.T) {
 		t.Error("the interrupted call returned no error")
 	}
 }
+
+// TestCtlSucceedsWhenAChildHoldsTheOutput: a rabbitmqctl that succeeds
+// but leaves a process holding its output (the 100 ms WaitDelay above
+// cuts the wait) is a success, with what it printed.
+func TestCtlSucceedsWhenAChildHoldsTheOutput(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "ctl")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho listed\nsleep 30 &\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := commandCtl(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ctl(context.Background(), "list_connections")
+	if err != nil || out != "listed\n" {
+		t.Errorf("ctl = %q, %v; want \"listed\\n\" and no error", out, err)
+	}
+}
