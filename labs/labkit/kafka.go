@@ -81,7 +81,7 @@ func connectKafka(ctx context.Context, brokers []string, cfg *sarama.Config, wai
 		return nil, ctx.Err()
 	case <-timer.C:
 		abandon()
-		return nil, fmt.Errorf("connecting to Kafka at %s: something accepts connections there, but no Kafka answered within %s; is it a Kafka, and is it running? (`go run ./labs/00-setup` checks)", strings.Join(brokers, ","), wait)
+		return nil, fmt.Errorf("connecting to Kafka at %s: no Kafka answered within %s (the address does not answer, or what answers there is not Kafka, or it is paused); check the address in -brokers or KAFKA_BROKERS (`go run ./labs/00-setup` checks it)", strings.Join(brokers, ","), wait)
 	}
 }
 
