@@ -303,6 +303,39 @@ func ClosedPort(t testing.TB) string {
 	return addr
 }
 
+// SilentPort returns the address of a port that accepts connections and
+// never says a word, as a paused broker (or a program that is not the
+// broker) does, until the test ends.
+func SilentPort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("brokertest: opening a silent port: %v", err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c) // accept, then say nothing
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
 // DiffIDs compares the message IDs a test got with the ones it wanted, as
 // multisets: missing were wanted more often than got, extra were got but
 // not wanted, or got more often than wanted (a duplicate delivery). Both

@@ -3,13 +3,13 @@ package labkit
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"example.com/myevents/labs/brokertest"
 )
 
 func TestDialAMQPExplainsEachMistakeInOneSentence(t *testing.T) {
@@ -54,38 +54,6 @@ func TestSplitBrokersAndRedact(t *testing.T) {
 	}
 }
 
-// silent accepts connections and never answers, as a paused broker (or a
-// program that is not Kafka) does; it returns the address.
-func silent(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 // TestConnectKafkaStopsOnCtrlC: a broker that accepts the connection and
 // never answers held sarama.NewClient for three minutes, deaf to Ctrl-C.
 // ConnectKafka returns at once when ctx ends.
@@ -93,7 +61,7 @@ func TestConnectKafkaStopsOnCtrlC(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		c, err := ConnectKafka(ctx, []string{silent(t)}, sarama.NewConfig())
+		c, err := ConnectKafka(ctx, []string{brokertest.SilentPort(t)}, sarama.NewConfig())
 		if c != nil {
 			c.Close()
 		}
@@ -113,7 +81,7 @@ func TestConnectKafkaStopsOnCtrlC(t *testing.T) {
 // TestConnectKafkaGivesUpOnSilence: without Ctrl-C it gives up after
 // answerWait with one sentence that says what is there.
 func TestConnectKafkaGivesUpOnSilence(t *testing.T) {
-	addr := silent(t)
+	addr := brokertest.SilentPort(t)
 	c, err := connectKafka(context.Background(), []string{addr}, sarama.NewConfig(), 200*time.Millisecond)
 	if c != nil {
 		c.Close()

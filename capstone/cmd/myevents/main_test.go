@@ -189,22 +189,8 @@ func TestAMQPConnectionErrorsSayWhy(t *testing.T) {
 		t.Errorf("a wrong password: run = %v, want the refused password named", err)
 	}
 
-	// A listener that accepts and never answers.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	t.Setenv("AMQP_URL", "amqp://guest:guest@"+ln.Addr().String()+"/")
+	// A port that accepts and never answers.
+	t.Setenv("AMQP_URL", "amqp://guest:guest@"+brokertest.SilentPort(t)+"/")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, append([]string{"-broker", "amqp"}, freePorts...), &out, &stderr) }()

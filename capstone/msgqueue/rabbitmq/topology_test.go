@@ -29,6 +29,17 @@ func (e *env) handledOnce(t *testing.T, c *callCounter, id string) {
 	})
 }
 
+// listening starts a listener on the env's queue that counts what it
+// handles, and checks that it handles a first booking.
+func (e *env) listening(t *testing.T, opts ...rabbitmq.Option) (*rabbitmq.Listener, *callCounter) {
+	t.Helper()
+	l := e.mustListener(t, contracts.Names(), opts...)
+	c := &callCounter{}
+	listenInBackground(t, l, c.handler(func(string) error { return nil }))
+	e.handledOnce(t, c, "before")
+	return l, c
+}
+
 // consumers returns how many consumers the queue has (an error if it is
 // missing).
 func consumers(url, queue string) (int, error) {
@@ -53,10 +64,7 @@ func consumers(url, queue string) (int, error) {
 func TestDeletedQueueComesBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	l := e.mustListener(t, contracts.Names())
-	var c callCounter
-	listenInBackground(t, l, c.handler(func(string) error { return nil }))
-	e.handledOnce(t, &c, "before")
+	l, c := e.listening(t)
 
 	ch := brokertest.AdminChannel(t, e.rabbit.URL)
 	if _, err := ch.QueueDelete(e.queue, false /* if-unused */, false /* if-empty */, false /* no-wait */); err != nil {
@@ -69,7 +77,7 @@ func TestDeletedQueueComesBack(t *testing.T) {
 		}
 		return nil
 	})
-	e.handledOnce(t, &c, "after")
+	e.handledOnce(t, c, "after")
 	if err := l.Health(context.Background()); err != nil {
 		t.Errorf("Health after the queue came back: %v", err)
 	}
@@ -83,10 +91,7 @@ func TestDeletedQueueComesBack(t *testing.T) {
 func TestListenerThatCannotConsumeSaysSo(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	l := e.mustListener(t, contracts.Names())
-	var c callCounter
-	listenInBackground(t, l, c.handler(func(string) error { return nil }))
-	e.handledOnce(t, &c, "before")
+	l, c := e.listening(t)
 
 	// The listener declares its queue again as soon as it is gone: delete
 	// it and declare the classic one until the classic one wins.
@@ -112,7 +117,7 @@ func TestListenerThatCannotConsumeSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokertest.Eventually(t, 15*time.Second, func() error { return l.Health(context.Background()) })
-	e.handledOnce(t, &c, "after")
+	e.handledOnce(t, c, "after")
 }
 
 // TestDeletedExchangeComesBack: deleting the exchange takes the queue's
@@ -124,10 +129,7 @@ func TestListenerThatCannotConsumeSaysSo(t *testing.T) {
 func TestDeletedExchangeComesBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	l := e.mustListener(t, contracts.Names(), rabbitmq.WithTopologyCheck(100*time.Millisecond))
-	var c callCounter
-	listenInBackground(t, l, c.handler(func(string) error { return nil }))
-	e.handledOnce(t, &c, "before")
+	_, c := e.listening(t, rabbitmq.WithTopologyCheck(100*time.Millisecond))
 
 	ch := brokertest.AdminChannel(t, e.rabbit.URL)
 	if err := ch.ExchangeDelete(e.exchange, false /* if-unused */, false /* no-wait */); err != nil {
