@@ -106,7 +106,8 @@ func Write(w http.ResponseWriter, status int, v any) {
 }
 
 // Decode reads exactly one JSON object from the request body into v. It
-// answers the ways a body can be wrong with an *Error: larger than [MaxBody]
+// answers the ways a body can be wrong with an *Error: compressed (a
+// Content-Encoding other than identity: 415), larger than [MaxBody]
 // (413), not sent in time (408, see the server's read timeout), not valid
 // UTF-8 (a JSON decoder would silently replace the bad bytes), malformed,
 // of the wrong type, with a field v does not have (names are exact:
@@ -114,6 +115,9 @@ func Write(w http.ResponseWriter, status int, v any) {
 // in one object (encoding/json alone would keep the last), or followed by
 // more data (400).
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		return Errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send the JSON as it is", enc)
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		return readError(err)

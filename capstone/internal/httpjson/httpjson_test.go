@@ -264,6 +264,28 @@ type withAmount struct {
 	Price amount `json:"price"`
 }
 
+// TestDecodeRefusesEncodedBodies: a body sent compressed (or said to be)
+// is a 415 that says so; it was read as JSON, and a real gzip body was a
+// puzzling 400 "invalid JSON".
+func TestDecodeRefusesEncodedBodies(t *testing.T) {
+	for _, enc := range []string{"gzip", "br", "deflate, gzip"} {
+		req := httptest.NewRequest("POST", "/", strings.NewReader(`{"name":"a","seats":2}`))
+		req.Header.Set("Content-Encoding", enc)
+		rec := httptest.NewRecorder()
+		decodeHandler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnsupportedMediaType || !strings.Contains(rec.Body.String(), "Content-Encoding") {
+			t.Errorf("Content-Encoding %s: %d %s, want 415 naming Content-Encoding", enc, rec.Code, rec.Body)
+		}
+	}
+	req := httptest.NewRequest("POST", "/", strings.NewReader(`{"name":"a","seats":2}`))
+	req.Header.Set("Content-Encoding", "identity")
+	rec := httptest.NewRecorder()
+	decodeHandler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("Content-Encoding identity: %d %s, want 200", rec.Code, rec.Body)
+	}
+}
+
 // TestDecodeKeysOfEmbeddedAndSelfDecodingFields: the exact-name check
 // knows the fields an embedded struct lends, and leaves the names of a
 // type that reads its own JSON to it (repeated keys are refused still).
