@@ -25,10 +25,9 @@ type Listener struct {
 
 	life listenrules.Lifecycle // one Listen at a time, none after Close
 
-	mu        sync.Mutex
-	conn      *amqp.Connection // nil or broken until the next (re)connect
-	consuming bool             // a consumer is registered on the queue
-	stalled   error            // why the last consume session ended, until one starts
+	mu      sync.Mutex
+	conn    *amqp.Connection // nil or broken until the next (re)connect
+	stalled error            // why the last consume session ended, until one starts
 
 	topologyErr error       // why the last declare while consuming failed (checkTopology)
 	checking    atomic.Bool // a checkTopology runs
@@ -81,16 +80,9 @@ func (l *Listener) connect(ctx context.Context) (*amqp.Connection, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch, err := conn.Channel()
-	if err == nil {
-		err = l.declare(ch)
-	}
-	if err == nil {
-		err = ch.Close()
-	}
-	if err != nil {
+	if err := l.declareOn(conn); err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("declaring the topology of queue %q: %w", l.queue, err)
+		return nil, err
 	}
 	return conn, nil
 }
@@ -183,7 +175,7 @@ func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqu
 			// because the queue was deleted (the broker cancels its
 			// consumers) or the channel refused something: declare the
 			// topology again, as a reconnect does.
-			err = l.redeclare(conn)
+			err = l.declareOn(conn)
 		}
 		if err == nil {
 			var started bool
@@ -205,15 +197,15 @@ func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqu
 	}
 }
 
-// redeclare declares the topology on a channel of its own on conn.
-func (l *Listener) redeclare(conn *amqp.Connection) error {
+// declareOn declares the topology on a channel of its own on conn.
+func (l *Listener) declareOn(conn *amqp.Connection) error {
 	ch, err := conn.Channel()
 	if err != nil {
-		return fmt.Errorf("opening a channel to declare the topology: %w", err)
+		return fmt.Errorf("opening a channel to declare the topology of queue %q: %w", l.queue, err)
 	}
 	defer ch.Close()
 	if err := l.declare(ch); err != nil {
-		return fmt.Errorf("declaring the topology of queue %q again: %w", l.queue, err)
+		return fmt.Errorf("declaring the topology of queue %q: %w", l.queue, err)
 	}
 	return nil
 }
@@ -225,7 +217,7 @@ func (l *Listener) checkTopology(conn *amqp.Connection) {
 	if conn.IsClosed() {
 		return // the session ends, and the next one declares it
 	}
-	err := l.redeclare(conn)
+	err := l.declareOn(conn)
 	if err != nil {
 		l.log.Warn("declaring the topology again failed; retrying", "err", err, "retry_in", l.cfg.topologyCheck)
 	}
@@ -234,19 +226,15 @@ func (l *Listener) checkTopology(conn *amqp.Connection) {
 	l.topologyErr = err
 }
 
-// setConsuming notes that a consumer is registered on the queue.
-func (l *Listener) setConsuming() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	// The topology was declared just before (a dial, or redeclare).
-	l.consuming, l.stalled, l.topologyErr = true, nil, nil
-}
-
-// setStalled notes that no consumer is registered, and why.
+// setStalled notes why the last consume session ended (nil: a new one
+// has started, on a topology declared just before it).
 func (l *Listener) setStalled(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.consuming, l.stalled = false, err
+	l.stalled = err
+	if err == nil {
+		l.topologyErr = nil
+	}
 }
 
 // connection returns the current connection, or dials a new one (and
@@ -305,7 +293,7 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 	if err != nil {
 		return false, fmt.Errorf("consuming queue %q: %w", l.queue, err)
 	}
-	l.setConsuming()
+	l.setStalled(nil)
 	s := &session{l: l, ch: ch, dlq: newDeadLetterer(conn, l), retries: newRetries(), h: h, hb: hb, filter: filter}
 	// Returning closes the channel: the messages waiting out a retry
 	// backoff go back to the queue with the others. The deliveries handled
@@ -389,7 +377,7 @@ func (l *Listener) Health(context.Context) error {
 	switch {
 	case l.conn == nil || l.conn.IsClosed():
 		return errors.New("the listener is not connected to RabbitMQ (reconnecting)")
-	case !l.consuming && l.stalled != nil:
+	case l.stalled != nil:
 		return fmt.Errorf("the listener cannot consume queue %q (retrying): %w", l.queue, l.stalled)
 	case l.topologyErr != nil:
 		return fmt.Errorf("the listener consumes queue %q but cannot declare its bindings (retrying): %w", l.queue, l.topologyErr)
