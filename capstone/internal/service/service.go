@@ -85,8 +85,11 @@ var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.Me
 func (s *Skeleton) unrouted(w http.ResponseWriter, r *http.Request) error {
 	var allow []string
 	for _, m := range methods {
+		if m == r.Method {
+			continue
+		}
 		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
-		if _, pattern := s.mux.Handler(probe); m != r.Method && pattern != "/" && pattern != "" {
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
 			allow = append(allow, m)
 		}
 	}
