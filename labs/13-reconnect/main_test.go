@@ -416,19 +416,27 @@ func deleteAfter(t *testing.T, amqpURL, exchange, queue string) {
 	})
 }
 
-// TestCtlStopsSoonOnCtrlC: Ctrl-C during a rabbitmqctl call ends it at
-// once. rabbitmqctl is a script whose Erlang process keeps the output
-// open after the script is killed; the lab used to wait for it (2 s, or
-// as long as the child lives: 30 s here).
-func TestCtlStopsSoonOnCtrlC(t *testing.T) {
+// scriptCtl writes a shell script of body to stand in for rabbitmqctl
+// and returns the lab's ctlFunc for it, and the script's path.
+func scriptCtl(t *testing.T, body string) (ctlFunc, string) {
+	t.Helper()
 	script := filepath.Join(t.TempDir(), "ctl")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch \"$0.started\"\nsleep 30 &\nsleep 30\n"), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	ctl, err := commandCtl(script)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctl, script
+}
+
+// TestCtlStopsSoonOnCtrlC: Ctrl-C during a rabbitmqctl call ends it at
+// once. rabbitmqctl is a script whose Erlang process keeps the output
+// open after the script is killed; the lab used to wait for it (2 s, or
+// as long as the child lives: 30 s here).
+func TestCtlStopsSoonOnCtrlC(t *testing.T) {
+	ctl, script := scriptCtl(t, "touch \"$0.started\"\nsleep 30 &\nsleep 30\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -449,14 +457,7 @@ func TestCtlStopsSoonOnCtrlC(t *testing.T) {
 // but leaves a process holding its output (the 100 ms WaitDelay above
 // cuts the wait) is a success, with what it printed.
 func TestCtlSucceedsWhenAChildHoldsTheOutput(t *testing.T) {
-	script := filepath.Join(t.TempDir(), "ctl")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho listed\nsleep 30 &\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctl, err := commandCtl(script)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctl, _ := scriptCtl(t, "echo listed\nsleep 30 &\n")
 	out, err := ctl(context.Background(), "list_connections")
 	if err != nil || out != "listed\n" {
 		t.Errorf("ctl = %q, %v; want \"listed\\n\" and no error", out, err)
