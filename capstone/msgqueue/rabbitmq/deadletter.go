@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -60,8 +61,8 @@ func (p *deadLetterer) channel() (*amqp.Channel, error) {
 
 // publish sends the copy of d to the dead-letter exchange and waits for
 // the broker's confirm. The copy keeps d's properties and headers (but not
-// x-delivery-count, which the dead-letter queue counts anew; none if they
-// are too large to keep, see fits), holds at most
+// x-delivery-count, which the dead-letter queue counts anew; none if the
+// copy would not fit a frame with them, see fits), holds at most
 // msgqueue.MaxMessageSize bytes of its body, and says why in x-dlq-*
 // headers.
 func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reason string, attempts int, cause error) error {
@@ -69,29 +70,34 @@ func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reaso
 	if err != nil {
 		return err
 	}
-	headers := amqp.Table{}
-	if p.fits(d.Headers) {
-		for k, v := range d.Headers {
-			if k != "x-delivery-count" {
-				headers[k] = v
-			}
-		}
-	} else {
-		headers[HeaderHeadersDropped] = int64(len(d.Headers))
+	// The x-dlq-* headers say why; the original headers go beside them
+	// if the copy still fits a frame.
+	why := amqp.Table{
+		msgqueue.HeaderReason:    reason,
+		msgqueue.HeaderError:     msgqueue.ErrorHeader(cause),
+		msgqueue.HeaderAttempts:  int64(attempts),
+		HeaderQueue:              p.queue,
+		HeaderOriginalExchange:   d.Exchange,
+		HeaderOriginalRoutingKey: d.RoutingKey,
 	}
-	headers[msgqueue.HeaderReason] = reason
-	headers[msgqueue.HeaderError] = msgqueue.ErrorHeader(cause)
-	headers[msgqueue.HeaderAttempts] = int64(attempts)
 	if name != "" {
-		headers[msgqueue.HeaderEventName] = name
+		why[msgqueue.HeaderEventName] = name
 	}
-	headers[HeaderQueue] = p.queue
-	headers[HeaderOriginalExchange] = d.Exchange
-	headers[HeaderOriginalRoutingKey] = d.RoutingKey
 	body, truncated := msgqueue.DeadLetterBody(d.Body)
 	if truncated {
-		headers[msgqueue.HeaderTruncated] = strconv.FormatBool(truncated)
-		headers[msgqueue.HeaderOriginalSize] = int64(len(d.Body))
+		why[msgqueue.HeaderTruncated] = strconv.FormatBool(truncated)
+		why[msgqueue.HeaderOriginalSize] = int64(len(d.Body))
+	}
+	headers := amqp.Table{}
+	for k, v := range d.Headers {
+		if k != "x-delivery-count" {
+			headers[k] = v
+		}
+	}
+	maps.Copy(headers, why)
+	if !p.fits(headers) {
+		headers = why
+		headers[HeaderHeadersDropped] = int64(len(d.Headers))
 	}
 	msg := amqp.Publishing{
 		Headers:         headers,
@@ -124,20 +130,18 @@ func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reaso
 	return nil
 }
 
-// headerRoom is what a dead-letter copy's header frame needs beside the
-// original headers: its properties (at most a few short strings of 255
-// bytes) and the x-dlq-* headers (an error of at most
-// msgqueue.MaxErrorHeader bytes, names of at most 255).
-const headerRoom = 8 << 10
+// headerRoom is what a dead-letter copy's header frame needs beside its
+// headers: the frame's own bytes and the properties (a few short strings
+// of at most 255 bytes each).
+const headerRoom = 4 << 10
 
-// fits reports whether a copy can keep the original headers h: a
-// message's properties and headers travel in one frame, which must fit
-// the frame_max negotiated with the broker, and the copy adds its x-dlq-*
-// headers to them. A message whose headers barely fitted would give a
-// copy that does not, and the broker closes the whole connection over
-// it, the consuming channel with it: its deliveries would come back,
-// again and again, until the queue's delivery limit dead-lettered them
-// all, the valid ones too.
+// fits reports whether a copy with headers h fits one frame: a message's
+// properties and headers travel in one, which must fit the frame_max
+// negotiated with the broker. A message whose headers barely fitted gives
+// a copy, with its x-dlq-* headers added, that does not, and the broker
+// closes the whole connection over it, the consuming channel with it: its
+// deliveries would come back, again and again, until the queue's delivery
+// limit dead-lettered them all, the valid ones too.
 func (p *deadLetterer) fits(h amqp.Table) bool {
 	max := p.conn.Config.FrameSize
 	return max <= 0 || tableSize(h) <= max-headerRoom

@@ -57,9 +57,8 @@ type decoded struct {
 
 // maxNameHeader bounds the x-event-name a listener logs and repeats in a
 // dead-letter copy (x-dlq-event-name). No event's name comes near it; a
-// longer one would lengthen every log line about the message, and a copy
-// that kept the name and repeated it could overflow the frame (frame_max)
-// that holds its headers, which closes the whole connection.
+// longer one would lengthen every log line about the message, and the
+// copy's headers.
 const maxNameHeader = 255
 
 // check settles a delivery that no handler may see (dead-lettered) or that
