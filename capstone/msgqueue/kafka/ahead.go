@@ -32,7 +32,8 @@ func decode(msg *sarama.ConsumerMessage) decoded {
 // aheadRuns how many runs may wait for the handler. With the run being
 // filled and the one being handled, a partition holds at most
 // (aheadRuns+2)*aheadRun decoded records (1,024), each with its record's
-// value, beside sarama's own buffer (ChannelBufferSize, 256).
+// value, beside sarama's own buffer (ChannelBufferSize: 256, and
+// replayReadAhead in a replay).
 const (
 	aheadRun  = 256
 	aheadRuns = 2

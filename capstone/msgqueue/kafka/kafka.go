@@ -257,11 +257,23 @@ func SetProducerGuarantees(cfg *sarama.Config) {
 	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
 }
 
-// consumerConfig is for a Listener's reads. It gets its own client: on a
-// connection shared with the producer, a produce request (one in flight at
-// a time) would wait behind a fetch that the broker holds open for up to
-// Consumer.MaxWaitTime when there is nothing new to read.
-func consumerConfig(ctx context.Context, o options) *sarama.Config {
+// replayReadAhead is how many fetched records a replay's partition
+// consumer may hold for its reader (sarama's ChannelBufferSize; the
+// default is 256). sarama fetches a partition again only once the
+// previous answer, about 4,000 records of 250 bytes in 1 MB, is all in
+// that buffer: with 256, a replay that applies what it reads stops
+// fetching while it applies, and applies nothing while it fetches. With
+// room for a few answers, the next fetch overlaps the applying
+// (docs/performance.md, "The replay"). The price is memory while the
+// reader is behind: up to about 4 MB of fetched records per partition.
+const replayReadAhead = 16384
+
+// consumerConfig is for a Listener's reads, a replay's when replay is
+// set. It gets its own client: on a connection shared with the producer,
+// a produce request (one in flight at a time) would wait behind a fetch
+// that the broker holds open for up to Consumer.MaxWaitTime when there is
+// nothing new to read.
+func consumerConfig(ctx context.Context, o options, replay bool) *sarama.Config {
 	cfg := baseConfig(ctx, o)
 	// A new group starts at the oldest record, never at the literal offset
 	// 0, which no longer exists once retention deleted it.
@@ -269,6 +281,9 @@ func consumerConfig(ctx context.Context, o options) *sarama.Config {
 	cfg.Consumer.Offsets.AutoCommit.Enable = true
 	cfg.Consumer.Offsets.AutoCommit.Interval = o.commitInterval
 	cfg.Consumer.Return.Errors = true
+	if replay {
+		cfg.ChannelBufferSize = replayReadAhead
+	}
 	if o.tune != nil {
 		o.tune(cfg)
 	}

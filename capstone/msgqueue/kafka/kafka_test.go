@@ -135,3 +135,26 @@ func (d *trackingDialer) breakAll() int {
 	d.conns = nil
 	return n
 }
+
+// TestReplayReadsAhead checks the replay's read-ahead: a replay's
+// partition consumers may hold replayReadAhead fetched records, a group's
+// keep sarama's default, and WithSaramaConfig still has the last word.
+func TestReplayReadsAhead(t *testing.T) {
+	o, err := buildOptions(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := consumerConfig(context.Background(), o, true).ChannelBufferSize; got != replayReadAhead {
+		t.Errorf("replay: ChannelBufferSize %d, want %d", got, replayReadAhead)
+	}
+	if got, want := consumerConfig(context.Background(), o, false).ChannelBufferSize, sarama.NewConfig().ChannelBufferSize; got != want {
+		t.Errorf("group: ChannelBufferSize %d, want sarama's default %d", got, want)
+	}
+	o, err = buildOptions([]Option{WithSaramaConfig(func(c *sarama.Config) { c.ChannelBufferSize = 7 })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := consumerConfig(context.Background(), o, true).ChannelBufferSize; got != 7 {
+		t.Errorf("replay with WithSaramaConfig: ChannelBufferSize %d, want 7", got)
+	}
+}

@@ -98,7 +98,7 @@ func newListener(ctx context.Context, brokers []string, group string, names []st
 	if names, err = listenrules.Built("Kafka topic "+o.topic, names); err != nil {
 		return nil, err
 	}
-	client, err := connect(ctx, brokers, consumerConfig(ctx, o))
+	client, err := connect(ctx, brokers, consumerConfig(ctx, o, group == ""))
 	if err != nil {
 		return nil, err
 	}
