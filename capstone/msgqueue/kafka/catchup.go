@@ -18,7 +18,8 @@ type catchUp struct {
 func newCatchUp() *catchUp { return &catchUp{done: make(chan struct{})} }
 
 // expect sets the partitions to wait for and the offset each must reach
-// (its high-water mark: one past its last record). It replaces an earlier
+// (its last stable offset: one past its last record, transaction markers
+// included; tail.go). It replaces an earlier
 // expectation that was not met.
 func (c *catchUp) expect(targets map[int32]int64) {
 	c.mu.Lock()
@@ -44,6 +45,15 @@ func (c *catchUp) reached(p int32, next int64) {
 		delete(c.pending, p)
 		c.check()
 	}
+}
+
+// target returns the offset partition p must still reach, and false when
+// it is not waited for (caught up, or never expected).
+func (c *catchUp) target(p int32) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.pending[p]
+	return t, ok && !c.closed
 }
 
 func (c *catchUp) check() {

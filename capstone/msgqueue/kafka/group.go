@@ -48,9 +48,9 @@ func (g *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	l := g.w.l
 	targets := make(map[int32]int64)
 	for _, p := range sess.Claims()[l.opts.topic] {
-		newest, err := l.client.GetOffset(l.opts.topic, p, sarama.OffsetNewest)
+		newest, err := l.stableOffset(p)
 		if err != nil {
-			l.logger.Warn("kafka: reading a high-water mark failed; not waiting for that partition to catch up",
+			l.logger.Warn("kafka: reading a last stable offset failed; not waiting for that partition to catch up",
 				"topic", l.opts.topic, "partition", p, "err", err)
 			continue
 		}
@@ -84,10 +84,18 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	ctx := sess.Context()
 	ahead := decodeAhead(ctx, claim.Messages())
 	defer ahead.stop()
+	tail := l.newTailCheck(p, start)
+	defer tail.stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tail.C():
+			if target, ok := tail.check(ctx); ok {
+				// Nothing to hand over below target: commit past
+				// the markers too.
+				sess.MarkOffset(claim.Topic(), p, target, "")
+			}
 		case run, ok := <-ahead.runs:
 			if !ok {
 				// The session is ending: leave the records to the
@@ -99,6 +107,7 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 				// those before it).
 				sess.MarkMessage(msg, "")
 				l.caught.reached(p, msg.Offset+1)
+				tail.finished(msg)
 			})
 			if !ok {
 				return nil

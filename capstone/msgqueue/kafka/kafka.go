@@ -27,6 +27,10 @@
 //     closed once the handler has processed everything that was in the log
 //     when Listen started.
 //
+// Both modes read with read_committed isolation: a record of another
+// producer's aborted transaction is never handed over, and a transaction
+// still open is not waited for (tail.go).
+//
 // Delivery rules, in both modes: partitions are read concurrently, but the
 // handler is called for one record at a time, and for the records of one
 // partition (so all the events of one key) in log order. Each partition's
@@ -281,6 +285,9 @@ func consumerConfig(ctx context.Context, o options, replay bool) *sarama.Config 
 	cfg.Consumer.Offsets.AutoCommit.Enable = true
 	cfg.Consumer.Offsets.AutoCommit.Interval = o.commitInterval
 	cfg.Consumer.Return.Errors = true
+	// Records of an aborted transaction (another producer's) never
+	// happened: never hand them over (tail.go).
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
 	if replay {
 		cfg.ChannelBufferSize = replayReadAhead
 	}

@@ -23,8 +23,8 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 	targets := make(map[int32]int64, len(partitions))
 	starts := make(map[int32]int64, len(partitions))
 	for _, p := range partitions {
-		if targets[p], err = l.client.GetOffset(topic, p, sarama.OffsetNewest); err != nil {
-			return fmt.Errorf("reading the end offset of Kafka topic %s partition %d: %w", topic, p, err)
+		if targets[p], err = l.stableOffset(p); err != nil {
+			return err
 		}
 		if starts[p], err = l.client.GetOffset(topic, p, sarama.OffsetOldest); err != nil {
 			return fmt.Errorf("reading the oldest offset of Kafka topic %s partition %d: %w", topic, p, err)
@@ -69,7 +69,7 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 	)
 	for p, pc := range pcs {
 		wg.Go(func() {
-			if err := l.replayPartition(ctx, w, p, pc); err != nil {
+			if err := l.replayPartition(ctx, w, p, pc, starts[p]); err != nil {
 				failOnce.Do(func() { failure = err })
 				cancel()
 			}
@@ -79,16 +79,21 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 	return failure
 }
 
-// replayPartition processes one partition's records in order until ctx
-// ends, decoding them ahead of the handler (decodeAhead).
-func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc sarama.PartitionConsumer) error {
+// replayPartition processes one partition's records in order from
+// offset start until ctx ends, decoding them ahead of the handler
+// (decodeAhead).
+func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc sarama.PartitionConsumer, start int64) error {
 	ahead := decodeAhead(ctx, pc.Messages())
 	defer ahead.stop()
+	tail := l.newTailCheck(p, start)
+	defer tail.stop()
 	errs := pc.Errors()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tail.C():
+			tail.check(ctx)
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil
@@ -102,7 +107,10 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc s
 				}
 				return fmt.Errorf("reading Kafka topic %s partition %d: the partition consumer stopped", l.opts.topic, p)
 			}
-			if !w.finishRun(ctx, run, func(msg *sarama.ConsumerMessage) { l.caught.reached(p, msg.Offset+1) }) {
+			if !w.finishRun(ctx, run, func(msg *sarama.ConsumerMessage) {
+				l.caught.reached(p, msg.Offset+1)
+				tail.finished(msg)
+			}) {
 				return nil
 			}
 			ahead.done(run)

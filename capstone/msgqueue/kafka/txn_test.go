@@ -1,0 +1,136 @@
+package kafka
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/IBM/sarama"
+
+	"example.com/myevents/contracts"
+	"example.com/myevents/labs/brokertest"
+)
+
+// txnProducer is a transactional sarama producer on the env's topic, as
+// another service (or a Java or Python client) writing to it in
+// transactions would be.
+func (e *env) txnProducer() sarama.SyncProducer {
+	e.t.Helper()
+	cfg := testConfig()
+	SetProducerGuarantees(cfg)
+	cfg.Producer.Transaction.ID = brokertest.Name(e.t, "txn")
+	p, err := sarama.NewSyncProducer(e.brokers, cfg)
+	if err != nil {
+		e.t.Fatalf("starting a transactional producer: %v", err)
+	}
+	e.t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// inTxn writes evs in one transaction, committed or aborted.
+func (e *env) inTxn(p sarama.SyncProducer, commit bool, evs ...contracts.Event) {
+	e.t.Helper()
+	if err := p.BeginTxn(); err != nil {
+		e.t.Fatalf("BeginTxn: %v", err)
+	}
+	for _, ev := range evs {
+		v, err := contracts.Wrap(ev)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder(ev.PartitionKey()), Value: sarama.ByteEncoder(v)}); err != nil {
+			e.t.Fatalf("producing in a transaction: %v", err)
+		}
+	}
+	end := p.CommitTxn
+	if !commit {
+		end = p.AbortTxn
+	}
+	if err := end(); err != nil {
+		e.t.Fatalf("ending the transaction (commit %v): %v", commit, err)
+	}
+}
+
+// TestReplayOfTransactions: records of an aborted transaction never
+// happened, a log that ends in a transaction's marker (which takes an
+// offset but is no record) is still read to its end, and an open
+// transaction does not hold the replay back; its records come once it
+// commits.
+func TestReplayOfTransactions(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		commits []bool // the transactions, in order: committed or aborted
+		want    []string
+	}{
+		{"ends in a commit", []bool{false, true}, []string{"txn-2"}},
+		{"ends in an abort", []bool{true, false}, []string{"txn-1"}},
+		{"only aborted", []bool{false, false}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.emitter() // creates the topic
+			p := e.txnProducer()
+			for i, commit := range tc.commits {
+				e.inTxn(p, commit, booked(fmt.Sprintf("txn-%d", i+1), "show-1", i+1))
+			}
+			l := e.replayListener()
+			s := newSeen()
+			listen(t, l, s.handler)
+			awaitCaughtUp(t, l)
+			if err := s.sameIDs(tc.want); err != nil {
+				t.Errorf("the replay applied %v: %v", s.snapshot(), err)
+			}
+		})
+	}
+
+	t.Run("open transaction", func(t *testing.T) {
+		e := newEnv(t)
+		em := e.emitter()
+		e.emit(em, booked("before", "show-1", 1))
+		p := e.txnProducer()
+		if err := p.BeginTxn(); err != nil {
+			t.Fatal(err)
+		}
+		v, err := contracts.Wrap(booked("open", "show-1", 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder("show-1"), Value: sarama.ByteEncoder(v)}); err != nil {
+			t.Fatal(err)
+		}
+		l := e.replayListener()
+		s := newSeen()
+		listen(t, l, s.handler)
+		awaitCaughtUp(t, l) // the open transaction is not waited for
+		if err := s.sameIDs([]string{"before"}); err != nil {
+			t.Errorf("caught up having applied %v: %v", s.snapshot(), err)
+		}
+		if err := p.CommitTxn(); err != nil {
+			t.Fatal(err)
+		}
+		brokertest.Eventually(t, wait, func() error { return s.sameIDs([]string{"before", "open"}) })
+	})
+}
+
+// TestGroupOfTransactions: a group listener never hands over a record of
+// an aborted transaction, catches up with a log that ends in a marker,
+// and commits past the marker.
+func TestGroupOfTransactions(t *testing.T) {
+	e := newEnv(t)
+	e.emitter() // creates the topic
+	p := e.txnProducer()
+	e.inTxn(p, false, booked("aborted-1", "show-1", 1))
+	e.inTxn(p, true, booked("committed-1", "show-1", 2))
+
+	group := brokertest.Name(t, "group")
+	l := e.groupListener(group)
+	s := newSeen()
+	stop := listen(t, l, s.handler)
+	awaitCaughtUp(t, l)
+	if err := s.sameIDs([]string{"committed-1"}); err != nil {
+		t.Errorf("the group handled %v: %v", s.snapshot(), err)
+	}
+	stop() // commits what was marked
+	if err := e.committedAll(group); err != nil {
+		t.Error(err)
+	}
+}
