@@ -22,7 +22,8 @@ import (
 func TestMain(m *testing.M) { brokertest.Main(m) }
 
 // samples holds one valid value of every contract, keyed by event name.
-// A new contract without a sample here fails TestEveryContractRoundTrips.
+// A new contract without a sample here fails
+// TestExerciseEnvelopeRoundTripsThroughTheBroker.
 func samples() map[string]contracts.Event {
 	at := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
 	return map[string]contracts.Event{
