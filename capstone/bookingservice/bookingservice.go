@@ -212,6 +212,12 @@ func (s *Service) Handle(ctx context.Context, ev contracts.Event) error {
 	if errors.Is(err, contracts.ErrInvalid) || sqldb.IsDataError(err) {
 		return msgqueue.Permanent(fmt.Errorf("bookingservice: the store refused %s: %w", ev.EventName(), err))
 	}
+	// A store that is down, full or locked fails every event alike: the
+	// listener keeps this one and tries it again, however long the outage
+	// lasts, and says meanwhile that it cannot make progress (/healthz).
+	if sqldb.IsUnavailable(err) {
+		return msgqueue.Unavailable(fmt.Errorf("bookingservice: the store cannot apply %s: %w", ev.EventName(), err))
+	}
 	return err
 }
 

@@ -75,8 +75,10 @@ type Emitter interface {
 }
 
 // Handler processes one event. Returning nil acknowledges it; returning an
-// error leaves it to be delivered again; returning Permanent(err) sends it to
-// the dead-letter queue.
+// error leaves it to be delivered again (up to the listener's delivery
+// limit); returning Permanent(err) sends it to the dead-letter queue;
+// returning Unavailable(err) (the handler's store is down) has it handed
+// over again for as long as it takes, uncounted.
 type Handler func(ctx context.Context, ev contracts.Event) error
 
 // BatchHandler applies several events at once, all or none: a window of
@@ -151,4 +153,33 @@ func Permanent(err error) error {
 func IsPermanent(err error) bool {
 	var p permanent
 	return errors.As(err, &p)
+}
+
+// unavailable marks an error of a handler that cannot apply any event for
+// now: its store is down, full or locked.
+type unavailable struct{ err error }
+
+func (u unavailable) Error() string { return u.err.Error() }
+func (u unavailable) Unwrap() error { return u.err }
+
+// Unavailable wraps err to say that the handler cannot apply any event for
+// now (its store is down, full, read-only or locked), not that this event
+// is wrong. The listener keeps the event and hands the same one over again
+// after a backoff, as often as it takes: such a failure does not count
+// against the delivery limit, since dead-lettering every event heard during
+// a store outage would lose them all. Until a handler call succeeds (or
+// fails otherwise), the listener's Health reports it cannot make progress,
+// with err.
+func Unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unavailable{err}
+}
+
+// IsUnavailable reports whether err, or an error it wraps, was made by
+// Unavailable.
+func IsUnavailable(err error) bool {
+	var u unavailable
+	return errors.As(err, &u)
 }

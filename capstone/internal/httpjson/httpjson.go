@@ -70,8 +70,10 @@ func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
 // status and message, a value the database refused as invalid data as a
 // 400 (the handlers check every value first: this is the safety net that
 // keeps a client's bytes from ever causing a 500), an error after the
-// client gave up as StatusClientClosedRequest, logged at info level, and
-// anything else as a 500 whose details are logged, not shown.
+// client gave up as StatusClientClosedRequest, logged at info level, a
+// store that is down, full or locked (sqldb.IsUnavailable) as a 503 with
+// Retry-After, and anything else as a 500; the details of the last two are
+// logged, not shown.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if errors.As(err, &e) {
@@ -90,6 +92,14 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		// even if the client has left meanwhile: an outage must show.)
 		log.Info("the client went away before the answer", "method", r.Method, "path", r.URL.Path, "err", err)
 		Write(w, StatusClientClosedRequest, map[string]string{"error": "the request was cancelled"})
+		return
+	}
+	if sqldb.IsUnavailable(err) {
+		// An outage, not the request: logged as an error all the same,
+		// and answered as one the client may try again.
+		log.Error("request failed: the store is unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
+		Write(w, http.StatusServiceUnavailable, map[string]string{"error": "the store is unavailable; try again shortly"})
 		return
 	}
 	log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -190,9 +190,24 @@ func TestDataErrorsAreNot500(t *testing.T) {
 		t.Errorf("a data error answered %d %s, want 400", rec.Code, rec.Body)
 	}
 	rec = httptest.NewRecorder()
-	WriteError(rec, httptest.NewRequest("GET", "/x", nil), slog.New(slog.DiscardHandler), &pgconn.PgError{Code: "57P01"})
+	WriteError(rec, httptest.NewRequest("GET", "/x", nil), slog.New(slog.DiscardHandler), errors.New("a bug"))
 	if rec.Code != http.StatusInternalServerError {
-		t.Errorf("an admin shutdown answered %d, want 500", rec.Code)
+		t.Errorf("an unknown error answered %d, want 500", rec.Code)
+	}
+}
+
+// TestStoreOutageIs503: a store that is down (here PostgreSQL shut down
+// by its administrator) is no fault of the request: 503, with a
+// Retry-After, not 500.
+func TestStoreOutageIs503(t *testing.T) {
+	rec := httptest.NewRecorder()
+	err := fmt.Errorf("booking: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"})
+	WriteError(rec, httptest.NewRequest("POST", "/x", nil), slog.New(slog.DiscardHandler), err)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("an admin shutdown answered %d with Retry-After %q, want 503 with one", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if strings.Contains(rec.Body.String(), "administrator") {
+		t.Errorf("the answer shows the store's error: %s", rec.Body)
 	}
 }
 
@@ -228,13 +243,14 @@ func TestClientGoneIsNotAnError(t *testing.T) {
 		t.Errorf("an outage while the client left answered %d and logged %q, want 500 and an error", rec.Code, logged.String())
 	}
 
-	// While the client waits, the same error is the service's: a 500.
+	// While the client waits, a deadline of the service's own is the
+	// service's outage: a 503 to try again, logged as an error.
 	logged.Reset()
 	rec = serve(Handle(log, func(http.ResponseWriter, *http.Request) error {
 		return fmt.Errorf("reading event abc: %w", context.DeadlineExceeded)
 	}), "GET", "/events/abc", "")
-	if rec.Code != http.StatusInternalServerError || !strings.Contains(logged.String(), "level=ERROR") {
-		t.Errorf("the service's own timeout answered %d and logged %q, want 500 and an error", rec.Code, logged.String())
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(logged.String(), "level=ERROR") {
+		t.Errorf("the service's own timeout answered %d and logged %q, want 503 and an error", rec.Code, logged.String())
 	}
 }
 

@@ -2,7 +2,10 @@ package sqldb_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"net"
+	"path/filepath"
 	"testing"
 
 	"example.com/myevents/capstone/internal/servicetest"
@@ -68,5 +71,75 @@ func TestIsDataError(t *testing.T) {
 				t.Error("an outage is not a data error")
 			}
 		})
+	}
+}
+
+// TestIsUnavailable: a database that fails (read-only, a connection cut by
+// the server, nobody listening) is told apart from one refusing a value,
+// so that a listener keeps the event and an HTTP client gets 503.
+func TestIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	t.Run("sqlite read-only", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "ro.db")
+		db, err := sqldb.Open(ctx, "sqlite:"+path, "readonly")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Migrate(ctx, `CREATE TABLE IF NOT EXISTS words (id TEXT PRIMARY KEY)`); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		ro, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ro.Close()
+		_, err = ro.ExecContext(ctx, `INSERT INTO words VALUES ('a')`)
+		if !sqldb.IsUnavailable(err) || sqldb.IsDataError(err) {
+			t.Errorf("writing a read-only database: %v: unavailable %v, data error %v; want unavailable only",
+				err, sqldb.IsUnavailable(err), sqldb.IsDataError(err))
+		}
+	})
+	t.Run("postgres backend terminated", func(t *testing.T) {
+		db, err := sqldb.Open(ctx, servicetest.PostgresDSN(t), "terminated")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		_, err = db.ExecContext(ctx, `SELECT pg_terminate_backend(pg_backend_pid())`)
+		if !sqldb.IsUnavailable(err) || sqldb.IsDataError(err) {
+			t.Errorf("a terminated backend: %v: unavailable %v, data error %v; want unavailable only",
+				err, sqldb.IsUnavailable(err), sqldb.IsDataError(err))
+		}
+	})
+	t.Run("postgres nobody listening", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close() // nobody listens there now
+		db, err := sql.Open("pgx", "postgres://postgres@"+addr+"/test?sslmode=disable&connect_timeout=2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		err = db.PingContext(ctx)
+		if !sqldb.IsUnavailable(err) {
+			t.Errorf("no PostgreSQL at the address: %v, want unavailable", err)
+		}
+	})
+	for name, db := range sqlBackends(t) {
+		t.Run(name+" data errors are not outages", func(t *testing.T) {
+			if err := db.Migrate(ctx, `CREATE TABLE IF NOT EXISTS words (id TEXT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, `INSERT INTO words VALUES ('a', NULL)`); sqldb.IsUnavailable(err) {
+				t.Errorf("a NULL in a NOT NULL column: %v counted as unavailable", err)
+			}
+		})
+	}
+	if sqldb.IsUnavailable(nil) || sqldb.IsUnavailable(errors.New("the handler has a bug")) {
+		t.Error("nil and an unknown error are not outages")
 	}
 }

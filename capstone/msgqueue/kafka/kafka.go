@@ -38,8 +38,11 @@
 // Listener.ListenBatch hands a partition's records that arrived together,
 // all events of one name, to a msgqueue.BatchHandler in one call (a
 // window), and each record to the handler alone when that call fails; the
-// rules below then apply to each of them. A handler error
-// means "not processed": Kafka has no per-record nack, so the same record
+// rules below then apply to each of them. A msgqueue.Unavailable error
+// (the handler's store is down) hands the same record over again after a
+// growing backoff, as often as it takes, without counting it against the
+// delivery limit, and Stalled names the partition meanwhile. Any other
+// handler error means "not processed": Kafka has no per-record nack, so the same record
 // is handed to the handler again, in place, after a backoff
 // (WithRetryBackoff), and nothing behind it on that partition is processed
 // meanwhile (other partitions go on). After the last delivery the limit

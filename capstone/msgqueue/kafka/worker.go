@@ -178,10 +178,35 @@ func (w *worker) finish(ctx context.Context, d decoded) bool {
 		return w.deadLetter(ctx, msg, name, ReasonInvalidPayload, 0, err)
 	}
 
+	downs := 0 // msgqueue.Unavailable answers in a row: not attempts
+	defer func() {
+		if downs > 0 {
+			l.stalls.clear(msg.Partition)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		err := w.call(ev)
 		if err == nil {
 			return true
+		}
+		if msgqueue.IsUnavailable(err) {
+			// The handler's store is down, not this record wrong: hand
+			// it over again, as often as it takes, uncounted, and say
+			// meanwhile that the partition cannot move.
+			attempt--
+			downs++
+			l.stalls.set(msg.Partition, fmt.Errorf("partition %d of topic %s waits at offset %d: the handler cannot apply events (retrying): %w",
+				msg.Partition, msg.Topic, msg.Offset, err))
+			l.logger.Warn("kafka handler cannot apply events; handing the same record over again",
+				"event", name, "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "in_a_row", downs, "err", err)
+			if !backoff.Sleep(ctx, l.opts.retry.Delay(downs)) {
+				return false
+			}
+			continue
+		}
+		if downs > 0 {
+			l.stalls.clear(msg.Partition)
+			downs = 0
 		}
 		if msgqueue.IsPermanent(err) {
 			return w.deadLetter(ctx, msg, name, ReasonPermanent, attempt, err)

@@ -261,6 +261,10 @@ type Listener struct {
 	names []string
 
 	life listenrules.Lifecycle // one Listen at a time, none after Close
+
+	mu    sync.Mutex
+	down  error // the handler's last msgqueue.Unavailable, until a call ends otherwise
+	downs int   // unavailable calls in a row
 }
 
 var _ msgqueue.Listener = (*Listener)(nil)
@@ -289,8 +293,31 @@ func (l *Listener) Listen(ctx context.Context, h msgqueue.Handler, names ...stri
 	}
 }
 
-// Health reports nothing: the bus is always there.
-func (l *Listener) Health(context.Context) error { return nil }
+// Health reports a handler that cannot apply events (it answered
+// msgqueue.Unavailable, and has not succeeded since); the bus itself is
+// always there.
+func (l *Listener) Health(context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.down != nil {
+		return fmt.Errorf("the handler of queue %q cannot apply events (retrying): %w", l.name, l.down)
+	}
+	return nil
+}
+
+// handlerDown notes an unavailable handler (err) or one that answered
+// otherwise (nil), and returns how many unavailable calls came in a row.
+func (l *Listener) handlerDown(err error) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.down = err
+	if err == nil {
+		l.downs = 0
+	} else {
+		l.downs++
+	}
+	return l.downs
+}
 
 // next takes the head of the queue, waiting until there is one; false when
 // stop ended (Listen's ctx ended or the listener is closing).
@@ -338,6 +365,17 @@ func (l *Listener) handle(ctx context.Context, h msgqueue.Handler, filter map[st
 		return 0 // acknowledged without calling h
 	}
 	err = h(ctx, ev)
+	if msgqueue.IsUnavailable(err) {
+		// Not the message's fault: it goes back first, uncounted.
+		downs := l.handlerDown(err)
+		l.bus.log.Warn("the handler cannot apply events; delivering the same one again", "queue", l.name, "event", d.Name, "id", d.ID, "err", err)
+		d.count--
+		l.bus.mu.Lock()
+		l.q.ready = append([]delivery{d}, l.q.ready...)
+		l.bus.mu.Unlock()
+		return l.bus.backoff.Delay(downs)
+	}
+	l.handlerDown(nil)
 	switch {
 	case err == nil:
 		return 0

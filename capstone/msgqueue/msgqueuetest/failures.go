@@ -177,3 +177,58 @@ func (s *suite) deliveryLimitCountsDeliveries(t *testing.T) {
 		t.Errorf("handler calls for %s = %d, want the delivery limit, %d", failing, n, env.DeliveryLimit)
 	}
 }
+
+// unavailableIsNotCounted: a handler whose store is down (it answers
+// msgqueue.Unavailable) more often than the delivery limit allows does not
+// lose the event to the dead letters: it gets it again until it accepts
+// it, the events behind it follow, and Health says the listener cannot
+// make progress meanwhile.
+func (s *suite) unavailableIsNotCounted(t *testing.T) {
+	env := s.tr.NewEnv(t)
+	if env.DeliveryLimit < 1 {
+		t.Skip("the transport's Env gives no DeliveryLimit")
+	}
+	l := newListener(t, env, contracts.EventBookedName)
+	em := newEmitter(t, env)
+
+	const first, second = "down-1", "down-2"
+	emitAll(t, em, s.tr.Timeout, booked(first, "down-key", 1), booked(second, "down-key", 2))
+	downFor := env.DeliveryLimit + 2
+	up := make(chan struct{})
+	rec := newRecorder(func(ev contracts.Event, n int) error {
+		if EventID(ev) == first && n <= downFor {
+			if n == downFor {
+				<-up // stay down until the test has seen Health fail
+			}
+			return msgqueue.Unavailable(fmt.Errorf("simulated store outage, call %d", n))
+		}
+		return nil
+	})
+	listen(t, l, rec.handle)
+	err := poll(t.Context(), s.tr.Timeout, func() error {
+		if err := l.Health(t.Context()); err == nil {
+			return fmt.Errorf("health is nil after %d unavailable calls, want the handler's outage", rec.callsFor(first))
+		}
+		return nil
+	})
+	close(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.waitAll(t, s.tr.Timeout, map[string]bool{first: true, second: true})
+	if n := rec.callsFor(first); n != downFor+1 {
+		t.Errorf("handler calls for %s = %d, want %d (%d unavailable, then accepted)", first, n, downFor+1, downFor)
+	}
+	if err := poll(t.Context(), s.tr.Timeout, func() error { return l.Health(t.Context()) }); err != nil {
+		t.Errorf("Health after the handler accepted: %v", err)
+	}
+	if env.DeadLetters != nil {
+		dead, err := env.DeadLetters(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dead) > 0 {
+			t.Errorf("dead letters %v, want none: an unavailable handler is not the event's fault", dead)
+		}
+	}
+}

@@ -205,6 +205,11 @@ const defaultTimeout = 30 * time.Second
 //   - DeliveryLimitCountsDeliveries: an event whose handler always fails is
 //     handed over exactly Env.DeliveryLimit times, then dead-lettered (if
 //     DeadLetters is set); the event behind it arrives.
+//   - UnavailableIsNotCounted: a handler that answers msgqueue.Unavailable
+//     (its store is down) more often than Env.DeliveryLimit gets the same
+//     event again until it accepts it: nothing is dead-lettered, and the
+//     listener's Health fails while the handler is down and passes again
+//     after.
 //
 // Then NoLeakedGoroutines checks that nothing the suite started is still
 // running.
@@ -235,6 +240,7 @@ func Run(t *testing.T, tr Transport) {
 			{"ListenAgainAfterReturn", s.listenAgainAfterReturn},
 			{"RefusesUnknownName", s.refusesUnknownName},
 			{"DeliveryLimitCountsDeliveries", s.deliveryLimitCountsDeliveries},
+			{"UnavailableIsNotCounted", s.unavailableIsNotCounted},
 		} {
 			t.Run(st.name, func(t *testing.T) {
 				t.Parallel()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"example.com/myevents/capstone/internal/backoff"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -120,6 +121,12 @@ func (s *session) apply(ctx context.Context, m decoded) {
 	name, _ := d.Headers[HeaderEventName].(string)
 	l.handled.Add(1)
 	err := s.h(ctx, m.ev)
+	if msgqueue.IsUnavailable(err) {
+		var settle bool
+		if err, settle = s.holdWhileDown(ctx, m, err); !settle {
+			return
+		}
+	}
 	count := deliveryCount(d)
 	switch {
 	case err == nil:
@@ -138,6 +145,32 @@ func (s *session) apply(ctx context.Context, m decoded) {
 		log.Warn("handler failed; the message will be delivered again", "err", err, "deliveries_before", count, "retry_in", wait)
 		s.retries.after(wait, d)
 	}
+}
+
+// holdWhileDown keeps a delivery whose handler cannot apply events
+// (msgqueue.Unavailable: its store is down, not this message wrong) and
+// hands it over again after a growing backoff, in place, until the
+// handler answers otherwise; it returns that answer and true, for apply
+// to settle the delivery by. The broker never sees the message back, so
+// the outage costs it no delivery: dead-lettering every message heard
+// while the store is down would lose them all. Meanwhile the listener's
+// Health says it cannot make progress. If ctx ends or the channel closes
+// first, it returns false with the delivery unsettled: the broker puts
+// it back.
+func (s *session) holdWhileDown(ctx context.Context, m decoded, err error) (error, bool) {
+	l := s.l
+	s.flushAcks() // the deliveries before it are done: no need to hold them too
+	defer l.setHandlerDown(nil)
+	for downs := 1; msgqueue.IsUnavailable(err); downs++ {
+		l.setHandlerDown(err)
+		wait := l.cfg.retry.Delay(downs)
+		m.log.Warn("the handler cannot apply events; handing the same message over again", "err", err, "in_a_row", downs, "retry_in", wait)
+		if !backoff.Sleep(ctx, wait) || s.ch.IsClosed() {
+			return err, false
+		}
+		err = s.h(ctx, m.ev)
+	}
+	return err, true
 }
 
 // requeue returns a delivery whose retry backoff is over to the queue.

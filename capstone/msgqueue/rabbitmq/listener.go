@@ -30,6 +30,7 @@ type Listener struct {
 	stalled error            // why the last consume session ended, until one starts
 
 	topologyErr error       // why the last declare while consuming failed (checkTopology)
+	handlerDown error       // the handler's msgqueue.Unavailable while a delivery is held (holdWhileDown)
 	checking    atomic.Bool // a checkTopology runs
 
 	handled, acked, ackFailed, retried, deadLettered, skipped, reconnects, batches atomic.Int64
@@ -370,7 +371,9 @@ func (l *Listener) Connected() bool {
 // started (it cannot consume its queue: deleted and not declared again
 // yet, or declared by someone else with other arguments), and one whose
 // last declare of its topology while consuming failed (its bindings may
-// be gone), with the reason.
+// be gone), and one whose handler cannot apply events (it answered
+// msgqueue.Unavailable and the listener holds its delivery), with the
+// reason.
 func (l *Listener) Health(context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -381,8 +384,18 @@ func (l *Listener) Health(context.Context) error {
 		return fmt.Errorf("the listener cannot consume queue %q (retrying): %w", l.queue, l.stalled)
 	case l.topologyErr != nil:
 		return fmt.Errorf("the listener consumes queue %q but cannot declare its bindings (retrying): %w", l.queue, l.topologyErr)
+	case l.handlerDown != nil:
+		return fmt.Errorf("the handler of queue %q cannot apply events (retrying): %w", l.queue, l.handlerDown)
 	}
 	return nil
+}
+
+// setHandlerDown notes the handler's msgqueue.Unavailable while a
+// delivery is held, or nil once it answered otherwise.
+func (l *Listener) setHandlerDown(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.handlerDown = err
 }
 
 // Close stops Listen, waits for the running handler (its message is then

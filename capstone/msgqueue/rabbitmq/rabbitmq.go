@@ -40,6 +40,11 @@
 // queue order:
 //
 //   - handler returns nil: the message is acknowledged (never before);
+//   - handler returns msgqueue.Unavailable (its store is down): the
+//     listener keeps the delivery and hands it over again after a growing
+//     backoff, in place, as often as it takes; it is never returned to the
+//     queue meanwhile, so the outage costs it no delivery, and Health
+//     reports the handler down until it answers otherwise;
 //   - handler returns an error: the message waits out a backoff that grows
 //     with its delivery count, unacknowledged, while the listener goes on
 //     with the next messages (a retry never holds up the others); then it
