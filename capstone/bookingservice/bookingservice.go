@@ -119,7 +119,17 @@ type Service struct {
 	emits *emits       // nil: the 201 waits for the broker's confirm
 	// applied counts the bookings applied from the broker (Applied).
 	applied atomic.Int64
+	// applyTimeout bounds one Handle or HandleBatch (applyDeadline).
+	applyTimeout time.Duration
 }
+
+// applyDeadline bounds what applying one event, or one window of them,
+// may spend in the store. A store stuck past it (a table locked, a
+// database that does not answer) fails the call as unavailable: the
+// listener keeps the event and tries again, and /healthz says the handler
+// cannot apply events, where a call without a deadline would wait in
+// silence.
+const applyDeadline = 30 * time.Second
 
 // Applied counts the bookings this instance applied from the broker: sold
 // by another instance, or replayed from the Kafka log (its own, heard back
@@ -155,7 +165,7 @@ func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{Skeleton: sk, store: store}
+	s := &Service{Skeleton: sk, store: store, applyTimeout: applyDeadline}
 	if grouped {
 		s.group = newCommitter(gb, sk.Publisher(), opt.Group, opt.GroupWait)
 	}
@@ -190,6 +200,8 @@ func (s *Service) Handle(ctx context.Context, ev contracts.Event) error {
 	if err := ev.Validate(); err != nil {
 		return msgqueue.Permanent(fmt.Errorf("bookingservice: %w", err))
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.applyTimeout)
+	defer cancel()
 	var err error
 	switch e := ev.(type) {
 	case *contracts.LocationCreated:
@@ -290,6 +302,8 @@ func (s *Service) HandleBatch(ctx context.Context, evs []contracts.Event) error 
 	if len(bs) == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.applyTimeout)
+	defer cancel()
 	applied, err := ba.ApplyBookings(ctx, bs)
 	if err != nil {
 		return fmt.Errorf("bookingservice: applying %d bookings: %w", len(bs), err)

@@ -30,8 +30,12 @@ var errStopped = errors.New("bookingservice: stopped")
 
 // groupTimeout bounds one group transaction. The requests of a group wait
 // for it whatever their clients do: once committed, a booking's event.booked
-// must be published by its request.
-const groupTimeout = 30 * time.Second
+// must be published by its request. A request may wait up to
+// service.RequestDeadline to join a group, then this long for its commit:
+// together well below the server's write timeout (30 s), so that the
+// answer, a 201 or a 503 with Retry-After, is written. (At 30 s it was not:
+// a client whose booking met a locked table got no answer at all.)
+const groupTimeout = 10 * time.Second
 
 // committer sells the bookings of concurrent requests in groups.
 type committer struct {

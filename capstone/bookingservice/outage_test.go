@@ -13,7 +13,8 @@ import (
 
 // TestStoreOutageKeepsTheEvent: an event the store cannot take because
 // the store is stuck (its table locked by another session past the
-// handler's deadline) is msgqueue.Unavailable, which the listener keeps
+// handler's own deadline, applyDeadline; the listener's context has none)
+// is msgqueue.Unavailable, which the listener keeps
 // and hands over again, not a failure of the event that would use up its
 // deliveries and end in the dead letters; once the store is free, the
 // same event applies.
@@ -48,9 +49,8 @@ func TestStoreOutageKeepsTheEvent(t *testing.T) {
 	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
 	ev := &contracts.EventCreated{ID: "outage-show", Name: "Show", LocationID: "loc", Hall: "Main",
 		Capacity: 10, StartDate: at, EndDate: at.Add(time.Hour)}
-	stuck, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	defer cancel()
-	err = svc.Handle(stuck, ev)
+	svc.applyTimeout = 300 * time.Millisecond // applyDeadline, shortened
+	err = svc.Handle(ctx, ev)
 	if !msgqueue.IsUnavailable(err) || msgqueue.IsPermanent(err) {
 		t.Fatalf("Handle with the store locked: %v (unavailable %v, permanent %v), want unavailable",
 			err, msgqueue.IsUnavailable(err), msgqueue.IsPermanent(err))

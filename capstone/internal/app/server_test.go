@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"example.com/myevents/capstone/internal/service"
 )
 
 // TestServerTimeouts: the HTTP server of every service bounds how long it
@@ -26,6 +28,12 @@ func TestServerTimeouts(t *testing.T) {
 	srv = newServer(http.NotFoundHandler(), HTTPTimeouts{Read: time.Second}, log)
 	if srv.ReadTimeout != time.Second || srv.WriteTimeout != DefaultHTTPTimeouts.Write {
 		t.Errorf("with Read overridden: read %v, write %v", srv.ReadTimeout, srv.WriteTimeout)
+	}
+	// A handler's deadline must leave time to write its answer: a request
+	// cut by the write timeout gets no answer at all (curl: "Empty reply
+	// from server"), even for a booking that was sold.
+	if service.RequestDeadline > DefaultHTTPTimeouts.Write/2 {
+		t.Errorf("service.RequestDeadline %v leaves less than half of the write timeout %v to answer", service.RequestDeadline, DefaultHTTPTimeouts.Write)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/outbox"
@@ -46,7 +47,17 @@ type Skeleton struct {
 	Log *slog.Logger
 	pub *outbox.Publisher
 	mux *http.ServeMux
+	// deadline bounds a request's work (RequestDeadline).
+	deadline time.Duration
 }
+
+// RequestDeadline bounds what a route's handler may spend on a request:
+// its context ends then, and a store call still waiting fails, which the
+// client gets as a 503 with Retry-After (httpjson.WriteError). It is well
+// below the server's write timeout (30 s), so the answer is written
+// before the server gives up on the connection: a client that got no
+// answer at all might buy again what it bought.
+const RequestDeadline = 10 * time.Second
 
 // New returns the skeleton of the service called name over store,
 // emitting through em. With a store that keeps an outbox it starts the
@@ -63,9 +74,10 @@ func New(name string, store Store, em msgqueue.Emitter, opt Options) (*Skeleton,
 		opt.Outbox.Logger = opt.Logger
 	}
 	s := &Skeleton{
-		Log: opt.Logger,
-		pub: outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
-		mux: http.NewServeMux(),
+		Log:      opt.Logger,
+		pub:      outbox.NewPublisher(store.Outbox(), em, opt.Outbox),
+		mux:      http.NewServeMux(),
+		deadline: RequestDeadline,
 	}
 	s.Route("GET /healthz", httpjson.Health(
 		httpjson.Check{Name: "store", Func: store.Ping},
@@ -104,7 +116,14 @@ func (s *Skeleton) unrouted(w http.ResponseWriter, r *http.Request) error {
 // Route serves pattern (a net/http pattern such as "GET /events/{id}")
 // with h; an error h returns becomes a JSON error response.
 func (s *Skeleton) Route(pattern string, h httpjson.HandlerFunc) {
-	s.mux.Handle(pattern, httpjson.Handle(s.Log, h))
+	s.mux.Handle(pattern, httpjson.Handle(s.Log, func(w http.ResponseWriter, r *http.Request) error {
+		// The deadline is the handler's: httpjson.Handle still sees the
+		// client's own context, and tells a client that left (499) from
+		// a store too slow for the deadline (503).
+		ctx, cancel := context.WithTimeout(r.Context(), s.deadline)
+		defer cancel()
+		return h(w, r.WithContext(ctx))
+	}))
 }
 
 // ServeHTTP serves the routes.

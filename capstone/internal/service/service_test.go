@@ -3,11 +3,13 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"example.com/myevents/capstone/internal/httpjson"
 	"example.com/myevents/capstone/internal/outbox"
@@ -91,6 +93,28 @@ func TestRoutes(t *testing.T) {
 			!strings.Contains(rec.Body.String(), tc.method+" is not allowed on "+tc.path) {
 			t.Errorf("%s %s answered %d %s with Allow %q, want 405 and Allow %q", tc.method, tc.path, rec.Code, rec.Body, rec.Header().Get("Allow"), tc.allow)
 		}
+	}
+}
+
+// TestStuckStoreAnswers503InTime: a handler whose store call hangs gets
+// its context ended at the skeleton's deadline and the client a 503 with
+// Retry-After, well before the server's write timeout would cut the
+// connection with no answer at all.
+func TestStuckStoreAnswers503InTime(t *testing.T) {
+	sk, err := New("svc", store{}, &servicetest.Emitter{}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close()
+	sk.deadline = 50 * time.Millisecond
+	sk.Route("GET /stuck", func(_ http.ResponseWriter, r *http.Request) error {
+		<-r.Context().Done() // a store call that waits on a lock
+		return fmt.Errorf("reading: %w", r.Context().Err())
+	})
+	rec := httptest.NewRecorder()
+	sk.ServeHTTP(rec, httptest.NewRequest("GET", "/stuck", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("a stuck store answered %d %s (Retry-After %q), want 503 with Retry-After", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
 	}
 }
 
