@@ -374,6 +374,13 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := s.publish(r.Context(), msg); err != nil {
+		if errors.Is(err, outbox.ErrNotConfirmed) {
+			// The seats stay held until the broker's late answer: kept if
+			// it stored event.booked, given back if not.
+			s.Log.Warn("event.booked not confirmed in time; the seats stay held until the broker answers", "booking", b.ID, "err", err)
+			return httpjson.Errorf(http.StatusServiceUnavailable,
+				"the message broker has not confirmed booking %s in time, and may still record it: see GET /events/%s/bookings before you book again", b.ID, b.ShowID)
+		}
 		if errors.Is(err, outbox.ErrNotPublished) {
 			s.Log.Warn("event.booked not published, seats given back", "booking", b.ID, "err", err)
 			return httpjson.Errorf(http.StatusServiceUnavailable, "the message broker is unavailable, nothing was booked: try again later")

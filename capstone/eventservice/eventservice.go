@@ -330,6 +330,13 @@ func fitsAMessage(ev contracts.Event) error {
 // without an outbox can fail here, after undoing the write: 503.
 func (s *Service) publishOrUndo(ctx context.Context, msg outbox.Message) error {
 	err := s.Publish(ctx, msg)
+	if errors.Is(err, outbox.ErrNotConfirmed) {
+		// The write stands until the broker's late answer: kept if it
+		// stored the event, undone if not.
+		s.Log.Warn("event not confirmed in time; the write stands until the broker answers", "event", msg.Event.EventName(), "err", err)
+		return httpjson.Errorf(http.StatusServiceUnavailable,
+			"the message broker has not confirmed the %s in time, and may still record it: look it up before you try again", msg.Event.EventName())
+	}
 	if errors.Is(err, outbox.ErrNotPublished) {
 		s.Log.Warn("event not published, write undone", "event", msg.Event.EventName(), "err", err)
 		if errors.Is(err, msgqueue.ErrUnroutable) {

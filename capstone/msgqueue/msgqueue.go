@@ -183,3 +183,21 @@ func IsUnavailable(err error) bool {
 	var u unavailable
 	return errors.As(err, &u)
 }
+
+// UnconfirmedError is the error of an Emit that stopped waiting (its
+// context ended) after the event had gone to the broker, which may still
+// store it: the emit's outcome is not known yet. Final receives it once it
+// is: nil when the broker stored the event, else why not. A caller that
+// would undo its write when an emit fails must not undo it on this error
+// before Final says so (outbox.Publisher does that). Transports that can
+// tell return it (kafka.Emitter).
+type UnconfirmedError struct {
+	Err   error
+	Final <-chan error
+}
+
+func (e *UnconfirmedError) Error() string {
+	return "the broker has not confirmed the event yet and may still store it: " + e.Err.Error()
+}
+
+func (e *UnconfirmedError) Unwrap() error { return e.Err }

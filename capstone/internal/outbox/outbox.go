@@ -30,7 +30,10 @@
 //     but the broker's log. There the event must be in the broker before the
 //     client hears "created": the Publisher emits, and if the broker refuses
 //     it undoes the write ([Message.Undo]) and returns [ErrNotPublished], which
-//     the service answers with 503.
+//     the service answers with 503. If the broker only failed to confirm in
+//     time ([msgqueue.UnconfirmedError]), the write stands until its late
+//     answer, and Publish returns [ErrNotConfirmed]: a 503 that says the
+//     outcome is not known yet.
 package outbox
 
 import (
@@ -92,6 +95,14 @@ type ManyStore interface {
 // sets a new row's first due time to now + Grace. It must be longer than
 // [Options.EmitTimeout], so that the relay never races a request's emit.
 const Grace = 15 * time.Second
+
+// ErrNotConfirmed is returned by Publish, for a store without an outbox,
+// when the broker did not confirm the event in time but may still store it
+// (msgqueue.UnconfirmedError). The write stands until the broker's answer
+// comes: then it is kept if the broker stored the event, undone if not. So
+// a booking's seats stay held meanwhile, and cannot be sold twice when the
+// event turns up in the log after all.
+var ErrNotConfirmed = errors.New("the broker has not confirmed the event in time; it may still store it")
 
 // ErrNotPublished is returned by Publish when the broker refused the event of
 // a store without an outbox; the write has been undone.
@@ -218,6 +229,11 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		if err == nil {
 			return nil
 		}
+		var unconfirmed *msgqueue.UnconfirmedError
+		if m.Undo != nil && errors.As(err, &unconfirmed) {
+			go p.settle(m, unconfirmed.Final)
+			return fmt.Errorf("%w: emitting %s: %w", ErrNotConfirmed, m.Event.EventName(), err)
+		}
 		err = fmt.Errorf("%w: emitting %s: %w", ErrNotPublished, m.Event.EventName(), err)
 		if m.Undo != nil {
 			if uerr := m.Undo(ctx); uerr != nil {
@@ -243,6 +259,23 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		p.opt.Logger.Warn("outbox: postponing a message", "id", m.ID, "err", err)
 	}
 	return nil
+}
+
+// settle waits for the broker's late answer about m's event (Final of a
+// msgqueue.UnconfirmedError) and undoes m's write if the broker did not
+// store it; if it did, the write stands, as the event in the log says.
+func (p *Publisher) settle(m Message, final <-chan error) {
+	name := m.Event.EventName()
+	if err := <-final; err != nil {
+		if uerr := m.Undo(context.Background()); uerr != nil {
+			p.opt.Logger.Error("outbox: the broker refused an unconfirmed event after all, and undoing its write failed",
+				"event", name, "err", err, "undo_err", uerr)
+			return
+		}
+		p.opt.Logger.Warn("outbox: the broker refused an unconfirmed event after all; its write is undone", "event", name, "err", err)
+		return
+	}
+	p.opt.Logger.Info("outbox: the broker confirmed an event late; its write stands", "event", name)
 }
 
 // stayBehind reports whether new events must wait behind a retried one,

@@ -8,11 +8,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"example.com/myevents/capstone/internal/outbox"
 	"example.com/myevents/capstone/internal/servicetest"
+	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
 )
@@ -267,5 +269,61 @@ func TestRelayLogsTheRealRetry(t *testing.T) {
 	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
 	if !slices.Equal(log.waits[:3], want) {
 		t.Errorf("retry_in of the first warnings %v, want %v", log.waits[:3], want)
+	}
+}
+
+// lateEmitter answers every Emit with a msgqueue.UnconfirmedError whose
+// Final the test settles.
+type lateEmitter struct {
+	servicetest.Emitter
+	final chan error
+}
+
+func (e *lateEmitter) Emit(context.Context, contracts.Event) error {
+	return &msgqueue.UnconfirmedError{Err: context.DeadlineExceeded, Final: e.final}
+}
+
+// TestWithoutOutboxAnUnconfirmedEventWaitsForTheBroker: an emit whose
+// confirm did not come in time leaves the write standing (ErrNotConfirmed,
+// not ErrNotPublished) until the broker's late answer: kept if the broker
+// stored the event, undone if it refused it.
+func TestWithoutOutboxAnUnconfirmedEventWaitsForTheBroker(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer error
+		undone int32
+	}{
+		{"stored after all", nil, 0},
+		{"refused after all", errors.New("out of retries"), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			em := &lateEmitter{final: make(chan error, 1)}
+			p := outbox.NewPublisher(nil, em, fast())
+			defer p.Close()
+			var undone atomic.Int32
+			settled := make(chan struct{}, 1)
+			msg := outbox.Message{Event: booked("b1"), Undo: func(context.Context) error {
+				undone.Add(1)
+				settled <- struct{}{}
+				return nil
+			}}
+			err := p.Publish(context.Background(), msg)
+			if !errors.Is(err, outbox.ErrNotConfirmed) || errors.Is(err, outbox.ErrNotPublished) || undone.Load() != 0 {
+				t.Fatalf("unconfirmed: err=%v undone=%d; want ErrNotConfirmed and the write standing", err, undone.Load())
+			}
+			em.final <- tc.answer
+			if tc.undone > 0 {
+				select {
+				case <-settled:
+				case <-time.After(5 * time.Second):
+					t.Fatal("the write was not undone after the broker refused the event")
+				}
+			}
+			// Close waits for nothing more; a late undo would show here.
+			p.Close()
+			if got := undone.Load(); got != tc.undone {
+				t.Errorf("undone %d times, want %d", got, tc.undone)
+			}
+		})
 	}
 }

@@ -59,7 +59,10 @@ func (p *producer) route() {
 }
 
 // send writes msg and returns once the brokers acknowledged it, it failed,
-// or ctx ended. When ctx ends first the record may still be written.
+// or ctx ended. When ctx ends while the record is with sarama, it may still
+// be written: send returns a *msgqueue.UnconfirmedError whose Final gets
+// sarama's answer when it comes (it always comes: sarama answers every
+// record it took, at the latest when the producer closes).
 func (p *producer) send(ctx context.Context, msg *sarama.ProducerMessage) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -85,7 +88,7 @@ func (p *producer) send(ctx context.Context, msg *sarama.ProducerMessage) error 
 	case err := <-result:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for the acknowledgement: %w", ctx.Err())
+		return &msgqueue.UnconfirmedError{Err: fmt.Errorf("waiting for the acknowledgement: %w", ctx.Err()), Final: result}
 	}
 }
 
