@@ -275,6 +275,10 @@ func SetProducerGuarantees(cfg *sarama.Config) {
 // reader is behind: up to about 4 MB of fetched records per partition.
 const replayReadAhead = 16384
 
+// metadataRefresh is how often a listener's client refreshes the topic's
+// metadata, and so how soon it sees a partition added to the topic.
+const metadataRefresh = 30 * time.Second
+
 // consumerConfig is for a Listener's reads, a replay's when replay is
 // set. It gets its own client: on a connection shared with the producer,
 // a produce request (one in flight at a time) would wait behind a fetch
@@ -291,6 +295,10 @@ func consumerConfig(ctx context.Context, o options, replay bool) *sarama.Config 
 	// Records of an aborted transaction (another producer's) never
 	// happened: never hand them over (tail.go).
 	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	// Partitions added to the topic show in the metadata at its next
+	// refresh: a group rebalances onto them, a replay starts reading them.
+	// sarama's default, 10 minutes, left their events unread for that long.
+	cfg.Metadata.RefreshFrequency = metadataRefresh
 	if replay {
 		cfg.ChannelBufferSize = replayReadAhead
 	}

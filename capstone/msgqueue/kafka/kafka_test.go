@@ -158,3 +158,18 @@ func TestReplayReadsAhead(t *testing.T) {
 		t.Errorf("replay with WithSaramaConfig: ChannelBufferSize %d, want 7", got)
 	}
 }
+
+// TestListenersSeeNewPartitionsSoon: both modes refresh the topic's
+// metadata every metadataRefresh, not sarama's 10 minutes, so a partition
+// added to the topic is read within it (TestNewPartitionsAreRead).
+func TestListenersSeeNewPartitionsSoon(t *testing.T) {
+	o, err := buildOptions(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, replay := range []bool{true, false} {
+		if got := consumerConfig(context.Background(), o, replay).Metadata.RefreshFrequency; got != metadataRefresh || got > time.Minute {
+			t.Errorf("replay %v: Metadata.RefreshFrequency %v, want %v", replay, got, metadataRefresh)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -362,5 +363,118 @@ func TestGroupCaughtUp(t *testing.T) {
 	awaitCaughtUp(t, second)
 	if got := s2.snapshot(); len(got) != 0 {
 		t.Errorf("the resumed member handled %v again", got)
+	}
+}
+
+// Records deleted under a running replay (retention, DeleteRecords) stop
+// sarama's partition consumer with ErrOffsetOutOfRange. The replay goes on
+// from the oldest record still stored instead of failing Listen, which
+// stopped the whole service.
+func TestReplayGoesOnPastRecordsDeletedUnderIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.emitter(WithPartitions(1))
+	const n, cut = 3000, 2500 // more than the replay holds decoded ahead
+	all := ids("d", n)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < n; i += 16 {
+				if err := em.Emit(context.Background(), booked(all[i], "ev-0", i%1000+1)); err != nil {
+					t.Errorf("Emit: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	// Small fetches and buffers, so that the replay has read little of
+	// the log when the handler stops at its fifth record.
+	small := WithSaramaConfig(func(c *sarama.Config) {
+		c.ChannelBufferSize = 8
+		c.Consumer.Fetch.Default = 1024
+	})
+	l := e.replayListener(WithPartitions(1), small)
+	s := newSeen()
+	gate := make(chan struct{})
+	var calls atomic.Int64
+	listen(t, l, func(ctx context.Context, ev contracts.Event) error {
+		if calls.Add(1) == 5 {
+			<-gate
+		}
+		return s.handler(ctx, ev)
+	})
+	brokertest.Eventually(t, wait, func() error {
+		if calls.Load() < 5 {
+			return fmt.Errorf("%d records handed over, want the fifth held", calls.Load())
+		}
+		return nil
+	})
+	if err := e.adminClient().DeleteRecords(e.topic, map[int32]int64{0: cut}); err != nil {
+		t.Fatalf("deleting the records below %d: %v", cut, err)
+	}
+	close(gate)
+
+	awaitCaughtUp(t, l)
+	// Which records survived depends on the emit order: what matters is
+	// that every record still stored is applied.
+	got := s.distinct()
+	var missing []string
+	for _, m := range e.records(e.topic) {
+		name, ev, err := contracts.Unwrap(m.Value)
+		if err != nil || name != contracts.EventBookedName {
+			t.Fatalf("record %d: %v", m.Offset, err)
+		}
+		if id := ev.(*contracts.EventBooked).ID; !got[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d records still stored were not applied, e.g. %v", len(missing), missing[:min(5, len(missing))])
+	}
+	if err := l.Health(context.Background()); err != nil {
+		t.Errorf("Health after the deletion: %v", err)
+	}
+}
+
+// Partitions added to the topic while a listener runs are read too, once
+// the client's metadata shows them (Metadata.RefreshFrequency; 30 s by
+// default, 200 ms here). A replay never read them (their events reached a
+// running instance only after a restart), and a group only after sarama's
+// default of 10 minutes.
+func TestNewPartitionsAreRead(t *testing.T) {
+	t.Parallel()
+	fast := WithSaramaConfig(func(c *sarama.Config) { c.Metadata.RefreshFrequency = 200 * time.Millisecond })
+	for _, mode := range []string{"replay", "group"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.emitter(WithPartitions(1)) // creates the topic with one partition
+			var l *Listener
+			if mode == "replay" {
+				l = e.replayListener(WithPartitions(1), fast)
+			} else {
+				l = e.groupListener(brokertest.Name(t, "group"), WithPartitions(1), fast)
+			}
+			s := newSeen()
+			listen(t, l, s.handler)
+			awaitCaughtUp(t, l)
+
+			if err := e.adminClient().CreatePartitions(e.topic, 3, nil, false); err != nil {
+				t.Fatalf("adding partitions: %v", err)
+			}
+			em := e.emitter(WithPartitions(1)) // a new client: it sees three
+			want := ids("p", 30)
+			e.emitBookings(em, want, len(want), 1) // 30 keys, over the three partitions
+			parts := map[int32]int{}
+			for _, m := range e.records(e.topic) {
+				parts[m.Partition]++
+			}
+			if len(parts) < 2 {
+				t.Fatalf("records per partition %v: want some on the new partitions", parts)
+			}
+			brokertest.Eventually(t, wait, func() error { return s.sameIDs(want) })
+		})
 	}
 }

@@ -2,8 +2,10 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -38,7 +40,10 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 	// Start at the oldest record still stored, never at the literal 0,
 	// which retention may have deleted.
 	pcs := make(map[int32]sarama.PartitionConsumer, len(partitions))
+	var pcsMu sync.Mutex // reopen replaces a partition's consumer
 	defer func() {
+		pcsMu.Lock()
+		defer pcsMu.Unlock()
 		// Ask them all to stop first: each waits for its broker's
 		// fetch in flight (up to Consumer.MaxWaitTime), and one after
 		// the other six partitions made a stop take two seconds.
@@ -46,11 +51,25 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 			pc.AsyncClose()
 		}
 		for p, pc := range pcs {
-			if err := pc.Close(); err != nil {
+			if err := pc.Close(); err != nil && !isOutOfRange(err) {
 				l.logger.Warn("kafka: closing a partition consumer", "topic", topic, "partition", p, "err", err)
 			}
 		}
 	}()
+	// reopen replaces partition p's consumer, stopped, by one that reads
+	// from offset.
+	reopen := func(p int32, offset int64) (sarama.PartitionConsumer, error) {
+		pcsMu.Lock()
+		defer pcsMu.Unlock()
+		_ = pcs[p].Close() // it stopped already: this releases it (its error was seen)
+		pc, err := l.cons.ConsumePartition(topic, p, offset)
+		if err != nil {
+			delete(pcs, p)
+			return nil, fmt.Errorf("reading Kafka topic %s partition %d again from offset %d: %w", topic, p, offset, err)
+		}
+		pcs[p] = pc
+		return pc, nil
+	}
 	for _, p := range partitions {
 		pc, err := l.cons.ConsumePartition(topic, p, sarama.OffsetOldest)
 		if err != nil {
@@ -67,27 +86,79 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 		failOnce sync.Once
 		failure  error
 	)
-	for p, pc := range pcs {
+	run := func(p int32, pc sarama.PartitionConsumer, start int64) {
 		wg.Go(func() {
-			if err := l.replayPartition(ctx, w, p, pc, starts[p]); err != nil {
+			if err := l.replayPartition(ctx, w, p, pc, start, reopen); err != nil {
 				failOnce.Do(func() { failure = err })
 				cancel()
 			}
 		})
 	}
+	pcsMu.Lock()
+	for p, pc := range pcs {
+		run(p, pc, starts[p])
+	}
+	pcsMu.Unlock()
+	// Partitions added to the topic while the replay runs: read them too,
+	// from their oldest record, once the client's metadata (refreshed
+	// every Metadata.RefreshFrequency) shows them. Without this, their
+	// events reached a running instance only after a restart.
+	wg.Go(func() {
+		tick := time.NewTicker(l.client.Config().Metadata.RefreshFrequency)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			now, err := l.client.Partitions(topic)
+			if err != nil {
+				continue // the next tick tries again; Health reports a lost cluster
+			}
+			for _, p := range now {
+				pcsMu.Lock()
+				_, known := pcs[p]
+				pcsMu.Unlock()
+				if known {
+					continue
+				}
+				start, err := l.client.GetOffset(topic, p, sarama.OffsetOldest)
+				if err != nil {
+					continue
+				}
+				pc, err := l.cons.ConsumePartition(topic, p, start)
+				if err != nil {
+					l.logger.Warn("kafka: reading a new partition failed; retrying", "topic", topic, "partition", p, "err", err)
+					continue
+				}
+				pcsMu.Lock()
+				pcs[p] = pc
+				pcsMu.Unlock()
+				l.logger.Info("kafka: the topic has a new partition; replaying it too", "topic", topic, "partition", p)
+				run(p, pc, start)
+			}
+		}
+	})
 	wg.Wait()
 	return failure
 }
 
 // replayPartition processes one partition's records in order from
 // offset start until ctx ends, decoding them ahead of the handler
-// (decodeAhead).
-func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc sarama.PartitionConsumer, start int64) error {
+// (decodeAhead). Records deleted under it (retention, DeleteRecords, the
+// topic deleted and created again) stop sarama's consumer with
+// ErrOffsetOutOfRange: then it goes on from the oldest record still
+// stored, with reopen, saying what it skipped, rather than stop the
+// service.
+func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc sarama.PartitionConsumer, start int64,
+	reopen func(p int32, offset int64) (sarama.PartitionConsumer, error)) error {
 	ahead := decodeAhead(ctx, pc.Messages())
-	defer ahead.stop()
+	defer func() { ahead.stop() }()
 	tail := l.newTailCheck(p, start)
 	defer tail.stop()
 	errs := pc.Errors()
+	var lastErr error
 	for {
 		select {
 		case <-ctx.Done():
@@ -99,13 +170,37 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc s
 				errs = nil
 				continue
 			}
+			lastErr = err
 			l.logger.Warn("kafka partition consumer error", "topic", l.opts.topic, "partition", p, "err", err)
 		case run, ok := <-ahead.runs:
 			if !ok {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return fmt.Errorf("reading Kafka topic %s partition %d: the partition consumer stopped", l.opts.topic, p)
+				if errs != nil {
+					for err := range errs { // the reason comes before the channel closes
+						lastErr = err
+					}
+				}
+				if !isOutOfRange(lastErr) {
+					return fmt.Errorf("reading Kafka topic %s partition %d: the partition consumer stopped: %v", l.opts.topic, p, lastErr)
+				}
+				oldest, err := l.client.GetOffset(l.opts.topic, p, sarama.OffsetOldest)
+				if err != nil {
+					return fmt.Errorf("reading Kafka topic %s partition %d: its records were deleted, and reading its oldest offset failed: %w", l.opts.topic, p, err)
+				}
+				l.logger.Warn("kafka: records were deleted under the replay; going on from the oldest one still stored",
+					"topic", l.opts.topic, "partition", p, "from", tail.next, "oldest", oldest)
+				if pc, err = reopen(p, oldest); err != nil {
+					return err
+				}
+				ahead.stop()
+				ahead, errs, lastErr = decodeAhead(ctx, pc.Messages()), pc.Errors(), nil
+				// What was deleted cannot be read: the partition is read
+				// below oldest.
+				tail.next = max(tail.next, oldest)
+				l.caught.reached(p, oldest)
+				continue
 			}
 			if !w.finishRun(ctx, run, func(msg *sarama.ConsumerMessage) {
 				l.caught.reached(p, msg.Offset+1)
@@ -117,3 +212,7 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc s
 		}
 	}
 }
+
+// isOutOfRange reports whether err is sarama's ErrOffsetOutOfRange: the
+// offset a consumer asked for is no longer (or not yet) stored.
+func isOutOfRange(err error) bool { return errors.Is(err, sarama.ErrOffsetOutOfRange) }
