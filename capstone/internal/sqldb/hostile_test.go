@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"example.com/myevents/capstone/internal/servicetest"
@@ -141,5 +143,44 @@ func TestIsUnavailable(t *testing.T) {
 	}
 	if sqldb.IsUnavailable(nil) || sqldb.IsUnavailable(errors.New("the handler has a bug")) {
 		t.Error("nil and an unknown error are not outages")
+	}
+}
+
+// TestPingSeesADeletedSQLiteFile: SQLite goes on writing to a file deleted
+// under it, which nobody can open again: Ping, and so /healthz, says so,
+// and says so too of a file replaced by another.
+func TestPingSeesADeletedSQLiteFile(t *testing.T) {
+	ctx := context.Background()
+	for _, how := range []string{"deleted", "replaced"} {
+		t.Run(how, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "gone.db")
+			db, err := sqldb.Open(ctx, "sqlite:"+path, "gone")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			store, err := sqldb.NewStore(ctx, db, "a store", `CREATE TABLE IF NOT EXISTS words (id TEXT PRIMARY KEY)`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Ping(ctx); err != nil {
+				t.Fatalf("Ping of a fresh file: %v", err)
+			}
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if how == "replaced" {
+				if err := os.WriteFile(path, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The database still answers: it writes to the deleted file.
+			if _, err := db.ExecContext(ctx, `INSERT INTO words VALUES ('lost')`); err != nil {
+				t.Fatalf("writing after the file was %s: %v", how, err)
+			}
+			if err := store.Ping(ctx); err == nil || !strings.Contains(err.Error(), how) {
+				t.Errorf("Ping after the file was %s: %v, want an error saying so", how, err)
+			}
+		})
 	}
 }

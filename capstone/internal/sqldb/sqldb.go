@@ -23,7 +23,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -72,6 +74,9 @@ type DB struct {
 	where string
 	// outbox is the name of the service's outbox table.
 	outbox string
+	// path and file are a SQLite database's file, as opened (CheckFile).
+	path string
+	file os.FileInfo
 }
 
 // validName reports whether a service name is safe in a table name.
@@ -121,6 +126,14 @@ func Open(ctx context.Context, dsn, service string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connecting to %s: %w", db.where, err)
 	}
+	if db.Kind == SQLite {
+		// The connection has the file open now: remember which file it
+		// is, for CheckFile.
+		if db.file, err = os.Stat(db.path); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("opening %s: %w", db.where, err)
+		}
+	}
 	return db, nil
 }
 
@@ -139,7 +152,7 @@ func openSQLite(path string) (*DB, error) {
 		return nil, fmt.Errorf("opening SQLite database %s: %w", path, err)
 	}
 	sdb.SetMaxOpenConns(1)
-	return &DB{DB: sdb, Kind: SQLite, where: "SQLite database " + path}, nil
+	return &DB{DB: sdb, Kind: SQLite, where: "SQLite database " + path, path: path}, nil
 }
 
 // maxPostgresConns caps each service's connections: PostgreSQL allows 100
@@ -337,10 +350,32 @@ func NewStore(ctx context.Context, db *DB, label string, schema ...string) (Stor
 // Outbox returns the store's outbox.
 func (s Store) Outbox() outbox.Store { return s.db.Outbox() }
 
-// Ping reports whether the database answers.
+// Ping reports whether the database answers, and for SQLite whether its
+// file is still the one the service opened (CheckFile).
 func (s Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("pinging %s: %w", s.db, err)
+	}
+	return s.db.CheckFile()
+}
+
+// CheckFile reports a SQLite database whose file was deleted or replaced
+// while the service has it open: SQLite goes on writing to the file it
+// opened, which nobody can open again, so every write since is lost when
+// the service stops, though each answered 201. (The answer used to be a
+// 200 from /healthz all along.) For PostgreSQL it reports nil.
+func (db *DB) CheckFile() error {
+	if db.file == nil {
+		return nil
+	}
+	now, err := os.Stat(db.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("the file of %s was deleted while the service has it open: what it writes now is lost when it stops; restart it", db.where)
+	case err != nil:
+		return fmt.Errorf("checking the file of %s: %w", db.where, err)
+	case !os.SameFile(db.file, now):
+		return fmt.Errorf("the file of %s was replaced while the service has it open: what it writes now goes to the old file; restart it", db.where)
 	}
 	return nil
 }
