@@ -327,3 +327,50 @@ func boundedQueue(t *testing.T, ch *amqp.Channel, queue, exchange string, limit 
 		t.Fatalf("binding queue %s: %v", queue, err)
 	}
 }
+
+// TestEmitterHealthSaysTheBrokerBlocksIt: a broker under a resource alarm
+// (memory here; a full disk the same) blocks the connections that
+// publish, and nothing is confirmed until the alarm clears. The emitter's
+// Health says so, and clears with it; it said nil all along (a service's
+// /healthz stayed 200 through a 20-second disk alarm). The test runs a
+// RabbitMQ node of its own, whose alarm it raises.
+func TestEmitterHealthSaysTheBrokerBlocksIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.rabbit = brokertest.PrivateAMQP(t)
+	em := e.mustEmitter(t)
+	ctx := context.Background()
+	if err := em.Health(ctx); err != nil {
+		t.Fatalf("Health before the alarm: %v", err)
+	}
+	if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
+		t.Fatalf("raising a memory alarm: %v %s", err, out)
+	}
+	clearAlarm := func() error {
+		out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0.4")
+		if err != nil {
+			return fmt.Errorf("clearing the memory alarm: %v %s", err, out)
+		}
+		return nil
+	}
+	// Cleared also if the test fails: the clean-up publishes nothing,
+	// but closing an emitter that waits for confirms would wait.
+	t.Cleanup(func() { _ = clearAlarm() })
+	// The broker blocks a connection when it next publishes: emit, as a
+	// service does; the emit waits for a confirm that does not come.
+	emitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	emitted := make(chan error, 1)
+	go func() { emitted <- em.Emit(emitCtx, booking("blocked-1")) }()
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		if err := em.Health(ctx); err == nil || !strings.Contains(err.Error(), "blocks") {
+			return fmt.Errorf("health under a memory alarm: %v, want the block", err)
+		}
+		return nil
+	})
+	if err := clearAlarm(); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 30*time.Second, func() error { return em.Health(ctx) })
+	<-emitted // confirmed once unblocked, or given up at its deadline: either is fine here
+}
