@@ -133,9 +133,17 @@ type Options struct {
 	// them itself, for a service that takes them into its own
 	// transactions (TakeMarks; default 0: at once).
 	MarkLinger time.Duration
+	// StuckAfter is how long events may fail to reach the broker before
+	// Health reports it (default 30s): long enough for a broker's restart,
+	// short enough that an outage the emitter cannot see (a permission
+	// revoked, a topic gone) shows on /healthz.
+	StuckAfter time.Duration
 }
 
 func (o Options) withDefaults() Options {
+	if o.StuckAfter <= 0 {
+		o.StuckAfter = 30 * time.Second
+	}
 	if o.EmitTimeout <= 0 {
 		o.EmitTimeout = 5 * time.Second
 	}
@@ -184,6 +192,10 @@ type Publisher struct {
 	mu     sync.Mutex
 	behind bool
 	epoch  int64
+	// failingSince is when events stopped reaching the broker (zero: they
+	// reach it), lastErr the last failure: Health.
+	failingSince time.Time
+	lastErr      error
 
 	marks marks
 }
@@ -251,6 +263,7 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		return nil
 	}
 	p.fellBehind()
+	p.failing(err)
 	p.opt.Logger.Warn("outbox: emit failed, the relay will retry",
 		"id", m.ID, "event", m.Event.EventName(), "err", err)
 	next := p.opt.Now().Add(p.opt.backoff(m.Attempts + 1))
@@ -287,6 +300,36 @@ func (p *Publisher) stayBehind() bool {
 		p.epoch++
 	}
 	return p.behind
+}
+
+// Health reports an outbox whose events have not reached the broker for
+// longer than Options.StuckAfter, with the last failure; the events are
+// kept and retried meanwhile. It is nil for a Publisher without an outbox.
+func (p *Publisher) Health(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failingSince.IsZero() {
+		return nil
+	}
+	if d := p.opt.Now().Sub(p.failingSince); d > p.opt.StuckAfter {
+		return fmt.Errorf("events have not reached the broker for %v (the outbox keeps them and retries): %w", d.Round(time.Second), p.lastErr)
+	}
+	return nil
+}
+
+// failing notes that an event did not reach the broker (err), or that the
+// outbox is sent (nil).
+func (p *Publisher) failing(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		p.failingSince, p.lastErr = time.Time{}, nil
+		return
+	}
+	if p.failingSince.IsZero() {
+		p.failingSince = p.opt.Now()
+	}
+	p.lastErr = err
 }
 
 // fellBehind records that an event has to be retried.
@@ -372,6 +415,7 @@ func (p *Publisher) relay() {
 				return
 			}
 			p.fellBehind()
+			p.failing(err)
 			failures++
 			wait = p.opt.backoff(failures)
 			// A message the broker refused is tried again when it is due
@@ -389,6 +433,8 @@ func (p *Publisher) relay() {
 			p.behind = true
 		case p.epoch == epoch:
 			p.behind = false
+			// Everything was sent: what failed went through.
+			p.failingSince, p.lastErr = time.Time{}, nil
 		}
 		p.mu.Unlock()
 		failures = 0

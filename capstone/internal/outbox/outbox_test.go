@@ -327,3 +327,40 @@ func TestWithoutOutboxAnUnconfirmedEventWaitsForTheBroker(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthReportsAStuckOutbox: events that keep failing to reach the
+// broker for longer than StuckAfter make Health fail with the last error
+// (a service's /healthz said 200 while a revoked permission refused every
+// event); it passes again once they went through. Without an outbox there
+// is nothing to report.
+func TestHealthReportsAStuckOutbox(t *testing.T) {
+	store := newFakeStore()
+	em := &servicetest.Emitter{}
+	em.Fail(true)
+	opt := fast()
+	opt.StuckAfter = 50 * time.Millisecond
+	p := outbox.NewPublisher(store, em, opt)
+	defer p.Close()
+	ctx := context.Background()
+	if err := p.Health(ctx); err != nil {
+		t.Fatalf("Health of a new publisher: %v", err)
+	}
+	if err := p.Publish(ctx, store.add(1, booked("b1"), time.Now().Add(outbox.Grace))); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 5*time.Second, func() error {
+		if err := p.Health(ctx); err == nil || !errors.Is(err, servicetest.ErrRefused) {
+			return fmt.Errorf("health while every emit is refused: %v, want the refusal", err)
+		}
+		return nil
+	})
+	em.Fail(false)
+	store.awaitEmpty(t)
+	brokertest.Eventually(t, 5*time.Second, func() error { return p.Health(ctx) })
+
+	bare := outbox.NewPublisher(nil, em, opt)
+	defer bare.Close()
+	if err := bare.Health(ctx); err != nil {
+		t.Errorf("Health without an outbox: %v", err)
+	}
+}

@@ -82,6 +82,7 @@ func New(name string, store Store, em msgqueue.Emitter, opt Options) (*Skeleton,
 	s.Route("GET /healthz", httpjson.Health(
 		httpjson.Check{Name: "store", Func: store.Ping},
 		httpjson.Check{Name: "broker", Func: opt.BrokerHealth},
+		httpjson.Check{Name: "event delivery", Func: s.pub.Health},
 	))
 	s.Route("/", s.unrouted)
 	return s, nil
