@@ -18,6 +18,7 @@ import (
 type session struct {
 	l       *Listener
 	ch      *amqp.Channel
+	stop    context.Context // ends when Listen's ctx ends or Close is called
 	dlq     *deadLetterer
 	retries *retries
 	h       msgqueue.Handler
@@ -154,9 +155,16 @@ func (s *session) apply(ctx context.Context, m decoded) {
 // to settle the delivery by. The broker never sees the message back, so
 // the outage costs it no delivery: dead-lettering every message heard
 // while the store is down would lose them all. Meanwhile the listener's
-// Health says it cannot make progress. If ctx ends or the channel closes
-// first, it returns false with the delivery unsettled: the broker puts
-// it back.
+// Health says it cannot make progress. If the listener stops (Close, or
+// Listen's context) or the channel closes first, it returns false with
+// the delivery unsettled: the broker puts it back.
+//
+// RabbitMQ itself bounds the hold: a delivery unacknowledged for longer
+// than the broker's consumer_timeout (30 minutes by default) closes the
+// channel and returns every delivery of it to the queue, counting a
+// delivery for each; after x-delivery-limit such returns the broker
+// dead-letters them (reason delivery_limit). An outage of hours can still
+// cost events on RabbitMQ.
 func (s *session) holdWhileDown(ctx context.Context, m decoded, err error) (error, bool) {
 	l := s.l
 	s.flushAcks() // the deliveries before it are done: no need to hold them too
@@ -165,7 +173,7 @@ func (s *session) holdWhileDown(ctx context.Context, m decoded, err error) (erro
 		l.setHandlerDown(err)
 		wait := l.cfg.retry.Delay(downs)
 		m.log.Warn("the handler cannot apply events; handing the same message over again", "err", err, "in_a_row", downs, "retry_in", wait)
-		if !backoff.Sleep(ctx, wait) || s.ch.IsClosed() {
+		if !backoff.Sleep(s.stop, wait) || s.ch.IsClosed() {
 			return err, false
 		}
 		err = s.h(ctx, m.ev)

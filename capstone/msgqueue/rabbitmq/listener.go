@@ -295,7 +295,7 @@ func (l *Listener) consume(ctx, stop context.Context, conn *amqp.Connection, h m
 		return false, fmt.Errorf("consuming queue %q: %w", l.queue, err)
 	}
 	l.setStalled(nil)
-	s := &session{l: l, ch: ch, dlq: newDeadLetterer(conn, l), retries: newRetries(), h: h, hb: hb, filter: filter}
+	s := &session{l: l, ch: ch, stop: stop, dlq: newDeadLetterer(conn, l), retries: newRetries(), h: h, hb: hb, filter: filter}
 	// Returning closes the channel: the messages waiting out a retry
 	// backoff go back to the queue with the others. The deliveries handled
 	// are acknowledged first (if the channel still works).

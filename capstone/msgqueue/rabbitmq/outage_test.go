@@ -374,3 +374,56 @@ func TestEmitterHealthSaysTheBrokerBlocksIt(t *testing.T) {
 	brokertest.Eventually(t, 30*time.Second, func() error { return em.Health(ctx) })
 	<-emitted // confirmed once unblocked, or given up at its deadline: either is fine here
 }
+
+// TestCloseWhileTheHandlerIsDown: a listener holding a delivery whose
+// handler cannot apply events (msgqueue.Unavailable) stops at Close, and
+// the delivery goes back to the queue. It waited for the outage to end:
+// the services listen with a context that is never cancelled, and their
+// shutdown hung for as long as the store was down.
+func TestCloseWhileTheHandlerIsDown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, []string{contracts.EventBookedName})
+	em := e.mustEmitter(t)
+	var calls atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Listen(context.WithoutCancel(t.Context()), func(context.Context, contracts.Event) error {
+			calls.Add(1)
+			return msgqueue.Unavailable(errors.New("the store is down"))
+		})
+	}()
+	if err := em.Emit(t.Context(), booking("down-1")); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		if calls.Load() < 2 {
+			return fmt.Errorf("%d handler calls, want the delivery held", calls.Load())
+		}
+		return nil
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Close has not returned after 10 s, %d handler calls so far", calls.Load())
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Listen returned %v, want nil", err)
+	}
+	ch := brokertest.AdminChannel(t, e.rabbit.URL)
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		q, err := ch.QueueDeclarePassive(e.queue, true, false, false, false, nil)
+		if err != nil {
+			return err
+		}
+		if q.Messages != 1 {
+			return fmt.Errorf("queue %s holds %d messages, want the held one back", e.queue, q.Messages)
+		}
+		return nil
+	})
+}

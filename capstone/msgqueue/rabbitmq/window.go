@@ -125,6 +125,9 @@ func (s *session) applyStretch(ctx context.Context, window []decoded) {
 		s.l.log.Debug("the window failed as a whole; handling its messages one by one", "messages", len(window), "err", err)
 	}
 	for _, m := range window {
+		if s.stop.Err() != nil || s.ch.IsClosed() {
+			return // the rest go back to the queue with the channel
+		}
 		s.apply(ctx, m)
 	}
 }
