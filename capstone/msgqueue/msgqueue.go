@@ -184,13 +184,22 @@ func IsUnavailable(err error) bool {
 	return errors.As(err, &u)
 }
 
+// ErrRefused wraps a broker's answer that says for certain it did not store
+// an event (it is too large, the topic does not exist, the client may not
+// write there). Other failures can leave an event stored whose
+// acknowledgement was lost.
+var ErrRefused = errors.New("the broker refused the event")
+
 // UnconfirmedError is the error of an Emit that stopped waiting (its
 // context ended) after the event had gone to the broker, which may still
-// store it: the emit's outcome is not known yet. Final receives it once it
-// is: nil when the broker stored the event, else why not. A caller that
-// would undo its write when an emit fails must not undo it on this error
-// before Final says so (outbox.Publisher does that). Transports that can
-// tell return it (kafka.Emitter).
+// store it: the emit's outcome is not known yet. Final receives the
+// client's last word once it has one: nil when the broker stored the
+// event, an error wrapping ErrRefused when it certainly did not, and any
+// other error when the outcome stays unknown (the client gave up on an
+// answer the broker may have lost after storing the event). A caller that
+// would undo its write when an emit fails must undo it only on ErrRefused
+// (outbox.Publisher does that). Transports that can tell return it
+// (kafka.Emitter).
 type UnconfirmedError struct {
 	Err   error
 	Final <-chan error

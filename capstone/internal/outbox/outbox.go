@@ -275,11 +275,20 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 }
 
 // settle waits for the broker's late answer about m's event (Final of a
-// msgqueue.UnconfirmedError) and undoes m's write if the broker did not
-// store it; if it did, the write stands, as the event in the log says.
+// msgqueue.UnconfirmedError) and undoes m's write only if the broker
+// certainly did not store it (msgqueue.ErrRefused). If it did, or if the
+// answer leaves it unknown, the write stands: a booking's seats stay held,
+// which may hold seats nobody bought until a restart replays the log, but
+// never sells one twice.
 func (p *Publisher) settle(m Message, final <-chan error) {
 	name := m.Event.EventName()
-	if err := <-final; err != nil {
+	err := <-final
+	if err != nil && !errors.Is(err, msgqueue.ErrRefused) {
+		p.opt.Logger.Warn("outbox: the broker's late answer leaves it unknown whether it stored the event; its write stands until a restart rebuilds from the log",
+			"event", name, "err", err)
+		return
+	}
+	if err != nil {
 		if uerr := m.Undo(context.Background()); uerr != nil {
 			p.opt.Logger.Error("outbox: the broker refused an unconfirmed event after all, and undoing its write failed",
 				"event", name, "err", err, "undo_err", uerr)
@@ -428,13 +437,16 @@ func (p *Publisher) relay() {
 			continue
 		}
 		p.mu.Lock()
+		if caughtUp {
+			// Everything due was sent: what failed went through (even if
+			// new requests, queued behind, keep the relay behind).
+			p.failingSince, p.lastErr = time.Time{}, nil
+		}
 		switch {
 		case !caughtUp:
 			p.behind = true
 		case p.epoch == epoch:
 			p.behind = false
-			// Everything was sent: what failed went through.
-			p.failingSince, p.lastErr = time.Time{}, nil
 		}
 		p.mu.Unlock()
 		failures = 0

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -88,7 +89,9 @@ func (p *producer) send(ctx context.Context, msg *sarama.ProducerMessage) error 
 	case err := <-result:
 		return err
 	case <-ctx.Done():
-		return &msgqueue.UnconfirmedError{Err: fmt.Errorf("waiting for the acknowledgement: %w", ctx.Err()), Final: result}
+		final := make(chan error, 1)
+		go func() { final <- refusedFor(<-result) }()
+		return &msgqueue.UnconfirmedError{Err: fmt.Errorf("waiting for the acknowledgement: %w", ctx.Err()), Final: final}
 	}
 }
 
@@ -108,4 +111,21 @@ func (p *producer) close() {
 	// the router drains them, so every waiting caller gets its answer.
 	p.async.AsyncClose()
 	<-p.routed
+}
+
+// refusedFor marks a produce error that says for certain the record was
+// not stored (msgqueue.ErrRefused). Any other, a lost connection or a
+// timeout after sarama's retries, may follow a write whose answer was
+// lost.
+func refusedFor(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sarama.ErrMessageSizeTooLarge), errors.Is(err, sarama.ErrInvalidMessage),
+		errors.Is(err, sarama.ErrInvalidMessageSize), errors.Is(err, sarama.ErrInvalidRecord),
+		errors.Is(err, sarama.ErrUnknownTopicOrPartition), errors.Is(err, sarama.ErrTopicAuthorizationFailed),
+		errors.Is(err, sarama.ErrClusterAuthorizationFailed), errors.Is(err, sarama.ErrNotEnoughReplicas):
+		return fmt.Errorf("%w: %w", msgqueue.ErrRefused, err)
+	}
+	return err
 }
