@@ -184,3 +184,24 @@ func TestPingSeesADeletedSQLiteFile(t *testing.T) {
 		})
 	}
 }
+
+// TestPingAfterAChangeOfDirectory: a SQLite file opened by a relative path
+// is the same file after the process changes its working directory; Ping
+// said it was deleted.
+func TestPingAfterAChangeOfDirectory(t *testing.T) {
+	ctx := context.Background()
+	t.Chdir(t.TempDir())
+	db, err := sqldb.Open(ctx, "sqlite:rel.db", "relative")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store, err := sqldb.NewStore(ctx, db, "a store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	if err := store.Ping(ctx); err != nil {
+		t.Errorf("Ping after a change of directory: %v", err)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -128,8 +129,12 @@ func Open(ctx context.Context, dsn, service string) (*DB, error) {
 	}
 	if db.Kind == SQLite {
 		// The connection has the file open now: remember which file it
-		// is, for CheckFile.
-		if db.file, err = os.Stat(db.path); err != nil {
+		// is, for CheckFile, by an absolute path, which a change of the
+		// working directory does not move.
+		if db.path, err = filepath.Abs(db.path); err == nil {
+			db.file, err = os.Stat(db.path)
+		}
+		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("opening %s: %w", db.where, err)
 		}

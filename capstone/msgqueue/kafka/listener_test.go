@@ -478,3 +478,21 @@ func TestNewPartitionsAreRead(t *testing.T) {
 		})
 	}
 }
+
+// A replay whose client has no background metadata refresh (sarama's
+// Metadata.RefreshFrequency 0) still works; its partition watcher panicked
+// on a ticker of 0.
+func TestReplayWithoutBackgroundRefresh(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.emitter(WithPartitions(1))
+	all := ids("r", 3)
+	e.emitBookings(em, all, 1, 1)
+	l := e.replayListener(WithPartitions(1), WithSaramaConfig(func(c *sarama.Config) { c.Metadata.RefreshFrequency = 0 }))
+	s := newSeen()
+	listen(t, l, s.handler)
+	awaitCaughtUp(t, l)
+	if err := s.sameIDs(all); err != nil {
+		t.Error(err)
+	}
+}

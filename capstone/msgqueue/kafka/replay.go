@@ -103,8 +103,12 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 	// from their oldest record, once the client's metadata (refreshed
 	// every Metadata.RefreshFrequency) shows them. Without this, their
 	// events reached a running instance only after a restart.
+	every := l.client.Config().Metadata.RefreshFrequency
+	if every <= 0 { // sarama's "no background refresh": look as often as listeners refresh
+		every = metadataRefresh
+	}
 	wg.Go(func() {
-		tick := time.NewTicker(l.client.Config().Metadata.RefreshFrequency)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {
