@@ -99,9 +99,9 @@ const Grace = 15 * time.Second
 // ErrNotConfirmed is returned by Publish, for a store without an outbox,
 // when the broker did not confirm the event in time but may still store it
 // (msgqueue.UnconfirmedError). The write stands until the broker's answer
-// comes: then it is kept if the broker stored the event, undone if not. So
-// a booking's seats stay held meanwhile, and cannot be sold twice when the
-// event turns up in the log after all.
+// comes, and is undone only if the broker certainly refused the event
+// (settle). So a booking's seats stay held meanwhile, and cannot be sold
+// twice when the event turns up in the log after all.
 var ErrNotConfirmed = errors.New("the broker has not confirmed the event in time; it may still store it")
 
 // ErrNotPublished is returned by Publish when the broker refused the event of
@@ -436,12 +436,12 @@ func (p *Publisher) relay() {
 			}
 			continue
 		}
-		p.mu.Lock()
 		if caughtUp {
 			// Everything due was sent: what failed went through (even if
 			// new requests, queued behind, keep the relay behind).
-			p.failingSince, p.lastErr = time.Time{}, nil
+			p.failing(nil)
 		}
+		p.mu.Lock()
 		switch {
 		case !caughtUp:
 			p.behind = true

@@ -56,26 +56,26 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 			}
 		}
 	}()
-	// reopen replaces partition p's consumer, stopped, by one that reads
-	// from offset.
-	reopen := func(p int32, offset int64) (sarama.PartitionConsumer, error) {
+	// open starts partition p's consumer at offset, in place of one that
+	// stopped (replayPartition's reopen) or of none (a new partition).
+	open := func(p int32, offset int64) (sarama.PartitionConsumer, error) {
 		pcsMu.Lock()
 		defer pcsMu.Unlock()
-		_ = pcs[p].Close() // it stopped already: this releases it (its error was seen)
+		if old, ok := pcs[p]; ok {
+			_ = old.Close() // it stopped already: this releases it (its error was seen)
+			delete(pcs, p)
+		}
 		pc, err := l.cons.ConsumePartition(topic, p, offset)
 		if err != nil {
-			delete(pcs, p)
-			return nil, fmt.Errorf("reading Kafka topic %s partition %d again from offset %d: %w", topic, p, offset, err)
+			return nil, fmt.Errorf("reading Kafka topic %s partition %d from offset %d: %w", topic, p, offset, err)
 		}
 		pcs[p] = pc
 		return pc, nil
 	}
 	for _, p := range partitions {
-		pc, err := l.cons.ConsumePartition(topic, p, sarama.OffsetOldest)
-		if err != nil {
-			return fmt.Errorf("reading Kafka topic %s partition %d from the oldest offset: %w", topic, p, err)
+		if _, err := open(p, starts[p]); err != nil {
+			return err
 		}
-		pcs[p] = pc
 	}
 	l.logger.Info("kafka listener started", "mode", "replay", "topic", topic, "partitions", len(partitions))
 
@@ -88,7 +88,7 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 	)
 	run := func(p int32, pc sarama.PartitionConsumer, start int64) {
 		wg.Go(func() {
-			if err := l.replayPartition(ctx, w, p, pc, start, reopen); err != nil {
+			if err := l.replayPartition(ctx, w, p, pc, start, open); err != nil {
 				failOnce.Do(func() { failure = err })
 				cancel()
 			}
@@ -131,14 +131,11 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 				if err != nil {
 					continue
 				}
-				pc, err := l.cons.ConsumePartition(topic, p, start)
+				pc, err := open(p, start)
 				if err != nil {
 					l.logger.Warn("kafka: reading a new partition failed; retrying", "topic", topic, "partition", p, "err", err)
 					continue
 				}
-				pcsMu.Lock()
-				pcs[p] = pc
-				pcsMu.Unlock()
 				l.logger.Info("kafka: the topic has a new partition; replaying it too", "topic", topic, "partition", p)
 				run(p, pc, start)
 			}

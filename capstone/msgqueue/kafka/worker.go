@@ -179,16 +179,8 @@ func (w *worker) finish(ctx context.Context, d decoded) bool {
 	}
 
 	downs := 0 // msgqueue.Unavailable answers in a row: not attempts
-	defer func() {
-		if downs > 0 {
-			l.stalls.clear(msg.Partition)
-		}
-	}()
 	for attempt := 1; ; attempt++ {
 		err := w.call(ev)
-		if err == nil {
-			return true
-		}
 		if msgqueue.IsUnavailable(err) {
 			// The handler's store is down, not this record wrong: hand
 			// it over again, as often as it takes, uncounted, and say
@@ -200,13 +192,17 @@ func (w *worker) finish(ctx context.Context, d decoded) bool {
 			l.logger.Warn("kafka handler cannot apply events; handing the same record over again",
 				"event", name, "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "in_a_row", downs, "err", err)
 			if !backoff.Sleep(ctx, l.opts.retry.Delay(downs)) {
+				l.stalls.clear(msg.Partition)
 				return false
 			}
 			continue
 		}
-		if downs > 0 {
+		if downs > 0 { // the handler answers again
 			l.stalls.clear(msg.Partition)
 			downs = 0
+		}
+		if err == nil {
+			return true
 		}
 		if msgqueue.IsPermanent(err) {
 			return w.deadLetter(ctx, msg, name, ReasonPermanent, attempt, err)
