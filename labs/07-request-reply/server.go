@@ -47,13 +47,18 @@ type server struct {
 	conn  *amqp.Connection
 	queue string
 
-	// acking orders acks against stop's close of the request channel:
-	// a handler acks holding it for reading, after checking that its
-	// context is live; stop cancels the handlers, then takes it to close.
+	// answering orders the handlers' replies and acks against stop's
+	// close of the request channel. A handler with its answer ready
+	// takes it for reading, if its context is still live, and holds it
+	// until it has replied and acked: the caller may have the reply
+	// before EventService has its confirm, so a stop in between must
+	// wait for the ack, or the answered request goes back to the queue
+	// and is answered twice. stop cancels the handlers (lookups in
+	// progress give up, unacked), then takes it to close the channel.
 	// An ack sent while the channel is closing reaches a channel the
 	// broker has closed, and the broker closes the whole connection
 	// (504 CHANNEL_ERROR - expected 'channel.open').
-	acking sync.RWMutex
+	answering sync.RWMutex
 
 	mu      sync.Mutex               // guards what follows
 	consume *amqp.Channel            // consumes the requests; nil while stopped
@@ -137,9 +142,11 @@ func (s *server) stop() {
 		return
 	}
 	cancel()
-	s.acking.Lock() // no handler acks from here on: their context is done
+	// Wait for the handlers that are answering; no other starts now:
+	// their context is done.
+	s.answering.Lock()
 	_ = ch.Close()
-	s.acking.Unlock()
+	s.answering.Unlock()
 	s.running.Wait()
 }
 
@@ -167,6 +174,14 @@ func (s *server) handle(ctx context.Context, d amqp.Delivery) {
 		}
 		rep = reply{EventID: q.EventID, Seats: e.seats}
 	}
+	// The answer is ready: from here the handler finishes, reply and
+	// ack, even if stop comes meanwhile (it waits), within replyTimeout.
+	if !s.beginAnswer(ctx) {
+		return // stopping: not acked, the broker requeues it
+	}
+	defer s.answering.RUnlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replyTimeout)
+	defer cancel()
 	switch {
 	case d.ReplyTo == "":
 		// Nobody to answer: a caller that did not say where.
@@ -183,22 +198,24 @@ func (s *server) handle(ctx context.Context, d amqp.Delivery) {
 	default:
 		r.returned = s.reply(ctx, d, rep)
 	}
-	if !s.ack(ctx, d) {
-		return
-	}
+	_ = d.Ack(false /* multiple */)
 	r.at = time.Now()
 	s.record(r)
 }
 
-// ack acks d unless ctx is done (stop is closing the channel: the broker
-// requeues d), and reports whether it did.
-func (s *server) ack(ctx context.Context, d amqp.Delivery) bool {
-	s.acking.RLock()
-	defer s.acking.RUnlock()
+// replyTimeout bounds a handler's reply and ack once its answer is ready,
+// and so how long stop can wait for it.
+const replyTimeout = waitTimeout
+
+// beginAnswer takes s.answering for reading unless ctx is done (stop is
+// closing the channel: the broker requeues the request), and reports
+// whether it did. The caller releases it after its ack.
+func (s *server) beginAnswer(ctx context.Context) bool {
+	s.answering.RLock()
 	if ctx.Err() != nil {
+		s.answering.RUnlock()
 		return false
 	}
-	_ = d.Ack(false /* multiple */)
 	return true
 }
 
