@@ -9,9 +9,10 @@ import (
 )
 
 // MaxMessageSize is the largest message a transport emits or hands to a
-// handler: an AMQP body, a Kafka record value. Every valid event fits many
-// times over (package contracts bounds its fields); a larger message is
-// poison, dead-lettered at once, never stored.
+// handler: an AMQP body, a Kafka record (key, value and headers
+// together). Every valid event fits many times over (package contracts
+// bounds its fields); a larger message is poison, dead-lettered at once,
+// never stored.
 const MaxMessageSize = 64 << 10
 
 // ErrTooLarge is wrapped by the error Emit returns for an event whose

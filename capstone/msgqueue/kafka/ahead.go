@@ -18,14 +18,28 @@ type decoded struct {
 	big  bool            // err is msgqueue.CheckSize's
 }
 
-// decode checks the size of msg's value and unwraps it. It has no side
+// decode checks the size of msg and unwraps its value. It has no side
 // effect, so a record may be decoded before the one ahead of it is handled.
 func decode(msg *sarama.ConsumerMessage) decoded {
-	if err := msgqueue.CheckSize(len(msg.Value)); err != nil {
+	if err := msgqueue.CheckSize(recordSize(msg)); err != nil {
 		return decoded{msg: msg, err: err, big: true}
 	}
 	name, ev, err := contracts.Unwrap(msg.Value)
 	return decoded{msg: msg, name: name, ev: ev, err: err}
+}
+
+// recordSize is what msgqueue.MaxMessageSize bounds: the record's key,
+// value and headers together. A valid event with a key or headers of
+// hundreds of kilobytes is as much over the limit as one with such a
+// value.
+func recordSize(msg *sarama.ConsumerMessage) int {
+	n := len(msg.Key) + len(msg.Value)
+	for _, h := range msg.Headers {
+		if h != nil {
+			n += len(h.Key) + len(h.Value)
+		}
+	}
+	return n
 }
 
 // aheadRun is the most records decodeAhead decodes into one run, and

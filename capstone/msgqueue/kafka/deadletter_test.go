@@ -113,6 +113,62 @@ func TestOversizedRecordsAreNeverHandled(t *testing.T) {
 	}
 }
 
+// TestRecordsOverTheLimitWithTheirKeyOrHeadersAreNeverHandled: the 64
+// KiB limit is the record's, not only its value's. A valid event.booked
+// with a 200 KB key, or with 100 KB of headers, is poison all the same:
+// dead-lettered as too large, its copy cut to fit, and the partition
+// moves on.
+func TestRecordsOverTheLimitWithTheirKeyOrHeadersAreNeverHandled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.replayListener()
+	p, err := sarama.NewSyncProducer(e.brokers, func() *sarama.Config {
+		cfg := testConfig()
+		cfg.Producer.MaxMessageBytes = 2 << 20
+		cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
+		return cfg
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	send := func(key string, ev contracts.Event, headers []sarama.RecordHeader) {
+		t.Helper()
+		value, err := contracts.Wrap(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder(key),
+			Value: sarama.ByteEncoder(value), Headers: headers}); err != nil {
+			t.Fatalf("producing: %v", err)
+		}
+	}
+	send(strings.Repeat("k", 200<<10), booked("big-key", "ev-1", 1), nil)
+	send("ev-1", booked("big-headers", "ev-1", 1), []sarama.RecordHeader{{Key: []byte("x-pad"), Value: []byte(strings.Repeat("h", 100<<10))}})
+	e.emit(e.emitter(), booked("after", "ev-1", 1))
+
+	s := newSeen()
+	listen(t, l, s.handler)
+	awaitMovedOn(t, l, s, "after")
+	for _, id := range []string{"big-key", "big-headers"} {
+		if s.distinct()[id] {
+			t.Errorf("the handler got %s, a record over %d bytes", id, msgqueue.MaxMessageSize)
+		}
+	}
+	dead := e.records(e.dlq)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dead))
+	}
+	for _, d := range dead {
+		if got := header(d, HeaderReason); got != msgqueue.ReasonTooLarge {
+			t.Errorf("dead letter reason %q, want %s", got, msgqueue.ReasonTooLarge)
+		}
+		if len(d.Key) > msgqueue.MaxMessageSize {
+			t.Errorf("the copy's key holds %d bytes, over %d", len(d.Key), msgqueue.MaxMessageSize)
+		}
+	}
+}
+
 // TestDeadLetterTopicThatRefusesTheCopy: when the dead-letter topic
 // refuses even the cut copy (its max.message.bytes is tiny), the listener
 // sends the copy without key and value, says so, and moves on instead of
