@@ -32,15 +32,21 @@ const deadLetterTimeout = 10 * time.Second
 // its own, opened on first use: a copy the broker refuses closes that
 // channel, never the one the deliveries arrive on.
 type deadLetterer struct {
-	conn  *amqp.Connection
-	ch    *amqp.Channel
-	dlx   string
-	queue string
+	conn    *amqp.Connection
+	ch      *amqp.Channel
+	returns chan amqp.Return // ch's copies that came back unroutable
+	dlx     string
+	queue   string
+	declare func() error // declares the listener's topology again
 }
 
 func newDeadLetterer(conn *amqp.Connection, l *Listener) *deadLetterer {
-	return &deadLetterer{conn: conn, dlx: DeadLetterExchange(l.queue), queue: l.queue}
+	return &deadLetterer{conn: conn, dlx: DeadLetterExchange(l.queue), queue: l.queue,
+		declare: func() error { return l.declareOn(conn) }}
 }
+
+// errUnroutable says that a dead-letter copy reached no queue.
+var errUnroutable = errors.New("the dead-letter copy reached no queue")
 
 // channel returns the open confirm-mode channel, opening one if needed.
 func (p *deadLetterer) channel() (*amqp.Channel, error) {
@@ -55,17 +61,41 @@ func (p *deadLetterer) channel() (*amqp.Channel, error) {
 		_ = ch.Close()
 		return nil, fmt.Errorf("putting the dead-letter channel in confirm mode: %w", err)
 	}
-	p.ch = ch
+	// One copy is in flight at a time, and its return (if any) comes
+	// before its confirm, so send reads it after the confirm; a return
+	// that came after a confirm send gave up waiting for is drained by
+	// the next send. The library blocks on a full channel: room for more.
+	p.ch, p.returns = ch, ch.NotifyReturn(make(chan amqp.Return, 16))
 	return ch, nil
 }
 
 // publish sends the copy of d to the dead-letter exchange and waits for
-// the broker's confirm. The copy keeps d's properties and headers (but not
+// the broker's confirm, as send does. If the copy reached no queue (the
+// dead-letter queue was deleted, or its binding), it declares the
+// listener's topology again and sends the copy once more, rather than
+// wait for the next topology check: the original is acknowledged only
+// once a queue holds its copy.
+func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reason string, attempts int, cause error) error {
+	err := p.send(ctx, d, name, reason, attempts, cause)
+	if !errors.Is(err, errUnroutable) {
+		return err
+	}
+	if derr := p.declare(); derr != nil {
+		return fmt.Errorf("%w, and declaring it again failed: %w", err, derr)
+	}
+	if err := p.send(ctx, d, name, reason, attempts, cause); err != nil {
+		return fmt.Errorf("after declaring the dead-letter queue again: %w", err)
+	}
+	return nil
+}
+
+// send publishes the copy of d to the dead-letter exchange, mandatory,
+// and waits for the broker's confirm. The copy keeps d's properties and headers (but not
 // x-delivery-count, which the dead-letter queue counts anew; none if the
 // copy would not fit a frame with them, see fits), holds at most
 // msgqueue.MaxMessageSize bytes of its body, and says why in x-dlq-*
 // headers.
-func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reason string, attempts int, cause error) error {
+func (p *deadLetterer) send(ctx context.Context, d amqp.Delivery, name, reason string, attempts int, cause error) error {
 	ch, err := p.channel()
 	if err != nil {
 		return err
@@ -111,10 +141,13 @@ func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reaso
 		AppId:           d.AppId,
 		Body:            body,
 	}
+	for len(p.returns) > 0 {
+		<-p.returns // of a copy whose confirm an earlier send gave up on
+	}
 	ctx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
 	defer cancel()
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, p.dlx, d.RoutingKey,
-		false, // mandatory: the dead-letter exchange is a fanout to its queue
+		true,  // mandatory: come back if the dead-letter queue is gone
 		false, // immediate
 		msg)
 	if err != nil {
@@ -127,7 +160,12 @@ func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reaso
 	case !acked:
 		return errors.New("the broker refused the dead-letter copy")
 	}
-	return nil
+	select {
+	case ret := <-p.returns:
+		return fmt.Errorf("%w: exchange %s answered %d %s", errUnroutable, p.dlx, ret.ReplyCode, ret.ReplyText)
+	default:
+		return nil
+	}
 }
 
 // headerRoom is what a dead-letter copy's header frame needs beside its

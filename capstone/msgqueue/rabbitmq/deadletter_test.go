@@ -425,3 +425,42 @@ func TestEventNameOfAnotherTypeIsNamedInTheReason(t *testing.T) {
 		t.Errorf("dead-lettered with %v: %q, want %s saying the header is not a string", d.Headers[msgqueue.HeaderReason], cause, msgqueue.ReasonMissingName)
 	}
 }
+
+// TestPoisonWhileTheDeadLetterQueueIsGoneIsNotLost: someone deletes the
+// dead-letter queue under a running listener (its periodic topology
+// check, 30 s by default, would bring it back later). A poison message
+// heard meanwhile was copied to the dead-letter exchange, which routed
+// the copy nowhere, and the original was acknowledged: lost. Now the
+// copy is published mandatory; when it comes back unroutable, the
+// listener declares its topology again and sends the copy once more.
+func TestPoisonWhileTheDeadLetterQueueIsGoneIsNotLost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rabbitmq.WithTopologyCheck(time.Hour))
+	l := e.mustListener(t, contracts.Names())
+	var good sync.WaitGroup
+	good.Add(1)
+	listenInBackground(t, l, func(_ context.Context, ev contracts.Event) error {
+		if b, ok := ev.(*contracts.EventBooked); ok && b.ID == "good" {
+			good.Done()
+		}
+		return nil
+	})
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		if !l.Connected() {
+			return errors.New("the listener is not consuming yet")
+		}
+		return nil
+	})
+	ch := brokertest.AdminChannel(t, e.rabbit.URL)
+	if _, err := ch.QueueDelete(rabbitmq.DeadLetterQueue(e.queue), false, false, false); err != nil {
+		t.Fatalf("deleting the dead-letter queue: %v", err)
+	}
+	e.publish(t, raw{id: "poison", key: contracts.EventBookedName, name: contracts.EventBookedName, body: []byte("{not json")})
+	body, _ := json.Marshal(booking("good"))
+	e.publish(t, raw{id: "good", key: contracts.EventBookedName, name: contracts.EventBookedName, body: body})
+	good.Wait()
+	d, ok := e.deadLetters(t, 1)["poison"]
+	if !ok || d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonInvalidPayload {
+		t.Errorf("dead letters hold %v with reason %v, want the poison message with %s", d.MessageId, d.Headers[msgqueue.HeaderReason], msgqueue.ReasonInvalidPayload)
+	}
+}
