@@ -43,9 +43,13 @@ func MessageID(name string, body []byte) string {
 }
 
 // Headers a listener puts on a dead-lettered copy of a message (AMQP
-// headers, Kafka record headers), beside the headers it already had.
-// Transports add their own (where the message was read).
+// headers, Kafka record headers), beside the headers it already had,
+// except those whose names start with DeadLetterHeaderPrefix (a
+// sender's own x-dlq-reason would read as the listener's). Transports
+// add their own (where the message was read).
 const (
+	DeadLetterHeaderPrefix = "x-dlq-"
+
 	HeaderReason       = "x-dlq-reason"        // one of the Reason constants
 	HeaderError        = "x-dlq-error"         // the error text, at most MaxErrorHeader bytes
 	HeaderAttempts     = "x-dlq-attempts"      // handler calls made (0: never handed over)

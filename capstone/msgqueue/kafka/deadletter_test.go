@@ -122,29 +122,16 @@ func TestRecordsOverTheLimitWithTheirKeyOrHeadersAreNeverHandled(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	l := e.replayListener()
-	p, err := sarama.NewSyncProducer(e.brokers, func() *sarama.Config {
-		cfg := testConfig()
-		cfg.Producer.MaxMessageBytes = 2 << 20
-		cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
-		return cfg
-	}())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	send := func(key string, ev contracts.Event, headers []sarama.RecordHeader) {
+	send := func(key string, ev contracts.Event, headers ...sarama.RecordHeader) {
 		t.Helper()
 		value, err := contracts.Wrap(ev)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder(key),
-			Value: sarama.ByteEncoder(value), Headers: headers}); err != nil {
-			t.Fatalf("producing: %v", err)
-		}
+		e.produceRaw(key, value, headers...)
 	}
-	send(strings.Repeat("k", 200<<10), booked("big-key", "ev-1", 1), nil)
-	send("ev-1", booked("big-headers", "ev-1", 1), []sarama.RecordHeader{{Key: []byte("x-pad"), Value: []byte(strings.Repeat("h", 100<<10))}})
+	send(strings.Repeat("k", 200<<10), booked("big-key", "ev-1", 1))
+	send("ev-1", booked("big-headers", "ev-1", 1), sarama.RecordHeader{Key: []byte("x-pad"), Value: []byte(strings.Repeat("h", 100<<10))})
 	e.emit(e.emitter(), booked("after", "ev-1", 1))
 
 	s := newSeen()
@@ -166,6 +153,43 @@ func TestRecordsOverTheLimitWithTheirKeyOrHeadersAreNeverHandled(t *testing.T) {
 		if len(d.Key) > msgqueue.MaxMessageSize {
 			t.Errorf("the copy's key holds %d bytes, over %d", len(d.Key), msgqueue.MaxMessageSize)
 		}
+	}
+}
+
+// TestForgedDeadLetterHeadersAreDropped: a record that arrives with
+// x-dlq-* headers of its own (a forged reason, offset and size) gets a
+// dead-letter copy whose x-dlq-* headers are the listener's alone: a
+// reader taking the first x-dlq-reason read the forged one.
+func TestForgedDeadLetterHeadersAreDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.replayListener()
+	forged := func(k, v string) sarama.RecordHeader { return sarama.RecordHeader{Key: []byte(k), Value: []byte(v)} }
+	e.produceRaw("ev-1", []byte("{bad"), forged(HeaderReason, "forged"), forged(HeaderOffset, "12345"),
+		forged(msgqueue.HeaderOriginalSize, "99999999"), forged("x-app", "kept"))
+	e.emit(e.emitter(), booked("after", "ev-1", 1))
+	s := newSeen()
+	listen(t, l, s.handler)
+	awaitMovedOn(t, l, s, "after")
+	dead := e.records(e.dlq)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	seen := map[string][]string{}
+	for _, h := range dead[0].Headers {
+		seen[string(h.Key)] = append(seen[string(h.Key)], string(h.Value))
+	}
+	if got := seen[HeaderReason]; len(got) != 1 || got[0] != ReasonMalformed {
+		t.Errorf("the copy's %s headers are %q, want only %q", HeaderReason, got, ReasonMalformed)
+	}
+	if got := seen[HeaderOffset]; len(got) != 1 || got[0] == "12345" {
+		t.Errorf("the copy's %s headers are %q, want only the record's own offset", HeaderOffset, got)
+	}
+	if got := seen[msgqueue.HeaderOriginalSize]; len(got) != 0 {
+		t.Errorf("the copy of a 4-byte record carries %s %q", msgqueue.HeaderOriginalSize, got)
+	}
+	if got := seen["x-app"]; len(got) != 1 || got[0] != "kept" {
+		t.Errorf("the copy's x-app header is %q, want the original's kept", got)
 	}
 }
 

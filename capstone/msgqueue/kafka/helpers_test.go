@@ -145,9 +145,9 @@ func (e *env) emitBookings(em *Emitter, ids []string, keys, seq int) {
 
 // produceRaw writes a record with a producer of the test's own, for
 // poison the emitter would refuse to send; see produce.
-func (e *env) produceRaw(key string, value []byte) (partition int32, offset int64) {
+func (e *env) produceRaw(key string, value []byte, headers ...sarama.RecordHeader) (partition int32, offset int64) {
 	e.t.Helper()
-	partition, offset, err := produce(e.brokers, e.topic, key, value)
+	partition, offset, err := produce(e.brokers, e.topic, key, value, headers...)
 	if err != nil {
 		e.t.Fatalf("producing a %d-byte record: %v", len(value), err)
 	}
@@ -158,7 +158,7 @@ func (e *env) produceRaw(key string, value []byte) (partition int32, offset int6
 // own (sarama refuses more than 1 MB unless told), as another client of
 // the cluster could. Its partitioner is the emitter's, so the record lands
 // on the same partition as events with the same key.
-func produce(brokers []string, topic, key string, value []byte) (partition int32, offset int64, err error) {
+func produce(brokers []string, topic, key string, value []byte, headers ...sarama.RecordHeader) (partition int32, offset int64, err error) {
 	cfg := testConfig()
 	cfg.Producer.MaxMessageBytes = 2 << 20
 	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
@@ -168,7 +168,7 @@ func produce(brokers []string, topic, key string, value []byte) (partition int32
 	}
 	defer p.Close()
 	return p.SendMessage(&sarama.ProducerMessage{
-		Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value),
+		Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value), Headers: headers,
 	})
 }
 

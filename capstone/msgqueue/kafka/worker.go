@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/IBM/sarama"
@@ -271,20 +272,19 @@ func refusedAsTooLarge(err error) bool {
 // deadLetterRecord builds the copy of msg for the dead-letter topic; with
 // dropBody, a copy without key and value.
 func (w *worker) deadLetterRecord(msg *sarama.ConsumerMessage, name, reason string, attempts int, cause error, dropBody bool) *sarama.ProducerMessage {
+	// The record's own headers, but none that would pass for ours.
+	var kept []sarama.RecordHeader
 	size := 0
 	for _, h := range msg.Headers {
-		if h != nil {
+		if h != nil && !strings.HasPrefix(string(h.Key), msgqueue.DeadLetterHeaderPrefix) {
+			kept = append(kept, *h)
 			size += len(h.Key) + len(h.Value)
 		}
 	}
 	var headers []sarama.RecordHeader
 	add := func(k, v string) { headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)}) }
 	if size <= msgqueue.MaxMessageSize {
-		for _, h := range msg.Headers {
-			if h != nil {
-				headers = append(headers, *h)
-			}
-		}
+		headers = kept
 	} else {
 		add(HeaderHeadersDropped, strconv.Itoa(len(msg.Headers)))
 	}

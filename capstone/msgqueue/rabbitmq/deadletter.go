@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 	"time"
 
 	"example.com/myevents/capstone/msgqueue"
@@ -120,7 +121,9 @@ func (p *deadLetterer) send(ctx context.Context, d amqp.Delivery, name, reason s
 	}
 	headers := amqp.Table{}
 	for k, v := range d.Headers {
-		if k != "x-delivery-count" {
+		// Not the broker's count, nor a sender's own x-dlq-* headers,
+		// which would pass for ours.
+		if k != "x-delivery-count" && !strings.HasPrefix(k, msgqueue.DeadLetterHeaderPrefix) {
 			headers[k] = v
 		}
 	}

@@ -464,3 +464,30 @@ func TestPoisonWhileTheDeadLetterQueueIsGoneIsNotLost(t *testing.T) {
 		t.Errorf("dead letters hold %v with reason %v, want the poison message with %s", d.MessageId, d.Headers[msgqueue.HeaderReason], msgqueue.ReasonInvalidPayload)
 	}
 }
+
+// TestForgedDeadLetterHeadersAreDropped: a poison message that arrives
+// with x-dlq-* headers of its own (a forged truncation and size) gets a
+// dead-letter copy whose x-dlq-* headers are the listener's alone; its
+// other headers are kept.
+func TestForgedDeadLetterHeadersAreDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, contracts.Names())
+	err := publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{
+		Headers: amqp.Table{rabbitmq.HeaderEventName: contracts.EventBookedName,
+			msgqueue.HeaderTruncated: "true", msgqueue.HeaderOriginalSize: int64(99999999), "x-app": "kept"},
+		MessageId: "forged", Body: []byte("{bad")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listenInBackground(t, l, func(context.Context, contracts.Event) error { return nil })
+	d := e.deadLetters(t, 1)["forged"]
+	for _, k := range []string{msgqueue.HeaderTruncated, msgqueue.HeaderOriginalSize} {
+		if v, ok := d.Headers[k]; ok {
+			t.Errorf("the copy of a 4-byte message carries the forged %s %v", k, v)
+		}
+	}
+	if d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonInvalidPayload || d.Headers["x-app"] != "kept" {
+		t.Errorf("the copy's headers are %v, want reason %s and x-app kept", d.Headers, msgqueue.ReasonInvalidPayload)
+	}
+}
