@@ -91,6 +91,9 @@ func Decode(name string, body []byte) (Event, error) {
 		ev = flat
 	} else if err := json.Unmarshal(body, ev); err != nil {
 		return nil, decodeError(name, body, ev)
+	} else if err := CheckKeys(body, ev, true); err != nil {
+		// Read as encoding/json reads it, but not as other clients do.
+		return nil, fmt.Errorf("decoding %s: %w", name, invalid(name, "%v", err))
 	}
 	if err := ev.Validate(); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", name, err)

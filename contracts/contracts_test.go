@@ -109,6 +109,43 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 	}
 }
 
+// TestKeysReadAsEveryClientReadsThem: encoding/json takes "Seats" for
+// seats and keeps the last of two equal keys, where a Python or
+// JavaScript consumer of the same message reads other values (seats 1,
+// not 700). Such a body is refused, on the broker as over HTTP; a key no
+// field has in any case is still allowed (an event may gain fields).
+func TestKeysReadAsEveryClientReadsThem(t *testing.T) {
+	const date = `"date":"2026-12-06T20:00:00Z"`
+	for _, tc := range []struct{ name, body, want string }{
+		{"another case", `{"id":"b","event_id":"e","user_id":"u","seats":1,"Seats":700,` + date + `}`, `"Seats" is not "seats"`},
+		{"another case alone", `{"ID":"b","event_id":"e","user_id":"u","seats":1,` + date + `}`, `"ID" is not "id"`},
+		{"a key twice", `{"id":"b","id":"b2","event_id":"e","user_id":"u","seats":1,` + date + `}`, `"id" appears twice`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, err := Decode(EventBookedName, []byte(tc.body))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrInvalid) {
+				t.Errorf("Decode = %+v, %v; want an ErrInvalid naming %s", ev, err, tc.want)
+			}
+			_, ev, err = Unwrap([]byte(`{"eventName":"event.booked","payload":` + tc.body + `}`))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Unwrap = %+v, %v; want an error naming %s", ev, err, tc.want)
+			}
+		})
+	}
+	for _, value := range []string{
+		`{"eventName":"event.booked","eventName":"event.created","payload":{"id":"b","event_id":"e","user_id":"u","seats":1,` + date + `}}`,
+		`{"EventName":"event.booked","payload":{"id":"b","event_id":"e","user_id":"u","seats":1,` + date + `}}`,
+	} {
+		if _, ev, err := Unwrap([]byte(value)); err == nil {
+			t.Errorf("Unwrap(%s) = %+v, want an error", value, ev)
+		}
+	}
+	ev, err := Decode(EventBookedName, []byte(`{"id":"b","event_id":"e","user_id":"u","seats":1,`+date+`,"coupon":"X"}`))
+	if err != nil || ev.(*EventBooked).Seats != 1 {
+		t.Errorf("a body with a field added later: %+v, %v; want it decoded", ev, err)
+	}
+}
+
 func TestUnwrapRejectsBadEnvelopes(t *testing.T) {
 	for _, value := range []string{``, `[]`, `{}`, `{"eventName":"event.created"}`, `{"eventName":"x.y","payload":{}}`, `{"eventName":"event.created","payload":"text"}`} {
 		if _, ev, err := Unwrap([]byte(value)); err == nil {

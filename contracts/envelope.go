@@ -50,6 +50,9 @@ func unwrap(value []byte) (string, Event, error) {
 	if err := json.Unmarshal(value, &env); err != nil {
 		return "", nil, fmt.Errorf("decoding envelope: %w", err)
 	}
+	if err := CheckKeys(value, &env, true); err != nil {
+		return "", nil, fmt.Errorf("decoding envelope: %w", err)
+	}
 	if env.EventName == "" {
 		return "", nil, fmt.Errorf("decoding envelope: eventName is missing")
 	}

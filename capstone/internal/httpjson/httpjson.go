@@ -12,7 +12,6 @@ package httpjson
 import (
 	"bytes"
 	"context"
-	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,12 +19,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"reflect"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"example.com/myevents/capstone/internal/sqldb"
+	"example.com/myevents/contracts"
 )
 
 // MaxBody is the largest request body a handler accepts. The biggest valid
@@ -148,135 +147,10 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	// The body is valid JSON that fits v; its keys must also be v's
 	// names exactly, once each.
-	keys := json.NewDecoder(bytes.NewReader(body))
-	if err := exactKeys(keys, reflect.TypeOf(v), ""); err != nil {
+	if err := contracts.CheckKeys(body, v, false); err != nil {
 		return Errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
 	}
 	return nil
-}
-
-// exactKeys reads the next JSON value from dec, which holds valid JSON,
-// and checks what encoding/json lets pass: a key that names a field of
-// t only in another case ("Seats" for "seats"), and a key twice in one
-// object (the last one would win). where is the value's place in the
-// body, for the error ("halls[2]").
-func exactKeys(dec *json.Decoder, t reflect.Type, where string) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	in := ""
-	if where != "" {
-		in = " in " + where
-	}
-	if t != nil && decodesItself(t) {
-		t = nil // its own names: only the repeated keys are checked
-	}
-	switch tok {
-	case json.Delim('{'):
-		var fields map[string]reflect.Type
-		if t != nil && t.Kind() == reflect.Struct {
-			fields = map[string]reflect.Type{}
-			jsonFields(t, fields)
-		}
-		seen := map[string]bool{}
-		for dec.More() {
-			tok, err := dec.Token()
-			if err != nil {
-				return err
-			}
-			key, _ := tok.(string)
-			if seen[key] {
-				return fmt.Errorf("the key %q appears twice%s", key, in)
-			}
-			seen[key] = true
-			var next reflect.Type
-			if fields != nil {
-				ft, ok := fields[key]
-				if !ok {
-					return fmt.Errorf("json: unknown field %q%s (names are exact, in snake_case)", key, in)
-				}
-				next = ft
-			} else if t != nil && t.Kind() == reflect.Map {
-				next = t.Elem()
-			}
-			if err := exactKeys(dec, next, join(where, key)); err != nil {
-				return err
-			}
-		}
-		_, err := dec.Token() // '}'
-		return err
-	case json.Delim('['):
-		var elem reflect.Type
-		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-			elem = t.Elem()
-		}
-		for i := 0; dec.More(); i++ {
-			if err := exactKeys(dec, elem, fmt.Sprintf("%s[%d]", where, i)); err != nil {
-				return err
-			}
-		}
-		_, err := dec.Token() // ']'
-		return err
-	}
-	return nil
-}
-
-// decodesItself reports whether t (or a pointer to it) reads its own
-// JSON, whose names are its own business.
-func decodesItself(t reflect.Type) bool {
-	for _, u := range []reflect.Type{reflect.TypeFor[json.Unmarshaler](), reflect.TypeFor[encoding.TextUnmarshaler]()} {
-		if t.Implements(u) || reflect.PointerTo(t).Implements(u) {
-			return true
-		}
-	}
-	return false
-}
-
-// jsonFields adds the JSON names of struct type t's fields to fields,
-// with their types, as encoding/json sees them: exported fields by their
-// tag or name, and the fields of an embedded struct without a tag as if
-// they were t's own (t's own win).
-func jsonFields(t reflect.Type, fields map[string]reflect.Type) {
-	var embedded []reflect.Type
-	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		ft := f.Type
-		for ft.Kind() == reflect.Pointer {
-			ft = ft.Elem()
-		}
-		switch {
-		case name == "-":
-			continue
-		case f.Anonymous && name == "" && ft.Kind() == reflect.Struct:
-			embedded = append(embedded, ft)
-			continue
-		case !f.IsExported():
-			continue
-		case name == "":
-			name = f.Name
-		}
-		fields[name] = f.Type
-	}
-	for _, e := range embedded {
-		promoted := map[string]reflect.Type{}
-		jsonFields(e, promoted)
-		for name, ft := range promoted {
-			if _, own := fields[name]; !own {
-				fields[name] = ft
-			}
-		}
-	}
-}
-
-func join(where, key string) string {
-	if where == "" {
-		return key
-	}
-	return where + "." + key
 }
 
 // readError turns a failure to read the body into the *Error the client
