@@ -199,7 +199,7 @@ var ErrRefused = errors.New("the broker refused the event")
 // answer the broker may have lost after storing the event). A caller that
 // would undo its write when an emit fails must undo it only on ErrRefused
 // (outbox.Publisher does that). Transports that can tell return it
-// (kafka.Emitter).
+// (kafka.Emitter, rabbitmq.Emitter).
 type UnconfirmedError struct {
 	Err   error
 	Final <-chan error

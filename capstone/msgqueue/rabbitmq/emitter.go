@@ -244,6 +244,15 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 		case errors.Is(err, msgqueue.ErrUnroutable):
 			return fmt.Errorf("emitting %s %s: %w", name, msg.MessageId, err)
 		case ctx.Err() != nil:
+			var sent *sentError
+			if errors.As(err, &sent) {
+				// The outcome is not known yet: a caller that would undo
+				// its write waits for Final (outbox.Publisher does).
+				return &msgqueue.UnconfirmedError{
+					Err:   fmt.Errorf("emitting %s %s: waiting for the broker's confirm: %w", name, msg.MessageId, ctx.Err()),
+					Final: sent.final,
+				}
+			}
 			return fmt.Errorf("emitting %s %s: waiting for the broker's confirm (it may still store the event): %w", name, msg.MessageId, ctx.Err())
 		}
 		// Not confirmed: publish again, on a new connection if this
@@ -315,16 +324,57 @@ func (p *publisher) publish(ctx context.Context, exchange, key string, msg amqp.
 	select {
 	case <-dc.Done():
 	case <-ctx.Done():
-		return ctx.Err()
+		// Sent, not confirmed yet: the broker may still store it.
+		return &sentError{err: ctx.Err(), final: p.final(dc, msg.MessageId)}
 	}
+	return p.answer(dc, msg.MessageId)
+}
+
+// answer is what the broker's settled confirm dc says about the message
+// with this ID: nil once acked and not returned, an error wrapping
+// msgqueue.ErrUnroutable if the broker returned it, errNotConfirmed on a
+// nack or a broken channel.
+func (p *publisher) answer(dc *amqp.DeferredConfirmation, id string) error {
 	if !dc.Acked() {
 		return errNotConfirmed
 	}
-	if r, ok := p.takeReturn(msg.MessageId); ok {
+	if r, ok := p.takeReturn(id); ok {
 		return fmt.Errorf("%w (exchange %q, routing key %q: %d %s)", msgqueue.ErrUnroutable, r.Exchange, r.RoutingKey, r.ReplyCode, r.ReplyText)
 	}
 	return nil
 }
+
+// final waits, on a goroutine of its own, for the confirm an emit gave
+// up on, and hands over the broker's last word as
+// msgqueue.UnconfirmedError's Final does: nil when it stored the
+// message; an error wrapping msgqueue.ErrRefused when it returned it
+// unroutable (no queue holds it); another error when a nack or a broken
+// channel leaves it unknown. The confirm settles at the latest when the
+// channel closes (Close closes the connection).
+func (p *publisher) final(dc *amqp.DeferredConfirmation, id string) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		<-dc.Done()
+		err := p.answer(dc, id)
+		if errors.Is(err, msgqueue.ErrUnroutable) {
+			err = fmt.Errorf("%w: %w", msgqueue.ErrRefused, err)
+		} else if err != nil {
+			err = fmt.Errorf("the broker's answer leaves it unknown whether it stored the event: %w", err)
+		}
+		out <- err
+	}()
+	return out
+}
+
+// sentError is publish's error for a message sent whose confirm had not
+// come when ctx ended: final gets the broker's last word (see final).
+type sentError struct {
+	err   error
+	final <-chan error
+}
+
+func (e *sentError) Error() string { return e.err.Error() }
+func (e *sentError) Unwrap() error { return e.err }
 
 // takeReturn reports whether the broker returned the message with the given
 // ID. The broker sends the return before the ack, and the client hands it to

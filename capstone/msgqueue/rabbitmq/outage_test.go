@@ -427,3 +427,59 @@ func TestCloseWhileTheHandlerIsDown(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLateConfirmIsUnconfirmedNotFailed: the broker blocks publishing (a
+// memory alarm, on a node of the test's own) after the emit sent its
+// event, so the confirm comes after the emit's deadline. The emit must
+// say the outcome is not known yet (*msgqueue.UnconfirmedError) rather
+// than fail: EventService with the memory store undid an event on that
+// failure which the broker then delivered, and BookingService sold seats
+// of an event EventService had forgotten. Once the alarm clears, Final
+// says the broker stored it, and the queue holds it.
+func TestLateConfirmIsUnconfirmedNotFailed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.rabbit = brokertest.PrivateAMQP(t)
+	em := e.mustEmitter(t)
+	ctx := context.Background()
+	ch := brokertest.AdminChannel(t, e.rabbit.URL)
+	if _, err := ch.QueueDeclare(e.queue, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(e.queue, contracts.EventBookedName, e.exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
+		t.Fatalf("raising a memory alarm: %v %s", err, out)
+	}
+	clearAlarm := func() error {
+		if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+			return fmt.Errorf("clearing the memory alarm: %v %s", err, out)
+		}
+		return nil
+	}
+	t.Cleanup(func() { _ = clearAlarm() })
+
+	emitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := em.Emit(emitCtx, booking("late-1"))
+	var unconfirmed *msgqueue.UnconfirmedError
+	if !errors.As(err, &unconfirmed) {
+		t.Fatalf("Emit under a memory alarm = %v, want a *msgqueue.UnconfirmedError (the broker may still store it)", err)
+	}
+	if err := clearAlarm(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case final := <-unconfirmed.Final:
+		if final != nil {
+			t.Fatalf("Final = %v once the alarm cleared, want nil: the broker stored it", final)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no final answer 30 s after the alarm cleared")
+	}
+	q, err := brokertest.AdminChannel(t, e.rabbit.URL).QueueDeclarePassive(e.queue, false, false, false, false, nil)
+	if err != nil || q.Messages != 1 {
+		t.Errorf("queue %s holds %d messages (%v), want the late event", e.queue, q.Messages, err)
+	}
+}
