@@ -117,15 +117,23 @@ func Write(w http.ResponseWriter, status int, v any) {
 // Decode reads exactly one JSON object from the request body into v. It
 // answers the ways a body can be wrong with an *Error: compressed (a
 // Content-Encoding other than identity: 415), larger than [MaxBody]
-// (413), not sent in time (408, see the server's read timeout), not valid
-// UTF-8 (a JSON decoder would silently replace the bad bytes), malformed,
-// of the wrong type, with a field v does not have (names are exact:
-// encoding/json alone would take "Seats" for "seats"), with a key twice
-// in one object (encoding/json alone would keep the last), or followed by
-// more data (400).
+// (413, at once when its Content-Length says so), not sent in time (408,
+// see the server's read timeout), not valid UTF-8 (a JSON decoder would
+// silently replace the bad bytes), malformed, of the wrong type, with a
+// field v does not have (names are exact: encoding/json alone would take
+// "Seats" for "seats"), with a key twice in one object (encoding/json
+// alone would keep the last), or followed by more data (400).
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
 		return Errorf(http.StatusUnsupportedMediaType, "Content-Encoding %q is not supported: send the JSON as it is", enc)
+	}
+	// A body declared too large is refused before any of it is read (and
+	// so before net/http answers Expect: 100-continue). Connection: close
+	// keeps net/http from reading the unread body before it answers, to
+	// reuse the connection.
+	if r.ContentLength > MaxBody {
+		w.Header().Set("Connection", "close")
+		return Errorf(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", MaxBody)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {

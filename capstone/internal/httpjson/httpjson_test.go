@@ -1,15 +1,19 @@
 package httpjson
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -322,6 +326,36 @@ func TestDecodeKeysOfEmbeddedAndSelfDecodingFields(t *testing.T) {
 		err := decode(tc.v, tc.body)
 		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want))) {
 			t.Errorf("Decode(%T, %s) = %v, want %q", tc.v, tc.body, err, tc.want)
+		}
+	}
+}
+
+// TestDeclaredOversizedBodyIsRefusedAtOnce: a request that declares a
+// Content-Length over MaxBody gets 413 before anything of its body is
+// read: it waited for the body until the server's read timeout (408
+// after 15 s), and with Expect: 100-continue the server even invited
+// the whole upload.
+func TestDeclaredOversizedBodyIsRefusedAtOnce(t *testing.T) {
+	srv := httptest.NewServer(decodeHandler())
+	defer srv.Close()
+	for _, expect := range []string{"", "Expect: 100-continue\r\n"} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// Ten bytes of the hundred thousand declared; the rest never comes.
+		fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n%s\r\n{\"name\":\"", expect)
+		if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: no answer while the body is still coming: %v", expect, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), `"error"`) {
+			t.Errorf("%q: %d %s, want 413 with a JSON error", expect, resp.StatusCode, body)
 		}
 	}
 }
