@@ -66,7 +66,7 @@ func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
 }
 
 // WriteError answers with err as {"error": "..."}: an *Error with its own
-// status and message, a value the database refused as invalid data as a
+// status and message (a 503 with Retry-After), a value the database refused as invalid data as a
 // 400 (the handlers check every value first: this is the safety net that
 // keeps a client's bytes from ever causing a 500), an error after the
 // client gave up as StatusClientClosedRequest, logged at info level, a
@@ -76,6 +76,9 @@ func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if errors.As(err, &e) {
+		if e.Status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "5") // every 503 says when to try again
+		}
 		Write(w, e.Status, map[string]string{"error": e.Message})
 		return
 	}

@@ -359,3 +359,16 @@ func TestDeclaredOversizedBodyIsRefusedAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestEvery503SaysWhenToTryAgain: a 503 a handler chose (the broker is
+// down, nothing was stored) carries Retry-After as the store's does; it
+// had none, so a client could not tell how long to wait.
+func TestEvery503SaysWhenToTryAgain(t *testing.T) {
+	h := Handle(slog.New(slog.DiscardHandler), func(http.ResponseWriter, *http.Request) error {
+		return Errorf(http.StatusServiceUnavailable, "the message broker is unavailable, nothing was stored: try again later")
+	})
+	rec := serve(h, "POST", "/", "{}")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("%d, Retry-After %q; want 503 with a Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
