@@ -17,3 +17,19 @@ func TestBackoffDoublesUpToTheMaximum(t *testing.T) {
 		t.Errorf("the default emit timeout %v must be shorter than Grace %v", d.EmitTimeout, Grace)
 	}
 }
+
+// TestDefaultBackoffLooksAgainWithinSeconds: after a broker outage of a
+// few minutes the relay waited out its backoff, up to a minute, before it
+// looked again: a review saw /healthz answer 503 "events have not reached
+// the broker" and events wait 12 to 20 s after the broker was back and
+// the emitter reconnected. Nothing tells the relay the broker is back, so
+// the longest wait by default is a few seconds: a retry costs one emit
+// that waits EmitTimeout for a connection.
+func TestDefaultBackoffLooksAgainWithinSeconds(t *testing.T) {
+	o := Options{}.withDefaults()
+	for n := 1; n <= 30; n++ {
+		if got := o.backoff(n); got > 5*time.Second {
+			t.Fatalf("backoff(%d) = %v by default, want at most 5s", n, got)
+		}
+	}
+}

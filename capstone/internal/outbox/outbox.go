@@ -115,7 +115,7 @@ type Options struct {
 	// Poll is how often the relay looks for due messages (default 1s).
 	Poll time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failed emit; it
-	// doubles with each failure in a row (defaults 500ms and 1m).
+	// doubles with each failure in a row (defaults 500ms and 5s).
 	MinBackoff, MaxBackoff time.Duration
 	// Batch is how many messages the relay reads at once (default 100).
 	Batch int
@@ -154,7 +154,9 @@ func (o Options) withDefaults() Options {
 		o.MinBackoff = 500 * time.Millisecond
 	}
 	if o.MaxBackoff < o.MinBackoff {
-		o.MaxBackoff = max(time.Minute, o.MinBackoff)
+		// Nothing tells the relay that the broker is back: it looks
+		// again within seconds, for one emit that waits EmitTimeout.
+		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
 	}
 	if o.Batch <= 0 {
 		o.Batch = 100
