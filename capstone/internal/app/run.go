@@ -39,6 +39,10 @@ type Options struct {
 	WrapHandler func(msgqueue.Handler) msgqueue.Handler
 	// HTTPTimeouts override DefaultHTTPTimeouts (zero fields keep them).
 	HTTPTimeouts HTTPTimeouts
+	// ShutdownGrace is how long a stopping service waits for the requests
+	// in flight before it closes their connections (default
+	// ShutdownTimeout).
+	ShutdownGrace time.Duration
 	// BookingGroup is BookingService's bookingservice.Options.Group: how
 	// many bookings one transaction sells at most (0: the default; 1: one
 	// at a time, for comparison).
@@ -329,11 +333,23 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, listenErr <-cha
 		failure = fmt.Errorf("listening for events: %w", err)
 	}
 
-	// Stop accepting, and wait for the requests in flight.
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	// Stop accepting, and wait for the requests in flight. One still
+	// running after the grace period (a client still sending its body,
+	// up to the read timeout) has its connection closed: the service
+	// stops all the same, cleanly.
+	grace := opt.ShutdownGrace
+	if grace <= 0 {
+		grace = ShutdownTimeout
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		failure = errors.Join(failure, fmt.Errorf("shutting the HTTP server down: %w", err))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			failure = errors.Join(failure, fmt.Errorf("shutting the HTTP server down: %w", err))
+		} else {
+			log.Warn("closing the connections of requests still in flight after the grace period", "grace", grace)
+		}
+		_ = srv.Close()
 	}
 	if failure == nil {
 		log.Info("HTTP server stopped")

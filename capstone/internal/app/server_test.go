@@ -1,6 +1,9 @@
 package app
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,5 +62,46 @@ func TestBindSaysWhatIsWrong(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), tc.not) {
 			t.Errorf("bind(%q) = %v, want %q and not %q", tc.addr, err, tc.want, tc.not)
 		}
+	}
+}
+
+// TestShutdownCutsASlowClientCleanly: a client still sending its body
+// when the service is asked to stop holds the shutdown past its grace
+// period (the read timeout, 15 s, equals ShutdownTimeout); the service
+// then closes the connection and stops cleanly. It returned "shutting
+// the HTTP server down: context deadline exceeded", and the binary
+// exited 1 on an ordinary SIGTERM.
+func TestShutdownCutsASlowClientCleanly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reading := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(reading)
+		_, _ = io.ReadAll(r.Body) // the rest of the body never comes
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		served <- serve(ctx, ln, h, nil, Config{HTTPAddr: ln.Addr().String()}, slog.New(slog.DiscardHandler),
+			Options{ShutdownGrace: 200 * time.Millisecond})
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+	<-reading
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("serve = %v after a shutdown with a slow client, want a clean stop", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve has not returned 30 s after the shutdown began")
 	}
 }
