@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -127,8 +128,29 @@ func (s *Skeleton) Route(pattern string, h httpjson.HandlerFunc) {
 	}))
 }
 
-// ServeHTTP serves the routes.
-func (s *Skeleton) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the routes. A path with "//", "." or ".." gets a JSON
+// 400 that names its clean form, where net/http's mux would redirect to
+// it with an HTML body (a POST with none), unlike every other error.
+func (s *Skeleton) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p != "" {
+		if clean := cleanPath(p); clean != p {
+			httpjson.Write(w, http.StatusBadRequest, map[string]string{
+				"error": fmt.Sprintf("the path %q is not in its clean form: send %s", p, clean)})
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is p as net/http's mux wants it: rooted, without "//", "."
+// or "..", its trailing slash kept.
+func cleanPath(p string) string {
+	clean := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean
+}
 
 // Publish hands the event of a committed write to the broker (see
 // outbox.Publisher.Publish): with an outbox it cannot fail for the

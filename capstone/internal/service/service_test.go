@@ -96,6 +96,41 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// TestUncleanPathsAreJSONErrors: net/http's mux redirected a path with
+// "//", "." or ".." to its clean form: a 307 or 301 with an HTML body
+// (or none), where every other error is JSON. Such a path now gets a
+// JSON 400 that names the clean one.
+func TestUncleanPathsAreJSONErrors(t *testing.T) {
+	sk, err := New("svc", store{}, &servicetest.Emitter{}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close()
+	sk.Route("GET /events/{id}", func(w http.ResponseWriter, _ *http.Request) error {
+		httpjson.Write(w, http.StatusOK, map[string]string{})
+		return nil
+	})
+	for _, tc := range []struct{ method, path, clean string }{
+		{"GET", "//events/x", "/events/x"},
+		{"GET", "/events/../events/x", "/events/x"},
+		{"POST", "//events/x/bookings", "/events/x/bookings"},
+		{"GET", "/events/./x", "/events/x"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(tc.method, "/", nil)
+		req.URL.Path = tc.path
+		sk.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"error"`) || !strings.Contains(rec.Body.String(), tc.clean) {
+			t.Errorf("%s %s answered %d %q (Location %q), want a JSON 400 naming %s", tc.method, tc.path, rec.Code, rec.Body, rec.Header().Get("Location"), tc.clean)
+		}
+	}
+	rec := httptest.NewRecorder()
+	sk.ServeHTTP(rec, httptest.NewRequest("GET", "/events/x", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("GET /events/x answered %d, want 200", rec.Code)
+	}
+}
+
 // TestStuckStoreAnswers503InTime: a handler whose store call hangs gets
 // its context ended at the skeleton's deadline and the client a 503 with
 // Retry-After, well before the server's write timeout would cut the
