@@ -23,7 +23,8 @@ func (EventBooked) EventName() string { return EventBookedName }
 func (e EventBooked) PartitionKey() string { return e.EventID }
 
 // Validate requires the booking and event IDs and 1 to MaxSeats seats;
-// user_id, if set, must be clean text of at most MaxIDBytes.
+// a date within CheckDate's range; user_id, if set, must be clean text of
+// at most MaxIDBytes.
 func (e EventBooked) Validate() error {
 	if e.ID == "" || e.EventID == "" {
 		return invalid(EventBookedName, "id and event_id are required")
@@ -33,6 +34,7 @@ func (e EventBooked) Validate() error {
 		CheckID("event_id", e.EventID),
 		checkString("user_id", e.UserID, MaxIDBytes),
 		CheckSeats(e.Seats),
+		CheckDate("date", e.Date),
 	)
 	if err != nil {
 		return invalid(EventBookedName, "%v", err)

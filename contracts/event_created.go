@@ -1,6 +1,9 @@
 package contracts
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // EventCreatedName is the name of EventCreated.
 const EventCreatedName = "event.created"
@@ -24,8 +27,9 @@ func (EventCreated) EventName() string { return EventCreatedName }
 // PartitionKey returns the event ID.
 func (e EventCreated) PartitionKey() string { return e.ID }
 
-// Validate requires the IDs, the hall and a capacity of 1 to MaxCapacity;
-// every text must be clean (see CheckText).
+// Validate requires the IDs, the hall and a capacity of 1 to
+// MaxCapacity; dates within CheckDate's range, the end not before the
+// start; every text must be clean (see CheckText).
 func (e EventCreated) Validate() error {
 	switch {
 	case e.ID == "":
@@ -39,7 +43,12 @@ func (e EventCreated) Validate() error {
 		CheckText("name", e.Name),
 		CheckText("hall", e.Hall),
 		CheckCapacity(e.Capacity),
+		CheckDate("start_date", e.StartDate),
+		CheckDate("end_date", e.EndDate),
 	)
+	if err == nil && !e.StartDate.IsZero() && !e.EndDate.IsZero() && e.EndDate.Before(e.StartDate) {
+		err = fmt.Errorf("end_date %s is before start_date %s", e.EndDate.UTC().Format(time.RFC3339), e.StartDate.UTC().Format(time.RFC3339))
+	}
 	if err != nil {
 		return invalid(EventCreatedName, "%v", err)
 	}

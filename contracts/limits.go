@@ -2,6 +2,7 @@ package contracts
 
 import (
 	"fmt"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -36,6 +37,26 @@ func CheckSeats(seats int) error {
 func CheckCapacity(capacity int) error {
 	if capacity < 1 || capacity > MaxCapacity {
 		return fmt.Errorf("capacity must be at least 1 and at most %d, got %d", MaxCapacity, capacity)
+	}
+	return nil
+}
+
+// firstDate and lastDate bound every date an event carries: after the
+// Unix epoch (the HTTP API counts dates in Unix seconds from 1), up to
+// the end of year 9999 (later ones cannot be written as RFC 3339 JSON,
+// nor kept in the stores' microseconds).
+var (
+	firstDate = time.Unix(1, 0)
+	lastDate  = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+)
+
+// CheckDate reports a date outside firstDate..lastDate
+// (1970-01-01T00:00:01Z to 9999-12-31T23:59:59Z), such as year 0. A date
+// left out (the zero time.Time) passes: events published before dates
+// were checked carry none. field names it in the error.
+func CheckDate(field string, t time.Time) error {
+	if !t.IsZero() && (t.Before(firstDate) || t.After(lastDate)) {
+		return fmt.Errorf("%s must be after 1970-01-01 and before the end of year 9999, got %s", field, t.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

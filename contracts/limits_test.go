@@ -48,6 +48,23 @@ func TestLimits(t *testing.T) {
 		{"101 halls", LocationCreatedName, `{"id":"l","halls":` + halls(101) + `}`, "at most 100 halls"},
 		{"invalid UTF-8 in address", LocationCreatedName, "{\"id\":\"l\",\"address\":\"\xc3\x28\"}", "not valid UTF-8"},
 	}
+	// Every case above is about something other than dates: give it
+	// valid ones. The cases below are about dates.
+	for i, tc := range tests {
+		tests[i].body = dated(tc.event, tc.body)
+	}
+	const booking = `{"id":"b","event_id":"e","user_id":"u","seats":1`
+	const event = `{"id":"e","location_id":"l","hall":"h","capacity":1`
+	tests = append(tests, []struct{ name, event, body, want string }{
+		{"booking without a date (older events carry none)", EventBookedName, booking + `}`, ""},
+		{"booking in year 0", EventBookedName, booking + `,"date":"0000-01-01T00:00:00Z"}`, "date must be after 1970-01-01"},
+		{"booking in 1969", EventBookedName, booking + `,"date":"1969-12-31T23:59:59Z"}`, "date must be after 1970-01-01"},
+		{"booking at the end of 9999", EventBookedName, booking + `,"date":"9999-12-31T23:59:59Z"}`, ""},
+		{"event without dates (older events carry none)", EventCreatedName, event + `}`, ""},
+		{"event starting in year 0", EventCreatedName, event + `,"start_date":"0000-01-01T00:00:00Z","end_date":"2027-01-15T07:00:00Z"}`, "start_date must be after 1970-01-01"},
+		{"event ending before it starts", EventCreatedName, event + `,"start_date":"2027-01-15T08:00:00Z","end_date":"2027-01-15T07:00:00Z"}`, "end_date 2027-01-15T07:00:00Z is before start_date 2027-01-15T08:00:00Z"},
+		{"event ending as it starts", EventCreatedName, event + `,"start_date":"2027-01-15T08:00:00Z","end_date":"2027-01-15T08:00:00Z"}`, ""},
+	}...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ev, err := Decode(tc.event, []byte(tc.body))
@@ -95,4 +112,16 @@ func TestCheckersName(t *testing.T) {
 	if err := CheckText("name", ""); err != nil {
 		t.Errorf("empty text: %v", err)
 	}
+}
+
+// dated adds valid dates to the body of an event.booked or event.created
+// that has none.
+func dated(event, body string) string {
+	switch {
+	case event == EventBookedName && !strings.Contains(body, `"date"`):
+		return strings.TrimSuffix(body, "}") + `,"date":"2026-12-06T20:00:00Z"}`
+	case event == EventCreatedName && !strings.Contains(body, `"start_date"`):
+		return strings.TrimSuffix(body, "}") + `,"start_date":"2027-01-15T08:00:00Z","end_date":"2027-01-15T10:00:00Z"}`
+	}
+	return body
 }
