@@ -68,8 +68,9 @@ const seatsPerBooking = 2
 // kept with -keep, or left behind by a crash, clean themselves up.
 const queueTTL = 5 * time.Minute
 
-// waitTimeout bounds every wait for a delivery or a queue count, so the
-// program never hangs on a broker that does not do what we expect.
+// waitTimeout bounds every wait for a delivery, a queue count or the
+// group committer, so the program never hangs on a broker, or a
+// committer, that does not do what we expect.
 const waitTimeout = 10 * time.Second
 
 // Steps at which the program calls its probe. Tests use them to look at
@@ -353,7 +354,18 @@ func (l *lab) partStore(ctx context.Context) error {
 	})
 	// No more requests: the committer answers what it holds and returns.
 	close(c.requests)
-	if runErr := <-stopped; runErr != nil {
+	var runErr error
+	select {
+	case runErr = <-stopped:
+	case <-time.After(waitTimeout):
+		stop(errors.New("the group committer did not return after c.requests was closed"))
+		if err != nil {
+			return err // what the callers saw says more
+		}
+		return fmt.Errorf("the group committer did not return within %v of c.requests being closed: a receive from a closed channel gives ok == false at once; committer.run must then commit and answer the batch it holds, and return nil",
+			waitTimeout)
+	}
+	if runErr != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -472,19 +484,31 @@ type committer struct {
 
 // book hands b to the committer and waits for the answer, which comes
 // only after the batch that holds b is committed. It gives up when ctx
-// ends, with ctx's cause.
+// ends, with ctx's cause, and after waitTimeout with an error that says
+// what the committer failed to do: a committer that keeps a booking
+// waiting that long is broken, not slow (it waits at most c.maxWait for
+// company, then pays one commit), and the program must not hang on it.
 func (c *committer) book(ctx context.Context, b booking) (bool, error) {
 	r := request{b: b, reply: make(chan result, 1)}
+	timeout := time.NewTimer(waitTimeout)
+	defer timeout.Stop()
 	select {
 	case c.requests <- r:
 	case <-ctx.Done():
 		return false, context.Cause(ctx)
+	case <-timeout.C:
+		return false, fmt.Errorf("the group committer did not take booking %s within %v: committer.run must receive from c.requests in a loop, batch after batch, until it is closed",
+			b.id, waitTimeout)
 	}
+	timeout.Reset(waitTimeout)
 	select {
 	case res := <-r.reply:
 		return res.booked, res.err
 	case <-ctx.Done():
 		return false, context.Cause(ctx)
+	case <-timeout.C:
+		return false, fmt.Errorf("booking %s has no answer %v after the group committer took it, with a maxWait of %v: committer.run must stop collecting once maxWait has passed since the first request of a batch (a time.Timer in the select), then commit the batch and answer each of its callers",
+			b.id, waitTimeout, c.maxWait)
 	}
 }
 

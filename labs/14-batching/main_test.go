@@ -366,6 +366,57 @@ func TestInterruptStopsCleanly(t *testing.T) {
 	}
 }
 
+// TestBookGivesUpOnABrokenCommitter hands a booking to a committer that
+// takes requests but never answers them (one that collects without a
+// maxWait timer, for a batch that never fills), and to one that takes
+// none: book must give up after waitTimeout with a sentence that says what
+// the committer failed to do, so that the program fails instead of hanging.
+func TestBookGivesUpOnABrokenCommitter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		takes bool // the committer receives the request
+		want  string
+	}{
+		{"takes but never answers", true, "committer.run must stop collecting once maxWait has passed since the first request of a batch"},
+		{"takes nothing", false, "committer.run must receive from c.requests in a loop"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := &committer{requests: make(chan request), maxBatch: 32, maxWait: 2 * time.Millisecond}
+			if tc.takes {
+				// Collect until the test ends, answer never.
+				ended := make(chan struct{})
+				t.Cleanup(func() { close(ended) })
+				go func() {
+					for {
+						select {
+						case <-c.requests:
+						case <-ended:
+							return
+						}
+					}
+				}()
+			}
+			b := newBooking("group", 1, "concert-group")
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.book(context.Background(), b)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("book = %v; want an error containing %q", err, tc.want)
+				}
+			case <-time.After(waitTimeout + 20*time.Second):
+				t.Fatalf("book still waits for a committer that %s, %v after it was called: give up after waitTimeout (%v), saying what the committer failed to do",
+					tc.name, waitTimeout+20*time.Second, waitTimeout)
+			}
+		})
+	}
+}
+
 // TestSetupErrors checks that the usual mistakes give one clear sentence,
 // an error (so main exits 1), no output, and nothing left in -dir.
 func TestSetupErrors(t *testing.T) {
