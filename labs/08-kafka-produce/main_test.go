@@ -73,16 +73,24 @@ func TestProduce(t *testing.T) {
 	brokertest.CheckIDs(t, "records on the topic", got, want)
 
 	// Every record is keyed by its event ID, and the same key always
-	// landed on the same partition.
+	// landed on the same partition. A forgotten key gets it wrong for
+	// every record: report the first few and a count, not a line each.
 	partitionOf := map[string]int32{}
+	var wrongKeys, split []string
 	for _, r := range records {
 		if r.key != r.eventID {
-			t.Errorf("partition %d offset %d: record key %q is not the event ID %q", r.partition, r.offset, r.key, r.eventID)
+			wrongKeys = append(wrongKeys, fmt.Sprintf("%s (event %s) at partition %d offset %d has key %q", r.id, r.eventID, r.partition, r.offset, r.key))
 		}
 		if p, seen := partitionOf[r.key]; seen && p != r.partition {
-			t.Errorf("key %s is on partition %d and on partition %d", r.key, p, r.partition)
+			split = append(split, fmt.Sprintf("%s (key %q) on partition %d, an earlier record of that key on %d", r.id, r.key, r.partition, p))
 		}
 		partitionOf[r.key] = r.partition
+	}
+	if len(wrongKeys) > 0 {
+		t.Errorf("%d of %d records are not keyed by their event ID: %s", len(wrongKeys), len(records), shorten(wrongKeys))
+	}
+	if len(split) > 0 {
+		t.Errorf("%d records are on another partition than an earlier record with the same key: %s", len(split), shorten(split))
 	}
 
 	// The partition and offset printed for each demo booking are where the
@@ -104,7 +112,7 @@ func TestProduce(t *testing.T) {
 		case !ok:
 			t.Errorf("printed partition %d offset %d for %s, but the consumer found nothing there", partition, offset, wantID)
 		case r.id != wantID || r.key != m[1]:
-			t.Errorf("printed %s (key %s) at partition %d offset %d, but the consumer found %s (key %s) there",
+			t.Errorf("printed %s (key %q) at partition %d offset %d, but the consumer found %s (key %q) there",
 				wantID, m[1], partition, offset, r.id, r.key)
 		}
 	}
