@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -93,6 +94,10 @@ func readAll(t *testing.T, client sarama.Client, topic string) map[int32][]*sara
 	return got
 }
 
+// jsonDetail matches the line of a record that the program reports as a
+// malformed envelope, up to encoding/json's own words, which follow.
+var jsonDetail = regexp.MustCompile(`(?m)^(  offset [0-9]+ key \S+: error: malformed envelope: ).+$`)
+
 // TestRunMatchesDocs runs the lab, checks its output against the README and
 // the chapter, and then checks with our own client what reached the topic.
 func TestRunMatchesDocs(t *testing.T) {
@@ -112,8 +117,15 @@ func TestRunMatchesDocs(t *testing.T) {
 	if err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", prefix, "-keep"}, &buf); err != nil {
 		t.Fatalf("run: %v\n%s", err, buf.String())
 	}
+	// The words after "malformed envelope: " are encoding/json's, not the
+	// lab's, and depend on the entry point the decoder uses: for the
+	// envelope cut short, json.Decoder (the solution) says "unexpected
+	// EOF", json.Unmarshal "unexpected end of JSON input". What is checked
+	// is that the record is reported malformed at its offset and the
+	// consumer goes on, so read any words there as the docs' ones.
+	output := jsonDetail.ReplaceAllString(buf.String(), "${1}unexpected EOF")
 	replacements := []string{prefix, "lab09", strings.Join(kafka.Brokers, ","), "127.0.0.1:9092"}
-	labtest.CheckOutput(t, buf.String(), []string{"README.md", "../../docs/09-partition-key-envelope.md"}, replacements...)
+	labtest.CheckOutput(t, output, []string{"README.md", "../../docs/09-partition-key-envelope.md"}, replacements...)
 
 	// Partitions and offsets are the lesson here, so the output must match
 	// the README exactly, numbers included, not only with numbers as
@@ -122,7 +134,7 @@ func TestRunMatchesDocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	printed := strings.NewReplacer(replacements...).Replace(buf.String())
+	printed := strings.NewReplacer(replacements...).Replace(output)
 	if g, w := strings.TrimRight(printed, "\n"), strings.Join(readme, "\n"); g != w {
 		t.Errorf("the output differs from README.md in its numbers:\n--- got\n%s\n--- want\n%s", g, w)
 	}
