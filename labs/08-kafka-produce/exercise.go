@@ -46,9 +46,10 @@ func booking(topic, id, eventID string) (*sarama.ProducerMessage, error) {
 	return nil, labkit.TODO("booking", "build a *sarama.ProducerMessage for topic with Key = the event ID and Value = the envelope")
 }
 
-// produceAsync feeds n bookings (bulkBooking(topic, prefix, i)) into the
-// AsyncProducer and waits until the broker has acknowledged or refused
-// every one; it returns how long that took. The caller closes p.
+// produceAsync feeds n bookings into the AsyncProducer, the i-th built by
+// msg, err := bulkBooking(topic, prefix, i) (an error there is returned),
+// and waits until the broker has acknowledged or refused every one; it
+// returns how long that took. The caller closes p.
 func produceAsync(ctx context.Context, p sarama.AsyncProducer, topic, prefix string, n int) (time.Duration, error) {
 	// Feed Input from a goroutine of its own. Input blocks once the
 	// producer's buffers are full, and they only empty while someone reads

@@ -43,9 +43,10 @@ func booking(topic, id, eventID string) (*sarama.ProducerMessage, error) {
 	}, nil
 }
 
-// produceAsync feeds n bookings (bulkBooking(topic, prefix, i)) into the
-// AsyncProducer and waits until the broker has acknowledged or refused
-// every one; it returns how long that took. The caller closes p.
+// produceAsync feeds n bookings into the AsyncProducer, the i-th built by
+// msg, err := bulkBooking(topic, prefix, i) (an error there is returned),
+// and waits until the broker has acknowledged or refused every one; it
+// returns how long that took. The caller closes p.
 func produceAsync(ctx context.Context, p sarama.AsyncProducer, topic, prefix string, n int) (time.Duration, error) {
 	start := time.Now()
 
