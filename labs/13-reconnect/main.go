@@ -786,7 +786,10 @@ func commandCtl(command string) (ctlFunc, error) {
 		cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
 		// On Ctrl-C the command is killed, but rabbitmqctl is a script
 		// whose Erlang process keeps the output open: stop waiting for
-		// it soon after.
+		// it soon after. That process finishes on its own a few seconds
+		// later. Killing the command's whole process group would not stop
+		// it either: run as root, Debian's rabbitmqctl starts it through
+		// su -c, which puts it in a session of its own.
 		cmd.WaitDelay = 100 * time.Millisecond
 		text, err := cmd.CombinedOutput()
 		if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil {
