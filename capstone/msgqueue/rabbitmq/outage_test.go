@@ -343,19 +343,7 @@ func TestEmitterHealthSaysTheBrokerBlocksIt(t *testing.T) {
 	if err := em.Health(ctx); err != nil {
 		t.Fatalf("Health before the alarm: %v", err)
 	}
-	if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
-		t.Fatalf("raising a memory alarm: %v %s", err, out)
-	}
-	clearAlarm := func() error {
-		out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0.4")
-		if err != nil {
-			return fmt.Errorf("clearing the memory alarm: %v %s", err, out)
-		}
-		return nil
-	}
-	// Cleared also if the test fails: the clean-up publishes nothing,
-	// but closing an emitter that waits for confirms would wait.
-	t.Cleanup(func() { _ = clearAlarm() })
+	clearAlarm := raiseMemoryAlarm(t, e)
 	// The broker blocks a connection when it next publishes: emit, as a
 	// service does; the emit waits for a confirm that does not come.
 	emitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -449,16 +437,7 @@ func TestLateConfirmIsUnconfirmedNotFailed(t *testing.T) {
 	if err := ch.QueueBind(e.queue, contracts.EventBookedName, e.exchange, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
-		t.Fatalf("raising a memory alarm: %v %s", err, out)
-	}
-	clearAlarm := func() error {
-		if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
-			return fmt.Errorf("clearing the memory alarm: %v %s", err, out)
-		}
-		return nil
-	}
-	t.Cleanup(func() { _ = clearAlarm() })
+	clearAlarm := raiseMemoryAlarm(t, e)
 
 	emitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -482,4 +461,25 @@ func TestLateConfirmIsUnconfirmedNotFailed(t *testing.T) {
 	if err != nil || q.Messages != 1 {
 		t.Errorf("queue %s holds %d messages (%v), want the late event", e.queue, q.Messages, err)
 	}
+}
+
+// raiseMemoryAlarm makes the env's broker (a node of the test's own)
+// block every publishing connection, as a memory alarm does, and returns
+// the function that clears it. It is cleared also when the test ends:
+// the clean-up publishes nothing, but closing an emitter that waits for
+// confirms would wait.
+func raiseMemoryAlarm(t *testing.T, e *env) (clear func() error) {
+	t.Helper()
+	ctx := context.Background()
+	if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
+		t.Fatalf("raising a memory alarm: %v %s", err, out)
+	}
+	clear = func() error {
+		if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+			return fmt.Errorf("clearing the memory alarm: %v %s", err, out)
+		}
+		return nil
+	}
+	t.Cleanup(func() { _ = clear() })
+	return clear
 }
