@@ -132,7 +132,9 @@ func (s *Skeleton) Route(pattern string, h httpjson.HandlerFunc) {
 // 400 that names its clean form, where net/http's mux would redirect to
 // it with an HTML body (a POST with none), unlike every other error.
 func (s *Skeleton) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p := r.URL.Path; p != "" {
+	// The escaped path, as the mux matches it: an escaped "/" or "." is
+	// part of one segment (an ID or a name), not a step to clean.
+	if p := r.URL.EscapedPath(); p != "" {
 		if clean := cleanPath(p); clean != p {
 			httpjson.Write(w, http.StatusBadRequest, map[string]string{
 				"error": fmt.Sprintf("the path %q is not in its clean form: send %s", p, clean)})
