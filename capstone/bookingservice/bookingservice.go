@@ -378,8 +378,10 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 			// The seats stay held until the broker's late answer: kept if
 			// it stored event.booked, given back if not.
 			s.Log.Warn("event.booked not confirmed in time; the seats stay held until the broker answers", "booking", b.ID, "err", err)
-			return httpjson.Errorf(http.StatusServiceUnavailable,
+			e := httpjson.Errorf(http.StatusServiceUnavailable,
 				"the message broker has not confirmed booking %s in time, and may still record it: see GET /events/%s/bookings before you book again", b.ID, b.ShowID)
+			e.LookFirst = true
+			return e
 		}
 		if errors.Is(err, outbox.ErrNotPublished) {
 			s.Log.Warn("event.booked not published, seats given back", "booking", b.ID, "err", err)

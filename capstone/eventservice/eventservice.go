@@ -334,8 +334,10 @@ func (s *Service) publishOrUndo(ctx context.Context, msg outbox.Message) error {
 		// The write stands until the broker's late answer: kept if it
 		// stored the event, undone if not.
 		s.Log.Warn("event not confirmed in time; the write stands until the broker answers", "event", msg.Event.EventName(), "err", err)
-		return httpjson.Errorf(http.StatusServiceUnavailable,
+		e := httpjson.Errorf(http.StatusServiceUnavailable,
 			"the message broker has not confirmed the %s in time, and may still record it: look it up before you try again", msg.Event.EventName())
+		e.LookFirst = true
+		return e
 	}
 	if errors.Is(err, outbox.ErrNotPublished) {
 		s.Log.Warn("event not published, write undone", "event", msg.Event.EventName(), "err", err)

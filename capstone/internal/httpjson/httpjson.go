@@ -42,6 +42,10 @@ const StatusClientClosedRequest = 499
 type Error struct {
 	Status  int
 	Message string
+	// LookFirst marks a 503 whose request may have been carried out
+	// after all (the broker may still record its event): the client must
+	// look before it tries again, so it gets no Retry-After.
+	LookFirst bool
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -66,7 +70,7 @@ func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
 }
 
 // WriteError answers with err as {"error": "..."}: an *Error with its own
-// status and message (a 503 with Retry-After), a value the database refused as invalid data as a
+// status and message (a 503 with Retry-After, unless LookFirst), a value the database refused as invalid data as a
 // 400 (the handlers check every value first: this is the safety net that
 // keeps a client's bytes from ever causing a 500), an error after the
 // client gave up as StatusClientClosedRequest, logged at info level, a
@@ -76,7 +80,7 @@ func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if errors.As(err, &e) {
-		if e.Status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		if e.Status == http.StatusServiceUnavailable && !e.LookFirst && w.Header().Get("Retry-After") == "" {
 			w.Header().Set("Retry-After", "5") // every 503 says when to try again
 		}
 		Write(w, e.Status, map[string]string{"error": e.Message})

@@ -372,3 +372,19 @@ func TestEvery503SaysWhenToTryAgain(t *testing.T) {
 		t.Errorf("%d, Retry-After %q; want 503 with a Retry-After", rec.Code, rec.Header().Get("Retry-After"))
 	}
 }
+
+// TestA503ThatAsksToLookFirstHasNoRetryAfter: a 503 whose request may
+// have been recorded after all ("look it up before you try again") must
+// not tell clients to retry: one that follows Retry-After would book a
+// second time.
+func TestA503ThatAsksToLookFirstHasNoRetryAfter(t *testing.T) {
+	h := Handle(slog.New(slog.DiscardHandler), func(http.ResponseWriter, *http.Request) error {
+		e := Errorf(http.StatusServiceUnavailable, "the message broker has not confirmed booking b in time, and may still record it")
+		e.LookFirst = true
+		return e
+	})
+	rec := serve(h, "POST", "/", "{}")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "" {
+		t.Errorf("%d, Retry-After %q; want 503 without Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
