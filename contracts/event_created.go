@@ -47,7 +47,7 @@ func (e EventCreated) Validate() error {
 		CheckDate("end_date", e.EndDate),
 	)
 	if err == nil && !e.StartDate.IsZero() && !e.EndDate.IsZero() && e.EndDate.Before(e.StartDate) {
-		err = fmt.Errorf("end_date %s is before start_date %s", e.EndDate.UTC().Format(time.RFC3339), e.StartDate.UTC().Format(time.RFC3339))
+		err = fmt.Errorf("end_date %s is before start_date %s", e.EndDate.UTC().Format(time.RFC3339Nano), e.StartDate.UTC().Format(time.RFC3339Nano))
 	}
 	if err != nil {
 		return invalid(EventCreatedName, "%v", err)

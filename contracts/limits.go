@@ -56,7 +56,7 @@ var (
 // were checked carry none. field names it in the error.
 func CheckDate(field string, t time.Time) error {
 	if !t.IsZero() && (t.Before(firstDate) || t.After(lastDate)) {
-		return fmt.Errorf("%s must be after 1970-01-01 and before the end of year 9999, got %s", field, t.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%s must be after 1970-01-01 and before the end of year 9999, got %s", field, t.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
 }

@@ -60,6 +60,7 @@ func TestLimits(t *testing.T) {
 		{"booking in year 0", EventBookedName, booking + `,"date":"0000-01-01T00:00:00Z"}`, "date must be after 1970-01-01"},
 		{"booking in 1969", EventBookedName, booking + `,"date":"1969-12-31T23:59:59Z"}`, "date must be after 1970-01-01"},
 		{"booking at the end of 9999", EventBookedName, booking + `,"date":"9999-12-31T23:59:59Z"}`, ""},
+		{"booking just past the end of 9999", EventBookedName, booking + `,"date":"9999-12-31T23:59:59.9Z"}`, "got 9999-12-31T23:59:59.9Z"},
 		{"event without dates (older events carry none)", EventCreatedName, event + `}`, ""},
 		{"event starting in year 0", EventCreatedName, event + `,"start_date":"0000-01-01T00:00:00Z","end_date":"2027-01-15T07:00:00Z"}`, "start_date must be after 1970-01-01"},
 		{"event ending before it starts", EventCreatedName, event + `,"start_date":"2027-01-15T08:00:00Z","end_date":"2027-01-15T07:00:00Z"}`, "end_date 2027-01-15T07:00:00Z is before start_date 2027-01-15T08:00:00Z"},
