@@ -163,11 +163,21 @@ func (p *deadLetterer) send(ctx context.Context, d amqp.Delivery, name, reason s
 	case !acked:
 		return errors.New("the broker refused the dead-letter copy")
 	}
-	select {
-	case ret := <-p.returns:
-		return fmt.Errorf("%w: exchange %s answered %d %s", errUnroutable, p.dlx, ret.ReplyCode, ret.ReplyText)
-	default:
-		return nil
+	// This copy's return, if any, is waiting; a late one of an earlier
+	// copy (whose confirm send gave up on) is not this copy's.
+	for {
+		select {
+		case ret, ok := <-p.returns:
+			if !ok {
+				return errors.New("the dead-letter channel closed after the confirm")
+			}
+			if ret.MessageId != d.MessageId {
+				continue
+			}
+			return fmt.Errorf("%w: exchange %s answered %d %s", errUnroutable, p.dlx, ret.ReplyCode, ret.ReplyText)
+		default:
+			return nil
+		}
 	}
 }
 
