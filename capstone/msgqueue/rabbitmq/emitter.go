@@ -231,12 +231,30 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	wait, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(e.closing, stop)()
+	// unknown is set once an attempt was sent and its confirm never came
+	// (a nack, or the channel broke): the broker may hold the message,
+	// so giving up later says the outcome is unknown, not that it failed.
+	unknown := false
+	giveUp := func(err error) error {
+		if !unknown {
+			return err
+		}
+		final := make(chan error, 1)
+		final <- fmt.Errorf("an earlier attempt was sent and never confirmed: %w", errNotConfirmed)
+		return &msgqueue.UnconfirmedError{Err: err, Final: final}
+	}
 	for attempt := 1; ; attempt++ {
 		p, conn, err := e.publisher(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return giveUp(fmt.Errorf("emitting %s %s (attempt %d): %w", name, msg.MessageId, attempt, err))
+			}
 			return fmt.Errorf("emitting %s %s (attempt %d): %w", name, msg.MessageId, attempt, err)
 		}
 		err = p.publish(ctx, e.cfg.exchange, name, msg)
+		if err == errNotConfirmed {
+			unknown = true
+		}
 		switch {
 		case err == nil:
 			e.confirmed.Add(1)
@@ -253,7 +271,7 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 					Final: sent.final,
 				}
 			}
-			return fmt.Errorf("emitting %s %s: waiting for the broker's confirm (it may still store the event): %w", name, msg.MessageId, ctx.Err())
+			return giveUp(fmt.Errorf("emitting %s %s: waiting for the broker's confirm: %w", name, msg.MessageId, ctx.Err()))
 		}
 		// Not confirmed: publish again, on a new connection if this
 		// channel is broken. Duplicates are possible, loss is not.
@@ -264,7 +282,7 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 		e.cfg.log.Debug("publishing again", "event", name, "id", msg.MessageId, "attempt", attempt, "err", err)
 		if !backoff.Sleep(wait, resend.Delay(attempt)) {
 			if ctx.Err() != nil {
-				return fmt.Errorf("emitting %s %s: not confirmed after %d attempts: %w", name, msg.MessageId, attempt, ctx.Err())
+				return giveUp(fmt.Errorf("emitting %s %s: not confirmed after %d attempts: %w", name, msg.MessageId, attempt, ctx.Err()))
 			}
 			return fmt.Errorf("emitting %s %s: not confirmed before Close: %w", name, msg.MessageId, msgqueue.ErrClosed)
 		}

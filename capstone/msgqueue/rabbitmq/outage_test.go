@@ -343,7 +343,7 @@ func TestEmitterHealthSaysTheBrokerBlocksIt(t *testing.T) {
 	if err := em.Health(ctx); err != nil {
 		t.Fatalf("Health before the alarm: %v", err)
 	}
-	clearAlarm := raiseMemoryAlarm(t, e)
+	clearAlarm := raiseMemoryAlarm(t, e.rabbit)
 	// The broker blocks a connection when it next publishes: emit, as a
 	// service does; the emit waits for a confirm that does not come.
 	emitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -437,7 +437,7 @@ func TestLateConfirmIsUnconfirmedNotFailed(t *testing.T) {
 	if err := ch.QueueBind(e.queue, contracts.EventBookedName, e.exchange, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	clearAlarm := raiseMemoryAlarm(t, e)
+	clearAlarm := raiseMemoryAlarm(t, e.rabbit)
 
 	emitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -463,23 +463,73 @@ func TestLateConfirmIsUnconfirmedNotFailed(t *testing.T) {
 	}
 }
 
-// raiseMemoryAlarm makes the env's broker (a node of the test's own)
+// raiseMemoryAlarm makes node (a node of the test's own)
 // block every publishing connection, as a memory alarm does, and returns
 // the function that clears it. It is cleared also when the test ends:
 // the clean-up publishes nothing, but closing an emitter that waits for
 // confirms would wait.
-func raiseMemoryAlarm(t *testing.T, e *env) (clear func() error) {
+func raiseMemoryAlarm(t *testing.T, node *brokertest.RabbitMQ) (clear func() error) {
 	t.Helper()
 	ctx := context.Background()
-	if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
+	if out, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
 		t.Fatalf("raising a memory alarm: %v %s", err, out)
 	}
 	clear = func() error {
-		if out, err := e.rabbit.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+		if out, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
 			return fmt.Errorf("clearing the memory alarm: %v %s", err, out)
 		}
 		return nil
 	}
 	t.Cleanup(func() { _ = clear() })
 	return clear
+}
+
+// TestUnknownOutcomeAfterACutIsUnconfirmed: an emit's message is sent
+// and waits for its confirm (a memory alarm holds it), then the
+// connection is cut: the library settles the confirm as a nack, and the
+// emit waits for a connection until its deadline. The message may be in
+// the queue, so the emit must say the outcome is unknown
+// (*msgqueue.UnconfirmedError, its Final an error that is not
+// ErrRefused), not fail: a caller would undo its write for a plain
+// error, as EventService with the memory store does.
+func TestUnknownOutcomeAfterACutIsUnconfirmed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rabbitmq.WithReconnectBackoff(20*time.Millisecond, 200*time.Millisecond))
+	node := brokertest.PrivateAMQP(t)
+	p, viaProxy := newProxy(t, node.URL)
+	e.rabbit = &brokertest.RabbitMQ{URL: viaProxy}
+	em := e.mustEmitter(t)
+	ch := brokertest.AdminChannel(t, node.URL)
+	if _, err := ch.QueueDeclare(e.queue, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(e.queue, contracts.EventBookedName, e.exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	raiseMemoryAlarm(t, node)
+
+	emitCtx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	emitted := make(chan error, 1)
+	go func() { emitted <- em.Emit(emitCtx, booking("cut-1")) }()
+	brokertest.Eventually(t, 6*time.Second, func() error {
+		if err := em.Health(t.Context()); err == nil || !strings.Contains(err.Error(), "blocks") {
+			return fmt.Errorf("health under a memory alarm: %v, want the block (the message sent)", err)
+		}
+		return nil
+	})
+	p.cut()
+	err := <-emitted
+	var unconfirmed *msgqueue.UnconfirmedError
+	if !errors.As(err, &unconfirmed) {
+		t.Fatalf("Emit whose message was sent before the cut = %v, want a *msgqueue.UnconfirmedError", err)
+	}
+	select {
+	case final := <-unconfirmed.Final:
+		if final == nil || errors.Is(final, msgqueue.ErrRefused) {
+			t.Errorf("Final = %v, want an error that leaves the outcome unknown", final)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no final answer 10 s after the emit returned")
+	}
 }
