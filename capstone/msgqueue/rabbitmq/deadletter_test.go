@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -437,11 +438,10 @@ func TestPoisonWhileTheDeadLetterQueueIsGoneIsNotLost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, rabbitmq.WithTopologyCheck(time.Hour))
 	l := e.mustListener(t, contracts.Names())
-	var good sync.WaitGroup
-	good.Add(1)
+	var good atomic.Bool
 	listenInBackground(t, l, func(_ context.Context, ev contracts.Event) error {
 		if b, ok := ev.(*contracts.EventBooked); ok && b.ID == "good" {
-			good.Done()
+			good.Store(true)
 		}
 		return nil
 	})
@@ -458,7 +458,12 @@ func TestPoisonWhileTheDeadLetterQueueIsGoneIsNotLost(t *testing.T) {
 	e.publish(t, raw{id: "poison", key: contracts.EventBookedName, name: contracts.EventBookedName, body: []byte("{not json")})
 	body, _ := json.Marshal(booking("good"))
 	e.publish(t, raw{id: "good", key: contracts.EventBookedName, name: contracts.EventBookedName, body: body})
-	good.Wait()
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		if !good.Load() {
+			return errors.New("the good event behind the poison is not handled yet")
+		}
+		return nil
+	})
 	d, ok := e.deadLetters(t, 1)["poison"]
 	if !ok || d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonInvalidPayload {
 		t.Errorf("dead letters hold %v with reason %v, want the poison message with %s", d.MessageId, d.Headers[msgqueue.HeaderReason], msgqueue.ReasonInvalidPayload)

@@ -474,6 +474,15 @@ func raiseMemoryAlarm(t *testing.T, node *brokertest.RabbitMQ) (clear func() err
 	if out, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
 		t.Fatalf("raising a memory alarm: %v %s", err, out)
 	}
+	// The node raises the alarm at its next memory check: wait for it,
+	// or a publish made meanwhile is confirmed as usual.
+	brokertest.Eventually(t, 30*time.Second, func() error {
+		out, err := node.Ctl(ctx, "eval", "rabbit_alarm:get_alarms().")
+		if err != nil || !strings.Contains(out, "memory") {
+			return fmt.Errorf("the memory alarm is not raised yet: %v %s", err, out)
+		}
+		return nil
+	})
 	clear = func() error {
 		if out, err := node.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
 			return fmt.Errorf("clearing the memory alarm: %v %s", err, out)
