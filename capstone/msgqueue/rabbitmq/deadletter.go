@@ -34,8 +34,7 @@ const deadLetterTimeout = 10 * time.Second
 // channel, never the one the deliveries arrive on.
 type deadLetterer struct {
 	conn    *amqp.Connection
-	ch      *amqp.Channel
-	returns chan amqp.Return // ch's copies that came back unroutable
+	pub     *publisher // on the open dead-letter channel, if any
 	dlx     string
 	queue   string
 	declare func() error // declares the listener's topology again
@@ -46,13 +45,12 @@ func newDeadLetterer(conn *amqp.Connection, l *Listener) *deadLetterer {
 		declare: func() error { return l.declareOn(conn) }}
 }
 
-// errUnroutable says that a dead-letter copy reached no queue.
-var errUnroutable = errors.New("the dead-letter copy reached no queue")
-
-// channel returns the open confirm-mode channel, opening one if needed.
-func (p *deadLetterer) channel() (*amqp.Channel, error) {
-	if p.ch != nil && !p.ch.IsClosed() {
-		return p.ch, nil
+// channel returns the publisher on the open confirm-mode channel,
+// opening one if needed. It publishes as the emitter does (mandatory,
+// confirmed, returns matched by message ID), one copy at a time.
+func (p *deadLetterer) channel() (*publisher, error) {
+	if p.pub != nil && !p.pub.ch.IsClosed() {
+		return p.pub, nil
 	}
 	ch, err := p.conn.Channel()
 	if err != nil {
@@ -62,12 +60,8 @@ func (p *deadLetterer) channel() (*amqp.Channel, error) {
 		_ = ch.Close()
 		return nil, fmt.Errorf("putting the dead-letter channel in confirm mode: %w", err)
 	}
-	// One copy is in flight at a time, and its return (if any) comes
-	// before its confirm, so send reads it after the confirm; a return
-	// that came after a confirm send gave up waiting for is drained by
-	// the next send. The library blocks on a full channel: room for more.
-	p.ch, p.returns = ch, ch.NotifyReturn(make(chan amqp.Return, 16))
-	return ch, nil
+	p.pub = newPublisher(ch, 1)
+	return p.pub, nil
 }
 
 // publish sends the copy of d to the dead-letter exchange and waits for
@@ -78,7 +72,7 @@ func (p *deadLetterer) channel() (*amqp.Channel, error) {
 // once a queue holds its copy.
 func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reason string, attempts int, cause error) error {
 	err := p.send(ctx, d, name, reason, attempts, cause)
-	if !errors.Is(err, errUnroutable) {
+	if !errors.Is(err, msgqueue.ErrUnroutable) {
 		return err
 	}
 	if derr := p.declare(); derr != nil {
@@ -91,13 +85,13 @@ func (p *deadLetterer) publish(ctx context.Context, d amqp.Delivery, name, reaso
 }
 
 // send publishes the copy of d to the dead-letter exchange, mandatory,
-// and waits for the broker's confirm. The copy keeps d's properties and headers (but not
-// x-delivery-count, which the dead-letter queue counts anew; none if the
-// copy would not fit a frame with them, see fits), holds at most
-// msgqueue.MaxMessageSize bytes of its body, and says why in x-dlq-*
-// headers.
+// and waits for the broker's confirm. The copy keeps d's properties and
+// headers (but not x-delivery-count, which the dead-letter queue counts
+// anew, nor a sender's own x-dlq-* headers; none if the copy would not
+// fit a frame with them, see fits), holds at most msgqueue.MaxMessageSize
+// bytes of its body, and says why in x-dlq-* headers.
 func (p *deadLetterer) send(ctx context.Context, d amqp.Delivery, name, reason string, attempts int, cause error) error {
-	ch, err := p.channel()
+	pub, err := p.channel()
 	if err != nil {
 		return err
 	}
@@ -144,41 +138,17 @@ func (p *deadLetterer) send(ctx context.Context, d amqp.Delivery, name, reason s
 		AppId:           d.AppId,
 		Body:            body,
 	}
-	for len(p.returns) > 0 {
-		<-p.returns // of a copy whose confirm an earlier send gave up on
-	}
 	ctx, cancel := context.WithTimeout(ctx, deadLetterTimeout)
 	defer cancel()
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, p.dlx, d.RoutingKey,
-		true,  // mandatory: come back if the dead-letter queue is gone
-		false, // immediate
-		msg)
-	if err != nil {
-		return fmt.Errorf("publishing to %s: %w", p.dlx, err)
-	}
-	acked, err := dc.WaitContext(ctx)
-	switch {
+	switch err := pub.publish(ctx, p.dlx, d.RoutingKey, msg); {
+	case errors.Is(err, msgqueue.ErrUnroutable):
+		return fmt.Errorf("the dead-letter copy reached no queue: %w", err)
+	case errors.Is(err, errNotConfirmed):
+		return fmt.Errorf("the broker did not take the dead-letter copy: %w", err)
 	case err != nil:
 		return fmt.Errorf("waiting for the confirm of the dead-letter copy: %w", err)
-	case !acked:
-		return errors.New("the broker refused the dead-letter copy")
 	}
-	// This copy's return, if any, is waiting; a late one of an earlier
-	// copy (whose confirm send gave up on) is not this copy's.
-	for {
-		select {
-		case ret, ok := <-p.returns:
-			if !ok {
-				return errors.New("the dead-letter channel closed after the confirm")
-			}
-			if ret.MessageId != d.MessageId {
-				continue
-			}
-			return fmt.Errorf("%w: exchange %s answered %d %s", errUnroutable, p.dlx, ret.ReplyCode, ret.ReplyText)
-		default:
-			return nil
-		}
-	}
+	return nil
 }
 
 // headerRoom is what a dead-letter copy's header frame needs beside its
@@ -228,7 +198,7 @@ func fieldSize(v any) int {
 
 // close closes the dead-letter channel, if one is open.
 func (p *deadLetterer) close() {
-	if p.ch != nil {
-		_ = p.ch.Close()
+	if p.pub != nil {
+		_ = p.pub.ch.Close()
 	}
 }

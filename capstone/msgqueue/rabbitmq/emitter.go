@@ -69,6 +69,21 @@ type publisher struct {
 	returned map[string][]amqp.Return // by message ID, drained from returns; the same event emitted twice at once has one ID
 }
 
+// newPublisher publishes on ch, in confirm mode, with up to window
+// messages unconfirmed.
+func newPublisher(ch *amqp.Channel, window int) *publisher {
+	return &publisher{
+		ch:    ch,
+		slots: make(chan struct{}, window),
+		// The broker sends a mandatory message it cannot route back (a
+		// basic.return) just before it acks it. The buffer holds a return
+		// for every message that can be unconfirmed, so the client's
+		// reader never waits for us.
+		returns:  ch.NotifyReturn(make(chan amqp.Return, 2*window)),
+		returned: map[string][]amqp.Return{},
+	}
+}
+
 // connect dials, declares the exchange and opens the confirm-mode channels.
 func (e *Emitter) connect(ctx context.Context) (*amqp.Connection, []*publisher, error) {
 	conn, err := dial(ctx, e.url, e.cfg, "myevents emitter")
@@ -101,17 +116,7 @@ func (e *Emitter) connect(ctx context.Context) (*amqp.Connection, []*publisher, 
 		if err := ch.Confirm(false /* no-wait */); err != nil {
 			return fail(fmt.Errorf("enabling publisher confirms: %w", err))
 		}
-		p := &publisher{
-			ch:       ch,
-			slots:    make(chan struct{}, e.cfg.window),
-			returned: map[string][]amqp.Return{},
-		}
-		// The broker sends a mandatory message it cannot route back (a
-		// basic.return) just before it acks it. The buffer holds a return
-		// for every message that can be unconfirmed, so the client's
-		// reader never waits for us.
-		p.returns = ch.NotifyReturn(make(chan amqp.Return, 2*e.cfg.window))
-		pubs[i] = p
+		pubs[i] = newPublisher(ch, e.cfg.window)
 	}
 	return conn, pubs, nil
 }
@@ -231,29 +236,30 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	wait, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(e.closing, stop)()
-	// unknown is set once an attempt was sent and its confirm never came
-	// (a nack, or the channel broke): the broker may hold the message,
-	// so giving up later says the outcome is unknown, not that it failed.
-	unknown := false
+	// final is set once an attempt was sent and its confirm never came:
+	// the broker may hold the message, so giving up says the outcome is
+	// not known yet (msgqueue.UnconfirmedError), not that it failed. It
+	// gets the broker's late answer for an attempt still waiting for its
+	// confirm, and "unknown" for one nacked or cut off.
+	var final <-chan error
 	giveUp := func(err error) error {
-		if !unknown {
+		if final == nil {
 			return err
 		}
-		final := make(chan error, 1)
-		final <- fmt.Errorf("an earlier attempt was sent and never confirmed: %w", errNotConfirmed)
 		return &msgqueue.UnconfirmedError{Err: err, Final: final}
 	}
 	for attempt := 1; ; attempt++ {
 		p, conn, err := e.publisher(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return giveUp(fmt.Errorf("emitting %s %s (attempt %d): %w", name, msg.MessageId, attempt, err))
-			}
-			return fmt.Errorf("emitting %s %s (attempt %d): %w", name, msg.MessageId, attempt, err)
+			return giveUp(fmt.Errorf("emitting %s %s (attempt %d): %w", name, msg.MessageId, attempt, err))
 		}
 		err = p.publish(ctx, e.cfg.exchange, name, msg)
-		if err == errNotConfirmed {
-			unknown = true
+		if sent, ok := errors.AsType[*sentError](err); ok {
+			final = sent.final
+		} else if err == errNotConfirmed {
+			unknown := make(chan error, 1)
+			unknown <- fmt.Errorf("an attempt was sent and never confirmed: %w", errNotConfirmed)
+			final = unknown
 		}
 		switch {
 		case err == nil:
@@ -262,15 +268,6 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 		case errors.Is(err, msgqueue.ErrUnroutable):
 			return fmt.Errorf("emitting %s %s: %w", name, msg.MessageId, err)
 		case ctx.Err() != nil:
-			var sent *sentError
-			if errors.As(err, &sent) {
-				// The outcome is not known yet: a caller that would undo
-				// its write waits for Final (outbox.Publisher does).
-				return &msgqueue.UnconfirmedError{
-					Err:   fmt.Errorf("emitting %s %s: waiting for the broker's confirm: %w", name, msg.MessageId, ctx.Err()),
-					Final: sent.final,
-				}
-			}
 			return giveUp(fmt.Errorf("emitting %s %s: waiting for the broker's confirm: %w", name, msg.MessageId, ctx.Err()))
 		}
 		// Not confirmed: publish again, on a new connection if this
@@ -284,7 +281,7 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 			if ctx.Err() != nil {
 				return giveUp(fmt.Errorf("emitting %s %s: not confirmed after %d attempts: %w", name, msg.MessageId, attempt, ctx.Err()))
 			}
-			return fmt.Errorf("emitting %s %s: not confirmed before Close: %w", name, msg.MessageId, msgqueue.ErrClosed)
+			return giveUp(fmt.Errorf("emitting %s %s: not confirmed before Close: %w", name, msg.MessageId, msgqueue.ErrClosed))
 		}
 	}
 }
