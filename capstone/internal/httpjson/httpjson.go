@@ -32,6 +32,10 @@ import (
 // larger is answered with 413 before it is decoded.
 const MaxBody = 64 << 10
 
+// retryAfter is the Retry-After of a 503 (seconds): an outage of the
+// store or the broker, which a client may try again after.
+const retryAfter = "5"
+
 // StatusClientClosedRequest is the status a request gets when its client
 // gave up before the answer (it hung up, or its own timeout passed): the
 // nginx convention, for the server's logs only, since nobody reads it.
@@ -81,7 +85,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	var e *Error
 	if errors.As(err, &e) {
 		if e.Status == http.StatusServiceUnavailable && !e.LookFirst && w.Header().Get("Retry-After") == "" {
-			w.Header().Set("Retry-After", "5") // every 503 says when to try again
+			w.Header().Set("Retry-After", retryAfter) // every 503 says when to try again
 		}
 		Write(w, e.Status, map[string]string{"error": e.Message})
 		return
@@ -104,7 +108,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		// An outage, not the request: logged as an error all the same,
 		// and answered as one the client may try again.
 		log.Error("request failed: the store is unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
-		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Retry-After", retryAfter)
 		Write(w, http.StatusServiceUnavailable, map[string]string{"error": "the store is unavailable; try again shortly"})
 		return
 	}
