@@ -18,10 +18,11 @@ import "fmt"
 // refused, with an error wrapping contracts.ErrInvalid, and changes
 // nothing: the service dead-letters that event.booked at once.
 //
-// The caller, ApplyBooking, has validated b and holds s.mu. s.bookings
-// holds the ID of every stored booking, s.events every event (and the
-// placeholders of events not heard of yet) by ID, and s.add(b) stores b
-// and counts its seats, on a placeholder if its event is not known yet.
+// The caller, ApplyBooking, has validated b and holds s.mu.
+// s.bookings.has(id) reports whether a booking called id is stored,
+// s.events holds every event (and the placeholders of events not heard of
+// yet) by ID, and s.add(b) stores b and counts its seats, on a
+// placeholder if its event is not known yet.
 //
 // Exercise: write it, following the steps below. Check it with
 //

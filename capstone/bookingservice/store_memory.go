@@ -22,62 +22,27 @@ type MemoryStore struct {
 	mu        sync.Mutex
 	locations map[string]Location
 	events    map[string]*memShow
-	bookings  map[string]struct{} // the IDs of the stored bookings
+	bookings  *bookingTable // every stored booking, by ID (store_memory_table.go)
 }
 
 // memShow is a show, or a placeholder counting the seats of bookings
-// heard before the show itself (known == false), with its bookings.
+// heard before the show itself (known == false), with its bookings: their
+// indexes in the store's bookingTable, in the order they were stored.
 type memShow struct {
 	Show
 	known    bool
-	bookings bookingList
+	bookings []uint32
 }
 
-// bookingList holds a show's bookings in the order they were stored, in
-// chunks that stay where they are once allocated. A replay stores
-// hundreds of thousands of bookings, often of one show: in one slice,
-// each time it grew it would copy every booking so far.
-type bookingList struct {
-	chunks [][]Booking
-}
-
-// maxChunk is the size of a bookingList's chunks after the first few,
-// which start at 8 bookings and double, for the many shows with few.
-const maxChunk = 1024
-
-func (l *bookingList) add(b Booking) {
-	if k := len(l.chunks); k == 0 || len(l.chunks[k-1]) == cap(l.chunks[k-1]) {
-		size := maxChunk
-		if k < 7 {
-			size = 8 << k
-		}
-		l.chunks = append(l.chunks, make([]Booking, 0, size))
-	}
-	last := &l.chunks[len(l.chunks)-1]
-	*last = append(*last, b)
-}
-
-// remove deletes the booking called id, looked for from the newest (the
-// one taken back is usually the last stored).
-func (l *bookingList) remove(id string) {
-	for k := len(l.chunks) - 1; k >= 0; k-- {
-		c := l.chunks[k]
-		for i := len(c) - 1; i >= 0; i-- {
-			if c[i].ID == id {
-				l.chunks[k] = slices.Delete(c, i, i+1)
-				return
-			}
+// removeBooking takes booking i out of the show's bookings, looked for from
+// the newest (the one taken back is usually the last stored).
+func (e *memShow) removeBooking(i int) {
+	for k := len(e.bookings) - 1; k >= 0; k-- {
+		if int(e.bookings[k]) == i {
+			e.bookings = slices.Delete(e.bookings, k, k+1)
+			return
 		}
 	}
-}
-
-// all returns a copy of the bookings, in the order they were stored.
-func (l *bookingList) all() []Booking {
-	out := []Booking{} // a show without bookings has an empty list, not nil
-	for _, c := range l.chunks {
-		out = append(out, c...)
-	}
-	return out
 }
 
 // NewMemoryStore returns an empty in-memory store.
@@ -85,7 +50,7 @@ func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{
 		locations: map[string]Location{},
 		events:    map[string]*memShow{},
-		bookings:  map[string]struct{}{},
+		bookings:  newBookingTable(),
 	}
 }
 
@@ -180,7 +145,7 @@ func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error)
 		return outbox.Message{}, fmt.Errorf("booking %d seats of event %s (%d of %d booked): %w",
 			b.Seats, b.ShowID, ev.Booked, ev.Capacity, ErrSoldOut)
 	}
-	if _, ok := s.bookings[b.ID]; ok {
+	if s.bookings.has(b.ID) {
 		return outbox.Message{}, fmt.Errorf("storing booking %s: the ID is taken", b.ID)
 	}
 	s.add(b)
@@ -189,9 +154,7 @@ func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error)
 	undo := func(context.Context) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, ok := s.bookings[b.ID]; ok {
-			s.remove(b)
-		}
+		s.remove(b)
 		return nil
 	}
 	return outbox.Message{Event: eventBooked(b), Undo: undo}, nil
@@ -200,23 +163,25 @@ func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error)
 // add stores b and counts its seats, on a placeholder if its show is not
 // known yet. The caller holds s.mu.
 func (s *MemoryStore) add(b Booking) {
-	s.bookings[b.ID] = struct{}{}
 	ev, ok := s.events[b.ShowID]
 	if !ok {
 		ev = &memShow{Show: Show{ID: b.ShowID}}
 		s.events[b.ShowID] = ev
 	}
-	ev.bookings.add(b)
+	ev.bookings = append(ev.bookings, uint32(s.bookings.add(b)))
 	ev.Booked += b.Seats
 }
 
-// remove takes back a booking that add stored: the booking, its place
-// among its show's bookings (looked for from the newest: it is usually
-// the last) and its seats. The caller holds s.mu.
+// remove takes back a booking that add stored, if it is stored: the
+// booking, its place among its show's bookings and its seats. The caller
+// holds s.mu.
 func (s *MemoryStore) remove(b Booking) {
-	delete(s.bookings, b.ID)
+	i, ok := s.bookings.remove(b.ID)
+	if !ok {
+		return
+	}
 	ev := s.events[b.ShowID]
-	ev.bookings.remove(b.ID)
+	ev.removeBooking(i)
 	ev.Booked -= b.Seats
 }
 
@@ -251,7 +216,10 @@ func (s *MemoryStore) Bookings(_ context.Context, showID string) ([]Booking, err
 	if !ok || !ev.known {
 		return nil, fmt.Errorf("event %s: %w", showID, ErrNotFound)
 	}
-	out := ev.bookings.all()
+	out := make([]Booking, len(ev.bookings)) // a show without bookings has an empty list, not nil
+	for k, i := range ev.bookings {
+		out[k] = s.bookings.booking(int(i))
+	}
 	slices.SortFunc(out, func(a, b Booking) int {
 		return cmp.Or(a.Date.Compare(b.Date), cmp.Compare(a.ID, b.ID))
 	})
