@@ -11,8 +11,9 @@ import (
 	"example.com/myevents/capstone/internal/sqldb"
 )
 
-// MemoryStore keeps everything in maps, behind one mutex, which makes Book's
-// check-and-reserve atomic. It has no outbox: with a Kafka broker the
+// MemoryStore keeps locations and shows in maps and bookings in a
+// bookingTable, behind one mutex, which makes Book's check-and-reserve
+// atomic. It has no outbox: with a Kafka broker the
 // `events` log is the durable record and the service rebuilds the store from
 // it at start-up, so Book's message carries an Undo and the service answers
 // 201 only once the broker took the event.

@@ -61,10 +61,13 @@ func newBookingTable() *bookingTable {
 	return &bookingTable{slots: make([]uint64, minSlots), seed: maphash.MakeSeed()}
 }
 
-// tag is the high half of id's hash: never 0, so a slot holding a
-// booking is never 0.
+// tag is the high half of id's hash, 1 in place of 0, so that a slot
+// holding a booking is never 0 or tombstone.
 func (t *bookingTable) tag(id string) uint64 {
-	return maphash.String(t.seed, id)>>32 | 1
+	if h := maphash.String(t.seed, id) >> 32; h != 0 {
+		return h
+	}
+	return 1
 }
 
 // find returns the slot of the booking called id and true, or the slot
@@ -99,7 +102,9 @@ func (t *bookingTable) has(id string) bool {
 	return ok
 }
 
-// add stores b, whose ID must not be stored, and returns its index.
+// add stores b, whose ID must not be stored, and returns its index. A
+// slot has 32 bits for it: the table holds fewer than 1<<32-1 bookings,
+// far more than the memory it would take (about 80 bytes each).
 func (t *bookingTable) add(b Booking) int {
 	if (t.used+1)*4 > len(t.slots)*3 { // at most three quarters full
 		t.grow()
@@ -195,8 +200,8 @@ func (t *bookingTable) booking(i int) Booking {
 
 // remove takes the booking called id out of the index and marks its
 // record removed; it returns its index, or false if no such booking is
-// stored. Its text stays where it is: removing is rare (a broker that
-// refused an event.booked, a window taken back).
+// stored. Its record and text are given back once no live booking is
+// stored after it (dropRemovedTail).
 func (t *bookingTable) remove(id string) (int, bool) {
 	slot, ok := t.find(id)
 	if !ok {
@@ -205,5 +210,27 @@ func (t *bookingTable) remove(id string) (int, bool) {
 	i := int(t.slots[slot]&indexBits) - 1
 	t.slots[slot] = tombstone
 	t.rec(i).removed = true
+	t.dropRemovedTail()
 	return i, true
+}
+
+// dropRemovedTail gives back the records, and their text, of the removed
+// bookings at the end. The booking taken back is nearly always the last
+// stored (Book's Undo while the broker refuses event.booked, a window
+// taken back from its end), so an outage with clients retrying does not
+// make the store grow; one taken back below a live booking stays until
+// every booking after it is taken back too.
+func (t *bookingTable) dropRemovedTail() {
+	for t.n > 0 && t.rec(t.n-1).removed {
+		t.n--
+		r := t.rec(t.n)
+		k := int(r.text / textBlock) // the last block: text goes in record order
+		t.text[k] = t.text[k][:r.text%textBlock]
+		if len(t.text[k]) == 0 {
+			t.text = t.text[:k]
+		}
+		if t.n%recBlock == 0 {
+			t.recs = t.recs[:len(t.recs)-1]
+		}
+	}
 }

@@ -220,3 +220,47 @@ func TestOpenStoreRejectsUnknownDSN(t *testing.T) {
 		t.Fatalf("OpenStore(sqlserver) = %v, %v; want nil and an error", s, err)
 	}
 }
+
+// TestMemoryUndoKeepsNothing: while the broker refuses every event.booked
+// (Kafka down, clients retrying), each booking is stored and taken back
+// by its Undo. The store must give back what those bookings took, or an
+// outage makes it grow for as long as it lasts. One booking taken back
+// below a live one is kept until those after it go too.
+func TestMemoryUndoKeepsNothing(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemoryStore()
+	if err := s.SaveShow(ctx, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 10}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	book := func(id string) func(context.Context) error {
+		t.Helper()
+		msg, err := s.Book(ctx, Booking{ID: id, ShowID: "ev", UserID: "some-user", Seats: 1, Date: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg.Undo
+	}
+	undo := func(f func(context.Context) error) {
+		t.Helper()
+		if err := f(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 * recBlock { // past a block of records
+		undo(book(fmt.Sprintf("refused-%06d", i)))
+	}
+	if n, blocks := s.bookings.n, len(s.bookings.text); n != 0 || blocks != 0 {
+		t.Errorf("%d bookings booked and taken back left %d records and %d text blocks; want none", 3*recBlock, n, blocks)
+	}
+	first := book("first")
+	second := book("second")
+	undo(first) // below a live booking: kept for now
+	undo(second)
+	if n := s.bookings.n; n != 0 {
+		t.Errorf("two bookings taken back, the first one first, left %d records; want none", n)
+	}
+	undo(book("again")) // the table still works
+	checkShow(t, s, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 10}, 0)
+	checkBookings(t, s, "ev")
+}
