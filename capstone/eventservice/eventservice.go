@@ -312,15 +312,16 @@ func (s *Service) getEventByName(w http.ResponseWriter, r *http.Request) error {
 }
 
 // fitsAMessage refuses an event that no broker message could carry (over
-// msgqueue.MaxMessageSize as a Kafka envelope, the larger of the two wire
-// forms): it could never be emitted, so it must not be stored. Valid text
-// can still get there: a JSON encoder writes "<" as six bytes.
+// msgqueue.MaxMessageSize as a Kafka record, key and envelope, the larger
+// of the two wire forms): it could never be emitted, so it must not be
+// stored. Valid text can still get there: a JSON encoder writes "<" as six
+// bytes.
 func fitsAMessage(ev contracts.Event) error {
 	value, err := contracts.Wrap(ev)
 	if err != nil {
 		return err
 	}
-	if err := msgqueue.CheckSize(len(value)); err != nil {
+	if err := msgqueue.CheckSize(msgqueue.RecordSize(ev.PartitionKey(), value)); err != nil {
 		return fmt.Errorf("too large to announce on the broker: %w", err)
 	}
 	return nil

@@ -2,11 +2,14 @@ package eventservice
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
+	"example.com/myevents/capstone/msgqueue"
+	"example.com/myevents/capstone/msgqueue/msgqueuetest"
 	"example.com/myevents/contracts"
 )
 
@@ -94,4 +97,20 @@ func TestStoresEnforceLimits(t *testing.T) {
 			t.Errorf("AddEvent with capacity %d = %v, want ErrInvalid", contracts.MaxCapacity+1, err)
 		}
 	})
+}
+
+// TestAnEventThatFitsOnlyWithoutItsKeyIsRefused: a Kafka listener counts
+// a record's key with its value, so an event whose envelope is exactly
+// msgqueue.MaxMessageSize, with a key of an ID's length (rand.Text: 26
+// characters), could be stored and emitted but never applied: it must be
+// refused before it is stored.
+func TestAnEventThatFitsOnlyWithoutItsKeyIsRefused(t *testing.T) {
+	loc, err := msgqueuetest.LocationAtTheLimit(rand.Text())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fitsAMessage(loc); !errors.Is(err, msgqueue.ErrTooLarge) {
+		t.Errorf("fitsAMessage of a %d-byte envelope with a %d-byte key = %v, want ErrTooLarge",
+			msgqueue.MaxMessageSize, len(loc.ID), err)
+	}
 }

@@ -10,9 +10,10 @@ import (
 
 // MaxMessageSize is the largest message a transport emits or hands to a
 // handler: an AMQP body, a Kafka record (key, value and headers
-// together). Every valid event fits many times over (package contracts
-// bounds its fields); a larger message is poison, dead-lettered at once,
-// never stored.
+// together: RecordSize). Package contracts bounds every field, so most
+// valid events fit many times over; a location with many halls of text
+// that JSON escapes can still be larger, and is refused before it is
+// stored. A larger message is poison, dead-lettered at once.
 const MaxMessageSize = 64 << 10
 
 // ErrTooLarge is wrapped by the error Emit returns for an event whose
@@ -27,6 +28,12 @@ func CheckSize(n int) error {
 	}
 	return nil
 }
+
+// RecordSize is what MaxMessageSize bounds of an event's Kafka record as
+// the emitters write it: the key (its partition key) and the value (its
+// envelope); they write no headers. A listener counts the headers of what
+// it reads too.
+func RecordSize(key string, value []byte) int { return len(key) + len(value) }
 
 // MessageID returns the message ID of the message that carries the event
 // called name with this body: a hash of both, so every emit of the same

@@ -63,12 +63,13 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	if err != nil {
 		return fmt.Errorf("emitting %s: %w", name, err)
 	}
-	if err := msgqueue.CheckSize(len(value)); err != nil {
+	key := ev.PartitionKey()
+	if err := msgqueue.CheckSize(msgqueue.RecordSize(key, value)); err != nil {
 		return fmt.Errorf("emitting %s: %w", name, err)
 	}
 	err = e.producer.send(ctx, &sarama.ProducerMessage{
 		Topic: e.topic,
-		Key:   sarama.StringEncoder(ev.PartitionKey()),
+		Key:   sarama.StringEncoder(key),
 		Value: sarama.ByteEncoder(value),
 	})
 	if err != nil {

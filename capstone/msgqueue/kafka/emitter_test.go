@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -264,6 +265,27 @@ func TestEmitRefusesOversizedEvents(t *testing.T) {
 	}
 	if err := em.Emit(context.Background(), loc); !errors.Is(err, msgqueue.ErrTooLarge) {
 		t.Errorf("Emit = %v, want ErrTooLarge", err)
+	}
+	if n := len(e.records(e.topic)); n != 0 {
+		t.Errorf("the topic holds %d records", n)
+	}
+}
+
+// TestEmitCountsTheKeyTowardTheLimit: a listener counts a record's key,
+// value and headers against msgqueue.MaxMessageSize, so an event whose
+// envelope fits alone but not with its key must not be written: its
+// listeners would dead-letter it, after EventService answered 201.
+func TestEmitCountsTheKeyTowardTheLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.emitter()
+	loc, err := msgqueuetest.LocationAtTheLimit(strings.Repeat("k", contracts.MaxIDBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Emit(context.Background(), loc); !errors.Is(err, msgqueue.ErrTooLarge) {
+		t.Errorf("Emit of a %d-byte key with a %d-byte envelope = %v, want ErrTooLarge",
+			len(loc.ID), msgqueue.MaxMessageSize, err)
 	}
 	if n := len(e.records(e.topic)); n != 0 {
 		t.Errorf("the topic holds %d records", n)

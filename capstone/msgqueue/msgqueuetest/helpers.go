@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
 	"strings"
@@ -41,6 +42,41 @@ func BulkyLocation() *contracts.LocationCreated {
 		loc.Halls = append(loc.Halls, contracts.Hall{Name: name, Capacity: 1})
 	}
 	return loc
+}
+
+// LocationAtTheLimit returns a valid location called id whose Kafka
+// envelope is exactly msgqueue.MaxMessageSize bytes, so that its record,
+// with its key, is over the limit: halls named with "<", which JSON writes
+// as six bytes, then an address of plain letters to fill the rest.
+func LocationAtTheLimit(id string) (*contracts.LocationCreated, error) {
+	loc := &contracts.LocationCreated{ID: id, Name: "Bulky", Country: "DE", OpenTime: 9, CloseTime: 23}
+	size := func() int {
+		v, err := contracts.Wrap(loc)
+		if err != nil {
+			return math.MaxInt
+		}
+		return len(v)
+	}
+	const escaped = len(`\u003c`) // the bytes of one "<"
+	name := strings.Repeat("<", contracts.MaxTextBytes-3)
+	for i := 0; size()+escaped*contracts.MaxTextBytes+contracts.MaxTextBytes/2 < msgqueue.MaxMessageSize; i++ {
+		loc.Halls = append(loc.Halls, contracts.Hall{Name: fmt.Sprintf("%03d", i) + name, Capacity: 1})
+	}
+	loc.Halls = append(loc.Halls, contracts.Hall{Name: "last", Capacity: 1})
+	last := &loc.Halls[len(loc.Halls)-1]
+	for size()+escaped <= msgqueue.MaxMessageSize && len(last.Name) < contracts.MaxTextBytes {
+		last.Name += "<"
+	}
+	if n := msgqueue.MaxMessageSize - size(); n > 0 {
+		loc.Address = strings.Repeat("a", n)
+	}
+	if err := loc.Validate(); err != nil {
+		return nil, fmt.Errorf("building a location of %d bytes: %w", msgqueue.MaxMessageSize, err)
+	}
+	if n := size(); n != msgqueue.MaxMessageSize {
+		return nil, fmt.Errorf("building a location of %d bytes: it has %d", msgqueue.MaxMessageSize, n)
+	}
+	return loc, nil
 }
 
 // sample returns a valid event of the named contract type with the given ID.
