@@ -19,10 +19,12 @@ import "fmt"
 // nothing: the service dead-letters that event.booked at once.
 //
 // The caller, ApplyBooking, has validated b and holds s.mu.
-// s.bookings.has(id) reports whether a booking called id is stored,
-// s.events holds every event (and the placeholders of events not heard of
-// yet) by ID, and s.add(b) stores b and counts its seats, on a
-// placeholder if its event is not known yet.
+// s.bookings.has(id) reports whether a booking called id is stored.
+// s.events holds, by ID, the events heard of so far and placeholders for
+// events whose bookings came first; b's event may not be in it yet (a
+// booking can arrive before its event.created): look it up with
+// ev, ok := s.events[b.ShowID]. s.add(b) stores b and counts its seats,
+// on a placeholder if its event is not known yet.
 //
 // Exercise: write it, following the steps below. Check it with
 //
@@ -38,9 +40,9 @@ func (s *MemoryStore) applyOnce(b Booking) (bool, error) {
 
 	// Refuse a count that would pass math.MaxInt (Booked + Seats would
 	// wrap to a negative number): compare Booked with MaxInt - Seats,
-	// which cannot overflow.
+	// which cannot overflow, if s.events has b's event yet.
 
 	// A booking not seen before: store it and count its seats, once.
 
-	return false, fmt.Errorf("%w: applyOnce still returns ErrTODO (skip a booking stored already, count a new one once)", errTODO)
+	return false, fmt.Errorf("%w: applyOnce still returns ErrTODO (skip a booking stored already, refuse a count past math.MaxInt, count a new one once)", errTODO)
 }

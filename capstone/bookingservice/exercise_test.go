@@ -156,7 +156,7 @@ func TestExerciseApplyOnce(t *testing.T) {
 		var view struct{ Booked int }
 		srv.JSON("GET", "/events/"+concert, "", 200, &view)
 		if view.Booked != want {
-			t.Fatalf("booked %d seats after %s; want %d, each booking counted once (%s)", view.Booked, what, want, evidence())
+			t.Fatalf("booked %d seats after %s; want %d, each booking counted once: a booking whose ID is stored already (s.bookings.has(b.ID)) changes nothing (%s)", view.Booked, what, want, evidence())
 		}
 	}
 
@@ -192,6 +192,9 @@ func TestExerciseApplyOnce(t *testing.T) {
 	}
 	settle(3, "the same event.booked published again")
 	wantBooked(2, "the same 2-seat event.booked was published again")
+	if applied, err := store.ApplyBooking(ctx, bookingOf(booked)); applied || err != nil {
+		t.Fatalf("ApplyBooking of %s, stored already, = %v, %v; want false, nil: applyOnce reports a booking stored already as not applied, and no error", bookingID, applied, err)
+	}
 
 	// A booking over HTTP: BookingService hears its own event.booked back.
 	srv.JSON("POST", "/events/"+concert+"/bookings", `{"seats":3,"user_id":"grace"}`, 201, nil)
@@ -224,10 +227,10 @@ func TestExerciseApplyOnce(t *testing.T) {
 	store.mu.Unlock()
 	huge := Booking{ID: "booking-huge", ShowID: concert, UserID: "u", Seats: 2, Date: at}
 	if applied, err := store.ApplyBooking(ctx, huge); !errors.Is(err, contracts.ErrInvalid) {
-		t.Errorf("ApplyBooking(2 seats) on an event with math.MaxInt-1 booked = %v, %v; want an error wrapping contracts.ErrInvalid: the count would overflow", applied, err)
+		t.Errorf("ApplyBooking(2 seats) on an event with math.MaxInt-1 booked = %v, %v; want an error wrapping contracts.ErrInvalid: the count would overflow (Booked + Seats wraps around to a negative number: compare Booked with math.MaxInt - Seats)", applied, err)
 	}
 	if ev, err := store.Show(ctx, concert); err != nil || ev.Booked != math.MaxInt-1 {
-		t.Errorf("event %s has %d seats booked after that booking (err %v); want math.MaxInt-1, unchanged", concert, ev.Booked, err)
+		t.Errorf("event %s has %d seats booked after that booking (err %v); want math.MaxInt-1, unchanged: a refused booking changes nothing", concert, ev.Booked, err)
 	}
 }
 

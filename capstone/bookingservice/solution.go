@@ -24,10 +24,12 @@ import (
 // nothing: the service dead-letters that event.booked at once.
 //
 // The caller, ApplyBooking, has validated b and holds s.mu.
-// s.bookings.has(id) reports whether a booking called id is stored,
-// s.events holds every event (and the placeholders of events not heard of
-// yet) by ID, and s.add(b) stores b and counts its seats, on a
-// placeholder if its event is not known yet.
+// s.bookings.has(id) reports whether a booking called id is stored.
+// s.events holds, by ID, the events heard of so far and placeholders for
+// events whose bookings came first; b's event may not be in it yet (a
+// booking can arrive before its event.created): look it up with
+// ev, ok := s.events[b.ShowID]. s.add(b) stores b and counts its seats,
+// on a placeholder if its event is not known yet.
 func (s *MemoryStore) applyOnce(b Booking) (bool, error) {
 	// A booking with this ID is stored already: it was applied before.
 	// Change nothing and report false; the listener acknowledges the
@@ -38,7 +40,7 @@ func (s *MemoryStore) applyOnce(b Booking) (bool, error) {
 
 	// Refuse a count that would pass math.MaxInt (Booked + Seats would
 	// wrap to a negative number): compare Booked with MaxInt - Seats,
-	// which cannot overflow.
+	// which cannot overflow, if s.events has b's event yet.
 	if ev, ok := s.events[b.ShowID]; ok && ev.Booked > math.MaxInt-b.Seats {
 		return false, fmt.Errorf("counting booking %s on event %s: %w: the count would overflow", b.ID, b.ShowID, contracts.ErrInvalid)
 	}
