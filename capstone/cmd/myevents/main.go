@@ -176,7 +176,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 		fmt.Fprintf(out, "  a browser on %s: the live view, to watch the system and drive it\n", ui.url)
 		fmt.Fprintf(out, "  curl -s %s/events\n", sys.url(app.EventService))
 		fmt.Fprintf(out, "  curl -s %s/events/%s\n", sys.url(app.BookingService), s.eventID)
-		fmt.Fprintf(out, "  curl -s -X POST %s/events/%s/bookings -d '{\"seats\":1,\"user_id\":\"you\"}'\n", sys.url(app.BookingService), s.eventID)
+		fmt.Fprintf(out, "  curl -s -X POST %s/events/%s/bookings -d '{\"seats\":1,\"user_id\":\"you\"}'   # 409: the story sold all 10 seats; the live view makes a concert with seats left\n", sys.url(app.BookingService), s.eventID)
 		printed := make(chan struct{})
 		go func() {
 			defer close(printed)
