@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
+	"unicode/utf8"
 )
 
 // CheckKeys checks body, valid JSON that decodes into v, for what
@@ -18,88 +21,307 @@ import (
 // has in any case are left alone (an event read from a broker may carry
 // fields added later); without it, they are an error too (an HTTP
 // request must name only what it means).
+//
+// It reads body once, front to back, without a tokenizer: every request
+// and every event not written as Wrap writes it goes through here, and
+// encoding/json's Decoder.Token made that 5 times slower than decoding
+// the event itself (keys_oracle_test.go keeps that first version, which
+// FuzzCheckKeys compares this one with).
 func CheckKeys(body []byte, v any, unknownOK bool) error {
-	return exactKeys(json.NewDecoder(bytes.NewReader(body)), reflect.TypeOf(v), "", unknownOK)
+	s := keyScanner{b: body, unknownOK: unknownOK}
+	var t reflect.Type
+	if v != nil {
+		t = reflect.TypeOf(v)
+	}
+	return s.value(t)
 }
 
-// exactKeys reads the next JSON value from dec, which holds valid JSON,
-// and checks what encoding/json lets pass: a key that names a field of
-// t only in another case ("Seats" for "seats"), and a key twice in one
-// object (the last one would win). where is the value's place in the
-// body, for the error ("halls[2]").
-func exactKeys(dec *json.Decoder, t reflect.Type, where string, unknownOK bool) error {
-	tok, err := dec.Token()
-	if err != nil {
+// keyScanner reads one JSON value for CheckKeys.
+type keyScanner struct {
+	b         []byte
+	i         int // the next byte to read
+	unknownOK bool
+	path      []pathStep // where the value being read is, for an error
+}
+
+// pathStep is one step of a place in the body: a key, or an index.
+type pathStep struct {
+	key   string
+	index int // when key is ""
+	isKey bool
+}
+
+// where is the value's place in the body, as the error names it
+// (" in halls[2].name"), or "" at the top.
+func (s *keyScanner) where() string {
+	w := ""
+	for _, p := range s.path {
+		switch {
+		case !p.isKey:
+			w += fmt.Sprintf("[%d]", p.index)
+		case w == "":
+			w = p.key
+		default:
+			w += "." + p.key
+		}
+	}
+	if w == "" {
+		return ""
+	}
+	return " in " + w
+}
+
+// errMalformed is CheckKeys' answer to a body that is not valid JSON,
+// which its callers have decoded first.
+var errMalformed = errors.New("json: malformed body")
+
+func (s *keyScanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\r', '\n':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// value reads the next JSON value, which decodes into t (nil: no type
+// whose names matter; only repeated keys are checked inside).
+func (s *keyScanner) value(t reflect.Type) error {
+	s.space()
+	if s.i >= len(s.b) {
+		return errMalformed
+	}
+	var kt *keyType
+	if t != nil {
+		kt = keyTypeOf(t)
+	}
+	switch s.b[s.i] {
+	case '{':
+		return s.object(kt)
+	case '[':
+		return s.array(kt)
+	case '"':
+		_, err := s.str()
 		return err
 	}
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	in := ""
-	if where != "" {
-		in = " in " + where
-	}
-	if t != nil && decodesItself(t) {
-		t = nil // its own names: only the repeated keys are checked
-	}
-	switch tok {
-	case json.Delim('{'):
-		var fields map[string]reflect.Type
-		if t != nil && t.Kind() == reflect.Struct {
-			fields = map[string]reflect.Type{}
-			jsonFields(t, fields)
+	for s.i < len(s.b) { // a number, true, false or null
+		switch s.b[s.i] {
+		case ',', '}', ']', ' ', '\t', '\r', '\n':
+			return nil
 		}
-		seen := map[string]bool{}
-		for dec.More() {
-			tok, err := dec.Token()
-			if err != nil {
-				return err
-			}
-			key, _ := tok.(string)
-			if seen[key] {
-				return fmt.Errorf("the key %q appears twice%s", key, in)
-			}
-			seen[key] = true
-			var next reflect.Type
-			if fields != nil {
-				ft, ok := fields[key]
-				switch {
-				case ok:
-					next = ft
-				case !unknownOK:
-					return fmt.Errorf("json: unknown field %q%s (names are exact, in snake_case)", key, in)
-				default:
-					// A key no field has is left alone, but not one
-					// encoding/json would take for a field.
-					for name := range fields {
-						if strings.EqualFold(name, key) {
-							return fmt.Errorf("the key %q%s is not %q (names are exact, in snake_case)", key, in, name)
-						}
-					}
-				}
-			} else if t != nil && t.Kind() == reflect.Map {
-				next = t.Elem()
-			}
-			if err := exactKeys(dec, next, join(where, key), unknownOK); err != nil {
-				return err
-			}
-		}
-		_, err := dec.Token() // '}'
-		return err
-	case json.Delim('['):
-		var elem reflect.Type
-		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-			elem = t.Elem()
-		}
-		for i := 0; dec.More(); i++ {
-			if err := exactKeys(dec, elem, fmt.Sprintf("%s[%d]", where, i), unknownOK); err != nil {
-				return err
-			}
-		}
-		_, err := dec.Token() // ']'
-		return err
+		s.i++
 	}
 	return nil
+}
+
+// object reads an object whose keys name the fields of kt.
+func (s *keyScanner) object(kt *keyType) error {
+	s.i++ // '{'
+	var fields map[string]reflect.Type
+	var elem reflect.Type
+	if kt != nil {
+		switch kt.kind {
+		case reflect.Struct:
+			fields = kt.fields
+		case reflect.Map:
+			elem = kt.elem
+		}
+	}
+	var seen keySet
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		s.space()
+		raw, err := s.str()
+		if err != nil {
+			return err
+		}
+		key, err := decodeKey(raw)
+		if err != nil {
+			return err
+		}
+		if seen.addOnce(key) {
+			return fmt.Errorf("the key %q appears twice%s", key, s.where())
+		}
+		next := elem
+		if fields != nil {
+			ft, ok := fields[string(key)]
+			switch {
+			case ok:
+				next = ft
+			case !s.unknownOK:
+				return fmt.Errorf("json: unknown field %q%s (names are exact, in snake_case)", key, s.where())
+			default:
+				// A key no field has is left alone, but not one
+				// encoding/json would take for a field.
+				for name := range fields {
+					if strings.EqualFold(name, string(key)) {
+						return fmt.Errorf("the key %q%s is not %q (names are exact, in snake_case)", key, s.where(), name)
+					}
+				}
+			}
+		}
+		s.space()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return errMalformed
+		}
+		s.i++
+		s.path = append(s.path, pathStep{key: string(key), isKey: true})
+		err = s.value(next)
+		s.path = s.path[:len(s.path)-1]
+		if err != nil {
+			return err
+		}
+		s.space()
+		if s.i >= len(s.b) {
+			return errMalformed
+		}
+		s.i++
+		switch s.b[s.i-1] {
+		case ',':
+		case '}':
+			return nil
+		default:
+			return errMalformed
+		}
+	}
+}
+
+// array reads an array whose elements decode into kt's elements.
+func (s *keyScanner) array(kt *keyType) error {
+	s.i++ // '['
+	var elem reflect.Type
+	if kt != nil && (kt.kind == reflect.Slice || kt.kind == reflect.Array) {
+		elem = kt.elem
+	}
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return nil
+	}
+	for n := 0; ; n++ {
+		s.path = append(s.path, pathStep{index: n})
+		err := s.value(elem)
+		s.path = s.path[:len(s.path)-1]
+		if err != nil {
+			return err
+		}
+		s.space()
+		if s.i >= len(s.b) {
+			return errMalformed
+		}
+		s.i++
+		switch s.b[s.i-1] {
+		case ',':
+		case ']':
+			return nil
+		default:
+			return errMalformed
+		}
+	}
+}
+
+// str reads a string and returns it with its quotes, as written.
+func (s *keyScanner) str() ([]byte, error) {
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return nil, errMalformed
+	}
+	for j := s.i + 1; j < len(s.b); j++ {
+		switch s.b[j] {
+		case '\\':
+			j++ // the escaped byte is no closing quote
+		case '"':
+			q := s.b[s.i : j+1]
+			s.i = j + 1
+			return q, nil
+		}
+	}
+	return nil, errMalformed
+}
+
+// decodeKey returns a quoted key as encoding/json reads it: as written
+// between its quotes, or, with an escape or invalid UTF-8 in it, decoded
+// (so "\u0061" and "a" are the same key, as they are to every decoder).
+func decodeKey(quoted []byte) ([]byte, error) {
+	raw := quoted[1 : len(quoted)-1]
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return raw, nil
+	}
+	var k string
+	if err := json.Unmarshal(quoted, &k); err != nil {
+		return nil, err
+	}
+	return []byte(k), nil
+}
+
+// keySet is the keys of one object so far: a few, compared one by one,
+// or, past smallKeys, a map.
+type keySet struct {
+	few  [][]byte
+	many map[string]bool
+}
+
+const smallKeys = 16
+
+// addOnce adds key and reports whether it was there already.
+func (k *keySet) addOnce(key []byte) bool {
+	if k.many != nil {
+		if k.many[string(key)] {
+			return true
+		}
+		k.many[string(key)] = true
+		return false
+	}
+	for _, f := range k.few {
+		if bytes.Equal(f, key) {
+			return true
+		}
+	}
+	if len(k.few) < smallKeys {
+		k.few = append(k.few, key)
+		return false
+	}
+	k.many = make(map[string]bool, 2*smallKeys)
+	for _, f := range k.few {
+		k.many[string(f)] = true
+	}
+	k.many[string(key)] = true
+	return false
+}
+
+// keyType is what CheckKeys needs of a Go type, worked out once per type.
+type keyType struct {
+	kind   reflect.Kind            // Struct, Map, Slice, Array; 0 for a type that reads its own JSON
+	fields map[string]reflect.Type // a struct's JSON names (jsonFields)
+	elem   reflect.Type            // a map's, slice's or array's elements
+}
+
+var keyTypes sync.Map // reflect.Type (no pointer) -> *keyType
+
+func keyTypeOf(t reflect.Type) *keyType {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if kt, ok := keyTypes.Load(t); ok {
+		return kt.(*keyType)
+	}
+	kt := &keyType{}
+	if !decodesItself(t) { // its own names: only the repeated keys are checked
+		switch kt.kind = t.Kind(); kt.kind {
+		case reflect.Struct:
+			kt.fields = map[string]reflect.Type{}
+			jsonFields(t, kt.fields)
+		case reflect.Map, reflect.Slice, reflect.Array:
+			kt.elem = t.Elem()
+		}
+	}
+	keyTypes.Store(t, kt)
+	return kt
 }
 
 // decodesItself reports whether t (or a pointer to it) reads its own
@@ -147,11 +369,4 @@ func jsonFields(t reflect.Type, fields map[string]reflect.Type) {
 			}
 		}
 	}
-}
-
-func join(where, key string) string {
-	if where == "" {
-		return key
-	}
-	return where + "." + key
 }
