@@ -14,7 +14,7 @@ import (
 // are garbage by the megabyte) and each time it follows every pointer the
 // store holds: in a profile of a replay of 200,000 bookings that marking,
 // and the map's own growth, cost more CPU than decoding the records
-// (docs/performance.md, "The replay"). Here the IDs are bytes in large
+// (docs/performance.md, "A store the collector can skip"). Here the IDs are bytes in large
 // blocks (text), the bookings fixed-size records in large blocks (recs),
 // and the index from ID to booking a slice of integers (slots): the
 // collector sees a few hundred blocks with nothing inside to follow.

@@ -271,7 +271,7 @@ func SetProducerGuarantees(cfg *sarama.Config) {
 // that buffer: with 256, a replay that applies what it reads stops
 // fetching while it applies, and applies nothing while it fetches. With
 // room for a few answers, the next fetch overlaps the applying
-// (docs/performance.md, "The replay"). The price is memory while the
+// (docs/performance.md, "Reading ahead"). The price is memory while the
 // reader is behind: up to about 4 MB of fetched records per partition.
 const replayReadAhead = 16384
 
