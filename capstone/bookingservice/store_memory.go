@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"example.com/myevents/capstone/internal/outbox"
 	"example.com/myevents/capstone/internal/sqldb"
@@ -162,8 +163,11 @@ func (s *MemoryStore) Book(_ context.Context, b Booking) (outbox.Message, error)
 }
 
 // add stores b and counts its seats, on a placeholder if its show is not
-// known yet. The caller holds s.mu.
+// known yet; its date to the microsecond, as the SQL stores keep it, so
+// that every store lists the same bookings in the same order. The caller
+// holds s.mu.
 func (s *MemoryStore) add(b Booking) {
+	b.Date = b.Date.Truncate(time.Microsecond)
 	ev, ok := s.events[b.ShowID]
 	if !ok {
 		ev = &memShow{Show: Show{ID: b.ShowID}}
