@@ -1,6 +1,7 @@
 package contracts
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -28,8 +29,8 @@ func (EventCreated) EventName() string { return EventCreatedName }
 func (e EventCreated) PartitionKey() string { return e.ID }
 
 // Validate requires the IDs, the hall and a capacity of 1 to
-// MaxCapacity; dates within CheckDate's range, the end not before the
-// start; every text must be clean (see CheckText).
+// MaxCapacity; both dates or neither, within CheckDate's range, the end
+// not before the start; every text must be clean (see CheckText).
 func (e EventCreated) Validate() error {
 	switch {
 	case e.ID == "":
@@ -46,7 +47,13 @@ func (e EventCreated) Validate() error {
 		CheckDate("start_date", e.StartDate),
 		CheckDate("end_date", e.EndDate),
 	)
-	if err == nil && !e.StartDate.IsZero() && !e.EndDate.IsZero() && e.EndDate.Before(e.StartDate) {
+	switch {
+	case err != nil:
+	case e.StartDate.IsZero() != e.EndDate.IsZero():
+		// Older events carry neither; one alone would be served as an
+		// end (or start) in year 1.
+		err = errors.New("start_date and end_date come together: one is missing")
+	case !e.StartDate.IsZero() && e.EndDate.Before(e.StartDate):
 		err = fmt.Errorf("end_date %s is before start_date %s", e.EndDate.UTC().Format(time.RFC3339Nano), e.StartDate.UTC().Format(time.RFC3339Nano))
 	}
 	if err != nil {

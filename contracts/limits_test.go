@@ -47,6 +47,8 @@ func TestLimits(t *testing.T) {
 		{"100 halls", LocationCreatedName, `{"id":"l","halls":` + halls(100) + `}`, ""},
 		{"101 halls", LocationCreatedName, `{"id":"l","halls":` + halls(101) + `}`, "at most 100 halls"},
 		{"invalid UTF-8 in address", LocationCreatedName, "{\"id\":\"l\",\"address\":\"\xc3\x28\"}", "not valid UTF-8"},
+		{"two halls of one name", LocationCreatedName, `{"id":"l","halls":[{"name":"A","capacity":1},{"name":"B","capacity":1},{"name":"A","capacity":2}]}`, `hall 2: there are two halls called "A"`},
+		{"halls whose names differ in case", LocationCreatedName, `{"id":"l","halls":[{"name":"A","capacity":1},{"name":"a","capacity":1}]}`, ""},
 	}
 	// Every case above is about something other than dates: give it
 	// valid ones. The cases below are about dates.
@@ -64,6 +66,8 @@ func TestLimits(t *testing.T) {
 		{"event without dates (older events carry none)", EventCreatedName, event + `}`, ""},
 		{"event starting in year 0", EventCreatedName, event + `,"start_date":"0000-01-01T00:00:00Z","end_date":"2027-01-15T07:00:00Z"}`, "start_date must be after 1970-01-01"},
 		{"event ending before it starts", EventCreatedName, event + `,"start_date":"2027-01-15T08:00:00Z","end_date":"2027-01-15T07:00:00Z"}`, "end_date 2027-01-15T07:00:00Z is before start_date 2027-01-15T08:00:00Z"},
+		{"event with a start and no end", EventCreatedName, event + `,"start_date":"2027-01-15T08:00:00Z"}`, "start_date and end_date come together"},
+		{"event with an end and no start", EventCreatedName, event + `,"end_date":"2027-01-15T08:00:00Z"}`, "start_date and end_date come together"},
 		{"event ending as it starts", EventCreatedName, event + `,"start_date":"2027-01-15T08:00:00Z","end_date":"2027-01-15T08:00:00Z"}`, ""},
 	}...)
 	for _, tc := range tests {

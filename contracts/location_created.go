@@ -27,7 +27,7 @@ func (LocationCreated) EventName() string { return LocationCreatedName }
 func (e LocationCreated) PartitionKey() string { return e.ID }
 
 // Validate requires an ID, clean text (see CheckText) and at most MaxHalls
-// halls, each with a name and a capacity of 1 to MaxCapacity.
+// halls, each with a name of its own and a capacity of 1 to MaxCapacity.
 func (e LocationCreated) Validate() error {
 	if e.ID == "" {
 		return invalid(LocationCreatedName, "id is empty")
@@ -50,6 +50,13 @@ func (e LocationCreated) Validate() error {
 		}
 		if err := firstError(CheckText("hall name", h.Name), CheckCapacity(h.Capacity)); err != nil {
 			return invalid(LocationCreatedName, "hall %d: %v", i, err)
+		}
+		// An event names its hall: two of one name could not be told
+		// apart (and the SQL stores refuse them).
+		for j := range i {
+			if e.Halls[j].Name == h.Name {
+				return invalid(LocationCreatedName, "hall %d: there are two halls called %q", i, h.Name)
+			}
 		}
 	}
 	return nil
