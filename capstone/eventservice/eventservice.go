@@ -149,6 +149,9 @@ func (s *Service) createLocation(w http.ResponseWriter, r *http.Request) error {
 		return httpjson.Errorf(http.StatusBadRequest, "invalid location: %v", err)
 	}
 	msg, err := s.store.AddLocation(r.Context(), loc)
+	if errors.Is(err, contracts.ErrInvalid) { // the store's own check of the limits
+		return httpjson.Errorf(http.StatusBadRequest, "invalid location: %v", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -276,10 +279,14 @@ func (s *Service) createEvent(w http.ResponseWriter, r *http.Request) error {
 		return httpjson.Errorf(http.StatusBadRequest, "invalid event: %v", err)
 	}
 	msg, err := s.store.AddEvent(r.Context(), ev)
-	if errors.Is(err, ErrNotFound) {
+	switch {
+	case errors.Is(err, ErrNotFound):
 		return httpjson.Errorf(http.StatusUnprocessableEntity, "location %q does not exist", req.LocationID)
-	}
-	if err != nil {
+	case errors.Is(err, contracts.ErrInvalid):
+		// The request was valid: what the store holds of the location
+		// (a row from before today's limits) makes no valid event.
+		return httpjson.Errorf(http.StatusUnprocessableEntity, "location %q's hall %q cannot hold an event: %v", req.LocationID, req.Hall, err)
+	case err != nil:
 		return err
 	}
 	if err := s.publishOrUndo(r.Context(), msg); err != nil {

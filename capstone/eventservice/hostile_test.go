@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"example.com/myevents/capstone/internal/servicetest"
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/capstone/msgqueue/msgqueuetest"
 	"example.com/myevents/contracts"
@@ -113,4 +114,20 @@ func TestAnEventThatFitsOnlyWithoutItsKeyIsRefused(t *testing.T) {
 		t.Errorf("fitsAMessage of a %d-byte envelope with a %d-byte key = %v, want ErrTooLarge",
 			msgqueue.MaxMessageSize, len(loc.ID), err)
 	}
+}
+
+// TestAStoredHallTheLimitsRefuseIsNo500: a row stored before today's
+// limits (a hall of 0 seats, written by an older version or by hand)
+// makes an event the store refuses. The client sent nothing wrong, and
+// gets a 422 that says what is wrong with the location, not a 500.
+func TestAStoredHallTheLimitsRefuseIsNo500(t *testing.T) {
+	f := newFixture(t, servicetest.SQLiteDSN(t), Options{})
+	var loc Location
+	f.srv.JSON("POST", "/locations", `{"name":"Old hall","halls":[{"name":"Main","capacity":10}]}`, 201, &loc)
+	if _, err := f.store.(*SQLStore).db.ExecContext(context.Background(),
+		`UPDATE location_halls SET capacity = 0 WHERE location_id = $1`, loc.ID); err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"name":"Gig","location_id":%q,"hall":"Main","start_date":1,"end_date":2}`, loc.ID)
+	f.srv.WantError("POST", "/events", body, 422, "capacity must be at least 1")
 }
