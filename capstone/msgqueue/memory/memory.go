@@ -212,6 +212,9 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", ev.EventName(), err)
 	}
+	if err := msgqueue.CheckSize(len(body)); err != nil { // as the brokers' emitters do
+		return fmt.Errorf("emitting %s: %w", ev.EventName(), err)
+	}
 	m := Message{ID: rand.Text(), Name: ev.EventName(), Body: body}
 	b := e.bus
 	b.mu.Lock()
@@ -356,6 +359,10 @@ func (l *Listener) next(stop context.Context) (delivery, bool) {
 // handle decodes d and runs h; it returns how long to wait before the next
 // delivery (after a handler error).
 func (l *Listener) handle(ctx context.Context, h msgqueue.Handler, filter map[string]bool, d delivery) time.Duration {
+	if err := msgqueue.CheckSize(len(d.Body)); err != nil { // as the brokers' listeners do
+		l.deadLetter(d, "too large: "+err.Error())
+		return 0
+	}
 	ev, err := contracts.Decode(d.Name, d.Body)
 	if err != nil {
 		l.deadLetter(d, "undecodable: "+err.Error())

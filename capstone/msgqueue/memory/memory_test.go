@@ -2,8 +2,10 @@ package memory_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,5 +99,57 @@ func TestMemoryRules(t *testing.T) {
 	}
 	if got := bus.Emitted(); len(got) != 1 || got[0].Name != contracts.EventBookedName {
 		t.Errorf("Emitted() = %+v, want the one routed event", got)
+	}
+}
+
+// TestOversizedMessageIsDeadLettered: a message over
+// msgqueue.MaxMessageSize put on the bus by hand (as another client would
+// send it to a broker) is dead-lettered without reaching the handler, as
+// the brokers' listeners do; the event behind it arrives.
+func TestOversizedMessageIsDeadLettered(t *testing.T) {
+	bus := memory.New()
+	l, err := bus.Listener("svc", []string{contracts.LocationCreatedName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := json.Marshal(msgqueuetest.BulkyLocation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Inject("svc", memory.Message{ID: "big", Name: contracts.LocationCreatedName, Body: big}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Emitter().Emit(t.Context(), &contracts.LocationCreated{ID: "small"}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Listen(ctx, func(_ context.Context, ev contracts.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, ev.(*contracts.LocationCreated).ID)
+			return nil
+		})
+	}()
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) == 0 {
+			return errors.New("the small location has not arrived")
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Listen: %v", err)
+	}
+	if len(seen) != 1 || seen[0] != "small" {
+		t.Errorf("the handler saw %v, want only the small location", seen)
+	}
+	if dead := bus.DeadLetters("svc"); len(dead) != 1 || dead[0].ID != "big" || !strings.Contains(dead[0].Reason, "too large") {
+		t.Errorf("dead letters = %+v, want the big one, too large", dead)
 	}
 }

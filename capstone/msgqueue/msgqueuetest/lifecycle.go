@@ -136,3 +136,24 @@ func (s *suite) refusesUnknownName(t *testing.T) {
 	listen(t, l, rec.handle)
 	rec.waitAll(t, s.tr.Timeout, map[string]bool{ev.ID: true})
 }
+
+// emitRefusesOversized: Emit refuses an event whose message would be over
+// msgqueue.MaxMessageSize (BulkyLocation), with an error wrapping
+// msgqueue.ErrTooLarge, and puts nothing on the wire: the handler only
+// ever sees the event emitted after it.
+func (s *suite) emitRefusesOversized(t *testing.T) {
+	_, l, em := s.open(t, contracts.LocationCreatedName)
+	ctx, cancel := context.WithTimeout(t.Context(), s.tr.Timeout)
+	defer cancel()
+	if err := em.Emit(ctx, BulkyLocation()); !errors.Is(err, msgqueue.ErrTooLarge) {
+		t.Errorf("Emit of a location over %d bytes = %v, want an error wrapping msgqueue.ErrTooLarge", msgqueue.MaxMessageSize, err)
+	}
+	small := sample(contracts.LocationCreatedName, "oversized-after")
+	emitAll(t, em, s.tr.Timeout, small)
+	rec := newRecorder(nil)
+	listen(t, l, rec.handle)
+	rec.waitAll(t, s.tr.Timeout, map[string]bool{EventID(small): true})
+	if calls, _ := rec.totals(); calls != 1 {
+		t.Errorf("the handler was called %d times, want once: the oversized location reached it", calls)
+	}
+}

@@ -202,6 +202,9 @@ const defaultTimeout = 30 * time.Second
 //   - RefusesUnknownName: Listen with a name the listener was not built for
 //     (a known contract, or no contract at all) returns an error; the
 //     listener still works afterwards.
+//   - EmitRefusesOversized: Emit refuses an event over
+//     msgqueue.MaxMessageSize with msgqueue.ErrTooLarge, and the handler
+//     only sees the event emitted after it.
 //   - DeliveryLimitCountsDeliveries: an event whose handler always fails is
 //     handed over exactly Env.DeliveryLimit times, then dead-lettered (if
 //     DeadLetters is set); the event behind it arrives.
@@ -239,6 +242,7 @@ func Run(t *testing.T, tr Transport) {
 			{"CloseWaitsForHandler", s.closeWaitsForHandler},
 			{"ListenAgainAfterReturn", s.listenAgainAfterReturn},
 			{"RefusesUnknownName", s.refusesUnknownName},
+			{"EmitRefusesOversized", s.emitRefusesOversized},
 			{"DeliveryLimitCountsDeliveries", s.deliveryLimitCountsDeliveries},
 			{"UnavailableIsNotCounted", s.unavailableIsNotCounted},
 		} {
