@@ -1,6 +1,7 @@
 package bookingservice
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -44,6 +45,12 @@ type Booking struct {
 	UserID string
 	Seats  int
 	Date   time.Time
+}
+
+// byDateThenID is the order every store lists a show's bookings in:
+// oldest first, and bookings of the same microsecond by ID, byte by byte.
+func byDateThenID(a, b Booking) int {
+	return cmp.Or(a.Date.Compare(b.Date), cmp.Compare(a.ID, b.ID))
 }
 
 // Errors the store returns. A value outside the limits of package

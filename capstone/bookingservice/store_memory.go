@@ -1,7 +1,6 @@
 package bookingservice
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -225,8 +224,6 @@ func (s *MemoryStore) Bookings(_ context.Context, showID string) ([]Booking, err
 	for k, i := range ev.bookings {
 		out[k] = s.bookings.booking(int(i))
 	}
-	slices.SortFunc(out, func(a, b Booking) int {
-		return cmp.Or(a.Date.Compare(b.Date), cmp.Compare(a.ID, b.ID))
-	})
+	slices.SortFunc(out, byDateThenID)
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"example.com/myevents/capstone/internal/outbox"
 	"example.com/myevents/capstone/internal/sqldb"
@@ -292,6 +293,10 @@ func (s *SQLStore) Bookings(ctx context.Context, showID string) ([]Booking, erro
 	if !found {
 		return nil, fmt.Errorf("event %s: %w", showID, ErrNotFound)
 	}
+	// The same microsecond: by ID, byte by byte, as the memory store lists
+	// them. ORDER BY b.id would follow the database's collation, which on
+	// PostgreSQL created with a language's locale puts "a" before "B".
+	slices.SortStableFunc(out, byDateThenID)
 	return out, nil
 }
 

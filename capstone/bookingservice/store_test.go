@@ -281,3 +281,34 @@ func TestMemoryUndoKeepsNothing(t *testing.T) {
 	checkShow(t, s, Show{ID: "ev", Name: "E", LocationID: "loc", Hall: "Main", Capacity: 10}, 0)
 	checkBookings(t, s, "ev")
 }
+
+// TestBookingsInByteOrderWhateverTheCollation: bookings of the same
+// microsecond are listed by ID in byte order on every store, also on a
+// PostgreSQL whose text sorts by a language's rules (a database created
+// with an ICU locale, as many are): there "a" sorts before "B", and a
+// memory or SQLite BookingService listed the same bookings the other way.
+func TestBookingsInByteOrderWhateverTheCollation(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenStore(ctx, servicetest.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The column as a database created with an ICU locale makes it.
+	if _, err := s.(*SQLStore).db.ExecContext(ctx, `ALTER TABLE bookings ALTER COLUMN id TYPE TEXT COLLATE "en-US-x-icu"`); err != nil {
+		t.Fatalf("giving the bookings' IDs an ICU collation: %v", err)
+	}
+	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	show := Show{ID: "ev", Name: "Aida", LocationID: "loc", Hall: "Main", Capacity: 5, StartDate: at, EndDate: at}
+	if err := s.SaveShow(ctx, show); err != nil {
+		t.Fatal(err)
+	}
+	lower := Booking{ID: "a", ShowID: "ev", UserID: "u", Seats: 1, Date: at}
+	upper := Booking{ID: "B", ShowID: "ev", UserID: "u", Seats: 1, Date: at}
+	for _, b := range []Booking{lower, upper} {
+		if _, err := s.ApplyBooking(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkBookings(t, s, "ev", upper, lower)
+}
