@@ -171,23 +171,8 @@ func (s *keyScanner) object(kt *keyType) error {
 			return errMalformed
 		}
 		s.i++
-		s.path = append(s.path, pathStep{key: string(key), isKey: true})
-		err = s.value(next)
-		s.path = s.path[:len(s.path)-1]
-		if err != nil {
+		if end, err := s.member(pathStep{key: string(key), isKey: true}, next, '}'); end || err != nil {
 			return err
-		}
-		s.space()
-		if s.i >= len(s.b) {
-			return errMalformed
-		}
-		s.i++
-		switch s.b[s.i-1] {
-		case ',':
-		case '}':
-			return nil
-		default:
-			return errMalformed
 		}
 	}
 }
@@ -205,25 +190,34 @@ func (s *keyScanner) array(kt *keyType) error {
 		return nil
 	}
 	for n := 0; ; n++ {
-		s.path = append(s.path, pathStep{index: n})
-		err := s.value(elem)
-		s.path = s.path[:len(s.path)-1]
-		if err != nil {
+		if end, err := s.member(pathStep{index: n}, elem, ']'); end || err != nil {
 			return err
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return errMalformed
-		}
-		s.i++
-		switch s.b[s.i-1] {
-		case ',':
-		case ']':
-			return nil
-		default:
-			return errMalformed
-		}
 	}
+}
+
+// member reads one value of an object or array, at step of the body,
+// then the comma after it or the closing bracket; it reports whether
+// that was the closing bracket.
+func (s *keyScanner) member(step pathStep, t reflect.Type, closing byte) (bool, error) {
+	s.path = append(s.path, step)
+	err := s.value(t)
+	s.path = s.path[:len(s.path)-1]
+	if err != nil {
+		return false, err
+	}
+	s.space()
+	if s.i >= len(s.b) {
+		return false, errMalformed
+	}
+	s.i++
+	switch s.b[s.i-1] {
+	case ',':
+		return false, nil
+	case closing:
+		return true, nil
+	}
+	return false, errMalformed
 }
 
 // str reads a string and returns it with its quotes, as written.
