@@ -187,6 +187,14 @@ func (s *MemoryStore) remove(b Booking) {
 	ev := s.events[b.ShowID]
 	ev.removeBooking(i)
 	ev.Booked -= b.Seats
+	if s.bookings.wasteful() {
+		moved := s.bookings.compact()
+		for _, e := range s.events {
+			for k, i := range e.bookings {
+				e.bookings[k] = moved[i]
+			}
+		}
+	}
 }
 
 // Location returns one location.

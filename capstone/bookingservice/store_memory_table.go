@@ -21,11 +21,12 @@ import (
 //
 // The price is this file: an open-addressing hash table with linear
 // probing. Everything else in the store (the exercise's applyOnce
-// included) only calls has, add, booking and remove.
+// included) only calls has, add, booking, remove and compact.
 type bookingTable struct {
 	text [][]byte       // blocks of textBlock bytes: each booking's ID, show ID and user ID, back to back
 	recs [][]bookingRec // blocks of recBlock records; booking i is recs[i/recBlock][i%recBlock]
 	n    int            // records in recs, removed ones included
+	gone int            // of them, removed ones (kept while a live booking follows)
 
 	// slots is the index: a power-of-two number of slots, each 0 (empty),
 	// tombstone (a removed booking's slot, which a search passes over) or
@@ -116,7 +117,7 @@ func (t *bookingTable) add(b Booking) int {
 	}
 	i := t.n
 	t.n++
-	if i%recBlock == 0 {
+	if i/recBlock == len(t.recs) { // else the spare block dropRemovedTail kept
 		t.recs = append(t.recs, make([]bookingRec, recBlock))
 	}
 	r := &t.recs[i/recBlock][i%recBlock]
@@ -210,8 +211,33 @@ func (t *bookingTable) remove(id string) (int, bool) {
 	i := int(t.slots[slot]&indexBits) - 1
 	t.slots[slot] = tombstone
 	t.rec(i).removed = true
+	t.gone++
 	t.dropRemovedTail()
 	return i, true
+}
+
+// wasteful reports whether the removed bookings kept below live ones
+// take more room than the live ones and a block of records: then the
+// store compacts the table.
+func (t *bookingTable) wasteful() bool {
+	return t.gone > recBlock && t.gone > t.n-t.gone
+}
+
+// compact rebuilds the table from its live bookings, in their order, and
+// returns where each one went: moved[old index] is its new index. It
+// costs a pass over the table, once per removals as many as the live
+// bookings: a booking taken back below live ones (a partial outage: the
+// broker refuses some bookings while it takes others) is given back here.
+func (t *bookingTable) compact() (moved []uint32) {
+	old := *t
+	*t = bookingTable{slots: make([]uint64, minSlots), seed: old.seed}
+	moved = make([]uint32, old.n)
+	for i := range old.n {
+		if !old.rec(i).removed {
+			moved[i] = uint32(t.add(old.booking(i)))
+		}
+	}
+	return moved
 }
 
 // dropRemovedTail gives back the records, and their text, of the removed
@@ -219,18 +245,19 @@ func (t *bookingTable) remove(id string) (int, bool) {
 // stored (Book's Undo while the broker refuses event.booked, a window
 // taken back from its end), so an outage with clients retrying does not
 // make the store grow; one taken back below a live booking stays until
-// every booking after it is taken back too.
+// every booking after it is taken back too, or the table is compacted.
 func (t *bookingTable) dropRemovedTail() {
 	for t.n > 0 && t.rec(t.n-1).removed {
 		t.n--
+		t.gone--
 		r := t.rec(t.n)
-		k := int(r.text / textBlock) // the last block: text goes in record order
+		// Its text is at the end of its block: text goes in record order.
+		// An emptied block stays as the one spare, for the next booking
+		// (booking and taking back at a block's start would otherwise
+		// allocate a block each time); a spare after it goes.
+		k := int(r.text / textBlock)
 		t.text[k] = t.text[k][:r.text%textBlock]
-		if len(t.text[k]) == 0 {
-			t.text = t.text[:k]
-		}
-		if t.n%recBlock == 0 {
-			t.recs = t.recs[:len(t.recs)-1]
-		}
+		t.text = t.text[:k+1]
+		t.recs = t.recs[:t.n/recBlock+1] // the block of record n, maybe empty, stays as the spare
 	}
 }
