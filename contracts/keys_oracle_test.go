@@ -115,9 +115,11 @@ var keyTargets = []any{
 	map[string]any{},
 }
 
-// FuzzCheckKeys: on every JSON body that decodes and every target type, both
+// FuzzCheckKeys: on every body that decodes into a target type, both
 // unknownOK settings, CheckKeys answers as the first, tokenizer-based
-// version did: the same error text, or none.
+// version did: the same error text, or none; except that a number beyond
+// float64 where the type holds no number (1e400 in an unknown field) is
+// no longer an error.
 func FuzzCheckKeys(f *testing.F) {
 	for _, seed := range []string{
 		`{"id":"b","event_id":"e","user_id":"u","seats":1,"date":"2026-12-06T20:00:00Z"}`,
@@ -129,17 +131,25 @@ func FuzzCheckKeys(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
+	f.Add([]byte(`{"id":"b","event_id":"e","user_id":"u","seats":1,"note":1e400}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		// Bodies CheckKeys is given decode first; the tokenizer also
-		// refuses what its decoding does (a number beyond float64).
-		var decoded any
-		if json.Unmarshal(body, &decoded) != nil {
-			return
-		}
 		for _, v := range keyTargets {
+			// CheckKeys' callers give it a body that decoded into v.
+			into := reflect.New(reflect.TypeOf(v))
+			if json.Unmarshal(body, into.Interface()) != nil {
+				continue
+			}
 			for _, unknownOK := range []bool{false, true} {
 				want := exactKeysByTokens(json.NewDecoder(bytes.NewReader(body)), reflect.TypeOf(v), "", unknownOK)
 				got := CheckKeys(body, v, unknownOK)
+				if got == nil && want != nil && strings.Contains(want.Error(), "cannot unmarshal number") {
+					// The one known difference: the tokenizer turned every
+					// number into a float64 and failed on one beyond it
+					// (1e400) where v has no such field, or holds it raw;
+					// encoding/json decodes such a body, and so does the
+					// scanner, which reads no numbers.
+					continue
+				}
 				if fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Fatalf("CheckKeys(%q, %T, unknownOK %v) = %v; the tokenizer's version says %v", body, v, unknownOK, got, want)
 				}
