@@ -14,10 +14,11 @@ import (
 // are garbage by the megabyte) and each time it follows every pointer the
 // store holds: in a profile of a replay of 200,000 bookings that marking,
 // and the map's own growth, cost more CPU than decoding the records
-// (docs/performance.md, "A store the collector can skip"). Here the IDs are bytes in large
-// blocks (text), the bookings fixed-size records in large blocks (recs),
-// and the index from ID to booking a slice of integers (slots): the
-// collector sees a few hundred blocks with nothing inside to follow.
+// (docs/performance.md, "A store the collector can skip"). Here the IDs
+// are bytes in large blocks (text), the bookings fixed-size records in
+// large blocks (recs), and the index from ID to booking a slice of
+// integers (slots): the collector sees a few hundred blocks with nothing
+// inside to follow.
 //
 // The price is this file: an open-addressing hash table with linear
 // probing. Everything else in the store (the exercise's applyOnce
@@ -105,7 +106,7 @@ func (t *bookingTable) has(id string) bool {
 
 // add stores b, whose ID must not be stored, and returns its index. A
 // slot has 32 bits for it: the table holds fewer than 1<<32-1 bookings,
-// far more than the memory it would take (about 80 bytes each).
+// far more than memory could hold at about 80 bytes each.
 func (t *bookingTable) add(b Booking) int {
 	if (t.used+1)*4 > len(t.slots)*3 { // at most three quarters full
 		t.grow()
