@@ -30,6 +30,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -85,6 +86,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		*amqpURL = labkit.EnvOr("AMQP_URL", defaultURL)
 	}
 	name := *exchange
+	if name == "" || strings.HasPrefix(name, "amq.") {
+		// The broker would answer 403, which reads as missing permissions.
+		return fmt.Errorf("-exchange must not be empty or start with \"amq.\": the broker reserves those names; pick another name, got %q", name)
+	}
 	missing := name + ".missing" // a name nobody declares, for the 404 step
 
 	// Connect. One connection for the whole run: the point of this lab is

@@ -127,8 +127,8 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 	if *amqpURL == "" {
 		*amqpURL = labkit.EnvOr("AMQP_URL", defaultURL)
 	}
-	if *prefetch < 1 {
-		return fmt.Errorf("-prefetch must be at least 1, got %d", *prefetch)
+	if *prefetch < 1 || *prefetch > 65535 {
+		return fmt.Errorf("-prefetch must be between 1 and 65535 (AMQP carries it in 16 bits), got %d", *prefetch)
 	}
 	dlx, dlq := *queue+".dlx", *queue+".dlq"
 

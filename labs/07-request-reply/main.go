@@ -129,6 +129,12 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 		return fmt.Errorf("-n must be at least 20, got %d", *n)
 	}
 	*n -= *n % 20 // step 6 asks 20 at a time too
+	switch {
+	case *queue == "" || *events == "":
+		return errors.New("-queue and -events must name queues: with an empty name the broker invents one")
+	case *queue == *events:
+		return fmt.Errorf("-queue and -events must be two queues, both are %q", *queue)
+	}
 
 	// Connect twice: one connection is EventService's, the other
 	// BookingService's, as if they were two processes.
