@@ -31,7 +31,9 @@ func routes(pattern, key string) (bool, error) {
 
 	// Any other word must equal the key's next word.
 
-	// Split both at the dots, and match.
+	// Split both at the dots, and match. An empty key (or pattern) has no
+	// words at all, not one empty word: the broker sends "" to # and to no
+	// pattern with a *.
 
 	return false, labkit.TODO("routes", "match the key's words against the pattern's: * is one word, # zero or more")
 }

@@ -26,7 +26,7 @@ var (
 	exerciseKeys = []string{
 		"event.created.europe", "event.created.asia", "event.booked.europe",
 		"location.created.europe", "event.created", "event.created.europe.berlin", "event",
-		"europe", "event.booked", "location.created", "event.created.asia.tokyo",
+		"europe", "event.booked", "location.created", "event.created.asia.tokyo", "",
 		"created", "event.event.event", "a.b.c.d.e", "event.berlin",
 	}
 )

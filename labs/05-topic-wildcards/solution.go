@@ -51,6 +51,14 @@ func routes(pattern, key string) (bool, error) {
 		}
 	}
 
-	// Split both at the dots, and match.
-	return match(strings.Split(pattern, "."), strings.Split(key, ".")), nil
+	// Split both at the dots, and match. An empty key (or pattern) has no
+	// words at all, not one empty word: the broker sends "" to # and to no
+	// pattern with a *.
+	words := func(s string) []string {
+		if s == "" {
+			return nil
+		}
+		return strings.Split(s, ".")
+	}
+	return match(words(pattern), words(key)), nil
 }
