@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -59,18 +60,7 @@ func TestRoutingTable(t *testing.T) {
 	prefix := brokertest.Name(t, "lab06")
 	exchanges, queues := names(prefix)
 	ch := openChannel(t, rabbit.URL)
-	t.Cleanup(func() {
-		// A connection of its own: a failed check may have closed ch's.
-		conn, err := amqp.Dial(rabbit.URL)
-		if err != nil {
-			t.Errorf("cleaning up: %v", err)
-			return
-		}
-		defer conn.Close()
-		if err := deleteAll(conn, exchanges, queues); err != nil {
-			t.Errorf("cleaning up: %v", err)
-		}
-	})
+	cleanUp(t, rabbit.URL, exchanges, queues)
 	if len(queues) != len(wantQueues) {
 		t.Errorf("the program declares %d queues, wantQueues lists %d", len(queues), len(wantQueues))
 	}
@@ -81,7 +71,7 @@ func TestRoutingTable(t *testing.T) {
 	if err := run(ctx, []string{"-url", rabbit.URL, "-prefix", prefix, "-keep"}, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "kept 4 exchanges and 21 queues") {
+	if !strings.Contains(out.String(), fmt.Sprintf("kept 4 exchanges and %d queues", len(wantQueues))) {
 		t.Errorf("the output does not say what it kept:\n%s", out.String())
 	}
 
@@ -153,6 +143,8 @@ func TestKeepThenRerunStartsClean(t *testing.T) {
 	t.Parallel()
 	rabbit := brokertest.AMQP(t)
 	prefix := brokertest.Name(t, "lab06")
+	exchanges, queues := names(prefix)
+	cleanUp(t, rabbit.URL, exchanges, queues) // a failed run must not leave them behind
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out bytes.Buffer
@@ -165,6 +157,24 @@ func TestKeepThenRerunStartsClean(t *testing.T) {
 	}
 	labtest.CheckOutput(t, out.String(), []string{"README.md"}, prefix, "lab06")
 	checkNothingLeft(t, rabbit.URL, prefix)
+}
+
+// cleanUp deletes the exchanges and queues when the test ends, whatever
+// the run left, over a connection of its own (a failed check may have
+// closed the test's).
+func cleanUp(t *testing.T, url string, exchanges, queues []string) {
+	t.Helper()
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			t.Errorf("cleaning up: %v", err)
+			return
+		}
+		defer conn.Close()
+		if err := deleteAll(conn, exchanges, queues); err != nil {
+			t.Errorf("cleaning up: %v", err)
+		}
+	})
 }
 
 // TestInterruptLeavesNothing cancels the context as Ctrl-C does, in the
