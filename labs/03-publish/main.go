@@ -393,7 +393,12 @@ func publishUnroutable(ctx context.Context, out io.Writer, conn *amqp.Connection
 		return err
 	}
 	fmt.Fprintf(out, "  sent 1, returned %d%s, confirmed %d, routed to the queue %d\n", returned, reason, confirmed, routed)
-	fmt.Fprintln(out, "  the broker returned it and then acked it: confirmed alone does not mean routed")
+	switch {
+	case returned == 1 && confirmed == 1:
+		fmt.Fprintln(out, "  the broker returned it and then acked it: confirmed alone does not mean routed")
+	case confirmed == 1 && routed == 0:
+		fmt.Fprintln(out, "  no return, yet an ack and no queue has it: without mandatory the broker dropped it without a word")
+	}
 	return nil
 }
 
