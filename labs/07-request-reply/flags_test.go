@@ -1,26 +1,16 @@
 package main
 
 import (
-	"io"
-	"strings"
 	"testing"
+
+	"example.com/myevents/labs/labtest"
 )
 
-// TestBadFlagsAreRefusedBeforeDialing: a flag the broker would turn into a
-// confusing error is refused first, with a sentence that says what to
-// change; nothing is dialed (the URL points at a port nobody listens on).
+// TestBadFlagsAreRefusedBeforeDialing: flags the broker would turn into a
+// confusing error are refused first, with a sentence that says what to
+// change.
 func TestBadFlagsAreRefusedBeforeDialing(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"-queue", ""}, "must name queues"},
-		{[]string{"-events", "lab07.seats"}, "two queues"},
-	} {
-		args := append([]string{"-url", "amqp://guest:guest@127.0.0.1:1/"}, tc.args...)
-		err := run(t.Context(), args, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("run %q = %v, want an error containing %q", tc.args, err, tc.want)
-		}
-	}
+	labtest.RefusedBeforeDialing(t, run,
+		labtest.BadFlags{Args: []string{"-queue", ""}, Want: "must name queues"},
+		labtest.BadFlags{Args: []string{"-events", "lab07.seats"}, Want: "two queues"})
 }

@@ -5,6 +5,9 @@
 // In an expected block, every number is a wildcard for any number (rates and
 // offsets differ from run to run) and <*> stands for any text on that line.
 // Everything else must match exactly, line by line.
+//
+// It also checks that a lab refuses bad flags before it dials
+// (RefusedBeforeDialing).
 package labtest
 
 import (
@@ -12,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -152,4 +156,25 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// BadFlags is a command line a lab must refuse, and what its error says.
+type BadFlags struct {
+	Args []string
+	Want string // a part of the error
+}
+
+// RefusedBeforeDialing runs a lab's run with each command line, -url
+// pointing at a port nobody listens on, and requires an error containing
+// its Want: a flag the broker would turn into a confusing error is refused
+// first, with a sentence that says what to change, before anything is
+// dialed (a dial would fail with the connection error instead).
+func RefusedBeforeDialing(t *testing.T, run func(ctx context.Context, args []string, out io.Writer) error, cases ...BadFlags) {
+	t.Helper()
+	for _, tc := range cases {
+		args := append([]string{"-url", "amqp://guest:guest@127.0.0.1:1/"}, tc.Args...)
+		if err := run(t.Context(), args, io.Discard); err == nil || !strings.Contains(err.Error(), tc.Want) {
+			t.Errorf("run %q = %v, want an error containing %q", tc.Args, err, tc.Want)
+		}
+	}
 }
