@@ -150,12 +150,7 @@ func (t *bookingTable) addText(ss ...string) uint64 {
 // grow doubles the slots (or only drops the tombstones, if there are
 // many) and puts every stored booking back.
 func (t *bookingTable) grow() {
-	live := 0
-	for _, s := range t.slots {
-		if s != 0 && s != tombstone {
-			live++
-		}
-	}
+	live := t.n - t.gone // every record not removed has its slot
 	size := len(t.slots)
 	if (live+1)*2 > size { // more than half live: double
 		size *= 2
