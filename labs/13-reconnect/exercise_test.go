@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,6 +279,64 @@ func TestExerciseConsumerStopsOnCtrlC(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestExerciseConsumerWaitsBetweenSessions checks run's waits against a
+// broker that is down: an address that accepts every connection and
+// closes it at once, so each session fails as it dials. For 2 s, run must
+// wait between sessions, 100 ms at first and twice as long each time
+// (100, 200, 400, 800 ms, plus up to a quarter of jitter): 3 to 5 dials.
+// A loop that dials again without waiting dials thousands of times, and
+// one that never doubles its wait (or starts it over after a session that
+// never consumed) 15 or more.
+func TestExerciseConsumerWaitsBetweenSessions(t *testing.T) {
+	t.Parallel()
+	down, dials := refusingBroker(t)
+	c := &consumer{url: "amqp://guest:guest@" + down + "/", queue: "lab13-unreachable", name: brokertest.Name(t, "conn"), prefetch: 1,
+		handle: (&recorder{}).handle, drain: make(chan struct{}), lost: make(chan *amqp.Error, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := c.run(ctx)
+	if errors.Is(err, labkit.ErrTODO) {
+		t.Fatal(err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("run against a broker that is down returned %v before its context ended; want the context's error: a reconnect loop keeps trying until it is drained or ctx ends", err)
+	}
+	switch n := dials.Load(); {
+	case n > 8:
+		t.Errorf("run dialed %d times in 2 s against a broker that is down; want 3 to 5: wait between sessions (bo.wait, then sleep), and let the wait double (only a session that consumed starts the waits over)", n)
+	case n < 3:
+		t.Errorf("run dialed %d times in 2 s against a broker that is down; want 3 to 5: start with the shortest wait, %v, and double it", n, backoffFirst)
+	}
+}
+
+// refusingBroker listens on a port of its own and closes every connection
+// as it arrives, as a broker that is going down does; it returns the
+// address and the count of connections it closed.
+func refusingBroker(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listening for the refusing broker: %v", err)
+	}
+	var dials atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return // closed by the cleanup
+			}
+			dials.Add(1)
+			_ = conn.Close()
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String(), &dials
 }
 
 // recorder is a handler that records the message IDs it was given.
