@@ -496,3 +496,48 @@ func TestForgedDeadLetterHeadersAreDropped(t *testing.T) {
 		t.Errorf("the copy's headers are %v, want reason %s and x-app kept", d.Headers, msgqueue.ReasonInvalidPayload)
 	}
 }
+
+// TestForgedDeliveryCountIsNotTrusted publishes, as another client could
+// (one that republishes what it consumed from a quorum queue carries the
+// header along), an event.booked whose x-delivery-count says it was
+// delivered 50 times already. The broker delivers it for the first time;
+// one failure of the handler must not dead-letter it as if the delivery
+// limit were spent, nor may its redeliveries be counted from 50: it fails
+// twice, and the third delivery the limit of 3 allows applies it.
+func TestForgedDeliveryCountIsNotTrusted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rabbitmq.WithDeliveryLimit(3), rabbitmq.WithRetryBackoff(10*time.Millisecond, 10*time.Millisecond))
+	l := e.mustListener(t, []string{contracts.EventBookedName})
+	body, err := json.Marshal(booking("forged-count"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{
+		Headers:   amqp.Table{rabbitmq.HeaderEventName: contracts.EventBookedName, "x-delivery-count": int64(50)},
+		MessageId: "forged-count", Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c callCounter
+	listenInBackground(t, l, c.handler(func(id string) error {
+		if c.calls[id] <= 2 {
+			return errors.New("the database hiccuped")
+		}
+		return nil
+	}))
+	brokertest.Eventually(t, 20*time.Second, func() error {
+		st := l.Stats()
+		if st.DeadLettered != 0 {
+			return nil // reported below
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n := c.calls["forged-count"]; n < 3 {
+			return fmt.Errorf("the message was handled %d times, want 3 (two failures, then applied)", n)
+		}
+		return nil
+	})
+	if st := l.Stats(); st.DeadLettered != 0 {
+		t.Errorf("a first delivery with a forged x-delivery-count of 50 was dead-lettered before its third delivery (%+v); the count of a delivery that is not a redelivery is 0", st)
+	}
+}

@@ -192,8 +192,14 @@ func (s *session) requeue(d amqp.Delivery) {
 }
 
 // deliveryCount is how often the quorum queue delivered d before (its
-// x-delivery-count header; absent on the first delivery).
+// x-delivery-count header; absent on the first delivery). A first
+// delivery counts 0 whatever its headers say: the header is the
+// publisher's until the broker redelivers the message, and a client that
+// republishes what it consumed from a quorum queue carries it along.
 func deliveryCount(d amqp.Delivery) int {
+	if !d.Redelivered {
+		return 0
+	}
 	switch n := d.Headers["x-delivery-count"].(type) {
 	case int64:
 		return int(n)
