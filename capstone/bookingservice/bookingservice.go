@@ -94,6 +94,10 @@ type Options struct {
 	// BrokerHealth reports whether the broker connection is up, for
 	// /healthz; nil means "assume it is".
 	BrokerHealth func(context.Context) error
+	// ListenerHealth reports whether the listener takes and applies
+	// events (connected, not stuck, its handler able to apply them), for
+	// /healthz as "event handling"; nil means "assume it does".
+	ListenerHealth func(context.Context) error
 	// Outbox tunes the outbox relay of a SQL store.
 	Outbox outbox.Options
 	// Group caps how many bookings a SQL store sells in one transaction
@@ -161,7 +165,8 @@ func New(store Store, em msgqueue.Emitter, opt Options) (*Service, error) {
 	if grouped && opt.Outbox.MarkLinger == 0 {
 		opt.Outbox.MarkLinger = markLinger
 	}
-	sk, err := service.New("bookingservice", store, em, service.Options{Logger: opt.Logger, BrokerHealth: opt.BrokerHealth, Outbox: opt.Outbox})
+	sk, err := service.New("bookingservice", store, em, service.Options{Logger: opt.Logger, BrokerHealth: opt.BrokerHealth,
+		ListenerHealth: opt.ListenerHealth, Outbox: opt.Outbox})
 	if err != nil {
 		return nil, err
 	}

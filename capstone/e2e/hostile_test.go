@@ -2,12 +2,15 @@ package e2e_test
 
 import (
 	"bufio"
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +19,8 @@ import (
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
+
+	_ "modernc.org/sqlite" // lockSQLite's driver
 )
 
 // TestSlowClientsAreCutOff: a client that sends its headers or its body
@@ -103,6 +108,71 @@ func TestHealthzReportsAStuckKafkaListener(t *testing.T) {
 			awaitHealth(t, bookings, http.StatusOK) // the record is dead-lettered
 		})
 	}
+}
+
+// TestHealthzBlamesTheStoreNotTheBroker: while another process holds
+// BookingService's SQLite file locked, an event from the broker cannot be
+// applied and the listener holds it; /healthz answers 503 and says that
+// the events cannot be applied, not that the broker, which is fine, is
+// down. Once the lock goes, the event is applied and /healthz is 200.
+func TestHealthzBlamesTheStoreNotTheBroker(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, cfg app.Config) {
+		db := sqlite(t, "bookings")
+		_, bookings := start(t, cfg, app.BookingService, db, app.Options{})
+		awaitHealth(t, bookings, http.StatusOK)
+
+		unlock := lockSQLite(t, strings.TrimPrefix(db, "sqlite:"))
+		sendRaw(t, cfg, rawEvent{key: "ev-locked", name: contracts.EventCreatedName,
+			body: `{"id":"ev-locked","name":"Locked","location_id":"loc-1","hall":"Main","capacity":10}`})
+		brokertest.Eventually(t, 2*wait, func() error {
+			status, body, err := healthz(bookings)
+			if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, "cannot apply events") {
+				return fmt.Errorf("healthz = %d %s %v, want 503 saying the events cannot be applied", status, body, err)
+			}
+			return nil
+		})
+		_, body, _ := healthz(bookings)
+		t.Logf("while the store is locked: %s", strings.TrimSpace(body))
+		if strings.Contains(body, "broker is down") {
+			t.Errorf("healthz blames the broker for a locked store: %s", strings.TrimSpace(body))
+		}
+		unlock()
+		awaitHealth(t, bookings, http.StatusOK)
+		awaitEvent(t, bookings, "ev-locked")
+	})
+}
+
+// lockSQLite holds an exclusive lock on the SQLite file at path, as
+// another process writing to it would, until the returned func (or the
+// test's end) lets it go.
+func lockSQLite(t *testing.T, path string) (unlock func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatalf("opening %s: %v", path, err)
+	}
+	conn, err := db.Conn(t.Context())
+	if err == nil {
+		_, err = conn.ExecContext(t.Context(), "PRAGMA busy_timeout = 10000")
+	}
+	if err == nil {
+		_, err = conn.ExecContext(t.Context(), "BEGIN EXCLUSIVE")
+	}
+	if err != nil {
+		t.Fatalf("locking %s: %v", path, err)
+	}
+	var once sync.Once
+	unlock = func() {
+		once.Do(func() {
+			if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+				t.Errorf("unlocking %s: %v", path, err)
+			}
+			_ = conn.Close()
+			_ = db.Close()
+		})
+	}
+	t.Cleanup(unlock)
+	return unlock
 }
 
 // TestReplayPastANearLimitRecord: a bad record of 1,048,400 bytes, which

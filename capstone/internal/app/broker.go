@@ -107,14 +107,3 @@ func newBookingListener(ctx context.Context, cfg Config, log *slog.Logger) (*lis
 	return nil, fmt.Errorf("unknown broker %q", cfg.Broker)
 }
 
-// both combines two health checks.
-func both(a, b health) health {
-	return func(ctx context.Context) error {
-		for _, h := range []health{a, b} {
-			if err := h(ctx); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-}

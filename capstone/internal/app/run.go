@@ -207,7 +207,7 @@ func wireBookingService(w *wiring) error {
 	if err != nil {
 		return err
 	}
-	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: w.log, BrokerHealth: both(em.Health, l.Health), Group: w.opt.BookingGroup})
+	svc, err := bookingservice.New(store, em, bookingservice.Options{Logger: w.log, BrokerHealth: em.Health, ListenerHealth: l.Health, Group: w.opt.BookingGroup})
 	if err != nil {
 		return err
 	}

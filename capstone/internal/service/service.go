@@ -28,6 +28,11 @@ type Options struct {
 	// BrokerHealth reports whether the broker connection is up, for
 	// /healthz; nil means "assume it is".
 	BrokerHealth func(context.Context) error
+	// ListenerHealth reports whether the service's listener takes and
+	// applies events, for /healthz as "event handling": a listener that
+	// is stuck because the store cannot apply what it delivers is not a
+	// broker that is down. nil means "assume it does".
+	ListenerHealth func(context.Context) error
 	// Outbox tunes the outbox relay of a SQL store.
 	Outbox outbox.Options
 }
@@ -83,6 +88,7 @@ func New(name string, store Store, em msgqueue.Emitter, opt Options) (*Skeleton,
 	s.Route("GET /healthz", httpjson.Health(
 		httpjson.Check{Name: "store", Func: store.Ping},
 		httpjson.Check{Name: "broker", Func: opt.BrokerHealth},
+		httpjson.Check{Name: "event handling", Func: opt.ListenerHealth},
 		httpjson.Check{Name: "event delivery", Func: s.pub.Health},
 	))
 	s.Route("/", s.unrouted)
