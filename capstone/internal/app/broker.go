@@ -106,4 +106,3 @@ func newBookingListener(ctx context.Context, cfg Config, log *slog.Logger) (*lis
 	}
 	return nil, fmt.Errorf("unknown broker %q", cfg.Broker)
 }
-
