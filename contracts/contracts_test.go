@@ -154,6 +154,19 @@ func TestUnwrapRejectsBadEnvelopes(t *testing.T) {
 	}
 }
 
+// TestUnwrapSaysTheValueIsEmpty: a record with no value (a tombstone
+// that kcat -Z or a compacting producer writes) or only white space is
+// refused with an error that says so, not with encoding/json's
+// "unexpected end of JSON input".
+func TestUnwrapSaysTheValueIsEmpty(t *testing.T) {
+	for _, value := range [][]byte{nil, {}, []byte(" \n")} {
+		_, _, err := Unwrap(value)
+		if err == nil || !strings.Contains(err.Error(), "the value is empty") {
+			t.Errorf("Unwrap(%q) = %v, want an error saying the value is empty", value, err)
+		}
+	}
+}
+
 // TestUnwrapAgreesAtTheDepthLimit: encoding/json refuses JSON nested more
 // than 10,000 deep, and the envelope adds one level to its payload, so a
 // payload nested 9,999 deep decodes alone but not in its envelope. Unwrap

@@ -3,6 +3,7 @@ package contracts
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"unicode/utf8"
@@ -46,6 +47,9 @@ func Unwrap(value []byte) (string, Event, error) {
 // unwrap is Unwrap for an envelope of any form: the envelope decoded,
 // then its payload.
 func unwrap(value []byte) (string, Event, error) {
+	if len(bytes.TrimSpace(value)) == 0 {
+		return "", nil, errors.New("decoding envelope: the value is empty (a record with no value, such as a tombstone, carries no event)")
+	}
 	var env Envelope
 	if err := json.Unmarshal(value, &env); err != nil {
 		return "", nil, fmt.Errorf("decoding envelope: %w", err)
