@@ -153,6 +153,9 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if !utf8.Valid(body) {
 		return Errorf(http.StatusBadRequest, "invalid JSON body: it is not valid UTF-8")
 	}
+	if bytes.HasPrefix(body, byteOrderMark) {
+		return Errorf(http.StatusBadRequest, "invalid JSON body: it starts with a byte-order mark (U+FEFF); send the JSON without one")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -171,6 +174,11 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// byteOrderMark is U+FEFF in UTF-8, which some editors and Windows tools
+// put before a file's text. JSON has none (RFC 8259, section 8.1), and
+// encoding/json's own error for it names the character 'ï'.
+var byteOrderMark = []byte("\ufeff")
 
 // readError turns a failure to read the body into the *Error the client
 // gets, if it is still there to get it.

@@ -70,6 +70,7 @@ func TestDecode(t *testing.T) {
 		{"nested name in another case", `{"name":"a","rows":[{"n":1},{"N":2}]}`, 400, `unknown field "N" in rows[1]`},
 		{"duplicate key", `{"name":"a","seats":1,"seats":1000}`, 400, `the key "seats" appears twice`},
 		{"nested duplicate key", `{"rows":[{"n":1,"n":2}]}`, 400, `the key "n" appears twice in rows[0]`},
+		{"byte-order mark", "\ufeff{\"name\":\"a\"}", 400, "starts with a byte-order mark (U+FEFF)"},
 		{"trailing object", `{"name":"a"} {"name":"b"}`, 400, "more data after the object"},
 		{"trailing garbage", `{"name":"a"} ]`, 400, "invalid JSON body"},
 		{"too large", `{"name":"` + strings.Repeat("x", MaxBody) + `"}`, 413, "larger than 65536 bytes"},
