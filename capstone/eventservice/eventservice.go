@@ -219,8 +219,10 @@ func (r eventRequest) validate() error {
 		return errors.New("name is required")
 	case r.LocationID == "" || r.Hall == "":
 		return errors.New("location_id and hall are required")
-	case r.StartDate <= 0:
+	case r.StartDate == 0:
 		return errors.New("start_date is required (Unix seconds)")
+	case r.StartDate < 0:
+		return fmt.Errorf("start_date must be after 1970-01-01 (Unix seconds above 0), got %d", r.StartDate)
 	case r.StartDate > lastDate:
 		return fmt.Errorf("start_date must be at most %d (the end of year 9999), got %d", lastDate, r.StartDate)
 	case r.EndDate < r.StartDate:

@@ -195,6 +195,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 			{"event no name", "POST", "/events", strings.Replace(event(loc.ID, ""), `"Aida"`, `""`, 1), 400, "name is required"},
 			{"event no hall", "POST", "/events", strings.Replace(event(loc.ID, ""), `"Main"`, `""`, 1), 400, "location_id and hall are required"},
 			{"event no start", "POST", "/events", fmt.Sprintf(`{"name":"x","location_id":%q,"hall":"Main"}`, loc.ID), 400, "start_date is required"},
+			{"event start before 1970", "POST", "/events", fmt.Sprintf(`{"name":"x","location_id":%q,"hall":"Main","start_date":-1,"end_date":100}`, loc.ID), 400, "start_date must be after 1970-01-01 (Unix seconds above 0), got -1"},
 			{"event ends before it starts", "POST", "/events", fmt.Sprintf(`{"name":"x","location_id":%q,"hall":"Main","start_date":200,"end_date":100}`, loc.ID), 400, "before start_date"},
 			{"event negative duration", "POST", "/events", event(loc.ID, `,"duration":-5`), 400, "duration -5 is negative"},
 			{"event too large", "POST", "/events", huge, 413, "larger than"},
