@@ -407,7 +407,7 @@ func TestDeadLetterCopyOfFatHeadersFits(t *testing.T) {
 }
 
 // TestEventNameOfAnotherTypeIsNamedInTheReason: an x-event-name header
-// that is there but not a string (bytes, as some clients send text) is
+// that is there but neither a string nor bytes (a number, here) is
 // dead-lettered saying so; it was reported as no header at all.
 func TestEventNameOfAnotherTypeIsNamedInTheReason(t *testing.T) {
 	t.Parallel()
@@ -415,14 +415,14 @@ func TestEventNameOfAnotherTypeIsNamedInTheReason(t *testing.T) {
 	l := e.mustListener(t, contracts.Names())
 	body, _ := json.Marshal(booking("bytes"))
 	err := publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{
-		Headers: amqp.Table{rabbitmq.HeaderEventName: []byte(contracts.EventBookedName)}, MessageId: "bytes", Body: body})
+		Headers: amqp.Table{rabbitmq.HeaderEventName: int64(7)}, MessageId: "bytes", Body: body})
 	if err != nil {
 		t.Fatal(err)
 	}
 	listenInBackground(t, l, func(context.Context, contracts.Event) error { return nil })
 	d := e.deadLetters(t, 1)["bytes"]
 	cause, _ := d.Headers[msgqueue.HeaderError].(string)
-	if d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonMissingName || !strings.Contains(cause, "[]uint8, not a string") {
+	if d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonMissingName || !strings.Contains(cause, "int64, not a string") {
 		t.Errorf("dead-lettered with %v: %q, want %s saying the header is not a string", d.Headers[msgqueue.HeaderReason], cause, msgqueue.ReasonMissingName)
 	}
 }
@@ -540,4 +540,37 @@ func TestForgedDeliveryCountIsNotTrusted(t *testing.T) {
 	if st := l.Stats(); st.DeadLettered != 0 {
 		t.Errorf("a first delivery with a forged x-delivery-count of 50 was dead-lettered before its third delivery (%+v); the count of a delivery that is not a redelivery is 0", st)
 	}
+}
+
+// TestEventNameAsBytesIsRead publishes an event.booked whose x-event-name
+// is a byte array (AMQP field type 'x'), as pika sends a header given as
+// Python bytes: the name is the same, and the event is handled, not
+// dead-lettered as having no name.
+func TestEventNameAsBytesIsRead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, []string{contracts.EventBookedName})
+	body, err := json.Marshal(booking("name-as-bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{
+		Headers:   amqp.Table{rabbitmq.HeaderEventName: []byte(contracts.EventBookedName)},
+		MessageId: "name-as-bytes", Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c callCounter
+	listenInBackground(t, l, c.handler(func(string) error { return nil }))
+	brokertest.Eventually(t, 20*time.Second, func() error {
+		if st := l.Stats(); st.DeadLettered != 0 {
+			t.Fatalf("an event.booked whose %s is a byte array was dead-lettered (%+v)", rabbitmq.HeaderEventName, st)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.calls["name-as-bytes"] != 1 {
+			return fmt.Errorf("the event was handled %d times, want 1", c.calls["name-as-bytes"])
+		}
+		return nil
+	})
 }

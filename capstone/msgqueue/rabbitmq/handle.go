@@ -68,7 +68,7 @@ const maxNameHeader = 255
 // it; else it returns the decoded event for the handler.
 func (s *session) check(ctx context.Context, d amqp.Delivery) (decoded, bool) {
 	l := s.l
-	name, _ := d.Headers[HeaderEventName].(string)
+	name := EventNameOf(d.Headers)
 	if len(name) > maxNameHeader {
 		name = name[:maxNameHeader] // no event is called that: unknown all the same
 	}
@@ -119,7 +119,7 @@ func (s *session) check(ctx context.Context, d amqp.Delivery) (decoded, bool) {
 // by the result.
 func (s *session) apply(ctx context.Context, m decoded) {
 	l, d, log := s.l, m.d, m.log
-	name, _ := d.Headers[HeaderEventName].(string)
+	name := EventNameOf(d.Headers)
 	l.handled.Add(1)
 	err := s.h(ctx, m.ev)
 	if msgqueue.IsUnavailable(err) {

@@ -124,6 +124,21 @@ const DefaultExchange = "events"
 // HeaderEventName is the header that carries the event name.
 const HeaderEventName = "x-event-name"
 
+// EventNameOf returns the event name a message's headers carry: the
+// HeaderEventName header as a string, whether it was sent as a long
+// string (what this package and most clients send) or as a byte array
+// (pika, for a header given as Python bytes); "" for none or any other
+// type.
+func EventNameOf(headers amqp.Table) string {
+	switch v := headers[HeaderEventName].(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return ""
+}
+
 // contentType is the content type of every event.
 const contentType = "application/json"
 

@@ -150,7 +150,7 @@ func (a *AMQP) run(conn *amqp.Connection, deliveries []<-chan amqp.Delivery) {
 // record describes one delivery of a tap queue.
 func (a *AMQP) record(d amqp.Delivery, dead bool) Record {
 	r := Record{Exchange: d.Exchange, RoutingKey: d.RoutingKey, MessageID: d.MessageId, Emitted: time.Now()}
-	name, _ := d.Headers[rabbitmq.HeaderEventName].(string)
+	name := rabbitmq.EventNameOf(d.Headers)
 	if dead {
 		reason, _ := d.Headers[msgqueue.HeaderReason].(string)
 		msg, _ := d.Headers[msgqueue.HeaderError].(string)
