@@ -85,8 +85,10 @@ func TestExerciseStateAsOf(t *testing.T) {
 // TestExerciseReplayAppliesEachOffsetOnce replays the whole log into one
 // projection and then replays it again, as a service does when it restarts
 // with its state intact: the second time apply must apply nothing, and the
-// state and the count of users ever created stay as they were. An event
-// the projection does not know is an error.
+// state and the count of users ever created stay as they were. It does
+// the same with the log's offsets shifted by 100, as a log that retention
+// has trimmed: the projection must remember offsets, not count records.
+// An event the projection does not know is an error.
 func TestExerciseReplayAppliesEachOffsetOnce(t *testing.T) {
 	t.Parallel()
 	trail := writeAndReadBack(t)
@@ -117,6 +119,31 @@ func TestExerciseReplayAppliesEachOffsetOnce(t *testing.T) {
 	}
 	if !maps.Equal(p.users, users) || p.created != created {
 		t.Errorf("replaying the log again changed the state from %s (%d ever created) to %s (%d)", formatUsers(users), created, formatUsers(p.users), p.created)
+	}
+
+	// The offsets of a real log need not start at 0 or follow each other:
+	// retention deletes the oldest records, and compaction and
+	// transactions leave gaps. Replay the same records at offsets 100
+	// higher into a new projection, twice: the second time must apply
+	// nothing either.
+	shifted := make([]record, len(trail))
+	for i, r := range trail {
+		r.Offset += 100
+		shifted[i] = r
+	}
+	fresh := newProjection()
+	first, err := fresh.applyAll(shifted)
+	if err != nil {
+		t.Fatalf("replaying the log at offsets from 100 into a new projection: %v", err)
+	}
+	if first != len(shifted) {
+		t.Errorf("a new projection applied %d of %d records of a log whose offsets start at 100; it has applied nothing yet, so it must apply them all", first, len(shifted))
+	}
+	if second, err := fresh.applyAll(shifted); err != nil {
+		t.Fatalf("replaying the log at offsets from 100 a second time: %v", err)
+	} else if second > 0 {
+		t.Errorf("a log whose offsets start at 100 (as after retention deleted the oldest records), replayed twice into a new projection, had %d of %d records applied a second time. Remember the record's offset + 1 as the partition's next offset (p.next[r.Partition] = r.Offset + 1), not a count of the records applied",
+			second, len(shifted))
 	}
 
 	r := record{Partition: 0, Offset: 1000, Time: day, Event: userMerged{ID: 9}}
