@@ -204,6 +204,11 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	if len(brokers) == 0 {
 		return nil, errors.New("no Kafka broker given: pass -brokers host:port or set KAFKA_BROKERS")
 	}
+	// Check the topic name before connecting: Kafka refuses an empty name
+	// or a bad one only at the first request, with "invalid topic".
+	if !validTopic(*topic) {
+		return nil, fmt.Errorf("-topic must name a topic: 1 to 249 letters, digits, '.', '_' or '-', and not \".\" or \"..\"; got %q", *topic)
+	}
 	moments, err := parseMoments(*asOfList)
 	if err != nil {
 		return nil, err
@@ -230,7 +235,7 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 			return
 		}
 		if err := admin.DeleteTopic(*topic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-			slog.Warn("deleting the topic of an interrupted run", "topic", *topic, "err", err)
+			slog.Warn("the run stopped early and could not delete its topic; the next run deletes it first", "topic", *topic, "err", err)
 		}
 	}()
 
@@ -550,6 +555,19 @@ func clock(t time.Time) string {
 		return t.UTC().Format("15:04")
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// validTopic reports whether Kafka accepts name as a topic name.
+func validTopic(name string) bool {
+	if name == "" || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func ptr(s string) *string { return &s }
