@@ -155,6 +155,18 @@ func runProbed(ctx context.Context, args []string, out io.Writer, ctl ctlFunc, o
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
+	// Check the names before dialing: the broker invents a name for an
+	// empty queue (amq.gen-...), the empty exchange is its default one, and
+	// names that start with "amq." are its own. Any of them would fail the
+	// run halfway, after declaring (and leaving) the rest.
+	switch {
+	case *exchange == "" || strings.HasPrefix(*exchange, "amq."):
+		return fmt.Errorf("-exchange must name an exchange of the lab's own: not empty, and not starting with \"amq.\", which the broker reserves; got %q", *exchange)
+	case *queue == "" || strings.HasPrefix(*queue, "amq."):
+		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", *queue)
+	case *connName == "":
+		return errors.New("-conn-name must not be empty: it begins the names under which the broker lists the lab's connections, and the lab finds them to close")
+	}
 	// The environment supplies the URL unless -url does; the fallback is
 	// applied here, not as the flag's default, so that -h never prints a
 	// password from AMQP_URL.

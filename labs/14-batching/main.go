@@ -46,6 +46,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -137,6 +138,16 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	// Check the names before dialing: the broker invents a name for an
+	// empty queue (amq.gen-...), the empty exchange is its default one, and
+	// names that start with "amq." are its own. Any of them would fail the
+	// run halfway, after declaring (and leaving) the rest.
+	switch {
+	case *exchange == "" || strings.HasPrefix(*exchange, "amq."):
+		return fmt.Errorf("-exchange must name an exchange of the lab's own: not empty, and not starting with \"amq.\", which the broker reserves; got %q", *exchange)
+	case *queue == "" || strings.HasPrefix(*queue, "amq."):
+		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", *queue)
 	}
 	// The environment supplies the URL unless -url does; the fallback is
 	// applied here, not as the flag's default, so that -h never prints a
