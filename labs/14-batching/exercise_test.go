@@ -204,6 +204,91 @@ func TestExerciseGroupCommitWaitsAtMostMaxWait(t *testing.T) {
 	}
 }
 
+// TestExerciseGroupCommitWaitIsFromTheFirstRequest sends a booking every
+// maxWait/2 for 2 s to a committer that would take 100 at once: maxWait is
+// measured from the first request of a batch, so the first answer must come
+// after about maxWait, not when the trickle stops. The margins are wide:
+// maxWait is 200 ms, and the first answer may take up to 1 s.
+func TestExerciseGroupCommitWaitIsFromTheFirstRequest(t *testing.T) {
+	t.Parallel()
+	const maxWait, every, n = 200 * time.Millisecond, 100 * time.Millisecond, 20
+	db, w := watchedStore(t, n)
+	reqs := w.requests("t", slices.Repeat([]int{1}, n)...)
+	c := &committer{db: db, requests: make(chan request), maxBatch: 100, maxWait: maxWait, reserve: w.reserve}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.run(ctx) }()
+
+	// Trickle: one request, then one more at every tick, each taken by the
+	// committer before the next.
+	sent := make(chan time.Time, 1) // when the committer took the first
+	trickled := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for i, r := range reqs {
+			if i > 0 {
+				<-tick.C
+			}
+			select {
+			case c.requests <- r:
+			case <-ctx.Done():
+				trickled <- fmt.Errorf("the committer did not take %s: %w", r.b.id, ctx.Err())
+				return
+			}
+			if i == 0 {
+				sent <- time.Now()
+			}
+		}
+		trickled <- nil
+	}()
+
+	var start time.Time
+	select {
+	case start = <-sent:
+	case err := <-stopped:
+		if errors.Is(err, labkit.ErrTODO) {
+			t.Fatal(err)
+		}
+		t.Fatalf("run returned %v before it took the first request", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the committer did not take the first request within 10 s: it must receive from c.requests")
+	}
+	select {
+	case res := <-reqs[0].reply:
+		if errors.Is(res.err, labkit.ErrTODO) {
+			t.Fatal(res.err)
+		}
+		if took := time.Since(start); took > 5*maxWait {
+			t.Errorf("with a booking arriving every %v, the first one was answered after %v; maxWait is %v: measure maxWait from the first request of the batch (start the timer once, when it arrives), not from the latest (a timer Reset at every arrival keeps the batch open as long as requests trickle in)",
+				every, took.Round(time.Millisecond), maxWait)
+		}
+		if res.err != nil || !res.booked {
+			t.Errorf("%s was answered booked=%t, %v; want booked", reqs[0].b.id, res.booked, res.err)
+		}
+	case err := <-stopped:
+		t.Fatalf("run returned %v while %s waited for its answer", err, reqs[0].b.id)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s has no answer 20 s after the committer took it, with maxWait %v: stop collecting once maxWait has passed since the first request of the batch", reqs[0].b.id, maxWait)
+	}
+
+	// The rest is answered too, and run stops once c.requests is closed.
+	if err := <-trickled; err != nil {
+		t.Fatal(err)
+	}
+	awaitAnswers(t, reqs[1:], stopped, w)
+	close(c.requests)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("run returned %v after c.requests was closed; want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("run did not return within 10 s of c.requests being closed")
+	}
+}
+
 // TestExerciseGroupCommitFinishesOnClose sends five bookings to a committer
 // that would wait a minute for more, and closes c.requests at once: run
 // must write and answer the five, then return nil.
@@ -315,7 +400,17 @@ func TestExerciseGroupCommitFailsTheWholeBatch(t *testing.T) {
 			t.Errorf("run returned %v after c.requests was closed; want nil: a failed batch is answered, not the end of the committer", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Errorf("run did not return within 10 s of c.requests being closed")
+		t.Fatalf("run did not return within 10 s of c.requests being closed")
+	}
+
+	// c.sizes holds the committed batches only, as the database saw them.
+	commits := w.commits()
+	sizes := make([]int, len(commits))
+	for i, b := range commits {
+		sizes[i] = len(b)
+	}
+	if !slices.Equal(c.sizes, sizes) {
+		t.Errorf("c.sizes is %v, but the database saw batches of %v commit (the one that held b-0010 rolled back): append the size of a batch only once its commit succeeded", c.sizes, sizes)
 	}
 }
 
