@@ -422,33 +422,40 @@ func (l *lab) drainWindows(ctx context.Context, total int) (drained, error) {
 		}
 		settled += len(window)
 
-		// Apply every processable delivery in one transaction. A poison
-		// message is set aside: it must not fail its neighbours.
-		tx, err := l.db.BeginTx(ctx, nil)
-		if err != nil {
-			return r, fmt.Errorf("beginning a transaction for %d deliveries: %w", len(window), err)
-		}
+		// Set the poison aside: it must not fail its neighbours.
 		var good, poison []amqp.Delivery
-		var ids []string
+		var events []*contracts.EventBooked
 		for _, d := range window {
 			ev, err := decodeBooking(d)
 			if err != nil {
 				poison = append(poison, d)
 				continue
 			}
-			if err := apply(ctx, tx, d.MessageId, ev); err != nil {
-				_ = tx.Rollback()
-				return r, err
-			}
 			good = append(good, d)
-			ids = append(ids, d.MessageId)
+			events = append(events, ev)
 		}
-		l.observe(stepBeforeCommit, report{ids: ids, last: settled == total})
-		if err := tx.Commit(); err != nil {
-			return r, fmt.Errorf("committing %d deliveries: %w", len(good), err)
+		// Apply every processable delivery in one transaction. A window
+		// of poison alone has nothing to store, and costs no commit.
+		if len(good) > 0 {
+			tx, err := l.db.BeginTx(ctx, nil)
+			if err != nil {
+				return r, fmt.Errorf("beginning a transaction for %d deliveries: %w", len(good), err)
+			}
+			ids := make([]string, len(good))
+			for i, d := range good {
+				if err := apply(ctx, tx, d.MessageId, events[i]); err != nil {
+					_ = tx.Rollback()
+					return r, err
+				}
+				ids[i] = d.MessageId
+			}
+			l.observe(stepBeforeCommit, report{ids: ids, last: settled == total})
+			if err := tx.Commit(); err != nil {
+				return r, fmt.Errorf("committing %d deliveries: %w", len(good), err)
+			}
+			r.transactions++
+			r.applied += len(good)
 		}
-		r.transactions++
-		r.applied += len(good)
 
 		// Settle the window, now that it is durable. Reject the poison
 		// first, each alone: the multiple ack below settles every

@@ -316,6 +316,31 @@ func TestKeep(t *testing.T) {
 	}
 }
 
+// TestPoisonAloneInAWindowCommitsNothing drains with -prefetch 1, so that
+// the poison message fills a window on its own: that window has nothing to
+// store, and must cost no transaction (an empty BEGIN/COMMIT is still an
+// fsync). 20 messages, 20 transactions.
+func TestPoisonAloneInAWindowCommitsNothing(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	exchange := brokertest.Name(t, "events")
+	queue := brokertest.Name(t, "lab14")
+	dir := t.TempDir()
+	deleteAfter(t, rabbit.URL, exchange, queue)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange, "-queue", queue, "-n", "20", "-prefetch", "1", "-dir", dir}, &out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	want := "  per prefetch window: a transaction and one multiple-ack per window: 20 applied in 20 transactions, 20 acks; rejected alone: drain-window-poison\n"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("with -prefetch 1 the output has no line %q: a window that holds only the poison message must commit no transaction\n%s", want, out.String())
+	}
+	checkGone(t, rabbit.URL, exchange, queue)
+}
+
 // TestInterruptStopsCleanly cancels the context, as Ctrl-C does, as the
 // group committer starts, and while the windowed consumer holds a window
 // it has not committed: run returns the cancellation and deletes the
