@@ -12,7 +12,7 @@
 // classic queue bound to a durable topic exchange of the lab's own,
 // lab13.events, not the capstone's "events" (whose durable BookingService
 // queue would collect the lab's made-up bookings). It finishes by itself in
-// a few seconds and deletes the queue and the exchange unless -keep is given.
+// about ten seconds and deletes the queue and the exchange unless -keep is given.
 // Ctrl-C stops it cleanly at any point.
 //
 // Usage:
