@@ -52,7 +52,11 @@ cleanup() {
 trap cleanup EXIT
 # -p 4: while one package waits for a private container to start, others
 # run.
-flags=(-race -count=1 -v -p 4 "$@")
+# TestTryThisSafeByHand runs an edited copy of lab 13 with go run, and
+# that program reaches rabbitmqctl only on this machine, not in a
+# container: it checks a step of the chapter, not the container path, and
+# runs with the rest in scripts/test.sh.
+flags=(-race -count=1 -v -p 4 -skip '^TestTryThisSafeByHand$' "$@")
 start=$(date +%s)
 status=0
 go test "${flags[@]}" "${pkgs[@]}" >"$log" 2>&1 || status=$?
