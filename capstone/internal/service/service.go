@@ -147,6 +147,13 @@ func (s *Skeleton) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// A request without a path matches no pattern, not even the
+	// catch-all "/" (a CONNECT names a host and port instead), and would
+	// get the mux's own text/plain 404.
+	if !strings.HasPrefix(r.URL.Path, "/") {
+		httpjson.WriteError(w, r, s.Log, httpjson.NotFound(w, r))
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,25 @@ func TestRoutes(t *testing.T) {
 			!strings.Contains(rec.Body.String(), tc.method+" is not allowed on "+tc.path) {
 			t.Errorf("%s %s answered %d %s with Allow %q, want 405 and Allow %q", tc.method, tc.path, rec.Code, rec.Body, rec.Header().Get("Allow"), tc.allow)
 		}
+	}
+}
+
+// TestConnectIsAJSON404: a CONNECT names a host and port, not a path, so
+// net/http's mux matched no route, not even the catch-all, and answered
+// its own text/plain "404 page not found".
+func TestConnectIsAJSON404(t *testing.T) {
+	sk, err := New("svc", store{}, &servicetest.Emitter{}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Method, req.URL, req.RequestURI = http.MethodConnect, &url.URL{Host: "x:1"}, "x:1" // as net/http reads "CONNECT x:1 HTTP/1.1"
+	sk.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNotFound || !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") ||
+		!strings.Contains(rec.Body.String(), `"error"`) {
+		t.Errorf("CONNECT x:1 answered %d %q (%s), want a JSON 404", rec.Code, rec.Body, rec.Header().Get("Content-Type"))
 	}
 }
 
