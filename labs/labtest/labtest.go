@@ -7,7 +7,8 @@
 // Everything else must match exactly, line by line.
 //
 // It also checks that a lab refuses bad flags before it dials
-// (RefusedBeforeDialing).
+// (RefusedBeforeDialing for RabbitMQ, RefusedBeforeDialingKafka for
+// Kafka).
 package labtest
 
 import (
@@ -18,6 +19,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -171,10 +173,32 @@ type BadFlags struct {
 // dialed (a dial would fail with the connection error instead).
 func RefusedBeforeDialing(t *testing.T, run func(ctx context.Context, args []string, out io.Writer) error, cases ...BadFlags) {
 	t.Helper()
+	refusedBefore(t, run, []string{"-url", "amqp://guest:guest@127.0.0.1:1/"}, cases)
+}
+
+// RefusedBeforeDialingKafka is RefusedBeforeDialing for a Kafka lab: each
+// command line runs with -brokers pointing at a port nobody listens on, so
+// a flag that is not refused before connecting fails with "no broker
+// answers" instead of its Want.
+func RefusedBeforeDialingKafka(t *testing.T, run func(ctx context.Context, args []string, out io.Writer) error, cases ...BadFlags) {
+	t.Helper()
+	refusedBefore(t, run, []string{"-brokers", "127.0.0.1:1"}, cases)
+}
+
+// refusedBefore runs each command line after nowhere, the flag that points
+// the lab at a broker that is not there, and requires an error containing
+// its Want; a refused command line prints nothing.
+func refusedBefore(t testing.TB, run func(ctx context.Context, args []string, out io.Writer) error, nowhere []string, cases []BadFlags) {
+	t.Helper()
 	for _, tc := range cases {
-		args := append([]string{"-url", "amqp://guest:guest@127.0.0.1:1/"}, tc.Args...)
-		if err := run(t.Context(), args, io.Discard); err == nil || !strings.Contains(err.Error(), tc.Want) {
+		args := append(slices.Clone(nowhere), tc.Args...)
+		var out bytes.Buffer
+		err := run(t.Context(), args, &out)
+		switch {
+		case err == nil || !strings.Contains(err.Error(), tc.Want):
 			t.Errorf("run %q = %v, want an error containing %q", tc.Args, err, tc.Want)
+		case out.Len() > 0:
+			t.Errorf("run %q printed %q before it refused the flags", tc.Args, out.String())
 		}
 	}
 }

@@ -1,6 +1,11 @@
 package labtest
 
 import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,4 +56,55 @@ func TestExpectedOutput(t *testing.T) {
 	if _, err := ExpectedOutput(path); err == nil {
 		t.Fatal("a file without an expected-output block gave no error")
 	}
+}
+
+// TestRefusedBeforeDialingKafka runs the Kafka variant against a fake lab
+// that refuses -topic events before it dials and "dials" otherwise: the
+// refusal passes, and a flag the lab lets through to the dial fails the
+// check, as does a lab that prints before it refuses.
+func TestRefusedBeforeDialingKafka(t *testing.T) {
+	lab := func(printFirst bool) func(ctx context.Context, args []string, out io.Writer) error {
+		return func(ctx context.Context, args []string, out io.Writer) error {
+			fs := flag.NewFlagSet("lab", flag.ContinueOnError)
+			brokers := fs.String("brokers", "", "")
+			topic := fs.String("topic", "lab.events", "")
+			if err := fs.Parse(args); err != nil {
+				return err
+			}
+			if printFirst {
+				fmt.Fprintln(out, "brokers:", *brokers)
+			}
+			if *topic == "events" {
+				return errors.New("-topic events is the capstone's topic")
+			}
+			return fmt.Errorf("connecting to Kafka at %s: no broker answers", *brokers)
+		}
+	}
+	RefusedBeforeDialingKafka(t, lab(false), BadFlags{Args: []string{"-topic", "events"}, Want: "capstone's topic"})
+
+	for name, tc := range map[string]struct {
+		run  func(ctx context.Context, args []string, out io.Writer) error
+		args []string
+	}{
+		"let through to the dial": {lab(false), []string{"-topic", ""}},
+		"printed before refusing": {lab(true), []string{"-topic", "events"}},
+	} {
+		rec := &recorder{TB: t}
+		refusedBefore(rec, tc.run, []string{"-brokers", "127.0.0.1:1"}, []BadFlags{{Args: tc.args, Want: "capstone's topic"}})
+		if len(rec.errors) == 0 {
+			t.Errorf("%s: the check passed", name)
+		}
+	}
+}
+
+// recorder keeps the failures a check reports instead of failing the test.
+type recorder struct {
+	testing.TB
+	errors []string
+}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
 }
