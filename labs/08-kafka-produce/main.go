@@ -18,7 +18,8 @@
 //
 // The topic is the lab's own, lab08.events, not the capstone's "events":
 // BookingService rebuilds its state by replaying "events", and pointed at
-// the same Kafka it would apply the lab's ~40,000 made-up bookings as well.
+// the same Kafka it would apply the lab's ~40,000 made-up bookings as well,
+// so -topic events is refused.
 // The topic is deleted at the end, also on Ctrl-C, unless -keep is given;
 // kept, it is used as it is by the next run, whose offsets carry on.
 package main
@@ -44,6 +45,11 @@ import (
 
 // defaultBrokers is the local development Kafka.
 const defaultBrokers = "127.0.0.1:9092"
+
+// capstoneTopic is the capstone's Kafka topic (DefaultTopic in
+// capstone/msgqueue/kafka), which BookingService replays to rebuild its
+// state: the lab refuses to write to it or delete it.
+const capstoneTopic = "events"
 
 // demoKeys are the event IDs the SyncProducer demo books, twice each. The
 // record key decides the partition: metallica and muse happen to share one.
@@ -91,6 +97,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *partitions < 1 || *n < 1 {
 		return fmt.Errorf("-partitions and -n must be at least 1")
+	}
+	// Refuse the capstone's topic and an empty name before connecting:
+	// the broker would only refuse the empty name once the run is under
+	// way, and it would accept "events".
+	switch *topic {
+	case "":
+		return errors.New("-topic is empty: give the lab's topic a name, such as lab08.events")
+	case capstoneTopic:
+		return fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays: give the lab a topic of its own, such as lab08.events", capstoneTopic)
 	}
 	// The environment supplies the brokers unless -brokers does.
 	if *brokerList == "" {
