@@ -20,8 +20,10 @@
 // BookingService rebuilds its state by replaying "events", and pointed at
 // the same Kafka it would apply the lab's ~40,000 made-up bookings as well,
 // so -topic events is refused.
-// The topic is deleted at the end, also on Ctrl-C, unless -keep is given;
-// kept, it is used as it is by the next run, whose offsets carry on.
+// A topic the run created is deleted at the end, also on Ctrl-C, unless
+// -keep is given. A topic that already existed (kept by an earlier run, or
+// someone else's) is used as it is and left in place: the lab deletes only
+// what it made.
 package main
 
 import (
@@ -82,10 +84,10 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("08-kafka-produce", flag.ContinueOnError)
 	brokerList := fs.String("brokers", "", "Kafka bootstrap brokers, comma-separated (default $KAFKA_BROKERS, else "+defaultBrokers+")")
-	topic := fs.String("topic", "lab08.events", "name of the topic to create (if missing), write to, and delete at the end unless -keep")
+	topic := fs.String("topic", "lab08.events", "name of the topic to create (if missing) and write to; a topic this run created is deleted at the end unless -keep")
 	partitions := fs.Int("partitions", 4, "partition count for the topic, if this run creates it")
 	n := fs.Int("n", 20000, "bookings to send with each producer for the throughput comparison")
-	keep := fs.Bool("keep", false, "keep the topic at the end instead of deleting it; the next run appends to it")
+	keep := fs.Bool("keep", false, "keep the topic at the end instead of deleting it; the next run appends to it and leaves it in place")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -155,21 +157,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	// Create the topic explicitly: an Apache Kafka broker may auto-create it
 	// with its own defaults on first use, the embedded one does not at all.
-	// A topic that already exists keeps its partition count.
+	// A topic that already exists keeps its partition count, and what is
+	// on it: this run did not make it, so it does not delete it either.
 	err = admin.CreateTopic(*topic, &sarama.TopicDetail{
 		NumPartitions:     int32(*partitions),
 		ReplicationFactor: -1, // the broker's default.replication.factor
 	}, false /* validate only */)
+	created := err == nil
 	switch {
-	case err == nil:
+	case created:
 		slog.Info("created topic", "topic", *topic, "partitions", *partitions)
 	case errors.Is(err, sarama.ErrTopicAlreadyExists):
-		slog.Info("topic already exists; keeping it as it is", "topic", *topic)
+		slog.Info("topic already exists; keeping it as it is, and leaving it at the end", "topic", *topic)
 	default:
 		return fmt.Errorf("creating topic %s: %w", *topic, err)
 	}
-	// Whatever happens below, delete the topic when we leave, unless -keep.
-	deleted := *keep
+	// Whatever happens below, delete the topic when we leave if this run
+	// created it, unless -keep.
+	deleted := *keep || !created
 	defer func() {
 		if !deleted {
 			if err := admin.DeleteTopic(*topic); err != nil {
@@ -235,10 +240,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "  AsyncProducer  %.2fs  %.0f msg/s\n", asyncElapsed.Seconds(), asyncRate)
 	fmt.Fprintf(out, "  the AsyncProducer was %.1f times as fast\n", asyncRate/syncRate)
 
-	// Delete the topic and everything in it, unless -keep.
+	// Delete the topic and everything in it if this run created it,
+	// unless -keep.
 	fmt.Fprintln(out)
-	if *keep {
-		fmt.Fprintf(out, "kept topic %s (-keep): the next run appends to it, a run without -keep deletes it\n", *topic)
+	switch {
+	case *keep:
+		fmt.Fprintf(out, "kept topic %s (-keep): the next run appends to it and leaves it in place\n", *topic)
+		return nil
+	case !created:
+		fmt.Fprintf(out, "left topic %s in place: it existed before this run, which deletes only a topic it created\n", *topic)
 		return nil
 	}
 	deleted = true

@@ -47,7 +47,7 @@ func TestProduce(t *testing.T) {
 	if err := run(ctx, []string{"-brokers", brokers, "-topic", topic, "-n", strconv.Itoa(n), "-keep"}, &out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
-	kept := fmt.Sprintf("\nkept topic %s (-keep): the next run appends to it, a run without -keep deletes it\n", topic)
+	kept := fmt.Sprintf("\nkept topic %s (-keep): the next run appends to it and leaves it in place\n", topic)
 	if !strings.HasSuffix(out.String(), kept) {
 		t.Errorf("the output of a run with -keep does not end with %q:\n%s", kept, out.String())
 	}
@@ -140,7 +140,8 @@ func TestCleanup(t *testing.T) {
 // TestExistingTopicAndRerun pre-creates the topic with 3 partitions: the
 // program keeps it as it is, says 3, and a second run with -keep prints the
 // same lines as the first with only the offsets grown. A last run without
-// -keep deletes it.
+// -keep leaves it in place with everything on it: the run did not create
+// it, and a lab deletes only what it made.
 func TestExistingTopicAndRerun(t *testing.T) {
 	t.Parallel()
 	kafka := brokertest.Kafka(t)
@@ -176,7 +177,14 @@ func TestExistingTopicAndRerun(t *testing.T) {
 	if err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-n", "10"}, &out); err != nil {
 		t.Fatalf("run without -keep: %v\n%s", err, out.String())
 	}
-	waitTopicGone(t, kafka.Brokers, topic, "after a run without -keep")
+	left := fmt.Sprintf("\nleft topic %s in place: it existed before this run, which deletes only a topic it created\n", topic)
+	if !strings.HasSuffix(out.String(), left) {
+		t.Errorf("the output of a run without -keep on an existing topic does not end with %q:\n%s", left, out.String())
+	}
+	records, _ = consumeAll(t, kafka.Brokers, topic)
+	if want := 2*(2*len(demoKeys)+2*50) + 2*len(demoKeys) + 2*10; len(records) != want {
+		t.Errorf("after a run without -keep the existing topic holds %d records, want all %d written to it", len(records), want)
+	}
 }
 
 // TestUnreachableBroker checks that a Kafka that is not there gives one
@@ -237,6 +245,32 @@ func TestInterrupt(t *testing.T) {
 		t.Errorf("the interrupted run went on to the throughput lines:\n%s", out.String())
 	}
 	waitTopicGone(t, kafka.Brokers, topic, "after the interrupted run")
+}
+
+// TestInterruptLeavesAnExistingTopic: Ctrl-C in a run on a topic that
+// existed before it leaves the topic and what was on it.
+func TestInterruptLeavesAnExistingTopic(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	topic := brokertest.Name(t, "events")
+	createTopic(t, kafka.Brokers, topic, 3)
+	t.Cleanup(func() { deleteTopic(t, kafka.Brokers, topic) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := &labtest.CancelOn{Marker: "SyncProducer, one booking at a time", Cancel: cancel}
+	err := run(ctx, []string{"-brokers", strings.Join(kafka.Brokers, ","), "-topic", topic, "-n", "100000"}, out)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want the cancellation\noutput:\n%s", err, out.String())
+	}
+	admin := newAdmin(t, kafka.Brokers)
+	defer admin.Close()
+	topics, err := admin.ListTopics()
+	if err != nil {
+		t.Fatalf("listing topics: %v", err)
+	}
+	if _, ok := topics[topic]; !ok {
+		t.Errorf("the interrupted run deleted topic %s, which existed before it", topic)
+	}
 }
 
 // BenchmarkProducers measures both producers in the same run, one booking
