@@ -23,7 +23,7 @@
 //	go run ./labs/10-offset-replay [-brokers 127.0.0.1:9092] [-topic lab10.bookings] [-group lab10.projector] [-keep]
 //
 // The topic and the group are deleted at the end unless -keep is given,
-// also when Ctrl-C stops the run.
+// also when Ctrl-C stops the run. The capstone's topic, events, is refused.
 package main
 
 import (
@@ -52,6 +52,11 @@ import (
 
 // defaultBrokers is the local development Kafka.
 const defaultBrokers = "127.0.0.1:9092"
+
+// capstoneTopic is the capstone's Kafka topic (DefaultTopic in
+// capstone/msgqueue/kafka), which BookingService replays to rebuild its
+// state: the lab, which deletes and recreates its topic, refuses it.
+const capstoneTopic = "events"
 
 // partitions is the partition count of the lab's topic.
 const partitions = 2
@@ -97,6 +102,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	// Refuse the capstone's topic and empty names before connecting: the
+	// broker would refuse an empty group only at part 2a, after the
+	// produce and the replay, and it would accept "events".
+	switch {
+	case *topic == "":
+		return errors.New("-topic is empty: give the lab's topic a name, such as lab10.bookings")
+	case *topic == capstoneTopic:
+		return fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays, and this lab deletes and recreates its topic: give it a topic of its own, such as lab10.bookings", capstoneTopic)
+	case *group == "":
+		return errors.New("-group is empty: give the consumer group of part 2a a name, such as lab10.projector")
 	}
 	// The environment supplies the brokers unless -brokers does.
 	if *brokerList == "" {
