@@ -19,7 +19,7 @@
 //	go run ./labs/11-consumer-groups [-brokers 127.0.0.1:9092] [-topic lab11.orders] [-group lab11] [-keep]
 //
 // The topic and both groups are deleted at the end unless -keep is given,
-// also when Ctrl-C stops the run.
+// also when Ctrl-C stops the run. The capstone's topic, events, is refused.
 package main
 
 import (
@@ -43,6 +43,7 @@ import (
 
 const (
 	defaultBrokers = "127.0.0.1:9092" // the local development Kafka
+	capstoneTopic  = "events"         // the capstone's topic (capstone/msgqueue/kafka), which the lab never deletes
 	partitions     = 4                // partitions of the lab's topic
 	firstBatch     = 12               // messages produced before member-2 leaves
 	secondBatch    = 8                // messages produced after it left
@@ -96,6 +97,17 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
+	}
+	// Refuse the capstone's topic and empty names before connecting: the
+	// lab deletes and recreates its topic, and the broker would refuse an
+	// empty topic name only once the run is under way.
+	switch {
+	case *topic == "":
+		return nil, errors.New("-topic is empty: give the lab's topic a name, such as lab11.orders")
+	case *topic == capstoneTopic:
+		return nil, fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays, and this lab deletes and recreates its topic: give it a topic of its own, such as lab11.orders", capstoneTopic)
+	case *groupPrefix == "":
+		return nil, errors.New("-group is empty: give the prefix of the lab's two groups a name, such as lab11")
 	}
 	// The environment supplies the brokers unless -brokers does.
 	if *brokerList == "" {
