@@ -438,15 +438,15 @@ func readFrom(ctx context.Context, client sarama.Client, topic string, from map[
 
 // memberHandler is the sarama.ConsumerGroupHandler of one group member.
 // It processes records below its goal offset per partition and tells the
-// caller when every partition reached its goal.
+// caller when every partition reached its goal, or when processing failed.
 type memberHandler struct {
-	goal map[int32]int64 // process offsets below this, per partition
-	done chan int32      // a partition reached its goal
+	goal   map[int32]int64 // process offsets below this, per partition
+	done   chan int32      // a partition reached its goal
+	failed chan error      // a record could not be processed (buffered, 1)
 
-	mu        sync.Mutex
-	reached   map[int32]bool
-	res       result
-	processed error // the first processing error
+	mu      sync.Mutex
+	reached map[int32]bool
+	res     result
 }
 
 func (h *memberHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
@@ -482,10 +482,16 @@ func (h *memberHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sar
 			r, err := apply(h.res.state, m)
 			if err == nil {
 				h.res.records = append(h.res.records, r)
-			} else if h.processed == nil {
-				h.processed = err
 			}
 			h.mu.Unlock()
+			if err != nil {
+				// ...and if that fails, stop without marking: the
+				// committed offset stays at this record, so a restarted
+				// member reads it again instead of skipping it. The
+				// error ends the session of every partition.
+				h.fail(err)
+				return err
+			}
 			// ...then mark and commit. A crash between the two processes
 			// this record again on restart: at least once, never lost.
 			// MarkMessage stores offset+1, the next offset to read.
@@ -497,6 +503,15 @@ func (h *memberHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sar
 		case <-sess.Context().Done():
 			return nil
 		}
+	}
+}
+
+// fail reports the first processing error to the caller; a member that
+// rejoins meets the same record again, and its error is dropped.
+func (h *memberHandler) fail(err error) {
+	select {
+	case h.failed <- err:
+	default:
 	}
 }
 
@@ -527,7 +542,7 @@ func runGroupMember(ctx context.Context, brokers []string, group, topic string, 
 	}
 	defer member.Close()
 
-	h := &memberHandler{goal: until, done: make(chan int32, partitions),
+	h := &memberHandler{goal: until, done: make(chan int32, partitions), failed: make(chan error, 1),
 		reached: map[int32]bool{}, res: result{state: state{}, startedAt: map[int32]int64{}}}
 	var groupErr error
 	var errs sync.WaitGroup
@@ -563,6 +578,8 @@ func runGroupMember(ctx context.Context, brokers []string, group, topic string, 
 		select {
 		case <-h.done:
 			reached++
+		case err := <-h.failed:
+			return result{}, fmt.Errorf("group %s stopped at a record it could not process, and left it unmarked: %w", group, err)
 		case err := <-consumed:
 			return result{}, fmt.Errorf("consuming %s in group %s: %w", topic, group, err)
 		case <-timeout.C:
@@ -585,7 +602,7 @@ func runGroupMember(ctx context.Context, brokers []string, group, topic string, 
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.res, h.processed
+	return h.res, nil
 }
 
 // checkpoint is what the self-storing consumer keeps: its state and, in the

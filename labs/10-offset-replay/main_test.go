@@ -292,6 +292,51 @@ func TestGroupResumesAfterLastProcessed(t *testing.T) {
 	}
 }
 
+// TestGroupDoesNotCommitAFailedRecord puts a record that does not decode
+// at partition 0 offset 0: the member must stop with the processing error
+// and leave that record unmarked, so the group's committed offset of
+// partition 0 stays where it was (nothing committed), and a restarted
+// member meets the record again instead of skipping it.
+func TestGroupDoesNotCommitAFailedRecord(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	client, admin := ownClient(t, kafka.Brokers)
+	topic := newTopic(t, client, admin)
+	group := brokertest.Name(t, "lab10-group")
+	t.Cleanup(func() { _ = admin.DeleteConsumerGroup(group) })
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	if _, off, err := producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: 0, Value: sarama.StringEncoder("not an envelope")}); err != nil || off != 0 {
+		t.Fatalf("producing the broken record: offset %d, %v", off, err)
+	}
+	produce(t, client, topic, map[int32]int{0: 2, 1: 2})
+	end, err := endOffsets(client, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	for _, member := range []string{"member 1", "member 2, a restart,"} {
+		res, err := runGroupMember(ctx, kafka.Brokers, group, topic, end)
+		if err == nil {
+			t.Errorf("%s processed %v and returned no error; the record at partition 0 offset 0 does not decode", member, res.records)
+		} else if !strings.Contains(err.Error(), "/0 offset 0") {
+			t.Errorf("%s failed with %q, want the processing error of partition 0 offset 0", member, err)
+		}
+		committed, err := committedOffsets(admin, group, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if off, ok := committed[0]; ok && off != -1 {
+			t.Fatalf("after %s failed to process partition 0 offset 0, the group committed p0=%d; want nothing committed: mark a record only after processing it", member, off)
+		}
+	}
+}
+
 // TestOffsetZeroAfterDeleteRecords: once the start of the log is gone,
 // offset 0 is out of range, a stored offset below the new start too, and
 // OffsetOldest starts at the first surviving record.
