@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -158,6 +159,59 @@ func TestExerciseProduceAsyncDeliversEveryBooking(t *testing.T) {
 	}
 	checkOnePartitionInOrder(t, records, want)
 	t.Logf("produceAsync sent %d bookings in %v", n, res.took)
+}
+
+// TestExerciseProduceAsyncCountsFailures sets Producer.MaxMessageBytes to
+// 100, less than any booking: the producer refuses every one of them on
+// Errors() and none reaches Successes(). produceAsync must read the
+// refusals as results, return soon, and return an error that counts them.
+func TestExerciseProduceAsyncCountsFailures(t *testing.T) {
+	t.Parallel()
+	kafka := brokertest.Kafka(t)
+	topic := brokertest.Name(t, "events")
+	createTopic(t, kafka.Brokers, topic, 4)
+	t.Cleanup(func() { deleteTopic(t, kafka.Brokers, topic) })
+	const n = 50
+
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Return.Errors = true
+	cfg.Producer.MaxMessageBytes = 100 // every booking is larger
+	producer, err := sarama.NewAsyncProducer(kafka.Brokers, cfg)
+	if err != nil {
+		t.Fatalf("creating the AsyncProducer: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := produceAsync(ctx, producer, topic, "ex", n)
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		// Still blocked. Closing the producer now could make a send on
+		// Input panic, so leave it to the end of the test binary.
+		cancel()
+		t.Fatalf("produceAsync has not returned after 10 s, and the producer refused all %d bookings (they are larger than Producer.MaxMessageBytes): a refused booking comes back on p.Errors(), not p.Successes(), so read both and count a result from either", n)
+	}
+	if errors.Is(err, labkit.ErrTODO) {
+		_ = producer.Close()
+		t.Fatal(err)
+	}
+	if unread := closeAndCount(producer); unread > 0 {
+		t.Errorf("produceAsync returned with %d of %d refusals still unread on p.Errors(): wait for the result of every booking before returning", unread, n)
+	}
+	switch {
+	case err == nil:
+		t.Errorf("produceAsync returned no error, but the producer refused all %d bookings on p.Errors(): return an error that says how many failed", n)
+	case errors.Is(err, context.Canceled):
+		t.Errorf("produceAsync returned %q, but nothing cancelled it: the refusals on p.Errors() are results too", err)
+	case !regexp.MustCompile(fmt.Sprintf(`\b%d\b`, n)).MatchString(err.Error()):
+		t.Errorf("produceAsync returned %q, which does not say how many bookings failed (all %d): count the errors you read from p.Errors() and put the count in the error", err, n)
+	}
 }
 
 // TestExerciseProduceAsyncStopsOnCtrlC interrupts produceAsync while its
