@@ -88,17 +88,79 @@ func TestExerciseSelfStoredResumesExactly(t *testing.T) {
 	}
 }
 
-// TestExerciseSelfStoredSavesAfterEveryRecord puts a record that does not
-// decode at partition 0 offset 3: processing fails there, as a crash
-// would stop the consumer. The checkpoint must already hold what was
-// processed before it (next offset 3, and the seats of offsets 0 to 2),
-// and a second run must fail at the same record, not skip it.
+// TestExerciseSelfStoredSavesAfterEveryRecord checks the checkpoint while
+// the run is still going: runSelfStored processes partition 0 offsets 0 to
+// 2 and then waits for offset 3, which does not exist yet. By then the
+// checkpoint must hold next offset 3 and the seats of offsets 0 to 2 (a
+// run that saves only when it returns has saved nothing); the test then
+// stops it, as a crash would. Next, a record that does not decode lands at
+// offset 3: a run resumed from the checkpoint must fail there and leave
+// the checkpoint as it was, and a second run must fail at the same record,
+// not skip it.
 func TestExerciseSelfStoredSavesAfterEveryRecord(t *testing.T) {
 	t.Parallel()
 	kafka := brokertest.Kafka(t)
 	client, admin := ownClient(t, kafka.Brokers)
 	topic := newTopic(t, client, admin)
 	_, want := produce(t, client, topic, map[int32]int{0: 3})
+	path := filepath.Join(t.TempDir(), "checkpoint.json")
+
+	// Run until offset 5 of partition 0, two records beyond the end, and
+	// watch the checkpoint while the run waits for them.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type outcome struct {
+		res result
+		err error
+	}
+	done := make(chan outcome, 1)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		res, err := runSelfStored(ctx, client, topic, path, map[int32]int64{0: 5, 1: 0})
+		done <- outcome{res, err}
+	}()
+	// Stop the run before the test ends, so that it writes nothing into
+	// the removed directory.
+	t.Cleanup(func() {
+		cancel()
+		<-stopped
+	})
+	var ended *outcome
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		select {
+		case o := <-done:
+			ended = &o
+			return nil
+		default:
+		}
+		cp, err := loadCheckpoint(path)
+		held := "nothing"
+		switch {
+		case err != nil:
+			held = err.Error()
+		case len(cp.Next) > 0:
+			held = fmt.Sprintf("next offsets %s and seats %v", startOffsets(cp.Next), cp.Seats)
+		}
+		if err != nil || cp.Next[0] != 3 || !maps.Equal(cp.Seats, want) {
+			return fmt.Errorf("runSelfStored processed partition 0 offsets 0 to 2 and is waiting for offset 3, but the checkpoint holds %s; want p0=3 and %v: save after every record, not only when the run returns, so that a crash loses nothing processed",
+				held, want)
+		}
+		return nil
+	})
+	if ended != nil {
+		if errors.Is(ended.err, labkit.ErrTODO) {
+			t.Fatal(ended.err)
+		}
+		t.Fatalf("runSelfStored returned (processed %v, error %v) before the records up to offset 5 of partition 0 arrived; it must wait for them until the context ends", ids(ended.res.records), ended.err)
+	}
+	cancel()
+	if o := <-done; o.err == nil {
+		t.Errorf("runSelfStored returned no error when its context was cancelled before offset 5 of partition 0 arrived")
+	}
+
+	// A record that does not decode at offset 3: the run resumes there and
+	// fails, and leaves the checkpoint at p0=3.
 	producer, err := sarama.NewSyncProducerFromClient(client)
 	if err != nil {
 		t.Fatal(err)
@@ -111,31 +173,21 @@ func TestExerciseSelfStoredSavesAfterEveryRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "checkpoint.json")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-
-	res, err := runSelfStored(ctx, client, topic, path, end)
-	if errors.Is(err, labkit.ErrTODO) {
-		t.Fatal(err)
-	}
-	if err == nil {
-		t.Fatalf("runSelfStored processed %v and returned no error; the record at partition 0 offset 3 does not decode, and apply's error must stop the run", ids(res.records))
-	}
-	cp, loadErr := loadCheckpoint(path)
-	if loadErr != nil {
-		t.Fatal(loadErr)
-	}
-	if cp.Next[0] != 3 || !maps.Equal(cp.Seats, want) {
-		held := "nothing"
-		if len(cp.Next) > 0 {
-			held = fmt.Sprintf("next offsets %s and seats %v", startOffsets(cp.Next), cp.Seats)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel2()
+	for _, attempt := range []string{"the resumed run", "a second run"} {
+		res, err := runSelfStored(ctx2, client, topic, path, end)
+		if err == nil {
+			t.Fatalf("%s processed %v and returned no error; the record at partition 0 offset 3 does not decode, and apply's error must stop the run", attempt, ids(res.records))
 		}
-		t.Errorf("the run stopped at partition 0 offset 3 (%v); the checkpoint then held %s, want p0=3 and %v: save after every record, so that a crash loses nothing processed",
-			err, held, want)
-	}
-	if _, err := runSelfStored(ctx, client, topic, path, end); err == nil {
-		t.Error("a second run got past the broken record at partition 0 offset 3; it must resume there and fail again")
+		cp, loadErr := loadCheckpoint(path)
+		if loadErr != nil {
+			t.Fatal(loadErr)
+		}
+		if cp.Next[0] != 3 || !maps.Equal(cp.Seats, want) {
+			t.Fatalf("%s stopped at partition 0 offset 3 (%v); the checkpoint then held next offsets %s and seats %v, want p0=3 and %v: save a record's position only with its effect, after apply succeeded",
+				attempt, err, startOffsets(cp.Next), cp.Seats, want)
+		}
 	}
 }
 
