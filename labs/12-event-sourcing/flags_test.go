@@ -20,6 +20,7 @@ func TestBadFlagsAreRefusedBeforeConnecting(t *testing.T) {
 		{[]string{"-topic", ".."}, "-topic must name a topic"},
 		{[]string{"-topic", strings.Repeat("u", 250)}, "-topic must name a topic"},
 		{[]string{"-replay-only", "-topic", ""}, "-topic must name a topic"},
+		{[]string{"-topic", "events"}, "-topic events is the capstone's topic"},
 	} {
 		args := append([]string{"-brokers", "127.0.0.1:1"}, tc.args...)
 		if err := run(t.Context(), args, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -48,6 +48,10 @@ const (
 	defaultBrokers = "127.0.0.1:9092" // the local development Kafka
 	partitions     = 2                // partitions of the lab's topic
 	readTimeout    = 30 * time.Second // longest wait for the log to be read back
+	// capstoneTopic is the capstone's Kafka topic (DefaultTopic in
+	// capstone/msgqueue/kafka), which BookingService replays to rebuild
+	// its state: the lab, which deletes and recreates its topic, refuses it.
+	capstoneTopic = "events"
 )
 
 // day is the date of the four events; times are UTC.
@@ -208,6 +212,9 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	// or a bad one only at the first request, with "invalid topic".
 	if !validTopic(*topic) {
 		return nil, fmt.Errorf("-topic must name a topic: 1 to 249 letters, digits, '.', '_' or '-', and not \".\" or \"..\"; got %q", *topic)
+	}
+	if *topic == capstoneTopic {
+		return nil, fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays, and this lab deletes and recreates its topic: give it a topic of its own, such as lab12.users", capstoneTopic)
 	}
 	moments, err := parseMoments(*asOfList)
 	if err != nil {
