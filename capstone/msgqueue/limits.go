@@ -9,8 +9,8 @@ import (
 )
 
 // MaxMessageSize is the largest message a transport emits or hands to a
-// handler: an AMQP body, a Kafka record (key, value and headers
-// together: RecordSize). Package contracts bounds every field, so most
+// handler: an AMQP message (body and headers together), a Kafka record
+// (key, value and headers together: RecordSize). Package contracts bounds every field, so most
 // valid events fit many times over; a location with many halls of text
 // that JSON escapes can still be larger, and is refused before it is
 // stored. A larger message is poison, dead-lettered at once.

@@ -334,7 +334,9 @@ func TestEmitRefusesOversizedEvents(t *testing.T) {
 // in one) gets a copy without them, x-dlq-headers-dropped saying how
 // many; one whose unknown event name fills half a frame gets a copy that
 // repeats at most 255 bytes of it; and the valid bookings behind them are
-// handled once each. The copy
+// handled once each. Both are over msgqueue.MaxMessageSize with their
+// headers (TestHeadersCountTowardTheLimit), so both are dead-lettered as
+// too large. The copy
 // used to keep them and overflow the frame; the broker closed the
 // listener's whole connection over it, so the prefetched bookings came
 // back with the poison again and again, until the queue's delivery limit
@@ -349,7 +351,8 @@ func TestDeadLetterCopyOfFatHeadersFits(t *testing.T) {
 	}
 	frame := conn.Config.FrameSize
 	conn.Close()
-	// No x-event-name: dead-lettered at once. The message itself fits.
+	// No x-event-name, and headers over 64 KiB: dead-lettered at once.
+	// The message itself fits a frame.
 	err = publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{
 		Headers: amqp.Table{"pad": strings.Repeat("p", frame-150)}, MessageId: "fat", Body: []byte(`{}`)})
 	if err != nil {
@@ -372,16 +375,16 @@ func TestDeadLetterCopyOfFatHeadersFits(t *testing.T) {
 	var c callCounter
 	listenInBackground(t, l, c.handler(func(string) error { return nil }))
 	dead := e.deadLetters(t, 2)
-	if d := dead["long-name"]; d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonUnknownEvent || len(fmt.Sprint(d.Headers[msgqueue.HeaderEventName])) > 255 {
+	if d := dead["long-name"]; d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonTooLarge || len(fmt.Sprint(d.Headers[msgqueue.HeaderEventName])) > 255 {
 		t.Errorf("the long name's copy says %s=%v with a %d-byte %s, want %s and at most 255 bytes", msgqueue.HeaderReason, d.Headers[msgqueue.HeaderReason],
-			len(fmt.Sprint(d.Headers[msgqueue.HeaderEventName])), msgqueue.HeaderEventName, msgqueue.ReasonUnknownEvent)
+			len(fmt.Sprint(d.Headers[msgqueue.HeaderEventName])), msgqueue.HeaderEventName, msgqueue.ReasonTooLarge)
 	}
 	d, ok := dead["fat"]
 	switch {
 	case !ok:
 		t.Fatalf("the dead-letter queue holds %v, not the fat message", dead)
-	case d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonMissingName:
-		t.Errorf("the copy says %s=%v, want %s", msgqueue.HeaderReason, d.Headers[msgqueue.HeaderReason], msgqueue.ReasonMissingName)
+	case d.Headers[msgqueue.HeaderReason] != msgqueue.ReasonTooLarge:
+		t.Errorf("the copy says %s=%v, want %s", msgqueue.HeaderReason, d.Headers[msgqueue.HeaderReason], msgqueue.ReasonTooLarge)
 	case d.Headers[rabbitmq.HeaderHeadersDropped] != int64(1) || d.Headers["pad"] != nil:
 		t.Errorf("the copy has %s=%v and a pad of %d bytes, want 1 header dropped", rabbitmq.HeaderHeadersDropped,
 			d.Headers[rabbitmq.HeaderHeadersDropped], len(fmt.Sprint(d.Headers["pad"])))
@@ -573,4 +576,74 @@ func TestEventNameAsBytesIsRead(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestHeadersCountTowardTheLimit: a message's headers are part of what
+// msgqueue.MaxMessageSize bounds, as a Kafka record's are. A valid
+// event.booked under 100 headers of 1,000 bytes each (which another
+// client can send: the broker takes headers up to its frame size) is
+// dead-lettered as too large; one with a few small headers of its own is
+// handled.
+func TestHeadersCountTowardTheLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := e.mustListener(t, []string{contracts.EventBookedName})
+	for id, n := range map[string]int{"fat-headers": 100, "thin-headers": 3} {
+		body, err := json.Marshal(booking(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		headers := amqp.Table{rabbitmq.HeaderEventName: contracts.EventBookedName}
+		for i := range n {
+			headers[fmt.Sprintf("x-app-%03d", i)] = strings.Repeat("h", 1000)
+		}
+		err = publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{Headers: headers, MessageId: id, Body: body})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var c callCounter
+	listenInBackground(t, l, c.handler(func(string) error { return nil }))
+	d, ok := e.deadLetters(t, 1)["fat-headers"]
+	if !ok {
+		t.Fatal("the event.booked under 100 KB of headers is not the one dead-lettered")
+	}
+	if reason, _ := d.Headers[msgqueue.HeaderReason].(string); reason != msgqueue.ReasonTooLarge {
+		t.Errorf("the event.booked under 100 KB of headers was dead-lettered with %s=%q, want %s", msgqueue.HeaderReason, reason, msgqueue.ReasonTooLarge)
+	}
+	brokertest.Eventually(t, 10*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.calls["thin-headers"] != 1 || c.calls["fat-headers"] != 0 {
+			return fmt.Errorf("the handler saw %v, want thin-headers once and fat-headers never", c.calls)
+		}
+		return nil
+	})
+}
+
+// TestEmitCountsTheHeadersTowardTheLimit: the emitter bounds what its
+// listener bounds, the body and the headers together
+// (TestHeadersCountTowardTheLimit). An event whose body is exactly
+// msgqueue.MaxMessageSize, which the emitter took when it counted the
+// body alone, would be dead-lettered by every listener: Emit refuses it.
+func TestEmitCountsTheHeadersTowardTheLimit(t *testing.T) {
+	t.Parallel()
+	loc, err := msgqueuetest.LocationAtTheLimit("loc-edge") // its Kafka envelope is 64 KiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(loc)
+	loc.Address += strings.Repeat("a", msgqueue.MaxMessageSize-len(body)) // now its body is
+	if body, _ = json.Marshal(loc); len(body) != msgqueue.MaxMessageSize || loc.Validate() != nil {
+		t.Fatalf("built a location of %d bytes (%v), want %d", len(body), loc.Validate(), msgqueue.MaxMessageSize)
+	}
+	e := newEnv(t)
+	e.mustListener(t, []string{contracts.LocationCreatedName})
+	em := e.mustEmitter(t)
+	if err := em.Emit(t.Context(), loc); !errors.Is(err, msgqueue.ErrTooLarge) {
+		t.Errorf("Emit of a location whose body alone is %d bytes = %v, want ErrTooLarge", len(body), err)
+	}
+	if ds, err := peekQueue(e.rabbit.URL, e.queue); err != nil || len(ds) != 0 {
+		t.Errorf("the queue holds %d messages (%v), want none", len(ds), err)
+	}
 }

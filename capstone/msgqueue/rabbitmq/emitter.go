@@ -207,11 +207,13 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", name, err)
 	}
-	if err := msgqueue.CheckSize(len(body)); err != nil {
+	headers := amqp.Table{HeaderEventName: name}
+	// What a listener counts: the body and the headers (messageSize).
+	if err := msgqueue.CheckSize(messageSize(body, headers)); err != nil {
 		return fmt.Errorf("emitting %s: %w", name, err)
 	}
 	msg := amqp.Publishing{
-		Headers:      amqp.Table{HeaderEventName: name},
+		Headers:      headers,
 		ContentType:  contentType,
 		DeliveryMode: amqp.Persistent, // written to disk by a durable queue
 		// The same event always gets the same ID, resent or not.

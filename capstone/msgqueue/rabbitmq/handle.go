@@ -57,6 +57,24 @@ type decoded struct {
 	log *slog.Logger
 }
 
+// messageSize is what msgqueue.MaxMessageSize bounds of a message: its
+// body and its headers together (as AMQP encodes them: tableSize), as a
+// Kafka record's key, value and headers are. A valid event under hundreds
+// of kilobytes of headers (the broker takes them up to its frame size) is
+// as much over the limit as one with such a body. The headers the broker
+// writes itself as it delivers a message again (x-delivery-count,
+// x-death) do not count: a message that fitted when it came must fit when
+// it comes back.
+func messageSize(body []byte, headers amqp.Table) int {
+	n := len(body) + tableSize(headers)
+	for _, k := range []string{"x-delivery-count", "x-death"} {
+		if v, ok := headers[k]; ok {
+			n -= 1 + len(k) + fieldSize(v)
+		}
+	}
+	return n
+}
+
 // maxNameHeader bounds the x-event-name a listener logs and repeats in a
 // dead-letter copy (x-dlq-event-name). No event's name comes near it; a
 // longer one would lengthen every log line about the message, and the
@@ -79,7 +97,7 @@ func (s *session) check(ctx context.Context, d amqp.Delivery) (decoded, bool) {
 		return decoded{}, false
 	}
 	poison := func(reason string, err error) { s.deadLetter(ctx, log, d, name, reason, 0, err) }
-	if err := msgqueue.CheckSize(len(d.Body)); err != nil {
+	if err := msgqueue.CheckSize(messageSize(d.Body, d.Headers)); err != nil {
 		poison(msgqueue.ReasonTooLarge, err)
 		return decoded{}, false
 	}

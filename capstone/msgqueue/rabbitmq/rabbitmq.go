@@ -9,8 +9,9 @@
 // a message ID and its event name as the AMQP type property. The message ID
 // is a hash of the event (msgqueue.MessageID): the same event carries the
 // same ID whenever it is emitted (a resend after a lost confirm, an outbox
-// retry, after a restart), so duplicates can be spotted. A message body is
-// at most msgqueue.MaxMessageSize (64 KiB): Emit refuses a larger event.
+// retry, after a restart), so duplicates can be spotted. A message, body
+// and headers together, is at most msgqueue.MaxMessageSize (64 KiB): Emit
+// refuses a larger event.
 //
 // # Emitter
 //
@@ -55,7 +56,7 @@
 //     the same limit (x-delivery-limit) for a message that crashes every
 //     consumer. A retried message comes after the ones behind it;
 //   - handler returns msgqueue.Permanent(err), or the message is poison
-//     (larger than msgqueue.MaxMessageSize, no or an unknown x-event-name
+//     (larger than msgqueue.MaxMessageSize with its headers, no or an unknown x-event-name
 //     header, a routing key that is not its x-event-name, a body that does
 //     not decode or breaks the limits of package contracts): the message
 //     is dead-lettered at once, never handed to the handler or retried.
