@@ -64,6 +64,6 @@ func produceAsync(ctx context.Context, p sarama.AsyncProducer, topic, prefix str
 	// Successes (with its partition and offset) or on Errors. Ctrl-C (ctx)
 	// stops the wait.
 
-	// Report the time, or the first refusal.
+	// Report the time, or how many bookings failed, with the first refusal.
 	return 0, labkit.TODO("produceAsync", "feed p.Input() from a goroutine and count n results on p.Successes() and p.Errors()")
 }

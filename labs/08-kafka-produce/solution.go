@@ -97,7 +97,7 @@ func produceAsync(ctx context.Context, p sarama.AsyncProducer, topic, prefix str
 		}
 	}
 
-	// Report the time, or the first refusal.
+	// Report the time, or how many bookings failed, with the first refusal.
 	elapsed := time.Since(start)
 	if failed > 0 {
 		return 0, fmt.Errorf("%d of %d bookings sent with the AsyncProducer failed, the first with: %w", failed, n, firstErr)
