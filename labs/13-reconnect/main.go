@@ -48,6 +48,11 @@ import (
 // defaultURL is the local development broker.
 const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 
+// capstoneExchange is the capstone's exchange (DefaultExchange in
+// capstone/msgqueue/rabbitmq), whose queue BookingService consumes: the
+// lab, which publishes made-up bookings, refuses it.
+const capstoneExchange = "events"
+
 // queueTTL is how long the queue lives unused (x-expires), so that a queue
 // left behind by a crashed run cleans itself up.
 const queueTTL = 5 * time.Minute
@@ -162,6 +167,8 @@ func runProbed(ctx context.Context, args []string, out io.Writer, ctl ctlFunc, o
 	switch {
 	case *exchange == "" || strings.HasPrefix(*exchange, "amq."):
 		return fmt.Errorf("-exchange must name an exchange of the lab's own: not empty, and not starting with \"amq.\", which the broker reserves; got %q", *exchange)
+	case *exchange == capstoneExchange:
+		return fmt.Errorf("-exchange %s is the capstone's exchange, and this lab publishes made-up event.booked to its exchange, which BookingService would apply: give it an exchange of its own, such as lab13.events", capstoneExchange)
 	case *queue == "" || strings.HasPrefix(*queue, "amq."):
 		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", *queue)
 	case *connName == "":

@@ -14,5 +14,6 @@ func TestBadFlagsAreRefusedBeforeDialing(t *testing.T) {
 		labtest.BadFlags{Args: []string{"-queue", ""}, Want: "-queue must name a queue"},
 		labtest.BadFlags{Args: []string{"-queue", "amq.mine"}, Want: "-queue must name a queue"},
 		labtest.BadFlags{Args: []string{"-exchange", ""}, Want: "-exchange must name an exchange"},
-		labtest.BadFlags{Args: []string{"-exchange", "amq.mine"}, Want: "-exchange must name an exchange"})
+		labtest.BadFlags{Args: []string{"-exchange", "amq.mine"}, Want: "-exchange must name an exchange"},
+		labtest.BadFlags{Args: []string{"-exchange", "events"}, Want: "-exchange events is the capstone's exchange"})
 }
