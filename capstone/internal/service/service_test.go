@@ -36,19 +36,25 @@ func TestNewNeedsStoreAndEmitter(t *testing.T) {
 
 func TestHealthz(t *testing.T) {
 	for _, tc := range []struct {
-		name          string
-		store, broker error
-		status        int
-		part          string
+		name                    string
+		store, broker, listener error
+		status                  int
+		part                    string
 	}{
-		{"up", nil, nil, 200, ""},
-		{"broker down", nil, errors.New("channel closed"), 503, "broker is down: channel closed"},
-		{"store down", errors.New("database closed"), nil, 503, "store is down"},
+		{"up", nil, nil, nil, 200, ""},
+		{"broker down", nil, errors.New("channel closed"), nil, 503, "broker is down: channel closed"},
+		{"store down", errors.New("database closed"), nil, nil, 503, "store is down"},
+		{"listener stuck", nil, nil, errors.New("the handler cannot apply events"), 503, "event handling is down: the handler cannot apply events"},
+		// A broker that is down stops the listener too: the broker is named.
+		{"broker and listener down", nil, errors.New("channel closed"), errors.New("not connected"), 503, "broker is down: channel closed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opt := quiet()
 			if tc.broker != nil {
 				opt.BrokerHealth = func(context.Context) error { return tc.broker }
+			}
+			if tc.listener != nil {
+				opt.ListenerHealth = func(context.Context) error { return tc.listener }
 			}
 			sk, err := New("svc", store{tc.store}, &servicetest.Emitter{}, opt)
 			if err != nil {
