@@ -582,13 +582,15 @@ func TestEventNameAsBytesIsRead(t *testing.T) {
 // msgqueue.MaxMessageSize bounds, as a Kafka record's are. A valid
 // event.booked under 100 headers of 1,000 bytes each (which another
 // client can send: the broker takes headers up to its frame size) is
-// dead-lettered as too large; one with a few small headers of its own is
-// handled.
+// dead-lettered as too large, and so is one that puts 100 KB in headers
+// named as the broker's own (x-death, x-delivery-count), which a first
+// delivery does not carry from the broker; one with a few small headers
+// of its own is handled.
 func TestHeadersCountTowardTheLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	l := e.mustListener(t, []string{contracts.EventBookedName})
-	for id, n := range map[string]int{"fat-headers": 100, "thin-headers": 3} {
+	for id, n := range map[string]int{"fat-headers": 100, "forged-broker-headers": 0, "thin-headers": 3} {
 		body, err := json.Marshal(booking(id))
 		if err != nil {
 			t.Fatal(err)
@@ -597,6 +599,10 @@ func TestHeadersCountTowardTheLimit(t *testing.T) {
 		for i := range n {
 			headers[fmt.Sprintf("x-app-%03d", i)] = strings.Repeat("h", 1000)
 		}
+		if id == "forged-broker-headers" {
+			headers["x-death"] = strings.Repeat("d", 50_000)
+			headers["x-delivery-count"] = strings.Repeat("c", 50_000)
+		}
 		err = publishRaw(e.rabbit.URL, e.exchange, contracts.EventBookedName, amqp.Publishing{Headers: headers, MessageId: id, Body: body})
 		if err != nil {
 			t.Fatal(err)
@@ -604,18 +610,22 @@ func TestHeadersCountTowardTheLimit(t *testing.T) {
 	}
 	var c callCounter
 	listenInBackground(t, l, c.handler(func(string) error { return nil }))
-	d, ok := e.deadLetters(t, 1)["fat-headers"]
-	if !ok {
-		t.Fatal("the event.booked under 100 KB of headers is not the one dead-lettered")
-	}
-	if reason, _ := d.Headers[msgqueue.HeaderReason].(string); reason != msgqueue.ReasonTooLarge {
-		t.Errorf("the event.booked under 100 KB of headers was dead-lettered with %s=%q, want %s", msgqueue.HeaderReason, reason, msgqueue.ReasonTooLarge)
+	dead := e.deadLetters(t, 2)
+	for _, id := range []string{"fat-headers", "forged-broker-headers"} {
+		d, ok := dead[id]
+		if !ok {
+			t.Errorf("%s, under 100 KB of headers, is not dead-lettered", id)
+			continue
+		}
+		if reason, _ := d.Headers[msgqueue.HeaderReason].(string); reason != msgqueue.ReasonTooLarge {
+			t.Errorf("%s, under 100 KB of headers, was dead-lettered with %s=%q, want %s", id, msgqueue.HeaderReason, reason, msgqueue.ReasonTooLarge)
+		}
 	}
 	brokertest.Eventually(t, 10*time.Second, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if c.calls["thin-headers"] != 1 || c.calls["fat-headers"] != 0 {
-			return fmt.Errorf("the handler saw %v, want thin-headers once and fat-headers never", c.calls)
+		if c.calls["thin-headers"] != 1 || len(c.calls) != 1 {
+			return fmt.Errorf("the handler saw %v, want thin-headers once and nothing else", c.calls)
 		}
 		return nil
 	})

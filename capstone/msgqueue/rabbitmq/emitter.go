@@ -209,7 +209,7 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	}
 	headers := amqp.Table{HeaderEventName: name}
 	// What a listener counts: the body and the headers (messageSize).
-	if err := msgqueue.CheckSize(messageSize(body, headers)); err != nil {
+	if err := msgqueue.CheckSize(messageSize(amqp.Delivery{Body: body, Headers: headers})); err != nil {
 		return fmt.Errorf("emitting %s: %w", name, err)
 	}
 	msg := amqp.Publishing{

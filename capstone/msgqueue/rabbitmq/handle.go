@@ -57,20 +57,19 @@ type decoded struct {
 	log *slog.Logger
 }
 
-// messageSize is what msgqueue.MaxMessageSize bounds of a message: its
+// messageSize is what msgqueue.MaxMessageSize bounds of a delivery: its
 // body and its headers together (as AMQP encodes them: tableSize), as a
 // Kafka record's key, value and headers are. A valid event under hundreds
 // of kilobytes of headers (the broker takes them up to its frame size) is
-// as much over the limit as one with such a body. The headers the broker
-// writes itself as it delivers a message again (x-delivery-count,
-// x-death) do not count: a message that fitted when it came must fit when
-// it comes back.
-func messageSize(body []byte, headers amqp.Table) int {
-	n := len(body) + tableSize(headers)
-	for _, k := range []string{"x-delivery-count", "x-death"} {
-		if v, ok := headers[k]; ok {
-			n -= 1 + len(k) + fieldSize(v)
-		}
+// as much over the limit as one with such a body. On a redelivery the
+// x-delivery-count header is the quorum queue's own, written as it
+// delivers the message again, and does not count: a message that fitted
+// when it came must fit when it comes back. On a first delivery it is the
+// publisher's, and counts like any other.
+func messageSize(d amqp.Delivery) int {
+	n := len(d.Body) + tableSize(d.Headers)
+	if v, ok := d.Headers["x-delivery-count"]; ok && d.Redelivered {
+		n -= 1 + len("x-delivery-count") + fieldSize(v)
 	}
 	return n
 }
@@ -97,7 +96,7 @@ func (s *session) check(ctx context.Context, d amqp.Delivery) (decoded, bool) {
 		return decoded{}, false
 	}
 	poison := func(reason string, err error) { s.deadLetter(ctx, log, d, name, reason, 0, err) }
-	if err := msgqueue.CheckSize(messageSize(d.Body, d.Headers)); err != nil {
+	if err := msgqueue.CheckSize(messageSize(d)); err != nil {
 		poison(msgqueue.ReasonTooLarge, err)
 		return decoded{}, false
 	}
