@@ -212,7 +212,7 @@ func (e *Emitter) Emit(ctx context.Context, ev contracts.Event) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", ev.EventName(), err)
 	}
-	if err := msgqueue.CheckSize(len(body)); err != nil { // as the brokers' emitters do
+	if err := msgqueue.CheckSize(messageSize(ev.EventName(), body)); err != nil {
 		return fmt.Errorf("emitting %s: %w", ev.EventName(), err)
 	}
 	m := Message{ID: rand.Text(), Name: ev.EventName(), Body: body}
@@ -356,10 +356,17 @@ func (l *Listener) next(stop context.Context) (delivery, bool) {
 	}
 }
 
+// messageSize is what msgqueue.MaxMessageSize bounds of a message on the
+// bus: its body and its name, which a broker's message carries too (on
+// RabbitMQ in a header, on Kafka in the envelope, both counted there).
+// An event whose body alone is at the limit, which both brokers refuse,
+// is refused here too.
+func messageSize(name string, body []byte) int { return len(name) + len(body) }
+
 // handle decodes d and runs h; it returns how long to wait before the next
 // delivery (after a handler error).
 func (l *Listener) handle(ctx context.Context, h msgqueue.Handler, filter map[string]bool, d delivery) time.Duration {
-	if err := msgqueue.CheckSize(len(d.Body)); err != nil { // as the brokers' listeners do
+	if err := msgqueue.CheckSize(messageSize(d.Name, d.Body)); err != nil {
 		l.deadLetter(d, "too large: "+err.Error())
 		return 0
 	}

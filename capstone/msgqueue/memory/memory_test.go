@@ -153,3 +153,27 @@ func TestOversizedMessageIsDeadLettered(t *testing.T) {
 		t.Errorf("dead letters = %+v, want the big one, too large", dead)
 	}
 }
+
+// TestEmitCountsTheNameTowardTheLimit: the bus counts a message's name
+// with its body, as the brokers count the header or the envelope that
+// carries it. An event whose body alone is exactly
+// msgqueue.MaxMessageSize, which both brokers' emitters refuse, is
+// refused here too.
+func TestEmitCountsTheNameTowardTheLimit(t *testing.T) {
+	loc, err := msgqueuetest.LocationAtTheLimit("loc-edge") // its Kafka envelope is 64 KiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(loc)
+	loc.Address += strings.Repeat("a", msgqueue.MaxMessageSize-len(body)) // now its body is
+	if body, _ = json.Marshal(loc); len(body) != msgqueue.MaxMessageSize || loc.Validate() != nil {
+		t.Fatalf("built a location of %d bytes (%v), want %d", len(body), loc.Validate(), msgqueue.MaxMessageSize)
+	}
+	bus := memory.New()
+	if _, err := bus.Listener("svc", []string{contracts.LocationCreatedName}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Emitter().Emit(t.Context(), loc); !errors.Is(err, msgqueue.ErrTooLarge) {
+		t.Errorf("Emit of a location whose body alone is %d bytes = %v, want ErrTooLarge", len(body), err)
+	}
+}
