@@ -12,5 +12,10 @@ import (
 func TestBadFlagsAreRefusedBeforeDialing(t *testing.T) {
 	labtest.RefusedBeforeDialing(t, run,
 		labtest.BadFlags{Args: []string{"-prefetch", "70000"}, Want: "between 1 and 65535"},
-		labtest.BadFlags{Args: []string{"-prefetch", "0"}, Want: "between 1 and 65535"})
+		labtest.BadFlags{Args: []string{"-prefetch", "0"}, Want: "between 1 and 65535"},
+		labtest.BadFlags{Args: []string{"-queue", ""}, Want: "-queue must name a queue"},
+		labtest.BadFlags{Args: []string{"-queue", "amq.mine"}, Want: "-queue must name a queue"},
+		labtest.BadFlags{Args: []string{"-exchange", ""}, Want: "-exchange must name an exchange"},
+		labtest.BadFlags{Args: []string{"-exchange", "amq.mine"}, Want: "-exchange must name an exchange"},
+		labtest.BadFlags{Args: []string{"-exchange", "events"}, Want: "-exchange events is the capstone's exchange"})
 }
