@@ -45,11 +45,6 @@ import (
 // defaultURL is the local development broker.
 const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 
-// capstoneExchange is the capstone's exchange (DefaultExchange in
-// capstone/msgqueue/rabbitmq), whose queue BookingService consumes: the
-// lab, which publishes made-up events, refuses it.
-const capstoneExchange = "events"
-
 // typoKey is a routing key no queue is bound for: event.created with its
 // last letter missing, the kind of mistake the mandatory flag catches.
 const typoKey = "event.create"
@@ -97,18 +92,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *n < 1 || *window < 1 {
 		return fmt.Errorf("-n and -window must be at least 1, got %d and %d", *n, *window)
 	}
-	// Names the broker would invent, refuse late or route to the capstone
-	// are refused before dialing: it names a queue declared with an empty
-	// name itself (amq.gen-...), the empty exchange is its default one,
-	// names that start with "amq." are its own, and the capstone's
-	// BookingService consumes from "events".
-	switch {
-	case *exchange == "" || strings.HasPrefix(*exchange, "amq."):
-		return fmt.Errorf("-exchange must name an exchange of the lab's own: not empty, and not starting with \"amq.\", which the broker reserves; got %q", *exchange)
-	case *exchange == capstoneExchange:
-		return fmt.Errorf("-exchange %s is the capstone's exchange, and this lab publishes made-up events to its exchange, which BookingService would apply: give it an exchange of its own, such as lab03.events", capstoneExchange)
-	case *queue == "" || strings.HasPrefix(*queue, "amq."):
-		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", *queue)
+	// Check the names before dialing (labkit.CheckNames says why).
+	if err := labkit.CheckNames(*exchange, *queue, "lab03.events"); err != nil {
+		return err
 	}
 
 	// Connect, and open the channel this program publishes on.

@@ -46,11 +46,6 @@ import (
 // defaultURL is the local development broker.
 const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 
-// capstoneExchange is the capstone's exchange (DefaultExchange in
-// capstone/msgqueue/rabbitmq), whose queue BookingService consumes: the
-// lab, which publishes made-up events, refuses it.
-const capstoneExchange = "events"
-
 // queueTTL is how long an unused queue lives (x-expires), so that queues
 // kept with -keep, or left behind by a crash, clean themselves up.
 const queueTTL = 5 * time.Minute
@@ -135,18 +130,9 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 	if *prefetch < 1 || *prefetch > 65535 {
 		return fmt.Errorf("-prefetch must be between 1 and 65535 (AMQP carries it in 16 bits), got %d", *prefetch)
 	}
-	// Names the broker would invent, refuse late or route to the capstone
-	// are refused before dialing: it names a queue declared with an empty
-	// name itself (amq.gen-...), the empty exchange is its default one,
-	// names that start with "amq." are its own, and the capstone's
-	// BookingService consumes from "events".
-	switch {
-	case *exchange == "" || strings.HasPrefix(*exchange, "amq."):
-		return fmt.Errorf("-exchange must name an exchange of the lab's own: not empty, and not starting with \"amq.\", which the broker reserves; got %q", *exchange)
-	case *exchange == capstoneExchange:
-		return fmt.Errorf("-exchange %s is the capstone's exchange, and this lab publishes made-up events to its exchange, which BookingService would apply: give it an exchange of its own, such as lab04.events", capstoneExchange)
-	case *queue == "" || strings.HasPrefix(*queue, "amq."):
-		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", *queue)
+	// Check the names before dialing (labkit.CheckNames says why).
+	if err := labkit.CheckNames(*exchange, *queue, "lab04.events"); err != nil {
+		return err
 	}
 	dlx, dlq := *queue+".dlx", *queue+".dlq"
 

@@ -7,14 +7,10 @@ import (
 )
 
 // TestBadFlagsAreRefusedBeforeDialing: names the broker would invent,
-// refuse late or leave half declared are refused first, with a sentence
-// that says what to change.
+// refuse late or route to the capstone are refused first, with a sentence
+// that says what to change (labkit.CheckNames), and so is an empty
+// connection name, by which the lab finds its connections to close.
 func TestBadFlagsAreRefusedBeforeDialing(t *testing.T) {
-	labtest.RefusedBeforeDialing(t, run,
-		labtest.BadFlags{Args: []string{"-queue", ""}, Want: "-queue must name a queue"},
-		labtest.BadFlags{Args: []string{"-queue", "amq.mine"}, Want: "-queue must name a queue"},
-		labtest.BadFlags{Args: []string{"-exchange", ""}, Want: "-exchange must name an exchange"},
-		labtest.BadFlags{Args: []string{"-exchange", "amq.mine"}, Want: "-exchange must name an exchange"},
-		labtest.BadFlags{Args: []string{"-exchange", "events"}, Want: "-exchange events is the capstone's exchange"},
-		labtest.BadFlags{Args: []string{"-conn-name", ""}, Want: "-conn-name must not be empty"})
+	labtest.RefusedBeforeDialing(t, run, append(labtest.NameFlags(),
+		labtest.BadFlags{Args: []string{"-conn-name", ""}, Want: "-conn-name must not be empty"})...)
 }

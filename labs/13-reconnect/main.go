@@ -48,11 +48,6 @@ import (
 // defaultURL is the local development broker.
 const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
 
-// capstoneExchange is the capstone's exchange (DefaultExchange in
-// capstone/msgqueue/rabbitmq), whose queue BookingService consumes: the
-// lab, which publishes made-up bookings, refuses it.
-const capstoneExchange = "events"
-
 // queueTTL is how long the queue lives unused (x-expires), so that a queue
 // left behind by a crashed run cleans itself up.
 const queueTTL = 5 * time.Minute
@@ -160,18 +155,11 @@ func runProbed(ctx context.Context, args []string, out io.Writer, ctl ctlFunc, o
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
-	// Check the names before dialing: the broker invents a name for an
-	// empty queue (amq.gen-...), the empty exchange is its default one, and
-	// names that start with "amq." are its own. Any of them would fail the
-	// run halfway, after declaring (and leaving) the rest.
-	switch {
-	case *exchange == "" || strings.HasPrefix(*exchange, "amq."):
-		return fmt.Errorf("-exchange must name an exchange of the lab's own: not empty, and not starting with \"amq.\", which the broker reserves; got %q", *exchange)
-	case *exchange == capstoneExchange:
-		return fmt.Errorf("-exchange %s is the capstone's exchange, and this lab publishes made-up event.booked to its exchange, which BookingService would apply: give it an exchange of its own, such as lab13.events", capstoneExchange)
-	case *queue == "" || strings.HasPrefix(*queue, "amq."):
-		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", *queue)
-	case *connName == "":
+	// Check the names before dialing (labkit.CheckNames says why).
+	if err := labkit.CheckNames(*exchange, *queue, "lab13.events"); err != nil {
+		return err
+	}
+	if *connName == "" {
 		return errors.New("-conn-name must not be empty: it begins the names under which the broker lists the lab's connections, and the lab finds them to close")
 	}
 	// The environment supplies the URL unless -url does; the fallback is

@@ -46,7 +46,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,11 +59,6 @@ import (
 
 // defaultURL is the local development broker.
 const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
-
-// capstoneExchange is the capstone's exchange (DefaultExchange in
-// capstone/msgqueue/rabbitmq), whose queue BookingService consumes: the
-// lab, which publishes made-up bookings, refuses it.
-const capstoneExchange = "events"
 
 // seatsPerBooking is what every booking of part 1 asks for. The concert
 // has seats for four bookings in five, so the last fifth must be refused.
@@ -144,17 +138,9 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
-	// Check the names before dialing: the broker invents a name for an
-	// empty queue (amq.gen-...), the empty exchange is its default one, and
-	// names that start with "amq." are its own. Any of them would fail the
-	// run halfway, after declaring (and leaving) the rest.
-	switch {
-	case *exchange == "" || strings.HasPrefix(*exchange, "amq."):
-		return fmt.Errorf("-exchange must name an exchange of the lab's own: not empty, and not starting with \"amq.\", which the broker reserves; got %q", *exchange)
-	case *exchange == capstoneExchange:
-		return fmt.Errorf("-exchange %s is the capstone's exchange, and this lab publishes made-up event.booked to its exchange, which BookingService would apply: give it an exchange of its own, such as lab14.events", capstoneExchange)
-	case *queue == "" || strings.HasPrefix(*queue, "amq."):
-		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", *queue)
+	// Check the names before dialing (labkit.CheckNames says why).
+	if err := labkit.CheckNames(*exchange, *queue, "lab14.events"); err != nil {
+		return err
 	}
 	// The environment supplies the URL unless -url does; the fallback is
 	// applied here, not as the flag's default, so that -h never prints a

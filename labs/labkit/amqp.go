@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -95,4 +96,28 @@ func EnvOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// CapstoneExchange is the capstone's exchange (DefaultExchange in
+// capstone/msgqueue/rabbitmq), whose queue BookingService consumes.
+const CapstoneExchange = "events"
+
+// CheckNames refuses, before anything is dialed, the -exchange and -queue
+// values of a lab that publishes made-up events to an exchange of its own
+// (own is its default, named in the sentence): an empty name (the broker
+// invents one for a queue, and the empty exchange is its default one), a
+// name starting with "amq." (the broker's own), and the capstone's
+// exchange, whose queue BookingService would take the lab's events from
+// as real ones. Any of them failed a run halfway, after declaring (and
+// leaving) the rest, or fed the capstone.
+func CheckNames(exchange, queue, own string) error {
+	switch {
+	case exchange == "" || strings.HasPrefix(exchange, "amq."):
+		return fmt.Errorf("-exchange must name an exchange of the lab's own: not empty, and not starting with \"amq.\", which the broker reserves; got %q", exchange)
+	case exchange == CapstoneExchange:
+		return fmt.Errorf("-exchange %s is the capstone's exchange, and this lab publishes made-up events to its exchange, which BookingService would apply: give it an exchange of its own, such as %s", CapstoneExchange, own)
+	case queue == "" || strings.HasPrefix(queue, "amq."):
+		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", queue)
+	}
+	return nil
 }

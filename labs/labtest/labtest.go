@@ -176,6 +176,19 @@ func RefusedBeforeDialing(t *testing.T, run func(ctx context.Context, args []str
 	refusedBefore(t, run, []string{"-url", "amqp://guest:guest@127.0.0.1:1/"}, cases)
 }
 
+// NameFlags are the command lines labkit.CheckNames refuses, for the
+// RefusedBeforeDialing of a lab that calls it: an empty -queue or
+// -exchange, one starting with "amq.", and the capstone's exchange.
+func NameFlags() []BadFlags {
+	return []BadFlags{
+		{Args: []string{"-queue", ""}, Want: "-queue must name a queue"},
+		{Args: []string{"-queue", "amq.mine"}, Want: "-queue must name a queue"},
+		{Args: []string{"-exchange", ""}, Want: "-exchange must name an exchange"},
+		{Args: []string{"-exchange", "amq.mine"}, Want: "-exchange must name an exchange"},
+		{Args: []string{"-exchange", "events"}, Want: "-exchange events is the capstone's exchange"},
+	}
+}
+
 // RefusedBeforeDialingKafka is RefusedBeforeDialing for a Kafka lab: each
 // command line runs with -brokers pointing at a port nobody listens on, so
 // a flag that is not refused before connecting fails with "no broker
