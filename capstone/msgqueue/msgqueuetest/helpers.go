@@ -2,6 +2,7 @@ package msgqueuetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -75,6 +76,29 @@ func LocationAtTheLimit(id string) (*contracts.LocationCreated, error) {
 	}
 	if n := size(); n != msgqueue.MaxMessageSize {
 		return nil, fmt.Errorf("building a location of %d bytes: it has %d", msgqueue.MaxMessageSize, n)
+	}
+	return loc, nil
+}
+
+// LocationBodyAtTheLimit returns a valid location called id whose JSON
+// body alone is exactly msgqueue.MaxMessageSize bytes: LocationAtTheLimit
+// with a longer address. Anything a transport counts beside the body (a
+// header, a name, a key) puts its message over the limit.
+func LocationBodyAtTheLimit(id string) (*contracts.LocationCreated, error) {
+	loc, err := LocationAtTheLimit(id)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(loc)
+	if err != nil {
+		return nil, err
+	}
+	loc.Address += strings.Repeat("a", msgqueue.MaxMessageSize-len(body))
+	if body, err = json.Marshal(loc); err != nil || len(body) != msgqueue.MaxMessageSize {
+		return nil, fmt.Errorf("building a location body of %d bytes: it has %d (%v)", msgqueue.MaxMessageSize, len(body), err)
+	}
+	if err := loc.Validate(); err != nil {
+		return nil, fmt.Errorf("building a location body of %d bytes: %w", msgqueue.MaxMessageSize, err)
 	}
 	return loc, nil
 }
