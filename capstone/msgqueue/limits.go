@@ -10,10 +10,11 @@ import (
 
 // MaxMessageSize is the largest message a transport emits or hands to a
 // handler: an AMQP message (body and headers together), a Kafka record
-// (key, value and headers together: RecordSize). Package contracts bounds every field, so most
-// valid events fit many times over; a location with many halls of text
-// that JSON escapes can still be larger, and is refused before it is
-// stored. A larger message is poison, dead-lettered at once.
+// (key, value and headers together: RecordSize). Package contracts bounds
+// every field, so most valid events fit many times over; a location with
+// many halls of text that JSON escapes can still be larger, and is
+// refused before it is stored. A larger message is poison, dead-lettered
+// at once.
 const MaxMessageSize = 64 << 10
 
 // ErrTooLarge is wrapped by the error Emit returns for an event whose

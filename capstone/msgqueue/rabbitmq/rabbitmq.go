@@ -56,9 +56,10 @@
 //     the same limit (x-delivery-limit) for a message that crashes every
 //     consumer. A retried message comes after the ones behind it;
 //   - handler returns msgqueue.Permanent(err), or the message is poison
-//     (larger than msgqueue.MaxMessageSize with its headers, no or an unknown x-event-name
-//     header, a routing key that is not its x-event-name, a body that does
-//     not decode or breaks the limits of package contracts): the message
+//     (larger than msgqueue.MaxMessageSize with its headers, no or an
+//     unknown x-event-name header, a routing key that is not its
+//     x-event-name, a body that does not decode or breaks the limits of
+//     package contracts): the message
 //     is dead-lettered at once, never handed to the handler or retried.
 //
 // A dead-lettered message is copied to the dead-letter exchange with its
