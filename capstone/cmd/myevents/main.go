@@ -17,7 +17,7 @@
 //	go run ./capstone/cmd/myevents                 # the story, then serve on :8181, :8282 and the live view on :8080 until Ctrl-C
 //	go run ./capstone/cmd/myevents -story-only     # the story, then stop
 //	go run ./capstone/cmd/myevents -v              # with the services' logs on stderr
-//	go run ./capstone/cmd/myevents -broker amqp    # on RabbitMQ (AMQP_URL, or the local broker): no story, the live view
+//	go run ./capstone/cmd/myevents -broker amqp    # on RabbitMQ (-url, AMQP_URL, or the local broker): no story, the live view
 //
 // On Kafka the stores are in memory on purpose: the embedded Kafka is in
 // memory too, so the log and every copy of the state built from it start
@@ -66,7 +66,8 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 	eventsAddr := fs.String("events-listen", "127.0.0.1:8181", "HTTP address of EventService")
 	bookingsAddr := fs.String("bookings-listen", "127.0.0.1:8282", "HTTP address of BookingService")
 	uiAddr := fs.String("ui-listen", "127.0.0.1:8080", "HTTP address of the live view (a web page); keep it on 127.0.0.1: its controls stop and start the services")
-	broker := fs.String("broker", app.Kafka, "kafka (an embedded Kafka, nothing to install) or amqp (RabbitMQ at AMQP_URL, default "+app.DefaultAMQPURL+")")
+	broker := fs.String("broker", app.Kafka, "kafka (an embedded Kafka, nothing to install) or amqp (RabbitMQ at -url or AMQP_URL, default "+app.DefaultAMQPURL+")")
+	rabbitURL := fs.String("url", "", "with -broker amqp: RabbitMQ's AMQP URL (default: AMQP_URL, else "+app.DefaultAMQPURL+")")
 	exchange := fs.String("exchange", defaultExchange, "with -broker amqp: the exchange, which myevents deletes at exit")
 	queue := fs.String("queue", defaultQueue, "with -broker amqp: BookingService's queue, which myevents deletes at start (left by an earlier run) and at exit")
 	storyOnly := fs.Bool("story-only", false, "stop after the story instead of serving until Ctrl-C")
@@ -104,7 +105,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) (err error) 
 	defer ui.stop()
 
 	if *broker == app.AMQP {
-		names := rabbitNames{url: amqpURL(), exchange: *exchange, queue: *queue}
+		names := rabbitNames{url: amqpURL(*rabbitURL), exchange: *exchange, queue: *queue}
 		return runAMQP(ctx, out, log, ui, *eventsAddr, *bookingsAddr, names)
 	}
 
@@ -261,8 +262,11 @@ func browserURL(addr net.Addr) string {
 	return "http://" + addr.String()
 }
 
-// amqpURL is AMQP_URL, or the local broker's.
-func amqpURL() string {
+// amqpURL is -url, else AMQP_URL, else the local broker's.
+func amqpURL(flagURL string) string {
+	if flagURL != "" {
+		return flagURL
+	}
 	if u := os.Getenv("AMQP_URL"); u != "" {
 		return u
 	}

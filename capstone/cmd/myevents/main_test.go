@@ -199,3 +199,17 @@ func TestAMQPConnectionErrorsSayWhy(t *testing.T) {
 		t.Error("run returned nil after Ctrl-C before it could connect")
 	}
 }
+
+// TestURLFlag: with -broker amqp, -url chooses the broker, over
+// AMQP_URL, as the services' own -url does; the error for a broker that
+// is not there names that URL and tells to set AMQP_URL or -url, which
+// myevents did not have.
+func TestURLFlag(t *testing.T) {
+	t.Setenv("AMQP_URL", "amqp://guest:guest@"+brokertest.ClosedPort(t)+"/env")
+	closed := "amqp://guest:guest@" + brokertest.ClosedPort(t) + "/flag"
+	var out, stderr labtest.Buffer
+	err := run(context.Background(), append([]string{"-broker", "amqp", "-url", closed}, freePorts...), &out, &stderr)
+	if err == nil || !strings.Contains(err.Error(), brokertest.Redact(closed)) {
+		t.Errorf("run -url %s = %v, want an error naming that URL", brokertest.Redact(closed), err)
+	}
+}
