@@ -241,7 +241,9 @@ func Health(checks ...Check) HandlerFunc {
 			err := c.Func(ctx)
 			cancel()
 			if err != nil {
-				return Errorf(http.StatusServiceUnavailable, "%s is down: %v", c.Name, err)
+				// One line: a joined error (errors.Join, sarama's
+				// client) puts a newline between its parts.
+				return Errorf(http.StatusServiceUnavailable, "%s is down: %s", c.Name, strings.ReplaceAll(err.Error(), "\n", "; "))
 			}
 		}
 		Write(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -140,6 +140,10 @@ func TestHealth(t *testing.T) {
 		{"nil check skipped", []Check{{"store", up}, {"broker", nil}}, 200, `{"status":"ok"}`},
 		{"broker down", []Check{{"store", up}, {"broker", down}}, 503, `{"error":"broker is down: connection refused"}`},
 		{"store down", []Check{{"store", down}, {"broker", up}}, 503, `{"error":"store is down: connection refused"}`},
+		// A joined error (sarama's client, errors.Join) is one line.
+		{"joined error", []Check{{"broker", func(context.Context) error {
+			return errors.Join(errors.New("dial tcp: connection refused"), errors.New("EOF"))
+		}}}, 503, `{"error":"broker is down: dial tcp: connection refused; EOF"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
