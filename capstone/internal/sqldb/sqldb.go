@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,7 +126,7 @@ func Open(ctx context.Context, dsn, service string) (*DB, error) {
 	db.outbox = service + "_outbox"
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connecting to %s: %w", db.where, err)
+		return nil, fmt.Errorf("connecting to %s: %w", db.where, oneLine{err})
 	}
 	if db.Kind == SQLite {
 		// The connection has the file open now: remember which file it
@@ -309,6 +310,36 @@ func Micros(t time.Time) int64 { return t.UnixMicro() }
 
 // Time turns a BIGINT time column back into a UTC time.
 func Time(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// oneLine is an error whose text is one line: each distinct line of the
+// error it wraps once, joined by "; " (after a line that ends in a colon,
+// by that colon). pgx reports every attempt of a connection on a line of
+// its own (with TLS, then without), the same refusal twice, and a
+// command's error is one sentence.
+type oneLine struct{ err error }
+
+func (e oneLine) Error() string {
+	var b strings.Builder
+	var seen []string
+	for _, line := range strings.Split(e.err.Error(), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || slices.Contains(seen, line) {
+			continue
+		}
+		if len(seen) > 0 {
+			if strings.HasSuffix(seen[len(seen)-1], ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		seen = append(seen, line)
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+func (e oneLine) Unwrap() error { return e.err }
 
 // OpenStore opens the store a service's dsn selects: newMemory's store for
 // "memory:", otherwise newSQL's store over the SQL database Open gives (and

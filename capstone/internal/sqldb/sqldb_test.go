@@ -78,6 +78,11 @@ func TestOpenErrors(t *testing.T) {
 			if strings.Contains(err.Error(), "secret") {
 				t.Errorf("Open(%q): the error shows the password: %v", tc.dsn, err)
 			}
+			// One line, each failure once: pgx reports every attempt
+			// (with TLS, then without), the same refusal twice.
+			if strings.Contains(err.Error(), "\n") || strings.Count(err.Error(), "connection refused") > 1 {
+				t.Errorf("Open(%q) = %q, want one line that says each failure once", tc.dsn, err)
+			}
 		})
 	}
 }
