@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -210,6 +211,9 @@ func newEvent(ctx context.Context, client *http.Client, events, bookings, name s
 	var loc, ev struct{ ID string }
 	body := fmt.Sprintf(`{"name":"Load %s","halls":[{"name":"Main","capacity":%d}]}`, name, capacity)
 	if err := call(ctx, client, "POST", events+"/locations", body, http.StatusCreated, &loc); err != nil {
+		if notListening(err) {
+			return "", fmt.Errorf("%w (is EventService running there? start the services, or point -events-url and -bookings-url at them)", err)
+		}
 		return "", err
 	}
 	body = fmt.Sprintf(`{"name":"Load %s","location_id":%q,"hall":"Main","start_date":1795118400,"end_date":1795129200}`, name, loc.ID)
@@ -219,6 +223,9 @@ func newEvent(ctx context.Context, client *http.Client, events, bookings, name s
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := call(ctx, client, "GET", bookings+"/events/"+ev.ID, "", http.StatusOK, nil)
+		if notListening(err) {
+			return "", fmt.Errorf("%w (is BookingService running there? start it, or point -bookings-url at it)", err)
+		}
 		if err == nil {
 			return ev.ID, nil
 		}
@@ -230,6 +237,13 @@ func newEvent(ctx context.Context, client *http.Client, events, bookings, name s
 		case <-ctx.Done():
 		}
 	}
+}
+
+// notListening reports whether err is a connection that could not be
+// made: nothing listens at the address (or no host answers there).
+func notListening(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // call sends a request, requires status want and decodes the answer into

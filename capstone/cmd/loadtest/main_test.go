@@ -58,6 +58,9 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-broker", "kafka", "-db", "host=db password=secret"}, `unknown -db <hidden: it may hold a password>`},
 		{[]string{"-broker", "kafka", "-db", "sqlite3"}, `unknown -db "sqlite3"`},
 		{[]string{"-n", "0"}, "-n and -c must be at least 1"},
+		// Services that are not running: a hint, not a bare dial error.
+		{[]string{"-events-url", "http://" + brokertest.ClosedPort(t), "-bookings-url", "http://" + brokertest.ClosedPort(t)},
+			"is EventService running there? start the services, or point -events-url and -bookings-url at them"},
 	} {
 		var out, stderr bytes.Buffer
 		err := run(context.Background(), tc.args, &out, &stderr)
