@@ -32,8 +32,7 @@ type Listener struct {
 
 	errorsDrained chan struct{} // group mode: the error logger returned
 
-	stalls stalls    // partitions that cannot move past a record
-	held   heldWatch // partitions held back by an open transaction (held.go)
+	stalls stalls // partitions that cannot move past a record
 }
 
 var _ msgqueue.BatchListener = (*Listener)(nil)
@@ -111,7 +110,6 @@ func newListener(ctx context.Context, brokers []string, group string, names []st
 		caught:        newCatchUp(),
 		logger:        o.logger,
 		errorsDrained: make(chan struct{}),
-		held:          heldWatch{limit: heldLimit},
 	}
 	if err := ensureTopic(ctx, client, o, o.topic, o.partitions); err != nil {
 		l.release()
@@ -190,16 +188,11 @@ func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqu
 // is nil while every partition moves; a service reports it on /healthz.
 func (l *Listener) Stalled() error { return l.stalls.err() }
 
-// Health reports what Stalled does, for /healthz, and a partition held
-// back by another producer's transaction left open for longer than
-// heldLimit (held.go): the emitter's Health covers the connection to the
-// cluster.
-func (l *Listener) Health(ctx context.Context) error {
+// Health reports what Stalled does, for /healthz: the emitter's Health
+// covers the connection to the cluster.
+func (l *Listener) Health(context.Context) error {
 	if err := l.Stalled(); err != nil {
 		return fmt.Errorf("the Kafka listener is stuck: %w", err)
-	}
-	if err := l.heldBack(ctx); err != nil {
-		return fmt.Errorf("the Kafka listener is held back: %w", err)
 	}
 	return nil
 }
