@@ -311,11 +311,12 @@ func Micros(t time.Time) int64 { return t.UnixMicro() }
 // Time turns a BIGINT time column back into a UTC time.
 func Time(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
-// oneLine is an error whose text is one line: each distinct line of the
-// error it wraps once, joined by "; " (after a line that ends in a colon,
-// by that colon). pgx reports every attempt of a connection on a line of
-// its own (with TLS, then without), the same refusal twice, and a
-// command's error is one sentence.
+// oneLine is an error whose text is one line: each line of the error it
+// wraps that no line before it already says (in full or at its end),
+// joined by "; " (after a line that ends in a colon, by that colon). pgx
+// reports every attempt of a connection on a line of its own (with TLS,
+// then without), the same refusal twice, and a command's error is one
+// sentence.
 type oneLine struct{ err error }
 
 func (e oneLine) Error() string {
@@ -323,7 +324,7 @@ func (e oneLine) Error() string {
 	var seen []string
 	for _, line := range strings.Split(e.err.Error(), "\n") {
 		line = strings.TrimSpace(line)
-		if line == "" || slices.Contains(seen, line) {
+		if line == "" || slices.ContainsFunc(seen, func(s string) bool { return strings.HasSuffix(s, line) }) {
 			continue
 		}
 		if len(seen) > 0 {

@@ -63,6 +63,7 @@ func TestOpenErrors(t *testing.T) {
 		{"bad service name", "", "Event Service", "must be lowercase letters"},
 		{"missing directory", "sqlite:" + filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"), "eventservice", "connecting to SQLite database"},
 		{"PostgreSQL down", "postgres://postgres:secret@127.0.0.1:1/test?connect_timeout=2", "eventservice", "connecting to PostgreSQL at postgres://postgres:xxxxx@127.0.0.1:1/test"},
+		{"PostgreSQL host unknown", "postgres://postgres:secret@no-such-host.invalid/test?connect_timeout=2", "eventservice", "connecting to PostgreSQL at postgres://postgres:xxxxx@no-such-host.invalid/test"},
 		{"unparseable PostgreSQL URL", "postgres://postgres:secret@127.0.0.1:1/%zz", "eventservice", "connecting to PostgreSQL at <unparseable URL>"},
 	}
 	for _, tc := range tests {
@@ -80,7 +81,7 @@ func TestOpenErrors(t *testing.T) {
 			}
 			// One line, each failure once: pgx reports every attempt
 			// (with TLS, then without), the same refusal twice.
-			if strings.Contains(err.Error(), "\n") || strings.Count(err.Error(), "connection refused") > 1 {
+			if strings.Contains(err.Error(), "\n") || strings.Count(err.Error(), "connection refused") > 1 || strings.Count(err.Error(), "no such host") > 1 {
 				t.Errorf("Open(%q) = %q, want one line that says each failure once", tc.dsn, err)
 			}
 		})
