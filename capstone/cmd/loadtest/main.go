@@ -211,7 +211,7 @@ func newEvent(ctx context.Context, client *http.Client, events, bookings, name s
 	var loc, ev struct{ ID string }
 	body := fmt.Sprintf(`{"name":"Load %s","halls":[{"name":"Main","capacity":%d}]}`, name, capacity)
 	if err := call(ctx, client, "POST", events+"/locations", body, http.StatusCreated, &loc); err != nil {
-		if notListening(err) {
+		if ctx.Err() == nil && notListening(err) {
 			return "", fmt.Errorf("%w (is EventService running there? start the services, or point -events-url and -bookings-url at them)", err)
 		}
 		return "", err
@@ -223,13 +223,13 @@ func newEvent(ctx context.Context, client *http.Client, events, bookings, name s
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := call(ctx, client, "GET", bookings+"/events/"+ev.ID, "", http.StatusOK, nil)
-		if notListening(err) {
-			return "", fmt.Errorf("%w (is BookingService running there? start it, or point -bookings-url at it)", err)
-		}
 		if err == nil {
 			return ev.ID, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
+			if ctx.Err() == nil && notListening(err) {
+				err = fmt.Errorf("%w (is BookingService running there? start it, or point -bookings-url at it)", err)
+			}
 			return "", fmt.Errorf("waiting for BookingService to hear of event %s: %w", ev.ID, err)
 		}
 		select {
@@ -240,10 +240,12 @@ func newEvent(ctx context.Context, client *http.Client, events, bookings, name s
 }
 
 // notListening reports whether err is a connection that could not be
-// made: nothing listens at the address (or no host answers there).
+// made: nothing listens at the address, or no host answers there. A name
+// that does not resolve is not one: its error says so itself.
 func notListening(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	var dns *net.DNSError
+	return errors.As(err, &op) && op.Op == "dial" && !errors.As(err, &dns)
 }
 
 // call sends a request, requires status want and decodes the answer into
