@@ -46,6 +46,7 @@ type groupHandler struct{ w *worker }
 // Setup runs when the session has its partitions, before any record.
 func (g *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	l := g.w.l
+	l.held.own(sess.Claims()[l.opts.topic])
 	targets := make(map[int32]int64)
 	for _, p := range sess.Claims()[l.opts.topic] {
 		newest, err := l.stableOffset(p)
@@ -63,6 +64,7 @@ func (g *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
 // Cleanup runs after every ConsumeClaim returned: commit what they marked
 // now, rather than at the next tick.
 func (g *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	g.w.l.held.own(nil)
 	sess.Commit()
 	return nil
 }

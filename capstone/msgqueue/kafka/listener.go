@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/IBM/sarama"
 
@@ -32,7 +33,8 @@ type Listener struct {
 
 	errorsDrained chan struct{} // group mode: the error logger returned
 
-	stalls stalls // partitions that cannot move past a record
+	stalls stalls    // partitions that cannot move past a record
+	held   heldWatch // partitions held back by an open transaction (held.go)
 }
 
 var _ msgqueue.BatchListener = (*Listener)(nil)
@@ -110,6 +112,7 @@ func newListener(ctx context.Context, brokers []string, group string, names []st
 		caught:        newCatchUp(),
 		logger:        o.logger,
 		errorsDrained: make(chan struct{}),
+		held:          heldWatch{limit: heldLimit, every: heldEvery},
 	}
 	if err := ensureTopic(ctx, client, o, o.topic, o.partitions); err != nil {
 		l.release()
@@ -174,6 +177,14 @@ func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqu
 	}
 	defer end()
 
+	// Watch for partitions an open transaction holds back while the
+	// listener reads, and stop watching before it returns.
+	watch, stopWatch := context.WithCancel(stop)
+	var watching sync.WaitGroup
+	watching.Go(func() { l.watchHeld(watch) })
+	defer watching.Wait()
+	defer stopWatch()
+
 	w := &worker{l: l, handler: h, batch: hb, handlerCtx: ctx, filter: filter, consumer: "replay"}
 	if l.group != "" {
 		w.consumer = l.group
@@ -188,11 +199,16 @@ func (l *Listener) ListenBatch(ctx context.Context, h msgqueue.Handler, hb msgqu
 // is nil while every partition moves; a service reports it on /healthz.
 func (l *Listener) Stalled() error { return l.stalls.err() }
 
-// Health reports what Stalled does, for /healthz: the emitter's Health
-// covers the connection to the cluster.
+// Health reports what Stalled does, for /healthz, and a partition that
+// another producer's transaction, left open, holds back (held.go): the
+// emitter's Health covers the connection to the cluster. It asks the
+// cluster nothing itself.
 func (l *Listener) Health(context.Context) error {
 	if err := l.Stalled(); err != nil {
 		return fmt.Errorf("the Kafka listener is stuck: %w", err)
+	}
+	if err := l.held.err(); err != nil {
+		return fmt.Errorf("the Kafka listener is held back: %w", err)
 	}
 	return nil
 }

@@ -41,13 +41,16 @@ const (
 // consumer reads up to now: one past the last record of the last decided
 // transaction (the last stable offset), which is the high-water mark when
 // no transaction is open.
-func (l *Listener) stableOffset(p int32) (int64, error) {
+func (l *Listener) stableOffset(p int32) (int64, error) { return l.stableOffsetVia(l.client, p) }
+
+// stableOffsetVia is stableOffset asked through client c.
+func (l *Listener) stableOffsetVia(c sarama.Client, p int32) (int64, error) {
 	topic := l.opts.topic
-	broker, err := l.client.Leader(topic, p)
+	broker, err := c.Leader(topic, p)
 	if err != nil {
 		return 0, fmt.Errorf("finding the leader of Kafka topic %s partition %d: %w", topic, p, err)
 	}
-	req := sarama.NewOffsetRequest(l.client.Config().Version)
+	req := sarama.NewOffsetRequest(c.Config().Version)
 	req.IsolationLevel = sarama.ReadCommitted
 	req.AddBlock(topic, p, sarama.OffsetNewest, 1)
 	resp, err := broker.GetAvailableOffsets(req)

@@ -2,7 +2,9 @@ package kafka
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -132,5 +134,59 @@ func TestGroupOfTransactions(t *testing.T) {
 	stop() // commits what was marked
 	if err := e.committedAll(group); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestHealthSaysAnOpenTransactionHoldsAPartitionBack: another producer
+// begins a transaction, writes a record and neither commits nor aborts.
+// The listener cannot hand over anything after it (read-committed) until
+// the transaction ends; once it has seen the partition held at that
+// offset past the limit (here 300 ms, looking every 50 ms), Health says
+// so, naming the partition and the offset, and once the transaction
+// commits it is nil again. A replay and a group member (which looks at
+// the partitions of its session) alike.
+func TestHealthSaysAnOpenTransactionHoldsAPartitionBack(t *testing.T) {
+	for _, mode := range []string{"replay", "group"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			em := e.emitter()
+			e.emit(em, booked("before", "show-1", 1))
+			l := e.replayListener()
+			if mode == "group" {
+				l = e.groupListener(brokertest.Name(t, "group"))
+			}
+			l.held.limit, l.held.every = 300*time.Millisecond, 50*time.Millisecond
+			s := newSeen()
+			listen(t, l, s.handler)
+			awaitCaughtUp(t, l)
+			if err := l.Health(t.Context()); err != nil {
+				t.Fatalf("Health before any transaction = %v, want nil", err)
+			}
+
+			p := e.txnProducer()
+			if err := p.BeginTxn(); err != nil {
+				t.Fatal(err)
+			}
+			v, err := contracts.Wrap(booked("open", "show-1", 2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			part, offset, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder("show-1"), Value: sarama.ByteEncoder(v)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("partition %d of topic %s is held at offset %d by a transaction this listener has seen open", part, e.topic, offset)
+			brokertest.Eventually(t, wait, func() error {
+				if err := l.Health(t.Context()); err == nil || !strings.Contains(err.Error(), want) {
+					return fmt.Errorf("Health = %v, want an error containing %q", err, want)
+				}
+				return nil
+			})
+			if err := p.CommitTxn(); err != nil {
+				t.Fatal(err)
+			}
+			brokertest.Eventually(t, wait, func() error { return l.Health(t.Context()) })
+			brokertest.Eventually(t, wait, func() error { return s.sameIDs([]string{"before", "open"}) })
+		})
 	}
 }
