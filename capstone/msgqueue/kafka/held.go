@@ -63,7 +63,9 @@ func (w *heldWatch) own(partitions []int32) {
 
 // watchHeld looks at the listener's partitions every w.every until ctx
 // ends, then forgets what it saw. It asks through the dead-letter client,
-// whose connections do not wait behind the consumer's fetches.
+// whose connections do not wait behind the consumer's fetches, and does
+// not wait for a look still asking a cluster that does not answer when
+// ctx ends: Close would wait for it.
 func (l *Listener) watchHeld(ctx context.Context) {
 	w := &l.held
 	defer func() {
@@ -79,10 +81,16 @@ func (l *Listener) watchHeld(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		err := l.checkHeld(time.Now())
-		w.mu.Lock()
-		w.found = err
-		w.mu.Unlock()
+		looked := make(chan error, 1)
+		go func() { looked <- l.checkHeld(time.Now()) }()
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-looked:
+			w.mu.Lock()
+			w.found = err
+			w.mu.Unlock()
+		}
 	}
 }
 
