@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -36,22 +37,14 @@ type heldWatch struct {
 	mu    sync.Mutex
 	owned []int32          // group mode: the session's partitions
 	at    map[int32]heldAt // partition: where and since when it is held
-	found error            // what the last look found
 }
 
 // heldAt is where a partition's last stable offset stood below its
-// high-water mark, and when the listener first saw it there.
+// high-water mark (end) at the last look, and when the listener first saw
+// it there.
 type heldAt struct {
-	offset int64
-	since  time.Time
-}
-
-// err returns what the last look found: nil, or the partitions held back
-// for longer than the limit.
-func (w *heldWatch) err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.found
+	offset, end int64
+	since       time.Time
 }
 
 // own sets the partitions a group session reads (nil between sessions).
@@ -61,16 +54,38 @@ func (w *heldWatch) own(partitions []int32) {
 	w.owned = slices.Clone(partitions)
 }
 
+// heldErr names the partitions the listener reads that it has seen held
+// at one offset for longer than the limit, or returns nil. It asks the
+// cluster nothing: the last look (watchHeld) is what it knows, and in a
+// group only the partitions of the current session count.
+func (l *Listener) heldErr() error {
+	w := &l.held
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	var errs []error
+	for _, p := range slices.Sorted(maps.Keys(w.at)) {
+		h := w.at[p]
+		held := now.Sub(h.since)
+		if held < w.limit || (l.group != "" && !slices.Contains(w.owned, p)) {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("partition %d of topic %s is held at offset %d by a transaction this listener has seen open for %v: the %d offsets from it on wait until its producer commits or aborts it, or the broker aborts it at its timeout",
+			p, l.opts.topic, h.offset, held.Round(time.Second), h.end-h.offset))
+	}
+	return errors.Join(errs...)
+}
+
 // watchHeld looks at the listener's partitions every w.every until ctx
 // ends, then forgets what it saw. It asks through the dead-letter client,
 // whose connections do not wait behind the consumer's fetches, and does
 // not wait for a look still asking a cluster that does not answer when
-// ctx ends: Close would wait for it.
+// ctx ends: Close would wait for it. It alone writes what a look found.
 func (l *Listener) watchHeld(ctx context.Context) {
 	w := &l.held
 	defer func() {
 		w.mu.Lock()
-		w.at, w.found = nil, nil
+		w.at = nil
 		w.mu.Unlock()
 	}()
 	tick := time.NewTicker(w.every)
@@ -81,25 +96,30 @@ func (l *Listener) watchHeld(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		looked := make(chan error, 1)
-		go func() { looked <- l.checkHeld(time.Now()) }()
+		w.mu.Lock()
+		prev := maps.Clone(w.at)
+		w.mu.Unlock()
+		looked := make(chan map[int32]heldAt, 1)
+		go func() { looked <- l.lookHeld(time.Now(), prev) }()
 		select {
 		case <-ctx.Done():
 			return
-		case err := <-looked:
+		case next := <-looked:
 			w.mu.Lock()
-			w.found = err
+			w.at = next
 			w.mu.Unlock()
 		}
 	}
 }
 
-// checkHeld compares the last stable offset of each partition the
+// lookHeld compares the last stable offset of each partition the
 // listener reads (all of the topic's in a replay, the session's in a
-// group) with its high-water mark at now. A partition it cannot ask about
-// is left out: the emitter's Health reports a cluster that does not
-// answer.
-func (l *Listener) checkHeld(now time.Time) error {
+// group) with its high-water mark at now, and returns the partitions held
+// below it, each since when prev says (or now, if it was not held there
+// before). A partition it cannot ask about keeps what prev says of it:
+// one failed request does not start the clock again, and the emitter's
+// Health reports a cluster that does not answer.
+func (l *Listener) lookHeld(now time.Time, prev map[int32]heldAt) map[int32]heldAt {
 	topic, c, w := l.opts.topic, l.dlqClient, &l.held
 	var partitions []int32
 	if l.group != "" {
@@ -109,34 +129,29 @@ func (l *Listener) checkHeld(now time.Time) error {
 	} else {
 		var err error
 		if partitions, err = c.Partitions(topic); err != nil {
-			return nil
+			return prev
 		}
 	}
 	next := map[int32]heldAt{}
-	var errs []error
 	for _, p := range partitions {
 		stable, err := l.stableOffsetVia(c, p)
-		if err != nil {
-			continue
+		var end int64
+		if err == nil {
+			end, err = c.GetOffset(topic, p, sarama.OffsetNewest) // read-uncommitted: the high-water mark
 		}
-		end, err := c.GetOffset(topic, p, sarama.OffsetNewest) // read-uncommitted: the high-water mark
-		if err != nil || stable >= end {
-			continue
-		}
-		w.mu.Lock()
-		h, seen := w.at[p]
-		w.mu.Unlock()
-		if !seen || h.offset != stable {
-			h = heldAt{offset: stable, since: now}
-		}
-		next[p] = h
-		if held := now.Sub(h.since); held >= w.limit {
-			errs = append(errs, fmt.Errorf("partition %d of topic %s is held at offset %d by a transaction this listener has seen open for %v: the %d offsets from it on wait until its producer commits or aborts it, or the broker aborts it at its timeout",
-				p, topic, stable, held.Round(time.Second), end-stable))
+		h, seen := prev[p]
+		switch {
+		case err != nil:
+			if seen {
+				next[p] = h
+			}
+		case stable >= end:
+		case seen && h.offset == stable:
+			h.end = end
+			next[p] = h
+		default:
+			next[p] = heldAt{offset: stable, end: end, since: now}
 		}
 	}
-	w.mu.Lock()
-	w.at = next
-	w.mu.Unlock()
-	return errors.Join(errs...)
+	return next
 }

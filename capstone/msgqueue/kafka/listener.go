@@ -207,7 +207,7 @@ func (l *Listener) Health(context.Context) error {
 	if err := l.Stalled(); err != nil {
 		return fmt.Errorf("the Kafka listener is stuck: %w", err)
 	}
-	if err := l.held.err(); err != nil {
+	if err := l.heldErr(); err != nil {
 		return fmt.Errorf("the Kafka listener is held back: %w", err)
 	}
 	return nil
