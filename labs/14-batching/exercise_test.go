@@ -146,15 +146,7 @@ func TestExerciseGroupCommit(t *testing.T) {
 	}
 
 	// Closing the requests ends the committer.
-	close(c.requests)
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Errorf("run returned %v after c.requests was closed; want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("run did not return within 10 s of c.requests being closed: a receive from a closed channel gives ok == false; return nil then")
-	}
+	closeRequests(t, c, stopped, "", ": a receive from a closed channel gives ok == false; return nil then")
 }
 
 // TestExerciseGroupCommitWaitsAtMostMaxWait sends one booking on its own to
@@ -278,15 +270,7 @@ func TestExerciseGroupCommitWaitIsFromTheFirstRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitAnswers(t, reqs[1:], stopped, w)
-	close(c.requests)
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Errorf("run returned %v after c.requests was closed; want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("run did not return within 10 s of c.requests being closed")
-	}
+	closeRequests(t, c, stopped, "", "")
 }
 
 // TestExerciseGroupCommitFinishesOnClose sends five bookings to a committer
@@ -302,18 +286,7 @@ func TestExerciseGroupCommitFinishesOnClose(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- c.run(ctx) }()
 	send(t, c, w, reqs, stopped)
-	close(c.requests)
-	select {
-	case err := <-stopped:
-		if errors.Is(err, labkit.ErrTODO) {
-			t.Fatal(err)
-		}
-		if err != nil {
-			t.Errorf("run returned %v after c.requests was closed; want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("run did not return within 10 s of c.requests being closed, with maxWait a minute: a receive from a closed channel returns at once with ok == false; stop collecting then, write and answer the batch you hold, and return nil")
-	}
+	closeRequests(t, c, stopped, "", ", with maxWait a minute: a receive from a closed channel returns at once with ok == false; stop collecting then, write and answer the batch you hold, and return nil")
 	if p := pending(reqs); len(p) > 0 {
 		t.Fatalf("run returned, but %s got no answer: when c.requests closes while a batch is being collected, write and answer that batch before returning", shortList(p))
 	}
@@ -393,15 +366,7 @@ func TestExerciseGroupCommitFailsTheWholeBatch(t *testing.T) {
 		t.Errorf("the callers told of the failure are %s: want the one batch that held b-0010, at most 8 bookings in a row", shortList(failed))
 	}
 	checkStored(t, w, stored, len(stored))
-	close(c.requests)
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Errorf("run returned %v after c.requests was closed; want nil: a failed batch is answered, not the end of the committer", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("run did not return within 10 s of c.requests being closed")
-	}
+	closeRequests(t, c, stopped, ": a failed batch is answered, not the end of the committer", "")
 
 	// c.sizes holds the committed batches only, as the database saw them.
 	commits := w.commits()
@@ -584,6 +549,25 @@ func send(t *testing.T, c *committer, w *watch, reqs []request, stopped <-chan e
 			t.Fatalf("the committer did not take %s within 10 s (transactions so far: %d committed, %d rolled back): it must receive from c.requests in a loop until it is closed; and if a batch failed, was its transaction rolled back? Until then the next batch cannot begin",
 				r.b.id, len(w.commits()), len(w.rollbacks()))
 		}
+	}
+}
+
+// closeRequests closes c.requests and requires run to return nil within
+// 10 s; errHint and lateHint end the failure's sentence when it returned
+// an error or did not return (what to change).
+func closeRequests(t *testing.T, c *committer, stopped <-chan error, errHint, lateHint string) {
+	t.Helper()
+	close(c.requests)
+	select {
+	case err := <-stopped:
+		if errors.Is(err, labkit.ErrTODO) {
+			t.Fatal(err)
+		}
+		if err != nil {
+			t.Errorf("run returned %v after c.requests was closed; want nil%s", err, errHint)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("run did not return within 10 s of c.requests being closed%s", lateHint)
 	}
 }
 
