@@ -25,7 +25,8 @@
 //     retention may have deleted). This is event sourcing: the service
 //     rebuilds its state from the whole log at every start. CaughtUp is
 //     closed once the handler has processed everything that was in the log
-//     when Listen started.
+//     when Listen started. That backlog it reads with fetches of its own,
+//     the records written after it with sarama's consumer (fetch.go).
 //
 // Both modes read with read_committed isolation: a record of another
 // producer's aborted transaction is never handed over, and a transaction
@@ -273,6 +274,9 @@ func SetProducerGuarantees(cfg *sarama.Config) {
 // room for a few answers, the next fetch overlaps the applying
 // (docs/performance.md, "Reading ahead"). The price is memory while the
 // reader is behind: up to about 4 MB of fetched records per partition.
+// A replay reads its backlog with fetches of its own (fetch.go), so this
+// serves the records written after it, and a replay whose own fetches
+// stopped early.
 const replayReadAhead = 16384
 
 // metadataRefresh is how often a listener's client refreshes the topic's

@@ -72,11 +72,6 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 		pcs[p] = pc
 		return pc, nil
 	}
-	for _, p := range partitions {
-		if _, err := open(p, starts[p]); err != nil {
-			return err
-		}
-	}
 	l.logger.Info("kafka listener started", "mode", "replay", "topic", topic, "partitions", len(partitions))
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -86,19 +81,21 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 		failOnce sync.Once
 		failure  error
 	)
-	run := func(p int32, pc sarama.PartitionConsumer, start int64) {
+	known := make(map[int32]bool, len(partitions)) // the partitions being read
+	// run reads partition p from start; pc, when not nil, is its
+	// consumer opened at start already.
+	run := func(p int32, start int64, pc sarama.PartitionConsumer) {
+		known[p] = true
 		wg.Go(func() {
-			if err := l.replayPartition(ctx, w, p, pc, start, open); err != nil {
+			if err := l.replayPartition(ctx, w, p, start, pc, open); err != nil {
 				failOnce.Do(func() { failure = err })
 				cancel()
 			}
 		})
 	}
-	pcsMu.Lock()
-	for p, pc := range pcs {
-		run(p, pc, starts[p])
+	for _, p := range partitions {
+		run(p, starts[p], nil)
 	}
-	pcsMu.Unlock()
 	// Partitions added to the topic while the replay runs: read them too,
 	// from their oldest record, once the client's metadata (refreshed
 	// every Metadata.RefreshFrequency) shows them. Without this, their
@@ -121,10 +118,7 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 				continue // the next tick tries again; Health reports a lost cluster
 			}
 			for _, p := range now {
-				pcsMu.Lock()
-				_, known := pcs[p]
-				pcsMu.Unlock()
-				if known {
+				if known[p] {
 					continue
 				}
 				start, err := l.client.GetOffset(topic, p, sarama.OffsetOldest)
@@ -137,7 +131,7 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 					continue
 				}
 				l.logger.Info("kafka: the topic has a new partition; replaying it too", "topic", topic, "partition", p)
-				run(p, pc, start)
+				run(p, start, pc)
 			}
 		}
 	})
@@ -146,18 +140,59 @@ func (l *Listener) listenReplay(ctx context.Context, w *worker) error {
 }
 
 // replayPartition processes one partition's records in order from
-// offset start until ctx ends, decoding them ahead of the handler
-// (decodeAhead). Records deleted under it (retention, DeleteRecords, the
-// topic deleted and created again) stop sarama's consumer with
-// ErrOffsetOutOfRange: then it goes on from the oldest record still
-// stored, with reopen, saying what it skipped, rather than stop the
-// service.
-func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc sarama.PartitionConsumer, start int64,
+// offset start until ctx ends, decoding them ahead of the handler. What
+// the partition held when the replay started it reads with fetches of its
+// own (fetchAhead, fetch.go), the rest with sarama's partition consumer
+// pc, which it opens with reopen when pc is nil (decodeAhead). Records
+// deleted under it (retention, DeleteRecords, the topic deleted and
+// created again) stop sarama's consumer with ErrOffsetOutOfRange: then it
+// goes on from the oldest record still stored, with reopen, saying what it
+// skipped, rather than stop the service.
+func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, start int64, pc sarama.PartitionConsumer,
 	reopen func(p int32, offset int64) (sarama.PartitionConsumer, error)) error {
-	ahead := decodeAhead(ctx, pc.Messages())
-	defer func() { ahead.stop() }()
 	tail := l.newTailCheck(p, start)
 	defer tail.stop()
+	finished := func(msg *sarama.ConsumerMessage) {
+		l.caught.reached(p, msg.Offset+1)
+		tail.finished(msg)
+	}
+	if pc == nil {
+		from := start
+		if target, pending := l.caught.target(p); pending && start < target {
+			ahead, end := l.fetchAhead(ctx, p, start, target)
+			for run := range ahead.runs {
+				if !w.finishRun(ctx, run, finished) {
+					ahead.stop()
+					return nil
+				}
+				ahead.done(run)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			switch from = end.next; {
+			case end.err == nil:
+				l.caught.reached(p, target) // markers and aborted records up to it included
+			case isOutOfRange(end.err):
+				oldest, err := l.oldestAfterDeletion(p, end.next)
+				if err != nil {
+					return err
+				}
+				from = oldest
+				l.caught.reached(p, oldest)
+			default:
+				l.logger.Warn("kafka: reading the partition's backlog directly stopped; its consumer goes on from there",
+					"topic", l.opts.topic, "partition", p, "offset", end.next, "err", end.err)
+			}
+			tail.next = max(tail.next, from)
+		}
+		var err error
+		if pc, err = reopen(p, from); err != nil {
+			return err
+		}
+	}
+	ahead := decodeAhead(ctx, pc.Messages())
+	defer func() { ahead.stop() }()
 	errs := pc.Errors()
 	var lastErr error
 	for {
@@ -186,12 +221,10 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc s
 				if !isOutOfRange(lastErr) {
 					return fmt.Errorf("reading Kafka topic %s partition %d: the partition consumer stopped: %v", l.opts.topic, p, lastErr)
 				}
-				oldest, err := l.client.GetOffset(l.opts.topic, p, sarama.OffsetOldest)
+				oldest, err := l.oldestAfterDeletion(p, tail.next)
 				if err != nil {
-					return fmt.Errorf("reading Kafka topic %s partition %d: its records were deleted, and reading its oldest offset failed: %w", l.opts.topic, p, err)
+					return err
 				}
-				l.logger.Warn("kafka: records were deleted under the replay; going on from the oldest one still stored",
-					"topic", l.opts.topic, "partition", p, "from", tail.next, "oldest", oldest)
 				if pc, err = reopen(p, oldest); err != nil {
 					return err
 				}
@@ -203,15 +236,24 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, pc s
 				l.caught.reached(p, oldest)
 				continue
 			}
-			if !w.finishRun(ctx, run, func(msg *sarama.ConsumerMessage) {
-				l.caught.reached(p, msg.Offset+1)
-				tail.finished(msg)
-			}) {
+			if !w.finishRun(ctx, run, finished) {
 				return nil
 			}
 			ahead.done(run)
 		}
 	}
+}
+
+// oldestAfterDeletion returns partition p's oldest offset after reading
+// it from offset next failed with ErrOffsetOutOfRange, and says so.
+func (l *Listener) oldestAfterDeletion(p int32, next int64) (int64, error) {
+	oldest, err := l.client.GetOffset(l.opts.topic, p, sarama.OffsetOldest)
+	if err != nil {
+		return 0, fmt.Errorf("reading Kafka topic %s partition %d: its records were deleted, and reading its oldest offset failed: %w", l.opts.topic, p, err)
+	}
+	l.logger.Warn("kafka: records were deleted under the replay; going on from the oldest one still stored",
+		"topic", l.opts.topic, "partition", p, "from", next, "oldest", oldest)
+	return oldest, nil
 }
 
 // isOutOfRange reports whether err is sarama's ErrOffsetOutOfRange: the
