@@ -6,11 +6,9 @@ import (
 	"example.com/myevents/labs/labtest"
 )
 
-// TestBadFlagsAreRefusedBeforeDialing: the capstone's topic and an empty
-// topic name are refused before the lab connects, with a sentence that
-// says what to change.
+// TestBadFlagsAreRefusedBeforeDialing: the capstone's topic and a topic
+// name Kafka would refuse are refused before the lab connects, with a
+// sentence that says what to change.
 func TestBadFlagsAreRefusedBeforeDialing(t *testing.T) {
-	labtest.RefusedBeforeDialingKafka(t, run,
-		labtest.BadFlags{Args: []string{"-topic", "events"}, Want: "is the capstone's topic"},
-		labtest.BadFlags{Args: []string{"-topic", ""}, Want: "-topic is empty"})
+	labtest.RefusedBeforeDialingKafka(t, run, labtest.TopicFlags()...)
 }

@@ -48,11 +48,6 @@ import (
 // defaultBrokers is the local development Kafka.
 const defaultBrokers = "127.0.0.1:9092"
 
-// capstoneTopic is the capstone's Kafka topic (DefaultTopic in
-// capstone/msgqueue/kafka), which BookingService replays to rebuild its
-// state: the lab refuses to write to it or delete it.
-const capstoneTopic = "events"
-
 // demoKeys are the event IDs the SyncProducer demo books, twice each. The
 // record key decides the partition: metallica and muse happen to share one.
 var demoKeys = []string{"metallica", "adele", "oasis", "muse"}
@@ -100,14 +95,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *partitions < 1 || *n < 1 {
 		return fmt.Errorf("-partitions and -n must be at least 1")
 	}
-	// Refuse the capstone's topic and an empty name before connecting:
-	// the broker would only refuse the empty name once the run is under
-	// way, and it would accept "events".
-	switch *topic {
-	case "":
-		return errors.New("-topic is empty: give the lab's topic a name, such as lab08.events")
-	case capstoneTopic:
-		return fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays: give the lab a topic of its own, such as lab08.events", capstoneTopic)
+	// Refuse a name Kafka would refuse only once the run is under way,
+	// and the capstone's topic, which it would accept, before connecting.
+	if err := labkit.CheckTopic(*topic, "lab08.events", false); err != nil {
+		return err
 	}
 	// The environment supplies the brokers unless -brokers does.
 	if *brokerList == "" {

@@ -53,11 +53,6 @@ import (
 // defaultBrokers is the local development Kafka.
 const defaultBrokers = "127.0.0.1:9092"
 
-// capstoneTopic is the capstone's Kafka topic (DefaultTopic in
-// capstone/msgqueue/kafka), which BookingService replays to rebuild its
-// state: the lab, which deletes and recreates its topic, refuses it.
-const capstoneTopic = "events"
-
 // partitions is the partition count of the lab's topic.
 const partitions = 2
 
@@ -103,15 +98,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
-	// Refuse the capstone's topic and empty names before connecting: the
+	// Refuse the capstone's topic and bad names before connecting: the
 	// broker would refuse an empty group only at part 2a, after the
 	// produce and the replay, and it would accept "events".
-	switch {
-	case *topic == "":
-		return errors.New("-topic is empty: give the lab's topic a name, such as lab10.bookings")
-	case *topic == capstoneTopic:
-		return fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays, and this lab deletes and recreates its topic: give it a topic of its own, such as lab10.bookings", capstoneTopic)
-	case *group == "":
+	if err := labkit.CheckTopic(*topic, "lab10.bookings", true); err != nil {
+		return err
+	}
+	if *group == "" {
 		return errors.New("-group is empty: give the consumer group of part 2a a name, such as lab10.projector")
 	}
 	// The environment supplies the brokers unless -brokers does.

@@ -43,7 +43,6 @@ import (
 
 const (
 	defaultBrokers = "127.0.0.1:9092" // the local development Kafka
-	capstoneTopic  = "events"         // the capstone's topic (capstone/msgqueue/kafka), which the lab never deletes
 	partitions     = 4                // partitions of the lab's topic
 	firstBatch     = 12               // messages produced before member-2 leaves
 	secondBatch    = 8                // messages produced after it left
@@ -98,15 +97,13 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q; see -h", fs.Args())
 	}
-	// Refuse the capstone's topic and empty names before connecting: the
-	// lab deletes and recreates its topic, and the broker would refuse an
-	// empty topic name only once the run is under way.
-	switch {
-	case *topic == "":
-		return nil, errors.New("-topic is empty: give the lab's topic a name, such as lab11.orders")
-	case *topic == capstoneTopic:
-		return nil, fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays, and this lab deletes and recreates its topic: give it a topic of its own, such as lab11.orders", capstoneTopic)
-	case *groupPrefix == "":
+	// Refuse the capstone's topic and bad names before connecting: the
+	// lab deletes and recreates its topic, and the broker would refuse a
+	// bad topic name only once the run is under way.
+	if err := labkit.CheckTopic(*topic, "lab11.orders", true); err != nil {
+		return nil, err
+	}
+	if *groupPrefix == "" {
 		return nil, errors.New("-group is empty: give the prefix of the lab's two groups a name, such as lab11")
 	}
 	// The environment supplies the brokers unless -brokers does.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"strings"
 	"testing"
 
 	"example.com/myevents/labs/labtest"
@@ -11,11 +10,6 @@ import (
 // into a confusing error, and the capstone's topic, are refused first,
 // with a sentence that says what to change.
 func TestBadFlagsAreRefusedBeforeConnecting(t *testing.T) {
-	labtest.RefusedBeforeDialingKafka(t, run,
-		labtest.BadFlags{Args: []string{"-topic", ""}, Want: "-topic must name a topic"},
-		labtest.BadFlags{Args: []string{"-topic", "lab12 users"}, Want: "-topic must name a topic"},
-		labtest.BadFlags{Args: []string{"-topic", ".."}, Want: "-topic must name a topic"},
-		labtest.BadFlags{Args: []string{"-topic", strings.Repeat("u", 250)}, Want: "-topic must name a topic"},
-		labtest.BadFlags{Args: []string{"-replay-only", "-topic", ""}, Want: "-topic must name a topic"},
-		labtest.BadFlags{Args: []string{"-topic", "events"}, Want: "-topic events is the capstone's topic"})
+	labtest.RefusedBeforeDialingKafka(t, run, append(labtest.TopicFlags(),
+		labtest.BadFlags{Args: []string{"-replay-only", "-topic", ""}, Want: "-topic must name a topic"})...)
 }

@@ -48,10 +48,6 @@ const (
 	defaultBrokers = "127.0.0.1:9092" // the local development Kafka
 	partitions     = 2                // partitions of the lab's topic
 	readTimeout    = 30 * time.Second // longest wait for the log to be read back
-	// capstoneTopic is the capstone's Kafka topic (DefaultTopic in
-	// capstone/msgqueue/kafka), which BookingService replays to rebuild
-	// its state: the lab, which deletes and recreates its topic, refuses it.
-	capstoneTopic = "events"
 )
 
 // day is the date of the four events; times are UTC.
@@ -210,11 +206,8 @@ func runLab(ctx context.Context, args []string, out io.Writer) (*observations, e
 	}
 	// Check the topic name before connecting: Kafka refuses an empty name
 	// or a bad one only at the first request, with "invalid topic".
-	if !validTopic(*topic) {
-		return nil, fmt.Errorf("-topic must name a topic: 1 to 249 letters, digits, '.', '_' or '-', and not \".\" or \"..\"; got %q", *topic)
-	}
-	if *topic == capstoneTopic {
-		return nil, fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays, and this lab deletes and recreates its topic: give it a topic of its own, such as lab12.users", capstoneTopic)
+	if err := labkit.CheckTopic(*topic, "lab12.users", true); err != nil {
+		return nil, err
 	}
 	moments, err := parseMoments(*asOfList)
 	if err != nil {
@@ -562,19 +555,6 @@ func clock(t time.Time) string {
 		return t.UTC().Format("15:04")
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// validTopic reports whether Kafka accepts name as a topic name.
-func validTopic(name string) bool {
-	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return false
-	}
-	for _, c := range name {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func ptr(s string) *string { return &s }

@@ -13,6 +13,45 @@ import (
 	"example.com/myevents/capstone/endpoint"
 )
 
+// CapstoneTopic is the capstone's Kafka topic (DefaultTopic in
+// capstone/msgqueue/kafka): BookingService rebuilds its state by
+// replaying it, so a lab must never write made-up events to it, nor
+// delete it.
+const CapstoneTopic = "events"
+
+// CheckTopic refuses, before anything is dialed, a lab's -topic that
+// Kafka would refuse only at the first request, once the run is under way
+// (empty, longer than 249, "." or "..", or with a character other than a
+// letter, a digit, '.', '_' or '-'), and the capstone's topic. own is the
+// lab's default, named in the sentence; recreates says the lab deletes
+// and recreates its topic.
+func CheckTopic(topic, own string, recreates bool) error {
+	if !validTopic(topic) {
+		return fmt.Errorf("-topic must name a topic of the lab's own, such as %s: 1 to 249 letters, digits, '.', '_' or '-', and not \".\" or \"..\"; got %q", own, topic)
+	}
+	if topic == CapstoneTopic {
+		also := ""
+		if recreates {
+			also = ", and this lab deletes and recreates its topic"
+		}
+		return fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays%s: give the lab a topic of its own, such as %s", CapstoneTopic, also, own)
+	}
+	return nil
+}
+
+// validTopic reports whether Kafka accepts name as a topic's name.
+func validTopic(name string) bool {
+	if name == "" || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // KafkaDown turns a failed connection into one sentence that names the
 // brokers, says why, and says how to get a Kafka.
 func KafkaDown(brokers []string, err error) error {

@@ -90,3 +90,34 @@ func TestConnectKafkaGivesUpOnSilence(t *testing.T) {
 		t.Errorf("ConnectKafka to a silent listener = %v, want one sentence naming %s and the wait", err, addr)
 	}
 }
+
+// TestCheckTopic: what Kafka refuses only at the first request, and the
+// capstone's topic, are refused with a sentence naming the lab's own
+// topic; a good name passes.
+func TestCheckTopic(t *testing.T) {
+	for _, tc := range []struct {
+		topic     string
+		recreates bool
+		want      string // "" for no error
+	}{
+		{"lab99.things", false, ""},
+		{"a_b-c.D9", true, ""},
+		{strings.Repeat("t", 249), false, ""},
+		{"", false, `-topic must name a topic of the lab's own, such as lab99.things: 1 to 249 letters, digits, '.', '_' or '-', and not "." or ".."; got ""`},
+		{"my topic", false, `got "my topic"`},
+		{".", false, "-topic must name a topic"},
+		{"..", false, "-topic must name a topic"},
+		{strings.Repeat("t", 250), false, "-topic must name a topic"},
+		{"café", false, "-topic must name a topic"},
+		{"events", false, "-topic events is the capstone's topic, which BookingService replays: give the lab a topic of its own, such as lab99.things"},
+		{"events", true, "-topic events is the capstone's topic, which BookingService replays, and this lab deletes and recreates its topic: give the lab a topic of its own, such as lab99.things"},
+	} {
+		err := CheckTopic(tc.topic, "lab99.things", tc.recreates)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("CheckTopic(%.20q) = %v, want nil", tc.topic, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("CheckTopic(%.20q, recreates %v) = %v, want an error containing %q", tc.topic, tc.recreates, err, tc.want)
+		}
+	}
+}

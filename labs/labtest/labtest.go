@@ -189,6 +189,19 @@ func NameFlags() []BadFlags {
 	}
 }
 
+// TopicFlags are the command lines labkit.CheckTopic refuses, for the
+// RefusedBeforeDialingKafka of a lab that calls it: an empty -topic, one
+// with a space, "..", one of 250 characters, and the capstone's topic.
+func TopicFlags() []BadFlags {
+	return []BadFlags{
+		{Args: []string{"-topic", ""}, Want: "-topic must name a topic"},
+		{Args: []string{"-topic", "my topic"}, Want: "-topic must name a topic"},
+		{Args: []string{"-topic", ".."}, Want: "-topic must name a topic"},
+		{Args: []string{"-topic", strings.Repeat("t", 250)}, Want: "-topic must name a topic"},
+		{Args: []string{"-topic", "events"}, Want: "-topic events is the capstone's topic"},
+	}
+}
+
 // RefusedBeforeDialingKafka is RefusedBeforeDialing for a Kafka lab: each
 // command line runs with -brokers pointing at a port nobody listens on, so
 // a flag that is not refused before connecting fails with "no broker
