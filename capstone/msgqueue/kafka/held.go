@@ -127,14 +127,26 @@ func (l *Listener) lookHeld(now time.Time, prev map[int32]heldAt) map[int32]held
 		partitions = slices.Clone(w.owned)
 		w.mu.Unlock()
 	} else {
+		// The partitions the replay reads: its own client's metadata,
+		// which it refreshes every metadataRefresh (the dead-letter
+		// client's is sarama's 10 minutes), asked nothing.
 		var err error
-		if partitions, err = c.Partitions(topic); err != nil {
+		if partitions, err = l.client.Partitions(topic); err != nil {
 			return prev
 		}
 	}
 	next := map[int32]heldAt{}
+	refreshed := false
 	for _, p := range partitions {
 		stable, err := l.stableOffsetVia(c, p)
+		if err != nil && !refreshed {
+			// A leader that moved answers "not the leader" until the
+			// client asks the cluster where it is now: once a look.
+			refreshed = true
+			if c.RefreshMetadata(topic) == nil {
+				stable, err = l.stableOffsetVia(c, p)
+			}
+		}
 		var end int64
 		if err == nil {
 			end, err = c.GetOffset(topic, p, sarama.OffsetNewest) // read-uncommitted: the high-water mark

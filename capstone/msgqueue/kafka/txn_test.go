@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
@@ -189,4 +190,69 @@ func TestHealthSaysAnOpenTransactionHoldsAPartitionBack(t *testing.T) {
 			brokertest.Eventually(t, wait, func() error { return s.sameIDs([]string{"before", "open"}) })
 		})
 	}
+}
+
+// TestHealthSeesAHeldPartitionAfterItsLeaderMoves: the look at held
+// partitions asks each partition's leader through the dead-letter client,
+// whose metadata sarama refreshes every 10 minutes by default; after a
+// leader moved, the old leader answers "not the leader", and an open
+// transaction on the partition went unreported for up to 10 minutes. The
+// test runs a Kafka of its own, of two brokers, to move the leader.
+func TestHealthSeesAHeldPartitionAfterItsLeaderMoves(t *testing.T) {
+	t.Parallel()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	e := &env{t: t, brokers: cluster.ListenAddrs(), topic: brokertest.Name(t, "events")}
+	e.dlq = e.topic + ".dlq"
+	em := e.emitter(WithPartitions(1))
+	e.emit(em, booked("before", "show-1", 1))
+	l := e.replayListener(WithPartitions(1))
+	l.held.limit, l.held.every = 300*time.Millisecond, 50*time.Millisecond
+	s := newSeen()
+	listen(t, l, s.handler)
+	awaitCaughtUp(t, l)
+	// Let the watcher look (and its client learn the leader) before the move.
+	brokertest.Eventually(t, wait, func() error {
+		if _, err := l.dlqClient.Leader(e.topic, 0); err != nil {
+			return err
+		}
+		return nil
+	})
+
+	from := cluster.LeaderFor(e.topic, 0)
+	to := int32(0)
+	if from == 0 {
+		to = 1
+	}
+	if err := cluster.MoveTopicPartition(e.topic, 0, to); err != nil {
+		t.Fatalf("moving the leader of partition 0 from node %d to %d: %v", from, to, err)
+	}
+
+	p := e.txnProducer()
+	if err := p.BeginTxn(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := contracts.Wrap(booked("open", "show-1", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, offset, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder("show-1"), Value: sarama.ByteEncoder(v)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("partition 0 of topic %s is held at offset %d", e.topic, offset)
+	brokertest.Eventually(t, wait, func() error {
+		if err := l.Health(t.Context()); err == nil || !strings.Contains(err.Error(), want) {
+			return fmt.Errorf("Health = %v, want an error containing %q", err, want)
+		}
+		return nil
+	})
+	if err := p.CommitTxn(); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, wait, func() error { return l.Health(t.Context()) })
+	brokertest.Eventually(t, wait, func() error { return s.sameIDs([]string{"before", "open"}) })
 }
