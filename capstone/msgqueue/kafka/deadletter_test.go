@@ -487,3 +487,58 @@ func TestStopDuringRetriesCommitsNothingPastTheRecord(t *testing.T) {
 		t.Errorf("after the restart the handler got %v, want [stuck ok-2]", got)
 	}
 }
+
+// TestRecordWithoutItsPartitionKeyIsDeadLettered: the contract puts an
+// event's records under its partition key (the event's ID for event.*),
+// so that all of an entity's events land on one partition, in order. A
+// record written without it (kcat without -K, a client that keys by
+// something else) was applied, wherever it landed: a booking could
+// overtake its event's event.created and fail until its retries ran out.
+// It is dead-lettered at once, saying which key it wanted.
+func TestRecordWithoutItsPartitionKeyIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	em := e.emitter(WithPartitions(1))
+	value, err := contracts.Wrap(booked("wrong-key", "ev-1", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noKey, err := contracts.Wrap(booked("no-key", "ev-1", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.produceRaw("ev-2", value)
+	p, err := sarama.NewSyncProducer(e.brokers, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Value: sarama.ByteEncoder(noKey)}); err != nil {
+		t.Fatalf("producing a record with no key: %v", err)
+	}
+	p.Close()
+	e.emit(em, booked("good", "ev-1", 3))
+
+	l := e.replayListener(WithPartitions(1))
+	s := newSeen()
+	listen(t, l, s.handler)
+	awaitCaughtUp(t, l)
+	if got := s.snapshot(); !slices.Equal(got, []string{"good"}) {
+		t.Errorf("handler got %v, want only [good]", got)
+	}
+	dead := e.records(e.dlq)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dead))
+	}
+	for i, want := range []string{`the record's key "ev-2" is not the event's partition key "ev-1"`, `the record has no key; it must be the event's partition key "ev-1"`} {
+		d := dead[i]
+		if got := header(d, HeaderReason); got != msgqueue.ReasonKeyMismatch {
+			t.Errorf("dead letter %d: reason %q, want %q", i, got, msgqueue.ReasonKeyMismatch)
+		}
+		if got := header(d, HeaderError); !strings.Contains(got, want) {
+			t.Errorf("dead letter %d: error %q, want it to contain %q", i, got, want)
+		}
+		if got := header(d, HeaderEventName); got != contracts.EventBookedName {
+			t.Errorf("dead letter %d: event name %q, want %s", i, got, contracts.EventBookedName)
+		}
+	}
+}
