@@ -41,14 +41,15 @@ func TestLimits(t *testing.T) {
 		{"capacity 1000001", EventCreatedName, `{"id":"e","location_id":"l","hall":"h","capacity":1000001}`, "at most 1000000"},
 		{"NUL in event.created id", EventCreatedName, `{"id":"\u0000","location_id":"l","hall":"h","capacity":1}`, "control character"},
 		{"long event name", EventCreatedName, `{"id":"e","name":"` + longText + `","location_id":"l","hall":"h","capacity":1}`, "name is 201 bytes"},
-		{"hall capacity 0", LocationCreatedName, `{"id":"l","halls":[{"name":"h","capacity":0}]}`, "at least 1"},
-		{"hall capacity 2e6", LocationCreatedName, `{"id":"l","halls":[{"name":"h","capacity":2000000}]}`, "at most 1000000"},
-		{"NUL in hall name", LocationCreatedName, `{"id":"l","halls":[{"name":"\u0000","capacity":1}]}`, "control character"},
-		{"100 halls", LocationCreatedName, `{"id":"l","halls":` + halls(100) + `}`, ""},
-		{"101 halls", LocationCreatedName, `{"id":"l","halls":` + halls(101) + `}`, "at most 100 halls"},
-		{"invalid UTF-8 in address", LocationCreatedName, "{\"id\":\"l\",\"address\":\"\xc3\x28\"}", "not valid UTF-8"},
-		{"two halls of one name", LocationCreatedName, `{"id":"l","halls":[{"name":"A","capacity":1},{"name":"B","capacity":1},{"name":"A","capacity":2}]}`, `hall 2: there are two halls called "A"`},
-		{"halls whose names differ in case", LocationCreatedName, `{"id":"l","halls":[{"name":"A","capacity":1},{"name":"a","capacity":1}]}`, ""},
+		{"location with no name", LocationCreatedName, `{"id":"l","halls":[{"name":"h","capacity":1}]}`, "name is empty"},
+		{"hall capacity 0", LocationCreatedName, `{"id":"l","name":"n","halls":[{"name":"h","capacity":0}]}`, "at least 1"},
+		{"hall capacity 2e6", LocationCreatedName, `{"id":"l","name":"n","halls":[{"name":"h","capacity":2000000}]}`, "at most 1000000"},
+		{"NUL in hall name", LocationCreatedName, `{"id":"l","name":"n","halls":[{"name":"\u0000","capacity":1}]}`, "control character"},
+		{"100 halls", LocationCreatedName, `{"id":"l","name":"n","halls":` + halls(100) + `}`, ""},
+		{"101 halls", LocationCreatedName, `{"id":"l","name":"n","halls":` + halls(101) + `}`, "at most 100 halls"},
+		{"invalid UTF-8 in address", LocationCreatedName, "{\"id\":\"l\",\"name\":\"n\",\"address\":\"\xc3\x28\"}", "not valid UTF-8"},
+		{"two halls of one name", LocationCreatedName, `{"id":"l","name":"n","halls":[{"name":"A","capacity":1},{"name":"B","capacity":1},{"name":"A","capacity":2}]}`, `hall 2: there are two halls called "A"`},
+		{"halls whose names differ in case", LocationCreatedName, `{"id":"l","name":"n","halls":[{"name":"A","capacity":1},{"name":"a","capacity":1}]}`, ""},
 	}
 	// Every case above is about something other than dates: give it
 	// valid ones. The cases below are about dates.

@@ -32,6 +32,9 @@ func (e LocationCreated) Validate() error {
 	if e.ID == "" {
 		return invalid(LocationCreatedName, "id is empty")
 	}
+	if e.Name == "" {
+		return invalid(LocationCreatedName, "name is empty")
+	}
 	err := firstError(
 		CheckID("id", e.ID),
 		CheckText("name", e.Name),

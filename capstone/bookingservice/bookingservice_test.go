@@ -108,7 +108,7 @@ func (f *fixture) announce(t *testing.T, id string, capacity int) {
 func (f *fixture) drain(t *testing.T) {
 	t.Helper()
 	id := "sentinel-" + rand.Text()
-	if err := f.bus.Emitter().Emit(context.Background(), &contracts.LocationCreated{ID: id}); err != nil {
+	if err := f.bus.Emitter().Emit(context.Background(), &contracts.LocationCreated{ID: id, Name: "Hall"}); err != nil {
 		t.Fatal(err)
 	}
 	brokertest.Eventually(t, 5*time.Second, func() error {

@@ -133,7 +133,7 @@ func startBookings(t *testing.T, bus *memory.Bus, dsn string) (bookingservice.St
 func drain(t *testing.T, bus *memory.Bus, store bookingservice.Store) {
 	t.Helper()
 	id := "sentinel-" + rand.Text()
-	if err := bus.Emitter().Emit(context.Background(), &contracts.LocationCreated{ID: id}); err != nil {
+	if err := bus.Emitter().Emit(context.Background(), &contracts.LocationCreated{ID: id, Name: "Hall"}); err != nil {
 		t.Fatal(err)
 	}
 	brokertest.Eventually(t, 5*time.Second, func() error {

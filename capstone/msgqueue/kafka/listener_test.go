@@ -28,7 +28,7 @@ func TestGroupNameFilter(t *testing.T) {
 	l := e.groupListener(group)
 	em := e.emitter()
 	e.emit(em,
-		contracts.LocationCreated{ID: "loc-1", Halls: []contracts.Hall{{Name: "Main", Capacity: 10}}},
+		contracts.LocationCreated{ID: "loc-1", Name: "Arena", Halls: []contracts.Hall{{Name: "Main", Capacity: 10}}},
 		contracts.EventCreated{ID: "ev-1", LocationID: "loc-1", Hall: "Main", Capacity: 10},
 		booked("b-1", "ev-1", 1),
 		contracts.EventCreated{ID: "ev-2", LocationID: "loc-1", Hall: "Main", Capacity: 10},

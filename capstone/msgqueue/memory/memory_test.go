@@ -119,7 +119,7 @@ func TestOversizedMessageIsDeadLettered(t *testing.T) {
 	if err := bus.Inject("svc", memory.Message{ID: "big", Name: contracts.LocationCreatedName, Body: big}); err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.Emitter().Emit(t.Context(), &contracts.LocationCreated{ID: "small"}); err != nil {
+	if err := bus.Emitter().Emit(t.Context(), &contracts.LocationCreated{ID: "small", Name: "Small"}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex

@@ -37,7 +37,7 @@ var fixedTime = time.Date(2026, time.March, 14, 19, 30, 0, 0, time.UTC)
 // msgqueue.MaxMessageSize: a JSON encoder writes each "<" of its hall names
 // as the six bytes \u003c.
 func BulkyLocation() *contracts.LocationCreated {
-	loc := &contracts.LocationCreated{ID: "loc-bulky"}
+	loc := &contracts.LocationCreated{ID: "loc-bulky", Name: "Bulky"}
 	for i := range contracts.MaxHalls {
 		name := fmt.Sprintf("%03d", i) + strings.Repeat("<", contracts.MaxTextBytes-3)
 		loc.Halls = append(loc.Halls, contracts.Hall{Name: name, Capacity: 1})

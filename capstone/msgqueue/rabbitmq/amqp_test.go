@@ -114,7 +114,7 @@ func TestUnroutableIsAnError(t *testing.T) {
 				routed.Add(1)
 				return
 			}
-			ev := &contracts.LocationCreated{ID: fmt.Sprintf("loc-%02d", g)}
+			ev := &contracts.LocationCreated{ID: fmt.Sprintf("loc-%02d", g), Name: "Hall"}
 			err := em.Emit(t.Context(), ev)
 			if !errors.Is(err, msgqueue.ErrUnroutable) {
 				t.Errorf("unroutable emit %d returned %v, want an error wrapping msgqueue.ErrUnroutable", g, err)
