@@ -32,7 +32,7 @@ func (e EventBooked) Validate() error {
 	err := firstError(
 		CheckID("id", e.ID),
 		CheckID("event_id", e.EventID),
-		checkString("user_id", e.UserID, MaxIDBytes),
+		checkIdent("user_id", e.UserID),
 		CheckSeats(e.Seats),
 		CheckDate("date", e.Date),
 	)
