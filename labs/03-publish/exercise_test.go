@@ -18,7 +18,9 @@ import (
 // against the real broker. It publishes five messages to an exchange with
 // two queues: one open, one full that rejects new messages. Each message
 // meets a different fate, and the test compares what publishMandatory
-// reports with what the queues hold.
+// reports with what the queues hold. Then an unroutable message goes first,
+// before thousands of routed ones, so that its return comes back while the
+// rest are still being published.
 func TestExercisePublishMandatory(t *testing.T) {
 	t.Parallel()
 	rabbit := brokertest.AMQP(t)
@@ -146,6 +148,44 @@ func TestExercisePublishMandatory(t *testing.T) {
 		if !f.returned && f.reason != "" {
 			t.Errorf("%s was not returned, but its reason is %q; want empty", c.id, f.reason)
 		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	// An unroutable message first, then thousands of routed ones: its
+	// return reaches the client while the others are still being
+	// published, so a NotifyReturn registered only after publishing never
+	// sees it.
+	const many = 3000
+	msgs = []outgoing{{key: "okk.first", msg: amqp.Publishing{MessageId: "typo-first", Body: []byte("unroutable")}}}
+	for i := range many {
+		id := fmt.Sprintf("ok-many-%d", i)
+		msgs = append(msgs, outgoing{key: "ok.many", msg: amqp.Publishing{MessageId: id, Body: []byte(id)}})
+	}
+	fates, err = publishMandatory(ctx, conn, exchange, msgs)
+	if err != nil {
+		t.Fatalf("publishMandatory with %d messages: %v", len(msgs), err)
+	}
+	if len(fates) != len(msgs) {
+		t.Fatalf("publishMandatory reported %d fates for %d messages: want one per message, in the order given", len(fates), len(msgs))
+	}
+	if f := fates[0]; f.id != "typo-first" || !f.acked || !f.returned {
+		t.Errorf("typo-first (routing key okk.first), published first and followed by %d routed messages: publishMandatory reports %+v; want %s: register NotifyReturn before publishing anything; a return that arrives before it is registered is dropped", many, f, back)
+	}
+	var wrong []string
+	for _, f := range fates[1:] {
+		if !f.acked || f.returned {
+			wrong = append(wrong, f.id)
+		}
+	}
+	if len(wrong) > 0 {
+		t.Errorf("%d of the %d messages routed to queue %s are not reported %s, first %s", len(wrong), many, open, routed, wrong[0])
+	}
+	if n, err := ch.QueuePurge(open, false /* no-wait */); err != nil {
+		t.Errorf("purging queue %s: %v", open, err)
+	} else if n != many {
+		t.Errorf("queue %s held %d messages; want the %d routed ones", open, n, many)
 	}
 }
 
