@@ -20,7 +20,8 @@ import (
 // meets a different fate, and the test compares what publishMandatory
 // reports with what the queues hold. Then an unroutable message goes first,
 // before thousands of routed ones, so that its return comes back while the
-// rest are still being published.
+// rest are still being published. Last, publishMandatory must close its
+// channel: three calls on a connection that allows one channel at a time.
 func TestExercisePublishMandatory(t *testing.T) {
 	t.Parallel()
 	rabbit := brokertest.AMQP(t)
@@ -185,6 +186,26 @@ func TestExercisePublishMandatory(t *testing.T) {
 	} else if n != many {
 		t.Errorf("queue %s held %d messages; want the %d routed ones", open, n, many)
 	}
+
+	// Three calls in a row on a connection that allows one channel at a
+	// time: each call must close the channel it opened before it returns,
+	// or the next one cannot open its own.
+	one, err := amqp.DialConfig(rabbit.URL, amqp.Config{ChannelMax: 1})
+	if err != nil {
+		t.Fatalf("dialing the broker with one channel at most: %v", err)
+	}
+	t.Cleanup(func() { _ = one.Close() })
+	for i := range 3 {
+		id := fmt.Sprintf("ok-again-%d", i+1)
+		fates, err := publishWithin(t, one, exchange, []outgoing{{key: "ok.again", msg: amqp.Publishing{MessageId: id, Body: []byte(id)}}})
+		if err != nil {
+			t.Fatalf("call %d of publishMandatory on a connection that allows one channel at a time: %v; close the channel publishMandatory opens before it returns (defer ch.Close())", i+1, err)
+		}
+		if len(fates) != 1 || fates[0].id != id || !fates[0].acked || fates[0].returned {
+			t.Errorf("call %d of publishMandatory reports %+v; want %s routed", i+1, fates, id)
+		}
+	}
+	brokertest.CheckIDs(t, "queue "+open+" (bound for ok.*)", getAll(t, ch, open), []string{"ok-again-1", "ok-again-2", "ok-again-3"})
 }
 
 // publishWithin runs publishMandatory under a timeout in a goroutine of its
