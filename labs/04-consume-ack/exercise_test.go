@@ -23,23 +23,36 @@ import (
 // connection closes) while it processes ok-2; a second one finishes the
 // queue. Then the broker must hold the poison messages in the dead-letter
 // queue, once each, and nothing else anywhere, and ok-2 must have come back.
+// While ok-2 is being processed, a second consumer started on consumeN's
+// channel shows whether the prefetch is per consumer, as it should be, or
+// shared by the whole channel (global).
 func TestExerciseConsumeN(t *testing.T) {
 	t.Parallel()
 	rabbit := brokertest.AMQP(t)
 	queue := brokertest.Name(t, "lab04")
-	dlx, dlq := queue+".dlx", queue+".dlq"
+	dlx, dlq, probe := queue+".dlx", queue+".dlq", queue+".probe"
 	ch := testChannel(t, rabbit.URL)
 	t.Cleanup(func() {
 		cleanup := testChannel(t, rabbit.URL)
-		for _, q := range []string{queue, dlq} {
+		for _, q := range []string{queue, dlq, probe} {
 			_, _ = cleanup.QueueDelete(q, false, false, false)
 		}
 		_ = cleanup.ExchangeDelete(dlx, false, false)
 	})
 	declareWithDeadLetters(t, ch, queue, dlx, dlq)
+	if _, err := ch.QueueDeclare(probe,
+		false, // durable
+		false, // auto-delete
+		false, // exclusive: consumeN's channel consumes it
+		false, // no-wait
+		amqp.Table{"x-expires": queueTTL.Milliseconds()},
+	); err != nil {
+		t.Fatalf("declaring %s: %v", probe, err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	publishTo(ctx, t, ch, probe, "probe-1", contracts.EventCreatedName, eventBody("probe-1"))
 	for _, m := range []struct {
 		id, header string
 		body       []byte
@@ -56,7 +69,8 @@ func TestExerciseConsumeN(t *testing.T) {
 	// process is the lab's process, plus a log of every delivery and, the
 	// first time ok-2 arrives, a crash: the connection closes before
 	// consumeN can settle it. Before the crash, the broker's counts show
-	// whether consumeN holds no more than its prefetch of 2.
+	// whether consumeN holds no more than its prefetch of 2, and a second
+	// consumer on its channel whether that prefetch is per consumer.
 	var (
 		mu        sync.Mutex
 		delivered []seen
@@ -64,6 +78,7 @@ func TestExerciseConsumeN(t *testing.T) {
 		crashConn *amqp.Connection
 		atCrash   counts
 		noCtl     error
+		shared    error
 	)
 	proc := func(d amqp.Delivery) error {
 		mu.Lock()
@@ -73,6 +88,7 @@ func TestExerciseConsumeN(t *testing.T) {
 		mu.Unlock()
 		if crash {
 			atCrash, noCtl = waitCounts(rabbit, queue, counts{ready: 1, unacked: 2})
+			shared = perConsumerPrefetch(d, probe)
 			_ = crashConn.Close()
 			return nil // processed, but the ack can no longer reach the broker
 		}
@@ -111,6 +127,9 @@ func TestExerciseConsumeN(t *testing.T) {
 			why = "no more than the prefetch of 2 may be unacked: set it with ch.Qos before Consume"
 		}
 		t.Errorf("while ok-2 was being processed the broker counted %d ready and %d unacked in queue %s; want 1 ready, 2 unacked: %s", atCrash.ready, atCrash.unacked, queue, why)
+	}
+	if shared != nil {
+		t.Errorf("while ok-2 was being processed, %v", shared)
 	}
 
 	// The second consumer finishes the queue: ok-2 again, bad-2, ok-3.
@@ -297,6 +316,41 @@ func dial(t *testing.T, rawURL string) *amqp.Connection {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// perConsumerPrefetch starts a second consumer, on queue, on the channel
+// d arrived on, while that channel's first consumer holds its prefetch of
+// unacked deliveries, and waits for one delivery. With a per-consumer
+// prefetch (global=false) the new consumer has a limit of its own, and the
+// message waiting in queue comes at once; with one limit for the whole
+// channel (global=true) it is already used up, and nothing comes. The
+// error says which; the delivery goes back to queue when the connection
+// closes.
+func perConsumerPrefetch(d amqp.Delivery, queue string) error {
+	ch, ok := d.Acknowledger.(*amqp.Channel)
+	if !ok {
+		return fmt.Errorf("the delivery of %s did not come from an *amqp.Channel but from %T", d.MessageId, d.Acknowledger)
+	}
+	probe, err := ch.Consume(queue,
+		"",    // consumer tag
+		false, // auto-ack: off, so the prefetch applies
+		false, // exclusive
+		false, // no-local
+		false, // no-wait
+		nil,   // args
+	)
+	if err != nil {
+		return fmt.Errorf("a second consumer on consumeN's channel could not start: %w", err)
+	}
+	select {
+	case _, ok := <-probe:
+		if !ok {
+			return errors.New("consumeN's channel closed when a second consumer started on it")
+		}
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("a second consumer started on consumeN's channel got nothing within 5 s from queue %s, which holds a message: the prefetch is shared by the whole channel (global); set it per consumer with ch.Qos(prefetch, 0, false): the per-channel limit is deprecated, and RabbitMQ 4.3 refuses it by default", queue)
+	}
 }
 
 // waitCounts asks rabbitmqctl for the queue's counts until they are want,
