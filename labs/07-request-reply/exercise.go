@@ -22,11 +22,12 @@ import (
 //     for any more, instead of handing it to an EventService that comes
 //     back later.
 //
-// Then it reads c.replies. A reply whose CorrelationId is one of its
-// questions' is that question's answer: decode its JSON body into the
-// answer's reply. A reply with any other correlation id is for a question
-// nobody waits for any more (its caller gave up): append the id to
-// c.ignored and read on.
+// Then it reads c.replies. A reply whose CorrelationId is that of one of
+// its questions still waiting is that question's answer: decode its JSON
+// body into the answer's reply. Any other reply is for a question nobody
+// waits for any more (its caller gave up, or it has its answer already and
+// this is a second copy: a request may be delivered, and answered, twice):
+// append its correlation id to c.ignored and read on.
 //
 // It returns the answers in the order they arrived, once every question
 // has one. When ctx ends first, it returns the answers so far and an error
@@ -49,8 +50,8 @@ func (c *client) call(ctx context.Context, eventIDs ...string) ([]answer, error)
 
 	// Read replies until every question has its answer, or ctx ends.
 
-	// A reply nobody waits for any more (its caller gave up): note its
-	// id, and read on.
+	// A reply nobody waits for any more (its caller gave up, or this is
+	// a second copy): note its id, and read on.
 
 	// The reply to one of this call's questions: decode it.
 
