@@ -137,13 +137,15 @@ func doctor(ctx context.Context, args []string, out io.Writer, m machine) error 
 
 	fmt.Fprintln(out, "MyEvents doctor: checking what the labs need")
 	// Run the checks one after the other, each bounded by probeTimeout.
-	// After Ctrl-C, stop instead of printing a verdict nobody reached.
+	// After Ctrl-C, stop instead of printing a verdict nobody reached: a
+	// check returns at once when ctx ends, and the ctx.Err() after it says
+	// why.
 	goResult := checkGo(runtime.Version())
-	rabbit := checkRabbitMQ(*amqpURL, log)
+	rabbit := checkRabbitMQ(ctx, *amqpURL, log)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("checking RabbitMQ: %w", err)
 	}
-	kafka := checkKafka(*brokers, kafkaFromEnv, log)
+	kafka := checkKafka(ctx, *brokers, kafkaFromEnv, log)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("checking Kafka: %w", err)
 	}
@@ -236,7 +238,7 @@ func goVersionOK(version string) bool {
 
 // checkRabbitMQ dials the broker, logs in and opens a channel: what every
 // RabbitMQ lab does first.
-func checkRabbitMQ(rawURL string, log *slog.Logger) result {
+func checkRabbitMQ(ctx context.Context, rawURL string, log *slog.Logger) result {
 	r := result{name: "rabbitmq", why: "required: every RabbitMQ lab and test needs a broker", fatal: true}
 	startIt := []string{
 		cmd("rabbitmq-server -detached", "RabbitMQ installed here; its port opens a few seconds later"),
@@ -257,7 +259,33 @@ func checkRabbitMQ(rawURL string, log *slog.Logger) result {
 	}
 	where := redact(rawURL)
 
-	conn, err := amqp.DialConfig(rawURL, amqp.Config{Dial: amqp.DefaultDial(probeTimeout)})
+	// The library's dial takes no context: a server that accepts the
+	// connection and never answers would hold the check for probeTimeout,
+	// deaf to Ctrl-C. So dial in a goroutine of its own, and stop waiting
+	// when ctx ends (closing the connection if it comes after all).
+	type dialed struct {
+		conn *amqp.Connection
+		err  error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		conn, err := amqp.DialConfig(rawURL, amqp.Config{Dial: amqp.DefaultDial(probeTimeout)})
+		done <- dialed{conn, err}
+	}()
+	var conn *amqp.Connection
+	var err error
+	select {
+	case d := <-done:
+		conn, err = d.conn, d.err
+	case <-ctx.Done():
+		go func() {
+			if d := <-done; d.conn != nil {
+				_ = d.conn.Close()
+			}
+		}()
+		r.detail = "interrupted"
+		return r
+	}
 	if err != nil {
 		log.Debug("rabbitmq check failed", "url", where, "err", err)
 		var amqpErr *amqp.Error
@@ -311,7 +339,7 @@ func checkRabbitMQ(rawURL string, log *slog.Logger) result {
 
 // checkKafka asks the brokers for cluster metadata, as every Kafka client
 // does first.
-func checkKafka(list string, fromEnv bool, log *slog.Logger) result {
+func checkKafka(ctx context.Context, list string, fromEnv bool, log *slog.Logger) result {
 	r := result{name: "kafka", why: "optional: `go test` uses an embedded Kafka, but `go run` of a Kafka lab needs one"}
 	r.fix = []string{
 		cmd("go run ./labs/00-setup -embedded-kafka", "in another terminal: an in-memory Kafka on 127.0.0.1:9092"),
@@ -339,7 +367,31 @@ func checkKafka(list string, fromEnv bool, log *slog.Logger) result {
 	cfg.Net.ReadTimeout = probeTimeout
 	cfg.Net.WriteTimeout = probeTimeout
 	cfg.Metadata.Retry.Max = 0
-	client, err := sarama.NewClient(addrs, cfg)
+	// sarama.NewClient takes no context either: the same goroutine as for
+	// RabbitMQ keeps the check responsive to Ctrl-C.
+	type connected struct {
+		client sarama.Client
+		err    error
+	}
+	done := make(chan connected, 1)
+	go func() {
+		client, err := sarama.NewClient(addrs, cfg)
+		done <- connected{client, err}
+	}()
+	var client sarama.Client
+	var err error
+	select {
+	case c := <-done:
+		client, err = c.client, c.err
+	case <-ctx.Done():
+		go func() {
+			if c := <-done; c.client != nil {
+				_ = c.client.Close()
+			}
+		}()
+		r.detail = "interrupted"
+		return r
+	}
 	if err != nil {
 		log.Debug("kafka check failed", "brokers", list, "err", err)
 		var netErr net.Error

@@ -401,6 +401,35 @@ func TestDoctorStopsOnCtrlC(t *testing.T) {
 	}
 }
 
+// TestDoctorStopsOnCtrlCDuringTheChecks: a RabbitMQ or a Kafka that
+// accepts the connection and never answers held the doctor for the whole
+// probeTimeout (5 s), deaf to Ctrl-C. Now each check stops as soon as ctx
+// ends, and the doctor returns ctx's error with no verdict.
+func TestDoctorStopsOnCtrlCDuringTheChecks(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	for _, tc := range []struct{ name, url, brokers, want string }{
+		{"rabbitmq", "amqp://guest:guest@" + brokertest.SilentPort(t) + "/", brokertest.ClosedPort(t), "checking RabbitMQ"},
+		{"kafka", rabbit.URL, brokertest.SilentPort(t), "checking Kafka"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const patience = 200 * time.Millisecond // the Ctrl-C comes this long into the checks
+			ctx, cancel := context.WithTimeout(context.Background(), patience)
+			defer cancel()
+			start := time.Now()
+			var buf bytes.Buffer
+			err := doctor(ctx, []string{"-url", tc.url, "-brokers", tc.brokers}, &buf, noDocker)
+			if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(fmt.Sprint(err), tc.want) || took > probeTimeout/2 {
+				t.Errorf("doctor with a silent %s, ctx ending after %v, returned after %v with %v; want %q and ctx's error at once", tc.name, patience, took.Round(time.Millisecond), err, tc.want)
+			}
+			if got, want := buf.String(), "MyEvents doctor: checking what the labs need\n"; got != want {
+				t.Errorf("printed %q; want only %q, no status lines and no verdict", got, want)
+			}
+		})
+	}
+}
+
 // TestGoVersionOK checks the version comparison on the strings
 // runtime.Version returns.
 func TestGoVersionOK(t *testing.T) {

@@ -93,9 +93,35 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// lab's exercise (solution.go, exercise.go): it names the connection and
 	// tells a refused login from an absent broker; explainDialError below
 	// explains the rarer failures.
-	conn, err := dial(*amqpURL, *connName)
-	if err != nil {
-		return explainDialError(*amqpURL, err)
+	//
+	// The library's dial takes no context: a server that accepts the TCP
+	// connection and never answers would hold us for the whole dialTimeout,
+	// deaf to Ctrl-C. So dial in a goroutine of its own, and stop waiting
+	// when ctx ends.
+	type dialed struct {
+		conn *amqp.Connection
+		err  error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		conn, err := dial(*amqpURL, *connName)
+		done <- dialed{conn, err}
+	}()
+	var conn *amqp.Connection
+	select {
+	case d := <-done:
+		if d.err != nil {
+			return explainDialError(*amqpURL, d.err)
+		}
+		conn = d.conn
+	case <-ctx.Done():
+		// Given up on: close the connection if it comes after all.
+		go func() {
+			if d := <-done; d.conn != nil {
+				_ = d.conn.Close()
+			}
+		}()
+		return fmt.Errorf("connecting to RabbitMQ at %s: %w", redact(*amqpURL), ctx.Err())
 	}
 	defer conn.Close() // a second Close after the explicit one below is harmless
 	fmt.Fprintf(out, "connected to %s\n", redact(*amqpURL))

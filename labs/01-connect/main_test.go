@@ -129,6 +129,26 @@ func TestDialFailuresExplainThemselves(t *testing.T) {
 	}
 }
 
+// TestCtrlCStopsTheDial: a server that accepts the connection and never
+// answers held the program for the whole dialTimeout (5 s), deaf to
+// Ctrl-C. Now it stops as soon as ctx ends, with ctx's error (main exits
+// 130), and prints nothing.
+func TestCtrlCStopsTheDial(t *testing.T) {
+	t.Parallel()
+	const patience = 200 * time.Millisecond // the Ctrl-C comes this long into the dial
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	start := time.Now()
+	var buf bytes.Buffer
+	err := run(ctx, []string{"-url", "amqp://guest:guest@" + brokertest.SilentPort(t) + "/"}, &buf)
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > dialTimeout/2 {
+		t.Errorf("run against a server that never answers, with ctx ending after %v, returned after %v with %v; want ctx's error at once", patience, took.Round(time.Millisecond), err)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("printed %q; want nothing", buf.String())
+	}
+}
+
 // TestHoldLearnsThatTheBrokerClosedTheConnection closes the lab's connection
 // from the broker side and checks that NotifyClose told the program.
 func TestHoldLearnsThatTheBrokerClosedTheConnection(t *testing.T) {

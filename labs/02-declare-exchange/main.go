@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	// Connect. One connection for the whole run: the point of this lab is
 	// that it survives a failed declaration.
-	conn, err := labkit.DialAMQP(*amqpURL, "myevents-02-declare-exchange")
+	conn, err := labkit.DialAMQPContext(ctx, *amqpURL, "myevents-02-declare-exchange")
 	if err != nil {
 		return err
 	}

@@ -262,6 +262,26 @@ func TestDialFailuresExplainThemselves(t *testing.T) {
 	}
 }
 
+// TestCtrlCStopsTheDial: a server that accepts the connection and never
+// answers held the program for the whole dial timeout (5 s), deaf to
+// Ctrl-C. Now it stops as soon as ctx ends, with ctx's error (main exits
+// 130), and prints nothing.
+func TestCtrlCStopsTheDial(t *testing.T) {
+	t.Parallel()
+	const patience = 200 * time.Millisecond // the Ctrl-C comes this long into the dial
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	start := time.Now()
+	var buf bytes.Buffer
+	err := run(ctx, []string{"-url", "amqp://guest:guest@" + brokertest.SilentPort(t) + "/", "-exchange", brokertest.Name(t, "events")}, &buf)
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 2*time.Second {
+		t.Errorf("run against a server that never answers, with ctx ending after %v, returned after %v with %v; want ctx's error at once", patience, took.Round(time.Millisecond), err)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("printed %q; want nothing", buf.String())
+	}
+}
+
 // openConn opens a connection of the test's own, closed when the test ends.
 func openConn(t *testing.T, rawURL string) *amqp.Connection {
 	t.Helper()

@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	// Connect, and open the channel this program publishes on.
-	conn, err := labkit.DialAMQP(*amqpURL, "myevents-03-publish")
+	conn, err := labkit.DialAMQPContext(ctx, *amqpURL, "myevents-03-publish")
 	if err != nil {
 		return err
 	}

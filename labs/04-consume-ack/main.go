@@ -138,7 +138,7 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 
 	// Connect. This connection publishes and hosts most consumers; consumer
 	// A of step 1 gets a connection of its own, so that it can crash alone.
-	conn, err := labkit.DialAMQP(*amqpURL, "myevents-04-consume-ack")
+	conn, err := labkit.DialAMQPContext(ctx, *amqpURL, "myevents-04-consume-ack")
 	if err != nil {
 		return err
 	}
@@ -283,7 +283,7 @@ func stepCrash(ctx context.Context, out io.Writer, observe probe, conn *amqp.Con
 	fmt.Fprintln(out, "  published crash-1")
 
 	// Consumer A: its own connection, manual acks.
-	connA, err := labkit.DialAMQP(amqpURL, "myevents-04-consume-ack consumer A")
+	connA, err := labkit.DialAMQPContext(ctx, amqpURL, "myevents-04-consume-ack consumer A")
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	// Connect. The connection name shows up in rabbitmqctl list_connections.
-	conn, err := labkit.DialAMQP(*amqpURL, "myevents-05-topic-wildcards")
+	conn, err := labkit.DialAMQPContext(ctx, *amqpURL, "myevents-05-topic-wildcards")
 	if err != nil {
 		return err
 	}

@@ -231,7 +231,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	// Connect. The connection name shows up in rabbitmqctl list_connections.
-	conn, err := labkit.DialAMQP(*amqpURL, "myevents-06-exchange-types")
+	conn, err := labkit.DialAMQPContext(ctx, *amqpURL, "myevents-06-exchange-types")
 	if err != nil {
 		return err
 	}

@@ -138,12 +138,12 @@ func runProbed(ctx context.Context, args []string, out io.Writer, observe probe)
 
 	// Connect twice: one connection is EventService's, the other
 	// BookingService's, as if they were two processes.
-	conn, err := labkit.DialAMQP(*amqpURL, "myevents-07-request-reply eventservice")
+	conn, err := labkit.DialAMQPContext(ctx, *amqpURL, "myevents-07-request-reply eventservice")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	bconn, err := labkit.DialAMQP(*amqpURL, "myevents-07-request-reply bookingservice")
+	bconn, err := labkit.DialAMQPContext(ctx, *amqpURL, "myevents-07-request-reply bookingservice")
 	if err != nil {
 		return err
 	}
@@ -340,7 +340,7 @@ func stepTimeout(ctx context.Context, out io.Writer, booking *client, srv *serve
 // connection, so EventService's reply, published with the mandatory flag,
 // is returned to EventService as unroutable.
 func stepCallerGone(ctx context.Context, out io.Writer, observe probe, amqpURL string, conn *amqp.Connection, queue string, ids func() string, srv *server) error {
-	conn2, err := labkit.DialAMQP(amqpURL, "myevents-07-request-reply bookingservice 2")
+	conn2, err := labkit.DialAMQPContext(ctx, amqpURL, "myevents-07-request-reply bookingservice 2")
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,14 @@
 // word, so that every lab says the same thing about the same mistake: how a
 // failed RabbitMQ or Kafka connection is explained, how broker addresses are
 // read from flags and the environment. Lab 01-connect takes the AMQP steps one
-// by one; from lab 02 on, a lab calls DialAMQP and keeps its own story short.
+// by one; from lab 02 on, a lab calls DialAMQPContext (or DialAMQP) and keeps
+// its own story short.
 //
 // Programs import labkit; tests get their brokers from labs/brokertest.
 package labkit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -46,6 +48,38 @@ func DialAMQP(rawURL, connName string) (*amqp.Connection, error) {
 		return nil, explainDialError(rawURL, err)
 	}
 	return conn, nil
+}
+
+// DialAMQPContext is DialAMQP that stops waiting when ctx ends (Ctrl-C): it
+// returns at once with an error that wraps ctx's, instead of waiting out
+// DialTimeout on a server that accepted the connection and never answers.
+// A connection that the abandoned dial opens after all is closed.
+func DialAMQPContext(ctx context.Context, rawURL, connName string) (*amqp.Connection, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", Redact(rawURL), err)
+	}
+	// The library's dial takes no context: run it in a goroutine of its own.
+	type result struct {
+		conn *amqp.Connection
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		conn, err := DialAMQP(rawURL, connName)
+		done <- result{conn, err}
+	}()
+	select {
+	case r := <-done:
+		return r.conn, r.err
+	case <-ctx.Done():
+		// Given up on: close the connection if it comes after all.
+		go func() {
+			if r := <-done; r.conn != nil {
+				_ = r.conn.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connecting to RabbitMQ at %s: %w", Redact(rawURL), ctx.Err())
+	}
 }
 
 // Redact hides the password of a URL, by the module's one rule

@@ -121,3 +121,34 @@ func TestCheckTopic(t *testing.T) {
 		}
 	}
 }
+
+// TestDialAMQPContextStopsOnCtrlC: a server that accepts the connection and
+// never answers held DialAMQP for DialTimeout (5 s), deaf to Ctrl-C.
+// DialAMQPContext returns as soon as ctx ends, with ctx's error.
+func TestDialAMQPContextStopsOnCtrlC(t *testing.T) {
+	url := "amqp://guest:s3cret@" + brokertest.SilentPort(t) + "/"
+	const patience = 200 * time.Millisecond // the Ctrl-C comes this long into the dial
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		conn, err := DialAMQPContext(ctx, url, "labkit-test")
+		if conn != nil {
+			conn.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		took := time.Since(start)
+		if !errors.Is(err, context.DeadlineExceeded) || took > DialTimeout/2 {
+			t.Errorf("DialAMQPContext to a silent server, with ctx ending after %v, returned after %v with %v; want ctx's error at once", patience, took.Round(time.Millisecond), err)
+		}
+		if err != nil && (strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("error %q: want one line and no password", err)
+		}
+	case <-time.After(2 * DialTimeout):
+		t.Fatalf("DialAMQPContext has not returned %v after its ctx ended", 2*DialTimeout)
+	}
+}
