@@ -12,7 +12,9 @@
 //
 // Without -keep everything the program creates disappears when it exits.
 // With -keep the queues and their messages stay for five minutes, so you
-// can look at them (rabbitmqctl list_queues name messages).
+// can look at them (rabbitmqctl list_queues name messages); they stay bound
+// to the exchange, so until they are gone a run without -keep on the same
+// exchange refuses to start.
 package main
 
 import (
@@ -116,6 +118,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("opening a channel: %w", err)
 	}
 	defer ch.Close()
+
+	// Without -keep, make sure no queue outside this run is bound to the
+	// exchange: it would take copies of what this run publishes, and a
+	// message that none of this run's queues wants would go to it instead
+	// of coming back as unroutable. Most likely it is a queue an earlier
+	// -keep run left (they stay bound until they expire). With -keep, a
+	// rerun reuses those same queues.
+	if !*keep {
+		if err := checkUnused(ctx, conn, *exchange); err != nil {
+			return err
+		}
+	}
 
 	// Declare the topic exchange. Auto-delete: RabbitMQ removes it once its
 	// last queue is unbound, so a rerun starts from a clean exchange.
@@ -284,4 +298,39 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// checkUnused makes sure that no queue is bound to exchange. It asks the
+// broker to delete the exchange only if it is unused: that removes an
+// exchange nobody is bound to (left by a run stopped before it bound a
+// queue; an auto-delete exchange goes only with its last binding), does
+// nothing if there is none, and is refused with 406 PRECONDITION_FAILED
+// while a queue is bound. The queues of a run that has just ended go a
+// moment after its connection closes, so a refusal is retried for a
+// second before it counts.
+func checkUnused(ctx context.Context, conn *amqp.Connection, exchange string) error {
+	deadline := time.Now().Add(time.Second)
+	for {
+		// A refusal closes the channel: use a fresh one each time.
+		ch, err := conn.Channel()
+		if err != nil {
+			return fmt.Errorf("opening a channel: %w", err)
+		}
+		err = ch.ExchangeDelete(exchange, true /* if-unused */, false /* no-wait */)
+		_ = ch.Close()
+		var amqpErr *amqp.Error
+		switch {
+		case err == nil, errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound:
+			return nil
+		case !errors.As(err, &amqpErr) || amqpErr.Code != amqp.PreconditionFailed:
+			return fmt.Errorf("checking that no queue is bound to exchange %s: %w", exchange, err)
+		case time.Now().After(deadline):
+			return fmt.Errorf("exchange %s is in use: queues outside this run are bound to it, most likely those an earlier run kept with -keep (<queue>.<pattern>, lab05.wildcards.<pattern> by default), which expire 5 minutes after it; they would take copies of this run's messages, and hide a message that no queue of this run wants. Delete them (rabbitmqctl list_queues name, then rabbitmqctl delete_queue <name>), wait until they expire, or pass -exchange with another name", exchange)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

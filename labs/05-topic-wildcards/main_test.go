@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,6 +110,55 @@ func TestOutputAndCleanRerun(t *testing.T) {
 		exchange, "lab05.wildcards")
 
 	waitExchangeGone(t, rabbit.URL, exchange)
+}
+
+// TestKeptQueuesStopTheNextRun: the queues a -keep run leaves stay bound
+// to the auto-delete exchange for five minutes. A run without -keep on the
+// same exchange used to go ahead: they took copies of its messages, and a
+// message none of its own queues wanted went to them instead of coming
+// back. Now it refuses, before it declares or prints anything, and says
+// why; the kept queues are left alone. An exchange nobody is bound to
+// (a run stopped before it bound a queue) does not stop a run.
+func TestKeptQueuesStopTheNextRun(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	exchange := brokertest.Name(t, "wildcards")
+	prefix := brokertest.Name(t, "wildcards")
+	ch := openChannel(t, rabbit.URL)
+	t.Cleanup(func() {
+		for _, b := range bindings {
+			_, _ = ch.QueueDelete(prefix+"."+b.pattern, false, false, false)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange, "-queue", prefix, "-keep"}, &out); err != nil {
+		t.Fatalf("run -keep: %v\n%s", err, out.String())
+	}
+
+	out.Reset()
+	err := run(ctx, []string{"-url", rabbit.URL, "-exchange", exchange}, &out)
+	if err == nil || !strings.Contains(err.Error(), "is in use") || !strings.Contains(err.Error(), "-keep") {
+		t.Errorf("a run without -keep after a -keep run on exchange %s returned %v; want an error that says the exchange is in use, by the queues of the -keep run\noutput:\n%s", exchange, err, out.String())
+	}
+	if out.Len() != 0 {
+		t.Errorf("the refused run printed %q; want nothing", out.String())
+	}
+	if _, err := ch.QueueDeclarePassive(prefix+".#", false, false, false, false, nil); err != nil {
+		t.Errorf("the kept queue %s.# is gone after the refused run: %v", prefix, err)
+	}
+
+	// An exchange with nothing bound is no obstacle.
+	orphan := brokertest.Name(t, "orphan")
+	if err := ch.ExchangeDeclare(orphan, amqp.ExchangeTopic, false, true, false, false, nil); err != nil {
+		t.Fatalf("declaring exchange %s: %v", orphan, err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"-url", rabbit.URL, "-exchange", orphan}, &out); err != nil {
+		t.Errorf("a run on exchange %s, which exists with nothing bound to it, returned %v; want it to go ahead\noutput:\n%s", orphan, err, out.String())
+	}
+	waitExchangeGone(t, rabbit.URL, orphan)
 }
 
 // waitExchangeGone waits until the exchange no longer exists. The exclusive
