@@ -152,10 +152,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		nil,      // args
 	)
 	var refusal *amqp.Error
-	if !errors.As(err, &refusal) || refusal.Code != amqp.PreconditionFailed {
+	switch {
+	case err == nil:
+		// Only with no-wait on (try it): the call returned before the
+		// broker answered, so it cannot report the refusal. The refusal
+		// still comes, on the channel's NotifyClose below.
+		fmt.Fprintf(out, "declared %q as direct with no-wait: the call returned nil without waiting for the broker's answer\n", name)
+	case errors.As(err, &refusal) && refusal.Code == amqp.PreconditionFailed:
+		fmt.Fprintf(out, "declared %q as direct instead: refused, code %d: %s\n", name, refusal.Code, refusal.Reason)
+	default:
 		return fmt.Errorf("redeclaring exchange %q as direct: want 406 PRECONDITION_FAILED, got %v", name, err)
 	}
-	fmt.Fprintf(out, "declared %q as direct instead: refused, code %d: %s\n", name, refusal.Code, refusal.Reason)
 
 	// The channel's NotifyClose reports the same error; the connection's
 	// reports nothing, because the connection is fine.
@@ -166,6 +173,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "NotifyClose on that channel: code %d; channel closed: %t, connection closed: %t\n",
 			closeErr.Code, ch.IsClosed(), conn.IsClosed())
+		if err == nil { // no-wait: this is where the refusal surfaced
+			fmt.Fprintf(out, "  the refusal arrived here, after the call had returned: %s\n", closeErr.Reason)
+		}
 	case closeErr := <-connClosed:
 		return fmt.Errorf("the broker closed the whole connection: %v", closeErr)
 	case <-time.After(replyTimeout):
