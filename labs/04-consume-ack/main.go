@@ -314,7 +314,7 @@ func stepCrash(ctx context.Context, out io.Writer, observe probe, conn *amqp.Con
 	fmt.Fprintln(out, "  consumer A crashed before acking (its connection closed)")
 	ready, err = waitReady(ctx, pub.ch, queue, 1)
 	if err != nil {
-		return err
+		return fmt.Errorf("waiting for the broker to put %s back after the crash: %w (a message acked before the crash is gone for good)", d.MessageId, err)
 	}
 	fmt.Fprintf(out, "  the broker put %s back: %d ready\n", d.MessageId, ready)
 
@@ -654,9 +654,11 @@ func next(ctx context.Context, deliveries <-chan amqp.Delivery) (amqp.Delivery, 
 	}
 }
 
-// waitReady waits until the queue holds want ready messages (or
-// waitTimeout passes) and returns how many it holds. Ready messages are
-// those not delivered to anyone; unacked ones are not counted.
+// waitReady waits until the queue holds want ready messages and returns
+// how many it holds. Ready messages are those not delivered to anyone;
+// unacked ones are not counted. If the count is still not want after
+// waitTimeout, it returns the count and an error that says so: the story
+// the program tells is then not what the broker did.
 func waitReady(ctx context.Context, ch *amqp.Channel, queue string, want int) (int, error) {
 	deadline := time.Now().Add(waitTimeout)
 	for {
@@ -670,8 +672,11 @@ func waitReady(ctx context.Context, ch *amqp.Channel, queue string, want int) (i
 		if err != nil {
 			return 0, fmt.Errorf("counting the messages in queue %s: %w", queue, err)
 		}
-		if q.Messages == want || time.Now().After(deadline) {
+		if q.Messages == want {
 			return q.Messages, nil
+		}
+		if time.Now().After(deadline) {
+			return q.Messages, fmt.Errorf("queue %s holds %d ready messages after %v, not %d", queue, q.Messages, waitTimeout, want)
 		}
 		select {
 		case <-ctx.Done():

@@ -361,6 +361,33 @@ func deleteAfter(t *testing.T, amqpURL, exchange, queue string) {
 	})
 }
 
+// TestWaitReadyFailsOnAWrongCount: when a queue never reaches the count
+// the story expects, waitReady says so. It used to return the count it
+// found and no error, and the program went on to print the story with the
+// wrong number: after an ack before the crash (a Try-this), "the broker
+// put crash-1 back: 0 ready", and then a timeout further on.
+func TestWaitReadyFailsOnAWrongCount(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	ch := testChannel(t, rabbit.URL)
+	queue := brokertest.Name(t, "lab04-empty")
+	if _, err := ch.QueueDeclare(queue,
+		false, // durable
+		true,  // auto-delete
+		true,  // exclusive
+		false, // no-wait
+		nil,   // args
+	); err != nil {
+		t.Fatalf("declaring queue %s: %v", queue, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ready, err := waitReady(ctx, ch, queue, 1)
+	if want := "holds 0 ready messages"; err == nil || !strings.Contains(err.Error(), want) || ready != 0 {
+		t.Errorf("waitReady for 1 ready message in the empty queue %s returned %d, %v; want 0 and an error that says it %s, not 1", queue, ready, err, want)
+	}
+}
+
 // testChannel opens a connection and channel of the test's own, closed
 // when the test ends.
 func testChannel(t testing.TB, amqpURL string) *amqp.Channel {
