@@ -208,11 +208,17 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("06-exchange-types", flag.ContinueOnError)
+	// The flag package prints nothing itself (by default it writes to
+	// os.Stderr): a bad flag comes back as run's error, which main prints
+	// once, and -h prints the usage to out.
+	fs.SetOutput(io.Discard)
 	amqpURL := fs.String("url", "", "AMQP URL of the broker (default $AMQP_URL, else "+defaultURL+")")
 	prefix := fs.String("prefix", "lab06", "first part of every name: exchanges <prefix>.<type>, queues <prefix>.<type>.<queue>")
 	keep := fs.Bool("keep", false, "keep the queues and their messages at the end instead of deleting them (they expire after five minutes unused)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.Usage()
 			return nil
 		}
 		return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +223,40 @@ func TestBadArguments(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("run(%q) = %v, want an error containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestFlagsWriteOnlyToOut: unless told otherwise, the flag package writes
+// its complaint about a bad flag, and the usage, to os.Stderr; so
+// TestBadArguments spilled them into the test's output. Now a bad flag is
+// run's error alone (main prints it once), and -h writes the usage to out.
+// Not parallel: it swaps os.Stderr.
+func TestFlagsWriteOnlyToOut(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatalf("making a pipe: %v", err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	var bad, help bytes.Buffer
+	badErr := run(context.Background(), []string{"-nosuchflag"}, &bad)
+	helpErr := run(context.Background(), []string{"-h"}, &help)
+	os.Stderr = stderr
+	_ = w.Close()
+	spilled, _ := io.ReadAll(r)
+	_ = r.Close()
+
+	if len(spilled) > 0 {
+		t.Errorf("run wrote to os.Stderr:\n%s", spilled)
+	}
+	if badErr == nil || !strings.Contains(badErr.Error(), "flag provided but not defined: -nosuchflag") {
+		t.Errorf("run(-nosuchflag) = %v; want the flag package's complaint as its error", badErr)
+	}
+	if bad.Len() > 0 {
+		t.Errorf("run(-nosuchflag) printed %q; want nothing: main prints the error", bad.String())
+	}
+	if helpErr != nil || !strings.Contains(help.String(), "-prefix") {
+		t.Errorf("run(-h) = %v and printed %q; want no error and the usage, with -prefix", helpErr, help.String())
 	}
 }
 
