@@ -68,7 +68,7 @@ func (c *consumer) session(ctx context.Context, n int) (done, consumed bool, err
 			c.mu.Unlock()
 		}
 	}()
-	conn, err := labkit.DialAMQP(c.url, c.name)
+	conn, err := labkit.DialAMQPContext(ctx, c.url, c.name)
 	if err != nil {
 		return false, false, err
 	}
@@ -229,7 +229,7 @@ type flight struct {
 // again, then new messages, one per publishEvery, with up to publishWindow
 // confirms outstanding.
 func (p *publisher) session(ctx context.Context, n int, stop <-chan struct{}) (done bool, err error) {
-	conn, err := labkit.DialAMQP(p.url, p.name)
+	conn, err := labkit.DialAMQPContext(ctx, p.url, p.name)
 	if err != nil {
 		return false, err
 	}

@@ -202,7 +202,7 @@ func (l *lab) name(role string) string { return l.connName + "." + role }
 func (l *lab) run(ctx context.Context, keep bool) error {
 	// Connect. This connection declares, publishes for parts 1 and 2, and
 	// counts; the lab never cuts it.
-	conn, err := labkit.DialAMQP(l.url, l.name("lab"))
+	conn, err := labkit.DialAMQPContext(ctx, l.url, l.name("lab"))
 	if err != nil {
 		return err
 	}
@@ -305,7 +305,7 @@ func (l *lab) run(ctx context.Context, keep bool) error {
 // 04 taught, and still goes deaf for good when its connection dies.
 func (l *lab) partNaive(ctx context.Context) error {
 	name := l.name("naive")
-	conn, err := labkit.DialAMQP(l.url, name)
+	conn, err := labkit.DialAMQPContext(ctx, l.url, name)
 	if err != nil {
 		return err
 	}

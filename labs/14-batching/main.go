@@ -181,7 +181,7 @@ type lab struct {
 func (l *lab) run(ctx context.Context, keep bool) error {
 	// Connect first: without a broker there is nothing to compare, and
 	// nothing should be left on disk.
-	conn, err := labkit.DialAMQP(l.url, "myevents-14-batching")
+	conn, err := labkit.DialAMQPContext(ctx, l.url, "myevents-14-batching")
 	if err != nil {
 		return err
 	}
