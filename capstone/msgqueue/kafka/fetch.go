@@ -43,7 +43,8 @@ type fetchEnd struct {
 // fetches of its own, on a connection of its own to the partition's
 // leader (a fetch that sarama's consumer leaves open on a shared
 // connection would hold each of these up to Consumer.MaxWaitTime), and
-// decodes the records on the same goroutine. Its runs come out as
+// decodes each answer's records on a goroutine of its own while the next
+// answer is fetched (fetchRange). Its runs come out as
 // decodeAhead's do: the records of one answer, up to aheadRun at a time.
 // When runs is closed, end says where it stopped.
 func (l *Listener) fetchAhead(ctx context.Context, p int32, from, to int64) (ahead, *fetchEnd) {
