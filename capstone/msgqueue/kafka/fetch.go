@@ -74,8 +74,8 @@ func (l *Listener) fetchAhead(ctx context.Context, p int32, from, to int64) (ahe
 // fetchRange is fetchAhead's loop: it hands runs to send, which returns
 // an empty run to fill next, or false when the reader is gone. It returns
 // the offset to read from next, to once it got there. The fetches run on
-// a goroutine of their own (fetchBlocks), one answer ahead of the
-// decoding.
+// a goroutine of their own (fetchBlocks), up to two answers ahead of
+// the decoding.
 func (l *Listener) fetchRange(ctx context.Context, p int32, from, to int64, send func([]decoded) ([]decoded, bool)) (int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	blocks := l.fetchBlocks(ctx, p, from, to)
@@ -113,7 +113,10 @@ func (l *Listener) fetchRange(ctx context.Context, p int32, from, to int64, send
 		}
 	}
 	if next < to {
-		return next, ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return next, err
+		}
+		return next, fmt.Errorf("reading Kafka topic %s partition %d: the fetches stopped at offset %d, short of %d", l.opts.topic, p, next, to)
 	}
 	return to, nil
 }
@@ -126,7 +129,8 @@ type fetched struct {
 
 // fetchBlocks fetches partition p from offset from up to offset to, each
 // fetch from where the answer before it ended, and hands the answers on
-// in order. The channel is closed once it got to offset to, after an
+// in order: one waits in the channel while the next is fetched, so up to
+// two answers are ahead of the one being decoded. The channel is closed once it got to offset to, after an
 // error (the last answer), or when ctx ends.
 func (l *Listener) fetchBlocks(ctx context.Context, p int32, from, to int64) <-chan fetched {
 	out := make(chan fetched, 1)
@@ -152,11 +156,7 @@ func (l *Listener) fetchBlocks(ctx context.Context, p int32, from, to int64) <-c
 		}
 		defer func() { _ = conn.Close() }()
 		for next := from; next < to; {
-			// Version 4: read-committed isolation and the aborted
-			// transactions in the answer, and the oldest version Apache
-			// Kafka 4 still answers.
-			req := &sarama.FetchRequest{Version: 4, MaxWaitTime: int32(fetchWait / time.Millisecond), MinBytes: 1,
-				MaxBytes: sarama.MaxResponseSize, Isolation: sarama.ReadCommitted}
+			req := newFetchRequest(cfg.Version)
 			req.AddBlock(topic, p, next, cfg.Consumer.Fetch.Default, -1)
 			resp, err := conn.Fetch(req)
 			if err != nil {
@@ -198,6 +198,22 @@ func (l *Listener) fetchBlocks(ctx context.Context, p int32, from, to int64) <-c
 // errReaderGone is parseBlock's answer once add said the reader is gone.
 var errReaderGone = errors.New("the reader is gone")
 
+// newFetchRequest is a read-committed fetch of the replay's own, in the
+// version that the listener's protocol version allows: 10 from Kafka 2.1
+// (a topic compressed with zstd is refused below it), otherwise 4, the
+// first with read-committed isolation and the aborted transactions in the
+// answer, and the oldest Apache Kafka 4 still answers. From version 7 on
+// it asks for no fetch session (id 0, epoch -1), as sarama's consumer
+// does.
+func newFetchRequest(v sarama.KafkaVersion) *sarama.FetchRequest {
+	req := &sarama.FetchRequest{Version: 4, MaxWaitTime: int32(fetchWait / time.Millisecond), MinBytes: 1,
+		MaxBytes: sarama.MaxResponseSize, Isolation: sarama.ReadCommitted}
+	if v.IsAtLeast(sarama.V2_1_0_0) {
+		req.Version, req.SessionID, req.SessionEpoch = 10, 0, -1
+	}
+	return req
+}
+
 // parseBlock decodes the records of one fetch answer from offset next up
 // to offset to, in order, handing each to add (which returns false when
 // the reader is gone), and returns the offset after the last batch it
@@ -209,6 +225,7 @@ func (l *Listener) parseBlock(block *sarama.FetchResponseBlock, p int32, next, t
 	aborted := slices.Clone(block.AbortedTransactions)
 	slices.SortFunc(aborted, func(a, b *sarama.AbortedTransaction) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
 	abortedBy := map[int64]bool{} // producers inside an aborted transaction
+	interceptors := l.client.Config().Consumer.Interceptors
 	for _, rs := range block.RecordsSet {
 		b := rs.RecordBatch
 		if b == nil {
@@ -245,6 +262,9 @@ func (l *Listener) parseBlock(block *sarama.FetchResponseBlock, p int32, next, t
 				}
 				msg := &sarama.ConsumerMessage{Topic: l.opts.topic, Partition: p, Key: r.Key, Value: r.Value,
 					Offset: off, Timestamp: ts, Headers: r.Headers}
+				for _, i := range interceptors {
+					onConsume(i, msg)
+				}
 				if !add(decode(msg)) {
 					return next, errReaderGone
 				}
@@ -253,4 +273,15 @@ func (l *Listener) parseBlock(block *sarama.FetchResponseBlock, p int32, next, t
 		next = min(b.LastOffset()+1, to)
 	}
 	return next, nil
+}
+
+// onConsume runs a consumer interceptor set with WithSaramaConfig on msg,
+// as sarama's consumer does: one that panics is logged and skipped.
+func onConsume(i sarama.ConsumerInterceptor, msg *sarama.ConsumerMessage) {
+	defer func() {
+		if r := recover(); r != nil {
+			sarama.Logger.Printf("Error when calling consumer interceptor: %v, %v", i, r)
+		}
+	}()
+	i.OnConsume(msg)
 }

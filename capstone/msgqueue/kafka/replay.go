@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"example.com/myevents/capstone/internal/backoff"
 )
 
 // listenReplay reads every partition from the oldest record until ctx ends.
@@ -174,21 +176,16 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, star
 			case end.err == nil:
 				l.caught.reached(p, target) // markers and aborted records up to it included
 			case isOutOfRange(end.err):
-				oldest, err := l.oldestAfterDeletion(p, end.next)
-				if err != nil {
-					return err
-				}
-				from = oldest
-				l.caught.reached(p, oldest)
+				// Deleted under the fetches: startConsumer goes on from
+				// the oldest record still stored.
 			default:
 				l.logger.Warn("kafka: reading the partition's backlog directly stopped; its consumer goes on from there",
 					"topic", l.opts.topic, "partition", p, "offset", end.next, "err", end.err)
 			}
 			tail.next = max(tail.next, from)
 		}
-		var err error
-		if pc, err = reopen(p, from); err != nil {
-			return err
+		if pc = l.startConsumer(ctx, p, from, tail, reopen); pc == nil {
+			return nil // ctx ended
 		}
 	}
 	ahead := decodeAhead(ctx, pc.Messages())
@@ -221,19 +218,11 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, star
 				if !isOutOfRange(lastErr) {
 					return fmt.Errorf("reading Kafka topic %s partition %d: the partition consumer stopped: %v", l.opts.topic, p, lastErr)
 				}
-				oldest, err := l.oldestAfterDeletion(p, tail.next)
-				if err != nil {
-					return err
-				}
-				if pc, err = reopen(p, oldest); err != nil {
-					return err
-				}
 				ahead.stop()
+				if pc = l.startConsumer(ctx, p, tail.next, tail, reopen); pc == nil {
+					return nil // ctx ended
+				}
 				ahead, errs, lastErr = decodeAhead(ctx, pc.Messages()), pc.Errors(), nil
-				// What was deleted cannot be read: the partition is read
-				// below oldest.
-				tail.next = max(tail.next, oldest)
-				l.caught.reached(p, oldest)
 				continue
 			}
 			if !w.finishRun(ctx, run, finished) {
@@ -244,17 +233,51 @@ func (l *Listener) replayPartition(ctx context.Context, w *worker, p int32, star
 	}
 }
 
-// oldestAfterDeletion returns partition p's oldest offset after reading
-// it from offset next failed with ErrOffsetOutOfRange, and says so.
-func (l *Listener) oldestAfterDeletion(p int32, next int64) (int64, error) {
-	oldest, err := l.client.GetOffset(l.opts.topic, p, sarama.OffsetOldest)
-	if err != nil {
-		return 0, fmt.Errorf("reading Kafka topic %s partition %d: its records were deleted, and reading its oldest offset failed: %w", l.opts.topic, p, err)
+// startConsumer opens sarama's consumer of partition p at offset from
+// with reopen, and returns nil only once ctx ended. What the broker has
+// deleted from there on (ErrOffsetOutOfRange) it skips, saying so, and
+// opens it at the oldest record still stored: what was deleted cannot be
+// read, so the partition counts as read below it. Any other failure (a
+// broker away, a leader moving) it tries again after a growing backoff,
+// and after a few tries says in Stalled, and so in Health, that the
+// partition waits; a replay that stopped there stopped its service.
+func (l *Listener) startConsumer(ctx context.Context, p int32, from int64, tail *tailCheck,
+	reopen func(p int32, offset int64) (sarama.PartitionConsumer, error)) sarama.PartitionConsumer {
+	topic := l.opts.topic
+	defer l.stalls.clear(p)
+	for try := 1; ; try++ {
+		pc, err := reopen(p, from)
+		if err == nil {
+			return pc
+		}
+		if isOutOfRange(err) {
+			oldest, oerr := l.client.GetOffset(topic, p, sarama.OffsetOldest)
+			if oerr == nil && oldest != from {
+				l.logger.Warn("kafka: records were deleted under the replay; going on from the oldest one still stored",
+					"topic", topic, "partition", p, "from", from, "oldest", oldest)
+				from = oldest
+				tail.next = max(tail.next, oldest)
+				l.caught.reached(p, oldest)
+				continue
+			}
+			if oerr != nil {
+				err = fmt.Errorf("%w, and reading its oldest offset failed: %w", err, oerr)
+			}
+		}
+		if try >= startTriesBeforeStalled {
+			l.stalls.set(p, fmt.Errorf("partition %d of topic %s waits at offset %d: its consumer cannot start (retrying): %w", p, topic, from, err))
+		}
+		l.logger.Warn("kafka: starting the partition's consumer failed; retrying",
+			"topic", topic, "partition", p, "offset", from, "try", try, "err", err)
+		if !backoff.Sleep(ctx, l.opts.retry.Delay(try)) {
+			return nil
+		}
 	}
-	l.logger.Warn("kafka: records were deleted under the replay; going on from the oldest one still stored",
-		"topic", l.opts.topic, "partition", p, "from", next, "oldest", oldest)
-	return oldest, nil
 }
+
+// startTriesBeforeStalled is how many failed starts of a partition's
+// consumer in a row make it count as stalled.
+const startTriesBeforeStalled = 3
 
 // isOutOfRange reports whether err is sarama's ErrOffsetOutOfRange: the
 // offset a consumer asked for is no longer (or not yet) stored.

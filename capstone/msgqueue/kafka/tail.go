@@ -87,7 +87,8 @@ func (l *Listener) tailIsEmpty(p int32, next, target int64) (bool, error) {
 		// small answer will do: one record to hand over settles it,
 		// and markers are small (the broker sends a larger first
 		// batch whole all the same).
-		req := &sarama.FetchRequest{Version: 4, MaxBytes: tailFetchBytes, MinBytes: 1, Isolation: sarama.ReadCommitted}
+		req := newFetchRequest(l.client.Config().Version)
+		req.MaxWaitTime, req.MaxBytes = 0, tailFetchBytes
 		req.AddBlock(topic, p, next, tailFetchBytes, -1)
 		resp, err := broker.Fetch(req)
 		if err != nil {
