@@ -36,6 +36,7 @@ func TestHostileBookings(t *testing.T) {
 			{"seats 1001", "POST", "/events/ev/bookings", `{"seats":1001,"user_id":"u"}`, "at most 1000"},
 			{"user_id 201 bytes", "POST", "/events/ev/bookings", `{"seats":1,"user_id":"` + long + `"}`, "user_id is 201 bytes"},
 			{"NUL in user_id", "POST", "/events/ev/bookings", `{"seats":1,"user_id":"a\u0000b"}`, "control character"},
+			{"null body", "POST", "/events/ev/bookings", `null`, "invalid JSON body: want a JSON object, got null"},
 			{"right-to-left override in user_id", "POST", "/events/ev/bookings", `{"seats":1,"user_id":"mallory\u202eecila"}`, "user_id holds a bidirectional control character (U+202E)"},
 			{"lone surrogate in user_id", "POST", "/events/ev/bookings", `{"seats":1,"user_id":"\udc00"}`, "U+FFFD"},
 			{"invalid UTF-8 in user_id", "POST", "/events/ev/bookings", "{\"seats\":1,\"user_id\":\"a\xffb\"}", "not valid UTF-8"},

@@ -130,7 +130,8 @@ func Write(w http.ResponseWriter, status int, v any) {
 // Content-Encoding other than identity: 415), larger than [MaxBody]
 // (413, at once when its Content-Length says so), not sent in time (408,
 // see the server's read timeout), not valid UTF-8 (a JSON decoder would
-// silently replace the bad bytes), malformed, of the wrong type, with a
+// silently replace the bad bytes), malformed, not an object (null
+// included, which would decode as "no change"), of the wrong type, with a
 // field v does not have (names are exact: encoding/json alone would take
 // "Seats" for "seats"), with a key twice in one object (encoding/json
 // alone would keep the last), or followed by more data (400).
@@ -156,6 +157,11 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if bytes.HasPrefix(body, byteOrderMark) {
 		return Errorf(http.StatusBadRequest, "invalid JSON body: it starts with a byte-order mark (U+FEFF); send the JSON without one")
 	}
+	// null decodes into any Go value as "no change", and another value
+	// into a struct fails with Go's type names: say what is wanted.
+	if got := notAnObject(body); got != "" {
+		return Errorf(http.StatusBadRequest, "invalid JSON body: want a JSON object, got %s", got)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -173,6 +179,31 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return Errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
 	}
 	return nil
+}
+
+// notAnObject names the JSON value body starts with when it is not an
+// object ("null", "an array", ...), and returns "" for an object, for an
+// empty body and for what is no JSON value at all, which the decoder
+// reports.
+func notAnObject(body []byte) string {
+	body = bytes.TrimLeft(body, " \t\r\n")
+	if len(body) == 0 {
+		return ""
+	}
+	switch c := body[0]; {
+	case c == '[':
+		return "an array"
+	case c == '"':
+		return "a string"
+	case c == '-' || '0' <= c && c <= '9':
+		return "a number"
+	}
+	for _, lit := range []string{"null", "true", "false"} {
+		if bytes.HasPrefix(body, []byte(lit)) {
+			return lit
+		}
+	}
+	return ""
 }
 
 // byteOrderMark is U+FEFF in UTF-8, which some editors and Windows tools

@@ -61,7 +61,14 @@ func TestDecode(t *testing.T) {
 		{"valid with whitespace after", "{\"name\":\"a\"}\n  ", 200, ""},
 		{"empty body", ``, 400, "the body is empty"},
 		{"malformed", `{"name":`, 400, "invalid JSON body"},
-		{"not an object", `[1,2]`, 400, "invalid JSON body"},
+		{"not an object", `[1,2]`, 400, "invalid JSON body: want a JSON object, got an array"},
+		// null decodes into any Go value as "no change": the handler then
+		// saw every field at its zero value and said seats was 0.
+		{"null", `null`, 400, "invalid JSON body: want a JSON object, got null"},
+		{"null after whitespace", " \n null", 400, "want a JSON object, got null"},
+		{"a number", `2`, 400, "want a JSON object, got a number"},
+		{"a string", `"seats"`, 400, "want a JSON object, got a string"},
+		{"true", `true`, 400, "want a JSON object, got true"},
 		{"wrong type", `{"seats":"two"}`, 400, "invalid JSON body"},
 		{"unknown field", `{"name":"a","price":3}`, 400, `unknown field "price"`},
 		// encoding/json matches names whatever their case and takes the
