@@ -71,7 +71,6 @@ const (
 	ReasonMalformed        = "malformed-envelope"   // Kafka: not an envelope, or no eventName
 	ReasonMissingName      = "missing-event-name"   // AMQP: no x-event-name header
 	ReasonRoutingKey       = "routing-key-mismatch" // AMQP: the routing key is not the x-event-name
-	ReasonKeyMismatch      = "key-mismatch"         // Kafka: the record's key is not the event's partition key
 	ReasonUnknownEvent     = "unknown-event"        // an event name no contract has
 	ReasonInvalidPayload   = "invalid-payload"      // the payload does not decode or validate
 	ReasonTooLarge         = "too-large"            // larger than MaxMessageSize

@@ -2,8 +2,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/IBM/sarama"
 
@@ -27,31 +25,7 @@ func decode(msg *sarama.ConsumerMessage) decoded {
 		return decoded{msg: msg, err: err, big: true}
 	}
 	name, ev, err := contracts.Unwrap(msg.Value)
-	if err == nil && string(msg.Key) != ev.PartitionKey() {
-		return decoded{msg: msg, name: name, err: keyMismatch(msg.Key, ev.PartitionKey())}
-	}
 	return decoded{msg: msg, name: name, ev: ev, err: err}
-}
-
-// errKeyMismatch is the error of a record whose key is not its event's
-// partition key: the contract keys every record by its entity's ID, so
-// that all of an entity's events land on one partition, in order; a
-// record keyed otherwise may overtake the events before it.
-var errKeyMismatch = errors.New("a record's key must be its event's partition key")
-
-// maxKeyInError bounds how much of a wrong key an error repeats.
-const maxKeyInError = 64
-
-// keyMismatch says which key the record has and which it should have.
-func keyMismatch(key []byte, want string) error {
-	if len(key) == 0 {
-		return fmt.Errorf("%w: the record has no key; it must be the event's partition key %q", errKeyMismatch, want)
-	}
-	shown, more := key, ""
-	if len(shown) > maxKeyInError {
-		shown, more = shown[:maxKeyInError], fmt.Sprintf(" (%d bytes in all)", len(key))
-	}
-	return fmt.Errorf("%w: the record's key %q%s is not the event's partition key %q", errKeyMismatch, shown, more, want)
 }
 
 // recordSize is what msgqueue.MaxMessageSize bounds: the record's key,

@@ -209,8 +209,7 @@ func (r *recorder) worker(t *testing.T, names ...string) *worker {
 
 func (r *recorder) mark(m *sarama.ConsumerMessage) { r.done = append(r.done, m.Offset) }
 
-// decodedRun is evs as a partition's run, at offsets 0, 1, ..., each
-// keyed by its partition key as the Emitter keys it.
+// decodedRun is evs as a partition's run, at offsets 0, 1, ...
 func decodedRun(t *testing.T, evs ...contracts.Event) []decoded {
 	t.Helper()
 	var run []decoded
@@ -219,7 +218,7 @@ func decodedRun(t *testing.T, evs ...contracts.Event) []decoded {
 		if err != nil {
 			t.Fatal(err)
 		}
-		run = append(run, decode(&sarama.ConsumerMessage{Key: []byte(ev.PartitionKey()), Value: value, Offset: int64(i)}))
+		run = append(run, decode(&sarama.ConsumerMessage{Value: value, Offset: int64(i)}))
 	}
 	return run
 }

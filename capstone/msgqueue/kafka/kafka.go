@@ -49,11 +49,8 @@
 // meanwhile (other partitions go on). After the last delivery the limit
 // allows (WithDeliveryLimit, msgqueue.DefaultDeliveryLimit), or at once for a msgqueue.Permanent error, a
 // value larger than msgqueue.MaxMessageSize (64 KiB), a malformed
-// envelope, an event name no contract knows, a payload that does not
-// decode or breaks the limits of package contracts, or a key that is not
-// the event's partition key (its entity's ID: a record keyed otherwise
-// may land on another partition than the events before it, and overtake
-// them), the raw record is
+// envelope, an event name no contract knows or a payload that does not
+// decode or breaks the limits of package contracts, the raw record is
 // copied to the dead-letter topic ("events.dlq") with headers saying why
 // and where it came from, and the partition moves on. The copy holds at
 // most 64 KiB of the key and of the value (more is cut, and a header says

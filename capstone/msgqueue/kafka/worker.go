@@ -42,7 +42,6 @@ const (
 	ReasonMalformed        = msgqueue.ReasonMalformed        // not an envelope, or no eventName
 	ReasonUnknownEvent     = msgqueue.ReasonUnknownEvent     // an eventName no contract has
 	ReasonInvalidPayload   = msgqueue.ReasonInvalidPayload   // the payload does not decode or validate
-	ReasonKeyMismatch      = msgqueue.ReasonKeyMismatch      // the record's key is not the event's partition key
 	ReasonTooLarge         = msgqueue.ReasonTooLarge         // the value is larger than msgqueue.MaxMessageSize
 	ReasonPermanent        = msgqueue.ReasonPermanent        // the handler returned msgqueue.Permanent
 	ReasonRetriesExhausted = msgqueue.ReasonRetriesExhausted // the handler failed on every attempt
@@ -176,8 +175,6 @@ func (w *worker) finish(ctx context.Context, d decoded) bool {
 	case !w.filter[name]:
 		// Not ours: skipping it counts as processing it.
 		return true
-	case errors.Is(err, errKeyMismatch):
-		return w.deadLetter(ctx, msg, name, ReasonKeyMismatch, 0, err)
 	case err != nil:
 		return w.deadLetter(ctx, msg, name, ReasonInvalidPayload, 0, err)
 	}
