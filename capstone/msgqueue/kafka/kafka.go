@@ -260,8 +260,10 @@ func SetProducerGuarantees(cfg *sarama.Config) {
 	cfg.Producer.Retry.Max = 5
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Return.Errors = true
-	// The same partitioner as the Java client's default, so a key lands on
-	// the same partition whichever client wrote it.
+	// The same partitioner as the Java client's and kafka-python's
+	// default, so a key lands on the same partition whichever of them
+	// wrote it. kcat and the other librdkafka clients hash with CRC32
+	// unless told -X partitioner=murmur2_random.
 	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
 }
 
