@@ -32,7 +32,7 @@ func (e EventBooked) Validate() error {
 	err := firstError(
 		CheckID("id", e.ID),
 		CheckID("event_id", e.EventID),
-		checkIdent("user_id", e.UserID),
+		checkString("user_id", e.UserID, MaxIDBytes),
 		CheckSeats(e.Seats),
 		CheckDate("date", e.Date),
 	)

@@ -360,7 +360,8 @@ func (s *Service) book(w http.ResponseWriter, r *http.Request) error {
 	if err := httpjson.Decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := service.FirstError(contracts.CheckSeats(req.Seats), contracts.CheckID("user_id", req.UserID)); err != nil {
+	if err := service.FirstError(contracts.CheckSeats(req.Seats), contracts.CheckID("user_id", req.UserID),
+		contracts.CheckNoBidi("user_id", req.UserID)); err != nil {
 		return httpjson.Errorf(http.StatusBadRequest, "invalid booking: %v", err)
 	}
 	b := Booking{

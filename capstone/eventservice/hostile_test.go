@@ -48,7 +48,6 @@ func TestHostileInputWritesNothing(t *testing.T) {
 			{"end after year 9999", "POST", "/events", fmt.Sprintf(`{"name":"x","location_id":%q,"hall":"Main","start_date":1,"end_date":253402300800}`, loc.ID), "end_date must be"},
 			{"NUL location id, GET", "GET", "/locations/%00", "", "location id holds a control character"},
 			{"NUL event id, GET", "GET", "/events/%00", "", "event id holds a control character"},
-			{"right-to-left override in event id, GET", "GET", "/events/ev%E2%80%AE1", "", "event id holds a bidirectional control character (U+202E)"},
 			{"NUL event name, GET", "GET", "/events/name/%00", "", "name holds a control character"},
 			{"invalid UTF-8 event name, GET", "GET", "/events/name/%FF", "", "name is not valid UTF-8"},
 		} {
