@@ -53,11 +53,28 @@ func TestExerciseApplyOnce(t *testing.T) {
 	booked := &contracts.EventBooked{ID: bookingID, EventID: concert, UserID: "ada", Seats: 2, Date: at.Add(-24 * time.Hour)}
 
 	// The template answers with errTODO: say what is missing, and stop.
+	// An applyOnce that locks s.mu again never returns: say so, and stop,
+	// instead of waiting for go test's timeout.
 	probe := NewMemoryStore()
-	for range 2 {
-		if _, err := probe.ApplyBooking(ctx, bookingOf(booked)); errors.Is(err, errTODO) {
+	probed := make(chan error, 1)
+	go func() {
+		for range 2 {
+			if _, err := probe.ApplyBooking(ctx, bookingOf(booked)); errors.Is(err, errTODO) {
+				probed <- err
+				return
+			}
+		}
+		probed <- nil
+	}()
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	select {
+	case err := <-probed:
+		if err != nil {
 			t.Fatal(err)
 		}
+	case <-deadline.C:
+		t.Fatal("applyOnce did not return: ApplyBooking already holds s.mu; don't lock it again")
 	}
 
 	// The service's own namespace on the shared broker.
