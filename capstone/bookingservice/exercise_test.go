@@ -41,9 +41,15 @@ var errAckLost = errors.New("the ack of this delivery was lost (the test's doing
 //     ID: a resend after a lost confirm);
 //
 // and a booking of 3 seats made over HTTP comes back as BookingService's
-// own event.booked. After each, the service must show the seats counted
-// once, and the broker must have every message acknowledged: nothing left
-// in the queue, nothing in the dead-letter queue.
+// own event.booked. Then other instances' bookings come from the broker:
+// ada's second booking (another ID), one of 4 seats past the capacity
+// (11 of 10: sold already, no capacity check), and one of a second
+// concert before that concert's event.created (kept on a placeholder).
+// After each, the service must show the seats counted once, and the
+// broker must have every message acknowledged: nothing left in the queue,
+// nothing in the dead-letter queue. Last, the count's limit, on the store:
+// a count may reach math.MaxInt but not pass it, on b's own event only,
+// placeholders included.
 func TestExerciseApplyOnce(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -153,8 +159,9 @@ func TestExerciseApplyOnce(t *testing.T) {
 		return s
 	}
 	// settle waits until the listener has settled n messages (acked or
-	// dead-lettered), then fails the test if one was dead-lettered.
-	settle := func(n int64, what string) {
+	// dead-lettered), then fails the test if one was dead-lettered, with
+	// hint: what applyOnce should have done instead.
+	settle := func(n int64, what, hint string) {
 		t.Helper()
 		brokertest.Eventually(t, 10*time.Second, func() error {
 			if st := l.Stats(); st.Acked+st.DeadLettered < n {
@@ -163,17 +170,24 @@ func TestExerciseApplyOnce(t *testing.T) {
 			return nil
 		})
 		if st := l.Stats(); st.DeadLettered > 0 {
-			t.Fatalf("%s: the dead-letter queue holds %s; %s. A booking stored already is no error: report it as not applied (false, nil), and the listener acknowledges it",
-				what, deadLetters(t, rabbit.URL, dlq), evidence())
+			msg := fmt.Sprintf("%s: the dead-letter queue holds %s; %s.", what, deadLetters(t, rabbit.URL, dlq), evidence())
+			if hint != "" {
+				msg += " " + hint
+			}
+			t.Fatal(msg)
 		}
 	}
-	// wantBooked checks the seats the service's HTTP API shows.
-	wantBooked := func(want int, what string) {
+	const (
+		storedAlready = "A booking stored already is no error: report it as not applied (false, nil), and the listener acknowledges it"
+		countedOnce   = "each booking counted once: a booking whose ID is stored already (s.bookings.has(b.ID)) changes nothing"
+	)
+	// wantBooked checks the seats the service's HTTP API shows for show.
+	wantBooked := func(show string, want int, what, hint string) {
 		t.Helper()
 		var view struct{ Booked int }
-		srv.JSON("GET", "/events/"+concert, "", 200, &view)
+		srv.JSON("GET", "/events/"+show, "", 200, &view)
 		if view.Booked != want {
-			t.Fatalf("booked %d seats after %s; want %d, each booking counted once: a booking whose ID is stored already (s.bookings.has(b.ID)) changes nothing (%s)", view.Booked, what, want, evidence())
+			t.Fatalf("booked %d seats of %s after %s; want %d, %s (%s)", view.Booked, show, what, want, hint, evidence())
 		}
 	}
 
@@ -183,20 +197,20 @@ func TestExerciseApplyOnce(t *testing.T) {
 	if err := em.Emit(ctx, created); err != nil {
 		t.Fatal(err)
 	}
-	settle(1, "event.created")
+	settle(1, "event.created", "")
 
 	// The booking, whose first ack is lost: the broker delivers it again.
 	if err := em.Emit(ctx, booked); err != nil {
 		t.Fatal(err)
 	}
-	settle(2, "event.booked and its redelivery")
+	settle(2, "event.booked and its redelivery", storedAlready)
 	mu.Lock()
 	redelivered := deliveries >= 2
 	mu.Unlock()
 	if !redelivered {
 		t.Fatalf("the broker did not redeliver %s after the lost ack: %s", bookingID, evidence())
 	}
-	wantBooked(2, "a redelivery of a 2-seat booking")
+	wantBooked(concert, 2, "a redelivery of a 2-seat booking", countedOnce)
 	var list []struct{ ID string }
 	srv.JSON("GET", "/events/"+concert+"/bookings", "", 200, &list)
 	if len(list) != 1 || list[0].ID != bookingID {
@@ -207,16 +221,60 @@ func TestExerciseApplyOnce(t *testing.T) {
 	if err := em.Emit(ctx, booked); err != nil {
 		t.Fatal(err)
 	}
-	settle(3, "the same event.booked published again")
-	wantBooked(2, "the same 2-seat event.booked was published again")
+	settle(3, "the same event.booked published again", storedAlready)
+	wantBooked(concert, 2, "the same 2-seat event.booked was published again", countedOnce)
 	if applied, err := store.ApplyBooking(ctx, bookingOf(booked)); applied || err != nil {
 		t.Fatalf("ApplyBooking of %s, stored already, = %v, %v; want false, nil: applyOnce reports a booking stored already as not applied, and no error", bookingID, applied, err)
 	}
 
 	// A booking over HTTP: BookingService hears its own event.booked back.
 	srv.JSON("POST", "/events/"+concert+"/bookings", `{"seats":3,"user_id":"grace"}`, 201, nil)
-	settle(4, "BookingService's own event.booked")
-	wantBooked(5, "BookingService heard its own 3-seat booking back (2 booked before)")
+	settle(4, "BookingService's own event.booked", storedAlready)
+	wantBooked(concert, 5, "BookingService heard its own 3-seat booking back (2 booked before)", countedOnce)
+
+	// Another instance sold ada a second booking: another ID, the same
+	// user. It is a new booking, and counts.
+	again := &contracts.EventBooked{ID: "booking-2", EventID: concert, UserID: "ada", Seats: 2, Date: at.Add(-23 * time.Hour)}
+	if err := em.Emit(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	settle(5, "ada's second booking, booking-2", "A booking with an ID not stored yet is new: store it and count it")
+	wantBooked(concert, 7, "ada's second booking, booking-2, of 2 seats (5 booked before)",
+		"booking-2 counted: a booking is applied already only if its ID is stored (s.bookings.has(b.ID)), whoever booked it; one user may book many times")
+
+	// Another instance sold 4 more seats: 11 of 10. The count says what
+	// was sold; an event.booked from the broker is sold already (by
+	// another instance, before a resize, or replayed), and no capacity
+	// check may refuse it: Book alone checks capacity, before it sells.
+	over := &contracts.EventBooked{ID: "booking-3", EventID: concert, UserID: "bob", Seats: 4, Date: at.Add(-22 * time.Hour)}
+	if err := em.Emit(ctx, over); err != nil {
+		t.Fatal(err)
+	}
+	const noCapacityCheck = "an event.booked from the broker was sold already (by another instance, or replayed from the log): count its seats with no capacity check, even past the capacity"
+	settle(6, "a 4-seat booking from the broker past the capacity (7 of 10 booked)", noCapacityCheck)
+	wantBooked(concert, 11, "a 4-seat booking from the broker (7 of 10 booked before)", noCapacityCheck)
+
+	// A booking can come before its event.created (another queue, another
+	// partition, a slower publisher): it is kept on a placeholder, and
+	// the event.created that follows takes its count over.
+	const early = "concert-2"
+	first := &contracts.EventBooked{ID: "booking-4", EventID: early, UserID: "ada", Seats: 3, Date: at.Add(-21 * time.Hour)}
+	if err := em.Emit(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	const placeholder = "a booking can come before its event.created: when s.events has no b.ShowID yet, s.add(b) stores it and counts its seats on a placeholder, and report true, no error"
+	settle(7, "a booking of "+early+" before its event.created", placeholder)
+	later := *created
+	later.ID, later.Name = early, "Tosca"
+	if err := em.Emit(ctx, &later); err != nil {
+		t.Fatal(err)
+	}
+	settle(8, "the event.created of "+early+", after its booking", "")
+	wantBooked(early, 3, "a 3-seat booking that came before its event.created", placeholder)
+	srv.JSON("GET", "/events/"+early+"/bookings", "", 200, &list)
+	if len(list) != 1 || list[0].ID != first.ID {
+		t.Fatalf("GET /events/%s/bookings lists %v; want %s: %s", early, list, first.ID, placeholder)
+	}
 
 	// Stop the listener (a message it still held goes back to the queue),
 	// then ask the broker what is left.
@@ -239,15 +297,55 @@ func TestExerciseApplyOnce(t *testing.T) {
 
 	// The count's limit: no test can book that many seats, so set the
 	// count by hand.
-	store.mu.Lock()
-	store.events[concert].Booked = math.MaxInt - 1
-	store.mu.Unlock()
+	setBooked := func(show string, n int) {
+		t.Helper()
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		ev, ok := store.events[show]
+		if !ok {
+			t.Fatalf("show %s is not in the store: %s", show, placeholder)
+		}
+		ev.Booked = n
+	}
+	setBooked(concert, math.MaxInt-1)
 	huge := Booking{ID: "booking-huge", ShowID: concert, UserID: "u", Seats: 2, Date: at}
 	if applied, err := store.ApplyBooking(ctx, huge); !errors.Is(err, contracts.ErrInvalid) {
 		t.Errorf("ApplyBooking(2 seats) on an event with math.MaxInt-1 booked = %v, %v; want an error wrapping contracts.ErrInvalid: the count would overflow (Booked + Seats wraps around to a negative number: compare Booked with math.MaxInt - Seats)", applied, err)
 	}
 	if ev, err := store.Show(ctx, concert); err != nil || ev.Booked != math.MaxInt-1 {
 		t.Errorf("event %s has %d seats booked after that booking (err %v); want math.MaxInt-1, unchanged: a refused booking changes nothing", concert, ev.Booked, err)
+	}
+
+	// Up to math.MaxInt itself, a count is fine.
+	setBooked(concert, math.MaxInt-2)
+	edge := Booking{ID: "booking-edge", ShowID: concert, UserID: "u", Seats: 2, Date: at}
+	if applied, err := store.ApplyBooking(ctx, edge); !applied || err != nil {
+		t.Errorf("ApplyBooking(2 seats) on an event with math.MaxInt-2 booked = %v, %v; want true, nil: the count reaches math.MaxInt and does not pass it (refuse only when Booked > math.MaxInt - Seats)", applied, err)
+	}
+	if ev, err := store.Show(ctx, concert); err != nil || ev.Booked != math.MaxInt {
+		t.Errorf("event %s has %d seats booked after that booking (err %v); want math.MaxInt", concert, ev.Booked, err)
+	}
+
+	// Only b's own event's count matters: another event's full count
+	// refuses nothing here.
+	setBooked(concert, 11)
+	setBooked(early, math.MaxInt)
+	other := Booking{ID: "booking-other", ShowID: concert, UserID: "u", Seats: 2, Date: at}
+	if applied, err := store.ApplyBooking(ctx, other); !applied || err != nil {
+		t.Errorf("ApplyBooking(2 seats) on %s (11 booked), while %s has math.MaxInt booked = %v, %v; want true, nil: check the count of b's own event, s.events[b.ShowID], not of every event", concert, early, applied, err)
+	}
+	setBooked(early, 3)
+
+	// A placeholder's count has the same limit: its event.created takes
+	// the count over.
+	const unknown = "concert-3"
+	if applied, err := store.ApplyBooking(ctx, Booking{ID: "booking-5", ShowID: unknown, UserID: "u", Seats: 1, Date: at}); !applied || err != nil {
+		t.Fatalf("ApplyBooking of a booking of %s, not announced yet = %v, %v; want true, nil: %s", unknown, applied, err, placeholder)
+	}
+	setBooked(unknown, math.MaxInt-1)
+	huge.ID, huge.ShowID = "booking-huge-2", unknown
+	if applied, err := store.ApplyBooking(ctx, huge); !errors.Is(err, contracts.ErrInvalid) {
+		t.Errorf("ApplyBooking(2 seats) on the placeholder of %s, not announced yet, with math.MaxInt-1 booked = %v, %v; want an error wrapping contracts.ErrInvalid: a placeholder's count may not pass math.MaxInt either (check the count whenever s.events has b's event, known or not)", unknown, applied, err)
 	}
 }
 

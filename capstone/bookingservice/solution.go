@@ -18,10 +18,19 @@ import (
 // message, same message ID, again). Then applyOnce changes nothing and
 // reports false, with no error, so that the listener acknowledges the
 // message and the seats count once. It reports true when it applied b.
+// Only the ID tells: one user may book many times, each booking with an ID
+// of its own.
+//
+// There is no capacity check here: an event.booked from the broker was
+// sold already (by this instance, another one, or before a replay), so its
+// seats count even past its event's capacity. Book alone checks capacity,
+// before it sells.
 //
 // A booking whose seats would push its event's count past math.MaxInt is
 // refused, with an error wrapping contracts.ErrInvalid, and changes
-// nothing: the service dead-letters that event.booked at once.
+// nothing: the service dead-letters that event.booked at once. Only b's
+// own event's count matters, a placeholder's too; a count may reach
+// math.MaxInt itself.
 //
 // The caller, ApplyBooking, has validated b and holds s.mu.
 // s.bookings.has(id) reports whether a booking called id is stored.
