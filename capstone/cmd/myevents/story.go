@@ -94,6 +94,7 @@ func (s *story) play() error {
 	// 4. Book: each booking is stored, then announced as event.booked,
 	// keyed by the event ID, so it lands on the event's partition.
 	s.say("4. BookingService: alice books 4 seats, bob 6")
+	sold := 0
 	for _, b := range []struct {
 		user  string
 		seats int
@@ -102,6 +103,7 @@ func (s *story) play() error {
 		if err := s.call("POST", bookings, "/events/"+ev.ID+"/bookings", body, http.StatusCreated, nil); err != nil {
 			return err
 		}
+		sold += b.seats
 		s.say("   POST /events/%s/bookings %s -> 201", ev.ID, body)
 		if err := s.await(contracts.EventBookedName, ev.ID); err != nil {
 			return err
@@ -138,6 +140,11 @@ func (s *story) play() error {
 		return err
 	}
 	s.say("   GET /events/%s -> 200 %s", ev.ID, view)
+	// The log holds every booking: rebuilt from it, the count must be
+	// what was sold (the capstone exercise's applyOnce counts them).
+	if view.Booked != sold {
+		return fmt.Errorf("after the replay BookingService counts %d booked seats where %d were sold: applying the log must count each booking once", view.Booked, sold)
+	}
 
 	// Nothing but the events above may be in the log.
 	select {
