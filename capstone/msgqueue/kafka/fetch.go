@@ -1,11 +1,9 @@
 package kafka
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -219,12 +217,10 @@ func newFetchRequest(v sarama.KafkaVersion) *sarama.FetchRequest {
 // the reader is gone), and returns the offset after the last batch it
 // read, also with an error about a later one. It leaves out what
 // sarama's consumer leaves out with ReadCommitted: transaction markers
-// and the records of aborted transactions (scanTail decides batches the
-// same way), and records below next of a batch that starts before it.
+// and the records of aborted transactions (aborts decides, as for
+// scanTail), and records below next of a batch that starts before it.
 func (l *Listener) parseBlock(block *sarama.FetchResponseBlock, p int32, next, to int64, add func(decoded) bool) (int64, error) {
-	aborted := slices.Clone(block.AbortedTransactions)
-	slices.SortFunc(aborted, func(a, b *sarama.AbortedTransaction) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
-	abortedBy := map[int64]bool{} // producers inside an aborted transaction
+	aborts := newAborts(block)
 	interceptors := l.client.Config().Consumer.Interceptors
 	for _, rs := range block.RecordsSet {
 		b := rs.RecordBatch
@@ -234,23 +230,14 @@ func (l *Listener) parseBlock(block *sarama.FetchResponseBlock, p int32, next, t
 		if b.PartialTrailingRecord {
 			break // the rest of it comes with the next fetch
 		}
-		for len(aborted) > 0 && aborted[0].FirstOffset <= b.LastOffset() {
-			abortedBy[aborted[0].ProducerID] = true
-			aborted = aborted[1:]
-		}
+		delivers := aborts.delivers(b)
 		if b.LastOffset() < next {
 			continue
 		}
 		if b.FirstOffset >= to {
 			return to, nil
 		}
-		switch {
-		case b.Control:
-			if len(b.Records) > 0 && isAbortMarker(b.Records[0].Key) {
-				delete(abortedBy, b.ProducerID)
-			}
-		case b.IsTransactional && abortedBy[b.ProducerID]:
-		default:
+		if delivers {
 			for _, r := range b.Records {
 				off := b.FirstOffset + r.OffsetDelta
 				if off < next || off >= to {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"example.com/myevents/contracts"
@@ -32,13 +31,7 @@ var smallFetches = WithSaramaConfig(func(c *sarama.Config) { c.Consumer.Fetch.De
 // the backlog. The test runs a Kafka of its own, whose fetches it watches.
 func TestReplayReadsTheBacklogInOrder(t *testing.T) {
 	t.Parallel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	e := &env{t: t, brokers: cluster.ListenAddrs(), topic: brokertest.Name(t, "events")}
-	e.dlq = e.topic + ".dlq"
+	e, cluster := newEnvOwnKafka(t, 1)
 	em := e.emitter(WithPartitions(1))
 	var want []string
 	plain := func(prefix string, n int) {
@@ -125,13 +118,7 @@ func TestReplayReadsTheBacklogInOrder(t *testing.T) {
 // its own, whose fetches it answers.
 func TestReplayGoesOnWhenItsOwnFetchFails(t *testing.T) {
 	t.Parallel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	e := &env{t: t, brokers: cluster.ListenAddrs(), topic: brokertest.Name(t, "events")}
-	e.dlq = e.topic + ".dlq"
+	e, cluster := newEnvOwnKafka(t, 1)
 	em := e.emitter(WithPartitions(1))
 	want := ids("rec", 60)
 	for _, id := range want {
@@ -258,13 +245,7 @@ func TestReplayGoesOnWhenRecordsAreDeletedAtTheHandover(t *testing.T) {
 // test runs a Kafka of its own, whose requests it fails.
 func TestReplayOutlastsABrokerOutageInItsBacklog(t *testing.T) {
 	t.Parallel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	e := &env{t: t, brokers: cluster.ListenAddrs(), topic: brokertest.Name(t, "events")}
-	e.dlq = e.topic + ".dlq"
+	e, cluster := newEnvOwnKafka(t, 1)
 	em := e.emitter(WithPartitions(1))
 	want := ids("rec", 300)
 	for _, id := range want {

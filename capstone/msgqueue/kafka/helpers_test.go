@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"example.com/myevents/capstone/msgqueue"
 	"example.com/myevents/contracts"
@@ -65,6 +66,22 @@ func newEnv(t *testing.T) *env {
 		admin.Close()
 	})
 	return e
+}
+
+// newEnvOwnKafka is newEnv on a kfake cluster of the test's own, of the
+// given number of brokers, for a test that fails or holds the cluster's
+// requests (Control) or moves its partitions, which would disturb the
+// tests sharing brokertest's cluster.
+func newEnvOwnKafka(t *testing.T, brokers int) (*env, *kfake.Cluster) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(brokers))
+	if err != nil {
+		t.Fatalf("starting a Kafka of the test's own: %v", err)
+	}
+	t.Cleanup(cluster.Close)
+	e := &env{t: t, brokers: cluster.ListenAddrs(), topic: brokertest.Name(t, "events")}
+	e.dlq = e.topic + ".dlq"
+	return e, cluster
 }
 
 // adminClient connects the test's admin client on first use (so that a

@@ -114,31 +114,20 @@ func (l *Listener) tailIsEmpty(p int32, next, target int64) (bool, error) {
 // returns the offset after the last batch it could decide, whether a
 // record to hand over lies below target, and whether it moved at all.
 func scanTail(block *sarama.FetchResponseBlock, next, target int64) (after int64, found, moved bool) {
-	aborted := slices.Clone(block.AbortedTransactions)
-	slices.SortFunc(aborted, func(a, b *sarama.AbortedTransaction) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
-	abortedBy := map[int64]bool{} // producers inside an aborted transaction
+	aborts := newAborts(block)
 	for _, rs := range block.RecordsSet {
 		b := rs.RecordBatch
 		if b == nil || b.PartialTrailingRecord {
 			return next, false, moved // not a batch this check decides
 		}
-		for len(aborted) > 0 && aborted[0].FirstOffset <= b.LastOffset() {
-			abortedBy[aborted[0].ProducerID] = true
-			aborted = aborted[1:]
-		}
+		delivers := aborts.delivers(b)
 		if b.LastOffset() < next {
 			continue
 		}
 		if b.FirstOffset >= target {
 			return target, false, true
 		}
-		switch {
-		case b.Control:
-			if len(b.Records) > 0 && isAbortMarker(b.Records[0].Key) {
-				delete(abortedBy, b.ProducerID)
-			}
-		case b.IsTransactional && abortedBy[b.ProducerID]:
-		default:
+		if delivers {
 			for _, r := range b.Records {
 				if off := b.FirstOffset + r.OffsetDelta; off >= next && off < target {
 					return off, true, true
@@ -148,6 +137,43 @@ func scanTail(block *sarama.FetchResponseBlock, next, target int64) (after int64
 		next, moved = b.LastOffset()+1, true
 	}
 	return next, false, moved
+}
+
+// aborts decides, batch by batch in log order, which batches of one fetch
+// answer hand their records over to a read-committed consumer, as
+// sarama's partition consumer does (parseResponse): the answer lists the
+// aborted transactions it touches, each with its producer and first
+// offset; a producer's batches are aborted from that offset until its
+// abort marker.
+type aborts struct {
+	pending []*sarama.AbortedTransaction // by first offset, not reached yet
+	by      map[int64]bool               // producers inside an aborted transaction
+}
+
+func newAborts(block *sarama.FetchResponseBlock) *aborts {
+	pending := slices.Clone(block.AbortedTransactions)
+	slices.SortFunc(pending, func(a, b *sarama.AbortedTransaction) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
+	return &aborts{pending: pending, by: map[int64]bool{}}
+}
+
+// delivers reports whether batch b's records are handed over: it is no
+// transaction marker, and not of an aborted transaction. Call it for each
+// batch of the answer, in order.
+func (a *aborts) delivers(b *sarama.RecordBatch) bool {
+	for len(a.pending) > 0 && a.pending[0].FirstOffset <= b.LastOffset() {
+		a.by[a.pending[0].ProducerID] = true
+		a.pending = a.pending[1:]
+	}
+	switch {
+	case b.Control:
+		if len(b.Records) > 0 && isAbortMarker(b.Records[0].Key) {
+			delete(a.by, b.ProducerID)
+		}
+		return false
+	case b.IsTransactional && a.by[b.ProducerID]:
+		return false
+	}
+	return true
 }
 
 // isAbortMarker reports whether a control record's key says "abort": a

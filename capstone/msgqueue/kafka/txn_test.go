@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"example.com/myevents/contracts"
 	"example.com/myevents/labs/brokertest"
@@ -200,13 +199,7 @@ func TestHealthSaysAnOpenTransactionHoldsAPartitionBack(t *testing.T) {
 // test runs a Kafka of its own, of two brokers, to move the leader.
 func TestHealthSeesAHeldPartitionAfterItsLeaderMoves(t *testing.T) {
 	t.Parallel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	e := &env{t: t, brokers: cluster.ListenAddrs(), topic: brokertest.Name(t, "events")}
-	e.dlq = e.topic + ".dlq"
+	e, cluster := newEnvOwnKafka(t, 2)
 	em := e.emitter(WithPartitions(1))
 	e.emit(em, booked("before", "show-1", 1))
 	l := e.replayListener(WithPartitions(1))
