@@ -119,31 +119,29 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer ch.Close()
 
+	// Declare the topic exchange. Auto-delete: RabbitMQ removes it once its
+	// last queue is unbound, so a rerun starts from a clean exchange. If an
+	// exchange of that name exists with other properties (another type, or
+	// durable), it is someone else's: the broker refuses with 406
+	// PRECONDITION_FAILED and the run stops here, leaving it alone.
+	if err := declareExchange(ch, *exchange); err != nil {
+		return err
+	}
+
 	// Without -keep, make sure no queue outside this run is bound to the
 	// exchange: it would take copies of what this run publishes, and a
 	// message that none of this run's queues wants would go to it instead
 	// of coming back as unroutable. Most likely it is a queue an earlier
 	// -keep run left (they stay bound until they expire). With -keep, a
-	// rerun reuses those same queues.
+	// rerun reuses those same queues. The check deletes the exchange when
+	// nothing is bound to it, so declare it again afterwards.
 	if !*keep {
 		if err := checkUnused(ctx, conn, *exchange); err != nil {
 			return err
 		}
-	}
-
-	// Declare the topic exchange. Auto-delete: RabbitMQ removes it once its
-	// last queue is unbound, so a rerun starts from a clean exchange.
-	err = ch.ExchangeDeclare(
-		*exchange,          // name
-		amqp.ExchangeTopic, // type
-		false,              // durable
-		true,               // auto-delete
-		false,              // internal
-		false,              // no-wait
-		nil,                // arguments
-	)
-	if err != nil {
-		return fmt.Errorf("declaring exchange %s: %w", *exchange, err)
+		if err := declareExchange(ch, *exchange); err != nil {
+			return err
+		}
 	}
 
 	// Declare one queue per pattern and bind it. By default the queues are
@@ -300,11 +298,34 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// checkUnused makes sure that no queue is bound to exchange. It asks the
-// broker to delete the exchange only if it is unused: that removes an
-// exchange nobody is bound to (left by a run stopped before it bound a
-// queue; an auto-delete exchange goes only with its last binding), does
-// nothing if there is none, and is refused with 406 PRECONDITION_FAILED
+// declareExchange declares the lab's exchange: topic, not durable,
+// auto-delete.
+func declareExchange(ch *amqp.Channel, exchange string) error {
+	err := ch.ExchangeDeclare(
+		exchange,           // name
+		amqp.ExchangeTopic, // type
+		false,              // durable
+		true,               // auto-delete
+		false,              // internal
+		false,              // no-wait
+		nil,                // arguments
+	)
+	var amqpErr *amqp.Error
+	switch {
+	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed:
+		return fmt.Errorf("exchange %s already exists with other arguments, so it is not this lab's: pass -exchange with another name (%w)", exchange, err)
+	case err != nil:
+		return fmt.Errorf("declaring exchange %s: %w", exchange, err)
+	}
+	return nil
+}
+
+// checkUnused makes sure that no queue is bound to exchange, which run
+// has just declared as its own (so it never deletes an exchange of another
+// kind). It asks the broker to delete the exchange only if it is unused:
+// that removes an exchange nobody is bound to (the one just declared, or
+// one left by a run stopped before it bound a queue; an auto-delete
+// exchange goes only with its last binding), and is refused with 406 PRECONDITION_FAILED
 // while a queue is bound. The queues of a run that has just ended go a
 // moment after its connection closes, so a refusal is retried for a
 // second before it counts.

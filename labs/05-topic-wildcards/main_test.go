@@ -161,6 +161,46 @@ func TestKeptQueuesStopTheNextRun(t *testing.T) {
 	waitExchangeGone(t, rabbit.URL, orphan)
 }
 
+// TestSomeoneElsesExchangeIsLeftAlone: an exchange of the same name that
+// the lab did not declare (another type, or durable) belongs to someone
+// else. The check for kept queues deleted it if nothing was bound to it,
+// then the run declared its own auto-delete topic exchange in its place
+// and that went at the end: the other exchange was gone. Now the run's
+// declaration comes first, the broker refuses it (406), and the run stops
+// with that, before it prints or deletes anything.
+func TestSomeoneElsesExchangeIsLeftAlone(t *testing.T) {
+	t.Parallel()
+	rabbit := brokertest.AMQP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, victim := range []struct {
+		kind    string
+		durable bool
+	}{
+		{amqp.ExchangeFanout, true}, // as lab 02 keeps lab02.events
+		{amqp.ExchangeTopic, true},  // the lab's type, but durable
+	} {
+		name := brokertest.Name(t, "victim")
+		ch := openChannel(t, rabbit.URL)
+		if err := ch.ExchangeDeclare(name, victim.kind, victim.durable, false, false, false, nil); err != nil {
+			t.Fatalf("declaring %s (%s): %v", name, victim.kind, err)
+		}
+		t.Cleanup(func() { _ = ch.ExchangeDelete(name, false, false) })
+
+		var out bytes.Buffer
+		err := run(ctx, []string{"-url", rabbit.URL, "-exchange", name}, &out)
+		if err == nil || !strings.Contains(err.Error(), "already exists with other arguments") {
+			t.Errorf("a run on the existing durable %s exchange %s returned %v; want an error saying it exists with other arguments (the broker refused the declaration: 406 PRECONDITION_FAILED)", victim.kind, name, err)
+		}
+		if out.Len() != 0 {
+			t.Errorf("the refused run printed %q; want nothing", out.String())
+		}
+		if err := ch.ExchangeDeclarePassive(name, victim.kind, victim.durable, false, false, false, nil); err != nil {
+			t.Errorf("the durable %s exchange %s is gone after the run: %v", victim.kind, name, err)
+		}
+	}
+}
+
 // waitExchangeGone waits until the exchange no longer exists. The exclusive
 // queues go with the program's connection, and the auto-delete exchange
 // with its last binding; both happen as the broker tears the connection
