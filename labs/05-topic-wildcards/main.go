@@ -107,6 +107,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		*amqpURL = labkit.EnvOr("AMQP_URL", defaultURL)
 	}
 
+	// Check the exchange's name before dialing (labkit.CheckExchange says
+	// why): the capstone's "events" would hand this run's event.created
+	// messages to BookingService.
+	if err := labkit.CheckExchange(*exchange, "lab05.wildcards"); err != nil {
+		return err
+	}
+
 	// Connect. The connection name shows up in rabbitmqctl list_connections.
 	conn, err := labkit.DialAMQPContext(ctx, *amqpURL, "myevents-05-topic-wildcards")
 	if err != nil {

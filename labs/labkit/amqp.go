@@ -145,13 +145,23 @@ const CapstoneExchange = "events"
 // as real ones. Any of them failed a run halfway, after declaring (and
 // leaving) the rest, or fed the capstone.
 func CheckNames(exchange, queue, own string) error {
+	if err := CheckExchange(exchange, own); err != nil {
+		return err
+	}
+	if queue == "" || strings.HasPrefix(queue, "amq.") {
+		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", queue)
+	}
+	return nil
+}
+
+// CheckExchange is the -exchange half of CheckNames, for a lab whose queues
+// are not named by a -queue flag alone.
+func CheckExchange(exchange, own string) error {
 	switch {
 	case exchange == "" || strings.HasPrefix(exchange, "amq."):
 		return fmt.Errorf("-exchange must name an exchange of the lab's own: not empty, and not starting with \"amq.\", which the broker reserves; got %q", exchange)
 	case exchange == CapstoneExchange:
 		return fmt.Errorf("-exchange %s is the capstone's exchange, and this lab publishes made-up events to its exchange, which BookingService would apply: give it an exchange of its own, such as %s", CapstoneExchange, own)
-	case queue == "" || strings.HasPrefix(queue, "amq."):
-		return fmt.Errorf("-queue must name a queue of the lab's own: not empty, which the broker would replace with a name it invents, and not starting with \"amq.\", which it reserves; got %q", queue)
 	}
 	return nil
 }

@@ -180,9 +180,17 @@ func RefusedBeforeDialing(t *testing.T, run func(ctx context.Context, args []str
 // RefusedBeforeDialing of a lab that calls it: an empty -queue or
 // -exchange, one starting with "amq.", and the capstone's exchange.
 func NameFlags() []BadFlags {
-	return []BadFlags{
+	return append([]BadFlags{
 		{Args: []string{"-queue", ""}, Want: "-queue must name a queue"},
 		{Args: []string{"-queue", "amq.mine"}, Want: "-queue must name a queue"},
+	}, ExchangeFlags()...)
+}
+
+// ExchangeFlags are the command lines labkit.CheckExchange refuses (and
+// CheckNames with them): an empty -exchange, one starting with "amq.", and
+// the capstone's exchange.
+func ExchangeFlags() []BadFlags {
+	return []BadFlags{
 		{Args: []string{"-exchange", ""}, Want: "-exchange must name an exchange"},
 		{Args: []string{"-exchange", "amq.mine"}, Want: "-exchange must name an exchange"},
 		{Args: []string{"-exchange", "events"}, Want: "-exchange events is the capstone's exchange"},
