@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,8 +23,9 @@ import (
 // two queues: one open, one full that rejects new messages. Each message
 // meets a different fate, and the test compares what publishMandatory
 // reports with what the queues hold. Then an unroutable message goes first,
-// before thousands of routed ones, so that its return comes back while the
-// rest are still being published. Last, publishMandatory must close its
+// before thousands of routed ones, on a connection that lets the second
+// one out only once the first one's return is in, so a NotifyReturn
+// registered after publishing misses it every time. Last, publishMandatory must close its
 // channel: three calls on a connection that allows one channel at a time.
 func TestExercisePublishMandatory(t *testing.T) {
 	t.Parallel()
@@ -152,25 +157,29 @@ func TestExercisePublishMandatory(t *testing.T) {
 		return
 	}
 
-	// An unroutable message first, then thousands of routed ones: its
-	// return reaches the client while the others are still being
-	// published, so a NotifyReturn registered only after publishing never
-	// sees it.
+	// An unroutable message first, then thousands of routed ones, on a
+	// connection that holds the second publish back until the client has
+	// taken in the first one's return (returnGate): a NotifyReturn
+	// registered only after publishing never sees it, every time.
 	const many = 3000
 	msgs = []outgoing{{key: "okk.first", msg: amqp.Publishing{MessageId: "typo-first", Body: []byte("unroutable")}}}
 	for i := range many {
 		id := fmt.Sprintf("ok-many-%d", i)
 		msgs = append(msgs, outgoing{key: "ok.many", msg: amqp.Publishing{MessageId: id, Body: []byte(id)}})
 	}
-	fates, err = publishWithin(t, conn, exchange, msgs)
+	gated, gate := dialReturnGate(t, rabbit.URL)
+	fates, err = publishWithin(t, gated, exchange, msgs)
 	if err != nil {
 		t.Fatalf("publishMandatory with %d messages: %v", len(msgs), err)
 	}
 	if len(fates) != len(msgs) {
 		t.Fatalf("publishMandatory reported %d fates for %d messages: want one per message, in the order given", len(fates), len(msgs))
 	}
+	if !gate.held() {
+		t.Fatalf("the test's connection did not hold the second publish back until the first one's return was in: publish the messages in the order given, with mandatory set")
+	}
 	if f := fates[0]; f.id != "typo-first" || !f.acked || !f.returned {
-		t.Errorf("typo-first (routing key okk.first), published first and followed by %d routed messages: publishMandatory reports %+v; want %s: register NotifyReturn before publishing anything; a return that arrives before it is registered is dropped", many, f, back)
+		t.Errorf("typo-first (routing key okk.first), published first and followed by %d routed messages: publishMandatory reports %+v; want %s: register NotifyReturn before publishing anything; a return that arrives before it is registered is dropped (this test's connection lets the second message out only once the first one's return has arrived)", many, f, back)
 	}
 	var wrong []string
 	for _, f := range fates[1:] {
@@ -248,4 +257,158 @@ func getAll(t *testing.T, ch *amqp.Channel, queue string) []string {
 		}
 		ids = append(ids, d.MessageId)
 	}
+}
+
+// returnGate is a client's connection to the broker that lets the second
+// basic.publish out only once the client library has taken in a
+// basic.return and the basic.ack after it: the library reads frames in one
+// goroutine and hands a return to the NotifyReturn listeners before it
+// reads on, so when it comes back for more bytes after the ack, the return
+// has been handed to whoever was registered by then. It waits at most
+// gateWait, so a publisher that sets no mandatory flag is only slowed.
+type returnGate struct {
+	net.Conn
+	out, in   frameScanner // client to broker, broker to client
+	publishes int          // basic.publish frames written so far (Write only)
+	returned  bool         // a basic.return has been read (Read only)
+	acked     bool         // and a basic.ack after it (Read only)
+	open      chan struct{}
+	once      sync.Once
+	waited    atomic.Bool // the second publish was held back
+}
+
+// gateWait bounds how long the gate holds the second publish back.
+const gateWait = 5 * time.Second
+
+// dialReturnGate opens a connection through a returnGate, closed when the
+// test ends.
+func dialReturnGate(t *testing.T, rawURL string) (*amqp.Connection, *returnGate) {
+	t.Helper()
+	var gate *returnGate
+	conn, err := amqp.DialConfig(rawURL, amqp.Config{Dial: func(network, addr string) (net.Conn, error) {
+		c, err := amqp.DefaultDial(10*time.Second)(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		// The client starts with the 8-byte protocol header, then frames.
+		gate = &returnGate{Conn: c, out: frameScanner{skip: 8}, open: make(chan struct{})}
+		return gate, nil
+	}})
+	if err != nil {
+		t.Fatalf("dialing the broker: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn, gate
+}
+
+// held reports whether the gate held a second publish back for a return.
+func (g *returnGate) held() bool { return g.waited.Load() }
+
+func (g *returnGate) Read(p []byte) (int, error) {
+	if g.acked {
+		// Back for more after the ack: the return before it is handed over.
+		g.once.Do(func() { close(g.open) })
+	}
+	n, err := g.Conn.Read(p)
+	g.in.feed(p[:n], nil, func(class, method uint16) {
+		switch {
+		case class == 60 && method == 50: // basic.return
+			g.returned = true
+		case class == 60 && method == 80 && g.returned: // basic.ack
+			g.acked = true
+		}
+	})
+	return n, err
+}
+
+func (g *returnGate) Write(p []byte) (int, error) {
+	hold := -1 // where the second basic.publish starts in p
+	g.out.feed(p, func(class, method uint16, start int) {
+		if class == 60 && method == 40 { // basic.publish
+			g.publishes++
+			if g.publishes == 2 {
+				hold = max(start, 0)
+			}
+		}
+	}, nil)
+	if hold < 0 {
+		return g.Conn.Write(p)
+	}
+	n, err := g.Conn.Write(p[:hold])
+	if err != nil {
+		return n, err
+	}
+	select {
+	case <-g.open:
+		g.waited.Store(true)
+	case <-time.After(gateWait):
+	}
+	m, err := g.Conn.Write(p[hold:])
+	return n + m, err
+}
+
+// frameScanner follows a stream of AMQP 0-9-1 frames (type, channel,
+// size, payload, frame-end) across the chunks it is fed, and reports each
+// frame's class and method ids (0 for a frame that is not a method frame):
+// to head as soon as they are in, with the offset in the chunk where the
+// frame began (negative: in an earlier chunk), and to end once the whole
+// frame is.
+type frameScanner struct {
+	skip  int    // bytes to pass over before the first frame
+	head  []byte // the current frame's first bytes, up to 11
+	left  int    // bytes of the current frame still to come after head
+	start int    // where the current frame began in the current chunk
+	class uint16 // the current frame's class and method ids
+	meth  uint16
+}
+
+func (s *frameScanner) feed(p []byte, head func(class, method uint16, start int), end func(class, method uint16)) {
+	for i := 0; i < len(p); {
+		switch {
+		case s.skip > 0:
+			n := min(s.skip, len(p)-i)
+			s.skip -= n
+			i += n
+			continue
+		case s.left > 0:
+			n := min(s.left, len(p)-i)
+			s.left -= n
+			i += n
+			if s.left == 0 && end != nil {
+				end(s.class, s.meth)
+			}
+			continue
+		}
+		if len(s.head) == 0 {
+			s.start = i
+		}
+		want := 7 // type, channel, size
+		if len(s.head) >= 7 {
+			want = min(11, 8+int(binary.BigEndian.Uint32(s.head[3:7])))
+		}
+		n := min(want-len(s.head), len(p)-i)
+		s.head = append(s.head, p[i:i+n]...)
+		i += n
+		if len(s.head) < 7 {
+			continue
+		}
+		total := 8 + int(binary.BigEndian.Uint32(s.head[3:7]))
+		if len(s.head) < min(11, total) {
+			continue
+		}
+		s.class, s.meth = 0, 0
+		if s.head[0] == 1 && total >= 12 { // a method frame
+			s.class = binary.BigEndian.Uint16(s.head[7:9])
+			s.meth = binary.BigEndian.Uint16(s.head[9:11])
+		}
+		if head != nil {
+			head(s.class, s.meth, s.start)
+		}
+		s.left = total - len(s.head)
+		s.head = s.head[:0]
+		if s.left == 0 && end != nil {
+			end(s.class, s.meth)
+		}
+	}
+	s.start -= len(p) // a frame begun here goes on in the next chunk
 }
