@@ -19,22 +19,31 @@ import (
 // delete it.
 const CapstoneTopic = "events"
 
+// CapstoneDeadLetterTopic is the capstone's dead-letter topic (the
+// default "<topic>.dlq" in capstone/msgqueue/kafka): it keeps the records
+// the capstone's listeners gave up on, with the reasons, so a lab must
+// neither write to it nor delete it.
+const CapstoneDeadLetterTopic = CapstoneTopic + ".dlq"
+
 // CheckTopic refuses, before anything is dialed, a lab's -topic that
 // Kafka would refuse only at the first request, once the run is under way
 // (empty, longer than 249, "." or "..", or with a character other than a
-// letter, a digit, '.', '_' or '-'), and the capstone's topic. own is the
-// lab's default, named in the sentence; recreates says the lab deletes
-// and recreates its topic.
+// letter, a digit, '.', '_' or '-'), the capstone's topic and its
+// dead-letter topic. own is the lab's default, named in the sentence;
+// recreates says the lab deletes and recreates its topic.
 func CheckTopic(topic, own string, recreates bool) error {
 	if !validTopic(topic) {
 		return fmt.Errorf("-topic must name a topic of the lab's own, such as %s: 1 to 249 letters, digits, '.', '_' or '-', and not \".\" or \"..\"; got %q", own, topic)
 	}
-	if topic == CapstoneTopic {
-		also := ""
-		if recreates {
-			also = ", and this lab deletes and recreates its topic"
-		}
+	also := ""
+	if recreates {
+		also = ", and this lab deletes and recreates its topic"
+	}
+	switch topic {
+	case CapstoneTopic:
 		return fmt.Errorf("-topic %s is the capstone's topic, which BookingService replays%s: give the lab a topic of its own, such as %s", CapstoneTopic, also, own)
+	case CapstoneDeadLetterTopic:
+		return fmt.Errorf("-topic %s is the capstone's dead-letter topic, which keeps the records its listeners gave up on%s: give the lab a topic of its own, such as %s", CapstoneDeadLetterTopic, also, own)
 	}
 	return nil
 }

@@ -92,7 +92,7 @@ func TestConnectKafkaGivesUpOnSilence(t *testing.T) {
 }
 
 // TestCheckTopic: what Kafka refuses only at the first request, and the
-// capstone's topic, are refused with a sentence naming the lab's own
+// capstone's topic and its dead-letter topic, are refused with a sentence naming the lab's own
 // topic; a good name passes.
 func TestCheckTopic(t *testing.T) {
 	for _, tc := range []struct {
@@ -111,6 +111,9 @@ func TestCheckTopic(t *testing.T) {
 		{"café", false, "-topic must name a topic"},
 		{"events", false, "-topic events is the capstone's topic, which BookingService replays: give the lab a topic of its own, such as lab99.things"},
 		{"events", true, "-topic events is the capstone's topic, which BookingService replays, and this lab deletes and recreates its topic: give the lab a topic of its own, such as lab99.things"},
+		{"events.dlq", false, "-topic events.dlq is the capstone's dead-letter topic, which keeps the records its listeners gave up on: give the lab a topic of its own, such as lab99.things"},
+		{"events.dlq", true, "-topic events.dlq is the capstone's dead-letter topic, which keeps the records its listeners gave up on, and this lab deletes and recreates its topic: give the lab a topic of its own, such as lab99.things"},
+		{"events.dlq.lab", false, ""},
 	} {
 		err := CheckTopic(tc.topic, "lab99.things", tc.recreates)
 		switch {

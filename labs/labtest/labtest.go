@@ -199,7 +199,8 @@ func ExchangeFlags() []BadFlags {
 
 // TopicFlags are the command lines labkit.CheckTopic refuses, for the
 // RefusedBeforeDialingKafka of a lab that calls it: an empty -topic, one
-// with a space, "..", one of 250 characters, and the capstone's topic.
+// with a space, "..", one of 250 characters, the capstone's topic and its
+// dead-letter topic.
 func TopicFlags() []BadFlags {
 	return []BadFlags{
 		{Args: []string{"-topic", ""}, Want: "-topic must name a topic"},
@@ -207,6 +208,7 @@ func TopicFlags() []BadFlags {
 		{Args: []string{"-topic", ".."}, Want: "-topic must name a topic"},
 		{Args: []string{"-topic", strings.Repeat("t", 250)}, Want: "-topic must name a topic"},
 		{Args: []string{"-topic", "events"}, Want: "-topic events is the capstone's topic"},
+		{Args: []string{"-topic", "events.dlq"}, Want: "-topic events.dlq is the capstone's dead-letter topic"},
 	}
 }
 
