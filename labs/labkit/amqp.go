@@ -2,8 +2,9 @@
 // word, so that every lab says the same thing about the same mistake: how a
 // failed RabbitMQ or Kafka connection is explained, how broker addresses are
 // read from flags and the environment. Lab 01-connect takes the AMQP steps one
-// by one; from lab 02 on, a lab calls DialAMQPContext (or DialAMQP) and keeps
-// its own story short.
+// by one; from lab 02 on, a lab calls DialAMQPContext, which Ctrl-C stops,
+// and keeps its own story short. DialAMQP, which it wraps, is left to
+// tests.
 //
 // Programs import labkit; tests get their brokers from labs/brokertest.
 package labkit
