@@ -334,6 +334,31 @@ func TestSetupErrors(t *testing.T) {
 	}
 }
 
+// TestCtrlCStopsTheDial: a server that accepts the connection and never
+// answers must not hold the lab for the whole dial timeout (5 s), deaf to
+// Ctrl-C: run stops as soon as ctx ends, with ctx's error (main exits
+// 130), prints nothing and never reaches rabbitmqctl.
+func TestCtrlCStopsTheDial(t *testing.T) {
+	t.Parallel()
+	const patience = 200 * time.Millisecond // the Ctrl-C comes this long into the dial
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	noCtl := func(context.Context, ...string) (string, error) {
+		return "", errors.New("rabbitmqctl must not be called")
+	}
+	args := []string{"-url", "amqp://guest:guest@" + brokertest.SilentPort(t) + "/",
+		"-queue", brokertest.Name(t, "never"), "-exchange", brokertest.Name(t, "never")}
+	start := time.Now()
+	var out bytes.Buffer
+	err := runProbed(ctx, args, &out, noCtl, func(string, report) {})
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 2*time.Second {
+		t.Errorf("run against a server that never answers, with ctx ending after %v, returned after %v with %v; want ctx's error at once", patience, took.Round(time.Millisecond), err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("printed %q; want nothing", out.String())
+	}
+}
+
 // needCtl returns the broker, or skips when rabbitmqctl cannot reach it
 // (AMQP_URL on another machine): this lab's outages need it. rabbitmqctl
 // failing otherwise is a failure.

@@ -488,6 +488,32 @@ func TestSetupErrors(t *testing.T) {
 	}
 }
 
+// TestCtrlCStopsTheDial: a server that accepts the connection and never
+// answers must not hold the lab for the whole dial timeout (5 s), deaf to
+// Ctrl-C: run stops as soon as ctx ends, with ctx's error (main exits
+// 130), prints nothing and leaves nothing in -dir.
+func TestCtrlCStopsTheDial(t *testing.T) {
+	t.Parallel()
+	const patience = 200 * time.Millisecond // the Ctrl-C comes this long into the dial
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	dir := t.TempDir()
+	args := []string{"-url", "amqp://guest:guest@" + brokertest.SilentPort(t) + "/",
+		"-queue", brokertest.Name(t, "never"), "-exchange", brokertest.Name(t, "never"), "-dir", dir}
+	start := time.Now()
+	var out bytes.Buffer
+	err := run(ctx, args, &out)
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 2*time.Second {
+		t.Errorf("run against a server that never answers, with ctx ending after %v, returned after %v with %v; want ctx's error at once", patience, took.Round(time.Millisecond), err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("printed %q; want nothing", out.String())
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Errorf("left %s in -dir", left[0].Name())
+	}
+}
+
 // BenchmarkBatching measures each one-at-a-time way and its batched
 // counterpart in the same run, on the same database and broker, and
 // reports each batched way's rate as a ratio of its baseline. Run the
