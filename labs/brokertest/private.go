@@ -28,6 +28,28 @@ const FromPrivateNode Backend = "private node"
 // 6 s on an idle machine, 20 s on a busy one).
 const privateStartTimeout = 2 * time.Minute
 
+// privateStartAttempts is how many nodes PrivateAMQP starts, on new ports
+// each time, when a port it picked was taken before the node listened on
+// it.
+const privateStartAttempts = 3
+
+// portsPicked, when set (by a test of this package), is called with each
+// private node once its ports are picked, before it starts.
+var portsPicked func(*privateNode)
+
+// bootError is a node whose boot failed: its log says BOOT FAILED, and so
+// it will never answer.
+type bootError struct {
+	portTaken bool // its log says eaddrinuse: a port it was to listen on is taken
+}
+
+func (e *bootError) Error() string {
+	if e.portTaken {
+		return "its boot failed: a port it was to listen on is taken (eaddrinuse in its log)"
+	}
+	return "its boot failed (BOOT FAILED in its log)"
+}
+
 // PrivateAMQP starts a RabbitMQ node for this test alone, for a test that
 // stops, restarts or cuts off its broker (rabbitmqctl stop_app, start_app),
 // which it must never do to the broker other tests share. The node is a
@@ -59,14 +81,10 @@ func PrivateAMQP(t testing.TB) *RabbitMQ {
 	if err != nil {
 		resolve(t, os.Getenv, errNoBroker{howTo: err.Error()})
 	}
-	n, err := newPrivateNode(server, ctl)
-	if err != nil {
-		t.Fatalf("brokertest: preparing a private RabbitMQ node: %v", err)
-	}
-	t.Cleanup(func() { n.stop(t) })
 	start := time.Now()
-	if err := n.start(); err != nil {
-		t.Fatalf("brokertest: starting the private RabbitMQ node %s: %v\n%s", n.name, err, n.logTail())
+	n, err := startPrivateNode(t, server, ctl)
+	if err != nil {
+		t.Fatalf("brokertest: %v", err)
 	}
 	t.Logf("brokertest: RabbitMQ at %s, backend %s (node %s, ready after %v)", Redact(n.url), FromPrivateNode, n.name, time.Since(start).Round(100*time.Millisecond))
 	return &RabbitMQ{
@@ -75,6 +93,34 @@ func PrivateAMQP(t testing.TB) *RabbitMQ {
 		reason:  "a node of the test's own, node " + n.name,
 		ctl:     n.ctl,
 		logs:    func(context.Context) (string, error) { return n.logTail(), nil },
+	}
+}
+
+// startPrivateNode prepares and starts a node, to be stopped when t ends.
+// When a port it picked free was taken before the node listened on it
+// (another package's test, in a suite that runs them side by side), the
+// node's boot fails: it starts another on other ports, up to
+// privateStartAttempts nodes in all.
+func startPrivateNode(t testing.TB, server, ctl string) (*privateNode, error) {
+	for attempt := 1; ; attempt++ {
+		n, err := newPrivateNode(server, ctl)
+		if err != nil {
+			return nil, fmt.Errorf("preparing a private RabbitMQ node: %w", err)
+		}
+		if portsPicked != nil {
+			portsPicked(n)
+		}
+		err = n.start()
+		var boot *bootError
+		if err == nil || !errors.As(err, &boot) || !boot.portTaken || attempt == privateStartAttempts {
+			t.Cleanup(func() { n.stop(t) })
+			if err != nil {
+				return nil, fmt.Errorf("starting the private RabbitMQ node %s: %w\n%s", n.name, err, n.logTail())
+			}
+			return n, nil
+		}
+		t.Logf("brokertest: the private RabbitMQ node %s could not listen (%v); starting another on other ports", n.name, err)
+		n.stop(t)
 	}
 }
 
@@ -231,12 +277,28 @@ func (n *privateNode) start() error {
 			}
 			last = err
 		}
+		if err := n.bootFailed(); err != nil {
+			return err // it will not come up: no use waiting
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("not ready after %v: %w", privateStartTimeout, last)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// bootFailed returns a *bootError once the node's log says its boot
+// failed, and nil before.
+func (n *privateNode) bootFailed() error {
+	files, _ := filepath.Glob(filepath.Join(n.dir, "log", "*.log"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err == nil && strings.Contains(string(data), "BOOT FAILED") {
+			return &bootError{portTaken: strings.Contains(string(data), "eaddrinuse")}
+		}
+	}
+	return nil
 }
 
 // pid returns the node's OS process ID from its pid file.

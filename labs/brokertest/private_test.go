@@ -2,6 +2,9 @@ package brokertest
 
 import (
 	"context"
+	"net"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -57,4 +60,51 @@ func TestPrivateAMQP(t *testing.T) {
 		conn.Close()
 		t.Errorf("the private node still answers at %s after its test", Redact(url))
 	}
+}
+
+// TestPrivateNodeStartsAgainWhenItsPortIsTaken: a port picked free can be
+// taken before the node listens on it, by another package's test in a
+// suite that runs them side by side. The node's boot then fails
+// (eaddrinuse), and PrivateAMQP waited its full two minutes for it before
+// it failed the test. It now sees the failed boot and starts a node on
+// other ports. Not parallel: it sets portsPicked, which the package's
+// parallel tests, paused until it returns, never see.
+func TestPrivateNodeStartsAgainWhenItsPortIsTaken(t *testing.T) {
+	server, ctl, err := rabbitmqScripts()
+	if err != nil {
+		resolve(t, os.Getenv, errNoBroker{howTo: err.Error()})
+	}
+	var taken net.Listener
+	portsPicked = func(n *privateNode) {
+		if taken != nil {
+			return
+		}
+		u, err := url.Parse(n.url)
+		if err != nil {
+			t.Errorf("the node's URL %s: %v", n.url, err)
+			return
+		}
+		if taken, err = net.Listen("tcp", u.Host); err != nil {
+			t.Errorf("taking the node's port %s: %v", u.Host, err)
+		}
+	}
+	defer func() { portsPicked = nil }()
+	n, err := startPrivateNode(t, server, ctl)
+	if taken != nil {
+		defer taken.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if taken == nil {
+		t.Fatal("no port was taken: the test tested nothing")
+	}
+	if strings.Contains(n.url, taken.Addr().String()) {
+		t.Fatalf("the node answers at %s, the port the test took", Redact(n.url))
+	}
+	conn, err := amqp.Dial(n.url)
+	if err != nil {
+		t.Fatalf("the node started on other ports does not answer: %v", err)
+	}
+	conn.Close()
 }
