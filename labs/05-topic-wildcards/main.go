@@ -353,7 +353,7 @@ func checkUnused(ctx context.Context, conn *amqp.Connection, exchange string) er
 		case !errors.As(err, &amqpErr) || amqpErr.Code != amqp.PreconditionFailed:
 			return fmt.Errorf("checking that no queue is bound to exchange %s: %w", exchange, err)
 		case time.Now().After(deadline):
-			return fmt.Errorf("exchange %s is in use: queues outside this run are bound to it, most likely those an earlier run kept with -keep (<queue>.<pattern>, lab05.wildcards.<pattern> by default), which expire 5 minutes after it; they would take copies of this run's messages, and hide a message that no queue of this run wants. Delete them (rabbitmqctl list_queues name, then rabbitmqctl delete_queue <name>), wait until they expire, or pass -exchange with another name", exchange)
+			return fmt.Errorf("exchange %s is in use: queues outside this run are bound to it, those of another run of this lab going on now, or those an earlier run kept with -keep (<queue>.<pattern>, lab05.wildcards.<pattern> by default), which expire 5 minutes after it; they would take copies of this run's messages, and hide a message that no queue of this run wants. Wait for the other run to end, delete the kept queues (rabbitmqctl list_queues name, then rabbitmqctl delete_queue <name>), wait until they expire, or pass -exchange with another name", exchange)
 		}
 		select {
 		case <-ctx.Done():
