@@ -37,18 +37,21 @@ const privateStartAttempts = 3
 // private node once its ports are picked, before it starts.
 var portsPicked func(*privateNode)
 
-// bootError is a node whose boot failed: its log says BOOT FAILED, and so
-// it will never answer.
+// bootError is a node that will never answer: its log says BOOT FAILED,
+// or it died before it wrote one.
 type bootError struct {
-	portTaken bool // its log says eaddrinuse: a port it was to listen on is taken
+	portTaken bool   // a port it was to listen on is (or may be) taken: other ports may do
+	reason    string // what shows it
 }
 
-func (e *bootError) Error() string {
-	if e.portTaken {
-		return "its boot failed: a port it was to listen on is taken (eaddrinuse in its log)"
-	}
-	return "its boot failed (BOOT FAILED in its log)"
-}
+func (e *bootError) Error() string { return "its boot failed: " + e.reason }
+
+// privateVanishedAfter is how long after `rabbitmq-server -detached` a
+// node may still have written no pid file while epmd knows no such node.
+// A node that boots registers with epmd and writes its pid file in its
+// first seconds; the Erlang VM dies before either when its distribution
+// port is taken.
+const privateVanishedAfter = 20 * time.Second
 
 // PrivateAMQP starts a RabbitMQ node for this test alone, for a test that
 // stops, restarts or cuts off its broker (rabbitmqctl stop_app, start_app),
@@ -173,7 +176,7 @@ type privateNode struct {
 
 // newPrivateNode picks the names and ports and writes the node's own
 // configuration, environment and plugin files.
-func newPrivateNode(server, ctl string) (*privateNode, error) {
+func newPrivateNode(server, ctl string) (_ *privateNode, err error) {
 	suffix := make([]byte, 4)
 	if _, err := rand.Read(suffix); err != nil {
 		return nil, err
@@ -182,6 +185,11 @@ func newPrivateNode(server, ctl string) (*privateNode, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
 	amqpPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -265,6 +273,7 @@ func (n *privateNode) start() error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("rabbitmq-server -detached: %w: %s", err, out)
 	}
+	began := time.Now()
 	var last error
 	for {
 		attempt, cancelAttempt := context.WithTimeout(ctx, 15*time.Second)
@@ -279,6 +288,9 @@ func (n *privateNode) start() error {
 		}
 		if err := n.bootFailed(); err != nil {
 			return err // it will not come up: no use waiting
+		}
+		if last != nil && strings.Contains(last.Error(), "not running at all") && n.pid() == 0 && time.Since(began) > privateVanishedAfter {
+			return &bootError{portTaken: true, reason: fmt.Sprintf("no pid file, and epmd knows no such node, %v after it was started: a port it was to listen on may be taken", privateVanishedAfter)}
 		}
 		select {
 		case <-ctx.Done():
@@ -295,7 +307,10 @@ func (n *privateNode) bootFailed() error {
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err == nil && strings.Contains(string(data), "BOOT FAILED") {
-			return &bootError{portTaken: strings.Contains(string(data), "eaddrinuse")}
+			if strings.Contains(string(data), "eaddrinuse") {
+				return &bootError{portTaken: true, reason: "a port it was to listen on is taken (eaddrinuse in its log)"}
+			}
+			return &bootError{reason: "BOOT FAILED in its log"}
 		}
 	}
 	return nil

@@ -70,6 +70,33 @@ func TestPrivateAMQP(t *testing.T) {
 // other ports. Not parallel: it sets portsPicked, which the package's
 // parallel tests, paused until it returns, never see.
 func TestPrivateNodeStartsAgainWhenItsPortIsTaken(t *testing.T) {
+	t.Run("AMQP", func(t *testing.T) {
+		testPortTaken(t, func(n *privateNode) string {
+			u, err := url.Parse(n.url)
+			if err != nil {
+				t.Errorf("the node's URL %s: %v", n.url, err)
+			}
+			return u.Host
+		})
+	})
+	// The Erlang VM dies on a taken distribution port before it writes a
+	// log or a pid file.
+	t.Run("distribution", func(t *testing.T) {
+		testPortTaken(t, func(n *privateNode) string {
+			for _, kv := range n.env {
+				if port, ok := strings.CutPrefix(kv, "RABBITMQ_DIST_PORT="); ok {
+					return "127.0.0.1:" + port
+				}
+			}
+			t.Error("the node has no RABBITMQ_DIST_PORT")
+			return ""
+		})
+	})
+}
+
+// testPortTaken takes the port addr names of the first node that
+// startPrivateNode prepares, and wants another node started that answers.
+func testPortTaken(t *testing.T, addr func(*privateNode) string) {
 	server, ctl, err := rabbitmqScripts()
 	if err != nil {
 		resolve(t, os.Getenv, errNoBroker{howTo: err.Error()})
@@ -79,13 +106,9 @@ func TestPrivateNodeStartsAgainWhenItsPortIsTaken(t *testing.T) {
 		if taken != nil {
 			return
 		}
-		u, err := url.Parse(n.url)
-		if err != nil {
-			t.Errorf("the node's URL %s: %v", n.url, err)
-			return
-		}
-		if taken, err = net.Listen("tcp", u.Host); err != nil {
-			t.Errorf("taking the node's port %s: %v", u.Host, err)
+		a := addr(n)
+		if taken, err = net.Listen("tcp", a); err != nil {
+			t.Errorf("taking the node's port %s: %v", a, err)
 		}
 	}
 	defer func() { portsPicked = nil }()
