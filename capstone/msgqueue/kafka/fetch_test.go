@@ -40,22 +40,8 @@ func TestReplayReadsTheBacklogInOrder(t *testing.T) {
 			want = append(want, id)
 		}
 	}
-	send := func(p sarama.SyncProducer, id string) {
-		t.Helper()
-		v, err := contracts.Wrap(booked(id, "show-1", 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder("show-1"), Value: sarama.ByteEncoder(v)}); err != nil {
-			t.Fatalf("producing %s in a transaction: %v", id, err)
-		}
-	}
-	begin := func(p sarama.SyncProducer) {
-		t.Helper()
-		if err := p.BeginTxn(); err != nil {
-			t.Fatalf("BeginTxn: %v", err)
-		}
-	}
+	send := func(p sarama.SyncProducer, id string) { t.Helper(); e.sendTxn(p, booked(id, "show-1", 1)) }
+	begin := e.begin
 
 	plain("first", 20)
 	aborting, committing := e.txnProducer(), e.txnProducer()
@@ -379,24 +365,11 @@ func TestReplayLeavesOutAbortedRecordsWhoseMarkerIsPastTheTarget(t *testing.T) {
 	em := e.emitter(WithPartitions(1))
 	e.emit(em, booked("before", "show-1", 1))
 	a, b := e.txnProducer(), e.txnProducer()
-	send := func(p sarama.SyncProducer, id string) {
-		t.Helper()
-		v, err := contracts.Wrap(booked(id, "show-1", 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder("show-1"), Value: sarama.ByteEncoder(v)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := a.BeginTxn(); err != nil {
-		t.Fatal(err)
-	}
+	send := func(p sarama.SyncProducer, id string) { t.Helper(); e.sendTxn(p, booked(id, "show-1", 1)) }
+	e.begin(a)
 	send(a, "aborted-1")
 	send(a, "aborted-2")
-	if err := b.BeginTxn(); err != nil {
-		t.Fatal(err)
-	}
+	e.begin(b)
 	send(b, "open-1")
 	if err := a.AbortTxn(); err != nil {
 		t.Fatal(err)

@@ -28,20 +28,46 @@ func (e *env) txnProducer() sarama.SyncProducer {
 	return p
 }
 
-// inTxn writes evs in one transaction, committed or aborted.
-func (e *env) inTxn(p sarama.SyncProducer, commit bool, evs ...contracts.Event) {
+// begin begins a transaction of p.
+func (e *env) begin(p sarama.SyncProducer) {
 	e.t.Helper()
 	if err := p.BeginTxn(); err != nil {
 		e.t.Fatalf("BeginTxn: %v", err)
 	}
+}
+
+// sendTxn writes ev with p, in the transaction p has begun, keyed by its
+// partition key, and returns where it landed.
+func (e *env) sendTxn(p sarama.SyncProducer, ev contracts.Event) (partition int32, offset int64) {
+	e.t.Helper()
+	v, err := contracts.Wrap(ev)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	partition, offset, err = p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder(ev.PartitionKey()), Value: sarama.ByteEncoder(v)})
+	if err != nil {
+		e.t.Fatalf("producing %s in a transaction: %v", idOf(ev), err)
+	}
+	return partition, offset
+}
+
+// awaitHealthSays waits until l's Health reports an error containing want.
+func awaitHealthSays(t *testing.T, l *Listener, want string) {
+	t.Helper()
+	brokertest.Eventually(t, wait, func() error {
+		if err := l.Health(t.Context()); err == nil || !strings.Contains(err.Error(), want) {
+			return fmt.Errorf("Health = %v, want an error containing %q", err, want)
+		}
+		return nil
+	})
+}
+
+// inTxn writes evs in one transaction, committed or aborted.
+func (e *env) inTxn(p sarama.SyncProducer, commit bool, evs ...contracts.Event) {
+	e.t.Helper()
+	e.begin(p)
 	for _, ev := range evs {
-		v, err := contracts.Wrap(ev)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder(ev.PartitionKey()), Value: sarama.ByteEncoder(v)}); err != nil {
-			e.t.Fatalf("producing in a transaction: %v", err)
-		}
+		e.sendTxn(p, ev)
 	}
 	end := p.CommitTxn
 	if !commit {
@@ -89,16 +115,8 @@ func TestReplayOfTransactions(t *testing.T) {
 		em := e.emitter()
 		e.emit(em, booked("before", "show-1", 1))
 		p := e.txnProducer()
-		if err := p.BeginTxn(); err != nil {
-			t.Fatal(err)
-		}
-		v, err := contracts.Wrap(booked("open", "show-1", 2))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder("show-1"), Value: sarama.ByteEncoder(v)}); err != nil {
-			t.Fatal(err)
-		}
+		e.begin(p)
+		e.sendTxn(p, booked("open", "show-1", 2))
 		l := e.replayListener()
 		s := newSeen()
 		listen(t, l, s.handler)
@@ -164,24 +182,9 @@ func TestHealthSaysAnOpenTransactionHoldsAPartitionBack(t *testing.T) {
 			}
 
 			p := e.txnProducer()
-			if err := p.BeginTxn(); err != nil {
-				t.Fatal(err)
-			}
-			v, err := contracts.Wrap(booked("open", "show-1", 2))
-			if err != nil {
-				t.Fatal(err)
-			}
-			part, offset, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder("show-1"), Value: sarama.ByteEncoder(v)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := fmt.Sprintf("partition %d of topic %s is held at offset %d by a transaction this listener has seen open", part, e.topic, offset)
-			brokertest.Eventually(t, wait, func() error {
-				if err := l.Health(t.Context()); err == nil || !strings.Contains(err.Error(), want) {
-					return fmt.Errorf("Health = %v, want an error containing %q", err, want)
-				}
-				return nil
-			})
+			e.begin(p)
+			part, offset := e.sendTxn(p, booked("open", "show-1", 2))
+			awaitHealthSays(t, l, fmt.Sprintf("partition %d of topic %s is held at offset %d by a transaction this listener has seen open", part, e.topic, offset))
 			if err := p.CommitTxn(); err != nil {
 				t.Fatal(err)
 			}
@@ -225,24 +228,9 @@ func TestHealthSeesAHeldPartitionAfterItsLeaderMoves(t *testing.T) {
 	}
 
 	p := e.txnProducer()
-	if err := p.BeginTxn(); err != nil {
-		t.Fatal(err)
-	}
-	v, err := contracts.Wrap(booked("open", "show-1", 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, offset, err := p.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder("show-1"), Value: sarama.ByteEncoder(v)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("partition 0 of topic %s is held at offset %d", e.topic, offset)
-	brokertest.Eventually(t, wait, func() error {
-		if err := l.Health(t.Context()); err == nil || !strings.Contains(err.Error(), want) {
-			return fmt.Errorf("Health = %v, want an error containing %q", err, want)
-		}
-		return nil
-	})
+	e.begin(p)
+	_, offset := e.sendTxn(p, booked("open", "show-1", 2))
+	awaitHealthSays(t, l, fmt.Sprintf("partition 0 of topic %s is held at offset %d", e.topic, offset))
 	if err := p.CommitTxn(); err != nil {
 		t.Fatal(err)
 	}
