@@ -237,6 +237,9 @@ func newPrivateNode(server, ctl string) (_ *privateNode, err error) {
 		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
 		"ERL_EPMD_ADDRESS=127.0.0.1",
+		// A VM that dies (a taken distribution port) writes its crash
+		// dump here, not into the test's package directory.
+		"ERL_CRASH_DUMP="+filepath.Join(dir, "erl_crash.dump"),
 	)
 	return n, nil
 }
